@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/dotenv"
+)
+
+// envFileTarget publishes to a .env file through the byte-preserving editor.
+type envFileTarget struct {
+	name string
+	path string
+	rel  string
+}
+
+func (t *envFileTarget) Name() string { return t.name + " (" + t.rel + ")" }
+
+func (t *envFileTarget) load() (*dotenv.File, []byte, error) {
+	data, err := os.ReadFile(t.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, rekey.Errorf(rekey.CodeNotFound, "%s does not exist", t.rel).WithHint("create it, or fix the path of target %s in rekey.yaml", t.name)
+		}
+		return nil, nil, rekey.Wrap(rekey.CodeInvalid, err, "read %s", t.rel)
+	}
+	f, err := dotenv.Parse(t.rel, data)
+	if err != nil {
+		return nil, nil, dotenvErr(err)
+	}
+	return f, data, nil
+}
+
+func dotenvErr(err error) error {
+	var pe *dotenv.ParseError
+	if errors.As(err, &pe) {
+		return &rekey.Error{Code: rekey.CodeInvalid, Msg: pe.Error(), Hint: pe.Hint}
+	}
+	return rekey.Wrap(rekey.CodeInvalid, err, "")
+}
+
+func (t *envFileTarget) Read(_ context.Context, keys []string) (map[string]rekey.Value, error) {
+	f, _, err := t.load()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]rekey.Value{}
+	for _, k := range keys {
+		if v, ok := f.Get(k); ok {
+			out[k] = rekey.NewValueString(v)
+		}
+	}
+	return out, nil
+}
+
+func (t *envFileTarget) Write(_ context.Context, set map[string]rekey.Value, del []string) error {
+	f, orig, err := t.load()
+	if err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(set) {
+		if cur, ok := f.Get(k); ok && cur == set[k].RevealString() {
+			continue // unchanged: keep its bytes exactly
+		}
+		if err := f.Set(k, set[k].RevealString()); err != nil {
+			return rekey.Wrap(rekey.CodeInvalid, err, "write %s to %s", k, t.rel)
+		}
+	}
+	for _, k := range del {
+		f.Delete(k)
+	}
+	out := f.Bytes()
+	if string(out) == string(orig) {
+		return nil
+	}
+	if err := dotenv.WriteFileAtomic(t.path, out, 0o600); err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "write %s", t.rel).WithHint("nothing was half-written: %s is as it was; fix the cause and run `rekey recover`", t.rel)
+	}
+	return nil
+}
+
+func relTo(dir, path string) string {
+	if r, err := filepath.Rel(dir, path); err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return r
+	}
+	return path
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) historyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "history NAME",
+		Short: "List a secret's versions: dates, labels, sources, fingerprints (never values)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runHistory(cmd.Context(), args[0])
+		},
+	}
+}
+
+func (a *app) runHistory(ctx context.Context, name string) error {
+	cfg, st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	env, err := a.environment(cfg)
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Secret(name); !ok {
+		return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
+	}
+	var vs []rekey.Version
+	if err := st.View(ctx, func(tx rekey.Tx) error {
+		vs, err = tx.Versions(env.Name, name)
+		return err
+	}); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "VERSION\tLABEL\tCREATED\tSOURCE\tFINGERPRINT\tNOTE\n")
+	for _, v := range vs {
+		label := string(v.Label)
+		if label == "" {
+			label = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), label, v.CreatedAt.Format("2006-01-02 15:04:05Z"), v.Source, v.Fingerprint, v.Note)
+	}
+	return w.Flush()
+}

@@ -1,0 +1,31 @@
+// Command rekey rotates a project's secrets safely: it generates, seals,
+// applies, publishes and verifies new values, keeps every version, keeps the
+// schedule and leaves an audit trail. `rekey --help` lists the commands.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := (&Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// Main is the program with injectable standard streams and environment, so
+// tests run it in-process.
+type Main struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Dir is the working directory ("" = the process's).
+	Dir string
+	// Env overrides environment variables (a key mapped to "" unsets it).
+	Env map[string]string
+}

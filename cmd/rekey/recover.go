@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) recoverCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "recover",
+		Short: "Complete or roll back interrupted rotations; check the store and the .env agree",
+		Long: `recover brings the environment back to one consistent state after a crash,
+a kill or a full disk: a rotation that had not started publishing is abandoned
+(no system saw its values; they stay in history), one that was publishing is
+completed, one that was rolling back finishes rolling back. It then checks the
+store file (SQLite integrity and every sealed value) and reports any .env value
+that differs from the store's current one (drift). Every mutating command runs
+this recovery first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRecover(cmd.Context()) },
+	}
+}
+
+func (a *app) runRecover(ctx context.Context) error {
+	cfg, st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.IntegrityCheck(ctx); err != nil {
+		return err
+	}
+	env, err := a.environment(cfg)
+	if err != nil {
+		return err
+	}
+	if err := a.lockEnv(cfg, env.Name); err != nil {
+		return err
+	}
+	e := a.engine(cfg, st, env)
+	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+	rep, err := e.Recover(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range rep.RolledForward {
+		fmt.Fprintf(a.out(), "completed rotation %s\n", id)
+	}
+	for _, id := range rep.RolledBack {
+		fmt.Fprintf(a.out(), "rolled back rotation %s\n", id)
+	}
+	for _, d := range rep.Drift {
+		if d.Missing {
+			fmt.Fprintf(a.out(), "drift: %s has no %s\n", d.Target, d.Key)
+		} else {
+			fmt.Fprintf(a.out(), "drift: %s holds a %s that is not the store's current value\n", d.Target, d.Key)
+		}
+	}
+	if len(rep.Drift) > 0 {
+		return rekey.Errorf(rekey.CodeConflict, "%d value(s) in the targets differ from the store", len(rep.Drift)).
+			WithHint("`rekey set NAME --from-target` records the file's value; `rekey publish NAME` writes the store's")
+	}
+	if len(rep.RolledForward)+len(rep.RolledBack) == 0 {
+		fmt.Fprintf(a.out(), "%s: consistent, nothing to recover\n", env.Name)
+	} else {
+		fmt.Fprintf(a.out(), "%s: consistent\n", env.Name)
+	}
+	return nil
+}
+
+func (a *app) publishCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "publish NAME...",
+		Short: "Write the store's current values (and derived values) to the .env again",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, _, e, err := a.mutate(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, n := range args {
+				if _, ok := cfg.Secret(n); !ok {
+					return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", n)
+				}
+			}
+			if err := e.Publish(cmd.Context(), args); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out(), "published %d secret(s)\n", len(args))
+			return nil
+		},
+	}
+}
+
+func (a *app) rollbackCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback NAME",
+		Short: "Republish a secret's previous version, as a new journaled and audited rotation",
+		Long: `rollback makes the previous version's value current again. It is a new
+rotation (a new version whose value is the previous one's, source "rollback"),
+journaled, verified and audited like any other; nothing is deleted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runRollback(cmd.Context(), args[0]) },
+	}
+}
+
+func (a *app) runRollback(ctx context.Context, name string) error {
+	cfg, st, env, e, err := a.mutate(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Secret(name); !ok {
+		return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name)
+	}
+	var prev rekey.Version
+	var val rekey.Value
+	err = st.View(ctx, func(tx rekey.Tx) error {
+		prev, err = tx.Labeled(env.Name, name, rekey.LabelPrevious)
+		if err != nil {
+			return rekey.Wrap(rekey.CodeNotFound, err, "").WithHint("%s has no previous version to roll back to", name)
+		}
+		val, err = tx.Value(env.Name, name, prev.N)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: fmt.Sprintf("rollback to v%d", prev.N)})
+	if err != nil {
+		return err
+	}
+	v := res.Versions[name]
+	fmt.Fprintf(a.out(), "rolled %s back to the value of v%d (now v%d %s)\n", name, prev.N, v.N, v.Fingerprint)
+	return nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/spf13/cobra"
+)
+
+type rotateOptions struct {
+	due, all, dryRun, emergency bool
+}
+
+func (a *app) rotateCommand() *cobra.Command {
+	var o rotateOptions
+	c := &cobra.Command{
+		Use:   "rotate NAME... | --due | --all [--environment E] [--dry-run] [--emergency]",
+		Short: "Rotate secrets: generate, seal, publish to the .env, verify, finish (crash-safe)",
+		Long: `rotate replaces secrets with new random values as one journaled rotation:
+
+  create   the new values are sealed in the store (pending) and synced to disk
+           before anything else sees them
+  apply    kind-specific work (PostgreSQL passwords, re-encryption)
+  publish  the .env targets get the new values and every derived value
+           (DATABASE_URL) in one atomic write each; other bytes stay identical
+  verify   the targets are read back
+  finish   pending becomes current, current becomes previous
+
+If the process dies at any point, the next rekey command (or ` + "`rekey recover`" + `)
+completes or rolls back the rotation so that the store and the .env agree.
+If verification fails, a scheduled or manual rotation is rolled back; an
+--emergency rotation keeps the new values (the old ones may be exposed) and
+exits 7. Only one rotation per environment runs at a time.
+
+--due rotates the secrets whose rotation period has passed; --all every
+secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + `).
+A data-encryption key is refused until re-encryption is available: a new key
+without re-encrypting the rows makes every encrypted row unreadable.`,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runRotate(cmd.Context(), o, args) },
+	}
+	c.Flags().BoolVar(&o.due, "due", false, "rotate every secret that is overdue")
+	c.Flags().BoolVar(&o.all, "all", false, "rotate every secret rekey can rotate")
+	c.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
+	c.Flags().BoolVar(&o.emergency, "emergency", false, "a secret was exposed: never roll back to the old values")
+	return c
+}
+
+func (a *app) runRotate(ctx context.Context, o rotateOptions, names []string) error {
+	n := 0
+	for _, b := range []bool{o.due, o.all, len(names) > 0} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		return rekey.Errorf(rekey.CodeInvalid, "name the secrets to rotate, or pass --due or --all (one of them)").WithHint("`rekey status` lists the secrets and what is due")
+	}
+	var (
+		e   *rekey.Engine
+		err error
+	)
+	if o.dryRun {
+		cfg, st, err := a.openStore(ctx)
+		if err != nil {
+			return err
+		}
+		env, err := a.environment(cfg)
+		if err != nil {
+			return err
+		}
+		e = a.engine(cfg, st, env)
+	} else {
+		cfg, _, _, eng, err := a.mutate(ctx)
+		if err != nil {
+			return err
+		}
+		_ = cfg
+		e = eng
+	}
+	mode := rekey.ModeManual
+	if o.emergency {
+		mode = rekey.ModeEmergency
+	}
+	if o.due || o.all {
+		mode2 := mode
+		if o.due && !o.emergency {
+			mode2 = rekey.ModeScheduled
+		}
+		mode = mode2
+		cfg, st, _ := a.openStore(ctx)
+		env, _ := a.environment(cfg)
+		rows, err := a.computeStatus(ctx, cfg, st, env.Name)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if r.Kind == rekey.KindManual {
+				continue
+			}
+			if o.due && r.State != rekey.StateOverdue {
+				continue
+			}
+			if _, err := e.Plan(ctx, []string{r.Name}, mode); err != nil {
+				var re *rekey.Error
+				if errors.As(err, &re) && re.Code == rekey.CodeUnsafe {
+					a.warnf("skipping %s: %s", r.Name, re.Msg)
+					continue
+				}
+				return err
+			}
+			names = append(names, r.Name)
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(a.out(), "nothing to rotate")
+			return nil
+		}
+	}
+	plan, err := e.Plan(ctx, names, mode)
+	if err != nil {
+		return err
+	}
+	if o.dryRun {
+		fmt.Fprintf(a.out(), "plan (%s rotation of %s; nothing changed):\n", plan.Mode, plan.Env)
+		for _, s := range plan.Secrets {
+			fmt.Fprintf(a.out(), "  %s (%s, %d-bit %s) v%d → v%d\n", s.Name, s.Kind, s.Generator.Bits(), s.Generator.Encoding, s.FromVersion, s.ToVersion)
+			for _, step := range s.Steps {
+				fmt.Fprintf(a.out(), "    - %s\n", step)
+			}
+		}
+		return nil
+	}
+	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+	res, err := e.Rotate(ctx, names, mode, nil)
+	if err != nil {
+		return err
+	}
+	var parts []string
+	for _, name := range sortedKeys(res.Versions) {
+		v := res.Versions[name]
+		parts = append(parts, fmt.Sprintf("%s v%d %s", name, v.N, v.Fingerprint))
+	}
+	fmt.Fprintf(a.out(), "rotated %s (rotation %s)\n", strings.Join(parts, ", "), res.Rotation.ID)
+	return nil
+}

@@ -1,0 +1,865 @@
+package rekey
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Step names of the rotation journal, in order.
+const (
+	StepCreate   = "create"
+	StepApply    = "apply"
+	StepPublish  = "publish"
+	StepVerify   = "verify"
+	StepFinish   = "finish"
+	StepRollback = "rollback"
+)
+
+// Applier adds kind-specific work to a rotation (PostgreSQL role passwords,
+// re-encryption). Every method must be idempotent: recovery may call it again
+// after a crash at any point.
+type Applier interface {
+	// Apply makes the backing system accept the pending value.
+	Apply(ctx context.Context, env string, spec *Spec, pending, current Value) error
+	// Revert makes the backing system accept current again (rollback).
+	Revert(ctx context.Context, env string, spec *Spec, pending, current Value) error
+}
+
+// Engine drives rotations of one environment through the journaled steps
+// create → apply → publish → verify → finish, and recovers unfinished ones.
+//
+// Invariants:
+//   - a new value is sealed in the store (durably) before any other system sees it;
+//   - each step is recorded in the journal before and after it runs;
+//   - after a crash, Recover brings the store's current label and the targets into agreement.
+type Engine struct {
+	Store   Store
+	Env     string
+	Specs   []Spec
+	Derived []Derived
+	// Targets of the environment by name; a secret goes to its Spec.Targets (all when empty).
+	Targets map[string]Target
+	// TargetOrder is the order targets are written in (defaults to sorted names).
+	TargetOrder []string
+	Appliers    map[Kind]Applier
+	Actor       string
+	Now         func() time.Time
+	Rand        io.Reader
+	// KeepVersions prunes unlabeled versions beyond this many after a rotation (0 = keep all).
+	KeepVersions int
+	// Fault is called at every step boundary with its name ("create:after" ...);
+	// tests use it to crash the process there. Nil in production.
+	Fault func(point string)
+	// Progress receives one line per step for narration; nil discards.
+	Progress func(format string, args ...any)
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) fault(point string) {
+	if e.Fault != nil {
+		e.Fault(point)
+	}
+}
+
+func (e *Engine) say(format string, args ...any) {
+	if e.Progress != nil {
+		e.Progress(format, args...)
+	}
+}
+
+// Spec returns the spec of a secret.
+func (e *Engine) Spec(name string) (*Spec, bool) {
+	for i := range e.Specs {
+		if e.Specs[i].Name == name {
+			return &e.Specs[i], true
+		}
+	}
+	return nil, false
+}
+
+func newID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Plan describes what a rotation would do, for --dry-run and narration.
+type Plan struct {
+	Env     string
+	Mode    Mode
+	Secrets []PlanSecret
+}
+
+// PlanSecret is one secret of a Plan.
+type PlanSecret struct {
+	Name        string
+	Kind        Kind
+	FromVersion int
+	ToVersion   int
+	Generator   Generator
+	Targets     []string // target names
+	Derived     []string // derived values rewritten with it
+	Steps       []string
+}
+
+// refusal says why a secret cannot be rotated by Rotate, or "".
+func (e *Engine) refusal(s *Spec, given bool) *Error {
+	switch s.Kind {
+	case KindManual:
+		if given {
+			return nil
+		}
+		return Errorf(CodeUnsafe, "%s is user-managed: rekey cannot generate it", s.Name).
+			WithHint("rotate it at the provider, then record it with `rekey set %s` (value on stdin)", s.Name)
+	case KindDataKey:
+		if e.Appliers[KindDataKey] == nil {
+			return Errorf(CodeUnsafe, "refusing to rotate %s: it is a data-encryption key and re-encryption is not available", s.Name).
+				WithHint("a new %s without re-encrypting the existing rows makes every encrypted row unreadable", s.Name)
+		}
+	case KindPostgresPassword:
+		if e.Appliers[KindPostgresPassword] == nil {
+			return Errorf(CodeUnsafe, "refusing to rotate %s: changing the PostgreSQL role password is not available", s.Name).
+				WithHint("a new %s in the .env without ALTER ROLE would lock the application out of its database", s.Name)
+		}
+	}
+	return nil
+}
+
+// Plan checks that names can be rotated and describes the rotation.
+func (e *Engine) Plan(ctx context.Context, names []string, mode Mode) (*Plan, error) {
+	return e.plan(ctx, names, mode, false)
+}
+
+func (e *Engine) plan(ctx context.Context, names []string, mode Mode, given bool) (*Plan, error) {
+	p := &Plan{Env: e.Env, Mode: mode}
+	seen := map[string]bool{}
+	err := e.Store.View(ctx, func(tx Tx) error {
+		for _, name := range names {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			s, ok := e.Spec(name)
+			if !ok {
+				return Errorf(CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
+			}
+			if r := e.refusal(s, given); r != nil {
+				return r
+			}
+			ps := PlanSecret{Name: name, Kind: s.Kind, Generator: s.Generator, Targets: e.targetNames(s)}
+			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			ps.FromVersion = cur.N
+			vs, err := tx.Versions(e.Env, name)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			ps.ToVersion = len(vs) + 1
+			if len(vs) > 0 {
+				ps.ToVersion = vs[len(vs)-1].N + 1
+			}
+			for _, d := range e.Derived {
+				for _, ref := range d.Template.Refs() {
+					if ref == name {
+						ps.Derived = append(ps.Derived, d.Name)
+					}
+				}
+			}
+			ps.Steps = []string{"create v" + fmt.Sprint(ps.ToVersion) + " (sealed, pending)"}
+			if e.Appliers[s.Kind] != nil {
+				ps.Steps = append(ps.Steps, "apply to "+string(s.Kind))
+			}
+			pub := "publish to " + strings.Join(ps.Targets, ", ")
+			if len(ps.Derived) > 0 {
+				pub += " (with " + strings.Join(ps.Derived, ", ") + ")"
+			}
+			ps.Steps = append(ps.Steps, pub, "verify", "finish (v"+fmt.Sprint(ps.ToVersion)+" current)")
+			p.Secrets = append(p.Secrets, ps)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Secrets) == 0 {
+		return nil, Errorf(CodeInvalid, "nothing to rotate")
+	}
+	return p, nil
+}
+
+func (e *Engine) targetNames(s *Spec) []string {
+	if len(s.Targets) > 0 {
+		return s.Targets
+	}
+	return e.targetOrder()
+}
+
+func (e *Engine) targetOrder() []string {
+	if len(e.TargetOrder) > 0 {
+		return e.TargetOrder
+	}
+	var out []string
+	for n := range e.Targets {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Result is what a rotation did.
+type Result struct {
+	Rotation *Rotation
+	// Versions are the new versions by secret name.
+	Versions map[string]Version
+	// VerifyErr is set when verification failed: after rollback (scheduled, manual)
+	// or with the new values kept (emergency).
+	VerifyErr  error
+	RolledBack bool
+}
+
+// NewValues supplies values for Rotate instead of the generator (rekey set, rekey rollback).
+type NewValues struct {
+	Values map[string]Value
+	Source Source
+	Note   string
+	// SkipDrift publishes even over values the store does not know (set --from-target).
+	SkipDrift bool
+}
+
+// Rotate rotates the named secrets together as one journaled rotation.
+// Callers hold the environment lock and have run Recover.
+func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *NewValues) (*Result, error) {
+	plan, err := e.plan(ctx, names, mode, given != nil)
+	if err != nil {
+		return nil, err
+	}
+	// Generate before touching anything.
+	values := map[string]Value{}
+	source, note := SourceGenerated, ""
+	for _, ps := range plan.Secrets {
+		if given != nil {
+			v, ok := given.Values[ps.Name]
+			if !ok {
+				return nil, Errorf(CodeInternal, "no value given for %s", ps.Name)
+			}
+			values[ps.Name] = v
+			source, note = given.Source, given.Note
+			continue
+		}
+		v, err := ps.Generator.Generate(e.Rand)
+		if err != nil {
+			return nil, err
+		}
+		values[ps.Name] = v
+	}
+	if given == nil || !given.SkipDrift {
+		if err := e.checkDrift(ctx, plan); err != nil {
+			return nil, err
+		}
+	}
+
+	now := e.now()
+	r := &Rotation{ID: newID(now), Env: e.Env, Mode: mode, State: StateRunning, Actor: e.Actor, Secrets: map[string]int{}, Started: now}
+	res := &Result{Rotation: r, Versions: map[string]Version{}}
+
+	// create: the pending values are sealed and durable before anything else sees them.
+	e.fault("create:before")
+	err = e.Store.Update(ctx, func(tx Tx) error {
+		r.Steps = append(r.Steps, Step{Name: StepCreate, Started: now})
+		for _, ps := range plan.Secrets {
+			v, err := tx.AddVersion(e.Env, ps.Name, NewVersion{Value: values[ps.Name], Label: LabelPending, Source: source, RotationID: r.ID, Note: note})
+			if err != nil {
+				return err
+			}
+			r.Secrets[ps.Name] = v.N
+			res.Versions[ps.Name] = v
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.create", Env: e.Env, Secret: ps.Name, Version: v.N, Fingerprint: v.Fingerprint, Outcome: "ok", Detail: "rotation " + r.ID + " (" + string(mode) + ")"}); err != nil {
+				return err
+			}
+		}
+		r.Steps[0].Ended, r.Steps[0].Outcome = e.now(), "ok"
+		return tx.PutRotation(r)
+	})
+	if err != nil {
+		return nil, Wrap(ErrorCode(err), err, "create new versions")
+	}
+	for _, ps := range plan.Secrets {
+		e.say("created %s v%d (sealed, pending) %s", ps.Name, r.Secrets[ps.Name], res.Versions[ps.Name].Fingerprint)
+	}
+	e.fault("create:after")
+	return res, e.drive(ctx, r, res)
+}
+
+// checkDrift refuses to publish over a target value that the store does not
+// know: overwriting it would lose a secret nobody recorded.
+func (e *Engine) checkDrift(ctx context.Context, plan *Plan) error {
+	names := make([]string, 0, len(plan.Secrets))
+	for _, ps := range plan.Secrets {
+		names = append(names, ps.Name)
+	}
+	drift, err := e.Drift(ctx, names)
+	if err != nil {
+		return err
+	}
+	if len(drift) > 0 {
+		d := drift[0]
+		return Errorf(CodeConflict, "%s in %s holds a value rekey does not know (edited by hand?)", d.Key, d.Target).
+			WithHint("record it first with `rekey set %s --from-target`, or restore the stored one with `rekey publish %s`", d.Key, d.Key)
+	}
+	return nil
+}
+
+// DriftItem is a target key whose value is not the store's current one.
+type DriftItem struct {
+	Target, Key string
+	Missing     bool
+}
+
+// Drift compares what the targets hold for names (all managed secrets when
+// empty) with the store's current values.
+func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error) {
+	if len(names) == 0 {
+		for _, s := range e.Specs {
+			names = append(names, s.Name)
+		}
+	}
+	var out []DriftItem
+	err := e.Store.View(ctx, func(tx Tx) error {
+		for _, name := range names {
+			s, ok := e.Spec(name)
+			if !ok {
+				continue
+			}
+			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			want, err := tx.Value(e.Env, name, cur.N)
+			if err != nil {
+				return err
+			}
+			for _, tn := range e.targetNames(s) {
+				t := e.Targets[tn]
+				if t == nil {
+					continue
+				}
+				got, err := t.Read(ctx, []string{name})
+				if err != nil {
+					return err
+				}
+				g, ok := got[name]
+				if !ok {
+					out = append(out, DriftItem{Target: t.Name(), Key: name, Missing: true})
+				} else if !g.Equal(want) {
+					out = append(out, DriftItem{Target: t.Name(), Key: name})
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// step journals a step start, runs fn, journals its end.
+func (e *Engine) step(ctx context.Context, r *Rotation, name string, fn func() error) error {
+	r.Steps = append(r.Steps, Step{Name: name, Started: e.now()})
+	i := len(r.Steps) - 1
+	if err := e.Store.Update(ctx, func(tx Tx) error { return tx.PutRotation(r) }); err != nil {
+		return Wrap(ErrorCode(err), err, "journal %s", name)
+	}
+	e.fault(name + ":before")
+	ferr := fn()
+	r.Steps[i].Ended = e.now()
+	if ferr != nil {
+		r.Steps[i].Outcome, r.Steps[i].Detail = "error", ferr.Error()
+	} else {
+		r.Steps[i].Outcome = "ok"
+	}
+	if err := e.Store.Update(ctx, func(tx Tx) error { return tx.PutRotation(r) }); err != nil {
+		if ferr != nil {
+			return ferr
+		}
+		return Wrap(ErrorCode(err), err, "journal %s", name)
+	}
+	if ferr == nil {
+		e.fault(name + ":after")
+	}
+	return ferr
+}
+
+// rotationValues loads the pending and current values of a rotation's secrets.
+func (e *Engine) rotationValues(ctx context.Context, r *Rotation) (pending, current map[string]Value, err error) {
+	pending, current = map[string]Value{}, map[string]Value{}
+	err = e.Store.View(ctx, func(tx Tx) error {
+		for name, n := range r.Secrets {
+			v, err := tx.Value(e.Env, name, n)
+			if err != nil {
+				return err
+			}
+			pending[name] = v
+			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if cur.N == n { // already finished for this secret
+				continue
+			}
+			cv, err := tx.Value(e.Env, name, cur.N)
+			if err != nil {
+				return err
+			}
+			current[name] = cv
+		}
+		return nil
+	})
+	return pending, current, err
+}
+
+// drive runs apply → publish → verify → finish for a created rotation.
+func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
+	pending, current, err := e.rotationValues(ctx, r)
+	if err != nil {
+		return err
+	}
+	names := sortedKeys(r.Secrets)
+	if !r.Reached(StepApply) || r.LastStep().Name == StepApply {
+		err := e.step(ctx, r, StepApply, func() error {
+			for _, name := range names {
+				s, _ := e.Spec(name)
+				if a := e.Appliers[s.Kind]; a != nil && s != nil {
+					if err := a.Apply(ctx, e.Env, s, pending[name], current[name]); err != nil {
+						return Wrap(ErrorCode(err), err, "apply %s", name)
+					}
+					e.say("applied %s", name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return e.fail(ctx, r, res, err, pending, current, false)
+		}
+	}
+	if err := e.step(ctx, r, StepPublish, func() error { return e.publish(ctx, r, pending) }); err != nil {
+		return e.fail(ctx, r, res, err, pending, current, true)
+	}
+	if err := e.step(ctx, r, StepVerify, func() error { return e.verifyTargets(ctx, r, pending) }); err != nil {
+		return e.fail(ctx, r, res, err, pending, current, true)
+	}
+	return e.finish(ctx, r, StateDone, "")
+}
+
+// fail handles a failed apply, publish or verify: roll back for scheduled and
+// manual rotations; keep the new values for an emergency.
+func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error, pending, current map[string]Value, published bool) error {
+	if res != nil {
+		res.VerifyErr = cause
+	}
+	if r.Mode == ModeEmergency && published {
+		e.say("EMERGENCY: keeping the new values although %v", cause)
+		if err := e.finish(ctx, r, StateFailed, cause.Error()); err != nil {
+			return err
+		}
+		return &Error{Code: CodeVerifyFailed, Msg: "emergency rotation kept the new values but verification failed", Err: cause,
+			Hint: "the old values may be exposed, so rekey did not go back to them: fix what is broken, then run `rekey verify`"}
+	}
+	if err := e.rollback(ctx, r, pending, current, cause.Error()); err != nil {
+		return fmt.Errorf("%w; then rollback failed: %v", cause, err)
+	}
+	if res != nil {
+		res.RolledBack = true
+	}
+	return &Error{Code: CodeVerifyFailed, Msg: "rotation rolled back", Err: cause, Hint: "the previous values are in place again; nothing was lost"}
+}
+
+// rollback puts the current values back on the targets and backing systems and
+// abandons the pending versions (they stay in history, unlabeled).
+func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map[string]Value, why string) error {
+	err := e.step(ctx, r, StepRollback, func() error {
+		names := sortedKeys(r.Secrets)
+		var set = map[string]Value{}
+		for _, name := range names {
+			if cv, ok := current[name]; ok {
+				set[name] = cv
+			}
+		}
+		if err := e.publishValues(ctx, names, set, nil); err != nil {
+			return err
+		}
+		for _, name := range names {
+			s, _ := e.Spec(name)
+			if a := e.Appliers[s.Kind]; a != nil {
+				if _, ok := current[name]; ok {
+					if err := a.Revert(ctx, e.Env, s, pending[name], current[name]); err != nil {
+						return Wrap(ErrorCode(err), err, "revert %s", name)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return e.Store.Update(ctx, func(tx Tx) error {
+		for _, name := range sortedKeys(r.Secrets) {
+			p, err := tx.Labeled(e.Env, name, LabelPending)
+			if err == nil && p.N == r.Secrets[name] {
+				if err := tx.SetLabel(e.Env, name, 0, LabelPending); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.rollback", Env: e.Env, Secret: name, Version: r.Secrets[name], Outcome: "rolled-back", Detail: truncate(why, 200)}); err != nil {
+				return err
+			}
+		}
+		r.State, r.Ended, r.Error = StateRolledBack, e.now(), truncate(why, 500)
+		return tx.PutRotation(r)
+	})
+}
+
+func (e *Engine) publish(ctx context.Context, r *Rotation, pending map[string]Value) error {
+	names := sortedKeys(r.Secrets)
+	if err := e.publishValues(ctx, names, pending, nil); err != nil {
+		return err
+	}
+	return e.Store.Update(ctx, func(tx Tx) error {
+		for _, name := range names {
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.publish", Env: e.Env, Secret: name, Version: r.Secrets[name], Fingerprint: e.Store.Fingerprint(pending[name]), Outcome: "ok", Detail: "targets: " + strings.Join(e.targetNamesFor(name), ", ")}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (e *Engine) targetNamesFor(name string) []string {
+	s, ok := e.Spec(name)
+	if !ok {
+		return nil
+	}
+	return e.targetNames(s)
+}
+
+// publishValues writes names (with override values, else current) and every
+// derived value that references one of them to their targets.
+func (e *Engine) publishValues(ctx context.Context, names []string, override map[string]Value, del []string) error {
+	writes, err := e.renderWrites(ctx, names, override)
+	if err != nil {
+		return err
+	}
+	for _, tn := range e.targetOrder() {
+		set := writes[tn]
+		if len(set) == 0 && len(del) == 0 {
+			continue
+		}
+		t := e.Targets[tn]
+		if t == nil {
+			return Errorf(CodeInvalid, "no target %s in environment %s", tn, e.Env)
+		}
+		if err := t.Write(ctx, set, del); err != nil {
+			return Wrap(ErrorCode(err), err, "write %s", t.Name())
+		}
+		e.say("published to %s: %s", t.Name(), strings.Join(sortedKeys(set), ", "))
+	}
+	return nil
+}
+
+// renderWrites computes, per target, the keys to set: the named secrets and the
+// derived values that use them, rendered with override values where given and
+// the store's current values otherwise.
+func (e *Engine) renderWrites(ctx context.Context, names []string, override map[string]Value) (map[string]map[string]Value, error) {
+	values := map[string]Value{}
+	for k, v := range override {
+		values[k] = v
+	}
+	touched := map[string]bool{}
+	for _, n := range names {
+		touched[n] = true
+	}
+	var needed []string
+	for _, d := range e.Derived {
+		for _, ref := range d.Template.Refs() {
+			if touched[ref] {
+				needed = append(needed, d.Template.Refs()...)
+				break
+			}
+		}
+	}
+	err := e.Store.View(ctx, func(tx Tx) error {
+		for _, n := range append(append([]string(nil), names...), needed...) {
+			if _, ok := values[n]; ok {
+				continue
+			}
+			cur, err := tx.Labeled(e.Env, n, LabelCurrent)
+			if err != nil {
+				return Wrap(ErrorCode(err), err, "value of %s", n)
+			}
+			v, err := tx.Value(e.Env, n, cur.N)
+			if err != nil {
+				return err
+			}
+			values[n] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	writes := map[string]map[string]Value{}
+	add := func(tn, key string, v Value) {
+		if writes[tn] == nil {
+			writes[tn] = map[string]Value{}
+		}
+		writes[tn][key] = v
+	}
+	for _, n := range names {
+		if _, ok := values[n]; !ok {
+			continue
+		}
+		s, ok := e.Spec(n)
+		if !ok {
+			continue
+		}
+		for _, tn := range e.targetNames(s) {
+			add(tn, n, values[n])
+		}
+	}
+	for _, d := range e.Derived {
+		use := false
+		var tns []string
+		for _, ref := range d.Template.Refs() {
+			if touched[ref] {
+				use = true
+			}
+			if s, ok := e.Spec(ref); ok {
+				tns = append(tns, e.targetNames(s)...)
+			}
+		}
+		if !use {
+			continue
+		}
+		v, err := d.Template.Render(values)
+		if err != nil {
+			return nil, err
+		}
+		for _, tn := range uniq(tns) {
+			add(tn, d.Name, v)
+		}
+	}
+	return writes, nil
+}
+
+// verifyTargets reads every target back and compares it with what was published.
+func (e *Engine) verifyTargets(ctx context.Context, r *Rotation, pending map[string]Value) error {
+	names := sortedKeys(r.Secrets)
+	writes, err := e.renderWrites(ctx, names, pending)
+	if err != nil {
+		return err
+	}
+	for _, tn := range e.targetOrder() {
+		want := writes[tn]
+		if len(want) == 0 {
+			continue
+		}
+		t := e.Targets[tn]
+		got, err := t.Read(ctx, sortedKeys(want))
+		if err != nil {
+			return Wrap(ErrorCode(err), err, "read back %s", t.Name())
+		}
+		for _, k := range sortedKeys(want) {
+			if g, ok := got[k]; !ok || !g.Equal(want[k]) {
+				return Errorf(CodeVerifyFailed, "%s does not hold the new %s", t.Name(), k)
+			}
+		}
+	}
+	e.say("verified: every target holds the new values")
+	return nil
+}
+
+// finish moves the labels (pending → current → previous) in one transaction.
+func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, why string) error {
+	r.Steps = append(r.Steps, Step{Name: StepFinish, Started: e.now()})
+	e.fault("finish:before")
+	err := e.Store.Update(ctx, func(tx Tx) error {
+		for _, name := range sortedKeys(r.Secrets) {
+			n := r.Secrets[name]
+			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if err == nil && cur.N != n {
+				if err := tx.SetLabel(e.Env, name, cur.N, LabelPrevious); err != nil {
+					return err
+				}
+			}
+			if err := tx.SetLabel(e.Env, name, n, LabelCurrent); err != nil {
+				return err
+			}
+			if p, err := tx.Labeled(e.Env, name, LabelPending); err == nil && p.N == n {
+				if err := tx.SetLabel(e.Env, name, 0, LabelPending); err != nil {
+					return err
+				}
+			}
+			if e.KeepVersions > 0 {
+				if _, err := tx.Prune(e.Env, name, e.KeepVersions); err != nil {
+					return err
+				}
+			}
+			v, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if err != nil {
+				return err
+			}
+			outcome := "ok"
+			if state == StateFailed {
+				outcome = "kept-unverified"
+			}
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.finish", Env: e.Env, Secret: name, Version: n, Fingerprint: v.Fingerprint, Outcome: outcome, Detail: "rotation " + r.ID}); err != nil {
+				return err
+			}
+		}
+		i := len(r.Steps) - 1
+		r.Steps[i].Ended, r.Steps[i].Outcome = e.now(), "ok"
+		r.State, r.Ended, r.Error = state, e.now(), truncate(why, 500)
+		return tx.PutRotation(r)
+	})
+	if err != nil {
+		return Wrap(ErrorCode(err), err, "finish rotation")
+	}
+	e.fault("finish:after")
+	for _, name := range sortedKeys(r.Secrets) {
+		e.say("%s v%d is current", name, r.Secrets[name])
+	}
+	return nil
+}
+
+// RecoverReport says what Recover did.
+type RecoverReport struct {
+	RolledForward []string // rotation IDs completed
+	RolledBack    []string // rotation IDs abandoned
+	Drift         []DriftItem
+}
+
+// Recover completes or rolls back every unfinished rotation of the
+// environment so that the store's current values and the targets agree:
+//   - a rotation that never started publishing is abandoned (no target saw its values);
+//   - one that was rolling back finishes rolling back;
+//   - one that started publishing is completed (publish is idempotent).
+//
+// Callers hold the environment lock.
+func (e *Engine) Recover(ctx context.Context) (*RecoverReport, error) {
+	rep := &RecoverReport{}
+	var open []*Rotation
+	err := e.Store.View(ctx, func(tx Tx) error {
+		var err error
+		open, err = tx.Rotations(e.Env, true)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// oldest first
+	for i := len(open) - 1; i >= 0; i-- {
+		r := open[i]
+		pending, current, err := e.rotationValues(ctx, r)
+		if err != nil {
+			return rep, err
+		}
+		switch {
+		case r.Reached(StepRollback):
+			e.say("recover: finishing the rollback of rotation %s", r.ID)
+			if err := e.rollback(ctx, r, pending, current, "recovered: "+r.Error); err != nil {
+				return rep, err
+			}
+			rep.RolledBack = append(rep.RolledBack, r.ID)
+		case r.Reached(StepPublish) || (r.Mode == ModeEmergency && r.Reached(StepApply)):
+			e.say("recover: completing rotation %s", r.ID)
+			if err := e.drive(ctx, r, nil); err != nil {
+				return rep, Wrap(ErrorCode(err), err, "complete rotation %s", r.ID)
+			}
+			rep.RolledForward = append(rep.RolledForward, r.ID)
+		default:
+			e.say("recover: abandoning rotation %s (no target saw its values)", r.ID)
+			if err := e.rollback(ctx, r, pending, current, "interrupted before publish"); err != nil {
+				return rep, err
+			}
+			rep.RolledBack = append(rep.RolledBack, r.ID)
+		}
+		if err := e.Store.Update(ctx, func(tx Tx) error {
+			_, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "recover", Env: e.Env, Outcome: string(r.State), Detail: "rotation " + r.ID})
+			return err
+		}); err != nil {
+			return rep, err
+		}
+	}
+	drift, err := e.Drift(ctx, nil)
+	if err != nil {
+		return rep, err
+	}
+	rep.Drift = drift
+	return rep, nil
+}
+
+// Publish writes the store's current values of names (and their derived
+// values) to the targets, with an audit record: the repair for drift.
+func (e *Engine) Publish(ctx context.Context, names []string) error {
+	if err := e.Store.Update(ctx, func(tx Tx) error {
+		for _, n := range names {
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "publish", Env: e.Env, Secret: n, Outcome: "ok"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return e.publishValues(ctx, names, nil, nil)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func uniq(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

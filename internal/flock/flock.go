@@ -1,0 +1,55 @@
+// Package flock is an exclusive, non-blocking lock on a file. The kernel
+// releases it when the holder dies, so a crashed rekey never blocks the next.
+package flock
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Lock is a held lock.
+type Lock struct{ f *os.File }
+
+// ErrBusy is returned (wrapped, with the holder) when another process holds the lock.
+var ErrBusy = errors.New("lock is held")
+
+// Acquire takes the lock at path at once or returns an error wrapping ErrBusy
+// that names the holding process. It writes the holder's pid and start time.
+func Acquire(path string) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			h := strings.TrimSpace(string(holder))
+			if h == "" {
+				h = "unknown process"
+			}
+			return nil, fmt.Errorf("%w by %s", ErrBusy, h)
+		}
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte("pid "+strconv.Itoa(os.Getpid())+" since "+time.Now().UTC().Format(time.RFC3339)+"\n"), 0)
+	return &Lock{f: f}, nil
+}
+
+// Release gives the lock up.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	_ = l.f.Truncate(0)
+	err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	l.f.Close()
+	l.f = nil
+	return err
+}

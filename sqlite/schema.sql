@@ -1,0 +1,56 @@
+CREATE TABLE meta (
+	k TEXT PRIMARY KEY,
+	v BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE secret (
+	id   INTEGER PRIMARY KEY,
+	env  TEXT NOT NULL,
+	name TEXT NOT NULL,
+	UNIQUE (env, name)
+);
+
+CREATE TABLE version (
+	secret_id   INTEGER NOT NULL REFERENCES secret (id),
+	n           INTEGER NOT NULL,
+	label       TEXT,
+	created_at  INTEGER NOT NULL,
+	fingerprint TEXT NOT NULL,
+	source      TEXT NOT NULL,
+	rotation_id TEXT NOT NULL DEFAULT '',
+	note        TEXT NOT NULL DEFAULT '',
+	sealed      BLOB NOT NULL,
+	PRIMARY KEY (secret_id, n)
+) WITHOUT ROWID;
+
+CREATE UNIQUE INDEX version_label ON version (secret_id, label) WHERE label IS NOT NULL;
+
+CREATE TABLE rotation (
+	id      TEXT PRIMARY KEY,
+	env     TEXT NOT NULL,
+	mode    TEXT NOT NULL,
+	state   TEXT NOT NULL,
+	actor   TEXT NOT NULL,
+	started INTEGER NOT NULL,
+	ended   INTEGER NOT NULL DEFAULT 0,
+	secrets TEXT NOT NULL,
+	steps   TEXT NOT NULL,
+	error   TEXT NOT NULL DEFAULT ''
+);
+
+CREATE INDEX rotation_running ON rotation (env, state);
+
+CREATE TABLE audit (
+	seq         INTEGER PRIMARY KEY,
+	time        INTEGER NOT NULL,
+	actor       TEXT NOT NULL,
+	action      TEXT NOT NULL,
+	env         TEXT NOT NULL,
+	secret      TEXT NOT NULL,
+	version     INTEGER NOT NULL,
+	fingerprint TEXT NOT NULL,
+	outcome     TEXT NOT NULL,
+	detail      TEXT NOT NULL,
+	prev_hash   TEXT NOT NULL,
+	hash        TEXT NOT NULL
+);

@@ -1,0 +1,478 @@
+// Package sqlite is the embedded [rekey.Store]: one SQLite file (pure Go,
+// no cgo), created 0600, every value sealed under the master key with
+// associated data binding environment, name and version.
+//
+// The file holds no plaintext secret. Its metadata table holds the store
+// format version, the master key ID, the KDF parameters when the master key
+// comes from a passphrase, a key check, and the fingerprint and audit keys
+// sealed under the master key (so fingerprints and the audit chain survive
+// master key rotation).
+package sqlite
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/seal"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+)
+
+const formatVersion = "1"
+
+//go:embed schema.sql
+var schema string
+
+const keyCheckPlain = "rekey key check v1"
+
+// DB is the embedded store.
+type DB struct {
+	db     *sql.DB
+	path   string
+	sealer *seal.Sealer
+	fp     *seal.Fingerprinter
+	audit  []byte
+	keyID  string
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+var _ rekey.Store = (*DB)(nil)
+
+func dsn(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(DELETE)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+}
+
+// Create makes a new store file at path (mode 0600, parent 0700) sealed under
+// key. kdf is the passphrase KDF parameter string, or "" for a random key.
+// It refuses to overwrite an existing file.
+func Create(ctx context.Context, path string, key seal.Key, kdf string) (*DB, error) {
+	if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create store folder: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, rekey.Errorf(rekey.CodeConflict, "store %s already exists", path).WithHint("pass --force to replace it (its secrets are lost unless backed up)")
+		}
+		return nil, fmt.Errorf("create store: %w", err)
+	}
+	f.Close()
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	s := &DB{db: db, path: path, Now: time.Now}
+	fpKey, auditKey := make([]byte, 32), make([]byte, 32)
+	if _, err := rand.Read(fpKey); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(auditKey); err != nil {
+		return nil, err
+	}
+	sealer := seal.NewSealer(key)
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(schema); err != nil {
+			return fmt.Errorf("create schema: %w", err)
+		}
+		meta := map[string][]byte{
+			"format":    []byte(formatVersion),
+			"key_id":    []byte(key.ID()),
+			"kdf":       []byte(kdf),
+			"key_check": sealer.Seal([]byte(keyCheckPlain), seal.AD("key-check")),
+			"fp_key":    sealer.Seal(fpKey, seal.AD("fingerprint-key")),
+			"audit_key": sealer.Seal(auditKey, seal.AD("audit-key")),
+			"created":   []byte(strconv.FormatInt(time.Now().Unix(), 10)),
+		}
+		for k, v := range meta {
+			if _, err := tx.Exec(`INSERT INTO meta(k, v) VALUES (?, ?)`, k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	if err := s.load(ctx, key); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// KDF returns the passphrase KDF parameters recorded in the store at path
+// ("" when its master key is not passphrase-derived), and its key ID.
+func KDF(path string) (kdf, keyID string, err error) {
+	db, err := openRaw(path)
+	if err != nil {
+		return "", "", err
+	}
+	defer db.Close()
+	var k, id []byte
+	if err := db.QueryRow(`SELECT v FROM meta WHERE k = 'kdf'`).Scan(&k); err != nil {
+		return "", "", mapErr(err)
+	}
+	if err := db.QueryRow(`SELECT v FROM meta WHERE k = 'key_id'`).Scan(&id); err != nil {
+		return "", "", mapErr(err)
+	}
+	return string(k), string(id), nil
+}
+
+func openRaw(path string) (*sql.DB, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, rekey.Errorf(rekey.CodeNotFound, "no store at %s", path).WithHint("run `rekey init --env-file .env` first")
+		}
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if st.Size() == 0 {
+		return nil, corrupt("empty file")
+	}
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+// Open opens an existing store with its master key. A wrong key is
+// rekey.ErrWrongKey; a damaged file is rekey.ErrCorrupt. Nothing is written.
+func Open(ctx context.Context, path string, key seal.Key) (*DB, error) {
+	db, err := openRaw(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &DB{db: db, path: path, Now: time.Now}
+	if err := s.load(ctx, key); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func corrupt(detail string) error {
+	return &rekey.Error{Code: rekey.CodeAuth, Msg: "store is damaged (" + detail + ")", Hint: rekey.ErrCorrupt.Hint, Err: rekey.ErrCorrupt}
+}
+
+func (s *DB) load(ctx context.Context, key seal.Key) error {
+	meta := map[string][]byte{}
+	rows, err := s.db.QueryContext(ctx, `SELECT k, v FROM meta`)
+	if err != nil {
+		return mapErr(err)
+	}
+	for rows.Next() {
+		var k string
+		var v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return mapErr(err)
+		}
+		meta[k] = v
+	}
+	if err := rows.Close(); err != nil {
+		return mapErr(err)
+	}
+	if err := rows.Err(); err != nil {
+		return mapErr(err)
+	}
+	if string(meta["format"]) != formatVersion {
+		return corrupt("unknown format " + strconv.Quote(string(meta["format"])))
+	}
+	sealer := seal.NewSealer(key)
+	if _, err := sealer.Open(meta["key_check"], seal.AD("key-check")); err != nil {
+		if string(meta["key_id"]) != key.ID() {
+			return &rekey.Error{Code: rekey.CodeAuth, Msg: fmt.Sprintf("wrong master key: the store expects %s, the key given is %s", meta["key_id"], key.ID()), Hint: rekey.ErrWrongKey.Hint, Err: rekey.ErrWrongKey}
+		}
+		return corrupt("key check does not open")
+	}
+	fpKey, err := sealer.Open(meta["fp_key"], seal.AD("fingerprint-key"))
+	if err != nil {
+		return corrupt("fingerprint key does not open")
+	}
+	auditKey, err := sealer.Open(meta["audit_key"], seal.AD("audit-key"))
+	if err != nil {
+		return corrupt("audit key does not open")
+	}
+	fp, err := seal.NewFingerprinter(fpKey)
+	if err != nil {
+		return corrupt("fingerprint key")
+	}
+	s.sealer, s.fp, s.audit, s.keyID = sealer, fp, auditKey, key.ID()
+	return nil
+}
+
+// Path is the store file.
+func (s *DB) Path() string { return s.path }
+
+// KeyID is the ID of the master key the store is sealed under.
+func (s *DB) KeyID() string { return s.keyID }
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Fingerprint implements rekey.Store.
+func (s *DB) Fingerprint(v rekey.Value) string { return s.fp.Fingerprint(v.Reveal()) }
+
+// IntegrityCheck runs SQLite's full integrity check and verifies that every
+// sealed value opens. It reads everything; use it in recover and doctor.
+func (s *DB) IntegrityCheck(ctx context.Context) error {
+	var res string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		return mapErr(err)
+	}
+	if res != "ok" {
+		return corrupt("integrity check: " + res)
+	}
+	return s.View(ctx, func(t rekey.Tx) error {
+		tx := t.(*txn)
+		rows, err := tx.tx.Query(`SELECT s.env, s.name, v.n, v.sealed FROM version v JOIN secret s ON s.id = v.secret_id`)
+		if err != nil {
+			return mapErr(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var env, name string
+			var n int
+			var sealed []byte
+			if err := rows.Scan(&env, &name, &n, &sealed); err != nil {
+				return mapErr(err)
+			}
+			if _, err := s.sealer.Open(sealed, valueAD(env, name, n)); err != nil {
+				return corrupt(fmt.Sprintf("%s/%s v%d does not open", env, name, n))
+			}
+		}
+		return mapErr(rows.Err())
+	})
+}
+
+func valueAD(env, name string, n int) []byte {
+	return seal.AD("value", env, name, strconv.Itoa(n))
+}
+
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3lib.SQLITE_CORRUPT, sqlite3lib.SQLITE_NOTADB:
+			return corrupt("sqlite: " + se.Error())
+		case sqlite3lib.SQLITE_FULL:
+			return &rekey.Error{Code: rekey.CodeInternal, Msg: "disk full", Hint: "free space and run `rekey recover`; nothing was half-written", Err: err}
+		case sqlite3lib.SQLITE_READONLY, sqlite3lib.SQLITE_CANTOPEN, sqlite3lib.SQLITE_PERM:
+			return &rekey.Error{Code: rekey.CodeInternal, Msg: "store not writable", Hint: "check the permissions of .rekey/", Err: err}
+		}
+	}
+	if strings.Contains(err.Error(), "no such table") {
+		return corrupt("missing table")
+	}
+	return err
+}
+
+func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return mapErr(err)
+	}
+	return mapErr(tx.Commit())
+}
+
+// View implements rekey.Store.
+func (s *DB) View(ctx context.Context, fn func(rekey.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return mapErr(err)
+	}
+	defer tx.Rollback()
+	return mapErr(fn(&txn{s: s, tx: tx}))
+}
+
+// Update implements rekey.Store.
+func (s *DB) Update(ctx context.Context, fn func(rekey.Tx) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&txn{s: s, tx: tx, rw: true}) })
+}
+
+// RotateMasterKey implements rekey.Store.
+func (s *DB) RotateMasterKey(ctx context.Context, newKey rekey.MasterKey) error {
+	nk, ok := newKey.(seal.Key)
+	if !ok {
+		return fmt.Errorf("rotate master key: unsupported key type %T", newKey)
+	}
+	return s.rotateMaster(ctx, nk, "")
+}
+
+// RotateMasterKeyKDF is RotateMasterKey recording new passphrase KDF parameters ("" for none).
+func (s *DB) RotateMasterKeyKDF(ctx context.Context, nk seal.Key, kdf string) error {
+	return s.rotateMaster(ctx, nk, kdf)
+}
+
+func (s *DB) rotateMaster(ctx context.Context, nk seal.Key, kdf string) error {
+	ns := seal.NewSealer(nk)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		meta := map[string][2][]byte{}
+		for _, k := range []string{"fp_key", "audit_key"} {
+			var v []byte
+			if err := tx.QueryRow(`SELECT v FROM meta WHERE k = ?`, k).Scan(&v); err != nil {
+				return err
+			}
+			ad := seal.AD(map[string]string{"fp_key": "fingerprint-key", "audit_key": "audit-key"}[k])
+			p, err := s.sealer.Open(v, ad)
+			if err != nil {
+				return corrupt(k + " does not open")
+			}
+			meta[k] = [2][]byte{ns.Seal(p, ad)}
+		}
+		upd := map[string][]byte{
+			"fp_key":    meta["fp_key"][0],
+			"audit_key": meta["audit_key"][0],
+			"key_check": ns.Seal([]byte(keyCheckPlain), seal.AD("key-check")),
+			"key_id":    []byte(nk.ID()),
+			"kdf":       []byte(kdf),
+		}
+		for k, v := range upd {
+			if _, err := tx.Exec(`UPDATE meta SET v = ? WHERE k = ?`, v, k); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.Query(`SELECT v.secret_id, s.env, s.name, v.n, v.sealed FROM version v JOIN secret s ON s.id = v.secret_id`)
+		if err != nil {
+			return err
+		}
+		type upd2 struct {
+			id, n  int64
+			sealed []byte
+		}
+		var ups []upd2
+		for rows.Next() {
+			var id, n int64
+			var env, name string
+			var sealed []byte
+			if err := rows.Scan(&id, &env, &name, &n, &sealed); err != nil {
+				rows.Close()
+				return err
+			}
+			ad := valueAD(env, name, int(n))
+			p, err := s.sealer.Open(sealed, ad)
+			if err != nil {
+				rows.Close()
+				return corrupt(fmt.Sprintf("%s/%s v%d does not open", env, name, n))
+			}
+			ups = append(ups, upd2{id, n, ns.Seal(p, ad)})
+			seal.Wipe(p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, u := range ups {
+			if _, err := tx.Exec(`UPDATE version SET sealed = ? WHERE secret_id = ? AND n = ?`, u.sealed, u.id, u.n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.sealer, s.keyID = ns, nk.ID()
+	return nil
+}
+
+// VerifyAudit implements rekey.Store.
+func (s *DB) VerifyAudit(ctx context.Context) (int, error) {
+	n := 0
+	err := s.View(ctx, func(t rekey.Tx) error {
+		tx := t.(*txn)
+		rows, err := tx.tx.Query(auditSelect + ` ORDER BY seq`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		prev := ""
+		var want int64 = 1
+		for rows.Next() {
+			e, err := scanAudit(rows)
+			if err != nil {
+				return err
+			}
+			if e.Seq != want {
+				return rekey.Errorf(rekey.CodeAuth, "audit chain broken at entry %d: entry %d is missing", want, want).WithHint("the audit log was edited outside rekey")
+			}
+			if e.PrevHash != prev {
+				return rekey.Errorf(rekey.CodeAuth, "audit chain broken at entry %d: prev_hash does not match entry %d", e.Seq, e.Seq-1).WithHint("the audit log was edited outside rekey")
+			}
+			if h := s.auditHash(e); !hmac.Equal([]byte(h), []byte(e.Hash)) {
+				return rekey.Errorf(rekey.CodeAuth, "audit chain broken at entry %d: its hash does not match its content", e.Seq).WithHint("the audit log was edited outside rekey")
+			}
+			prev = e.Hash
+			want++
+			n++
+		}
+		return rows.Err()
+	})
+	return n, err
+}
+
+// auditHash is HMAC-SHA256 under the store's audit key over the previous hash
+// and every field, each length-prefixed, so no byte can change unnoticed and
+// no one without the master key can forge a chain.
+func (s *DB) auditHash(e rekey.AuditEntry) string {
+	m := hmac.New(sha256.New, s.audit)
+	var buf [binary.MaxVarintLen64]byte
+	put := func(p string) {
+		n := binary.PutUvarint(buf[:], uint64(len(p)))
+		m.Write(buf[:n])
+		m.Write([]byte(p))
+	}
+	put("rekey-audit-v1")
+	put(e.PrevHash)
+	put(strconv.FormatInt(e.Seq, 10))
+	put(strconv.FormatInt(e.Time.UnixNano(), 10))
+	put(e.Actor)
+	put(e.Action)
+	put(e.Env)
+	put(e.Secret)
+	put(strconv.Itoa(e.Version))
+	put(e.Fingerprint)
+	put(e.Outcome)
+	put(e.Detail)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func dirOf(path string) string {
+	i := strings.LastIndexByte(path, os.PathSeparator)
+	if i < 0 {
+		return "."
+	}
+	return path[:i]
+}
+
+// ensure json is used (rotation encoding lives in tx.go).
+var _ = json.Marshal

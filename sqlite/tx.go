@@ -1,0 +1,360 @@
+package sqlite
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+)
+
+type txn struct {
+	s  *DB
+	tx *sql.Tx
+	rw bool
+}
+
+func notFound(format string, args ...any) error {
+	return &rekey.Error{Code: rekey.CodeNotFound, Msg: fmt.Sprintf(format, args...), Err: rekey.ErrNotFound}
+}
+
+func (t *txn) secretID(env, name string, create bool) (int64, error) {
+	var id int64
+	err := t.tx.QueryRow(`SELECT id FROM secret WHERE env = ? AND name = ?`, env, name).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	if !create {
+		return 0, notFound("no secret %s in environment %s", name, env)
+	}
+	res, err := t.tx.Exec(`INSERT INTO secret(env, name) VALUES (?, ?)`, env, name)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+func (t *txn) Environments() ([]string, error) {
+	return t.strings(`SELECT DISTINCT env FROM secret ORDER BY env`)
+}
+
+func (t *txn) Names(env string) ([]string, error) {
+	return t.strings(`SELECT name FROM secret WHERE env = ? ORDER BY name`, env)
+}
+
+func (t *txn) strings(q string, args ...any) ([]string, error) {
+	rows, err := t.tx.Query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+const versionCols = `v.n, v.label, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note`
+
+func scanVersion(sc interface{ Scan(...any) error }, env, name string) (rekey.Version, error) {
+	var v rekey.Version
+	var label sql.NullString
+	var created int64
+	if err := sc.Scan(&v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note); err != nil {
+		return v, err
+	}
+	v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
+	return v, nil
+}
+
+func (t *txn) Versions(env, name string) ([]rekey.Version, error) {
+	id, err := t.secretID(env, name, false)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.tx.Query(`SELECT `+versionCols+` FROM version v WHERE v.secret_id = ? ORDER BY v.n`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []rekey.Version
+	for rows.Next() {
+		v, err := scanVersion(rows, env, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) Labeled(env, name string, l rekey.Label) (rekey.Version, error) {
+	id, err := t.secretID(env, name, false)
+	if err != nil {
+		return rekey.Version{}, err
+	}
+	v, err := scanVersion(t.tx.QueryRow(`SELECT `+versionCols+` FROM version v WHERE v.secret_id = ? AND v.label = ?`, id, string(l)), env, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, notFound("%s/%s has no %s version", env, name, l)
+	}
+	return v, err
+}
+
+func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, error) {
+	rows, err := t.tx.Query(`SELECT s.name, `+versionCols+` FROM version v JOIN secret s ON s.id = v.secret_id WHERE s.env = ? AND v.label = ?`, env, string(l))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]rekey.Version{}
+	for rows.Next() {
+		var name string
+		var v rekey.Version
+		var label sql.NullString
+		var created int64
+		if err := rows.Scan(&name, &v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note); err != nil {
+			return nil, err
+		}
+		v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
+		out[name] = v
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
+	id, err := t.secretID(env, name, false)
+	if err != nil {
+		return rekey.Value{}, err
+	}
+	var sealed []byte
+	err = t.tx.QueryRow(`SELECT sealed FROM version WHERE secret_id = ? AND n = ?`, id, n).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rekey.Value{}, notFound("%s/%s has no version %d", env, name, n)
+	}
+	if err != nil {
+		return rekey.Value{}, err
+	}
+	p, err := t.s.sealer.Open(sealed, valueAD(env, name, n))
+	if err != nil {
+		return rekey.Value{}, corrupt(fmt.Sprintf("%s/%s v%d does not open", env, name, n))
+	}
+	v := rekey.NewValue(p)
+	for i := range p {
+		p[i] = 0
+	}
+	return v, nil
+}
+
+func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, error) {
+	if !t.rw {
+		return rekey.Version{}, errors.New("add version: read-only transaction")
+	}
+	id, err := t.secretID(env, name, true)
+	if err != nil {
+		return rekey.Version{}, err
+	}
+	var max int
+	if err := t.tx.QueryRow(`SELECT COALESCE(MAX(n), 0) FROM version WHERE secret_id = ?`, id).Scan(&max); err != nil {
+		return rekey.Version{}, err
+	}
+	n := max + 1
+	created := nv.CreatedAt
+	if created.IsZero() {
+		created = t.s.Now()
+	}
+	v := rekey.Version{Env: env, Name: name, N: n, CreatedAt: created.UTC(), Fingerprint: t.s.Fingerprint(nv.Value), Source: nv.Source, RotationID: nv.RotationID, Note: nv.Note}
+	if nv.Label != rekey.LabelNone {
+		if _, err := t.tx.Exec(`UPDATE version SET label = NULL WHERE secret_id = ? AND label = ?`, id, string(nv.Label)); err != nil {
+			return v, err
+		}
+		v.Label = nv.Label
+	}
+	var label any
+	if v.Label != rekey.LabelNone {
+		label = string(v.Label)
+	}
+	sealed := t.s.sealer.Seal(nv.Value.Reveal(), valueAD(env, name, n))
+	_, err = t.tx.Exec(`INSERT INTO version(secret_id, n, label, created_at, fingerprint, source, rotation_id, note, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, n, label, v.CreatedAt.UnixNano(), v.Fingerprint, string(v.Source), v.RotationID, v.Note, sealed)
+	return v, err
+}
+
+func (t *txn) SetLabel(env, name string, n int, l rekey.Label) error {
+	if l == rekey.LabelNone {
+		return errors.New("set label: empty label")
+	}
+	id, err := t.secretID(env, name, false)
+	if err != nil {
+		return err
+	}
+	if n != 0 {
+		var one int
+		if err := t.tx.QueryRow(`SELECT 1 FROM version WHERE secret_id = ? AND n = ?`, id, n).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return notFound("%s/%s has no version %d", env, name, n)
+			}
+			return err
+		}
+	}
+	if _, err := t.tx.Exec(`UPDATE version SET label = NULL WHERE secret_id = ? AND label = ?`, id, string(l)); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	_, err = t.tx.Exec(`UPDATE version SET label = ? WHERE secret_id = ? AND n = ?`, string(l), id, n)
+	return err
+}
+
+func (t *txn) Prune(env, name string, keep int) (int, error) {
+	id, err := t.secretID(env, name, false)
+	if err != nil {
+		return 0, err
+	}
+	res, err := t.tx.Exec(`DELETE FROM version WHERE secret_id = ? AND label IS NULL AND n NOT IN (
+		SELECT n FROM version WHERE secret_id = ? AND label IS NULL ORDER BY n DESC LIMIT ?)`, id, id, keep)
+	if err != nil {
+		return 0, err
+	}
+	k, err := res.RowsAffected()
+	return int(k), err
+}
+
+func (t *txn) PutRotation(r *rekey.Rotation) error {
+	secrets, err := json.Marshal(r.Secrets)
+	if err != nil {
+		return err
+	}
+	steps, err := json.Marshal(r.Steps)
+	if err != nil {
+		return err
+	}
+	var ended int64
+	if !r.Ended.IsZero() {
+		ended = r.Ended.UnixNano()
+	}
+	_, err = t.tx.Exec(`INSERT INTO rotation(id, env, mode, state, actor, started, ended, secrets, steps, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error`,
+		r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, r.Started.UnixNano(), ended, string(secrets), string(steps), r.Error)
+	return err
+}
+
+const rotationCols = `id, env, mode, state, actor, started, ended, secrets, steps, error`
+
+func scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation, error) {
+	r := &rekey.Rotation{}
+	var started, ended int64
+	var secrets, steps string
+	if err := sc.Scan(&r.ID, &r.Env, &r.Mode, &r.State, &r.Actor, &started, &ended, &secrets, &steps, &r.Error); err != nil {
+		return nil, err
+	}
+	r.Started = time.Unix(0, started).UTC()
+	if ended != 0 {
+		r.Ended = time.Unix(0, ended).UTC()
+	}
+	if err := json.Unmarshal([]byte(secrets), &r.Secrets); err != nil {
+		return nil, corrupt("rotation " + r.ID)
+	}
+	if err := json.Unmarshal([]byte(steps), &r.Steps); err != nil {
+		return nil, corrupt("rotation " + r.ID)
+	}
+	return r, nil
+}
+
+func (t *txn) Rotation(id string) (*rekey.Rotation, error) {
+	r, err := scanRotation(t.tx.QueryRow(`SELECT `+rotationCols+` FROM rotation WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("no rotation %s", id)
+	}
+	return r, err
+}
+
+func (t *txn) Rotations(env string, unfinished bool) ([]*rekey.Rotation, error) {
+	q := `SELECT ` + rotationCols + ` FROM rotation WHERE (? = '' OR env = ?)`
+	if unfinished {
+		q += ` AND state = 'running'`
+	}
+	rows, err := t.tx.Query(q+` ORDER BY started DESC, id DESC`, env, env)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*rekey.Rotation
+	for rows.Next() {
+		r, err := scanRotation(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+const auditSelect = `SELECT seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, prev_hash, hash FROM audit`
+
+func scanAudit(sc interface{ Scan(...any) error }) (rekey.AuditEntry, error) {
+	var e rekey.AuditEntry
+	var tm int64
+	err := sc.Scan(&e.Seq, &tm, &e.Actor, &e.Action, &e.Env, &e.Secret, &e.Version, &e.Fingerprint, &e.Outcome, &e.Detail, &e.PrevHash, &e.Hash)
+	e.Time = time.Unix(0, tm).UTC()
+	return e, err
+}
+
+func (t *txn) Audit(e rekey.AuditEntry) (rekey.AuditEntry, error) {
+	if !t.rw {
+		return e, errors.New("audit: read-only transaction")
+	}
+	var last sql.NullInt64
+	var prev sql.NullString
+	err := t.tx.QueryRow(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&last, &prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return e, err
+	}
+	e.Seq = last.Int64 + 1
+	e.PrevHash = prev.String
+	if e.Time.IsZero() {
+		e.Time = t.s.Now()
+	}
+	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
+	e.Hash = t.s.auditHash(e)
+	_, err = t.tx.Exec(`INSERT INTO audit(seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, e.Time.UnixNano(), e.Actor, e.Action, e.Env, e.Secret, e.Version, e.Fingerprint, e.Outcome, e.Detail, e.PrevHash, e.Hash)
+	return e, err
+}
+
+func (t *txn) AuditLog(f rekey.AuditFilter) ([]rekey.AuditEntry, error) {
+	q := auditSelect + ` WHERE (? = '' OR env = ?) AND (? = '' OR secret = ?) AND time >= ? ORDER BY seq`
+	var since int64
+	if !f.Since.IsZero() {
+		since = f.Since.UnixNano()
+	}
+	args := []any{f.Env, f.Env, f.Secret, f.Secret, since}
+	if f.Limit > 0 {
+		q = `SELECT * FROM (` + auditSelect + ` WHERE (? = '' OR env = ?) AND (? = '' OR secret = ?) AND time >= ? ORDER BY seq DESC LIMIT ?) ORDER BY seq`
+		args = append(args, f.Limit)
+	}
+	rows, err := t.tx.Query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []rekey.AuditEntry
+	for rows.Next() {
+		e, err := scanAudit(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

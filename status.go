@@ -1,0 +1,96 @@
+package rekey
+
+import (
+	"strconv"
+	"time"
+)
+
+// Status states of a secret.
+const (
+	StateOK      = "ok"
+	StateDueSoon = "due-soon"
+	StateOverdue = "overdue"
+	StateManual  = "manual"
+	StateWeak    = "weak"
+	StateMissing = "missing"
+)
+
+// SecretStatus is one row of `rekey status`.
+type SecretStatus struct {
+	Name        string    `json:"name"`
+	Environment string    `json:"environment"`
+	Kind        Kind      `json:"kind"`
+	Version     int       `json:"version"`
+	LastRotated time.Time `json:"last_rotated,omitzero"`
+	NextDue     time.Time `json:"next_due,omitzero"`
+	Period      string    `json:"period,omitempty"`
+	State       string    `json:"state"`
+	Bits        int       `json:"bits"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+}
+
+// NeedsAttention reports whether the state makes `rekey status` exit non-zero.
+func (s SecretStatus) NeedsAttention() bool {
+	return s.State == StateOverdue || s.State == StateWeak || s.State == StateMissing
+}
+
+// DueSoonWindow is how long before its due date a secret is due-soon:
+// 14 days, or a sixth of its period when that is shorter.
+func DueSoonWindow(period time.Duration) time.Duration {
+	w := 14 * Day
+	if period/6 < w {
+		w = period / 6
+	}
+	return w
+}
+
+// ComputeStatus derives the status rows of env from the specs, the current
+// versions and the strength of their values.
+func ComputeStatus(env string, specs []Spec, current map[string]Version, bits map[string]int, now time.Time) []SecretStatus {
+	var out []SecretStatus
+	for _, s := range specs {
+		st := SecretStatus{Name: s.Name, Environment: env, Kind: s.Kind}
+		if s.Period > 0 {
+			st.Period = FormatDays(s.Period)
+		}
+		v, ok := current[s.Name]
+		if !ok {
+			st.State = StateMissing
+			out = append(out, st)
+			continue
+		}
+		st.Version, st.LastRotated, st.Fingerprint, st.Bits = v.N, v.CreatedAt, v.Fingerprint, bits[s.Name]
+		if s.Period > 0 {
+			st.NextDue = v.CreatedAt.Add(s.Period)
+		}
+		switch {
+		case s.Kind == KindManual:
+			st.State = StateManual
+			if !st.NextDue.IsZero() && !now.Before(st.NextDue) {
+				st.State = StateOverdue
+			}
+		case !st.NextDue.IsZero() && !now.Before(st.NextDue):
+			st.State = StateOverdue
+		case st.Bits < MinBits(s.Kind):
+			st.State = StateWeak
+		case !st.NextDue.IsZero() && now.After(st.NextDue.Add(-DueSoonWindow(s.Period))):
+			st.State = StateDueSoon
+		default:
+			st.State = StateOK
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// FormatDays prints a period as "180 days" when it is whole days.
+func FormatDays(d time.Duration) string {
+	if d%Day == 0 {
+		n := int(d / Day)
+		if n == 1 {
+			return "1 day"
+		}
+		return strconv.Itoa(n) + " days"
+	}
+	return d.String()
+}

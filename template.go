@@ -1,0 +1,126 @@
+package rekey
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Template is a derived-value template: literal text with `{{ NAME }}` or
+// `{{ NAME | filter | filter }}` references to managed secrets.
+//
+// Filters:
+//   - urlquery: percent-encode for a URL query or userinfo (space as %20)
+//   - urlpath: percent-encode for a URL path segment
+//   - json: a JSON string body (without the quotes)
+type Template struct {
+	src   string
+	parts []tmplPart
+}
+
+type tmplPart struct {
+	lit     string
+	ref     string
+	filters []string
+}
+
+// Filters lists the template filters.
+var Filters = []string{"urlquery", "urlpath", "json"}
+
+var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z]+\s*)*)\}\}`)
+
+// ParseTemplate parses src. The error names the problem, never a value.
+func ParseTemplate(src string) (*Template, error) {
+	t := &Template{src: src}
+	rest := src
+	for {
+		loc := tmplRef.FindStringSubmatchIndex(rest)
+		if loc == nil {
+			if strings.Contains(rest, "{{") || strings.Contains(rest, "}}") {
+				return nil, Errorf(CodeInvalid, "malformed {{ }} reference").WithHint("write {{ NAME }} or {{ NAME | urlquery }}")
+			}
+			if rest != "" {
+				t.parts = append(t.parts, tmplPart{lit: rest})
+			}
+			return t, nil
+		}
+		if loc[0] > 0 {
+			lit := rest[:loc[0]]
+			if strings.Contains(lit, "{{") || strings.Contains(lit, "}}") {
+				return nil, Errorf(CodeInvalid, "malformed {{ }} reference").WithHint("write {{ NAME }} or {{ NAME | urlquery }}")
+			}
+			t.parts = append(t.parts, tmplPart{lit: lit})
+		}
+		p := tmplPart{ref: rest[loc[2]:loc[3]]}
+		for _, f := range strings.Split(rest[loc[4]:loc[5]], "|") {
+			f = strings.TrimSpace(f)
+			if f == "" {
+				continue
+			}
+			if !validFilter(f) {
+				return nil, Errorf(CodeInvalid, "unknown filter %q", f).WithHint("filters: %s", strings.Join(Filters, ", "))
+			}
+			p.filters = append(p.filters, f)
+		}
+		t.parts = append(t.parts, p)
+		rest = rest[loc[1]:]
+	}
+}
+
+func validFilter(f string) bool {
+	for _, v := range Filters {
+		if v == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Source is the template text.
+func (t *Template) Source() string { return t.src }
+
+// Refs lists the secret names the template references, in order, without repeats.
+func (t *Template) Refs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range t.parts {
+		if p.ref != "" && !seen[p.ref] {
+			seen[p.ref] = true
+			out = append(out, p.ref)
+		}
+	}
+	return out
+}
+
+// Render fills the template from values. A missing reference is an error naming it.
+func (t *Template) Render(values map[string]Value) (Value, error) {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.ref == "" {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, ok := values[p.ref]
+		if !ok {
+			return Value{}, Errorf(CodeNotFound, "template references %s, which has no value", p.ref)
+		}
+		s := v.RevealString()
+		for _, f := range p.filters {
+			switch f {
+			case "urlquery":
+				s = strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
+			case "urlpath":
+				s = url.PathEscape(s)
+			case "json":
+				j, _ := json.Marshal(s)
+				s = string(j[1 : len(j)-1])
+			default:
+				return Value{}, fmt.Errorf("unknown filter %q", f)
+			}
+		}
+		b.WriteString(s)
+	}
+	return NewValueString(b.String()), nil
+}
