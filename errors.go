@@ -49,6 +49,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.Err != nil && e.Msg != "" && isSentinel(e.Err) {
+		return e.Msg // the message already says it; the sentinel is for errors.Is
+	}
 	if e.Err != nil {
 		if e.Msg == "" {
 			return e.Err.Error()
@@ -107,3 +110,7 @@ var (
 	ErrCorrupt  = &Error{Code: CodeAuth, Msg: "store is damaged", Hint: "restore .rekey/ from a backup; nothing was changed"}
 	ErrLocked   = &Error{Code: CodeConflict, Msg: "another rekey holds the lock"}
 )
+
+func isSentinel(err error) bool {
+	return err == ErrNotFound || err == ErrWrongKey || err == ErrCorrupt || err == ErrLocked
+}

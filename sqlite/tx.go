@@ -44,7 +44,7 @@ func (t *txn) Environments() ([]string, error) {
 }
 
 func (t *txn) Names(env string) ([]string, error) {
-	return t.strings(`SELECT name FROM secret WHERE env = ? ORDER BY name`, env)
+	return t.strings(`SELECT name FROM secret s WHERE env = ? AND EXISTS (SELECT 1 FROM version v WHERE v.secret_id = s.id) ORDER BY name`, env)
 }
 
 func (t *txn) strings(q string, args ...any) ([]string, error) {
@@ -190,6 +190,9 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 }
 
 func (t *txn) SetLabel(env, name string, n int, l rekey.Label) error {
+	if !t.rw {
+		return errors.New("set label: read-only transaction")
+	}
 	if l == rekey.LabelNone {
 		return errors.New("set label: empty label")
 	}
@@ -217,6 +220,9 @@ func (t *txn) SetLabel(env, name string, n int, l rekey.Label) error {
 }
 
 func (t *txn) Prune(env, name string, keep int) (int, error) {
+	if !t.rw {
+		return 0, errors.New("prune: read-only transaction")
+	}
 	id, err := t.secretID(env, name, false)
 	if err != nil {
 		return 0, err
@@ -231,6 +237,9 @@ func (t *txn) Prune(env, name string, keep int) (int, error) {
 }
 
 func (t *txn) PutRotation(r *rekey.Rotation) error {
+	if !t.rw {
+		return errors.New("put rotation: read-only transaction")
+	}
 	secrets, err := json.Marshal(r.Secrets)
 	if err != nil {
 		return err

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// runIn runs rekey in-process in dir and returns stdout, stderr and the exit code.
+func runIn(t *testing.T, dir string, env map[string]string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Dir: dir, Env: env}
+	code := m.Run(context.Background(), args)
+	return out.String(), errb.String(), code
+}
+
+// forms are the encodings a leaked value could take.
+func forms(v string) []string {
+	out := []string{v, url.QueryEscape(v), hex.EncodeToString([]byte(v)), base64.StdEncoding.EncodeToString([]byte(v))}
+	if len(v) > 24 {
+		out = append(out, v[:24]) // a prefix long enough to be a leak
+	}
+	return out
+}
+
+// TestCanary runs every command and greps every output and file for every
+// managed value, old and new.
+func TestCanary(t *testing.T) {
+	dir := t.TempDir()
+	home := t.TempDir()
+	env := map[string]string{"REKEY_MASTER_KEY": "", "XDG_CONFIG_HOME": home, "REKEY_ACTOR": "canary"}
+	pw := "Q2FuYXJ5UGFzc3dvcmQtZm9yLWRi_canary1"
+	initial := map[string]string{
+		"DATABASE_PASSWORD": pw,
+		"JWT_SECRET":        base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("canary-jwt-secret!"), 4)),
+		"ENCRYPTION_KEY":    base64.StdEncoding.EncodeToString([]byte("canary-encryption-key-32-bytes!!")),
+		"ANTHROPIC_API_KEY": "sk-ant-api03-canaryCANARYcanaryCANARYcanary",
+	}
+	dotenv := "# app\nDATABASE_URL=postgres://postgres:" + pw + "@localhost:5432/atlas\n"
+	for _, k := range []string{"DATABASE_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY"} {
+		dotenv += k + "=" + initial[k] + "\n"
+	}
+	dotenv += "RUST_LOG=info\n"
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(dotenv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	type call struct {
+		args      []string
+		stdin     string
+		mayReveal bool // get and run's child print values by design
+	}
+	calls := []call{
+		{args: []string{"init", "--env-file", ".env"}},
+		{args: []string{"status"}},
+		{args: []string{"status", "--json"}},
+		{args: []string{"rotate", "JWT_SECRET"}},
+		{args: []string{"rotate", "--all"}},
+		{args: []string{"rotate", "JWT_SECRET", "--dry-run"}},
+		{args: []string{"set", "ANTHROPIC_API_KEY"}, stdin: "sk-ant-api03-newCANARYnewCANARYnewCANARY00\n"},
+		{args: []string{"rollback", "JWT_SECRET"}},
+		{args: []string{"history", "JWT_SECRET"}},
+		{args: []string{"history", "ANTHROPIC_API_KEY"}},
+		{args: []string{"get", "JWT_SECRET"}, mayReveal: true},
+		{args: []string{"get", "ANTHROPIC_API_KEY", "--version", "1"}, mayReveal: true},
+		{args: []string{"run", "--", "sh", "-c", "echo $JWT_SECRET $DATABASE_URL"}, mayReveal: true},
+		{args: []string{"run", "--", "sh", "-c", "exit 0"}},
+		{args: []string{"report"}},
+		{args: []string{"report", "--format", "json"}},
+		{args: []string{"audit"}},
+		{args: []string{"audit", "--json"}},
+		{args: []string{"audit", "verify"}},
+		{args: []string{"recover"}},
+		{args: []string{"rotate", "ENCRYPTION_KEY"}},    // refused
+		{args: []string{"rotate", "DATABASE_PASSWORD"}}, // refused
+		{args: []string{"get", "NOPE"}},
+		{args: []string{"master", "rotate"}},
+		{args: []string{"status"}},
+	}
+	type output struct {
+		name, text string
+	}
+	var outputs []output
+	for _, c := range calls {
+		stdout, stderr, code := runIn(t, dir, env, c.stdin, c.args...)
+		t.Logf("rekey %s: exit %d", strings.Join(c.args, " "), code)
+		if !c.mayReveal {
+			outputs = append(outputs, output{"stdout of rekey " + strings.Join(c.args, " "), stdout})
+		}
+		outputs = append(outputs, output{"stderr of rekey " + strings.Join(c.args, " "), stderr})
+	}
+
+	// Every value the store has ever held, in every environment (from get --version).
+	var values []string
+	for _, name := range []string{"DATABASE_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY"} {
+		for n := 1; ; n++ {
+			stdout, _, code := runIn(t, dir, env, "", "get", name, "--version", itoa(n), "-n")
+			if code != 0 {
+				break
+			}
+			values = append(values, stdout)
+		}
+	}
+	for _, v := range initial {
+		values = append(values, v)
+	}
+	if len(values) < 10 {
+		t.Fatalf("only %d managed values found; rotations did not happen", len(values))
+	}
+
+	// Files of the project other than the .env, and the key folder.
+	var files []string
+	for _, root := range []string{dir, home} {
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && p != filepath.Join(dir, ".env") {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs = append(outputs, output{"file " + f, string(b)})
+	}
+	for _, o := range outputs {
+		for _, v := range values {
+			for _, form := range forms(v) {
+				if strings.Contains(o.text, form) {
+					t.Errorf("%s contains a managed value (len %d)", o.name, len(v))
+				}
+			}
+		}
+	}
+	// The .env holds the current values (it is where they belong).
+	data, _ := os.ReadFile(filepath.Join(dir, ".env"))
+	cur, _, _ := runIn(t, dir, env, "", "get", "JWT_SECRET", "-n")
+	if !strings.Contains(string(data), "JWT_SECRET="+cur+"\n") {
+		t.Errorf(".env does not hold the current JWT_SECRET")
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets testscript run `rekey` in-process as a command of the scripts.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"rekey": func() {
+			os.Exit((&Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(context.Background(), os.Args[1:]))
+		},
+	})
+}
+
+// testMasterKey is a fixed master key for scripts (base64 of 32 bytes).
+const testMasterKey = "q8Xk2tVzvY3kQeY9yqFv0d0Q4cX2mYpZ1rV5bQ7wE8s="
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("REKEY_MASTER_KEY", testMasterKey)
+			env.Setenv("HOME", env.WorkDir+"/home")
+			env.Setenv("XDG_CONFIG_HOME", env.WorkDir+"/home/.config")
+			env.Setenv("REKEY_ACTOR", "tester")
+			return nil
+		},
+		RequireExplicitExec: true,
+	})
+}

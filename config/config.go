@@ -1,0 +1,208 @@
+// Package config reads and writes rekey.yaml, the inventory of the secrets
+// rekey manages for a project: where its store lives, its environments and
+// their targets, the secrets with their kinds and rotation periods, and the
+// derived values (such as DATABASE_URL) computed from them.
+//
+// Decoding is strict: the YAML node tree is walked by hand, so every problem
+// is reported as an *Error naming the file, line and column, with a hint.
+// Only the first problem in file order is reported. Messages never quote
+// values from the file other than key names and short identifier-like words.
+//
+// # Adding a section
+//
+// Each mapping in the file is decoded by one function that lists its keys in
+// a [section] (see decode.go). A new section (services, checks, or reencrypt
+// under a secret) is one struct in this file, one decode function, and one
+// line in its parent's section list; unknown-key errors and suggestions
+// follow from the list.
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/rekeyhq/rekey"
+)
+
+// FileName is the name of the inventory file.
+const FileName = "rekey.yaml"
+
+// Defaults.
+const (
+	DefaultStorePath = ".rekey/rekey.db"
+	MasterKeyEnv     = "env"        // the master key is in $REKEY_MASTER_KEY
+	MasterKeyPass    = "passphrase" // the master key is derived from a passphrase
+	MasterKeyFile    = "file:"      // prefix: the master key is in a key file
+)
+
+// The target types.
+const (
+	TargetDotenv = "dotenv"
+)
+
+// TargetTypes lists the valid target types.
+var TargetTypes = []string{TargetDotenv}
+
+// The postgres settings.
+var (
+	SSLModes   = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+	ChangedBys = []string{"self", "admin"}
+	Strategies = []string{"single", "alternating"}
+)
+
+// Config is a parsed rekey.yaml.
+type Config struct {
+	Path         string // absolute path of rekey.yaml
+	Dir          string // its folder
+	Version      int
+	Store        Store
+	Environments []Environment   // file order
+	Secrets      []rekey.Spec    // file order; Spec.Line set
+	Derived      []rekey.Derived // file order, top-level
+}
+
+// Store says where rekey keeps its encrypted store and its master key.
+type Store struct {
+	Path         string // absolute
+	MasterKey    string // "env" | "file:/abs/path" | "passphrase"
+	KeepVersions int    // 0 = keep all; else keep this many unlabeled versions
+}
+
+// Environment is one deployment environment (production, staging...).
+type Environment struct {
+	Name    string
+	Targets []Target        // file order
+	Derived []rekey.Derived // overrides of the top-level derived values
+	Line    int
+}
+
+// Target is a place an environment's secrets are published to.
+type Target struct {
+	Name string
+	Type string // "dotenv"
+	Path string // absolute
+	Line int
+}
+
+// Load reads and parses the rekey.yaml at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		reason := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			reason = pe.Err
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errorf(path, rekey.CodeNotFound, err, findHint, "cannot read %s: %v", FileName, reason)
+		}
+		return nil, errorf(path, rekey.CodeInvalid, err, "check that the file is readable", "cannot read %s: %v", FileName, reason)
+	}
+	return Parse(path, data)
+}
+
+const findHint = "run `rekey init --env-file .env`, or pass --config"
+
+// Find walks up from dir to the root looking for rekey.yaml and returns its
+// path. When there is none it returns an *Error (code CodeNotFound).
+func Find(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", errorf("", rekey.CodeInvalid, err, findHint, "cannot resolve folder: %v", err)
+	}
+	for d := abs; ; {
+		p := filepath.Join(d, FileName)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	return "", errorf("", rekey.CodeNotFound, fs.ErrNotExist, findHint, "no %s in %s or any folder above it", FileName, abs)
+}
+
+// Secret returns the secret named name.
+func (c *Config) Secret(name string) (*rekey.Spec, bool) {
+	for i := range c.Secrets {
+		if c.Secrets[i].Name == name {
+			return &c.Secrets[i], true
+		}
+	}
+	return nil, false
+}
+
+// Environment returns the environment named name.
+func (c *Config) Environment(name string) (*Environment, bool) {
+	for i := range c.Environments {
+		if c.Environments[i].Name == name {
+			return &c.Environments[i], true
+		}
+	}
+	return nil, false
+}
+
+// DerivedFor returns the derived values of environment env: the top-level
+// ones in file order, each replaced by the environment's override of the
+// same name, followed by the environment's other derived values in file
+// order. For an unknown environment it returns the top-level values.
+func (c *Config) DerivedFor(env string) []rekey.Derived {
+	out := slices.Clone(c.Derived)
+	e, ok := c.Environment(env)
+	if !ok {
+		return out
+	}
+	for _, o := range e.Derived {
+		i := slices.IndexFunc(out, func(d rekey.Derived) bool { return d.Name == o.Name })
+		if i >= 0 {
+			out[i] = o
+		} else {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TargetsFor returns the targets of environment env that secret is published
+// to, in the environment's order: all of them unless the secret lists some.
+func (c *Config) TargetsFor(env, secret string) ([]Target, error) {
+	e, ok := c.Environment(env)
+	if !ok {
+		names := make([]string, len(c.Environments))
+		for i, e := range c.Environments {
+			names[i] = e.Name
+		}
+		return nil, rekey.Errorf(rekey.CodeNotFound, "no environment %s in %s", quote(env), FileName).
+			WithHint("%senvironments: %s", didYouMean(env, names), listOf(names))
+	}
+	s, ok := c.Secret(secret)
+	if !ok {
+		names := make([]string, len(c.Secrets))
+		for i, s := range c.Secrets {
+			names[i] = s.Name
+		}
+		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in %s", quote(secret), FileName).
+			WithHint("%ssecrets: %s", didYouMean(secret, names), listOf(names))
+	}
+	if len(s.Targets) == 0 {
+		return slices.Clone(e.Targets), nil
+	}
+	var out []Target
+	for _, t := range e.Targets {
+		if slices.Contains(s.Targets, t.Name) {
+			out = append(out, t)
+		}
+	}
+	for _, name := range s.Targets {
+		if !slices.ContainsFunc(e.Targets, func(t Target) bool { return t.Name == name }) {
+			return nil, rekey.Errorf(rekey.CodeInvalid, "secret %s names target %s that environment %s does not define", s.Name, quote(name), e.Name).
+				WithHint("define it under environments.%s.targets, or remove it from the secret's targets", e.Name)
+		}
+	}
+	return out, nil
+}

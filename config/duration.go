@@ -1,0 +1,69 @@
+package config
+
+import (
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+)
+
+const durationHint = "use 90d, 2w, 36h or 30m (days, weeks, hours, minutes), or Go syntax such as 1h30m"
+
+var dayDuration = regexp.MustCompile(`^([0-9]+)([dw])$`)
+
+// ParseDuration parses a rotation or reminder period: a whole number of days
+// or weeks ("90d", "2w"), or anything time.ParseDuration accepts ("36h",
+// "30m", "1h30m"). The result must be positive.
+func ParseDuration(s string) (time.Duration, error) {
+	bad := func(format string) error {
+		return rekey.Errorf(rekey.CodeInvalid, format, quote(s)).WithHint(durationHint)
+	}
+	switch {
+	case s == "":
+		return 0, rekey.Errorf(rekey.CodeInvalid, "empty duration").WithHint(durationHint)
+	case strings.HasPrefix(s, "-"):
+		return 0, bad("duration %s is negative")
+	}
+	if m := dayDuration.FindStringSubmatch(s); m != nil {
+		unit := rekey.Day
+		if m[2] == "w" {
+			unit = 7 * rekey.Day
+		}
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || n > int64(math.MaxInt64/unit) {
+			return 0, bad("duration %s is too long")
+		}
+		if n == 0 {
+			return 0, bad("duration %s is zero")
+		}
+		return time.Duration(n) * unit, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, bad("bad duration %s")
+	}
+	if d <= 0 {
+		return 0, bad("duration %s is zero")
+	}
+	return d, nil
+}
+
+// FormatDuration formats d as ParseDuration reads it: "180d" when d is a
+// whole number of days, else Go's form without trailing zero units
+// ("36h", "1h30m", "90s").
+func FormatDuration(d time.Duration) string {
+	if d > 0 && d%rekey.Day == 0 {
+		return strconv.FormatInt(int64(d/rekey.Day), 10) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

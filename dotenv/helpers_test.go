@@ -1,0 +1,75 @@
+package dotenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// skipOrFail skips the test because a tool or privilege it needs is
+// missing, or fails it when REKEY_TEST_DISALLOW_SKIP=1 (CI sets it so that
+// a silently skipped interop or failure-path test cannot pass).
+func skipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("REKEY_TEST_DISALLOW_SKIP") == "1" {
+		t.Fatalf("cannot run (REKEY_TEST_DISALLOW_SKIP=1): %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// Test messages follow the package's rule: they never print a value, only
+// keys, lengths and positions.
+
+// bytesDiff describes where got and want differ without showing either.
+func bytesDiff(got, want []byte) string {
+	n := min(len(got), len(want))
+	i := 0
+	for i < n && got[i] == want[i] {
+		i++
+	}
+	line := 1 + bytes.Count(want[:i], []byte("\n"))
+	return fmt.Sprintf("first difference at byte %d (line %d); got %d bytes, want %d", i, line, len(got), len(want))
+}
+
+// valueDiff describes how two values differ without showing either.
+func valueDiff(got, want string) string {
+	return bytesDiff([]byte(got), []byte(want))
+}
+
+// mapDiff lists the keys whose values differ between got and want.
+func mapDiff(got, want map[string]string) []string {
+	var keys []string
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			keys = append(keys, k+" (missing)")
+		} else if g != w {
+			keys = append(keys, k+" ("+valueDiff(g, w)+")")
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k+" (unexpected)")
+		}
+	}
+	return keys
+}
+
+// values returns every key's value.
+func values(f *File) map[string]string {
+	m := make(map[string]string)
+	for _, k := range f.Keys() {
+		v, _ := f.Get(k)
+		m[k] = v
+	}
+	return m
+}
+
+func mustParse(t testing.TB, data string) *File {
+	t.Helper()
+	f, err := Parse("test.env", []byte(data))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return f
+}
