@@ -59,6 +59,8 @@ type Engine struct {
 	Fault func(point string)
 	// Progress receives one line per step for narration; nil discards.
 	Progress func(format string, args ...any)
+
+	specIndex map[string]int
 }
 
 func (e *Engine) now() time.Time {
@@ -82,12 +84,17 @@ func (e *Engine) say(format string, args ...any) {
 
 // Spec returns the spec of a secret.
 func (e *Engine) Spec(name string) (*Spec, bool) {
-	for i := range e.Specs {
-		if e.Specs[i].Name == name {
-			return &e.Specs[i], true
+	if len(e.specIndex) != len(e.Specs) {
+		e.specIndex = make(map[string]int, len(e.Specs))
+		for i := range e.Specs {
+			e.specIndex[e.Specs[i].Name] = i
 		}
 	}
-	return nil, false
+	i, ok := e.specIndex[name]
+	if !ok {
+		return nil, false
+	}
+	return &e.Specs[i], true
 }
 
 func newID(now time.Time) string {
@@ -293,6 +300,11 @@ func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *N
 			}
 		}
 		r.Steps[0].Ended, r.Steps[0].Outcome = e.now(), "ok"
+		if !e.needsApply(r) {
+			// Nothing to apply: the values are durable from this commit on, so the
+			// publish step may start in the same transaction (one fsync less).
+			r.Steps = append(r.Steps, Step{Name: StepPublish, Started: e.now()})
+		}
 		return tx.PutRotation(r)
 	})
 	if err != nil {
@@ -331,51 +343,64 @@ type DriftItem struct {
 }
 
 // Drift compares what the targets hold for names (all managed secrets when
-// empty) with the store's current values.
+// empty) with the store's current values. Each target is read once.
 func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error) {
 	if len(names) == 0 {
 		for _, s := range e.Specs {
 			names = append(names, s.Name)
 		}
 	}
-	var out []DriftItem
+	want := map[string]Value{}
+	byTarget := map[string][]string{}
 	err := e.Store.View(ctx, func(tx Tx) error {
+		cur, err := tx.AllLabeled(e.Env, LabelCurrent)
+		if err != nil {
+			return err
+		}
 		for _, name := range names {
 			s, ok := e.Spec(name)
 			if !ok {
 				continue
 			}
-			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
-			if errors.Is(err, ErrNotFound) {
+			v, ok := cur[name]
+			if !ok {
 				continue
 			}
+			val, err := tx.Value(e.Env, name, v.N)
 			if err != nil {
 				return err
 			}
-			want, err := tx.Value(e.Env, name, cur.N)
-			if err != nil {
-				return err
-			}
+			want[name] = val
 			for _, tn := range e.targetNames(s) {
-				t := e.Targets[tn]
-				if t == nil {
-					continue
-				}
-				got, err := t.Read(ctx, []string{name})
-				if err != nil {
-					return err
-				}
-				g, ok := got[name]
-				if !ok {
-					out = append(out, DriftItem{Target: t.Name(), Key: name, Missing: true})
-				} else if !g.Equal(want) {
-					out = append(out, DriftItem{Target: t.Name(), Key: name})
-				}
+				byTarget[tn] = append(byTarget[tn], name)
 			}
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	var out []DriftItem
+	for _, tn := range e.targetOrder() {
+		keys := byTarget[tn]
+		t := e.Targets[tn]
+		if len(keys) == 0 || t == nil {
+			continue
+		}
+		got, err := t.Read(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			g, ok := got[k]
+			if !ok {
+				out = append(out, DriftItem{Target: t.Name(), Key: k, Missing: true})
+			} else if !g.Equal(want[k]) {
+				out = append(out, DriftItem{Target: t.Name(), Key: k})
+			}
+		}
+	}
+	return out, nil
 }
 
 // step journals a step start, runs fn, journals its end.
@@ -436,18 +461,32 @@ func (e *Engine) rotationValues(ctx context.Context, r *Rotation) (pending, curr
 	return pending, current, err
 }
 
-// drive runs apply → publish → verify → finish for a created rotation.
+// needsApply reports whether any secret of r has a kind-specific apply step.
+func (e *Engine) needsApply(r *Rotation) bool {
+	for name := range r.Secrets {
+		if s, ok := e.Spec(name); ok && e.Appliers[s.Kind] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// drive runs apply → publish → verify → finish for a created rotation. It is
+// also how Recover completes an interrupted one: every step is idempotent.
 func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 	pending, current, err := e.rotationValues(ctx, r)
 	if err != nil {
 		return err
 	}
 	names := sortedKeys(r.Secrets)
-	if !r.Reached(StepApply) || r.LastStep().Name == StepApply {
+	if e.needsApply(r) && !r.Reached(StepPublish) {
 		err := e.step(ctx, r, StepApply, func() error {
 			for _, name := range names {
-				s, _ := e.Spec(name)
-				if a := e.Appliers[s.Kind]; a != nil && s != nil {
+				s, ok := e.Spec(name)
+				if !ok {
+					continue
+				}
+				if a := e.Appliers[s.Kind]; a != nil {
 					if err := a.Apply(ctx, e.Env, s, pending[name], current[name]); err != nil {
 						return Wrap(ErrorCode(err), err, "apply %s", name)
 					}
@@ -460,13 +499,43 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 			return e.fail(ctx, r, res, err, pending, current, false)
 		}
 	}
-	if err := e.step(ctx, r, StepPublish, func() error { return e.publish(ctx, r, pending) }); err != nil {
+	if !r.Reached(StepPublish) {
+		r.Steps = append(r.Steps, Step{Name: StepPublish, Started: e.now()})
+		if err := e.Store.Update(ctx, func(tx Tx) error { return tx.PutRotation(r) }); err != nil {
+			return Wrap(ErrorCode(err), err, "journal publish")
+		}
+	}
+	// The publish step is journaled as started; from here a crash rolls forward.
+	pi := lastIndex(r, StepPublish)
+	e.fault("publish:before")
+	if err := e.publishValues(ctx, names, pending, nil); err != nil {
+		r.Steps[pi].Ended, r.Steps[pi].Outcome, r.Steps[pi].Detail = e.now(), "error", err.Error()
 		return e.fail(ctx, r, res, err, pending, current, true)
 	}
-	if err := e.step(ctx, r, StepVerify, func() error { return e.verifyTargets(ctx, r, pending) }); err != nil {
-		return e.fail(ctx, r, res, err, pending, current, true)
+	r.Steps[pi].Ended, r.Steps[pi].Outcome = e.now(), "ok"
+	e.fault("publish:after")
+	e.fault("verify:before")
+	vs := Step{Name: StepVerify, Started: e.now()}
+	verr := e.verifyTargets(ctx, r, pending)
+	vs.Ended, vs.Outcome = e.now(), "ok"
+	if verr != nil {
+		vs.Outcome, vs.Detail = "error", verr.Error()
 	}
-	return e.finish(ctx, r, StateDone, "")
+	r.Steps = append(r.Steps, vs)
+	if verr != nil {
+		return e.fail(ctx, r, res, verr, pending, current, true)
+	}
+	e.fault("verify:after")
+	return e.finish(ctx, r, StateDone, "", pending)
+}
+
+func lastIndex(r *Rotation, step string) int {
+	for i := len(r.Steps) - 1; i >= 0; i-- {
+		if r.Steps[i].Name == step {
+			return i
+		}
+	}
+	return -1
 }
 
 // fail handles a failed apply, publish or verify: roll back for scheduled and
@@ -477,7 +546,7 @@ func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error
 	}
 	if r.Mode == ModeEmergency && published {
 		e.say("EMERGENCY: keeping the new values although %v", cause)
-		if err := e.finish(ctx, r, StateFailed, cause.Error()); err != nil {
+		if err := e.finish(ctx, r, StateFailed, cause.Error(), pending); err != nil {
 			return err
 		}
 		return &Error{Code: CodeVerifyFailed, Msg: "emergency rotation kept the new values but verification failed", Err: cause,
@@ -535,21 +604,6 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 		}
 		r.State, r.Ended, r.Error = StateRolledBack, e.now(), truncate(why, 500)
 		return tx.PutRotation(r)
-	})
-}
-
-func (e *Engine) publish(ctx context.Context, r *Rotation, pending map[string]Value) error {
-	names := sortedKeys(r.Secrets)
-	if err := e.publishValues(ctx, names, pending, nil); err != nil {
-		return err
-	}
-	return e.Store.Update(ctx, func(tx Tx) error {
-		for _, name := range names {
-			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.publish", Env: e.Env, Secret: name, Version: r.Secrets[name], Fingerprint: e.Store.Fingerprint(pending[name]), Outcome: "ok", Detail: "targets: " + strings.Join(e.targetNamesFor(name), ", ")}); err != nil {
-				return err
-			}
-		}
-		return nil
 	})
 }
 
@@ -698,12 +752,17 @@ func (e *Engine) verifyTargets(ctx context.Context, r *Rotation, pending map[str
 }
 
 // finish moves the labels (pending → current → previous) in one transaction.
-func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, why string) error {
+func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, why string, published map[string]Value) error {
 	r.Steps = append(r.Steps, Step{Name: StepFinish, Started: e.now()})
 	e.fault("finish:before")
 	err := e.Store.Update(ctx, func(tx Tx) error {
 		for _, name := range sortedKeys(r.Secrets) {
 			n := r.Secrets[name]
+			if v, ok := published[name]; ok {
+				if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.publish", Env: e.Env, Secret: name, Version: n, Fingerprint: e.Store.Fingerprint(v), Outcome: "ok", Detail: "targets: " + strings.Join(e.targetNamesFor(name), ", ")}); err != nil {
+					return err
+				}
+			}
 			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err

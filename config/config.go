@@ -97,7 +97,7 @@ func Load(path string) (*Config, error) {
 			reason = pe.Err
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errorf(path, rekey.CodeNotFound, err, findHint, "cannot read %s: %v", FileName, reason)
+			return nil, errorf(path, rekey.CodeNotFound, err, findHint, "file not found")
 		}
 		return nil, errorf(path, rekey.CodeInvalid, err, "check that the file is readable", "cannot read %s: %v", FileName, reason)
 	}

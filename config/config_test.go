@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,7 +204,7 @@ func TestMarshalRejectsInvalid(t *testing.T) {
 	c := &Config{
 		Path: filepath.Join(dir, "rekey.yaml"), Dir: dir, Version: 1,
 		Environments: []Environment{{Name: "dev", Targets: []Target{{Name: "app", Path: filepath.Join(dir, ".env")}}}},
-		Secrets: []rekey.Spec{{Name: "K", Kind: rekey.KindGenerated, Generator: rekey.Generator{Bytes: 32}, Targets: []string{"web"}}},
+		Secrets:      []rekey.Spec{{Name: "K", Kind: rekey.KindGenerated, Generator: rekey.Generator{Bytes: 32}, Targets: []string{"web"}}},
 	}
 	if _, err := Marshal(c); err == nil || !strings.Contains(err.Error(), "target \"web\"") {
 		t.Errorf("Marshal of a secret with an undefined target: err = %v", err)
@@ -296,7 +298,8 @@ func TestLoadMissing(t *testing.T) {
 	if err == nil {
 		t.Fatal("Load of a missing file succeeded")
 	}
-	if rekey.ErrorCode(err) != rekey.CodeNotFound || !strings.Contains(rekey.ErrorHint(err), "rekey init") {
+	if rekey.ErrorCode(err) != rekey.CodeNotFound || !strings.Contains(rekey.ErrorHint(err), "rekey init") ||
+		!errors.Is(err, fs.ErrNotExist) || !strings.HasSuffix(err.Error(), "rekey.yaml: file not found") {
 		t.Errorf("Load of a missing file: %v (code %v, hint %q)", err, rekey.ErrorCode(err), rekey.ErrorHint(err))
 	}
 }

@@ -123,6 +123,34 @@ func (d *decoder) fail(n *yaml.Node, hint, format string, args ...any) {
 	}
 }
 
+// missing records an error about a key missing from a mapping: it is shown
+// at node at, and ordered after everything in container, so that an unknown
+// key in the mapping (a typo of the missing one) is reported first.
+func (d *decoder) missing(at, container *yaml.Node, hint, format string, args ...any) {
+	before := d.first
+	d.fail(at, hint, format, args...)
+	if d.first == before {
+		return
+	}
+	d.first.order = [2]int{endLine(container), int(^uint(0) >> 1)}
+	if before != nil && before.before(d.first) {
+		d.first = before
+	}
+}
+
+// endLine is the line of the last node within n.
+func endLine(n *yaml.Node) int {
+	line := 0
+	for n != nil {
+		line = max(line, n.Line)
+		if n.Kind == yaml.AliasNode || len(n.Content) == 0 {
+			break
+		}
+		n = n.Content[len(n.Content)-1]
+	}
+	return line
+}
+
 // field is one key of a fixed-shape mapping and the function that decodes
 // its value (already alias-resolved).
 type field struct {
@@ -435,19 +463,19 @@ func (d *decoder) config(root *yaml.Node, abs string) *Config {
 		return nil
 	}
 	if isNull(versionVal) {
-		d.fail(root, "add `version: 1` at the top of rekey.yaml", "version is missing")
+		d.missing(root, root, "add `version: 1` at the top of rekey.yaml", "version is missing")
 	} else if versionVal.Kind != yaml.ScalarNode || versionVal.ShortTag() != "!!int" {
 		d.fail(versionVal, "write `version: 1`", "version must be the number 1, not %s", kindOf(versionVal))
-	} else if versionVal.Value != "1" {
+	} else if v := new(int64); versionVal.Decode(v) != nil || *v != 1 {
 		d.fail(versionVal, "this rekey reads version 1 only: write `version: 1`, or upgrade rekey", "unsupported version %s", quote(versionVal.Value))
 	} else {
 		c.Version = 1
 	}
 	if seen["environments"] == nil {
-		d.fail(root, "add one, e.g. environments: {production: {targets: {app: {type: dotenv, path: .env}}}}", "environments is missing")
+		d.missing(root, root, "add one, e.g. environments: {production: {targets: {app: {type: dotenv, path: .env}}}}", "environments is missing")
 	}
 	if seen["secrets"] == nil {
-		d.fail(root, "add the secrets rekey manages, e.g. secrets: {JWT_SECRET: {kind: generated, generator: {bytes: 32, encoding: base64}}}", "secrets is missing")
+		d.missing(root, root, "add the secrets rekey manages, e.g. secrets: {JWT_SECRET: {kind: generated, generator: {bytes: 32, encoding: base64}}}", "secrets is missing")
 	}
 	d.check(f)
 	for _, e := range f.envs {
@@ -559,7 +587,7 @@ func (d *decoder) environment(k, v *yaml.Node) *envDecl {
 		return e
 	}
 	if targetsKey == nil {
-		d.fail(k, "add targets, e.g. targets: {app: {type: dotenv, path: .env}}", "%s has no targets", what)
+		d.missing(k, v, "add targets, e.g. targets: {app: {type: dotenv, path: .env}}", "%s has no targets", what)
 	}
 	return e
 }
@@ -640,7 +668,7 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 		return s
 	}
 	if isNull(kindVal) {
-		d.fail(k, "add kind: generated (or "+listOf(rekey.Kinds[1:])+")", "%s has no kind", what)
+		d.missing(k, v, "add kind: generated (or "+listOf(rekey.Kinds[1:])+")", "%s has no kind", what)
 		return s
 	}
 	ks, ok := d.text(kindVal, "kind of "+what)
@@ -664,7 +692,7 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 		s.spec.Period = rem
 	} else {
 		if genKey == nil {
-			d.fail(k, "add generator: {bytes: 32, encoding: base64}", "%s (kind %s) has no generator", what, kind)
+			d.missing(k, v, "add generator: {bytes: 32, encoding: base64}", "%s (kind %s) has no generator", what, kind)
 		}
 		if remKey != nil {
 			d.fail(remKey, "remind_every is for manual secrets: use rotate_every", "%s is not manual: remind_every is not used", what)
@@ -896,9 +924,10 @@ func (d *decoder) check(f *fileDecl) {
 			for _, item := range s.targets {
 				for _, e := range f.envs {
 					if e.targetsOK && !slices.Contains(e.targets, item.Value) {
+						env := label("environment", e.env.Name)
 						d.fail(item, fmt.Sprintf("%sa secret's targets must exist in every environment; %s defines: %s",
-							didYouMean(item.Value, e.targets), e.env.Name, strings.Join(e.targets, ", ")),
-							"target %s of %s is not defined in environment %s", quote(item.Value), what, e.env.Name)
+							didYouMean(item.Value, e.targets), env, strings.Join(e.targets, ", ")),
+							"target %s of %s is not defined in %s", quote(item.Value), what, env)
 						continue items
 					}
 				}
@@ -918,7 +947,7 @@ func (d *decoder) check(f *fileDecl) {
 				for _, e := range f.envs {
 					if !slices.ContainsFunc(e.derived, func(x derivedDecl) bool { return x.d.Name == name }) {
 						d.fail(s.urlFrom, "define it under the top-level derived, or under derived of every environment",
-							"url_from of %s: derived value %s is not defined for environment %s", what, quote(name), e.env.Name)
+							"url_from of %s: derived value %s is not defined for %s", what, quote(name), label("environment", e.env.Name))
 						break
 					}
 				}

@@ -12,14 +12,23 @@ import (
 
 const durationHint = "use 90d, 2w, 36h or 30m (days, weeks, hours, minutes), or Go syntax such as 1h30m"
 
-var dayDuration = regexp.MustCompile(`^([0-9]+)([dw])$`)
+var (
+	dayDuration  = regexp.MustCompile(`^([0-9]+)([dw])$`)
+	durationLike = regexp.MustCompile(`^[-+]?[0-9][0-9A-Za-z. ]{0,15}$`)
+)
 
 // ParseDuration parses a rotation or reminder period: a whole number of days
 // or weeks ("90d", "2w"), or anything time.ParseDuration accepts ("36h",
 // "30m", "1h30m"). The result must be positive.
 func ParseDuration(s string) (time.Duration, error) {
 	bad := func(format string) error {
-		return rekey.Errorf(rekey.CodeInvalid, format, quote(s)).WithHint(durationHint)
+		// Quote only what looks like an attempt at a duration, never a
+		// value pasted into the wrong place.
+		q := "(not shown)"
+		if durationLike.MatchString(s) {
+			q = strconv.Quote(s)
+		}
+		return rekey.Errorf(rekey.CodeInvalid, format, q).WithHint(durationHint)
 	}
 	switch {
 	case s == "":

@@ -45,7 +45,7 @@ var errorCases = []struct {
 	{name: "syntax: bad indentation", yaml: head + "secrets:\n" + gen + "   OTHER: {} # <-\n", msg: "YAML syntax error", hint: "indentation"},
 	{name: "syntax: colon in plain value", yaml: head + "secrets:\n" + gen + "    purpose: a: b # <-\n", msg: "mapping values are not allowed", hint: "quote values"},
 	{name: "syntax: colon on line 1", yaml: "version: 1: 2\n", line: 1, msg: "mapping values are not allowed", hint: "quote values"},
-	{name: "syntax: tab indentation", yaml: head + "secrets:\n" + gen + "\tpurpose: x # <-\n", msg: "tab character", hint: "spaces, not tabs"},
+	{name: "syntax: tab indentation", yaml: head + "secrets:\n" + gen + "\tpurpose: x # <-\n", msg: "indentation must use spaces, not tabs", hint: "spaces, not tabs"},
 	{name: "syntax: unknown alias", yaml: head + "secrets:\n" + gen + "    purpose: *nope # <-\n", msg: "unknown anchor 'nope'", hint: "indentation"},
 	{name: "syntax: unterminated quote", yaml: head + "secrets:\n" + gen + "    purpose: \"x\n", line: 10, msg: "found unexpected end of stream", hint: "quote"},
 	{name: "syntax: invalid UTF-8", yaml: head + "secrets:\n" + gen + "    purpose: \xff\xfe # <-\n", msg: "UTF-8", hint: "indentation"},
@@ -94,12 +94,13 @@ var errorCases = []struct {
 
 	// Duplicate keys.
 	{name: "duplicate key", yaml: head + "secrets:\n" + gen + "    kind: manual # <-\n", msg: `duplicate key "kind" in secret JWT_SECRET`, hint: "first set on line 8"},
-	{name: "duplicate secret", yaml: head + "secrets:\n" + gen + gen[:14] + " # <-\n    kind: manual\n", msg: `duplicate secret "JWT_SECRET" in secrets`, hint: "the first is on line 7"},
+	{name: "duplicate secret", yaml: head + "secrets:\n" + gen + "  JWT_SECRET: # <-\n    kind: manual\n", msg: `duplicate secret "JWT_SECRET" in secrets`, hint: "the first is on line 7"},
 	{name: "duplicate environment", yaml: head + "  prod: # <-\n    targets: {app: {}}\nsecrets:\n" + gen, msg: `duplicate environment "prod"`, hint: "line 3"},
 	{name: "duplicate top-level key", yaml: head + "secrets:\n" + gen + "version: 1 # <-\n", msg: `duplicate key "version" at the top level`, hint: "line 1"},
 
 	// Enumerations.
 	{name: "unknown kind", yaml: head + "secrets:\n  K:\n    kind: generatd # <-\n", msg: `unknown kind "generatd" for secret K`, hint: "did you mean generated? kinds: generated, postgres-password, data-key, manual"},
+	{name: "kind misspelt, not missing", yaml: head + "secrets:\n  K:\n    knd: generated # <-\n    generator: {}\n", msg: `unknown key "knd" in secret K`, hint: "did you mean kind?"},
 	{name: "kind missing", yaml: head + "secrets:\n  K: # <-\n    generator: {}\n", msg: "secret K has no kind", hint: "kind: generated"},
 	{name: "unknown encoding", yaml: head + "secrets:\n  K:\n    kind: generated\n    generator: {encoding: base32} # <-\n", msg: `unknown encoding "base32" in generator of secret K`, hint: "encodings: base64, base64url, base64url-nopad, hex, alphanumeric"},
 	{name: "unknown target type", yaml: "version: 1\nenvironments:\n  prod:\n    targets:\n      app: {type: json, path: x} # <-\nsecrets:\n" + gen, msg: `unknown target type "json"`, hint: "valid values: dotenv"},
@@ -240,6 +241,7 @@ func TestErrorsHideValues(t *testing.T) {
 		head + "secrets:\n" + gen + "derived:\n  URL: \"" + secret + "{{ X | nofilter }}\"\n",
 		head + "secrets:\n  K:\n    kind: " + secret + "\n",
 		head + "secrets:\n" + gen + "    rotate_every: " + secret + "\n",
+		head + "secrets:\n" + gen + "    rotate_every: c2VjcmV0\n",
 		head + "secrets:\n" + gen + "    " + secret + ": 1\n",
 		head + "secrets:\n  " + secret + ":\n    kind: manual\n",
 		head + "secrets:\n" + gen + "    generator: {encoding: " + secret + "}\n",

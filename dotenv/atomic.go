@@ -16,6 +16,7 @@ var (
 	rename  = os.Rename
 	fchown  = func(f *os.File, uid, gid int) error { return f.Chown(uid, gid) }
 	geteuid = os.Geteuid
+	dirSync = syncDir
 )
 
 // WriteFileAtomic replaces the file at path with data so that a reader sees
@@ -65,8 +66,9 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if err != nil {
 		return err
 	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if err != nil && !renamed {
 			f.Close()
 			os.Remove(tmp)
 		}
@@ -94,9 +96,9 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if err = rename(tmp, target); err != nil {
 		return err
 	}
-	if serr := syncDir(dir); serr != nil {
-		// The rename happened: the temp file is gone and must not be removed.
-		return fmt.Errorf("file replaced, but directory not synced: %w", serr)
+	renamed = true // from here on, tmp names the target: never remove it
+	if err = dirSync(dir); err != nil {
+		return fmt.Errorf("file replaced, but directory not synced: %w", err)
 	}
 	return nil
 }

@@ -227,3 +227,18 @@ func TestWriteFileAtomicChownEPERM(t *testing.T) {
 		checkUntouched(t, dir, path, WriteFileAtomic(path, []byte("A=new\n"), 0o600))
 	})
 }
+
+func TestWriteFileAtomicDirSyncFails(t *testing.T) {
+	dir, path := oldTarget(t)
+	setHook(t, &dirSync, func(string) error { return syscall.EIO })
+	err := WriteFileAtomic(path, []byte("A=new\n"), 0o600)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("error = %v, want EIO", err)
+	}
+	// The rename happened: the new contents are in place, nothing is left
+	// behind.
+	checkFile(t, path, "A=new\n", 0o600)
+	if diff := cmp.Diff([]string{".env"}, dirNames(t, dir)); diff != "" {
+		t.Errorf("directory (-want +got):\n%s", diff)
+	}
+}

@@ -75,6 +75,11 @@ func (p Params) connConfig() (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// secrets are the values errors must never show.
+func (p Params) secrets() [][]byte {
+	return [][]byte{p.Password, []byte(p.Options.Get("sslpassword"))}
+}
+
 func quoteConnValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
@@ -90,12 +95,29 @@ func quoteConnValue(v string) string {
 func Connect(ctx context.Context, p Params) (*pgx.Conn, error) {
 	cfg, err := p.connConfig()
 	if err != nil {
-		return nil, &Error{Op: opConnect, Role: p.User, Err: err,
-			Detail: scrub("invalid connection parameters: "+rootCause(err).Error(), [][]byte{p.Password})}
+		// Drop pgx's "cannot parse `<connection string>`: " framing: the
+		// string holds no password, but may hold option values.
+		detail := "invalid connection parameters"
+		var pce *pgconn.ParseConfigError
+		if errors.As(err, &pce) {
+			msg := pce.Error()
+			if i := strings.LastIndex(msg, "`: "); i >= 0 {
+				detail += ": " + msg[i+3:]
+			}
+		}
+		addr := ""
+		if p.Host != "" {
+			port := p.Port
+			if port == 0 {
+				port = 5432
+			}
+			addr = addrOf(p.Host, uint16(port))
+		}
+		return nil, &Error{Op: opConnect, Addr: addr, Role: p.User, Err: err, Detail: scrub(detail, p.secrets())}
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, newError(opConnect, addrOf(cfg.Host, cfg.Port), cfg.User, err, p.Password)
+		return nil, newError(opConnect, addrOf(cfg.Host, cfg.Port), cfg.User, err, p.secrets()...)
 	}
 	return conn, nil
 }
@@ -110,8 +132,7 @@ func TryLogin(ctx context.Context, p Params) (bool, error) {
 		closeQuietly(conn)
 		return true, nil
 	}
-	var e *Error
-	if errors.As(err, &e) && e.SQLState == "28P01" {
+	if errors.Is(err, ErrAuthFailed) {
 		return false, nil
 	}
 	return false, err

@@ -105,7 +105,7 @@ func Hint(err error) string {
 	case errors.Is(err, ErrRoleMissing):
 		return "create the role, or fix the role name"
 	case errors.Is(err, ErrTLSRequired):
-		return "the server only accepts encrypted connections: set sslmode=require in DATABASE_URL"
+		return "the server has no pg_hba.conf entry for unencrypted connections from here: set sslmode=require in DATABASE_URL (or, if TLS is not the point, allow this client in pg_hba.conf)"
 	case errors.Is(err, ErrNoSCRAM):
 		return "set password_encryption = 'scram-sha-256' in postgresql.conf and reload; rekey only ever sends SCRAM verifiers, never plaintext passwords"
 	}
@@ -129,6 +129,13 @@ func newError(op, addr, role string, err error, secrets ...[]byte) *Error {
 		e.SQLState = pgErr.Code
 		e.Detail = pgErr.Message
 		e.Kind = pgKind(pgErr)
+		if e.Kind == ErrTLSRequired && strings.Contains(err.Error(), "server refused TLS connection") {
+			// sslmode=prefer tried TLS first and the server does not offer
+			// it: TLS cannot be what is missing, pg_hba.conf has no entry
+			// for this client at all.
+			e.Kind = nil
+			e.hint = "pg_hba.conf has no entry for this client, user and database: add one, or fix the host, user or database in DATABASE_URL"
+		}
 	case errors.Is(err, context.Canceled):
 		e.Detail = "canceled"
 	case isTimeout(err):
@@ -219,7 +226,10 @@ func rootCause(err error) error {
 	}
 }
 
+// scrub removes secrets from an error text, and rewords pgx's "failed to
+// X" as "cannot X".
 func scrub(s string, secrets [][]byte) string {
+	s = strings.ReplaceAll(s, "failed to ", "cannot ")
 	for _, sec := range secrets {
 		if len(sec) > 0 && strings.Contains(s, string(sec)) {
 			s = strings.ReplaceAll(s, string(sec), "[redacted]")

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -156,20 +157,80 @@ func TestErrorClasses(t *testing.T) {
 			}
 			eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
 		}()
-		for _, mode := range []string{"disable", ""} { // "" = prefer: TLS refused, then plaintext
-			p := params(t, role, pw)
+		p := params(t, role, pw)
+		p.SSLMode = "disable"
+		var err error
+		eventually(t, func() error {
+			_, err = postgres.Connect(testCtx(t), p)
+			if errors.Is(err, postgres.ErrTLSRequired) {
+				return nil
+			}
+			return errors.New("hba not reloaded yet")
+		})
+		checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
+		if !strings.Contains(postgres.Hint(err), "sslmode=require") {
+			t.Errorf("hint: %s", postgres.Hint(err))
+		}
+
+		// With sslmode=prefer the client tried TLS and this server does not
+		// offer it: the same server message then means "no pg_hba.conf
+		// entry", not "TLS required".
+		p.SSLMode = ""
+		_, err = postgres.Connect(testCtx(t), p)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || !strings.Contains(pgErr.Message, "no encryption") {
+			t.Fatalf("want the no-encryption hba error, got %v", err)
+		}
+		for _, k := range allKinds {
+			if errors.Is(err, k) {
+				t.Errorf("classified as %v: %v", k, err)
+			}
+		}
+		if !strings.Contains(postgres.Hint(err), "pg_hba.conf") {
+			t.Errorf("hint: %s", postgres.Hint(err))
+		}
+	})
+
+	t.Run("tls-required-server-with-tls", func(t *testing.T) {
+		// The realistic case (e.g. a managed server forcing TLS): the server
+		// offers TLS and pg_hba.conf only has hostssl entries.
+		if err := c.EnableTLS(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetHBA("hostssl all all 127.0.0.1/32 scram-sha-256"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.ResetHBA(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.DisableTLS(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
+		}()
+		p := params(t, role, pw)
+		p.SSLMode = "disable"
+		var err error
+		eventually(t, func() error {
+			_, err = postgres.Connect(testCtx(t), p)
+			if errors.Is(err, postgres.ErrTLSRequired) {
+				return nil
+			}
+			return fmt.Errorf("not yet TLS-required: %v", err)
+		})
+		checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
+		for _, mode := range []string{"require", "prefer", ""} {
 			p.SSLMode = mode
-			var err error
-			eventually(t, func() error {
-				_, err = postgres.Connect(testCtx(t), p)
-				if errors.Is(err, postgres.ErrTLSRequired) {
-					return nil
-				}
-				return errors.New("hba not reloaded yet")
-			})
-			checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
-			if !strings.Contains(postgres.Hint(err), "sslmode=require") {
-				t.Errorf("hint: %s", postgres.Hint(err))
+			conn, err := postgres.Connect(testCtx(t), p)
+			if err != nil {
+				t.Fatalf("sslmode=%q: %v", mode, err)
+			}
+			var ssl bool
+			err = conn.QueryRow(testCtx(t), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl)
+			conn.Close(testCtx(t))
+			if err != nil || !ssl {
+				t.Errorf("sslmode=%q: ssl=%v %v", mode, ssl, err)
 			}
 		}
 	})

@@ -197,3 +197,19 @@ func TestSplitGUCList(t *testing.T) {
 		t.Errorf("gucValueSQL = %s", got)
 	}
 }
+
+func TestConnectInvalidParams(t *testing.T) {
+	const secret = "Sup3rS3cretPw"
+	p := Params{Host: "db.invalid", Port: 5433, User: "app", Password: []byte(secret), SSLMode: "bogus",
+		Options: url.Values{"sslpassword": {"KeyPassphrase9"}}}
+	_, err := Connect(t.Context(), p)
+	if err == nil {
+		t.Fatal("bogus sslmode accepted")
+	}
+	msg := err.Error()
+	t.Log(msg)
+	if strings.Contains(msg, secret) || strings.Contains(msg, "KeyPassphrase9") || strings.Contains(msg, "cannot parse") ||
+		!strings.Contains(msg, "db.invalid:5433") || !strings.Contains(msg, "invalid connection parameters") {
+		t.Errorf("error text: %s", msg)
+	}
+}

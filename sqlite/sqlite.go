@@ -54,8 +54,12 @@ type DB struct {
 
 var _ rekey.Store = (*DB)(nil)
 
+// uriPath escapes the characters a file: URI would read as an escape, the
+// query or a fragment, so a path holding them names the same file.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
+
 func dsn(path string) string {
-	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(DELETE)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	return "file:" + uriPath.Replace(path) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // Create makes a new store file at path (mode 0600, parent 0700) sealed under

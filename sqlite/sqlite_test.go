@@ -69,10 +69,17 @@ func open(t *testing.T, path string, key seal.Key) *sqlite.DB {
 	return s
 }
 
+// rawDSN is a DSN for raw access to the store file at path (escaped like
+// the store's own: a t.TempDir of a fuzz seed holds a '#'). Raw edits skip
+// fsync: the files are throwaway copies.
+func rawDSN(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path) + "?_pragma=journal_mode(DELETE)&_pragma=synchronous(OFF)"
+}
+
 // rawDB opens the store file with plain database/sql, bypassing the store.
-func rawDB(t *testing.T, path string) *sql.DB {
+func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(DELETE)")
+	db, err := sql.Open("sqlite", rawDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +89,7 @@ func rawDB(t *testing.T, path string) *sql.DB {
 }
 
 // exec runs raw SQL on the store file and closes the connection.
-func exec(t *testing.T, path, q string, args ...any) {
+func exec(t testing.TB, path, q string, args ...any) {
 	t.Helper()
 	db := rawDB(t, path)
 	if _, err := db.Exec(q, args...); err != nil {
@@ -102,7 +109,7 @@ func fileHash(t *testing.T, path string) [32]byte {
 	return sha256.Sum256(b)
 }
 
-func copyFile(t *testing.T, from, to string) {
+func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {
@@ -450,4 +457,55 @@ func TestUpdateContextCanceled(t *testing.T) {
 		t.Errorf("after a canceled Update: %v, want ErrNotFound", err)
 	}
 	fill(t, s, []fixture{{"prod", "A", 1, []byte("a")}})
+}
+
+// TestPathSpecialCharacters: the store path goes into a file: URI, where '?',
+// '#' and '%' mean something. A folder named with them must hold the store,
+// not cut its path short (regression: "a#b/store.db" stored everything in a
+// file "a", left store.db empty and lost the DSN pragmas).
+func TestPathSpecialCharacters(t *testing.T) {
+	for _, name := range []string{"a#b", "a?b", "a%20b", "100%", "a%3Fb&c=d", "x?_pragma=journal_mode(OFF)", "sp ace", "ünï"} {
+		t.Run("", func(t *testing.T) {
+			top := t.TempDir()
+			path := filepath.Join(top, name, ".rekey", "store.db")
+			key := newKey(t)
+			s, err := sqlite.Create(t.Context(), path, key, "")
+			if err != nil {
+				t.Fatalf("Create in %q: %v", name, err)
+			}
+			fx := []fixture{{"prod", "A", 1, []byte("a1")}}
+			fill(t, s, fx)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Nothing but the folder of the store at the top.
+			entries, err := os.ReadDir(top)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 1 || entries[0].Name() != name {
+				var got []string
+				for _, e := range entries {
+					got = append(got, e.Name())
+				}
+				t.Errorf("the temp folder holds %q, want only %q", got, name)
+			}
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size() == 0 || st.Mode().Perm() != 0o600 {
+				t.Errorf("store file: %d bytes, mode %v; want a 0600 database", st.Size(), st.Mode())
+			}
+			checkFixture(t, open(t, path, key), fx)
+			if _, id, err := sqlite.KDF(path); err != nil || id != key.ID() {
+				t.Errorf("KDF = %q, %v", id, err)
+			}
+			// The DSN pragmas are in force: rollback journal, not WAL or none.
+			var mode string
+			if err := rawDB(t, path).QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "delete" {
+				t.Errorf("journal_mode = %q, %v; want delete", mode, err)
+			}
+		})
+	}
 }

@@ -22,15 +22,22 @@ package pgtest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -145,8 +152,13 @@ func Start() (*Cluster, error) {
 	return nil, lastErr
 }
 
-// findBinDir locates the directory holding initdb and postgres:
-// `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin, else PATH.
+// BinDirEnv names an environment variable that, when set, is the only
+// place binaries are looked for (to test another PostgreSQL version).
+const BinDirEnv = "REKEY_TEST_PG_BINDIR"
+
+// findBinDir locates the directory holding initdb and postgres: $BinDirEnv
+// if set, else `pg_config --bindir`, else the newest
+// /usr/lib/postgresql/*/bin, else PATH.
 func findBinDir() (string, error) {
 	has := func(dir string) bool {
 		for _, name := range []string{"initdb", "postgres", "pg_ctl"} {
@@ -155,6 +167,12 @@ func findBinDir() (string, error) {
 			}
 		}
 		return true
+	}
+	if dir := os.Getenv(BinDirEnv); dir != "" {
+		if has(dir) {
+			return dir, nil
+		}
+		return "", fmt.Errorf("%w: no initdb, postgres and pg_ctl in %s=%s", ErrUnavailable, BinDirEnv, dir)
 	}
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
 		if dir := strings.TrimSpace(string(out)); dir != "" && has(dir) {
@@ -612,6 +630,64 @@ func (c *Cluster) reload() error {
 	return errors.New("pgtest: reload not acknowledged by the server")
 }
 
+// EnableTLS gives the server a fresh self-signed certificate for
+// 127.0.0.1 (ssl = on, via ALTER SYSTEM) and reloads it. Clients with
+// sslmode=require then connect over TLS. DisableTLS undoes it.
+func (c *Cluster) EnableTLS() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("pgtest: tls key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: c.Host},
+		IPAddresses:  []net.IP{net.ParseIP(c.Host)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("pgtest: tls certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("pgtest: tls key: %w", err)
+	}
+	certFile, keyFile := filepath.Join(c.dataDir, "server.crt"), filepath.Join(c.dataDir, "server.key")
+	if err := c.writeServerFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
+		return err
+	}
+	if err := c.writeServerFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, stmt := range []string{
+		"ALTER SYSTEM SET ssl_cert_file = " + quoteLiteral(certFile),
+		"ALTER SYSTEM SET ssl_key_file = " + quoteLiteral(keyFile),
+		"ALTER SYSTEM SET ssl = on",
+	} {
+		if err := c.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return c.reload()
+}
+
+// DisableTLS turns ssl off again and reloads.
+func (c *Cluster) DisableTLS() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Exec(ctx, "ALTER SYSTEM SET ssl = off"); err != nil {
+		return err
+	}
+	return c.reload()
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 var (
 	skipReason string
 	started    bool
@@ -643,7 +719,23 @@ func Main(m *testing.M, c **Cluster) int {
 		fmt.Fprintf(os.Stderr, "pgtest: cluster on %s started in %s (dir %s)\n", cl.addr(), time.Since(t0).Round(time.Millisecond), cl.Dir)
 	}
 	*c = cl
+	// On ^C or SIGTERM, stop the cluster before dying. (If the binary dies
+	// any other way, the postmaster gets SIGKILL and the directory is swept
+	// by a later Start.)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
+		_ = cl.Stop()
+		fmt.Fprintf(os.Stderr, "pgtest: %v: cluster stopped\n", sig)
+		os.Exit(2)
+	}()
 	code := m.Run()
+	signal.Stop(sigs)
+	close(sigs)
 	if err := cl.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {

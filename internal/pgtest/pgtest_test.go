@@ -205,3 +205,37 @@ func TestNeedWithoutCluster(t *testing.T) {
 		t.Error("inner test failed instead of skipping")
 	}
 }
+
+func TestEnableTLS(t *testing.T) {
+	c := Need(t, cluster)
+	if err := c.EnableTLS(); err != nil {
+		t.Fatal(err)
+	}
+	tlsURL := strings.Replace(c.SuperConnString("postgres"), "sslmode=disable", "sslmode=require", 1)
+	eventually(t, func() error {
+		conn, err := pgx.Connect(ctx(t), tlsURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		var ssl bool
+		if err := conn.QueryRow(ctx(t), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil {
+			return err
+		}
+		if !ssl {
+			return errorString("connection not encrypted")
+		}
+		return nil
+	})
+	if err := c.DisableTLS(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		conn, err := pgx.Connect(ctx(t), tlsURL)
+		if err == nil {
+			conn.Close(context.Background())
+			return errorString("TLS still on")
+		}
+		return nil
+	})
+}
