@@ -640,11 +640,11 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 	var kindVal, genKey, rotKey, remKey, pgKey *yaml.Node
 	var rot, rem time.Duration
 	var pg *rekey.PostgresSpec
-	pgFields := map[string]string{}
+	misplaced := map[string]string{}
 	for _, f := range []string{"url_from", "host", "port", "database", "role", "sslmode", "changed_by", "admin_secret", "strategy", "roles", "grace"} {
-		pgFields[f] = "postgres"
+		misplaced[f] = "postgres"
 	}
-	pgFields["bytes"], pgFields["encoding"] = "generator", "generator"
+	misplaced["bytes"], misplaced["encoding"] = "generator", "generator"
 	_, ok := d.decode(v, section{
 		what: what,
 		fields: []field{
@@ -662,7 +662,7 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 			{"postgres", func(k, v *yaml.Node) { pgKey = k; pg = d.postgres(v, what, s) }},
 		},
 		reserved:  []string{"reencrypt"},
-		misplaced: pgFields,
+		misplaced: misplaced,
 	})
 	if !ok {
 		return s
