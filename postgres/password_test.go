@@ -54,8 +54,9 @@ func TestSetPasswordRotation(t *testing.T) {
 // in through a URL built by Params.URL.
 func TestAwkwardRoleNames(t *testing.T) {
 	admin := superConn(t)
-	for _, role := range []string{`My "App" Role`, "UPPER case", `x"`, "robert'); DROP ROLE postgres; --"} {
-		t.Run(role, func(t *testing.T) {
+	for _, name := range []string{`My "App" Role`, "UPPER case", `x"`, "robert'); DROP ROLE postgres; --"} {
+		t.Run(name, func(t *testing.T) {
+			role := uniqueRole(name)
 			pw1, pw2, pw3 := []byte("first:p@ss/1 %"), []byte("second #2 ?x"), []byte("third\u00e9 3")
 			createLoginRole(t, admin, role, pw1)
 			conn := login(t, role, pw1)

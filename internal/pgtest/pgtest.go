@@ -61,7 +61,7 @@ var ErrUnavailable = errors.New("pgtest: postgresql unavailable")
 const DisallowSkipEnv = "REKEY_TEST_DISALLOW_SKIP"
 
 const (
-	startTimeout = 30 * time.Second
+	startTimeout = 60 * time.Second
 	stopTimeout  = 15 * time.Second
 	// DefaultHBA is the pg_hba.conf line every cluster starts with.
 	DefaultHBA = "host all all 127.0.0.1/32 scram-sha-256"
@@ -148,6 +148,9 @@ func Start() (*Cluster, error) {
 			return c, nil
 		}
 		c.kill()
+		if !strings.Contains(c.logTail(), "already in use") {
+			break
+		}
 	}
 	return nil, lastErr
 }

@@ -110,8 +110,14 @@ func TestConnStringEscaping(t *testing.T) {
 	if _, err := conn.Exec(ctx(t), "SET log_statement = 'none'"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx(t), "CREATE ROLE "+pgx.Identifier{user}.Sanitize()+" LOGIN PASSWORD '"+pw+"'"); err != nil {
-		t.Fatal(err)
+	for _, stmt := range []string{
+		`DROP DATABASE IF EXISTS "Some DB"`,
+		"DROP ROLE IF EXISTS " + pgx.Identifier{user}.Sanitize(),
+		"CREATE ROLE " + pgx.Identifier{user}.Sanitize() + " LOGIN PASSWORD '" + pw + "'",
+	} {
+		if _, err := conn.Exec(ctx(t), stmt); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.CreateDatabase("Some DB"); err != nil {
 		t.Fatal(err)
