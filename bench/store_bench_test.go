@@ -121,6 +121,8 @@ func setup(tb testing.TB) *project {
 	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(env.String()), 0o600); err != nil {
 		tb.Fatal(err)
 	}
+	// The fixture's key, for profiling by hand (REKEY_CPUPROFILE); not a managed secret.
+	os.WriteFile(filepath.Join(dir, ".bench-master-key"), []byte(k.Encode()), 0o600)
 	return &project{dir: dir, key: k.Encode()}
 }
 

@@ -43,6 +43,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
 	err := root.ExecuteContext(ctx)
+	a.close() // also on error: release the lock and close the store at once
 	if err == nil {
 		return a.exit
 	}
@@ -424,6 +425,7 @@ func (a *app) engine(cfg *config.Config, st rekey.Store, env *config.Environment
 		Targets: map[string]rekey.Target{}, Actor: a.actor(), Now: a.now, KeepVersions: cfg.Store.KeepVersions,
 		Appliers: map[rekey.Kind]rekey.Applier{},
 	}
+	e.Appliers[rekey.KindPostgresPassword] = a.postgresApplier(cfg, env)
 	for _, t := range env.Targets {
 		e.Targets[t.Name] = &envFileTarget{name: t.Name, path: t.Path, rel: relTo(cfg.Dir, t.Path)}
 		e.TargetOrder = append(e.TargetOrder, t.Name)
@@ -455,6 +457,7 @@ func (a *app) mutate(ctx context.Context) (*config.Config, *sqlite.DB, *config.E
 		return nil, nil, nil, nil, err
 	}
 	e := a.engine(cfg, st, env)
+	a.removeStaleTemps(e)
 	rep, err := e.Recover(ctx)
 	if err != nil {
 		return nil, nil, nil, nil, rekey.Wrap(rekey.ErrorCode(err), err, "recover an interrupted rotation")
@@ -466,6 +469,25 @@ func (a *app) mutate(ctx context.Context) (*config.Config, *sqlite.DB, *config.E
 		a.warnf("rolled back interrupted rotation %s", id)
 	}
 	return cfg, st, env, e, nil
+}
+
+// removeStaleTemps deletes what a rekey killed while writing a .env target
+// of the engine left behind (see envFileTarget.removeStaleTemps). It is part
+// of recovery: callers hold the environment lock.
+func (a *app) removeStaleTemps(e *rekey.Engine) {
+	for _, tn := range sortedKeys(e.Targets) {
+		t, ok := e.Targets[tn].(*envFileTarget)
+		if !ok {
+			continue
+		}
+		removed, err := t.removeStaleTemps()
+		for _, n := range removed {
+			a.warnf("removed %s, left beside %s by an interrupted write", n, t.rel)
+		}
+		if err != nil {
+			a.warnf("could not remove what an interrupted write left beside %s (it may hold a secret): %v", t.rel, err)
+		}
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -89,4 +90,37 @@ func relTo(dir, path string) string {
 		return r
 	}
 	return path
+}
+
+// removeStaleTemps deletes the temporary files that a rekey killed inside
+// dotenv.WriteFileAtomic left beside the target ("."+base+".rekey-"+16 hex
+// digits+".tmp"): they may hold a new secret value, in a file that is not
+// ignored by git. Callers hold the environment lock, so no write of this
+// target by rekey is in progress. It returns the names it removed.
+func (t *envFileTarget) removeStaleTemps() ([]string, error) {
+	target := t.path
+	if p, err := filepath.EvalSymlinks(t.path); err == nil {
+		target = p // the temporary file is written beside the link's target
+	}
+	dir, base := filepath.Split(target)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range ents {
+		mid, ok := strings.CutPrefix(e.Name(), "."+base+".rekey-")
+		if !ok {
+			continue
+		}
+		h, ok := strings.CutSuffix(mid, ".tmp")
+		if _, err := hex.DecodeString(h); !ok || len(h) != 16 || err != nil || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, err
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
 }

@@ -41,6 +41,7 @@ func (a *app) runRecover(ctx context.Context) error {
 	}
 	e := a.engine(cfg, st, env)
 	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+	a.removeStaleTemps(e)
 	rep, err := e.Recover(ctx)
 	if err != nil {
 		return err
