@@ -284,7 +284,9 @@ func mapErr(err error) error {
 		switch se.Code() & 0xff {
 		case sqlite3lib.SQLITE_CORRUPT, sqlite3lib.SQLITE_NOTADB:
 			return corrupt("sqlite: " + se.Error())
-		case sqlite3lib.SQLITE_FULL, sqlite3lib.SQLITE_IOERR:
+		case sqlite3lib.SQLITE_IOERR:
+			return &rekey.Error{Code: rekey.CodeInternal, Msg: "store: disk I/O error", Hint: "is the disk full? free space and run `rekey recover`; the last committed state is intact", Err: err}
+		case sqlite3lib.SQLITE_FULL:
 			return &rekey.Error{Code: rekey.CodeInternal, Msg: "disk full", Hint: "free space and run `rekey recover`; nothing was half-written", Err: err}
 		case sqlite3lib.SQLITE_READONLY, sqlite3lib.SQLITE_CANTOPEN, sqlite3lib.SQLITE_PERM:
 			return &rekey.Error{Code: rekey.CodeInternal, Msg: "store not writable", Hint: "check the permissions of .rekey/", Err: err}
