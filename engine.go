@@ -32,6 +32,37 @@ type Applier interface {
 	Revert(ctx context.Context, env string, spec *Spec, pending, current Value) error
 }
 
+// Preflighter is an Applier that can tell, before a rotation, whether its
+// backing system is reachable with the current value.
+type Preflighter interface {
+	Preflight(ctx context.Context, env string, spec *Spec, current Value) error
+}
+
+// Preflight checks the backing system of one secret, if its applier can.
+func (e *Engine) Preflight(ctx context.Context, name string) error {
+	s, ok := e.Spec(name)
+	if !ok {
+		return nil
+	}
+	pf, ok := e.Appliers[s.Kind].(Preflighter)
+	if !ok {
+		return nil
+	}
+	var cur Value
+	err := e.Store.View(ctx, func(tx Tx) error {
+		v, err := tx.Labeled(e.Env, name, LabelCurrent)
+		if err != nil {
+			return err
+		}
+		cur, err = tx.Value(e.Env, name, v.N)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return pf.Preflight(ctx, e.Env, s, cur)
+}
+
 // Engine drives rotations of one environment through the journaled steps
 // create → apply → publish → verify → finish, and recovers unfinished ones.
 //
@@ -558,7 +589,11 @@ func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error
 	if res != nil {
 		res.RolledBack = true
 	}
-	return &Error{Code: CodeVerifyFailed, Msg: "rotation rolled back", Err: cause, Hint: "the previous values are in place again; nothing was lost"}
+	hint := "the previous values are in place again; nothing was lost"
+	if h := ErrorHint(cause); h != "" {
+		hint = h + " (the previous values are in place again; nothing was lost)"
+	}
+	return &Error{Code: CodeVerifyFailed, Msg: "rotation rolled back", Err: cause, Hint: hint}
 }
 
 // rollback puts the current values back on the targets and backing systems and

@@ -120,7 +120,8 @@ func (a *app) runDemo(ctx context.Context, dir string) error {
   rekey run -- env              # a command with the secrets in its environment
   rekey recover                 # what every command runs first after a crash
 DATABASE_PASSWORD and ENCRYPTION_KEY were skipped: rotating them safely needs
-ALTER ROLE on the database and re-encryption of the PII rows.
+a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
+never plaintext) and re-encryption of the PII rows (not built yet).
 `, proj, filepath.Join(dir, "config"))
 	return nil
 }

@@ -111,6 +111,10 @@ func (a *app) runRotate(ctx context.Context, o rotateOptions, names []string) er
 				}
 				return err
 			}
+			if err := e.Preflight(ctx, r.Name); err != nil {
+				a.warnf("skipping %s: %v", r.Name, err)
+				continue
+			}
 			names = append(names, r.Name)
 		}
 		if len(names) == 0 {

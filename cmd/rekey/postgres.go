@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/postgres"
+)
+
+// postgresApplier changes PostgreSQL role passwords during rotations of env.
+// Templates that reference other secrets are rendered with the store's
+// current values of env.
+func (a *app) postgresApplier(cfg *config.Config, env *config.Environment) rekey.Applier {
+	name := env.Name
+	return &postgres.Applier{
+		Derived: cfg.DerivedFor(name),
+		Values: func(ctx context.Context) (map[string]rekey.Value, error) {
+			if a.store == nil {
+				return nil, rekey.Errorf(rekey.CodeInternal, "the store is not open")
+			}
+			out := map[string]rekey.Value{}
+			err := a.store.View(ctx, func(tx rekey.Tx) error {
+				cur, err := tx.AllLabeled(name, rekey.LabelCurrent)
+				if err != nil {
+					return err
+				}
+				for n, v := range cur {
+					val, err := tx.Value(name, n, v.N)
+					if err != nil {
+						return err
+					}
+					out[n] = val
+				}
+				return nil
+			})
+			return out, err
+		},
+	}
+}

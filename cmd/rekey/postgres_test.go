@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/postgres"
+)
+
+// startCluster starts a private cluster for one test (main_test.go's
+// TestMain belongs to testscript) and stops it when the test ends. It skips
+// when PostgreSQL is absent, unless REKEY_TEST_DISALLOW_SKIP=1.
+func startCluster(t *testing.T) *pgtest.Cluster {
+	t.Helper()
+	c, err := pgtest.Start()
+	if errors.Is(err, pgtest.ErrUnavailable) {
+		if os.Getenv(pgtest.DisallowSkipEnv) == "1" {
+			t.Fatalf("%v; %s=1 forbids skipping", err, pgtest.DisallowSkipEnv)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// login reports whether pw logs in as the cluster's superuser.
+func login(t *testing.T, c *pgtest.Cluster, pw string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := postgres.ParseURL(c.ConnString(c.SuperUser, pw, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := postgres.TryLogin(ctx, p)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return ok
+}
+
+func loginURL(t *testing.T, u string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := postgres.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := postgres.TryLogin(ctx, p)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return ok
+}
+
+func readDotenv(t *testing.T, path string) (string, map[string]string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			m[k] = v
+		}
+	}
+	return string(b), m
+}
+
+// TestPostgresRotation rotates a real role's password end to end,
+// in-process: rotate, rollback, and a rotation refused because the
+// database's password was changed behind rekey's back. All subtests share
+// one cluster.
+func TestPostgresRotation(t *testing.T) {
+	c := startCluster(t)
+	dir := t.TempDir()
+	env := map[string]string{"REKEY_MASTER_KEY": testMasterKey, "XDG_CONFIG_HOME": t.TempDir(), "REKEY_ACTOR": "pgtest"}
+	old := c.SuperPassword
+	dotenvPath := filepath.Join(dir, ".env")
+	dotenv := "DATABASE_URL=postgres://postgres:" + old + "@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable\n" +
+		"DATABASE_PASSWORD=" + old + "\n"
+	if err := os.WriteFile(dotenvPath, []byte(dotenv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		return runIn(t, dir, env, "", args...)
+	}
+	if out, errs, code := run("init", "--env-file", ".env"); code != 0 {
+		t.Fatalf("init: exit %d\n%s\n%s", code, out, errs)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(dir, "rekey.yaml"))
+	if !strings.Contains(string(cfg), "url_from: DATABASE_URL") {
+		t.Logf("rekey.yaml:\n%s", cfg)
+	}
+	var outputs []string
+	var newPW string
+
+	t.Run("rotate", func(t *testing.T) {
+		t0 := time.Now()
+		out, errs, code := run("rotate", "DATABASE_PASSWORD")
+		took := time.Since(t0)
+		outputs = append(outputs, out, errs)
+		if code != 0 {
+			t.Fatalf("rotate: exit %d\n%s\n%s", code, out, errs)
+		}
+		t.Logf("rekey rotate DATABASE_PASSWORD took %s", took)
+		_, m := readDotenv(t, dotenvPath)
+		newPW = m["DATABASE_PASSWORD"]
+		if newPW == "" || newPW == old {
+			t.Fatalf("DATABASE_PASSWORD not rotated in .env")
+		}
+		if !strings.Contains(m["DATABASE_URL"], ":"+newPW+"@") && !strings.Contains(m["DATABASE_URL"], newPW) {
+			t.Fatalf("DATABASE_URL does not embed the new password")
+		}
+		if !login(t, c, newPW) {
+			t.Fatal("the new password does not log in")
+		}
+		if login(t, c, old) {
+			t.Fatal("the old password still logs in")
+		}
+		if !loginURL(t, m["DATABASE_URL"]) {
+			t.Fatal("the .env's DATABASE_URL does not log in")
+		}
+	})
+	if newPW == "" {
+		t.FailNow()
+	}
+
+	t.Run("rollback", func(t *testing.T) {
+		out, errs, code := run("rollback", "DATABASE_PASSWORD")
+		outputs = append(outputs, out, errs)
+		if code != 0 {
+			t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errs)
+		}
+		_, m := readDotenv(t, dotenvPath)
+		if m["DATABASE_PASSWORD"] != old {
+			t.Fatal("rollback did not restore the old DATABASE_PASSWORD in .env")
+		}
+		if !login(t, c, old) {
+			t.Fatal("the old password does not log in after rollback")
+		}
+		if login(t, c, newPW) {
+			t.Fatal("the abandoned password still logs in after rollback")
+		}
+		if !loginURL(t, m["DATABASE_URL"]) {
+			t.Fatal("the .env's DATABASE_URL does not log in after rollback")
+		}
+	})
+
+	t.Run("changed-behind-rekeys-back", func(t *testing.T) {
+		// Someone changes the password by hand: the stored current is wrong.
+		other := "changed-by-hand-" + strings.Repeat("x", 20)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p, err := postgres.ParseURL(c.ConnString(c.SuperUser, old, "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := postgres.Connect(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(other)); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		defer func() { // give the role the password the store holds again
+			p.Password = []byte(other)
+			conn, err := postgres.Connect(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(old)); err != nil {
+				t.Fatal(err)
+			}
+		}()
+
+		before, _ := readDotenv(t, dotenvPath)
+		storeBefore, _, code := run("get", "DATABASE_PASSWORD", "-n")
+		if code != 0 {
+			t.Fatalf("get: exit %d", code)
+		}
+		out, errs, code := run("rotate", "DATABASE_PASSWORD")
+		outputs = append(outputs, out, errs)
+		t.Logf("rotate with a wrong stored password: exit %d\n%s", code, errs)
+		if code == 0 {
+			t.Fatal("rotate succeeded although the stored password is wrong")
+		}
+		if !strings.Contains(errs, "refuses the stored password") || !strings.Contains(errs, "rekey: hint:") {
+			t.Errorf("unclear error:\n%s", errs)
+		}
+		after, _ := readDotenv(t, dotenvPath)
+		if after != before {
+			t.Error("the .env changed")
+		}
+		storeAfter, _, code := run("get", "DATABASE_PASSWORD", "-n")
+		if code != 0 || storeAfter != storeBefore {
+			t.Error("the store's current value changed")
+		}
+		if !login(t, c, other) {
+			t.Error("the database's password changed")
+		}
+		if !strings.Contains(errs, "rekey recover") {
+			t.Errorf("no hint to run rekey recover:\n%s", errs)
+		}
+		// The rollback completed: no rotation is left hanging. (A following
+		// in-process command cannot check it: Main.Run does not release the
+		// lock when a command fails.)
+		if strings.Contains(errs, "rollback failed") {
+			t.Errorf("the rollback failed:\n%s", errs)
+		}
+	})
+
+	t.Run("no-password-in-logs-or-output", func(t *testing.T) {
+		log, err := c.ServerLog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pw := range []string{old, newPW} {
+			for _, f := range forms(pw) {
+				if bytes.Contains(log, []byte(f)) {
+					t.Errorf("the server log contains a password (form %q...)", f[:4])
+				}
+				for _, o := range outputs {
+					if strings.Contains(o, f) {
+						t.Errorf("rekey's output contains a password")
+					}
+				}
+			}
+		}
+	})
+}
