@@ -37,8 +37,11 @@ exits 7. Only one rotation per environment runs at a time.
 
 --due rotates the secrets whose rotation period has passed; --all every
 secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + `).
-A data-encryption key is refused until re-encryption is available: a new key
-without re-encrypting the rows makes every encrypted row unreadable.`,
+A PostgreSQL password is first set on the database with ALTER ROLE and a
+SCRAM verifier computed here (never the plaintext); --all and --due skip a
+database they cannot reach. A data-encryption key is refused until
+re-encryption is available: a new key without re-encrypting the rows makes
+every encrypted row unreadable.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runRotate(cmd.Context(), o, args) },
 	}
 	c.Flags().BoolVar(&o.due, "due", false, "rotate every secret that is overdue")
