@@ -303,8 +303,9 @@ func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return mapErr(err)
 	}
+	// Also when fn panics: else the only connection stays in the transaction.
+	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		tx.Rollback()
 		return mapErr(err)
 	}
 	return mapErr(tx.Commit())

@@ -84,6 +84,7 @@ var tests = []test{
 	{"PruneEverything", testPruneEverything},
 	{"UpdateSeesItsOwnWrites", testUpdateSeesItsOwnWrites},
 	{"UpdateAllOrNothing", testUpdateAllOrNothing},
+	{"PanicInTransaction", testPanicInTransaction},
 	{"ViewCannotWrite", testViewCannotWrite},
 	{"RotationPutAndReplace", testRotationPutAndReplace},
 	{"Rotations", testRotations},

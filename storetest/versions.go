@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -832,4 +833,73 @@ func testViewCannotWrite(t *testing.T, s rekey.Store) {
 		t.Errorf("audit log has %d entries after an Audit in a View, want 0", len(got))
 	}
 	verifyAudit(t, s, 0)
+}
+
+// testPanicInTransaction: a panic in fn is a failure of fn. It reaches the
+// caller, nothing of the Update is kept, and the store stays usable (a
+// transaction left open would block the next View or Update).
+func testPanicInTransaction(t *testing.T, s rekey.Store) {
+	add(t, s, "prod", "A", nv("a1", rekey.LabelCurrent))
+	panics := func(what string, run func()) {
+		t.Helper()
+		defer func() {
+			if r := recover(); r == nil {
+				t.Errorf("the panic in the fn of %s did not reach its caller", what)
+			}
+		}()
+		run()
+	}
+	panics("Update", func() {
+		_ = s.Update(ctx(t), func(tx rekey.Tx) error {
+			if _, err := tx.AddVersion("prod", "A", nv("a2", rekey.LabelCurrent)); err != nil {
+				return err
+			}
+			if _, err := tx.Audit(rekey.AuditEntry{Actor: "t", Action: "lost", Outcome: "ok"}); err != nil {
+				return err
+			}
+			panic("storetest: deliberate panic in Update")
+		})
+	})
+	panics("View", func() {
+		_ = s.View(ctx(t), func(tx rekey.Tx) error {
+			if _, err := tx.Versions("prod", "A"); err != nil {
+				return err
+			}
+			panic("storetest: deliberate panic in View")
+		})
+	})
+	// Bounded, so a store that stays stuck fails here instead of hanging the suite.
+	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	err := s.View(c, func(tx rekey.Tx) error {
+		vs, err := tx.Versions("prod", "A")
+		if err != nil {
+			return err
+		}
+		if got := numbers(vs); !slices.Equal(got, []int{1}) || vs[0].Label != rekey.LabelCurrent {
+			t.Errorf("after a panicking Update prod/A has versions %v, want only v1, current", got)
+		}
+		log, err := tx.AuditLog(rekey.AuditFilter{})
+		if err != nil {
+			return err
+		}
+		if len(log) != 0 {
+			t.Errorf("the audit entry of a panicking Update was kept: %v", seqs(log))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("View after a panic in a transaction: %v", err)
+	}
+	err = s.Update(c, func(tx rekey.Tx) error {
+		v, err := tx.AddVersion("prod", "A", nv("a2", rekey.LabelCurrent))
+		if err == nil && v.N != 2 {
+			t.Errorf("AddVersion after a panicking Update returned v%d, want v2", v.N)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Update after a panic in a transaction: %v", err)
+	}
+	checkValue(t, s, "prod/A v2", readValue(t, s, "prod", "A", 2), []byte("a2"))
 }
