@@ -1,9 +1,9 @@
 // Package storetest is the conformance suite that every [rekey.Store]
 // implementation passes. It checks the contracts written in rekey's store.go:
 // version numbering and namespaces, labels, exact value round trips and
-// fingerprints, version metadata, pruning, all-or-nothing updates and
-// read-only views, rotations, the hash-chained audit log and master key
-// rotation.
+// fingerprints, version metadata, pruning, all-or-nothing updates (also when
+// fn panics) and read-only views, rotations, the hash-chained audit log and
+// master key rotation.
 //
 // # Usage
 //

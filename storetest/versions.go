@@ -840,17 +840,18 @@ func testViewCannotWrite(t *testing.T, s rekey.Store) {
 // transaction left open would block the next View or Update).
 func testPanicInTransaction(t *testing.T, s rekey.Store) {
 	add(t, s, "prod", "A", nv("a1", rekey.LabelCurrent))
-	panics := func(what string, run func()) {
+	panics := func(what string, run func() error) {
 		t.Helper()
+		var err error
 		defer func() {
 			if r := recover(); r == nil {
-				t.Errorf("the panic in the fn of %s did not reach its caller", what)
+				t.Errorf("the panic in the fn of %s did not reach its caller (%s returned %v)", what, what, err)
 			}
 		}()
-		run()
+		err = run()
 	}
-	panics("Update", func() {
-		_ = s.Update(ctx(t), func(tx rekey.Tx) error {
+	panics("Update", func() error {
+		return s.Update(ctx(t), func(tx rekey.Tx) error {
 			if _, err := tx.AddVersion("prod", "A", nv("a2", rekey.LabelCurrent)); err != nil {
 				return err
 			}
@@ -860,17 +861,19 @@ func testPanicInTransaction(t *testing.T, s rekey.Store) {
 			panic("storetest: deliberate panic in Update")
 		})
 	})
-	panics("View", func() {
-		_ = s.View(ctx(t), func(tx rekey.Tx) error {
+	// Bounded from here on, so a store left stuck by the panic fails the
+	// test instead of hanging the suite.
+	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	panics("View", func() error {
+		return s.View(c, func(tx rekey.Tx) error {
 			if _, err := tx.Versions("prod", "A"); err != nil {
+				t.Errorf("View after a panicking Update: %v", err)
 				return err
 			}
 			panic("storetest: deliberate panic in View")
 		})
 	})
-	// Bounded, so a store that stays stuck fails here instead of hanging the suite.
-	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
-	defer cancel()
 	err := s.View(c, func(tx rekey.Tx) error {
 		vs, err := tx.Versions("prod", "A")
 		if err != nil {
