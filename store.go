@@ -178,7 +178,8 @@ type Tx interface {
 	AllLabeled(env string, l Label) (map[string]Version, error)
 	// Value unseals a version's value.
 	Value(env, name string, n int) (Value, error)
-	// AddVersion appends version max+1. If nv.Label is set, the label moves to it.
+	// AddVersion appends the next version number (never one used before, even
+	// if pruned). If nv.Label is set, the label moves to it.
 	AddVersion(env, name string, nv NewVersion) (Version, error)
 	// SetLabel moves label l to version n (n == 0 removes l from the secret).
 	SetLabel(env, name string, n int, l Label) error

@@ -7,6 +7,9 @@ CREATE TABLE secret (
 	id   INTEGER PRIMARY KEY,
 	env  TEXT NOT NULL,
 	name TEXT NOT NULL,
+	-- the highest version number ever given, so a pruned number is never reused
+	-- (audit records name versions by number)
+	last_n INTEGER NOT NULL DEFAULT 0,
 	UNIQUE (env, name)
 );
 

@@ -163,11 +163,14 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 	if err != nil {
 		return rekey.Version{}, err
 	}
-	var max int
-	if err := t.tx.QueryRow(`SELECT COALESCE(MAX(n), 0) FROM version WHERE secret_id = ?`, id).Scan(&max); err != nil {
+	var last int
+	if err := t.tx.QueryRow(`SELECT MAX(last_n, COALESCE((SELECT MAX(n) FROM version WHERE secret_id = ?), 0)) FROM secret WHERE id = ?`, id, id).Scan(&last); err != nil {
 		return rekey.Version{}, err
 	}
-	n := max + 1
+	n := last + 1
+	if _, err := t.tx.Exec(`UPDATE secret SET last_n = ? WHERE id = ?`, n, id); err != nil {
+		return rekey.Version{}, err
+	}
 	created := nv.CreatedAt
 	if created.IsZero() {
 		created = t.s.Now()

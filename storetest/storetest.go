@@ -82,6 +82,7 @@ var tests = []test{
 	{"VersionMetadata", testVersionMetadata},
 	{"Prune", testPrune},
 	{"PruneEverything", testPruneEverything},
+	{"PruneNeverReusesNumbers", testPruneNeverReusesNumbers},
 	{"UpdateSeesItsOwnWrites", testUpdateSeesItsOwnWrites},
 	{"UpdateAllOrNothing", testUpdateAllOrNothing},
 	{"PanicInTransaction", testPanicInTransaction},

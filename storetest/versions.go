@@ -612,6 +612,23 @@ func testPrune(t *testing.T, s rekey.Store) {
 	}
 }
 
+func testPruneNeverReusesNumbers(t *testing.T, s rekey.Store) {
+	// Audit records name versions by number: a pruned number must not come back.
+	add(t, s, "prod", "R", nv("r1", rekey.LabelCurrent))
+	add(t, s, "prod", "R", nv("r2", rekey.LabelNone))
+	add(t, s, "prod", "R", nv("r3", rekey.LabelNone))
+	update(t, s, func(tx rekey.Tx) error {
+		_, err := tx.Prune("prod", "R", 0)
+		return err
+	})
+	if got := numbers(versions(t, s, "prod", "R")); !slices.Equal(got, []int{1}) {
+		t.Fatalf("after Prune(keep=0): versions %v, want [1]", got)
+	}
+	if v := add(t, s, "prod", "R", nv("r4", rekey.LabelNone)); v.N != 4 {
+		t.Errorf("AddVersion after pruning v2 and v3 returned v%d, want v4 (numbers are never reused)", v.N)
+	}
+}
+
 func testPruneEverything(t *testing.T, s rekey.Store) {
 	// A secret whose versions are all pruned has no version left: Names, which
 	// lists "the secrets of env that have at least one version", drops it.
