@@ -793,11 +793,6 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 	err := e.Store.Update(ctx, func(tx Tx) error {
 		for _, name := range sortedKeys(r.Secrets) {
 			n := r.Secrets[name]
-			if v, ok := published[name]; ok {
-				if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.publish", Env: e.Env, Secret: name, Version: n, Fingerprint: e.Store.Fingerprint(v), Outcome: "ok", Detail: "targets: " + strings.Join(e.targetNamesFor(name), ", ")}); err != nil {
-					return err
-				}
-			}
 			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -828,7 +823,12 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 			if state == StateFailed {
 				outcome = "kept-unverified"
 			}
-			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.finish", Env: e.Env, Secret: name, Version: n, Fingerprint: v.Fingerprint, Outcome: outcome, Detail: "rotation " + r.ID}); err != nil {
+			detail := "rotation " + r.ID
+			if _, ok := published[name]; ok {
+				// One record for publish and finish: they commit together.
+				detail += "; published to " + strings.Join(e.targetNamesFor(name), ", ")
+			}
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.finish", Env: e.Env, Secret: name, Version: n, Fingerprint: v.Fingerprint, Outcome: outcome, Detail: detail}); err != nil {
 				return err
 			}
 		}

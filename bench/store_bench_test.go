@@ -63,7 +63,7 @@ type project struct {
 }
 
 // setup writes rekey.yaml, a .env and a store of nSecrets × nVersions, each
-// version created with its audit record as a real rotation would.
+// version created with the audit records a real rotation writes.
 func setup(tb testing.TB) *project {
 	// Not tb.TempDir: the benchmark function runs more than once (b.N = 1, then 20).
 	dir, err := os.MkdirTemp("", "rekey-bench-")
@@ -103,7 +103,12 @@ func setup(tb testing.TB) *project {
 				if label == rekey.LabelCurrent {
 					cur = v
 				}
-				if _, err := tx.Audit(rekey.AuditEntry{Actor: "bench", Action: "rotate.finish", Env: "production", Secret: name, Version: ver.N, Fingerprint: ver.Fingerprint, Outcome: "ok"}); err != nil {
+				// The two records a rotation writes (create; publish+finish), with their details.
+				rot := fmt.Sprintf("rotation 20260101T000000Z-%08x", i*nVersions+n)
+				if _, err := tx.Audit(rekey.AuditEntry{Actor: "bench", Action: "rotate.create", Env: "production", Secret: name, Version: ver.N, Fingerprint: ver.Fingerprint, Outcome: "ok", Detail: rot + " (manual)"}); err != nil {
+					return err
+				}
+				if _, err := tx.Audit(rekey.AuditEntry{Actor: "bench", Action: "rotate.finish", Env: "production", Secret: name, Version: ver.N, Fingerprint: ver.Fingerprint, Outcome: "ok", Detail: rot + "; published to app"}); err != nil {
 					return err
 				}
 			}

@@ -28,7 +28,6 @@ var auditColumns = []struct {
 	{"fingerprint", false},
 	{"outcome", false},
 	{"detail", false},
-	{"prev_hash", false},
 	{"hash", false},
 }
 
@@ -173,7 +172,7 @@ func TestAuditTamperEachColumn(t *testing.T) {
 
 func TestAuditTamperRows(t *testing.T) {
 	f := newAuditFixture(t)
-	const cols = `time, actor, action, env, secret, version, fingerprint, outcome, detail, prev_hash, hash`
+	const cols = `time, actor, action, env, secret, version, fingerprint, outcome, detail, hash`
 	for _, c := range []struct {
 		name string
 		sql  []string
@@ -200,9 +199,9 @@ func TestAuditTamperRows(t *testing.T) {
 			`INSERT INTO audit SELECT seq + 1, ` + cols + ` FROM audit WHERE seq = 6`,
 		}, 7},
 		{"append a row chained to the last hash", []string{
-			`INSERT INTO audit SELECT seq + 1, time + 1, actor, action, env, secret, version, fingerprint, outcome, detail, hash, hash FROM audit WHERE seq = 6`,
+			`INSERT INTO audit SELECT seq + 1, time + 1, actor, action, env, secret, version, fingerprint, outcome, detail, hash FROM audit WHERE seq = 6`,
 		}, 7},
-		{"replace a row with another's content and seq-consistent prev_hash", []string{
+		{"replace a row with another's content and the same hash", []string{
 			`UPDATE audit SET (actor, action, env, secret, version, fingerprint, outcome, detail, hash) = (SELECT actor, action, env, secret, version, fingerprint, outcome, detail, hash FROM audit WHERE seq = 2) WHERE seq = 5`,
 		}, 5},
 	} {

@@ -54,6 +54,7 @@ CREATE TABLE audit (
 	fingerprint TEXT NOT NULL,
 	outcome     TEXT NOT NULL,
 	detail      TEXT NOT NULL,
-	prev_hash   TEXT NOT NULL,
-	hash        TEXT NOT NULL
+	-- HMAC-SHA256 under the audit key over the previous entry's hash and this
+	-- entry's fields; the previous hash is not stored again (it is the row before).
+	hash        BLOB NOT NULL
 );

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -312,13 +313,18 @@ func (t *txn) Rotations(env string, unfinished bool) ([]*rekey.Rotation, error) 
 	return out, rows.Err()
 }
 
-const auditSelect = `SELECT seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, prev_hash, hash FROM audit`
+// auditSelect reads entries with their previous hash, taken from the row
+// before (over the whole log, before any filter).
+const auditSelect = `SELECT seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, prev, hash FROM
+	(SELECT *, LAG(hash, 1, x'') OVER (ORDER BY seq) AS prev FROM audit)`
 
 func scanAudit(sc interface{ Scan(...any) error }) (rekey.AuditEntry, error) {
 	var e rekey.AuditEntry
 	var tm int64
-	err := sc.Scan(&e.Seq, &tm, &e.Actor, &e.Action, &e.Env, &e.Secret, &e.Version, &e.Fingerprint, &e.Outcome, &e.Detail, &e.PrevHash, &e.Hash)
+	var prev, hash []byte
+	err := sc.Scan(&e.Seq, &tm, &e.Actor, &e.Action, &e.Env, &e.Secret, &e.Version, &e.Fingerprint, &e.Outcome, &e.Detail, &prev, &hash)
 	e.Time = time.Unix(0, tm).UTC()
+	e.PrevHash, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
 	return e, err
 }
 
@@ -327,20 +333,21 @@ func (t *txn) Audit(e rekey.AuditEntry) (rekey.AuditEntry, error) {
 		return e, errors.New("audit: read-only transaction")
 	}
 	var last sql.NullInt64
-	var prev sql.NullString
+	var prev []byte
 	err := t.tx.QueryRow(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&last, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return e, err
 	}
 	e.Seq = last.Int64 + 1
-	e.PrevHash = prev.String
+	e.PrevHash = hex.EncodeToString(prev)
 	if e.Time.IsZero() {
 		e.Time = t.s.Now()
 	}
 	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
 	e.Hash = t.s.auditHash(e)
-	_, err = t.tx.Exec(`INSERT INTO audit(seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, e.Time.UnixNano(), e.Actor, e.Action, e.Env, e.Secret, e.Version, e.Fingerprint, e.Outcome, e.Detail, e.PrevHash, e.Hash)
+	hash, _ := hex.DecodeString(e.Hash)
+	_, err = t.tx.Exec(`INSERT INTO audit(seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, e.Time.UnixNano(), e.Actor, e.Action, e.Env, e.Secret, e.Version, e.Fingerprint, e.Outcome, e.Detail, hash)
 	return e, err
 }
 

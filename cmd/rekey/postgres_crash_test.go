@@ -1,0 +1,467 @@
+package main
+
+// Crash-safety of a DATABASE_PASSWORD rotation against a real PostgreSQL
+// cluster: the real binary is killed (SIGKILL) at every fault point of the
+// rotation (and of the rollback that recovery runs), and at random moments;
+// after each, `rekey recover` must leave the role's password, the store and
+// the .env in agreement, with no moment where no stored password logs in.
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/postgres"
+)
+
+// pgcProject is a project whose DATABASE_PASSWORD is the password of its own
+// login role in a shared cluster.
+type pgcProject struct {
+	*ctProject
+	c    *pgtest.Cluster
+	role string
+	// vals caches the value of every version seen (versions never change).
+	vals map[int]string
+}
+
+var pgcRoleSeq atomic.Int64
+
+// pgcNewProject creates a login role with a random password, writes a .env
+// whose DATABASE_URL and DATABASE_PASSWORD hold it, and runs `rekey init`.
+func pgcNewProject(t *testing.T, c *pgtest.Cluster) *pgcProject {
+	t.Helper()
+	ctRekeyBin(t)
+	role := fmt.Sprintf("rekey_crash_%d_%d", os.Getpid(), pgcRoleSeq.Add(1))
+	pw := ctRandB64(24, base64.RawURLEncoding)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	su, err := postgres.ParseURL(c.SuperConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := postgres.Connect(ctx, su)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A SCRAM verifier computed client-side: the password never reaches the server log.
+	err = postgres.SetPassword(ctx, conn, role, []byte(pw))
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		"REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding),
+		"XDG_CONFIG_HOME="+t.TempDir(),
+		"REKEY_ACTOR=pg-crash-test",
+	)
+	text := "# comment\n" +
+		"DATABASE_URL=" + c.ConnString(role, pw, "postgres") + "\n" +
+		"DATABASE_PASSWORD=" + pw + "\n" +
+		"RUST_LOG=info\n"
+	cp := &ctProject{t: t, dir: dir, envPath: dir + "/.env", env: env, orig: []byte(text)}
+	if err := os.WriteFile(cp.envPath, cp.orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp.allowed = map[string][]string{dir: {".env", "rekey.yaml", ".gitignore", ".rekey"}}
+	cp.must("init", "--env-file", ".env")
+	cfg, err := os.ReadFile(dir + "/rekey.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "kind: postgres-password") || !strings.Contains(string(cfg), "url_from: DATABASE_URL") {
+		t.Fatalf("init did not make DATABASE_PASSWORD a postgres-password with url_from: DATABASE_URL:\n%s", cfg)
+	}
+	p := &pgcProject{ctProject: cp, c: c, role: role, vals: map[int]string{}}
+	if got := p.value(1); got != pw {
+		t.Fatalf("v1 of DATABASE_PASSWORD is not the .env's password")
+	}
+	return p
+}
+
+// value returns DATABASE_PASSWORD vn (cached).
+func (p *pgcProject) value(n int) string {
+	p.t.Helper()
+	if v, ok := p.vals[n]; ok {
+		return v
+	}
+	v := p.must("get", "DATABASE_PASSWORD", "-n", "--version", strconv.Itoa(n))
+	if v == "" {
+		p.t.Fatalf("DATABASE_PASSWORD v%d is empty", n)
+	}
+	p.vals[n] = v
+	return v
+}
+
+// current returns `rekey get DATABASE_PASSWORD` (not cached).
+func (p *pgcProject) current() string {
+	p.t.Helper()
+	return p.must("get", "DATABASE_PASSWORD", "-n")
+}
+
+// history parses `rekey history DATABASE_PASSWORD`.
+func (p *pgcProject) history() []ctHistRow {
+	p.t.Helper()
+	out := p.must("history", "DATABASE_PASSWORD")
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "VERSION") {
+		p.t.Fatalf("history: unexpected output:\n%s", out)
+	}
+	var rows []ctHistRow
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < 2 || !strings.HasPrefix(f[0], "v") {
+			p.t.Fatalf("history: unexpected line %q", l)
+		}
+		n, err := strconv.Atoi(f[0][1:])
+		if err != nil {
+			p.t.Fatalf("history: unexpected line %q", l)
+		}
+		label := f[1]
+		if label == "-" {
+			label = ""
+		}
+		rows = append(rows, ctHistRow{N: n, Label: label})
+	}
+	return rows
+}
+
+// logsIn reports whether pw logs in as the project's role.
+func (p *pgcProject) logsIn(pw string) bool {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pp, err := postgres.ParseURL(p.c.ConnString(p.role, pw, "postgres"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ok, err := postgres.TryLogin(ctx, pp)
+	if err != nil {
+		p.t.Fatalf("login as %s: %v", p.role, err)
+	}
+	return ok
+}
+
+// someStoredLogsIn checks, at any moment (also right after a kill, before
+// recovery), that at least one stored version of DATABASE_PASSWORD logs in.
+// It tries the likely ones first (prefer: version numbers), then the rest.
+func (p *pgcProject) someStoredLogsIn(when string, prefer ...int) int {
+	p.t.Helper()
+	rows := p.history()
+	tried := map[int]bool{}
+	try := func(n int) bool {
+		if tried[n] {
+			return false
+		}
+		tried[n] = true
+		return p.logsIn(p.value(n))
+	}
+	for _, n := range prefer {
+		if _, ok := ctRowN(rows, n); ok && try(n) {
+			return n
+		}
+	}
+	for i := len(rows) - 1; i >= 0; i-- {
+		if try(rows[i].N) {
+			return rows[i].N
+		}
+	}
+	p.t.Fatalf("%s: no stored version of DATABASE_PASSWORD logs in as %s (history %+v)", when, p.role, rows)
+	return 0
+}
+
+// pgcState is what the consistency check found.
+type pgcState struct {
+	cur     int
+	val     string
+	rows    []ctHistRow
+	recover ctResult
+}
+
+// consistent runs `rekey recover` and checks: it exits 0; exactly one
+// current version and no pending one; the role logs in with the store's
+// current value and with no other stored version; the .env's
+// DATABASE_PASSWORD is that value and its DATABASE_URL embeds it and logs
+// in; every value in known (version → value) is still in history; the
+// audit chain verifies.
+func (p *pgcProject) consistent(known map[int]string) pgcState {
+	p.t.Helper()
+	var s pgcState
+	s.recover = p.run("recover")
+	if s.recover.code != 0 || s.recover.sig != 0 {
+		p.t.Fatalf("recover failed: %v", s.recover)
+	}
+	s.rows = p.history()
+	cur, n := ctLabeled(s.rows, "current")
+	if n != 1 {
+		p.t.Fatalf("want one current version, got %d: %+v", n, s.rows)
+	}
+	if _, n := ctLabeled(s.rows, "pending"); n != 0 {
+		p.t.Fatalf("a pending version survived recovery: %+v", s.rows)
+	}
+	s.cur = cur.N
+	s.val = p.current()
+	if s.val != p.value(s.cur) {
+		p.t.Fatalf("get DATABASE_PASSWORD differs from get --version %d", s.cur)
+	}
+	if !p.logsIn(s.val) {
+		p.t.Fatalf("the store's current DATABASE_PASSWORD v%d does not log in as %s (recover said:\n%s%s)", s.cur, p.role, s.recover.stdout, s.recover.stderr)
+	}
+	// single strategy: the role has one password; every other stored version is refused.
+	for _, r := range s.rows {
+		if r.N != s.cur && p.logsIn(p.value(r.N)) {
+			p.t.Fatalf("DATABASE_PASSWORD v%d (%q) still logs in besides the current v%d", r.N, r.Label, s.cur)
+		}
+	}
+	data := p.readEnv()
+	envPW, ok := ctEnvValue(data, "DATABASE_PASSWORD")
+	if !ok || envPW != s.val {
+		p.t.Fatalf("the .env's DATABASE_PASSWORD is not the store's current value (recover said:\n%s)", s.recover.stdout)
+	}
+	envURL, ok := ctEnvValue(data, "DATABASE_URL")
+	if !ok {
+		p.t.Fatalf("the .env lost DATABASE_URL")
+	}
+	up, err := postgres.ParseURL(envURL)
+	if err != nil {
+		p.t.Fatalf("the .env's DATABASE_URL: %v", err)
+	}
+	if string(up.Password) != s.val || up.User != p.role {
+		p.t.Fatalf("the .env's DATABASE_URL does not embed the current password of role %s", p.role)
+	}
+	if !loginURL(p.t, envURL) {
+		p.t.Fatal("the .env's DATABASE_URL does not log in")
+	}
+	other := func(b []byte) []string {
+		return ctOtherLines([]byte(strings.Join(ctOtherLines(b, "DATABASE_PASSWORD"), "")), "DATABASE_URL")
+	}
+	if got, want := other(data), other(p.orig); !slices.Equal(got, want) {
+		p.t.Fatalf("the other lines of the .env changed:\ngot:\n%s\nwant:\n%s", strings.Join(got, ""), strings.Join(want, ""))
+	}
+	for n, v := range known {
+		if got := p.must("get", "DATABASE_PASSWORD", "-n", "--version", strconv.Itoa(n)); got != v {
+			p.t.Fatalf("DATABASE_PASSWORD v%d no longer holds its value", n)
+		}
+	}
+	if r := p.run("audit", "verify"); r.code != 0 {
+		p.t.Fatalf("audit chain broken: %v", r)
+	}
+	p.checkNoLeftovers()
+	return s
+}
+
+// pgcCluster is startCluster, skipped under -short unless skipping is disallowed.
+func pgcCluster(t *testing.T) *pgtest.Cluster {
+	t.Helper()
+	if testing.Short() && os.Getenv(pgtest.DisallowSkipEnv) != "1" {
+		t.Skip("-short")
+	}
+	return startCluster(t)
+}
+
+// TestPostgresCrashMatrix kills `rekey rotate DATABASE_PASSWORD` at every
+// fault point (and `rekey recover` at the rollback points, after a crash
+// that left the database on the new password), then checks recovery.
+func TestPostgresCrashMatrix(t *testing.T) {
+	c := pgcCluster(t)
+	ctRekeyBin(t)
+	type tc struct {
+		name    string
+		first   string // fault point of the rotate
+		second  string // fault point of a first `rekey recover`, or ""
+		allowed []ctOutcome
+	}
+	var cases []tc
+	for _, point := range ctRotationPoints {
+		cases = append(cases, tc{name: point, first: point, allowed: ctAllowed(point)})
+	}
+	// The rollback points: a rotation killed after ALTER ROLE (apply:after)
+	// is rolled back by recovery; kill that recovery before and after its
+	// rollback step too.
+	for _, second := range []string{"rollback:before", "rollback:after"} {
+		cases = append(cases, tc{name: "apply:after+" + second, first: "apply:after", second: second, allowed: []ctOutcome{ctRolledBack}})
+	}
+	for _, k := range cases {
+		t.Run(strings.ReplaceAll(k.name, ":", "-"), func(t *testing.T) {
+			t.Parallel()
+			p := pgcNewProject(t, c)
+			oldVal := p.value(1)
+			p.someStoredLogsIn("before the rotation", 1)
+
+			r := p.runEnv([]string{"REKEY_TEST_FAULT=" + k.first}, "rotate", "DATABASE_PASSWORD")
+			if r.sig != syscall.SIGKILL {
+				t.Fatalf("want death by SIGKILL at %s, got %v", k.first, r)
+			}
+			who := p.someStoredLogsIn("right after the kill at "+k.first, 1, 2)
+			// ALTER ROLE runs inside the apply step: before it the role has
+			// the old password, after it the new one.
+			wantWho := 1
+			if slices.Index(ctRotationPoints, k.first) >= slices.Index(ctRotationPoints, "apply:after") {
+				wantWho = 2
+			}
+			if who != wantWho {
+				t.Fatalf("killed at %s: the role logs in with v%d, want v%d", k.first, who, wantWho)
+			}
+			if ctPublished(k.first) {
+				if v, _ := ctEnvValue(p.readEnv(), "DATABASE_PASSWORD"); v == oldVal {
+					t.Fatalf("after %s the .env should hold the new value already", k.first)
+				}
+			}
+			if k.second != "" {
+				r := p.runEnv([]string{"REKEY_TEST_FAULT=" + k.second}, "recover")
+				if r.sig != syscall.SIGKILL {
+					t.Fatalf("want recover to die by SIGKILL at %s, got %v", k.second, r)
+				}
+				// rollback:before: the .env may be restored, the role still on v2;
+				// rollback:after: ALTER ROLE back to v1 done, the journal not closed.
+				who2 := p.someStoredLogsIn("right after the recovery killed at "+k.second, 1, 2)
+				if k.second == "rollback:after" && who2 != 1 {
+					t.Fatalf("recovery killed at rollback:after: the role logs in with v%d, want v1", who2)
+				}
+			}
+
+			s := p.consistent(map[int]string{1: oldVal})
+			// ctCheckOutcome wants a ctState.
+			got := ctCheckOutcome(t, ctState{cur: s.cur, val: s.val, rows: s.rows, recover: s.recover}, k.allowed, 1, oldVal)
+			if want := got.recoverSays(); k.first != "finish:after" && !strings.Contains(s.recover.stdout, want) {
+				t.Errorf("recover should say %q:\n%s", want, s.recover.stdout)
+			}
+			if got == ctCompleted {
+				if r, _ := ctRowN(s.rows, 1); r.Label != "previous" {
+					t.Fatalf("the old password should be v1 previous: %+v", s.rows)
+				}
+			}
+			t.Logf("killed at %s%s: %s", k.first, map[bool]string{true: ", then recover killed at " + k.second}[k.second != ""], got)
+
+			// A normal rotation works afterwards.
+			known := map[int]string{1: oldVal, s.cur: s.val}
+			r = p.run("rotate", "DATABASE_PASSWORD")
+			if r.code != 0 || r.sig != 0 {
+				t.Fatalf("rotation after recovery: %v", r)
+			}
+			s2 := p.consistent(known)
+			if s2.cur != s.rows[len(s.rows)-1].N+1 || s2.val == s.val {
+				t.Fatalf("the rotation after recovery did not make a new current version: %+v", s2.rows)
+			}
+			if r, _ := ctRowN(s2.rows, s.cur); r.Label != "previous" {
+				t.Fatalf("want v%d previous after the rotation, got %+v", s.cur, s2.rows)
+			}
+		})
+	}
+}
+
+// TestPostgresKillLoop kills `rekey rotate DATABASE_PASSWORD` at a random
+// moment (seeded: REKEY_TEST_SEED) 50 times; after each kill at least one
+// stored version logs in, and `rekey recover` converges to a consistent state.
+func TestPostgresKillLoop(t *testing.T) {
+	c := pgcCluster(t)
+	p := pgcNewProject(t, c)
+	known := map[int]string{1: p.value(1)}
+
+	var normal time.Duration
+	for range 3 {
+		r := p.run("rotate", "DATABASE_PASSWORD")
+		if r.code != 0 || r.sig != 0 {
+			t.Fatalf("%v", r)
+		}
+		normal = max(normal, r.dur)
+	}
+	s := p.consistent(known)
+	known[s.cur] = s.val
+
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("REKEY_TEST_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	rng := mrand.New(mrand.NewPCG(seed, 0x9e5))
+	t.Logf("normal rotation: %v; REKEY_TEST_SEED=%d", normal.Round(time.Millisecond), seed)
+
+	const iterations = 50
+	start := time.Now()
+	budget := start.Add(55 * time.Second)
+	var killed, finished, rolledBackN, completedN, untouched, dbOnNew int
+	i := 0
+	for ; i < iterations && time.Now().Before(budget); i++ {
+		cur, val := s.cur, s.val
+		delay := time.Duration(rng.Int64N(int64(normal) + 1))
+		cmd, stdout, stderr := p.command(nil, "rotate", "DATABASE_PASSWORD")
+		t0 := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		kill := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		err := cmd.Wait()
+		kill.Stop()
+		r := p.finish(cmd, err, stdout, stderr, []string{"rotate", "DATABASE_PASSWORD"}, t0)
+		switch {
+		case r.sig == syscall.SIGKILL:
+			killed++
+		case r.code == 0 && r.sig == 0:
+			finished++
+		default:
+			t.Fatalf("iteration %d (kill after %v): %v", i, delay, r)
+		}
+		if who := p.someStoredLogsIn(fmt.Sprintf("iteration %d, right after the kill (%v)", i, delay), cur, cur+1); who != cur {
+			dbOnNew++
+		}
+		s = p.consistent(map[int]string{cur: val})
+		switch {
+		case s.cur == cur:
+			if s.val != val {
+				t.Fatalf("iteration %d: v%d changed its value", i, cur)
+			}
+			if r.sig == 0 {
+				t.Fatalf("iteration %d: the rotation exited 0 but v%d is still current", i, cur)
+			}
+		case s.val == val:
+			t.Fatalf("iteration %d: new current v%d holds the old value", i, s.cur)
+		default:
+			if r, _ := ctRowN(s.rows, cur); r.Label != "previous" {
+				t.Fatalf("iteration %d: the old current v%d is not previous: %+v", i, cur, s.rows)
+			}
+		}
+		switch out := s.recover.stdout; {
+		case strings.Contains(out, "rolled back rotation"):
+			rolledBackN++
+		case strings.Contains(out, "completed rotation"):
+			completedN++
+		default:
+			untouched++
+		}
+		known[s.cur] = s.val
+	}
+	if i < iterations {
+		t.Logf("time budget spent after %d iterations", i)
+	}
+	for n, v := range known {
+		if got := p.must("get", "DATABASE_PASSWORD", "-n", "--version", strconv.Itoa(n)); got != v {
+			t.Fatalf("DATABASE_PASSWORD v%d lost its value", n)
+		}
+	}
+	t.Logf("%d rotations in %v: %d killed mid-way, %d finished before the kill; %d left the database on the new password before recovery; recovery rolled back %d, completed %d, found nothing to do %d",
+		i, time.Since(start).Round(time.Millisecond), killed, finished, dbOnNew, rolledBackN, completedN, untouched)
+	if killed == 0 {
+		t.Errorf("no rotation was killed mid-way: the delays are too long")
+	}
+}
