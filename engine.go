@@ -63,6 +63,132 @@ func (e *Engine) Preflight(ctx context.Context, name string) error {
 	return pf.Preflight(ctx, e.Env, s, cur)
 }
 
+// Prober is an Applier that can tell whether the backing system accepts a
+// candidate value (a PostgreSQL login), for `rekey recover --probe`.
+type Prober interface {
+	Accepts(ctx context.Context, env string, spec *Spec, candidate Value) (bool, error)
+}
+
+// ProbeResult says which stored version the backing system accepts.
+type ProbeResult struct {
+	Name     string
+	Accepted int // version number, 0 if none
+	Current  int
+	Repaired bool
+}
+
+// ProbeRepair asks the backing system of each named secret (all whose
+// applier can probe, when names is empty) which stored version it accepts:
+// pending, current, previous, then older ones, newest first (AWS setSecret's
+// order). When it is not the current one, the labels move so that it is
+// (current becomes previous), the targets get it again, and the repair is
+// audited. When no stored version is accepted, it says so and changes nothing.
+// Callers hold the environment lock and have run Recover.
+func (e *Engine) ProbeRepair(ctx context.Context, names []string) ([]ProbeResult, error) {
+	if len(names) == 0 {
+		for _, s := range e.Specs {
+			if _, ok := e.Appliers[s.Kind].(Prober); ok {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	var out []ProbeResult
+	for _, name := range names {
+		s, ok := e.Spec(name)
+		if !ok {
+			return out, Errorf(CodeNotFound, "no secret %s in rekey.yaml", name)
+		}
+		pr, ok := e.Appliers[s.Kind].(Prober)
+		if !ok {
+			return out, Errorf(CodeInvalid, "%s (%s) has no backing system to probe", name, s.Kind)
+		}
+		var vs []Version
+		vals := map[int]Value{}
+		cur := 0
+		err := e.Store.View(ctx, func(tx Tx) error {
+			var err error
+			if vs, err = tx.Versions(e.Env, name); err != nil {
+				return err
+			}
+			for _, v := range vs {
+				if v.Label == LabelCurrent {
+					cur = v.N
+				}
+				if vals[v.N], err = tx.Value(e.Env, name, v.N); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+		order := probeOrder(vs)
+		res := ProbeResult{Name: name, Current: cur}
+		for _, n := range order {
+			ok, err := pr.Accepts(ctx, e.Env, s, vals[n])
+			if err != nil {
+				return out, Wrap(ErrorCode(err), err, "probe %s v%d", name, n)
+			}
+			if ok {
+				res.Accepted = n
+				break
+			}
+		}
+		if res.Accepted == 0 {
+			out = append(out, res)
+			return out, Errorf(CodeConflict, "no stored version of %s is accepted by its database", name).
+				WithHint("set a known password with ALTER ROLE as an administrator, then record it with `rekey set %s`", name)
+		}
+		if res.Accepted != cur {
+			err := e.Store.Update(ctx, func(tx Tx) error {
+				if cur != 0 {
+					if err := tx.SetLabel(e.Env, name, cur, LabelPrevious); err != nil {
+						return err
+					}
+				}
+				if p, err := tx.Labeled(e.Env, name, LabelPending); err == nil && p.N == res.Accepted {
+					if err := tx.SetLabel(e.Env, name, 0, LabelPending); err != nil {
+						return err
+					}
+				}
+				if err := tx.SetLabel(e.Env, name, res.Accepted, LabelCurrent); err != nil {
+					return err
+				}
+				_, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "recover.probe", Env: e.Env, Secret: name, Version: res.Accepted, Fingerprint: e.Store.Fingerprint(vals[res.Accepted]), Outcome: "repaired", Detail: fmt.Sprintf("the database accepts v%d, not v%d: labels moved", res.Accepted, cur)})
+				return err
+			})
+			if err != nil {
+				return out, err
+			}
+			if err := e.publishValues(ctx, []string{name}, nil, nil); err != nil {
+				return out, err
+			}
+			res.Repaired = true
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// probeOrder is pending, current, previous, then the others newest first.
+func probeOrder(vs []Version) []int {
+	var out []int
+	for _, l := range []Label{LabelPending, LabelCurrent, LabelPrevious} {
+		for _, v := range vs {
+			if v.Label == l {
+				out = append(out, v.N)
+			}
+		}
+	}
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].Label == LabelNone {
+			out = append(out, vs[i].N)
+		}
+	}
+	return out
+}
+
 // Engine drives rotations of one environment through the journaled steps
 // create → apply → publish → verify → finish, and recovers unfinished ones.
 //

@@ -327,3 +327,15 @@ func (a *Applier) Preflight(ctx context.Context, env string, spec *rekey.Spec, c
 	}
 	return nil
 }
+
+// Accepts reports whether the role logs in with candidate (for `rekey recover --probe`).
+func (a *Applier) Accepts(ctx context.Context, env string, spec *rekey.Spec, candidate rekey.Value) (bool, error) {
+	if err := supported(spec); err != nil {
+		return false, err
+	}
+	p, err := a.Params(ctx, spec, candidate)
+	if err != nil {
+		return false, err
+	}
+	return TryLogin(ctx, p)
+}

@@ -271,20 +271,11 @@ func (p *pgcProject) consistent(known map[int]string) pgcState {
 	return s
 }
 
-// pgcCluster is startCluster, skipped under -short unless skipping is disallowed.
-func pgcCluster(t *testing.T) *pgtest.Cluster {
-	t.Helper()
-	if testing.Short() && os.Getenv(pgtest.DisallowSkipEnv) != "1" {
-		t.Skip("-short")
-	}
-	return startCluster(t)
-}
-
 // TestPostgresCrashMatrix kills `rekey rotate DATABASE_PASSWORD` at every
 // fault point (and `rekey recover` at the rollback points, after a crash
 // that left the database on the new password), then checks recovery.
 func TestPostgresCrashMatrix(t *testing.T) {
-	c := pgcCluster(t)
+	c := startCluster(t)
 	ctRekeyBin(t)
 	type tc struct {
 		name    string
@@ -375,7 +366,10 @@ func TestPostgresCrashMatrix(t *testing.T) {
 // moment (seeded: REKEY_TEST_SEED) 50 times; after each kill at least one
 // stored version logs in, and `rekey recover` converges to a consistent state.
 func TestPostgresKillLoop(t *testing.T) {
-	c := pgcCluster(t)
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	c := startCluster(t)
 	p := pgcNewProject(t, c)
 	known := map[int]string{1: p.value(1)}
 

@@ -229,6 +229,79 @@ func TestPostgresRotation(t *testing.T) {
 		}
 	})
 
+	t.Run("recover-probe", func(t *testing.T) {
+		// The database is set back to an older stored password (v2, newPW) by
+		// hand: the store's current (old) no longer logs in.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p, err := postgres.ParseURL(c.ConnString(c.SuperUser, old, "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := postgres.Connect(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(newPW)); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		out, errs, code := run("recover", "--probe")
+		outputs = append(outputs, out, errs)
+		if code != 0 {
+			t.Fatalf("recover --probe: exit %d\n%s\n%s", code, out, errs)
+		}
+		if !strings.Contains(out, "probe: DATABASE_PASSWORD: the database accepts v2, not v3") {
+			t.Errorf("recover --probe did not report the repair:\n%s", out)
+		}
+		cur, _, _ := run("get", "DATABASE_PASSWORD", "-n")
+		if cur != newPW {
+			t.Error("the store's current is not the password the database accepts")
+		}
+		_, m := readDotenv(t, dotenvPath)
+		if m["DATABASE_PASSWORD"] != newPW || !loginURL(t, m["DATABASE_URL"]) {
+			t.Error("the .env was not repaired")
+		}
+		hist, _, _ := run("history", "DATABASE_PASSWORD")
+		if !strings.Contains(hist, "v3") || !strings.Contains(hist, "previous") {
+			t.Errorf("history lost the replaced version:\n%s", hist)
+		}
+		audit, _, _ := run("audit", "--secret", "DATABASE_PASSWORD")
+		if !strings.Contains(audit, "recover.probe") {
+			t.Errorf("the repair is not audited:\n%s", audit)
+		}
+		// A second probe finds nothing to repair.
+		out, _, code = run("recover", "--probe")
+		if code != 0 || !strings.Contains(out, "accepts the current v2") {
+			t.Errorf("second probe: exit %d\n%s", code, out)
+		}
+		// No stored version logs in: a clear error, nothing changed.
+		conn, err = postgres.Connect(ctx, withPW(p, newPW))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte("nobody-knows-this-one-0123456789")); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		out, errs, code = run("recover", "--probe")
+		if code != 4 || !strings.Contains(errs, "no stored version of DATABASE_PASSWORD is accepted") || !strings.Contains(errs, "hint:") {
+			t.Errorf("probe with no working version: exit %d\n%s\n%s", code, out, errs)
+		}
+		if cur2, _, _ := run("get", "DATABASE_PASSWORD", "-n"); cur2 != newPW {
+			t.Error("a failed probe changed the store")
+		}
+		// Put the password the store holds back, for the subtests after this one.
+		conn, err = postgres.Connect(ctx, withPW(p, "nobody-knows-this-one-0123456789"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(newPW)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("no-password-in-logs-or-output", func(t *testing.T) {
 		log, err := c.ServerLog()
 		if err != nil {
@@ -247,4 +320,9 @@ func TestPostgresRotation(t *testing.T) {
 			}
 		}
 	})
+}
+
+func withPW(p postgres.Params, pw string) postgres.Params {
+	p.Password = []byte(pw)
+	return p
 }

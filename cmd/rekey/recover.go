@@ -9,8 +9,9 @@ import (
 )
 
 func (a *app) recoverCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "recover",
+	var probe bool
+	c := &cobra.Command{
+		Use:   "recover [--probe]",
 		Short: "Complete or roll back interrupted rotations; check the store and the .env agree",
 		Long: `recover brings the environment back to one consistent state after a crash,
 a kill or a full disk: a rotation that had not started publishing is abandoned
@@ -18,13 +19,21 @@ a kill or a full disk: a rotation that had not started publishing is abandoned
 completed, one that was rolling back finishes rolling back. It then checks the
 store file (SQLite integrity and every sealed value) and reports any .env value
 that differs from the store's current one (drift). Every mutating command runs
-this recovery first.`,
+this recovery first.
+
+--probe also asks each database which stored password it accepts (pending,
+current, previous, then older versions) and, when it is not the current one
+(the store and the database disagree), makes it current and writes it to the
+.env again; the repair is audited. If no stored version logs in, it says so
+and changes nothing.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRecover(cmd.Context()) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRecover(cmd.Context(), probe) },
 	}
+	c.Flags().BoolVar(&probe, "probe", false, "ask the databases which stored password they accept and repair the labels")
+	return c
 }
 
-func (a *app) runRecover(ctx context.Context) error {
+func (a *app) runRecover(ctx context.Context, probe bool) error {
 	cfg, st, err := a.openStore(ctx)
 	if err != nil {
 		return err
@@ -51,6 +60,23 @@ func (a *app) runRecover(ctx context.Context) error {
 	}
 	for _, id := range rep.RolledBack {
 		fmt.Fprintf(a.out(), "rolled back rotation %s\n", id)
+	}
+	if probe {
+		res, err := e.ProbeRepair(ctx, nil)
+		for _, r := range res {
+			switch {
+			case r.Repaired:
+				fmt.Fprintf(a.out(), "probe: %s: the database accepts v%d, not v%d: v%d is current again and published\n", r.Name, r.Accepted, r.Current, r.Accepted)
+			case r.Accepted != 0:
+				fmt.Fprintf(a.out(), "probe: %s: the database accepts the current v%d\n", r.Name, r.Accepted)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if rep.Drift, err = e.Drift(ctx, nil); err != nil {
+			return err
+		}
 	}
 	for _, d := range rep.Drift {
 		if d.Missing {
