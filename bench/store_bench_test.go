@@ -5,6 +5,7 @@ package bench
 
 import (
 	"context"
+	"database/sql"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -160,9 +161,23 @@ func report(b *testing.B, times []time.Duration) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-median")
 	b.ReportMetric(float64(times[len(times)-1].Microseconds())/1000, "ms-max")
-	st, err := os.Stat(filepath.Join(proj.dir, ".rekey", "rekey.db"))
+	path := filepath.Join(proj.dir, ".rekey", "rekey.db")
+	st, err := os.Stat(path)
 	if err == nil {
 		b.ReportMetric(float64(st.Size())/(1<<20), "store-MiB")
+	}
+	// Split the file: sealed versions versus the audit log (SQLite's dbstat).
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for _, t := range []struct{ table, unit string }{{"version", "versions-MiB"}, {"audit", "audit-MiB"}} {
+		var size int64
+		if err := db.QueryRow(`SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = ?`, t.table).Scan(&size); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(size)/(1<<20), t.unit)
 	}
 }
 
