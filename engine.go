@@ -733,7 +733,7 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 				set[name] = cv
 			}
 		}
-		if err := e.publishValues(ctx, names, set, nil); err != nil {
+		if err := e.writeValues(ctx, "restored the previous values on", names, set, nil); err != nil {
 			return err
 		}
 		for _, name := range names {
@@ -779,6 +779,11 @@ func (e *Engine) targetNamesFor(name string) []string {
 // publishValues writes names (with override values, else current) and every
 // derived value that references one of them to their targets.
 func (e *Engine) publishValues(ctx context.Context, names []string, override map[string]Value, del []string) error {
+	return e.writeValues(ctx, "published to", names, override, del)
+}
+
+// writeValues is publishValues with the verb used in narration.
+func (e *Engine) writeValues(ctx context.Context, verb string, names []string, override map[string]Value, del []string) error {
 	writes, err := e.renderWrites(ctx, names, override)
 	if err != nil {
 		return err
@@ -795,7 +800,7 @@ func (e *Engine) publishValues(ctx context.Context, names []string, override map
 		if err := t.Write(ctx, set, del); err != nil {
 			return Wrap(ErrorCode(err), err, "write %s", t.Name())
 		}
-		e.say("published to %s: %s", t.Name(), strings.Join(sortedKeys(set), ", "))
+		e.say("%s %s: %s", verb, t.Name(), strings.Join(sortedKeys(set), ", "))
 	}
 	return nil
 }

@@ -257,7 +257,7 @@ func (t *txn) PutRotation(r *rekey.Rotation) error {
 		ended = r.Ended.UnixNano()
 	}
 	_, err = t.tx.Exec(`INSERT INTO rotation(id, env, mode, state, actor, started, ended, secrets, steps, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error`,
+		ON CONFLICT(id) DO UPDATE SET env = excluded.env, mode = excluded.mode, actor = excluded.actor, started = excluded.started, state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error`,
 		r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, r.Started.UnixNano(), ended, string(secrets), string(steps), r.Error)
 	return err
 }

@@ -74,8 +74,9 @@ func testRotationPutAndReplace(t *testing.T, s rekey.Store) {
 			t.Errorf("LastStep is %q, want %q", got.LastStep().Name, st.Name)
 		}
 	}
-	// Finish it.
+	// Finish it; PutRotation replaces every field, not only the ones a journal changes.
 	r.State, r.Ended, r.Error = rekey.StateFailed, t0.Add(time.Minute+1), "verification failed: target x"
+	r.Mode, r.Actor, r.Started = rekey.ModeManual, "bob@host", t0.Add(-time.Second)
 	r.Secrets = map[string]int{"DB_PASSWORD": 4}
 	putRotation(t, s, r)
 	if d := cmp.Diff(r, getRotation(t, s, r.ID), rotationOpts); d != "" {
