@@ -12,13 +12,27 @@ import (
 )
 
 type txn struct {
-	s  *DB
-	tx *sql.Tx
-	rw bool
+	s         *DB
+	tx        *sql.Tx
+	rw        bool
+	valueStmt *sql.Stmt
 }
 
 func notFound(format string, args ...any) error {
 	return &rekey.Error{Code: rekey.CodeNotFound, Msg: fmt.Sprintf(format, args...), Err: rekey.ErrNotFound}
+}
+
+// valueRow runs Value's query with a statement prepared once per transaction
+// (the transaction closes it).
+func (t *txn) valueRow(env, name string, n int) *sql.Row {
+	if t.valueStmt == nil {
+		st, err := t.tx.Prepare(`SELECT v.sealed FROM version v JOIN secret s ON s.id = v.secret_id WHERE s.env = ? AND s.name = ? AND v.n = ?`)
+		if err != nil {
+			return t.tx.QueryRow(`SELECT v.sealed FROM version v JOIN secret s ON s.id = v.secret_id WHERE s.env = ? AND s.name = ? AND v.n = ?`, env, name, n)
+		}
+		t.valueStmt = st
+	}
+	return t.valueStmt.QueryRow(env, name, n)
 }
 
 func (t *txn) secretID(env, name string, create bool) (int64, error) {
@@ -133,13 +147,13 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 }
 
 func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
-	id, err := t.secretID(env, name, false)
-	if err != nil {
-		return rekey.Value{}, err
-	}
+	// One prepared statement (status and recovery call this per secret).
 	var sealed []byte
-	err = t.tx.QueryRow(`SELECT sealed FROM version WHERE secret_id = ? AND n = ?`, id, n).Scan(&sealed)
+	err := t.valueRow(env, name, n).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := t.secretID(env, name, false); err != nil {
+			return rekey.Value{}, err
+		}
 		return rekey.Value{}, notFound("%s/%s has no version %d", env, name, n)
 	}
 	if err != nil {
