@@ -63,6 +63,12 @@ func (e *Engine) Preflight(ctx context.Context, name string) error {
 	return pf.Preflight(ctx, e.Env, s, cur)
 }
 
+// Verifier is an Applier that checks its backing system after publish (a
+// login with the new value; the old one refused).
+type Verifier interface {
+	Verify(ctx context.Context, env string, spec *Spec, pending, current Value) error
+}
+
 // Prober is an Applier that can tell whether the backing system accepts a
 // candidate value (a PostgreSQL login), for `rekey recover --probe`.
 type Prober interface {
@@ -674,6 +680,20 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 	e.fault("verify:before")
 	vs := Step{Name: StepVerify, Started: e.now()}
 	verr := e.verifyTargets(ctx, r, pending)
+	for _, name := range names {
+		if verr != nil {
+			break
+		}
+		if s, ok := e.Spec(name); ok {
+			if v, ok := e.Appliers[s.Kind].(Verifier); ok {
+				if err := v.Verify(ctx, e.Env, s, pending[name], current[name]); err != nil {
+					verr = Wrap(ErrorCode(err), err, "verify %s", name)
+				} else {
+					e.say("verified %s against its backing system", name)
+				}
+			}
+		}
+	}
 	vs.Ended, vs.Outcome = e.now(), "ok"
 	if verr != nil {
 		vs.Outcome, vs.Detail = "error", verr.Error()

@@ -177,7 +177,7 @@ func codeOf(err error) rekey.Code {
 }
 
 // Apply makes the database accept pending (and refuse current) as the
-// role's password.
+// role's password; Verify proves it.
 func (a *Applier) Apply(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.Value) error {
 	if err := supported(spec); err != nil {
 		a.setUntouched(spec.Name, true)
@@ -232,8 +232,28 @@ func (a *Applier) Apply(ctx context.Context, env string, spec *rekey.Spec, pendi
 	if err := SetPassword(ctx, conn, role, pending.Reveal()); err != nil {
 		return pgErr(err, codeOf(err))
 	}
-	closeQuietly(conn)
-	return verify(ctx, spec.Name, role, pend, cur, "new", "old")
+	// The logins that prove it (new accepted, old refused) run in Verify,
+	// after the .env is published: every millisecond between ALTER ROLE and
+	// the publish is a window in which a fresh connection with the .env's
+	// (old) password fails.
+	return nil
+}
+
+// Verify checks, after publish, that the role logs in with pending and, in
+// the single strategy, that current is refused.
+func (a *Applier) Verify(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.Value) error {
+	if err := supported(spec); err != nil {
+		return err
+	}
+	p, err := a.Params(ctx, spec, pending)
+	if err != nil {
+		return err
+	}
+	old := current
+	if old.IsZero() {
+		old = pending // nothing to be refused: verify only checks the new one
+	}
+	return verify(ctx, spec.Name, p.User, withPassword(p, pending), withPassword(p, old), "new", "old")
 }
 
 // verify checks that want logs in and, unless they are equal, that old is refused.
