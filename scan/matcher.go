@@ -86,7 +86,7 @@ type pattern struct {
 type Matcher struct {
 	secrets  []Secret
 	patterns []pattern
-	filter   []uint64            // bitmap indexed by hash of the first 8 bytes
+	filter   []uint64           // bitmap indexed by hash of the first 8 bytes
 	byPrefix map[uint64][]int32 // first 8 bytes (little-endian) → pattern indexes
 	skipped  []int
 }

@@ -1,0 +1,167 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// Where a finding was found.
+const (
+	WhereWorktree    = "worktree"    // a file under the scanned directory
+	WhereIndex       = "index"       // a blob staged in the git index
+	WhereCommit      = "commit"      // a blob introduced by a commit reachable from a ref or reflog
+	WhereStash       = "stash"       // a blob introduced by a stash entry (its worktree, index or untracked commit)
+	WhereUnreachable = "unreachable" // a blob in the object store reachable from no ref, reflog, stash or the index
+)
+
+// Finding is one occurrence of a managed secret. It never holds the value or
+// an encoded form of it; Redacted shows at most the first 4 characters of the
+// matched text.
+type Finding struct {
+	Secret      string // the secret's name
+	Env         string
+	Version     int
+	Current     bool
+	Fingerprint string
+
+	Encoding string // raw | base64 | base64url | hex | url | json
+	Where    string // worktree | index | commit | stash | unreachable
+
+	Commit     string // commit that introduced the blob (commit, stash); empty otherwise
+	Author     string // "Name <email>" of Commit
+	AuthorDate time.Time
+	Blob       string // git object id of the blob (index, commit, stash, unreachable)
+	Path       string // slash-separated, relative to the repository/dir root; empty for unreachable
+	Line       int    // 1-based line of the match's start
+	Column     int    // 1-based byte column of the match's start
+
+	Redacted string // e.g. "c2Vj…(88 chars)"
+}
+
+// redact previews matched text: at most 4 leading characters, and no more
+// than an eighth of it, followed by its length.
+func redact(match []byte) string {
+	n := min(4, len(match)/8)
+	return fmt.Sprintf("%s…(%d chars)", match[:n], len(match))
+}
+
+// position returns the 1-based line and column of each offset (offsets ascending).
+func positions(data []byte, ms []Match) (lines, cols []int) {
+	lines = make([]int, len(ms))
+	cols = make([]int, len(ms))
+	line, lineStart, pos := 1, 0, 0
+	for i, m := range ms {
+		for pos < m.Offset {
+			j := bytes.IndexByte(data[pos:m.Offset], '\n')
+			if j < 0 {
+				pos = m.Offset
+				break
+			}
+			line++
+			pos += j + 1
+			lineStart = pos
+		}
+		lines[i] = line
+		cols[i] = m.Offset - lineStart + 1
+	}
+	return lines, cols
+}
+
+// findings turns the matches in data into findings sharing base's location fields.
+func (m *Matcher) findings(data []byte, ms []Match, base Finding) []Finding {
+	lines, cols := positions(data, ms)
+	out := make([]Finding, 0, len(ms))
+	for i, mt := range ms {
+		s := m.secrets[mt.SecretIndex]
+		f := base
+		f.Secret, f.Env, f.Version, f.Current, f.Fingerprint = s.Name, s.Env, s.Version, s.Current, s.Fingerprint
+		f.Encoding = mt.Encoding
+		f.Line, f.Column = lines[i], cols[i]
+		f.Redacted = redact(data[mt.Offset : mt.Offset+mt.Len])
+		out = append(out, f)
+	}
+	return out
+}
+
+// ScanDir scans every regular file under dir (not following symbolic links,
+// skipping .git directories) and returns worktree findings. ignore, if not
+// nil, receives slash-separated paths relative to dir; returning true skips
+// the file (or, for a directory, its whole subtree).
+func ScanDir(ctx context.Context, dir string, m *Matcher, ignore func(string) bool) ([]Finding, error) {
+	var out []Finding
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if d.Name() == ".git" || (ignore != nil && ignore(rel)) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || (ignore != nil && ignore(rel)) {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("scan: read %s: %w", rel, err)
+		}
+		if ms := m.Scan(data); len(ms) > 0 {
+			out = append(out, m.findings(data, ms, Finding{Where: WhereWorktree, Path: rel})...)
+		}
+		clear(data)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortFindings(out)
+	return out, nil
+}
+
+var whereOrder = map[string]int{WhereWorktree: 0, WhereIndex: 1, WhereCommit: 2, WhereStash: 3, WhereUnreachable: 4}
+
+func sortFindings(fs []Finding) {
+	sort.SliceStable(fs, func(a, b int) bool {
+		x, y := fs[a], fs[b]
+		if x.Where != y.Where {
+			return whereOrder[x.Where] < whereOrder[y.Where]
+		}
+		if !x.AuthorDate.Equal(y.AuthorDate) {
+			return x.AuthorDate.Before(y.AuthorDate)
+		}
+		if x.Commit != y.Commit {
+			return x.Commit < y.Commit
+		}
+		if x.Path != y.Path {
+			return x.Path < y.Path
+		}
+		if x.Blob != y.Blob {
+			return x.Blob < y.Blob
+		}
+		if x.Line != y.Line {
+			return x.Line < y.Line
+		}
+		if x.Column != y.Column {
+			return x.Column < y.Column
+		}
+		return x.Secret < y.Secret
+	})
+}
