@@ -130,7 +130,7 @@ REKEY_PASSPHRASE or asks on the terminal.
 	root.AddCommand(
 		a.initCommand(), a.statusCommand(), a.rotateCommand(), a.historyCommand(), a.getCommand(),
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
-		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.demoCommand(),
+		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
 	)
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
 	root.PersistentPostRunE = func(*cobra.Command, []string) error { a.close(); return nil }
