@@ -463,11 +463,12 @@ func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *N
 			}
 		}
 		r.Steps[0].Ended, r.Steps[0].Outcome = e.now(), "ok"
-		if !e.needsApply(r) {
-			// Nothing to apply: the values are durable from this commit on, so the
-			// publish step may start in the same transaction (one fsync less).
-			r.Steps = append(r.Steps, Step{Name: StepPublish, Started: e.now()})
-		}
+		// The values are durable from this commit on, so the rotation is
+		// committed to going forward here: after a crash, recovery applies
+		// (idempotently) and publishes. No commit sits between ALTER ROLE and
+		// the .env write, which keeps the window in which a fresh connection
+		// with the old password fails as short as it can be.
+		r.Steps = append(r.Steps, Step{Name: StepPublish, Started: e.now()})
 		return tx.PutRotation(r)
 	})
 	if err != nil {
@@ -642,31 +643,42 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 		return err
 	}
 	names := sortedKeys(r.Secrets)
-	if e.needsApply(r) && !r.Reached(StepPublish) {
-		err := e.step(ctx, r, StepApply, func() error {
-			for _, name := range names {
-				s, ok := e.Spec(name)
-				if !ok {
-					continue
-				}
-				if a := e.Appliers[s.Kind]; a != nil {
-					if err := a.Apply(ctx, e.Env, s, pending[name], current[name]); err != nil {
-						return Wrap(ErrorCode(err), err, "apply %s", name)
-					}
-					e.say("applied %s", name)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return e.fail(ctx, r, res, err, pending, current, false)
-		}
-	}
-	if !r.Reached(StepPublish) {
+	if !r.Reached(StepPublish) { // a rotation journaled by an older rekey
 		r.Steps = append(r.Steps, Step{Name: StepPublish, Started: e.now()})
 		if err := e.Store.Update(ctx, func(tx Tx) error { return tx.PutRotation(r) }); err != nil {
 			return Wrap(ErrorCode(err), err, "journal publish")
 		}
+	}
+	if e.needsApply(r) {
+		// Apply is idempotent (it first checks whether the new value is already
+		// accepted), so it runs again when recovery completes a rotation.
+		e.fault("apply:before")
+		st := Step{Name: StepApply, Started: e.now()}
+		var aerr error
+		for _, name := range names {
+			s, ok := e.Spec(name)
+			if !ok {
+				continue
+			}
+			if a := e.Appliers[s.Kind]; a != nil {
+				if err := a.Apply(ctx, e.Env, s, pending[name], current[name]); err != nil {
+					aerr = Wrap(ErrorCode(err), err, "apply %s", name)
+					break
+				}
+				e.say("applied %s", name)
+			}
+		}
+		st.Ended, st.Outcome = e.now(), "ok"
+		if aerr != nil {
+			st.Outcome, st.Detail = "error", aerr.Error()
+		}
+		// Journaled with the next commit (finish or rollback), before publish.
+		pi := lastIndex(r, StepPublish)
+		r.Steps = append(r.Steps[:pi], append([]Step{st}, r.Steps[pi:]...)...)
+		if aerr != nil {
+			return e.fail(ctx, r, res, aerr, pending, current, false)
+		}
+		e.fault("apply:after")
 	}
 	// The publish step is journaled as started; from here a crash rolls forward.
 	pi := lastIndex(r, StepPublish)
@@ -1037,7 +1049,7 @@ func (e *Engine) Recover(ctx context.Context) (*RecoverReport, error) {
 				return rep, err
 			}
 			rep.RolledBack = append(rep.RolledBack, r.ID)
-		case r.Reached(StepPublish) || (r.Mode == ModeEmergency && r.Reached(StepApply)):
+		case r.Reached(StepPublish) || r.Reached(StepApply):
 			e.say("recover: completing rotation %s", r.ID)
 			if err := e.drive(ctx, r, nil); err != nil {
 				return rep, Wrap(ErrorCode(err), err, "complete rotation %s", r.ID)

@@ -493,9 +493,7 @@ func ctAllowed(point string) []ctOutcome {
 	switch point {
 	case "create:before":
 		return []ctOutcome{ctNotCreated}
-	case "create:after":
-		return []ctOutcome{ctRolledBack, ctCompleted}
-	case "apply:before", "apply:after", "rollback:before", "rollback:after":
+	case "rollback:before", "rollback:after":
 		return []ctOutcome{ctRolledBack}
 	}
 	return []ctOutcome{ctCompleted}
