@@ -1019,9 +1019,10 @@ type RecoverReport struct {
 
 // Recover completes or rolls back every unfinished rotation of the
 // environment so that the store's current values and the targets agree:
-//   - a rotation that never started publishing is abandoned (no target saw its values);
 //   - one that was rolling back finishes rolling back;
-//   - one that started publishing is completed (publish is idempotent).
+//   - one whose create commit journaled the publish intent (every rotation now)
+//     is completed: apply and publish are idempotent;
+//   - one journaled without it (none are written so) is abandoned.
 //
 // Callers hold the environment lock.
 func (e *Engine) Recover(ctx context.Context) (*RecoverReport, error) {

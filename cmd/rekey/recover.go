@@ -14,9 +14,9 @@ func (a *app) recoverCommand() *cobra.Command {
 		Use:   "recover [--probe]",
 		Short: "Complete or roll back interrupted rotations; check the store and the .env agree",
 		Long: `recover brings the environment back to one consistent state after a crash,
-a kill or a full disk: a rotation that had not started publishing is abandoned
-(no system saw its values; they stay in history), one that was publishing is
-completed, one that was rolling back finishes rolling back. It then checks the
+a kill or a full disk: a rotation whose new values were sealed is completed
+(apply and publish are idempotent), one that was rolling back finishes rolling
+back (the abandoned values stay in history, unlabeled). It then checks the
 store file (SQLite integrity and every sealed value) and reports any .env value
 that differs from the store's current one (drift). Every mutating command runs
 this recovery first.
