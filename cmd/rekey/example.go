@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/dotenv"
+	"github.com/spf13/cobra"
+)
+
+// examplePlaceholder replaces every secret in a .env.example.
+const examplePlaceholder = "change-me"
+
+func (a *app) exampleCommand() *cobra.Command {
+	var output string
+	var force bool
+	c := &cobra.Command{
+		Use:   "example [--output .env.example] [--force]",
+		Short: "Write a .env.example: the .env's lines with every secret replaced by a placeholder",
+		Long: `example writes a .env.example from the environment's first .env target:
+the same lines in the same order, comments and non-secret values (PORT,
+RUST_LOG) kept byte for byte, and every managed secret, derived value and
+key that looks like a secret replaced by a placeholder with a comment saying
+what it is:
+
+  JWT_SECRET=change-me  # generated: 64 bytes base64, rotated by rekey every 180 days
+
+The file (mode 0644) is meant to be committed. By default it is written beside
+the .env; example refuses to replace an existing file without --force.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runExample(output, force) },
+	}
+	c.Flags().StringVarP(&output, "output", "o", "", "where to write (default: .env.example beside the .env)")
+	c.Flags().BoolVar(&force, "force", false, "replace an existing file")
+	return c
+}
+
+func (a *app) runExample(output string, force bool) error {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	env, err := a.environment(cfg)
+	if err != nil {
+		return err
+	}
+	var target *config.Target
+	for i := range env.Targets {
+		if env.Targets[i].Type == config.TargetDotenv {
+			target = &env.Targets[i]
+			break
+		}
+	}
+	if target == nil {
+		return rekey.Errorf(rekey.CodeNotFound, "environment %s has no .env target", env.Name).WithHint("add one under environments.%s.targets in rekey.yaml", env.Name)
+	}
+	out := filepath.Join(filepath.Dir(target.Path), ".env.example")
+	if output != "" {
+		if out, err = a.abs(output); err != nil {
+			return err
+		}
+	}
+	wd, err := a.wd()
+	if err != nil {
+		return err
+	}
+	rel := relTo(wd, out)
+	if sameFile(out, target.Path) {
+		return rekey.Errorf(rekey.CodeUnsafe, "refusing to write the example over the .env itself (%s)", rel).WithHint("pass another --output")
+	}
+	for _, e := range cfg.Environments {
+		for _, t := range e.Targets {
+			if sameFile(out, t.Path) {
+				return rekey.Errorf(rekey.CodeUnsafe, "refusing to write the example over target %s of %s (%s)", t.Name, e.Name, rel).WithHint("pass another --output")
+			}
+		}
+	}
+	if _, err := os.Lstat(out); err == nil && !force {
+		return rekey.Errorf(rekey.CodeConflict, "%s already exists", rel).WithHint("pass --force to replace it")
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return rekey.Wrap(rekey.CodeInvalid, err, "stat %s", rel)
+	}
+
+	src := &envFileTarget{name: target.Name, path: target.Path, rel: relTo(wd, target.Path)}
+	f, _, err := src.load()
+	if err != nil {
+		return err
+	}
+	data, placeholders, kept, err := exampleOf(cfg, env.Name, f)
+	if err != nil {
+		return err
+	}
+	if err := dotenv.WriteFileAtomic(out, data, 0o644); err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "write %s", rel)
+	}
+	fmt.Fprintf(a.out(), "wrote %s from %s: %d placeholders, %d values kept\n", rel, src.rel, placeholders, kept)
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// exampleOf rewrites f (the parsed .env) into a .env.example: every managed
+// secret, derived value and key that looks like a secret gets the
+// placeholder and, when its line has no comment yet, a comment saying what
+// it is. Other lines keep every byte.
+func exampleOf(cfg *config.Config, env string, f *dotenv.File) (data []byte, placeholders, kept int, err error) {
+	what := map[string]string{}
+	for _, s := range cfg.Secrets {
+		what[s.Name] = describeSpec(s)
+	}
+	for _, d := range cfg.DerivedFor(env) {
+		what[d.Name] = "derived by rekey from " + strings.Join(d.Template.Refs(), ", ")
+	}
+	keys := f.Keys()
+	values := map[string]string{}
+	for _, k := range keys {
+		values[k], _ = f.Get(k)
+	}
+	for _, c := range rekey.Classify(keys, values) {
+		if _, ok := what[c.Key]; !ok && (c.Secret || c.Derived != nil) {
+			what[c.Key] = "looks like a secret; not managed by rekey"
+		}
+	}
+	for k := range values {
+		values[k] = "" // drop the references to the values
+	}
+	for _, k := range keys {
+		if _, ok := what[k]; !ok {
+			kept++
+			continue
+		}
+		if err := f.Set(k, examplePlaceholder); err != nil {
+			return nil, 0, 0, rekey.Wrap(rekey.CodeInternal, err, "placeholder for %s", k)
+		}
+		placeholders++
+	}
+	// Add the comments, line by line (Line counts after the Sets).
+	lines := bytes.SplitAfter(f.Bytes(), []byte("\n"))
+	for _, k := range keys {
+		desc, ok := what[k]
+		if !ok {
+			continue
+		}
+		i := f.Line(k) - 1
+		if i < 0 || i >= len(lines) || bytes.IndexByte(lines[i], '#') >= 0 {
+			continue // keep the line's own comment
+		}
+		line := lines[i]
+		eol := len(line)
+		for eol > 0 && (line[eol-1] == '\n' || line[eol-1] == '\r') {
+			eol--
+		}
+		body := bytes.TrimRight(line[:eol], " \t")
+		nl := append(append(append([]byte(nil), body...), "  # "+desc...), line[eol:]...)
+		lines[i] = nl
+	}
+	return bytes.Join(lines, nil), placeholders, kept, nil
+}
+
+// describeSpec says what a secret is in a few words, for its comment.
+func describeSpec(s rekey.Spec) string {
+	every := ""
+	if s.Period > 0 {
+		every = " every " + rekey.FormatDays(s.Period)
+	}
+	gen := ""
+	if s.Generator.Bytes > 0 {
+		enc := string(s.Generator.Encoding)
+		if enc == "" {
+			enc = string(rekey.EncBase64)
+		}
+		gen = fmt.Sprintf(": %d bytes %s", s.Generator.Bytes, enc)
+	}
+	switch s.Kind {
+	case rekey.KindGenerated:
+		return "generated" + gen + ", rotated by rekey" + every
+	case rekey.KindPostgresPassword:
+		return "PostgreSQL password" + gen + ", rotated by rekey" + every
+	case rekey.KindDataKey:
+		return "data-encryption key" + gen + ", rotated by rekey" + every + " (with re-encryption)"
+	case rekey.KindManual:
+		if every != "" {
+			every = ", rotate it" + every
+		}
+		return "user-managed: get it from the provider, record it with `rekey set`" + every
+	default:
+		return "secret managed by rekey"
+	}
+}
