@@ -20,10 +20,12 @@ const (
 	WhereUnreachable = "unreachable" // a blob in the object store reachable from no ref, reflog, stash or the index
 )
 
-// Finding is one occurrence of a managed secret. It never holds the value or
-// an encoded form of it; Redacted shows at most the first 4 characters of the
-// matched text.
+// Finding is one occurrence of a managed secret, or a match of a pattern
+// rule (Rule set; Secret, Env, Version and Fingerprint empty). It never holds
+// the value or an encoded form of it; Redacted shows at most the first 4
+// characters of the matched text.
 type Finding struct {
+	Rule        string // the pattern rule's id, for a secret rekey does not manage
 	Secret      string // the secret's name
 	Env         string
 	Version     int
@@ -42,6 +44,9 @@ type Finding struct {
 	Column     int    // 1-based byte column of the match's start
 
 	Redacted string // e.g. "c2Vj…(88 chars)"
+	ID       string `json:",omitempty"` // FindingID, set by the caller
+
+	pending []*Allowlist // allowlists to judge on the location (rules)
 }
 
 // redact previews matched text: at most 4 leading characters, and no more
@@ -123,15 +128,14 @@ func ScanDir(ctx context.Context, dir string, m *Matcher, ignore func(string) bo
 		if err != nil {
 			return fmt.Errorf("scan: read %s: %w", rel, err)
 		}
-		if ms := m.Scan(data); len(ms) > 0 {
-			out = append(out, m.findings(data, ms, Finding{Where: WhereWorktree, Path: rel})...)
-		}
+		out = append(out, m.scanData(data, Finding{Where: WhereWorktree, Path: rel})...)
 		clear(data)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	out = m.filterLocations(out)
 	sortFindings(out)
 	return out, nil
 }
@@ -162,6 +166,9 @@ func sortFindings(fs []Finding) {
 		if x.Column != y.Column {
 			return x.Column < y.Column
 		}
-		return x.Secret < y.Secret
+		if x.Secret != y.Secret {
+			return x.Secret < y.Secret
+		}
+		return x.Rule < y.Rule
 	})
 }

@@ -28,6 +28,9 @@ type Options struct {
 	// the repository root), e.g. the .env rekey writes when git ignores it.
 	// It does not apply to the index or history: a committed .env is a leak.
 	Ignore func(path string) bool
+	// Progress, if not nil, is called as History reads the object store,
+	// with the bytes of blobs read so far and in all.
+	Progress func(done, total int64)
 }
 
 // ScanRepo scans the git repository containing dir: its worktree (always,
@@ -78,10 +81,8 @@ func ScanRepo(ctx context.Context, dir string, m *Matcher, opt Options) ([]Findi
 			oids = append(oids, oid)
 		}
 		err := catBlobs(ctx, root, oids, func(oid string, data []byte) {
-			if ms := m.Scan(data); len(ms) > 0 {
-				for _, p := range index[oid] {
-					out = append(out, m.findings(data, ms, Finding{Where: WhereIndex, Blob: oid, Path: p})...)
-				}
+			for _, p := range index[oid] {
+				out = append(out, m.scanData(data, Finding{Where: WhereIndex, Blob: oid, Path: p})...)
 			}
 		})
 		if err != nil {
@@ -95,6 +96,7 @@ func ScanRepo(ctx context.Context, dir string, m *Matcher, opt Options) ([]Findi
 		}
 		out = append(out, fs...)
 	}
+	out = m.filterLocations(out)
 	sortFindings(out)
 	return out, nil
 }
@@ -107,17 +109,24 @@ func scanHistory(ctx context.Context, root string, m *Matcher, opt Options, inde
 		return nil, err
 	}
 	var blobs []string
+	var total, done int64
 	for _, line := range strings.Split(string(list), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 3 && f[1] == "blob" {
 			blobs = append(blobs, f[0])
+			n, _ := strconv.ParseInt(f[2], 10, 64)
+			total += n
 		}
 	}
 	// 2. Scan them; keep only location-free findings (never the data).
 	hits := make(map[string][]Finding)
 	err = catBlobs(ctx, root, blobs, func(oid string, data []byte) {
-		if ms := m.Scan(data); len(ms) > 0 {
-			hits[oid] = m.findings(data, ms, Finding{Blob: oid})
+		if fs := m.scanData(data, Finding{Blob: oid}); len(fs) > 0 {
+			hits[oid] = fs
+		}
+		if opt.Progress != nil {
+			done += int64(len(data))
+			opt.Progress(done, total)
 		}
 	})
 	if err != nil || len(hits) == 0 {

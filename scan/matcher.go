@@ -89,6 +89,7 @@ type Matcher struct {
 	filter   []uint64           // bitmap indexed by hash of the first 8 bytes
 	byPrefix map[uint64][]int32 // first 8 bytes (little-endian) → pattern indexes
 	skipped  []int
+	rules    *RuleSet // see SetRules
 }
 
 const (

@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"golang.org/x/term"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/scan"
@@ -16,12 +24,17 @@ import (
 type scanOptions struct {
 	history, staged bool
 	since, format   string
+	rules           string
+	noRules         bool
+	allow, baseline string
+	installHook     bool
+	force           bool
 }
 
 func (a *app) scanCommand() *cobra.Command {
 	var o scanOptions
 	c := &cobra.Command{
-		Use:   "scan [PATH] [--history] [--staged] [--since DATE] [--format text|json]",
+		Use:   "scan [PATH] [--history] [--staged] [--since DATE] [--format text|json|sarif] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
 		Short: "Find the exact values rekey manages (every version) in files and the whole git history",
 		Long: `scan looks for every value the store holds — current, previous and retired
 versions of every environment — in the working tree (default: the project
@@ -39,21 +52,94 @@ A finding names where (worktree, index, commit, stash, unreachable), commit,
 author date, path, line, the secret and version, and whether that version is
 still current ("rotate now"); never the value (only its first characters and
 length). Exit 0 when clean, 1 on findings, 2+ on error.
-(Not yet: pattern rules for unmanaged secrets, gitleaks rules, SARIF, baselines,
-allowlists, --install-hook.)`,
+
+Pattern rules also find secrets rekey does not manage, in the same places:
+AWS access key ids, GitHub, GitLab, Anthropic, OpenAI and Slack tokens, PEM
+private keys, JWTs, and high-entropy values assigned to names ending in SECRET,
+KEY, PASSWORD or TOKEN. Such a finding names its rule instead of a secret and
+version. A managed value is reported once, as managed. --rules FILE loads a
+gitleaks-format TOML file ([[rules]] id, regex, secretGroup, entropy,
+keywords, path, [rules.allowlist]; top-level [allowlist]); it replaces the
+built-in rules unless it has [extend] useDefault = true. Regexes are Go RE2
+(as gitleaks'): no lookaround or backreferences. --no-rules looks for managed
+values only.
+
+Suppressing findings: a line carrying "rekey:allow" or "gitleaks:allow"
+(e.g. in a comment) reports nothing. --allow FILE lists finding ids, one a
+line (# comments): the ID of --format json, "[COMMIT:]PATH:RULE:LINE" (a
+.gitleaksignore line) or "[COMMIT:]PATH:SECRET/ENV/vN:LINE". The id is
+made of the location, never of the value. --baseline FILE takes a previous
+--format json report: the findings it holds are not reported again.
+
+--format sarif writes SARIF 2.1.0 (for code-scanning dashboards): a current
+managed value or a rule match is an error, a retired version a warning.
+
+--install-hook writes the repository's pre-commit hook to run
+"rekey scan --staged" (this binary, this rekey.yaml) and block a commit on
+findings; it refuses to replace another hook without --force. The hook
+needs the master key, like every rekey command: REKEY_MASTER_KEY in the
+environment of git commit, or the key file rekey.yaml names.
+
+On a terminal, a long --history scan shows its progress on stderr.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runScan(cmd.Context(), o, args) },
 	}
 	c.Flags().BoolVar(&o.history, "history", false, "scan every object of the git repository")
 	c.Flags().BoolVar(&o.staged, "staged", false, "scan the blobs in the git index")
 	c.Flags().StringVar(&o.since, "since", "", "with --history, only commits newer than DATE (as git log --since)")
-	c.Flags().StringVar(&o.format, "format", "text", "text or json")
+	c.Flags().StringVar(&o.format, "format", "text", "text, json or sarif")
+	c.Flags().StringVar(&o.rules, "rules", "", "gitleaks-format TOML rules `FILE` (replaces the built-in rules unless [extend] useDefault = true)")
+	c.Flags().BoolVar(&o.noRules, "no-rules", false, "look for managed values only")
+	c.Flags().StringVar(&o.allow, "allow", "", "`FILE` of finding ids not to report, one a line")
+	c.Flags().StringVar(&o.baseline, "baseline", "", "previous --format json report `FILE`: its findings are not reported again")
+	c.Flags().BoolVar(&o.installHook, "install-hook", false, "install a git pre-commit hook running `rekey scan --staged`")
+	c.Flags().BoolVar(&o.force, "force", false, "with --install-hook, replace an existing pre-commit hook")
 	return c
 }
 
 func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
-	if o.format != "text" && o.format != "json" {
-		return rekey.Errorf(rekey.CodeInvalid, "--format %q: want text or json", o.format)
+	if o.format != "text" && o.format != "json" && o.format != "sarif" {
+		return rekey.Errorf(rekey.CodeInvalid, "--format %q: want text, json or sarif", o.format)
+	}
+	if o.installHook {
+		return a.installHook(ctx, o, args)
+	}
+	if o.rules != "" && o.noRules {
+		return rekey.Errorf(rekey.CodeInvalid, "--rules and --no-rules exclude each other")
+	}
+	var rules *scan.RuleSet
+	switch {
+	case o.noRules:
+	case o.rules != "":
+		p, err := a.abs(o.rules)
+		if err != nil {
+			return err
+		}
+		if rules, err = scan.LoadRules(p); err != nil {
+			var re *scan.RuleError
+			if errors.As(err, &re) {
+				code := rekey.CodeInvalid
+				if errors.Is(err, os.ErrNotExist) {
+					code = rekey.CodeNotFound
+				}
+				e := &rekey.Error{Code: code, Msg: re.Error(), Hint: re.Hint}
+				return e
+			}
+			return err
+		}
+		for _, id := range rules.Skipped {
+			a.warnf("rule %q of %s has no regex (path-only rules are not supported): skipped", id, o.rules)
+		}
+	default:
+		rules = scan.DefaultRules()
+	}
+	allowIDs, err := a.readAllowFile(o.allow)
+	if err != nil {
+		return err
+	}
+	baseIDs, err := a.readBaseline(o.baseline)
+	if err != nil {
+		return err
 	}
 	cfg, st, err := a.openStore(ctx)
 	if err != nil {
@@ -98,6 +184,7 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 	}
 	m := scan.NewMatcher(secrets)
 	defer m.Wipe()
+	m.SetRules(rules)
 	for _, i := range m.Skipped() {
 		a.warnf("%s v%d (%s) is shorter than %d bytes: not searched", secrets[i].Name, secrets[i].Version, secrets[i].Env, scan.MinValueLen)
 	}
@@ -128,7 +215,15 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 	var findings []scan.Finding
 	if isGitRepo(ctx, dir) {
 		top, _ := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--show-toplevel").Output()
-		findings, err = scan.ScanRepo(ctx, dir, m, scan.Options{History: o.history, Staged: o.staged, Since: o.since, Ignore: ignore(strings.TrimSpace(string(top)))})
+		opt := scan.Options{History: o.history, Staged: o.staged, Since: o.since, Ignore: ignore(strings.TrimSpace(string(top)))}
+		var done func()
+		if f, ok := a.m.Stderr.(*os.File); ok && o.history && term.IsTerminal(int(f.Fd())) {
+			opt.Progress, done = progressPrinter(f, time.Now, time.Second)
+		}
+		findings, err = scan.ScanRepo(ctx, dir, m, opt)
+		if done != nil {
+			done()
+		}
 	} else {
 		if o.history || o.staged {
 			return rekey.Errorf(rekey.CodeInvalid, "%s is not in a git repository", dir).WithHint("drop --history/--staged to scan the files only")
@@ -138,10 +233,25 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 	if err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "scan")
 	}
-	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "scan", Outcome: fmt.Sprintf("%d findings", len(findings)), Detail: fmt.Sprintf("history=%v staged=%v", o.history, o.staged)}); err != nil {
+	suppressed := 0
+	kept := findings[:0]
+	for _, f := range findings {
+		f.ID = scan.FindingID(f)
+		if allowIDs[f.ID] || baseIDs[f.ID] {
+			suppressed++
+			continue
+		}
+		kept = append(kept, f)
+	}
+	findings = kept
+	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "scan", Outcome: fmt.Sprintf("%d findings", len(findings)), Detail: fmt.Sprintf("history=%v staged=%v rules=%v suppressed=%d", o.history, o.staged, rules != nil, suppressed)}); err != nil {
 		return err
 	}
-	if o.format == "json" {
+	if o.format == "sarif" {
+		if err := scan.WriteSARIF(a.out(), findings, rules, ""); err != nil {
+			return err
+		}
+	} else if o.format == "json" {
 		if findings == nil {
 			findings = []scan.Finding{}
 		}
@@ -160,6 +270,10 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 			if f.Commit != "" {
 				where += " " + f.Commit[:min(12, len(f.Commit))] + " " + f.AuthorDate.UTC().Format("2006-01-02")
 			}
+			if f.Rule != "" {
+				fmt.Fprintf(a.out(), "%s:%d: %s %s [%s] %s — not managed by rekey: revoke it where it was issued\n", loc, f.Line, f.Rule, f.Redacted, where, f.ID)
+				continue
+			}
 			state := "retired"
 			if f.Current {
 				state = "CURRENT: rotate now"
@@ -167,7 +281,14 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 			fmt.Fprintf(a.out(), "%s:%d: %s v%d (%s) %s as %s [%s] %s — %s\n", loc, f.Line, f.Secret, f.Version, f.Env, f.Redacted, f.Encoding, where, f.Fingerprint, state)
 		}
 		if len(findings) == 0 {
-			fmt.Fprintf(a.out(), "no managed value found (%d versions searched)\n", len(secrets))
+			rs := ""
+			if rules != nil {
+				rs = fmt.Sprintf("; no rule matched (%d rules)", len(rules.Rules))
+			}
+			fmt.Fprintf(a.out(), "no managed value found (%d versions searched)%s\n", len(secrets), rs)
+		}
+		if suppressed > 0 {
+			fmt.Fprintf(a.out(), "%d findings suppressed by --allow/--baseline\n", suppressed)
 		}
 	}
 	if len(findings) > 0 {
@@ -178,4 +299,163 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 
 func isGitRepo(ctx context.Context, dir string) bool {
 	return exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--git-dir").Run() == nil
+}
+
+// readAllowFile reads finding ids, one a line; blank lines and # comments are
+// ignored.
+func (a *app) readAllowFile(name string) (map[string]bool, error) {
+	ids := map[string]bool{}
+	if name == "" {
+		return ids, nil
+	}
+	p, err := a.abs(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, rekey.Wrap(rekey.CodeNotFound, err, "--allow")
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line != "" {
+			ids[line] = true
+		}
+	}
+	return ids, nil
+}
+
+// readBaseline reads a previous --format json report and returns the ids of
+// its findings (recomputed, so reports without IDs work too).
+func (a *app) readBaseline(name string) (map[string]bool, error) {
+	ids := map[string]bool{}
+	if name == "" {
+		return ids, nil
+	}
+	p, err := a.abs(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, rekey.Wrap(rekey.CodeNotFound, err, "--baseline")
+	}
+	var fs []scan.Finding
+	if err := json.Unmarshal(b, &fs); err != nil {
+		return nil, rekey.Errorf(rekey.CodeInvalid, "--baseline %s: not a `rekey scan --format json` report: %v", name, err).WithHint("create one with `rekey scan --history --format json > %s`", name)
+	}
+	for _, f := range fs {
+		ids[scan.FindingID(f)] = true
+	}
+	return ids, nil
+}
+
+// progressPrinter returns a Progress callback printing "scanned N MB of M MB"
+// on w at most once per interval (the first time after one interval: short
+// scans print nothing), and a func ending the line.
+func progressPrinter(w io.Writer, now func() time.Time, interval time.Duration) (func(done, total int64), func()) {
+	next := now().Add(interval)
+	printed := false
+	const mb = 1 << 20
+	return func(done, total int64) {
+			if t := now(); !t.Before(next) {
+				next = t.Add(interval)
+				printed = true
+				fmt.Fprintf(w, "\rrekey: scanned %d MB of %d MB", done/mb, (total+mb-1)/mb)
+			}
+		}, func() {
+			if printed {
+				fmt.Fprint(w, "\n")
+			}
+		}
+}
+
+const hookMarker = "# installed by rekey scan --install-hook"
+
+// installHook writes the repository's pre-commit hook.
+func (a *app) installHook(ctx context.Context, o scanOptions, args []string) error {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	dir := cfg.Dir
+	if len(args) == 1 {
+		if dir, err = a.abs(args[0]); err != nil {
+			return err
+		}
+	}
+	if !isGitRepo(ctx, dir) {
+		return rekey.Errorf(rekey.CodeInvalid, "%s is not in a git repository", dir)
+	}
+	hooks, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--path-format=absolute", "--git-path", "hooks").Output()
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "git rev-parse --git-path hooks")
+	}
+	hookDir := strings.TrimSpace(string(hooks))
+	bin, err := selfPath()
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "find the rekey binary")
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+%s
+# Blocks a commit whose staged files (or worktree) hold a value rekey manages,
+# or a secret a rule finds. It needs the master key: REKEY_MASTER_KEY in the
+# environment of git commit, or the key file %s names.
+# Suppress a finding with a "rekey:allow" comment on its line; bypass once
+# with git commit --no-verify.
+exec %s --config %s scan --staged
+`, hookMarker, filepath.Base(cfg.Path), shellQuote(bin), shellQuote(cfg.Path))
+	path := filepath.Join(hookDir, "pre-commit")
+	if old, err := os.ReadFile(path); err == nil {
+		switch {
+		case string(old) == script:
+			fmt.Fprintf(a.out(), "pre-commit hook %s is already installed\n", path)
+			return nil
+		case !o.force && !strings.Contains(string(old), hookMarker):
+			return rekey.Errorf(rekey.CodeConflict, "%s exists and is not rekey's hook", path).WithHint("add `%s --config %s scan --staged` to it yourself, or replace it with --install-hook --force", bin, cfg.Path)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return rekey.Wrap(rekey.CodeInternal, err, "read pre-commit hook")
+	}
+	if err := os.MkdirAll(hookDir, 0o755); err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "create hooks directory")
+	}
+	tmp := path + ".rekey-tmp"
+	if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "write pre-commit hook")
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return rekey.Wrap(rekey.CodeInternal, err, "write pre-commit hook")
+	}
+	fmt.Fprintf(a.out(), "installed pre-commit hook %s\nit runs: %s --config %s scan --staged\nit needs the master key (REKEY_MASTER_KEY, or the key file rekey.yaml names) when you commit\n", path, bin, cfg.Path)
+	return nil
+}
+
+// selfPath is the absolute path of the running binary: the name it was run
+// by when that is the same file (a stable symlink such as a package manager's
+// survives upgrades), else os.Executable.
+func selfPath() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if p, err := exec.LookPath(os.Args[0]); err == nil {
+		if p, err = filepath.Abs(p); err == nil {
+			a, err1 := os.Stat(p)
+			b, err2 := os.Stat(exe)
+			if err1 == nil && err2 == nil && os.SameFile(a, b) {
+				return p, nil
+			}
+		}
+	}
+	return exe, nil
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -1,0 +1,453 @@
+package scan
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Rule is a pattern rule for secrets rekey does not manage (a third party's
+// token, a private key), in the spirit of gitleaks' rules.
+type Rule struct {
+	ID          string
+	Description string
+	Regex       *regexp.Regexp
+	// SecretGroup is the capture group holding the secret; 0 means the first
+	// non-empty group, or the whole match when the regex has none.
+	SecretGroup int
+	// Entropy, if > 0, is the minimum Shannon entropy (bits per byte) of the
+	// secret: lower-entropy matches (placeholders, words) are not findings.
+	Entropy float64
+	// Keywords, if any, prefilter: the rule only runs on data containing one
+	// of them (case-insensitive).
+	Keywords []string
+	// Path, if not nil, limits the rule to the paths it matches.
+	Path       *regexp.Regexp
+	Allowlists []Allowlist
+}
+
+// Allowlist suppresses matches of a rule (or of every rule, at top level).
+type Allowlist struct {
+	Description string
+	// And requires every given criterion to hold (gitleaks' condition =
+	// "AND"); by default any one suffices.
+	And bool
+	// RegexTarget is what Regexes are matched against: "secret" (default),
+	// "match" or "line".
+	RegexTarget string
+	Regexes     []*regexp.Regexp
+	Paths       []*regexp.Regexp
+	Stopwords   []string // lower-case; a secret containing one is allowed
+	Commits     []string
+}
+
+// RuleSet is a list of rules and global allowlists.
+type RuleSet struct {
+	Rules      []Rule
+	Allowlists []Allowlist
+	// Skipped names the rules of a loaded file that rekey cannot run
+	// (path-only rules, which have no regex).
+	Skipped []string
+	byID    map[string]*Rule
+	anyKw   bool
+}
+
+// Rule returns the rule with the given id.
+func (rs *RuleSet) Rule(id string) (*Rule, bool) {
+	if rs == nil {
+		return nil, false
+	}
+	r, ok := rs.byID[id]
+	return r, ok
+}
+
+func (rs *RuleSet) index() {
+	rs.byID = make(map[string]*Rule, len(rs.Rules))
+	rs.anyKw = false
+	for i := range rs.Rules {
+		rs.byID[rs.Rules[i].ID] = &rs.Rules[i]
+		if len(rs.Rules[i].Keywords) > 0 {
+			rs.anyKw = true
+		}
+	}
+}
+
+// DefaultRules returns the built-in rules: AWS access key ids, GitHub and
+// GitLab tokens, Anthropic, OpenAI and Slack keys, PEM private keys, JWTs, and
+// high-entropy values assigned to names ending in SECRET, KEY, PASSWORD or
+// TOKEN.
+func DefaultRules() *RuleSet {
+	re := regexp.MustCompile
+	rs := &RuleSet{Rules: []Rule{
+		{ID: "aws-access-key-id", Description: "AWS access key id",
+			Regex: re(`\b((?:AKIA|ASIA)[A-Z2-7]{16})\b`), Entropy: 3, Keywords: []string{"akia", "asia"}},
+		{ID: "github-token", Description: "GitHub token (personal, OAuth, user-to-server, server-to-server, refresh)",
+			Regex: re(`\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36})\b`), Keywords: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}},
+		{ID: "github-fine-grained-pat", Description: "GitHub fine-grained personal access token",
+			Regex: re(`\b(github_pat_[A-Za-z0-9_]{82})\b`), Keywords: []string{"github_pat_"}},
+		{ID: "gitlab-pat", Description: "GitLab personal access token",
+			Regex: re(`\b(glpat-[A-Za-z0-9_\-]{20,})`), Keywords: []string{"glpat-"}},
+		{ID: "anthropic-api-key", Description: "Anthropic API key",
+			Regex: re(`\b(sk-ant-[A-Za-z0-9_\-]{32,})`), Keywords: []string{"sk-ant-"}},
+		{ID: "openai-api-key", Description: "OpenAI API key",
+			Regex: re(`\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{32,})`), Entropy: 3.5, Keywords: []string{"sk-"}},
+		{ID: "slack-token", Description: "Slack token",
+			Regex: re(`\b(xox[baprs]-[0-9A-Za-z\-]{10,})`), Keywords: []string{"xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"}},
+		{ID: "private-key", Description: "PEM private key",
+			Regex: re(`-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----`), Keywords: []string{"private key"}},
+		{ID: "jwt", Description: "JSON Web Token",
+			Regex: re(`\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})`), Keywords: []string{"eyj"}},
+		{ID: "generic-secret", Description: "High-entropy value assigned to a name ending in SECRET, KEY, PASSWORD or TOKEN",
+			Regex:       re(`(?i)\b[a-z0-9_.\-]*(?:secret|key|password|passwd|token)["']?[ \t]*(?::=|=>|=|:)[ \t]*["']?([^\s"'` + "`" + `,;]{20,})`),
+			SecretGroup: 1, Entropy: 3.5, Keywords: []string{"secret", "key", "password", "passwd", "token"},
+			Allowlists: []Allowlist{{Description: "references and identifiers, not values", Regexes: []*regexp.Regexp{
+				re(`^[^0-9]*$`),                    // no digit: an identifier or a sentence
+				re(`^\$`),                          // ${VAR}, $VAR
+				re(`^\{\{`),                        // templates
+				re(`^(?:process\.env|os\.|env\.)`), // code reading the environment
+			}}}},
+	}}
+	rs.index()
+	return rs
+}
+
+// RuleError is a rules file that cannot be used.
+type RuleError struct {
+	File, Rule string
+	Err        error
+	Hint       string
+}
+
+func (e *RuleError) Error() string {
+	if e.Rule != "" {
+		return fmt.Sprintf("rules file %s: rule %q: %v", e.File, e.Rule, e.Err)
+	}
+	return fmt.Sprintf("rules file %s: %v", e.File, e.Err)
+}
+
+func (e *RuleError) Unwrap() error { return e.Err }
+
+type tomlAllow struct {
+	Description string   `toml:"description"`
+	Condition   string   `toml:"condition"`
+	RegexTarget string   `toml:"regexTarget"`
+	Regexes     []string `toml:"regexes"`
+	Paths       []string `toml:"paths"`
+	Stopwords   []string `toml:"stopwords"`
+	Commits     []string `toml:"commits"`
+}
+
+type tomlRule struct {
+	ID          string      `toml:"id"`
+	Description string      `toml:"description"`
+	Regex       string      `toml:"regex"`
+	SecretGroup int         `toml:"secretGroup"`
+	Entropy     float64     `toml:"entropy"`
+	Keywords    []string    `toml:"keywords"`
+	Path        string      `toml:"path"`
+	Tags        []string    `toml:"tags"`
+	Allowlist   *tomlAllow  `toml:"allowlist"`
+	Allowlists  []tomlAllow `toml:"allowlists"`
+}
+
+type tomlConfig struct {
+	Title  string `toml:"title"`
+	Extend struct {
+		UseDefault    bool     `toml:"useDefault"`
+		DisabledRules []string `toml:"disabledRules"`
+	} `toml:"extend"`
+	Allowlist  *tomlAllow  `toml:"allowlist"`
+	Allowlists []tomlAllow `toml:"allowlists"`
+	Rules      []tomlRule  `toml:"rules"`
+}
+
+const regexHint = "rekey runs rules with Go's RE2 regexp syntax (as gitleaks does): lookahead (?=…) (?!…), lookbehind (?<=…) (?<!…), backreferences \\1, possessive and atomic groups are not supported; rewrite the regex without them, or remove the rule"
+
+// LoadRules reads a gitleaks-format TOML rules file: [[rules]] with id,
+// description, regex, secretGroup, entropy, keywords, path and
+// [rules.allowlist] (or [[rules.allowlists]]) with regexes, regexTarget,
+// paths, stopwords, commits and condition; a top-level [allowlist] (or
+// [[allowlists]]); and [extend] useDefault = true to keep the built-in rules
+// (minus disabledRules). Without useDefault the file replaces them.
+// Rules without a regex (path-only) are listed in Skipped.
+func LoadRules(file string) (*RuleSet, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &RuleError{File: file, Err: err}
+	}
+	var tc tomlConfig
+	if _, err := toml.Decode(string(b), &tc); err != nil {
+		return nil, &RuleError{File: file, Err: err, Hint: "the file must be gitleaks-format TOML ([[rules]] tables)"}
+	}
+	rs := &RuleSet{}
+	compile := func(rule, what, expr string) (*regexp.Regexp, error) {
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return nil, &RuleError{File: file, Rule: rule, Err: fmt.Errorf("%s does not compile: %w", what, err), Hint: regexHint}
+		}
+		return re, nil
+	}
+	allow := func(rule string, ta tomlAllow) (Allowlist, error) {
+		al := Allowlist{Description: ta.Description, RegexTarget: ta.RegexTarget, Commits: ta.Commits}
+		switch strings.ToUpper(ta.Condition) {
+		case "", "OR":
+		case "AND":
+			al.And = true
+		default:
+			return al, &RuleError{File: file, Rule: rule, Err: fmt.Errorf("allowlist condition %q: want OR or AND", ta.Condition)}
+		}
+		switch ta.RegexTarget {
+		case "", "secret", "match", "line":
+		default:
+			return al, &RuleError{File: file, Rule: rule, Err: fmt.Errorf("allowlist regexTarget %q: want secret, match or line", ta.RegexTarget)}
+		}
+		for _, x := range ta.Regexes {
+			re, err := compile(rule, "allowlist regex", x)
+			if err != nil {
+				return al, err
+			}
+			al.Regexes = append(al.Regexes, re)
+		}
+		for _, x := range ta.Paths {
+			re, err := compile(rule, "allowlist path", x)
+			if err != nil {
+				return al, err
+			}
+			al.Paths = append(al.Paths, re)
+		}
+		for _, s := range ta.Stopwords {
+			al.Stopwords = append(al.Stopwords, strings.ToLower(s))
+		}
+		return al, nil
+	}
+	seen := map[string]bool{}
+	for i, tr := range tc.Rules {
+		if tr.ID == "" {
+			return nil, &RuleError{File: file, Err: fmt.Errorf("rule #%d has no id", i+1)}
+		}
+		if seen[tr.ID] {
+			return nil, &RuleError{File: file, Rule: tr.ID, Err: errors.New("duplicate rule id")}
+		}
+		seen[tr.ID] = true
+		if tr.Regex == "" {
+			rs.Skipped = append(rs.Skipped, tr.ID)
+			continue
+		}
+		r := Rule{ID: tr.ID, Description: tr.Description, SecretGroup: tr.SecretGroup, Entropy: tr.Entropy}
+		if r.Regex, err = compile(tr.ID, "regex", tr.Regex); err != nil {
+			return nil, err
+		}
+		if r.SecretGroup < 0 || r.SecretGroup > r.Regex.NumSubexp() {
+			return nil, &RuleError{File: file, Rule: tr.ID, Err: fmt.Errorf("secretGroup %d: the regex has %d groups", r.SecretGroup, r.Regex.NumSubexp())}
+		}
+		if tr.Path != "" {
+			if r.Path, err = compile(tr.ID, "path", tr.Path); err != nil {
+				return nil, err
+			}
+		}
+		for _, k := range tr.Keywords {
+			r.Keywords = append(r.Keywords, strings.ToLower(k))
+		}
+		tas := tr.Allowlists
+		if tr.Allowlist != nil {
+			tas = append([]tomlAllow{*tr.Allowlist}, tas...)
+		}
+		for _, ta := range tas {
+			al, err := allow(tr.ID, ta)
+			if err != nil {
+				return nil, err
+			}
+			r.Allowlists = append(r.Allowlists, al)
+		}
+		rs.Rules = append(rs.Rules, r)
+	}
+	// The file's rules come first: where matches overlap, the first rule's
+	// is reported. A rule of the file replaces a built-in rule of its id.
+	if tc.Extend.UseDefault {
+		for _, r := range DefaultRules().Rules {
+			if !slices.Contains(tc.Extend.DisabledRules, r.ID) && !seen[r.ID] {
+				rs.Rules = append(rs.Rules, r)
+			}
+		}
+	}
+	tas := tc.Allowlists
+	if tc.Allowlist != nil {
+		tas = append([]tomlAllow{*tc.Allowlist}, tas...)
+	}
+	for _, ta := range tas {
+		al, err := allow("", ta)
+		if err != nil {
+			return nil, err
+		}
+		rs.Allowlists = append(rs.Allowlists, al)
+	}
+	rs.index()
+	return rs, nil
+}
+
+// Entropy is the Shannon entropy of b in bits per byte.
+func Entropy(b []byte) float64 {
+	if len(b) == 0 {
+		return 0
+	}
+	var counts [256]int
+	for _, c := range b {
+		counts[c]++
+	}
+	var h float64
+	n := float64(len(b))
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+// contentMet reports whether the content criteria of al (regexes,
+// stopwords) hold: any one of them (OR) or all of them (AND). given is false
+// when al has none.
+func (al *Allowlist) contentMet(secret, match, line []byte) (met, given bool) {
+	var n, ok int
+	if len(al.Regexes) > 0 {
+		n++
+		target := secret
+		switch al.RegexTarget {
+		case "match":
+			target = match
+		case "line":
+			target = line
+		}
+		if slices.ContainsFunc(al.Regexes, func(re *regexp.Regexp) bool { return re.Match(target) }) {
+			ok++
+		}
+	}
+	if len(al.Stopwords) > 0 {
+		n++
+		low := bytes.ToLower(secret)
+		if slices.ContainsFunc(al.Stopwords, func(s string) bool { return bytes.Contains(low, []byte(s)) }) {
+			ok++
+		}
+		clear(low)
+	}
+	if n == 0 {
+		return false, false
+	}
+	if al.And {
+		return ok == n, true
+	}
+	return ok > 0, true
+}
+
+func (al *Allowlist) hasLocation() bool { return len(al.Paths) > 0 || len(al.Commits) > 0 }
+
+// locationMet judges al's path and commit criteria: any (OR) or all (AND).
+func (al *Allowlist) locationMet(path, commit string) bool {
+	pathMet := path != "" && slices.ContainsFunc(al.Paths, func(re *regexp.Regexp) bool { return re.MatchString(path) })
+	commitMet := commit != "" && slices.Contains(al.Commits, commit)
+	if !al.And {
+		return pathMet || commitMet
+	}
+	return (len(al.Paths) == 0 || pathMet) && (len(al.Commits) == 0 || commitMet)
+}
+
+// ruleMatch is a match of a rule in data: the secret's byte range, and the
+// allowlists still to judge on the finding's location.
+type ruleMatch struct {
+	rule       *Rule
+	start, end int
+	pending    []*Allowlist
+}
+
+// scan runs every rule over data, skipping matches that overlap a managed
+// match (reported as managed already) or an earlier rule's match, and
+// matches an allowlist suppresses by content.
+func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
+	var low []byte
+	if rs.anyKw {
+		low = bytes.ToLower(data)
+		defer clear(low)
+	}
+	type span struct{ s, e int }
+	var taken []span
+	for _, mt := range managed {
+		taken = append(taken, span{mt.Offset, mt.Offset + mt.Len})
+	}
+	overlaps := func(s, e int) bool {
+		for _, t := range taken {
+			if s < t.e && t.s < e {
+				return true
+			}
+		}
+		return false
+	}
+	var out []ruleMatch
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		if len(r.Keywords) > 0 && !slices.ContainsFunc(r.Keywords, func(k string) bool { return bytes.Contains(low, []byte(k)) }) {
+			continue
+		}
+	matches:
+		for _, loc := range r.Regex.FindAllSubmatchIndex(data, -1) {
+			s, e := loc[0], loc[1]
+			if r.SecretGroup > 0 {
+				s, e = loc[2*r.SecretGroup], loc[2*r.SecretGroup+1]
+			} else {
+				for g := 1; g < len(loc)/2; g++ {
+					if loc[2*g] >= 0 && loc[2*g+1] > loc[2*g] {
+						s, e = loc[2*g], loc[2*g+1]
+						break
+					}
+				}
+			}
+			if s < 0 || e <= s || overlaps(s, e) {
+				continue
+			}
+			secret, match := data[s:e], data[loc[0]:loc[1]]
+			if r.Entropy > 0 && Entropy(secret) < r.Entropy {
+				continue
+			}
+			ls := bytes.LastIndexByte(data[:s], '\n') + 1
+			le := bytes.IndexByte(data[e:], '\n')
+			if le < 0 {
+				le = len(data)
+			} else {
+				le += e
+			}
+			line := data[ls:le]
+			var pending []*Allowlist
+			for _, lists := range [][]Allowlist{r.Allowlists, rs.Allowlists} {
+				for j := range lists {
+					al := &lists[j]
+					met, given := al.contentMet(secret, match, line)
+					switch {
+					case !al.hasLocation():
+						if met {
+							continue matches
+						}
+					case !al.And:
+						if met {
+							continue matches
+						}
+						pending = append(pending, al)
+					case met || !given:
+						pending = append(pending, al)
+					}
+				}
+			}
+			taken = append(taken, span{s, e})
+			out = append(out, ruleMatch{rule: r, start: s, end: e, pending: pending})
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].start < out[b].start })
+	return out
+}
