@@ -374,7 +374,7 @@ type ruleMatch struct {
 func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 	var low []byte
 	if rs.anyKw {
-		low = bytes.ToLower(data)
+		low = asciiLower(data) // same length as data: offsets carry over
 		defer clear(low)
 	}
 	type span struct{ s, e int }
@@ -396,8 +396,26 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 		if len(r.Keywords) > 0 && !slices.ContainsFunc(r.Keywords, func(k string) bool { return bytes.Contains(low, []byte(k)) }) {
 			continue
 		}
+		// A single-line rule with keywords runs only on the lines holding a
+		// keyword: a regex with no literal prefix (generic-secret) costs
+		// ~10 MB/s over a whole blob, and its keywords are in most source files.
+		var locs [][]int
+		if len(r.Keywords) > 0 && singleLine(r.Regex) {
+			for _, seg := range keywordLines(low, r.Keywords) {
+				for _, loc := range r.Regex.FindAllSubmatchIndex(data[seg[0]:seg[1]], -1) {
+					for k := range loc {
+						if loc[k] >= 0 {
+							loc[k] += seg[0]
+						}
+					}
+					locs = append(locs, loc)
+				}
+			}
+		} else {
+			locs = r.Regex.FindAllSubmatchIndex(data, -1)
+		}
 	matches:
-		for _, loc := range r.Regex.FindAllSubmatchIndex(data, -1) {
+		for _, loc := range locs {
 			s, e := loc[0], loc[1]
 			if r.SecretGroup > 0 {
 				s, e = loc[2*r.SecretGroup], loc[2*r.SecretGroup+1]
@@ -449,5 +467,62 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 		}
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].start < out[b].start })
+	return out
+}
+
+// asciiLower lower-cases ASCII letters only, so offsets stay valid.
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// singleLine reports whether a regex cannot match across a line break
+// (as far as its source tells: no (?s), no \n, no [\s\S]-style class).
+func singleLine(re *regexp.Regexp) bool {
+	src := re.String()
+	return !strings.Contains(src, "(?s") && !strings.Contains(src, `\n`) && !strings.Contains(src, `\s\S`) && !strings.Contains(src, `\S\s`)
+}
+
+// keywordLines returns the sorted, merged [start, end) byte ranges of the
+// lines of low (line break excluded) that contain one of the keywords.
+func keywordLines(low []byte, keywords []string) [][2]int {
+	var segs [][2]int
+	for _, k := range keywords {
+		kb := []byte(k)
+		for off := 0; ; {
+			i := bytes.Index(low[off:], kb)
+			if i < 0 {
+				break
+			}
+			i += off
+			ls := bytes.LastIndexByte(low[:i], '\n') + 1
+			le := bytes.IndexByte(low[i:], '\n')
+			if le < 0 {
+				le = len(low)
+			} else {
+				le += i
+			}
+			segs = append(segs, [2]int{ls, le})
+			off = le
+			if off >= len(low) {
+				break
+			}
+		}
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i][0] < segs[j][0] })
+	var out [][2]int
+	for _, sg := range segs {
+		if n := len(out); n > 0 && sg[0] <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], sg[1])
+			continue
+		}
+		out = append(out, sg)
+	}
 	return out
 }
