@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -119,16 +121,38 @@ func scanHistory(ctx context.Context, root string, m *Matcher, opt Options, inde
 		}
 	}
 	// 2. Scan them; keep only location-free findings (never the data).
+	// git inflates on one core; the matcher and the rules run on the others.
 	hits := make(map[string][]Finding)
+	var mu sync.Mutex
+	type job struct {
+		oid  string
+		data []byte
+	}
+	jobs := make(chan job, 2*runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if fs := m.scanData(j.data, Finding{Blob: j.oid}); len(fs) > 0 {
+					mu.Lock()
+					hits[j.oid] = fs
+					mu.Unlock()
+				}
+				clear(j.data) // blob contents may hold secrets
+			}
+		}()
+	}
 	err = catBlobs(ctx, root, blobs, func(oid string, data []byte) {
-		if fs := m.scanData(data, Finding{Blob: oid}); len(fs) > 0 {
-			hits[oid] = fs
-		}
+		jobs <- job{oid, bytes.Clone(data)}
 		if opt.Progress != nil {
 			done += int64(len(data))
 			opt.Progress(done, total)
 		}
 	})
+	close(jobs)
+	wg.Wait()
 	if err != nil || len(hits) == 0 {
 		return nil, err
 	}
