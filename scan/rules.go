@@ -105,8 +105,11 @@ func DefaultRules() *RuleSet {
 			Regex: re(`-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----`), Keywords: []string{"private key"}},
 		{ID: "jwt", Description: "JSON Web Token",
 			Regex: re(`\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})`), Keywords: []string{"eyj"}},
+		// generic-secret starts at the keyword: a leading \b[a-z0-9_.-]* name
+		// part would only widen the match leftwards, and makes the regex try
+		// (and fail) at every byte of a line.
 		{ID: "generic-secret", Description: "High-entropy value assigned to a name ending in SECRET, KEY, PASSWORD or TOKEN",
-			Regex:       re(`(?i)\b[a-z0-9_.\-]*(?:secret|key|password|passwd|token)["']?[ \t]*(?::=|=>|=|:)[ \t]*["']?([^\s"'` + "`" + `,;]{20,})`),
+			Regex:       re(`(?i)(?:secret|key|password|passwd|token)["']?[ \t]*(?::=|=>|=|:)[ \t]*["']?([^\s"'` + "`" + `,;]{20,})`),
 			SecretGroup: 1, Entropy: 3.5, Keywords: []string{"secret", "key", "password", "passwd", "token"},
 			Allowlists: []Allowlist{{Description: "references and identifiers, not values", Regexes: []*regexp.Regexp{
 				re(`^[^0-9]*$`),                    // no digit: an identifier or a sentence
