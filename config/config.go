@@ -62,6 +62,16 @@ type Config struct {
 	Environments []Environment   // file order
 	Secrets      []rekey.Spec    // file order; Spec.Line set
 	Derived      []rekey.Derived // file order, top-level
+	// TLS lists certificates whose expiry `rekey doctor` watches.
+	TLS []TLSCert
+}
+
+// TLSCert is a certificate to watch: a PEM file, or what a TLS endpoint serves.
+type TLSCert struct {
+	Name     string
+	File     string // absolute path of a PEM file (one of File, Endpoint)
+	Endpoint string // host:port
+	Line     int
 }
 
 // Store says where rekey keeps its encrypted store and its master key.

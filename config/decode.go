@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -451,6 +452,7 @@ func (d *decoder) config(root *yaml.Node, abs string) *Config {
 			{"environments", func(k, v *yaml.Node) { f.envsOK = d.environments(k, v, f) }},
 			{"secrets", func(k, v *yaml.Node) { f.secretsOK = d.secrets(k, v, f) }},
 			{"derived", func(k, v *yaml.Node) { f.derived, f.derivedOK = d.derivedMap(v, "") }},
+			{"tls", func(k, v *yaml.Node) { c.TLS = d.tlsCerts(v) }},
 		},
 		reserved: []string{"services", "checks"},
 		misplaced: map[string]string{
@@ -1009,4 +1011,32 @@ func errMsg(err error) string {
 		return re.Msg
 	}
 	return "invalid"
+}
+
+// tlsCerts decodes `tls: {NAME: {file: PATH} | {endpoint: HOST:PORT}}`.
+func (d *decoder) tlsCerts(v *yaml.Node) []TLSCert {
+	var out []TLSCert
+	d.entries(v, "certificate", "tls", func(k, v *yaml.Node) {
+		c := TLSCert{Name: k.Value, Line: k.Line}
+		what := label("certificate", k.Value)
+		d.decode(v, section{
+			what: what,
+			fields: []field{
+				{"file", func(k, v *yaml.Node) { d.path(v, "file of "+what, &c.File) }},
+				{"endpoint", func(k, v *yaml.Node) {
+					if s, ok := d.text(v, "endpoint of "+what); ok {
+						if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+							d.fail(v, "write host:port, e.g. api.example.com:443", "endpoint of %s is not host:port", what)
+						}
+						c.Endpoint = s
+					}
+				}},
+			},
+		})
+		if (c.File == "") == (c.Endpoint == "") {
+			d.fail(k, "give exactly one of file: PATH or endpoint: HOST:PORT", "%s needs a file or an endpoint", what)
+		}
+		out = append(out, c)
+	})
+	return out
 }

@@ -103,6 +103,20 @@ func Marshal(c *Config) ([]byte, error) {
 		root.add("derived", dm)
 	}
 
+	if len(c.TLS) > 0 {
+		tm := newMap()
+		for _, t := range c.TLS {
+			cm := newMap()
+			if t.File != "" {
+				cm.add("file", strNode(m.rel(t.File)))
+			} else {
+				cm.add("endpoint", strNode(t.Endpoint))
+			}
+			tm.add(t.Name, cm)
+		}
+		root.add("tls", tm)
+	}
+
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
