@@ -52,9 +52,9 @@ func cmpIgnoreLine() cmp.Option {
 
 func TestTLSSectionErrors(t *testing.T) {
 	for _, tc := range []struct{ name, tls, want, hint string }{
-		{"both", "tls:\n  x: {file: a.pem, endpoint: 'h:443'}\n", `rekey.yaml:11:3: certificate "x" needs a file or an endpoint`, "exactly one"},
-		{"neither", "tls:\n  x: {}\n", `rekey.yaml:11:3: certificate "x" needs a file or an endpoint`, "exactly one"},
-		{"bad endpoint", "tls:\n  x: {endpoint: example.com}\n", `rekey.yaml:11:17: endpoint of certificate "x" is not host:port`, "host:port"},
+		{"both", "tls:\n  x: {file: a.pem, endpoint: 'h:443'}\n", `rekey.yaml:11:3: certificate x needs a file or an endpoint`, "exactly one"},
+		{"neither", "tls:\n  x: {}\n", `rekey.yaml:11:3: certificate x needs a file or an endpoint`, "exactly one"},
+		{"bad endpoint", "tls:\n  x: {endpoint: example.com}\n", `rekey.yaml:11:17: endpoint of certificate x is not host:port`, "host:port"},
 		{"unknown key", "tls:\n  x: {path: a.pem}\n", `rekey.yaml:11:`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
