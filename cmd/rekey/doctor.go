@@ -128,7 +128,7 @@ func (a *app) runDoctor(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	checks = append(checks, strength, schedule, d.checkLogLevel(), d.checkTrackedValues(vals), d.checkAuditChain(), d.checkMasterKeyOutside())
+	checks = append(checks, strength, schedule, d.checkLogLevel(), d.checkTrackedValues(vals), d.checkAuditChain(), d.checkMasterKeyOutside(), d.checkTLS())
 
 	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "doctor", Outcome: "ok", Detail: doctorSummary(checks)}); err != nil {
 		return err
