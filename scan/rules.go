@@ -32,6 +32,11 @@ type Rule struct {
 	// Path, if not nil, limits the rule to the paths it matches.
 	Path       *regexp.Regexp
 	Allowlists []Allowlist
+
+	// assignment: the rule only matches where a keyword is followed by an
+	// optional quote, blanks and ':' or '=' (built-in generic-secret); lines
+	// without that are not given to the regex.
+	assignment bool
 }
 
 // Allowlist suppresses matches of a rule (or of every rule, at top level).
@@ -110,7 +115,7 @@ func DefaultRules() *RuleSet {
 		// (and fail) at every byte of a line.
 		{ID: "generic-secret", Description: "High-entropy value assigned to a name ending in SECRET, KEY, PASSWORD or TOKEN",
 			Regex:       re(`(?i)(?:secret|key|password|passwd|token)["']?[ \t]*(?::=|=>|=|:)[ \t]*["']?([^\s"'` + "`" + `,;]{20,})`),
-			SecretGroup: 1, Entropy: 3.5, Keywords: []string{"secret", "key", "password", "passwd", "token"},
+			SecretGroup: 1, Entropy: 3.5, Keywords: []string{"secret", "key", "password", "passwd", "token"}, assignment: true,
 			Allowlists: []Allowlist{{Description: "references and identifiers, not values", Regexes: []*regexp.Regexp{
 				re(`^[^0-9]*$`),                    // no digit: an identifier or a sentence
 				re(`^\$`),                          // ${VAR}, $VAR
@@ -404,7 +409,7 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 		// ~10 MB/s over a whole blob, and its keywords are in most source files.
 		var locs [][]int
 		if len(r.Keywords) > 0 && singleLine(r.Regex) {
-			for _, seg := range keywordLines(low, r.Keywords) {
+			for _, seg := range keywordLines(low, r.Keywords, r.assignment) {
 				for _, loc := range r.Regex.FindAllSubmatchIndex(data[seg[0]:seg[1]], -1) {
 					for k := range loc {
 						if loc[k] >= 0 {
@@ -494,7 +499,7 @@ func singleLine(re *regexp.Regexp) bool {
 
 // keywordLines returns the sorted, merged [start, end) byte ranges of the
 // lines of low (line break excluded) that contain one of the keywords.
-func keywordLines(low []byte, keywords []string) [][2]int {
+func keywordLines(low []byte, keywords []string, assignment bool) [][2]int {
 	var segs [][2]int
 	for _, k := range keywords {
 		kb := []byte(k)
@@ -504,6 +509,10 @@ func keywordLines(low []byte, keywords []string) [][2]int {
 				break
 			}
 			i += off
+			if assignment && !assignedAfter(low, i+len(kb)) {
+				off = i + 1
+				continue
+			}
 			ls := bytes.LastIndexByte(low[:i], '\n') + 1
 			le := bytes.IndexByte(low[i:], '\n')
 			if le < 0 {
@@ -528,4 +537,16 @@ func keywordLines(low []byte, keywords []string) [][2]int {
 		out = append(out, sg)
 	}
 	return out
+}
+
+// assignedAfter reports whether low[j:] starts with an optional quote, blanks
+// and ':' or '=' (the shape generic-secret's regex requires after a keyword).
+func assignedAfter(low []byte, j int) bool {
+	if j < len(low) && (low[j] == '"' || low[j] == '\'') {
+		j++
+	}
+	for j < len(low) && (low[j] == ' ' || low[j] == '\t') {
+		j++
+	}
+	return j < len(low) && (low[j] == ':' || low[j] == '=')
 }
