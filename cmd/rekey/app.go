@@ -55,7 +55,11 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if isUsage(err) {
 		return 2
 	}
-	return rekey.ErrorCode(err).ExitCode()
+	code := rekey.ErrorCode(err).ExitCode()
+	if code == 1 && a.findingsExit {
+		code = 2 // scan: 1 means findings, so an error is 2
+	}
+	return code
 }
 
 // exitError carries a child's exit status (rekey run) or a status code.
@@ -95,6 +99,8 @@ type app struct {
 	lock       *flock.Lock
 	extraLocks []*flock.Lock
 	warnings   []string
+	// findingsExit: exit 1 means findings (scan), so errors exit 2 or more.
+	findingsExit bool
 }
 
 func (a *app) rootCommand() *cobra.Command {

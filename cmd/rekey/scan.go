@@ -67,8 +67,10 @@ values only.
 Suppressing findings: a line carrying "rekey:allow" or "gitleaks:allow"
 (e.g. in a comment) reports nothing. --allow FILE lists finding ids, one a
 line (# comments): the ID of --format json, "[COMMIT:]PATH:RULE:LINE" (a
-.gitleaksignore line) or "[COMMIT:]PATH:SECRET/ENV/vN:LINE". The id is
-made of the location, never of the value. --baseline FILE takes a previous
+.gitleaksignore line) or "[COMMIT:]PATH:SECRET/ENV/vN:LINE", or a managed
+version's fingerprint ("fp:…", as rekey history prints it) to suppress
+every finding of that version. Ids are made of the location, never of the
+value. --baseline FILE takes a previous
 --format json report: the findings it holds are not reported again.
 
 --format sarif writes SARIF 2.1.0 (for code-scanning dashboards): a current
@@ -98,6 +100,7 @@ On a terminal, a long --history scan shows its progress on stderr.`,
 }
 
 func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
+	a.findingsExit = true
 	if o.format != "text" && o.format != "json" && o.format != "sarif" {
 		return rekey.Errorf(rekey.CodeInvalid, "--format %q: want text, json or sarif", o.format)
 	}
@@ -237,7 +240,9 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 	kept := findings[:0]
 	for _, f := range findings {
 		f.ID = scan.FindingID(f)
-		if allowIDs[f.ID] || baseIDs[f.ID] {
+		// A managed version's fingerprint (fp:…) in the allow file suppresses
+		// every finding of that version (e.g. a value kept in a test fixture).
+		if allowIDs[f.ID] || baseIDs[f.ID] || (f.Fingerprint != "" && allowIDs[f.Fingerprint]) {
 			suppressed++
 			continue
 		}
