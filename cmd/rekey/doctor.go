@@ -216,37 +216,14 @@ func (v storedValue) label() string { return fmt.Sprintf("%s v%d (%s)", v.name, 
 
 func (d *doctorRun) loadValues() ([]storedValue, error) {
 	var out []storedValue
-	err := d.st.View(d.ctx, func(tx rekey.Tx) error {
-		envs, err := tx.Environments()
-		if err != nil {
-			return err
-		}
-		for _, env := range envs {
-			names, err := tx.Names(env)
-			if err != nil {
-				return err
-			}
-			for _, name := range names {
-				vs, err := tx.Versions(env, name)
-				if err != nil {
-					return err
-				}
-				for _, v := range vs {
-					val, err := tx.Value(env, name, v.N)
-					if err != nil {
-						return err
-					}
-					sv := storedValue{env: env, name: name, n: v.N, value: val, needles: [][]byte{val.Reveal()}}
-					for _, q := range []string{url.QueryEscape(val.RevealString()), url.PathEscape(val.RevealString())} {
-						if q != val.RevealString() {
-							sv.needles = append(sv.needles, []byte(q))
-						}
-					}
-					out = append(out, sv)
-				}
+	err := eachVersion(d.ctx, d.st, func(v rekey.Version, val rekey.Value) {
+		sv := storedValue{env: v.Env, name: v.Name, n: v.N, value: val, needles: [][]byte{val.Reveal()}}
+		for _, q := range []string{url.QueryEscape(val.RevealString()), url.PathEscape(val.RevealString())} {
+			if q != val.RevealString() {
+				sv.needles = append(sv.needles, []byte(q))
 			}
 		}
-		return nil
+		out = append(out, sv)
 	})
 	return out, err
 }

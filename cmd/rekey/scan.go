@@ -156,31 +156,8 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 	}
 	// Every version of every secret of every environment.
 	var secrets []scan.Secret
-	err = st.View(ctx, func(tx rekey.Tx) error {
-		envs, err := tx.Environments()
-		if err != nil {
-			return err
-		}
-		for _, env := range envs {
-			names, err := tx.Names(env)
-			if err != nil {
-				return err
-			}
-			for _, name := range names {
-				vs, err := tx.Versions(env, name)
-				if err != nil {
-					return err
-				}
-				for _, v := range vs {
-					val, err := tx.Value(env, name, v.N)
-					if err != nil {
-						return err
-					}
-					secrets = append(secrets, scan.Secret{Env: env, Name: name, Version: v.N, Current: v.Label == rekey.LabelCurrent, Fingerprint: v.Fingerprint, Value: val})
-				}
-			}
-		}
-		return nil
+	err = eachVersion(ctx, st, func(v rekey.Version, val rekey.Value) {
+		secrets = append(secrets, scan.Secret{Env: v.Env, Name: v.Name, Version: v.N, Current: v.Label == rekey.LabelCurrent, Fingerprint: v.Fingerprint, Value: val})
 	})
 	if err != nil {
 		return err
