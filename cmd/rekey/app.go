@@ -24,7 +24,7 @@ import (
 
 const exitCodesHelp = `Exit codes:
   0  success
-  1  internal error
+  1  internal error; for scan: findings (then errors are 2+); for doctor: a check failed
   2  invalid input (flags, rekey.yaml, .env)
   3  not found (secret, version, environment, file)
   4  conflict (another rekey holds the lock, drift, refused without --force)

@@ -35,7 +35,7 @@ func (a *app) scanCommand() *cobra.Command {
 	var o scanOptions
 	c := &cobra.Command{
 		Use:   "scan [PATH] [--history] [--staged] [--since DATE] [--format text|json|sarif] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
-		Short: "Find the exact values rekey manages (every version) in files and the whole git history",
+		Short: "Find leaks: every managed version exactly, and well-known secret formats, in files and the whole git history",
 		Long: `scan looks for every value the store holds — current, previous and retired
 versions of every environment — in the working tree (default: the project
 folder), and with --history in every object of the git repository: every
