@@ -283,12 +283,11 @@ func isGitRepo(ctx context.Context, dir string) bool {
 	return exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--git-dir").Run() == nil
 }
 
-// readAllowFile reads finding ids, one a line; blank lines and # comments are
-// ignored.
-func (a *app) readAllowFile(name string) (map[string]bool, error) {
-	ids := map[string]bool{}
+// readFlagFile reads the file a flag names (relative to the working
+// directory); nil, nil when the flag is empty.
+func (a *app) readFlagFile(flag, name string) ([]byte, error) {
 	if name == "" {
-		return ids, nil
+		return nil, nil
 	}
 	p, err := a.abs(name)
 	if err != nil {
@@ -296,7 +295,18 @@ func (a *app) readAllowFile(name string) (map[string]bool, error) {
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, rekey.Wrap(rekey.CodeNotFound, err, "--allow")
+		return nil, rekey.Wrap(rekey.CodeNotFound, err, "%s", flag)
+	}
+	return b, nil
+}
+
+// readAllowFile reads finding ids, one a line; blank lines and # comments are
+// ignored.
+func (a *app) readAllowFile(name string) (map[string]bool, error) {
+	ids := map[string]bool{}
+	b, err := a.readFlagFile("--allow", name)
+	if err != nil || b == nil {
+		return ids, err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
@@ -315,16 +325,9 @@ func (a *app) readAllowFile(name string) (map[string]bool, error) {
 // its findings (recomputed, so reports without IDs work too).
 func (a *app) readBaseline(name string) (map[string]bool, error) {
 	ids := map[string]bool{}
-	if name == "" {
-		return ids, nil
-	}
-	p, err := a.abs(name)
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, rekey.Wrap(rekey.CodeNotFound, err, "--baseline")
+	b, err := a.readFlagFile("--baseline", name)
+	if err != nil || b == nil {
+		return ids, err
 	}
 	var fs []scan.Finding
 	if err := json.Unmarshal(b, &fs); err != nil {
