@@ -22,20 +22,42 @@ const (
 	StepRollback = "rollback"
 )
 
+// VersionValue is one version of a secret with its value, as appliers see
+// it: the value and the version's number and attributes (the login role of an
+// alternating PostgreSQL password). Zero when there is no such version.
+type VersionValue struct {
+	Version
+	Value Value
+}
+
 // Applier adds kind-specific work to a rotation (PostgreSQL role passwords,
 // re-encryption). Every method must be idempotent: recovery may call it again
 // after a crash at any point.
 type Applier interface {
 	// Apply makes the backing system accept the pending value.
-	Apply(ctx context.Context, env string, spec *Spec, pending, current Value) error
+	Apply(ctx context.Context, env string, spec *Spec, pending, current VersionValue) error
 	// Revert makes the backing system accept current again (rollback).
-	Revert(ctx context.Context, env string, spec *Spec, pending, current Value) error
+	Revert(ctx context.Context, env string, spec *Spec, pending, current VersionValue) error
 }
 
 // Preflighter is an Applier that can tell, before a rotation, whether its
 // backing system is reachable with the current value.
 type Preflighter interface {
-	Preflight(ctx context.Context, env string, spec *Spec, current Value) error
+	Preflight(ctx context.Context, env string, spec *Spec, current VersionValue) error
+}
+
+// Attributer is an Applier that chooses the attributes of a new version from
+// the current one's (the idle role of an alternating pair). It does no I/O:
+// it runs inside the transaction that seals the new version.
+type Attributer interface {
+	Attrs(spec *Spec, current Version) map[string]string
+}
+
+// Expirer is an Applier whose superseded version stays valid for a grace
+// period after a rotation (the previous role of an alternating pair). Expire
+// ends it (a fresh random password nobody knows); it must be idempotent.
+type Expirer interface {
+	Expire(ctx context.Context, env string, spec *Spec, old VersionValue) error
 }
 
 // Preflight checks the backing system of one secret, if its applier can.
@@ -48,13 +70,14 @@ func (e *Engine) Preflight(ctx context.Context, name string) error {
 	if !ok {
 		return nil
 	}
-	var cur Value
+	var cur VersionValue
 	err := e.Store.View(ctx, func(tx Tx) error {
 		v, err := tx.Labeled(e.Env, name, LabelCurrent)
 		if err != nil {
 			return err
 		}
-		cur, err = tx.Value(e.Env, name, v.N)
+		cur.Version = v
+		cur.Value, err = tx.Value(e.Env, name, v.N)
 		return err
 	})
 	if err != nil {
@@ -66,13 +89,13 @@ func (e *Engine) Preflight(ctx context.Context, name string) error {
 // Verifier is an Applier that checks its backing system after publish (a
 // login with the new value; the old one refused).
 type Verifier interface {
-	Verify(ctx context.Context, env string, spec *Spec, pending, current Value) error
+	Verify(ctx context.Context, env string, spec *Spec, pending, current VersionValue) error
 }
 
 // Prober is an Applier that can tell whether the backing system accepts a
 // candidate value (a PostgreSQL login), for `rekey recover --probe`.
 type Prober interface {
-	Accepts(ctx context.Context, env string, spec *Spec, candidate Value) (bool, error)
+	Accepts(ctx context.Context, env string, spec *Spec, candidate VersionValue) (bool, error)
 }
 
 // ProbeResult says which stored version the backing system accepts.
@@ -110,6 +133,7 @@ func (e *Engine) ProbeRepair(ctx context.Context, names []string) ([]ProbeResult
 		}
 		var vs []Version
 		vals := map[int]Value{}
+		byN := map[int]Version{}
 		cur := 0
 		err := e.Store.View(ctx, func(tx Tx) error {
 			var err error
@@ -117,6 +141,7 @@ func (e *Engine) ProbeRepair(ctx context.Context, names []string) ([]ProbeResult
 				return err
 			}
 			for _, v := range vs {
+				byN[v.N] = v
 				if v.Label == LabelCurrent {
 					cur = v.N
 				}
@@ -132,7 +157,7 @@ func (e *Engine) ProbeRepair(ctx context.Context, names []string) ([]ProbeResult
 		order := probeOrder(vs)
 		res := ProbeResult{Name: name, Current: cur}
 		for _, n := range order {
-			ok, err := pr.Accepts(ctx, e.Env, s, vals[n])
+			ok, err := pr.Accepts(ctx, e.Env, s, VersionValue{byN[n], vals[n]})
 			if err != nil {
 				return out, Wrap(ErrorCode(err), err, "probe %s v%d", name, n)
 			}
@@ -452,7 +477,16 @@ func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *N
 	err = e.Store.Update(ctx, func(tx Tx) error {
 		r.Steps = append(r.Steps, Step{Name: StepCreate, Started: now})
 		for _, ps := range plan.Secrets {
-			v, err := tx.AddVersion(e.Env, ps.Name, NewVersion{Value: values[ps.Name], Label: LabelPending, Source: source, RotationID: r.ID, Note: note})
+			nv := NewVersion{Value: values[ps.Name], Label: LabelPending, Source: source, RotationID: r.ID, Note: note}
+			if at, ok := e.Appliers[ps.Kind].(Attributer); ok {
+				spec, _ := e.Spec(ps.Name)
+				cur, err := tx.Labeled(e.Env, ps.Name, LabelCurrent)
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				nv.Attrs = at.Attrs(spec, cur)
+			}
+			v, err := tx.AddVersion(e.Env, ps.Name, nv)
 			if err != nil {
 				return err
 			}
@@ -625,6 +659,42 @@ func (e *Engine) rotationValues(ctx context.Context, r *Rotation) (pending, curr
 	return pending, current, err
 }
 
+// rotationVersions loads the versions (numbers and attributes) behind
+// rotationValues: the pending one of each secret and its current, if any.
+func (e *Engine) rotationVersions(ctx context.Context, r *Rotation) (pending, current map[string]Version, err error) {
+	pending, current = map[string]Version{}, map[string]Version{}
+	err = e.Store.View(ctx, func(tx Tx) error {
+		for name, n := range r.Secrets {
+			vs, err := tx.Versions(e.Env, name)
+			if err != nil {
+				return err
+			}
+			for _, v := range vs {
+				if v.N == n {
+					pending[name] = v
+				} else if v.Label == LabelCurrent {
+					current[name] = v
+				}
+			}
+		}
+		return nil
+	})
+	return pending, current, err
+}
+
+// withAttrs adds each version's attributes to vals as "NAME.attr" entries,
+// for templates such as {{ DATABASE_PASSWORD.role }}.
+func withAttrs(vals map[string]Value, vs map[string]Version) {
+	for name, v := range vs {
+		if _, ok := vals[name]; !ok {
+			continue
+		}
+		for k, a := range v.Attrs {
+			vals[name+"."+k] = NewValueString(a)
+		}
+	}
+}
+
 // needsApply reports whether any secret of r has a kind-specific apply step.
 func (e *Engine) needsApply(r *Rotation) bool {
 	for name := range r.Secrets {
@@ -649,6 +719,11 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 			return Wrap(ErrorCode(err), err, "journal publish")
 		}
 	}
+	pv, cv, err := e.rotationVersions(ctx, r)
+	if err != nil {
+		return err
+	}
+	withAttrs(pending, pv)
 	if e.needsApply(r) {
 		// Apply is idempotent (it first checks whether the new value is already
 		// accepted), so it runs again when recovery completes a rotation.
@@ -661,7 +736,7 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 				continue
 			}
 			if a := e.Appliers[s.Kind]; a != nil {
-				if err := a.Apply(ctx, e.Env, s, pending[name], current[name]); err != nil {
+				if err := a.Apply(ctx, e.Env, s, VersionValue{pv[name], pending[name]}, VersionValue{cv[name], current[name]}); err != nil {
 					aerr = Wrap(ErrorCode(err), err, "apply %s", name)
 					break
 				}
@@ -698,7 +773,7 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 		}
 		if s, ok := e.Spec(name); ok {
 			if v, ok := e.Appliers[s.Kind].(Verifier); ok {
-				if err := v.Verify(ctx, e.Env, s, pending[name], current[name]); err != nil {
+				if err := v.Verify(ctx, e.Env, s, VersionValue{pv[name], pending[name]}, VersionValue{cv[name], current[name]}); err != nil {
 					verr = Wrap(ErrorCode(err), err, "verify %s", name)
 				} else {
 					e.say("verified %s against its backing system", name)
@@ -757,14 +832,19 @@ func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error
 // rollback puts the current values back on the targets and backing systems and
 // abandons the pending versions (they stay in history, unlabeled).
 func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map[string]Value, why string) error {
-	err := e.step(ctx, r, StepRollback, func() error {
+	pv, cv, err := e.rotationVersions(ctx, r)
+	if err != nil {
+		return err
+	}
+	err = e.step(ctx, r, StepRollback, func() error {
 		names := sortedKeys(r.Secrets)
 		var set = map[string]Value{}
 		for _, name := range names {
-			if cv, ok := current[name]; ok {
-				set[name] = cv
+			if v, ok := current[name]; ok {
+				set[name] = v
 			}
 		}
+		withAttrs(set, cv)
 		if err := e.writeValues(ctx, "restored the previous values on", names, set, nil); err != nil {
 			return err
 		}
@@ -772,7 +852,7 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 			s, _ := e.Spec(name)
 			if a := e.Appliers[s.Kind]; a != nil {
 				if _, ok := current[name]; ok {
-					if err := a.Revert(ctx, e.Env, s, pending[name], current[name]); err != nil {
+					if err := a.Revert(ctx, e.Env, s, VersionValue{pv[name], pending[name]}, VersionValue{cv[name], current[name]}); err != nil {
 						return Wrap(ErrorCode(err), err, "revert %s", name)
 					}
 				}
@@ -852,7 +932,7 @@ func (e *Engine) renderWrites(ctx context.Context, names []string, override map[
 	var needed []string
 	for _, d := range e.Derived {
 		for _, ref := range d.Template.Refs() {
-			if touched[ref] {
+			if base, _ := SplitRef(ref); touched[base] {
 				needed = append(needed, d.Template.Refs()...)
 				break
 			}
@@ -863,9 +943,19 @@ func (e *Engine) renderWrites(ctx context.Context, names []string, override map[
 			if _, ok := values[n]; ok {
 				continue
 			}
-			cur, err := tx.Labeled(e.Env, n, LabelCurrent)
+			base, attr := SplitRef(n)
+			if _, given := override[base]; given && attr != "" {
+				continue // the given version has no such attribute: Render says so
+			}
+			cur, err := tx.Labeled(e.Env, base, LabelCurrent)
 			if err != nil {
-				return Wrap(ErrorCode(err), err, "value of %s", n)
+				return Wrap(ErrorCode(err), err, "value of %s", base)
+			}
+			if attr != "" {
+				if a, ok := cur.Attrs[attr]; ok {
+					values[n] = NewValueString(a)
+				}
+				continue
 			}
 			v, err := tx.Value(e.Env, n, cur.N)
 			if err != nil {
@@ -901,6 +991,7 @@ func (e *Engine) renderWrites(ctx context.Context, names []string, override map[
 		use := false
 		var tns []string
 		for _, ref := range d.Template.Refs() {
+			ref, _ = SplitRef(ref)
 			if touched[ref] {
 				use = true
 			}

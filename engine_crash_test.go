@@ -93,17 +93,17 @@ type ecDatabase struct {
 	accepted map[string]string
 }
 
-func (d *ecDatabase) Apply(_ context.Context, _ string, s *rekey.Spec, pending, _ rekey.Value) error {
+func (d *ecDatabase) Apply(_ context.Context, _ string, s *rekey.Spec, pending, _ rekey.VersionValue) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.accepted[s.Name] = pending.RevealString()
+	d.accepted[s.Name] = pending.Value.RevealString()
 	return nil
 }
 
-func (d *ecDatabase) Revert(_ context.Context, _ string, s *rekey.Spec, _, current rekey.Value) error {
+func (d *ecDatabase) Revert(_ context.Context, _ string, s *rekey.Spec, _, current rekey.VersionValue) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.accepted[s.Name] = current.RevealString()
+	d.accepted[s.Name] = current.Value.RevealString()
 	return nil
 }
 

@@ -39,6 +39,10 @@ type Version struct {
 	Source      Source
 	RotationID  string // the rotation that created it, if any
 	Note        string // e.g. "rollback of v3"; never a value
+	// Attrs are small non-secret facts about the version, such as the login
+	// role an alternating PostgreSQL password belongs to ("role"). Templates
+	// reach them as {{ NAME.attr }}.
+	Attrs map[string]string
 }
 
 // NewVersion is what a caller gives AddVersion.
@@ -48,6 +52,7 @@ type NewVersion struct {
 	Source     Source
 	RotationID string
 	Note       string
+	Attrs      map[string]string
 	CreatedAt  time.Time // zero = now
 }
 

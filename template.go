@@ -124,3 +124,13 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 	}
 	return NewValueString(b.String()), nil
 }
+
+// SplitRef splits a template reference into the secret it names and the
+// version attribute it reads: "DATABASE_PASSWORD.role" → ("DATABASE_PASSWORD",
+// "role"); a plain name has no attribute.
+func SplitRef(ref string) (name, attr string) {
+	if i := strings.IndexByte(ref, '.'); i >= 0 {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, ""
+}

@@ -903,7 +903,10 @@ func (d *decoder) check(f *fileDecl) {
 				continue
 			}
 			for _, ref := range x.d.Template.Refs() {
+				ref, attr := rekey.SplitRef(ref)
 				switch {
+				case attr != "" && attr != "role":
+					d.fail(x.val, "the one version attribute is role (the login role of an alternating PostgreSQL password): write {{ NAME.role }}", "template of %s references unknown attribute %s", what, quote(attr))
 				case slices.Contains(secretNames, ref):
 				case slices.Contains(derivedNames, ref):
 					d.fail(x.val, "derived values may reference only secrets: write the template in terms of secrets", "template of %s references derived value %s", what, quote(ref))

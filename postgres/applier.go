@@ -178,7 +178,8 @@ func codeOf(err error) rekey.Code {
 
 // Apply makes the database accept pending (and refuse current) as the
 // role's password; Verify proves it.
-func (a *Applier) Apply(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.Value) error {
+func (a *Applier) Apply(ctx context.Context, env string, spec *rekey.Spec, pendingV, currentV rekey.VersionValue) error {
+	pending, current := pendingV.Value, currentV.Value
 	if err := supported(spec); err != nil {
 		a.setUntouched(spec.Name, true)
 		return err
@@ -241,7 +242,8 @@ func (a *Applier) Apply(ctx context.Context, env string, spec *rekey.Spec, pendi
 
 // Verify checks, after publish, that the role logs in with pending and, in
 // the single strategy, that current is refused.
-func (a *Applier) Verify(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.Value) error {
+func (a *Applier) Verify(ctx context.Context, env string, spec *rekey.Spec, pendingV, currentV rekey.VersionValue) error {
+	pending, current := pendingV.Value, currentV.Value
 	if err := supported(spec); err != nil {
 		return err
 	}
@@ -280,7 +282,8 @@ func verify(ctx context.Context, name, role string, want, old Params, wantWhat, 
 }
 
 // Revert makes the database accept current again (and refuse pending).
-func (a *Applier) Revert(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.Value) error {
+func (a *Applier) Revert(ctx context.Context, env string, spec *rekey.Spec, pendingV, currentV rekey.VersionValue) error {
+	pending, current := pendingV.Value, currentV.Value
 	if a.takeUntouched(spec.Name) {
 		return nil // the Apply of this process changed nothing
 	}
@@ -330,7 +333,8 @@ func (a *Applier) Revert(ctx context.Context, env string, spec *rekey.Spec, pend
 // Preflight reports whether the role can be reached and logs in with the
 // current password, so `rekey rotate --all` can skip (with a warning) a
 // database that is not there instead of failing the whole rotation.
-func (a *Applier) Preflight(ctx context.Context, env string, spec *rekey.Spec, current rekey.Value) error {
+func (a *Applier) Preflight(ctx context.Context, env string, spec *rekey.Spec, currentV rekey.VersionValue) error {
+	current := currentV.Value
 	if err := supported(spec); err != nil {
 		return err
 	}
@@ -349,7 +353,8 @@ func (a *Applier) Preflight(ctx context.Context, env string, spec *rekey.Spec, c
 }
 
 // Accepts reports whether the role logs in with candidate (for `rekey recover --probe`).
-func (a *Applier) Accepts(ctx context.Context, env string, spec *rekey.Spec, candidate rekey.Value) (bool, error) {
+func (a *Applier) Accepts(ctx context.Context, env string, spec *rekey.Spec, candidateV rekey.VersionValue) (bool, error) {
+	candidate := candidateV.Value
 	if err := supported(spec); err != nil {
 		return false, err
 	}

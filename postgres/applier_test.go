@@ -44,7 +44,7 @@ func TestApplierRefusesUnsupported(t *testing.T) {
 		nil,
 	} {
 		spec := &rekey.Spec{Name: "DATABASE_PASSWORD", Kind: rekey.KindPostgresPassword, Postgres: pg}
-		err := a.Apply(context.Background(), "production", spec, rekey.NewValueString("new-pw"), rekey.NewValueString("old-pw"))
+		err := a.Apply(context.Background(), "production", spec, rekey.VersionValue{Value: rekey.NewValueString("new-pw")}, rekey.VersionValue{Value: rekey.NewValueString("old-pw")})
 		if err == nil {
 			t.Fatalf("%+v: Apply succeeded", pg)
 		}
@@ -52,7 +52,7 @@ func TestApplierRefusesUnsupported(t *testing.T) {
 			t.Fatalf("error shows a password: %v", err)
 		}
 		// Apply changed nothing: Revert does not touch the database.
-		if err := a.Revert(context.Background(), "production", spec, rekey.NewValueString("new-pw"), rekey.NewValueString("old-pw")); err != nil {
+		if err := a.Revert(context.Background(), "production", spec, rekey.VersionValue{Value: rekey.NewValueString("new-pw")}, rekey.VersionValue{Value: rekey.NewValueString("old-pw")}); err != nil {
 			t.Fatalf("%+v: Revert: %v", pg, err)
 		}
 	}

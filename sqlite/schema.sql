@@ -22,6 +22,8 @@ CREATE TABLE version (
 	source      TEXT NOT NULL,
 	rotation_id TEXT NOT NULL DEFAULT '',
 	note        TEXT NOT NULL DEFAULT '',
+	-- non-secret version attributes (JSON object), e.g. {"role":"app_blue"}
+	attrs       TEXT NOT NULL DEFAULT '',
 	sealed      BLOB NOT NULL,
 	PRIMARY KEY (secret_id, n)
 ) WITHOUT ROWID;

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/rekeyhq/rekey"
@@ -79,17 +80,28 @@ func (t *txn) strings(q string, args ...any) ([]string, error) {
 	return out, rows.Err()
 }
 
-const versionCols = `v.n, v.label, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note`
+const versionCols = `v.n, v.label, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note, v.attrs`
 
 func scanVersion(sc interface{ Scan(...any) error }, env, name string) (rekey.Version, error) {
 	var v rekey.Version
 	var label sql.NullString
 	var created int64
-	if err := sc.Scan(&v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note); err != nil {
+	var attrs string
+	if err := sc.Scan(&v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note, &attrs); err != nil {
 		return v, err
 	}
 	v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
-	return v, nil
+	return v, decodeAttrs(attrs, &v)
+}
+
+func decodeAttrs(s string, v *rekey.Version) error {
+	if s == "" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(s), &v.Attrs); err != nil {
+		return corrupt(fmt.Sprintf("%s/%s v%d attributes", v.Env, v.Name, v.N))
+	}
+	return nil
 }
 
 func (t *txn) Versions(env, name string) ([]rekey.Version, error) {
@@ -137,10 +149,14 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 		var v rekey.Version
 		var label sql.NullString
 		var created int64
-		if err := rows.Scan(&name, &v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note); err != nil {
+		var attrs string
+		if err := rows.Scan(&name, &v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note, &attrs); err != nil {
 			return nil, err
 		}
 		v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
+		if err := decodeAttrs(attrs, &v); err != nil {
+			return nil, err
+		}
 		out[name] = v
 	}
 	return out, rows.Err()
@@ -190,7 +206,15 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 	if created.IsZero() {
 		created = t.s.Now()
 	}
-	v := rekey.Version{Env: env, Name: name, N: n, CreatedAt: created.UTC(), Fingerprint: t.s.Fingerprint(nv.Value), Source: nv.Source, RotationID: nv.RotationID, Note: nv.Note}
+	v := rekey.Version{Env: env, Name: name, N: n, CreatedAt: created.UTC(), Fingerprint: t.s.Fingerprint(nv.Value), Source: nv.Source, RotationID: nv.RotationID, Note: nv.Note, Attrs: maps.Clone(nv.Attrs)}
+	attrs := ""
+	if len(nv.Attrs) > 0 {
+		b, err := json.Marshal(nv.Attrs)
+		if err != nil {
+			return v, err
+		}
+		attrs = string(b)
+	}
 	if nv.Label != rekey.LabelNone {
 		if _, err := t.tx.Exec(`UPDATE version SET label = NULL WHERE secret_id = ? AND label = ?`, id, string(nv.Label)); err != nil {
 			return v, err
@@ -202,8 +226,8 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 		label = string(v.Label)
 	}
 	sealed := t.s.sealer.Seal(nv.Value.Reveal(), valueAD(env, name, n))
-	_, err = t.tx.Exec(`INSERT INTO version(secret_id, n, label, created_at, fingerprint, source, rotation_id, note, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, n, label, v.CreatedAt.UnixNano(), v.Fingerprint, string(v.Source), v.RotationID, v.Note, sealed)
+	_, err = t.tx.Exec(`INSERT INTO version(secret_id, n, label, created_at, fingerprint, source, rotation_id, note, attrs, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, n, label, v.CreatedAt.UnixNano(), v.Fingerprint, string(v.Source), v.RotationID, v.Note, attrs, sealed)
 	return v, err
 }
 

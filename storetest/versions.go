@@ -477,7 +477,7 @@ func testVersionMetadata(t *testing.T, s rekey.Store) {
 	old := time.Date(1999, time.December, 31, 23, 59, 59, 1, time.UTC)
 	in := []rekey.NewVersion{
 		{Value: rekey.NewValueString("v1"), Source: rekey.SourceImported, Note: "from .env", CreatedAt: old},
-		{Value: rekey.NewValueString("v2"), Label: rekey.LabelPrevious, Source: rekey.SourceGenerated, RotationID: "rot-20240229-1", CreatedAt: created},
+		{Value: rekey.NewValueString("v2"), Label: rekey.LabelPrevious, Source: rekey.SourceGenerated, RotationID: "rot-20240229-1", CreatedAt: created, Attrs: map[string]string{"role": "app_blue", "x": "ünï \"q\""}},
 		{Value: rekey.NewValueString("v3"), Label: rekey.LabelCurrent, Source: rekey.SourceRollback, RotationID: "rot-2", Note: "rollback of v1 — ünïcode 'quoted'", CreatedAt: created.Add(time.Nanosecond)},
 		{Value: rekey.NewValueString("v4"), Label: rekey.LabelPending, Source: rekey.SourceManual, Note: strings.Repeat("n", 1000), CreatedAt: created.Add(time.Hour)},
 	}
@@ -495,7 +495,7 @@ func testVersionMetadata(t *testing.T, s rekey.Store) {
 	for i, v := range added {
 		want := rekey.Version{
 			Env: "prod", Name: "META", N: i + 1, Label: in[i].Label, CreatedAt: in[i].CreatedAt,
-			Fingerprint: s.Fingerprint(in[i].Value), Source: in[i].Source, RotationID: in[i].RotationID, Note: in[i].Note,
+			Fingerprint: s.Fingerprint(in[i].Value), Source: in[i].Source, RotationID: in[i].RotationID, Note: in[i].Note, Attrs: in[i].Attrs,
 		}
 		if d := cmp.Diff(want, v); d != "" {
 			t.Errorf("AddVersion #%d returned (-want +got):\n%s", i+1, d)

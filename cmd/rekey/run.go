@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"sort"
@@ -37,6 +38,7 @@ func (a *app) runRun(ctx context.Context, args []string) error {
 		return err
 	}
 	values := map[string]rekey.Value{}
+	attrs := map[string]rekey.Value{} // "NAME.attr" for templates
 	err = st.Update(ctx, func(tx rekey.Tx) error {
 		cur, err := tx.AllLabeled(env.Name, rekey.LabelCurrent)
 		if err != nil {
@@ -53,6 +55,9 @@ func (a *app) runRun(ctx context.Context, args []string) error {
 				return err
 			}
 			values[s.Name] = val
+			for k, x := range v.Attrs {
+				attrs[s.Name+"."+k] = rekey.NewValueString(x)
+			}
 			names = append(names, s.Name)
 		}
 		_, err = tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: "run", Env: env.Name, Outcome: "ok", Detail: "secrets: " + strings.Join(names, ",") + "; command: " + truncateArg(args[0])})
@@ -61,8 +66,10 @@ func (a *app) runRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tvals := maps.Clone(values)
+	maps.Copy(tvals, attrs)
 	for _, d := range cfg.DerivedFor(env.Name) {
-		if v, err := d.Template.Render(values); err == nil {
+		if v, err := d.Template.Render(tvals); err == nil {
 			values[d.Name] = v
 		}
 	}
