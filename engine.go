@@ -220,6 +220,10 @@ func probeOrder(vs []Version) []int {
 	return out
 }
 
+// KeepRotations is how many finished rotation journals an environment keeps
+// (the audit log is the permanent record of every rotation).
+const KeepRotations = 100
+
 // Engine drives rotations of one environment through the journaled steps
 // create → apply → publish → verify → finish, and recovers unfinished ones.
 //
@@ -876,7 +880,11 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 			}
 		}
 		r.State, r.Ended, r.Error = StateRolledBack, e.now(), truncate(why, 500)
-		return tx.PutRotation(r)
+		if err := tx.PutRotation(r); err != nil {
+			return err
+		}
+		_, err := tx.PruneRotations(e.Env, KeepRotations)
+		return err
 	})
 }
 
@@ -1089,7 +1097,11 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 		i := len(r.Steps) - 1
 		r.Steps[i].Ended, r.Steps[i].Outcome = e.now(), "ok"
 		r.State, r.Ended, r.Error = state, e.now(), truncate(why, 500)
-		return tx.PutRotation(r)
+		if err := tx.PutRotation(r); err != nil {
+			return err
+		}
+		_, err := tx.PruneRotations(e.Env, KeepRotations)
+		return err
 	})
 	if err != nil {
 		return Wrap(ErrorCode(err), err, "finish rotation")

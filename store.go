@@ -188,11 +188,18 @@ type Tx interface {
 	AddVersion(env, name string, nv NewVersion) (Version, error)
 	// SetLabel moves label l to version n (n == 0 removes l from the secret).
 	SetLabel(env, name string, n int, l Label) error
+	// SetAttrs replaces the attributes of version n (the grace deadline of a
+	// superseded version, and whether it has expired).
+	SetAttrs(env, name string, n int, attrs map[string]string) error
 	// Prune deletes unlabeled versions beyond the newest keep; it never deletes a labeled version.
 	Prune(env, name string, keep int) (int, error)
 	// PutRotation inserts or replaces a rotation.
 	PutRotation(r *Rotation) error
 	Rotation(id string) (*Rotation, error)
+	// PruneRotations deletes the finished rotations of env beyond the newest
+	// keep (by start); running ones are never deleted. The audit log keeps the
+	// permanent record; the journal is needed only until a rotation ends.
+	PruneRotations(env string, keep int) (int, error)
 	// Rotations lists rotations of env (all envs if env == ""), newest first; running only if unfinished.
 	Rotations(env string, unfinished bool) ([]*Rotation, error)
 	// Audit appends an entry; Seq, PrevHash and Hash are assigned.

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,7 +98,9 @@ func setup(tb testing.TB) *project {
 					label = rekey.LabelPrevious
 				}
 				v := randValue()
-				ver, err := tx.AddVersion("production", name, rekey.NewVersion{Value: v, Label: label, Source: rekey.SourceGenerated, CreatedAt: start.Add(time.Duration(n) * 24 * time.Hour)})
+				created := start.Add(time.Duration(n) * 24 * time.Hour)
+				rotID := fmt.Sprintf("%s-%08x", created.UTC().Format("20060102T150405Z"), mrand.Uint32())
+				ver, err := tx.AddVersion("production", name, rekey.NewVersion{Value: v, Label: label, Source: rekey.SourceGenerated, RotationID: rotID, CreatedAt: created})
 				if err != nil {
 					return err
 				}
@@ -105,12 +108,26 @@ func setup(tb testing.TB) *project {
 					cur = v
 				}
 				// The two records a rotation writes (create; publish+finish), with their details.
-				rot := fmt.Sprintf("rotation 20260101T000000Z-%08x", i*nVersions+n)
+				rot := "rotation " + rotID
 				if _, err := tx.Audit(rekey.AuditEntry{Actor: "bench", Action: "rotate.create", Env: "production", Secret: name, Version: ver.N, Fingerprint: ver.Fingerprint, Outcome: "ok", Detail: rot + " (manual)"}); err != nil {
 					return err
 				}
 				if _, err := tx.Audit(rekey.AuditEntry{Actor: "bench", Action: "rotate.finish", Env: "production", Secret: name, Version: ver.N, Fingerprint: ver.Fingerprint, Outcome: "ok", Detail: rot + "; published to app"}); err != nil {
 					return err
+				}
+				// The engine keeps the journals of the newest rekey.KeepRotations rotations.
+				if i*nVersions+n > nSecrets*nVersions-rekey.KeepRotations {
+					t := created
+					r := &rekey.Rotation{ID: rotID, Env: "production", Mode: rekey.ModeManual, State: rekey.StateDone, Actor: "bench", Started: t, Ended: t.Add(60 * time.Millisecond),
+						Secrets: map[string]int{name: ver.N}, Steps: []rekey.Step{
+							{Name: rekey.StepCreate, Started: t, Ended: t.Add(20 * time.Millisecond), Outcome: "ok"},
+							{Name: rekey.StepPublish, Started: t.Add(20 * time.Millisecond), Ended: t.Add(30 * time.Millisecond), Outcome: "ok"},
+							{Name: rekey.StepVerify, Started: t.Add(30 * time.Millisecond), Ended: t.Add(31 * time.Millisecond), Outcome: "ok"},
+							{Name: rekey.StepFinish, Started: t.Add(31 * time.Millisecond), Ended: t.Add(60 * time.Millisecond), Outcome: "ok"},
+						}}
+					if err := tx.PutRotation(r); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -172,9 +189,9 @@ func report(b *testing.B, times []time.Duration) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	for _, t := range []struct{ table, unit string }{{"version", "versions-MiB"}, {"audit", "audit-MiB"}} {
+	for _, t := range []struct{ table, unit string }{{"version", "versions-MiB"}, {"audit", "audit-MiB"}, {"audit_block", "audit-packed-MiB"}, {"rotation", "journal-MiB"}} {
 		var size int64
-		if err := db.QueryRow(`SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = ?`, t.table).Scan(&size); err != nil {
+		if err := db.QueryRow(`SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = ? OR name LIKE 'sqlite_autoindex_' || ? || '_%'`, t.table, t.table).Scan(&size); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(size)/(1<<20), t.unit)

@@ -19,7 +19,7 @@ CREATE TABLE version (
 	label       TEXT,
 	created_at  INTEGER NOT NULL,
 	fingerprint TEXT NOT NULL,
-	source      TEXT NOT NULL,
+	source      BLOB NOT NULL, -- a small integer (compact.go) or text
 	rotation_id TEXT NOT NULL DEFAULT '',
 	note        TEXT NOT NULL DEFAULT '',
 	-- non-secret version attributes (JSON object), e.g. {"role":"app_blue"}
@@ -59,4 +59,15 @@ CREATE TABLE audit (
 	-- HMAC-SHA256 under the audit key over the previous entry's hash and this
 	-- entry's fields; the previous hash is not stored again (it is the row before).
 	hash        BLOB NOT NULL
+);
+
+-- Older audit entries, packed auditBlock at a time (see audit.go): deflated
+-- fields with a 4-byte hash tag each, the full hash of the last entry, and an
+-- HMAC of the packed bytes themselves.
+CREATE TABLE audit_block (
+	first INTEGER PRIMARY KEY,
+	last  INTEGER NOT NULL,
+	data  BLOB NOT NULL,
+	hash  BLOB NOT NULL,
+	mac   BLOB NOT NULL
 );

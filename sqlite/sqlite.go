@@ -11,13 +11,9 @@ package sqlite
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	_ "embed"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +29,8 @@ import (
 	sqlite3lib "modernc.org/sqlite/lib"
 )
 
-const formatVersion = "1"
+// formatVersion 2: packed audit blocks, compact version metadata, value forms.
+const formatVersion = "2"
 
 //go:embed schema.sql
 var schema string
@@ -200,6 +197,10 @@ func (s *DB) load(ctx context.Context, key seal.Key) error {
 	}
 	if err := rows.Err(); err != nil {
 		return mapErr(err)
+	}
+	if string(meta["format"]) == "1" {
+		return &rekey.Error{Code: rekey.CodeAuth, Msg: "store format 1 was written by a development build of rekey before 0.1 and cannot be read",
+			Hint: "export the values with that build (`rekey run -- env`), then `rekey init --force` and `rekey set` each", Err: rekey.ErrCorrupt}
 	}
 	if string(meta["format"]) != formatVersion {
 		return corrupt("unknown format " + strconv.Quote(string(meta["format"])))
@@ -410,65 +411,6 @@ func (s *DB) rotateMaster(ctx context.Context, nk seal.Key, kdf string) error {
 	}
 	s.sealer, s.keyID = ns, nk.ID()
 	return nil
-}
-
-// VerifyAudit implements rekey.Store.
-func (s *DB) VerifyAudit(ctx context.Context) (int, error) {
-	n := 0
-	err := s.View(ctx, func(t rekey.Tx) error {
-		tx := t.(*txn)
-		rows, err := tx.tx.Query(auditSelect + ` ORDER BY seq`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		prev := ""
-		var want int64 = 1
-		for rows.Next() {
-			e, err := scanAudit(rows)
-			if err != nil {
-				return err
-			}
-			if e.Seq != want {
-				return rekey.Errorf(rekey.CodeAuth, "audit chain broken at entry %d: entry %d is missing", want, want).WithHint("the audit log was edited outside rekey")
-			}
-			e.PrevHash = prev // the hash of the entry actually before it
-			if h := s.auditHash(e); !hmac.Equal([]byte(h), []byte(e.Hash)) {
-				return rekey.Errorf(rekey.CodeAuth, "audit chain broken at entry %d: its hash does not match its content", e.Seq).WithHint("the audit log was edited outside rekey")
-			}
-			prev = e.Hash
-			want++
-			n++
-		}
-		return rows.Err()
-	})
-	return n, err
-}
-
-// auditHash is HMAC-SHA256 under the store's audit key over the previous hash
-// and every field, each length-prefixed, so no byte can change unnoticed and
-// no one without the master key can forge a chain.
-func (s *DB) auditHash(e rekey.AuditEntry) string {
-	m := hmac.New(sha256.New, s.audit)
-	var buf [binary.MaxVarintLen64]byte
-	put := func(p string) {
-		n := binary.PutUvarint(buf[:], uint64(len(p)))
-		m.Write(buf[:n])
-		m.Write([]byte(p))
-	}
-	put("rekey-audit-v1")
-	put(e.PrevHash)
-	put(strconv.FormatInt(e.Seq, 10))
-	put(strconv.FormatInt(e.Time.UnixNano(), 10))
-	put(e.Actor)
-	put(e.Action)
-	put(e.Env)
-	put(e.Secret)
-	put(strconv.Itoa(e.Version))
-	put(e.Fingerprint)
-	put(e.Outcome)
-	put(e.Detail)
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 func dirOf(path string) string {

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 type txn struct {
@@ -87,7 +87,7 @@ func scanVersion(sc interface{ Scan(...any) error }, env, name string) (rekey.Ve
 	var label sql.NullString
 	var created int64
 	var attrs string
-	if err := sc.Scan(&v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note, &attrs); err != nil {
+	if err := sc.Scan(&v.N, &label, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &attrs); err != nil {
 		return v, err
 	}
 	v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
@@ -150,7 +150,7 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 		var label sql.NullString
 		var created int64
 		var attrs string
-		if err := rows.Scan(&name, &v.N, &label, &created, &v.Fingerprint, &v.Source, &v.RotationID, &v.Note, &attrs); err != nil {
+		if err := rows.Scan(&name, &v.N, &label, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &attrs); err != nil {
 			return nil, err
 		}
 		v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
@@ -179,10 +179,13 @@ func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
 	if err != nil {
 		return rekey.Value{}, corrupt(fmt.Sprintf("%s/%s v%d does not open", env, name, n))
 	}
-	v := rekey.NewValue(p)
-	for i := range p {
-		p[i] = 0
+	raw, err := unpackValue(p)
+	seal.Wipe(p)
+	if err != nil {
+		return rekey.Value{}, corrupt(fmt.Sprintf("%s/%s v%d: %v", env, name, n, err))
 	}
+	v := rekey.NewValue(raw)
+	seal.Wipe(raw)
 	return v, nil
 }
 
@@ -225,9 +228,11 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 	if v.Label != rekey.LabelNone {
 		label = string(v.Label)
 	}
-	sealed := t.s.sealer.Seal(nv.Value.Reveal(), valueAD(env, name, n))
+	packed := packValue(nv.Value.Reveal())
+	sealed := t.s.sealer.Seal(packed, valueAD(env, name, n))
+	seal.Wipe(packed)
 	_, err = t.tx.Exec(`INSERT INTO version(secret_id, n, label, created_at, fingerprint, source, rotation_id, note, attrs, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, n, label, v.CreatedAt.UnixNano(), v.Fingerprint, string(v.Source), v.RotationID, v.Note, attrs, sealed)
+		id, n, label, v.CreatedAt.UnixNano(), packFP(v.Fingerprint), packSource(v.Source), packRotationID(v.RotationID), v.Note, attrs, sealed)
 	return v, err
 }
 
@@ -259,6 +264,32 @@ func (t *txn) SetLabel(env, name string, n int, l rekey.Label) error {
 	}
 	_, err = t.tx.Exec(`UPDATE version SET label = ? WHERE secret_id = ? AND n = ?`, string(l), id, n)
 	return err
+}
+
+func (t *txn) SetAttrs(env, name string, n int, attrs map[string]string) error {
+	if !t.rw {
+		return errors.New("set attributes: read-only transaction")
+	}
+	id, err := t.secretID(env, name, false)
+	if err != nil {
+		return err
+	}
+	enc := ""
+	if len(attrs) > 0 {
+		b, err := json.Marshal(attrs)
+		if err != nil {
+			return err
+		}
+		enc = string(b)
+	}
+	res, err := t.tx.Exec(`UPDATE version SET attrs = ? WHERE secret_id = ? AND n = ?`, enc, id, n)
+	if err != nil {
+		return err
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return notFound("%s/%s has no version %d", env, name, n)
+	}
+	return nil
 }
 
 func (t *txn) Prune(env, name string, keep int) (int, error) {
@@ -298,6 +329,19 @@ func (t *txn) PutRotation(r *rekey.Rotation) error {
 		ON CONFLICT(id) DO UPDATE SET env = excluded.env, mode = excluded.mode, actor = excluded.actor, started = excluded.started, state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error`,
 		r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, r.Started.UnixNano(), ended, string(secrets), string(steps), r.Error)
 	return err
+}
+
+func (t *txn) PruneRotations(env string, keep int) (int, error) {
+	if !t.rw {
+		return 0, errors.New("prune rotations: read-only transaction")
+	}
+	res, err := t.tx.Exec(`DELETE FROM rotation WHERE env = ? AND state != 'running' AND id NOT IN (
+		SELECT id FROM rotation WHERE env = ? AND state != 'running' ORDER BY started DESC, id DESC LIMIT ?)`, env, env, keep)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 const rotationCols = `id, env, mode, state, actor, started, ended, secrets, steps, error`
@@ -347,71 +391,6 @@ func (t *txn) Rotations(env string, unfinished bool) ([]*rekey.Rotation, error) 
 			return nil, err
 		}
 		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-// auditSelect reads entries with their previous hash, taken from the row
-// before (over the whole log, before any filter).
-const auditSelect = `SELECT seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, prev, hash FROM
-	(SELECT *, LAG(hash, 1, x'') OVER (ORDER BY seq) AS prev FROM audit)`
-
-func scanAudit(sc interface{ Scan(...any) error }) (rekey.AuditEntry, error) {
-	var e rekey.AuditEntry
-	var tm int64
-	var prev, hash []byte
-	err := sc.Scan(&e.Seq, &tm, &e.Actor, &e.Action, &e.Env, &e.Secret, &e.Version, &e.Fingerprint, &e.Outcome, &e.Detail, &prev, &hash)
-	e.Time = time.Unix(0, tm).UTC()
-	e.PrevHash, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
-	return e, err
-}
-
-func (t *txn) Audit(e rekey.AuditEntry) (rekey.AuditEntry, error) {
-	if !t.rw {
-		return e, errors.New("audit: read-only transaction")
-	}
-	var last sql.NullInt64
-	var prev []byte
-	err := t.tx.QueryRow(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&last, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return e, err
-	}
-	e.Seq = last.Int64 + 1
-	e.PrevHash = hex.EncodeToString(prev)
-	if e.Time.IsZero() {
-		e.Time = t.s.Now()
-	}
-	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
-	e.Hash = t.s.auditHash(e)
-	hash, _ := hex.DecodeString(e.Hash)
-	_, err = t.tx.Exec(`INSERT INTO audit(seq, time, actor, action, env, secret, version, fingerprint, outcome, detail, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, e.Time.UnixNano(), e.Actor, e.Action, e.Env, e.Secret, e.Version, e.Fingerprint, e.Outcome, e.Detail, hash)
-	return e, err
-}
-
-func (t *txn) AuditLog(f rekey.AuditFilter) ([]rekey.AuditEntry, error) {
-	q := auditSelect + ` WHERE (? = '' OR env = ?) AND (? = '' OR secret = ?) AND time >= ? ORDER BY seq`
-	var since int64
-	if !f.Since.IsZero() {
-		since = f.Since.UnixNano()
-	}
-	args := []any{f.Env, f.Env, f.Secret, f.Secret, since}
-	if f.Limit > 0 {
-		q = `SELECT * FROM (` + auditSelect + ` WHERE (? = '' OR env = ?) AND (? = '' OR secret = ?) AND time >= ? ORDER BY seq DESC LIMIT ?) ORDER BY seq`
-		args = append(args, f.Limit)
-	}
-	rows, err := t.tx.Query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []rekey.AuditEntry
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
 	}
 	return out, rows.Err()
 }

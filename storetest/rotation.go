@@ -190,3 +190,55 @@ func testRotations(t *testing.T, s rekey.Store) {
 		t.Errorf("Rotations(\"\", false) lists %d after a replace, want 6", len(got))
 	}
 }
+
+func testPruneRotations(t *testing.T, s rekey.Store) {
+	var ids []string
+	update(t, s, func(tx rekey.Tx) error {
+		for i := 0; i < 8; i++ {
+			state := rekey.StateDone
+			switch i {
+			case 1, 6:
+				state = rekey.StateRunning
+			case 3:
+				state = rekey.StateRolledBack
+			case 4:
+				state = rekey.StateFailed
+			}
+			id := fmt.Sprintf("p%d", i)
+			ids = append(ids, id)
+			if err := tx.PutRotation(rotation(id, "prod", state, t0.Add(time.Duration(i)*time.Minute))); err != nil {
+				return err
+			}
+		}
+		return tx.PutRotation(rotation("other", "staging", rekey.StateDone, t0))
+	})
+	var n int
+	update(t, s, func(tx rekey.Tx) error {
+		var err error
+		n, err = tx.PruneRotations("prod", 2)
+		return err
+	})
+	if n != 4 {
+		t.Errorf("PruneRotations(prod, 2) deleted %d, want 4", n)
+	}
+	var got []string
+	view(t, s, func(tx rekey.Tx) error {
+		rs, err := tx.Rotations("", false)
+		for _, r := range rs {
+			got = append(got, r.ID)
+		}
+		return err
+	})
+	// Kept: the two running ones (p6, p1), the two newest finished (p7, p5), the other environment.
+	if want := []string{"p7", "p6", "p5", "p1", "other"}; !slices.Equal(got, want) {
+		t.Errorf("after PruneRotations(prod, 2): %q, want %q", got, want)
+	}
+	update(t, s, func(tx rekey.Tx) error {
+		var err error
+		n, err = tx.PruneRotations("prod", 0)
+		return err
+	})
+	if n != 2 {
+		t.Errorf("PruneRotations(prod, 0) deleted %d, want 2 (running ones stay)", n)
+	}
+}

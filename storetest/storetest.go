@@ -89,6 +89,8 @@ var tests = []test{
 	{"ViewCannotWrite", testViewCannotWrite},
 	{"RotationPutAndReplace", testRotationPutAndReplace},
 	{"Rotations", testRotations},
+	{"PruneRotations", testPruneRotations},
+	{"SetAttrs", testSetAttrs},
 	{"AuditChain", testAuditChain},
 	{"AuditFilters", testAuditFilters},
 	{"AuditFailedUpdate", testAuditFailedUpdate},

@@ -923,3 +923,42 @@ func testPanicInTransaction(t *testing.T, s rekey.Store) {
 	}
 	checkValue(t, s, "prod/A v2", readValue(t, s, "prod", "A", 2), []byte("a2"))
 }
+
+func testSetAttrs(t *testing.T, s rekey.Store) {
+	update(t, s, func(tx rekey.Tx) error {
+		_, err := tx.AddVersion("prod", "ATTRS", rekey.NewVersion{Value: rekey.NewValueString("v1"), Label: rekey.LabelCurrent, Attrs: map[string]string{"role": "app_blue"}})
+		return err
+	})
+	update(t, s, func(tx rekey.Tx) error {
+		return tx.SetAttrs("prod", "ATTRS", 1, map[string]string{"role": "app_blue", "grace_until": "2026-01-01T00:00:00Z"})
+	})
+	vs := versions(t, s, "prod", "ATTRS")
+	if d := cmp.Diff(map[string]string{"role": "app_blue", "grace_until": "2026-01-01T00:00:00Z"}, vs[0].Attrs); d != "" {
+		t.Errorf("attrs after SetAttrs (-want +got):\n%s", d)
+	}
+	view(t, s, func(tx rekey.Tx) error {
+		v, err := tx.Labeled("prod", "ATTRS", rekey.LabelCurrent)
+		if err != nil {
+			return err
+		}
+		if v.Attrs["grace_until"] == "" {
+			t.Errorf("Labeled does not return attrs: %v", v.Attrs)
+		}
+		all, err := tx.AllLabeled("prod", rekey.LabelCurrent)
+		if err != nil {
+			return err
+		}
+		if all["ATTRS"].Attrs["role"] != "app_blue" {
+			t.Errorf("AllLabeled does not return attrs: %v", all["ATTRS"].Attrs)
+		}
+		return nil
+	})
+	update(t, s, func(tx rekey.Tx) error { return tx.SetAttrs("prod", "ATTRS", 1, nil) })
+	if vs := versions(t, s, "prod", "ATTRS"); len(vs[0].Attrs) != 0 {
+		t.Errorf("attrs after SetAttrs(nil) = %v, want none", vs[0].Attrs)
+	}
+	err := s.Update(context.Background(), func(tx rekey.Tx) error { return tx.SetAttrs("prod", "ATTRS", 9, nil) })
+	if !errors.Is(err, rekey.ErrNotFound) {
+		t.Errorf("SetAttrs of a missing version = %v, want ErrNotFound", err)
+	}
+}
