@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,8 @@ const (
 	StepVerify   = "verify"
 	StepFinish   = "finish"
 	StepRollback = "rollback"
+	StepStop     = "stop"    // maintenance mode: consumers stopped
+	StepMigrate  = "migrate" // data moved to the new key (re-encryption)
 )
 
 // VersionValue is one version of a secret with its value, as appliers see
@@ -251,6 +254,12 @@ type Engine struct {
 	Fault func(point string)
 	// Progress receives one line per step for narration; nil discards.
 	Progress func(format string, args ...any)
+	// Services restarts what consumes changed keys; nil: none configured.
+	Services Services
+	// Checks verifies the application after publish; nil: none configured.
+	Checks Checks
+	// Hooks runs on_rotate hooks; nil: none configured.
+	Hooks Hooks
 
 	specIndex map[string]int
 }
@@ -324,9 +333,9 @@ func (e *Engine) refusal(s *Spec, given bool) *Error {
 		return Errorf(CodeUnsafe, "%s is user-managed: rekey cannot generate it", s.Name).
 			WithHint("rotate it at the provider, then record it with `rekey set %s` (value on stdin)", s.Name)
 	case KindDataKey:
-		if e.Appliers[KindDataKey] == nil {
-			return Errorf(CodeUnsafe, "refusing to rotate %s: it is a data-encryption key and re-encryption is not available", s.Name).
-				WithHint("a new %s without re-encrypting the existing rows makes every encrypted row unreadable", s.Name)
+		if _, ok := e.Appliers[KindDataKey].(Migrator); !ok || s.Reencrypt == nil {
+			return Errorf(CodeUnsafe, "refusing to rotate %s: it is a data-encryption key and rekey.yaml does not say what it encrypts", s.Name).
+				WithHint("a new %s without re-encrypting the existing rows makes every encrypted row unreadable: add reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [table.column]} to %s", s.Name, s.Name)
 		}
 	case KindPostgresPassword:
 		if e.Appliers[KindPostgresPassword] == nil {
@@ -364,6 +373,10 @@ func (e *Engine) plan(ctx context.Context, names []string, mode Mode, given bool
 				return err
 			}
 			ps.FromVersion = cur.N
+			if cur.Attrs[AttrReencrypt] == "incomplete" {
+				return Errorf(CodeConflict, "refusing to rotate %s: rows are still encrypted under v%d's predecessor", name, cur.N).
+					WithHint("finish the last re-encryption first with `rekey reencrypt`; rotating now could strand those rows")
+			}
 			vs, err := tx.Versions(e.Env, name)
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -374,8 +387,9 @@ func (e *Engine) plan(ctx context.Context, names []string, mode Mode, given bool
 			}
 			for _, d := range e.Derived {
 				for _, ref := range d.Template.Refs() {
-					if ref == name {
+					if base, _ := SplitRef(ref); base == name {
 						ps.Derived = append(ps.Derived, d.Name)
+						break
 					}
 				}
 			}
@@ -759,18 +773,63 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 		}
 		e.fault("apply:after")
 	}
+	// Maintenance-mode data keys: the consumers stop and the data moves to the
+	// new key before anyone sees it.
+	maint := e.migrating(r, ReencryptMaintenance)
+	if len(maint) > 0 {
+		if err := e.step(ctx, r, StepStop, func() error { return e.services().Stop(ctx, e.consumedKeys(maint, false)) }); err != nil {
+			return e.fail(ctx, r, res, err, pending, current, false)
+		}
+		if err := e.step(ctx, r, StepMigrate, func() error { return e.migrate(ctx, r, maint, pending, current, pv, cv) }); err != nil {
+			return e.keepIncomplete(ctx, r, res, err, pending, current, maint)
+		}
+	}
 	// The publish step is journaled as started; from here a crash rolls forward.
 	pi := lastIndex(r, StepPublish)
 	e.fault("publish:before")
-	if err := e.publishValues(ctx, names, pending, nil); err != nil {
+	prev := e.previousWrites(r, current)
+	if err := e.writeValues(ctx, "published to", names, pending, prev, nil); err != nil {
 		r.Steps[pi].Ended, r.Steps[pi].Outcome, r.Steps[pi].Detail = e.now(), "error", err.Error()
 		return e.fail(ctx, r, res, err, pending, current, true)
 	}
 	r.Steps[pi].Ended, r.Steps[pi].Outcome = e.now(), "ok"
 	e.fault("publish:after")
+	if len(maint) > 0 {
+		if err := e.services().Start(ctx, e.consumedKeys(maint, false)); err != nil {
+			return e.fail(ctx, r, res, err, pending, current, true)
+		}
+	}
+	if err := e.restart(ctx, r, names, prev); err != nil {
+		return e.fail(ctx, r, res, err, pending, current, true)
+	}
+	// Online data keys: the app now reads both keys; move the data, then stop
+	// publishing the old key.
+	if online := e.migrating(r, ReencryptOnline); len(online) > 0 {
+		if err := e.step(ctx, r, StepMigrate, func() error { return e.migrate(ctx, r, online, pending, current, pv, cv) }); err != nil {
+			return e.keepIncomplete(ctx, r, res, err, pending, current, online)
+		}
+		var del []string
+		for _, name := range online {
+			if sp, ok := e.Spec(name); ok {
+				del = append(del, sp.PreviousKey())
+			}
+		}
+		if err := e.deleteKeys(ctx, online, del); err != nil {
+			return e.fail(ctx, r, res, err, pending, current, true)
+		}
+		for _, name := range online {
+			delete(prev, name)
+		}
+		if err := e.services().Restart(ctx, del); err != nil {
+			return e.fail(ctx, r, res, err, pending, current, true)
+		}
+	}
+	if err := e.runHooks(ctx, names); err != nil {
+		return e.fail(ctx, r, res, err, pending, current, true)
+	}
 	e.fault("verify:before")
 	vs := Step{Name: StepVerify, Started: e.now()}
-	verr := e.verifyTargets(ctx, r, pending)
+	verr := e.verifyTargets(ctx, r, pending, prev)
 	for _, name := range names {
 		if verr != nil {
 			break
@@ -783,6 +842,13 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 					e.say("verified %s against its backing system", name)
 				}
 			}
+		}
+	}
+	if verr == nil && e.Checks != nil {
+		if err := e.Checks.Run(ctx); err != nil {
+			verr = Wrap(CodeVerifyFailed, err, "checks")
+		} else {
+			e.say("checks passed")
 		}
 	}
 	vs.Ended, vs.Outcome = e.now(), "ok"
@@ -826,11 +892,27 @@ func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error
 	if res != nil {
 		res.RolledBack = true
 	}
+	after := ""
+	if published && (e.Services != nil || e.Checks != nil) {
+		// The consumers saw the new values: restart them on the old ones and
+		// check again, so the report says whether the rollback healed them.
+		names := sortedKeys(r.Secrets)
+		if err := e.services().Restart(ctx, append(e.consumedKeys(names, false), e.previousKeys(names)...)); err != nil {
+			after = "; restarting the services on the previous values failed: " + err.Error()
+		} else if e.Checks != nil {
+			if err := e.Checks.Run(ctx); err != nil {
+				after = "; checks still fail on the previous values: " + err.Error()
+			} else {
+				after = "; checks pass again on the previous values"
+			}
+		}
+		e.say("after rollback%s", strings.TrimPrefix(after, ";"))
+	}
 	hint := "the previous values are in place again; nothing was lost"
 	if h := ErrorHint(cause); h != "" {
 		hint = h + " (the previous values are in place again; nothing was lost)"
 	}
-	return &Error{Code: CodeVerifyFailed, Msg: "rotation rolled back", Err: cause, Hint: hint}
+	return &Error{Code: CodeVerifyFailed, Msg: "rotation rolled back" + after, Err: cause, Hint: hint}
 }
 
 // rollback puts the current values back on the targets and backing systems and
@@ -849,7 +931,7 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 			}
 		}
 		withAttrs(set, cv)
-		if err := e.writeValues(ctx, "restored the previous values on", names, set, nil); err != nil {
+		if err := e.writeValues(ctx, "restored the previous values on", names, set, nil, e.previousKeys(names)); err != nil {
 			return err
 		}
 		for _, name := range names {
@@ -899,12 +981,12 @@ func (e *Engine) targetNamesFor(name string) []string {
 // publishValues writes names (with override values, else current) and every
 // derived value that references one of them to their targets.
 func (e *Engine) publishValues(ctx context.Context, names []string, override map[string]Value, del []string) error {
-	return e.writeValues(ctx, "published to", names, override, del)
+	return e.writeValues(ctx, "published to", names, override, nil, del)
 }
 
 // writeValues is publishValues with the verb used in narration.
-func (e *Engine) writeValues(ctx context.Context, verb string, names []string, override map[string]Value, del []string) error {
-	writes, err := e.renderWrites(ctx, names, override)
+func (e *Engine) writeValues(ctx context.Context, verb string, names []string, override map[string]Value, extra map[string]extraKey, del []string) error {
+	writes, err := e.renderWrites(ctx, names, override, extra)
 	if err != nil {
 		return err
 	}
@@ -928,7 +1010,7 @@ func (e *Engine) writeValues(ctx context.Context, verb string, names []string, o
 // renderWrites computes, per target, the keys to set: the named secrets and the
 // derived values that use them, rendered with override values where given and
 // the store's current values otherwise.
-func (e *Engine) renderWrites(ctx context.Context, names []string, override map[string]Value) (map[string]map[string]Value, error) {
+func (e *Engine) renderWrites(ctx context.Context, names []string, override map[string]Value, extra map[string]extraKey) (map[string]map[string]Value, error) {
 	values := map[string]Value{}
 	for k, v := range override {
 		values[k] = v
@@ -993,6 +1075,9 @@ func (e *Engine) renderWrites(ctx context.Context, names []string, override map[
 		}
 		for _, tn := range e.targetNames(s) {
 			add(tn, n, values[n])
+			if x, ok := extra[n]; ok {
+				add(tn, x.Key, x.Value)
+			}
 		}
 	}
 	for _, d := range e.Derived {
@@ -1022,9 +1107,9 @@ func (e *Engine) renderWrites(ctx context.Context, names []string, override map[
 }
 
 // verifyTargets reads every target back and compares it with what was published.
-func (e *Engine) verifyTargets(ctx context.Context, r *Rotation, pending map[string]Value) error {
+func (e *Engine) verifyTargets(ctx context.Context, r *Rotation, pending map[string]Value, extra map[string]extraKey) error {
 	names := sortedKeys(r.Secrets)
-	writes, err := e.renderWrites(ctx, names, pending)
+	writes, err := e.renderWrites(ctx, names, pending, extra)
 	if err != nil {
 		return err
 	}
@@ -1062,6 +1147,16 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 			if err == nil && cur.N != n {
 				if err := tx.SetLabel(e.Env, name, cur.N, LabelPrevious); err != nil {
 					return err
+				}
+				if sp, ok := e.Spec(name); ok && sp.Grace() > 0 {
+					a := maps.Clone(cur.Attrs)
+					if a == nil {
+						a = map[string]string{}
+					}
+					a[AttrGraceUntil] = e.now().Add(sp.Grace()).UTC().Format(time.RFC3339)
+					if err := tx.SetAttrs(e.Env, name, cur.N, a); err != nil {
+						return err
+					}
 				}
 			}
 			if err := tx.SetLabel(e.Env, name, n, LabelCurrent); err != nil {

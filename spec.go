@@ -202,14 +202,96 @@ type Spec struct {
 	Name       string
 	Kind       Kind
 	Purpose    string
-	Generator  Generator     // zero for manual secrets
-	Period     time.Duration // rotation period; for manual secrets the reminder period; 0 = none
-	Storage    string        // where it lives, for the inventory table (".env")
-	Encryption string        // encryption at rest, for the inventory table
-	Access     string        // who may read it (the runbook's Access column)
-	Targets    []string      // names of the environment's targets it is published to; empty = all
-	Postgres   *PostgresSpec // for KindPostgresPassword
-	Line       int           // line in rekey.yaml, for messages
+	Generator  Generator      // zero for manual secrets
+	Period     time.Duration  // rotation period; for manual secrets the reminder period; 0 = none
+	Storage    string         // where it lives, for the inventory table (".env")
+	Encryption string         // encryption at rest, for the inventory table
+	Access     string         // who may read it (the runbook's Access column)
+	Targets    []string       // names of the environment's targets it is published to; empty = all
+	Postgres   *PostgresSpec  // for KindPostgresPassword
+	Sessions   *SessionsSpec  // for a signing secret (JWT_SECRET): what happens to sessions
+	Reencrypt  *ReencryptSpec // for KindDataKey: the columns it encrypts
+	Line       int            // line in rekey.yaml, for messages
+}
+
+// Session modes of a signing secret.
+const (
+	SessionsImmediate = "immediate" // every session signed with the old value is invalid at once
+	SessionsGraceful  = "graceful"  // the old value stays published as NAME_PREVIOUS for Grace
+)
+
+// SessionsSpec says what a rotation of a signing secret does to the sessions
+// (tokens) signed with the old value.
+type SessionsSpec struct {
+	Mode string // SessionsImmediate (default) or SessionsGraceful
+	// Grace is how long the old value stays published (graceful); no shorter
+	// than the longest token lifetime.
+	Grace time.Duration
+	// PreviousKey is the key the old value is published under (NAME_PREVIOUS).
+	PreviousKey string
+	// OnRotate hooks run after the new value is published and services restarted.
+	OnRotate []Hook
+}
+
+// Hook is an action run after a rotation: an SQL statement on a database
+// whose URL is a managed secret or derived value, or a command.
+type Hook struct {
+	SQL      string
+	Database string   // name of the secret or derived value holding the connection URL
+	Command  []string // argv; never holds a value
+	Timeout  time.Duration
+	Line     int
+}
+
+// Re-encryption modes of a data key.
+const (
+	ReencryptOnline      = "online"      // publish new + NAME_PREVIOUS, re-encrypt while the app runs
+	ReencryptMaintenance = "maintenance" // stop the consumers, re-encrypt, publish, start them
+)
+
+// ReencryptSpec says where the data encrypted under a data key lives and how.
+type ReencryptSpec struct {
+	Database      string   // name of the secret or derived value holding the connection URL
+	Codec         string   // aes-256-gcm | chacha20-poly1305 | fernet | command
+	Encoding      string   // base64 | base64url | hex | bytea
+	Columns       []string // table.column or table(pk,...).column
+	Command       []string // the command codec's program
+	KeyID         bool     // write a key-id header on new ciphertexts
+	BatchSize     int
+	RowsPerSecond int
+	Mode          string // ReencryptOnline (default) or ReencryptMaintenance
+	PreviousKey   string // online: the key the old value is published under (NAME_PREVIOUS)
+}
+
+// PreviousKey is the key under which s's superseded value is published while
+// it is still needed (graceful sessions, online re-encryption), or "".
+func (s *Spec) PreviousKey() string {
+	switch {
+	case s.Sessions != nil && s.Sessions.Mode == SessionsGraceful:
+		return orDefault(s.Sessions.PreviousKey, s.Name+"_PREVIOUS")
+	case s.Kind == KindDataKey && s.Reencrypt != nil && s.Reencrypt.Mode != ReencryptMaintenance:
+		return orDefault(s.Reencrypt.PreviousKey, s.Name+"_PREVIOUS")
+	}
+	return ""
+}
+
+// Grace is how long s's superseded value keeps working after a rotation
+// (0: not at all, or until re-encryption ends for a data key).
+func (s *Spec) Grace() time.Duration {
+	switch {
+	case s.Sessions != nil && s.Sessions.Mode == SessionsGraceful:
+		return s.Sessions.Grace
+	case s.Postgres != nil && s.Postgres.Strategy == "alternating":
+		return s.Postgres.Grace
+	}
+	return 0
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // PostgresSpec says which role a postgres-password secret belongs to and how

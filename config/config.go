@@ -64,6 +64,11 @@ type Config struct {
 	Derived      []rekey.Derived // file order, top-level
 	// TLS lists certificates whose expiry `rekey doctor` watches.
 	TLS []TLSCert
+	// Services are restarted after a rotation changes what they consume
+	// (file order; see ServicesFor). Checks verify the application (file
+	// order; see ChecksFor). See services.go.
+	Services []Service
+	Checks   []Check
 }
 
 // TLSCert is a certificate to watch: a PEM file, or what a TLS endpoint serves.

@@ -453,8 +453,9 @@ func (d *decoder) config(root *yaml.Node, abs string) *Config {
 			{"secrets", func(k, v *yaml.Node) { f.secretsOK = d.secrets(k, v, f) }},
 			{"derived", func(k, v *yaml.Node) { f.derived, f.derivedOK = d.derivedMap(v, "") }},
 			{"tls", func(k, v *yaml.Node) { c.TLS = d.tlsCerts(v) }},
+			{"services", func(k, v *yaml.Node) { c.Services = d.services(k, v, root) }},
+			{"checks", func(k, v *yaml.Node) { c.Checks = d.checks(k, v, root) }},
 		},
-		reserved: []string{"services", "checks"},
 		misplaced: map[string]string{
 			"path": "store", "master_key": "store", "keep_versions": "store",
 			"targets": "an environment (environments.NAME.targets)",

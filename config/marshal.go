@@ -116,6 +116,7 @@ func Marshal(c *Config) ([]byte, error) {
 		}
 		root.add("tls", tm)
 	}
+	m.servicesAndChecks(c, root)
 
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)

@@ -137,7 +137,7 @@ REKEY_PASSPHRASE or asks on the terminal.
 		a.initCommand(), a.statusCommand(), a.rotateCommand(), a.historyCommand(), a.getCommand(),
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
-		a.doctorCommand(), a.exampleCommand(),
+		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(),
 	)
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
 	root.PersistentPostRunE = func(*cobra.Command, []string) error { a.close(); return nil }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/verify"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) verifyCommand() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "verify [--environment E] [--json] [CHECK...]",
+		Short: "Run the checks of rekey.yaml: login works, the database accepts the password, data decrypts",
+		Long: `verify runs the checks listed under checks: in rekey.yaml (all of the
+environment's, or those named) — the runbook's "test the application" step —
+and prints one line per check as it completes:
+
+  ok    login  (2 attempts, 120ms)
+  FAIL  db     log in with DATABASE_URL: ...: password authentication failed (3 attempts, 4.1s)
+              hint: ...
+
+Check types: http (method, url, headers, body, expect, json_field), tcp
+(address), postgres (url: the secret or derived value holding the connection
+URL; logs in and runs SELECT 1), sql (url, query, expect; read-only),
+decrypt-sample (url, column: table.col, rows, key, codec, encoding) and
+command (exit 0). Each is retried (retries, backoff) within its deadline.
+URLs, headers and bodies may reference secrets as {{ NAME }}: they are filled
+with the current values in memory; no value is ever printed.
+
+It exits 0 when every check passes and 7 when one fails. --json prints an
+array of {name, type, ok, attempts, duration_ms, message, hint}.`,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runVerify(cmd.Context(), args, asJSON) },
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+const checksExample = "add checks to rekey.yaml, e.g.\n  checks:\n    health:\n      http: {url: \"http://localhost:8080/health\"}"
+
+func (a *app) runVerify(ctx context.Context, names []string, asJSON bool) error {
+	cfg, st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	env, err := a.environment(cfg)
+	if err != nil {
+		return err
+	}
+	checks, err := selectChecks(cfg, env.Name, names)
+	if err != nil {
+		return err
+	}
+	checkNames := make([]string, len(checks))
+	for i, c := range checks {
+		checkNames[i] = c.Name
+	}
+	vals, err := a.currentValues(ctx, st, cfg, env.Name, "verify", "checks: "+strings.Join(checkNames, ","))
+	if err != nil {
+		return err
+	}
+	defer vals.wipe()
+
+	opts := verify.Options{Dir: cfg.Dir, Env: a.environ(), Redact: vals.redact, Opener: a.opener()}
+	if !asJSON {
+		w := 0
+		for _, c := range checks {
+			w = max(w, len(c.Name))
+		}
+		opts.OnResult = func(r verify.Result) { printCheck(a.out(), r, w) }
+	}
+	results := verify.Run(ctx, checks, vals.resolve, opts)
+	if asJSON {
+		enc := json.NewEncoder(a.out())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	}
+	verr := verify.Error(results)
+	outcome, detail := "ok", fmt.Sprintf("%d checks passed", len(results))
+	if verr != nil {
+		outcome, detail = "failed", verr.Error()
+	}
+	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "verify", Env: env.Name, Outcome: outcome, Detail: detail}); err != nil {
+		return err
+	}
+	return verr
+}
+
+// selectChecks returns the environment's checks, or those named.
+func selectChecks(cfg *config.Config, env string, names []string) ([]config.Check, error) {
+	all := cfg.ChecksFor(env)
+	if len(all) == 0 {
+		if len(cfg.Checks) > 0 {
+			return nil, rekey.Errorf(rekey.CodeNotFound, "no check of %s applies to environment %s", config.FileName, env).
+				WithHint("remove environments from a check, or add %s to its environments", env)
+		}
+		return nil, rekey.Errorf(rekey.CodeNotFound, "%s has no checks", config.FileName).WithHint("%s", checksExample)
+	}
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []config.Check
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(c config.Check) bool { return c.Name == n })
+		if i < 0 {
+			var have []string
+			for _, c := range all {
+				have = append(have, c.Name)
+			}
+			return nil, rekey.Errorf(rekey.CodeNotFound, "no check %q for environment %s", n, env).WithHint("checks: %s", strings.Join(have, ", "))
+		}
+		if !slices.ContainsFunc(out, func(c config.Check) bool { return c.Name == n }) {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
+}
+
+// printCheck prints one result line: status, name, message and counts, then
+// the hint of a failure on a line of its own.
+func printCheck(w io.Writer, r verify.Result, width int) {
+	attempts := fmt.Sprintf("%d attempts", r.Attempts)
+	if r.Attempts == 1 {
+		attempts = "1 attempt"
+	}
+	counts := "(" + attempts + ", " + shortDuration(r.Duration) + ")"
+	if r.OK {
+		fmt.Fprintf(w, "ok    %-*s  %s\n", width, r.Name, counts)
+		return
+	}
+	fmt.Fprintf(w, "FAIL  %-*s  %s %s\n", width, r.Name, r.Message, counts)
+	if r.Hint != "" {
+		fmt.Fprintf(w, "      %-*s  hint: %s\n", width, "", r.Hint)
+	}
+}
+
+// shortDuration is 120ms under a second, 4.1s above.
+func shortDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// environ is the environment of commands rekey runs (services, checks):
+// rekey's own, with Main.Env applied. It never holds a managed value.
+func (a *app) environ() []string {
+	env := os.Environ()
+	for k, v := range a.m.Env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// opener is how decrypt-sample checks open values. It is nil until the
+// codecs are wired in: those checks then fail with "no codec".
+func (a *app) opener() verify.Opener { return nil }
+
+// envValues are the current values of an environment's secrets and derived
+// values, read (and audited) for checks to use and for output to be
+// redacted with. They are never printed.
+type envValues struct {
+	m      map[string]rekey.Value
+	redact func(string) string
+}
+
+func (v *envValues) resolve(name string) (rekey.Value, error) {
+	val, ok := v.m[name]
+	if !ok {
+		return rekey.Value{}, rekey.Errorf(rekey.CodeNotFound, "%s has no current value", name).
+			WithHint("run `rekey status`; a derived value needs a value for every secret it references")
+	}
+	return val, nil
+}
+
+func (v *envValues) wipe() {
+	for _, val := range v.m {
+		val.Wipe()
+	}
+}
+
+// currentValues reads the current value of every secret of env and renders
+// the derived values, recording the read in the audit log first (action
+// with outcome "started"; fail closed).
+func (a *app) currentValues(ctx context.Context, st rekey.Store, cfg *config.Config, env, action, detail string) (*envValues, error) {
+	vals := map[string]rekey.Value{}
+	err := st.Update(ctx, func(tx rekey.Tx) error {
+		cur, err := tx.AllLabeled(env, rekey.LabelCurrent)
+		if err != nil {
+			return err
+		}
+		for _, s := range cfg.Secrets {
+			v, ok := cur[s.Name]
+			if !ok {
+				continue
+			}
+			val, err := tx.Value(env, s.Name, v.N)
+			if err != nil {
+				return err
+			}
+			vals[s.Name] = val
+		}
+		_, err = tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: action, Env: env, Outcome: "started", Detail: detail})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range cfg.DerivedFor(env) {
+		if v, err := d.Template.Render(vals); err == nil {
+			vals[d.Name] = v
+		}
+	}
+	all := make([]rekey.Value, 0, len(vals))
+	for _, v := range vals {
+		all = append(all, v)
+	}
+	return &envValues{m: vals, redact: verify.NewRedactor(all...)}, nil
+}
