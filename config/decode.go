@@ -108,6 +108,7 @@ type decoder struct {
 	file  string // the name shown in errors
 	dir   string // the folder relative paths are resolved against
 	first *Error
+	known known // names that sections may reference, read before decoding
 }
 
 // fail records an error at node n (the top of the file when n is nil).
@@ -440,6 +441,7 @@ type derivedDecl struct {
 // config decodes the whole file.
 func (d *decoder) config(root *yaml.Node, abs string) *Config {
 	c := &Config{Path: abs, Dir: filepath.Dir(abs)}
+	d.known = knownNames(root)
 	c.Store = Store{Path: filepath.Join(c.Dir, filepath.FromSlash(DefaultStorePath)), MasterKey: MasterKeyEnv}
 	f := &fileDecl{derivedOK: true}
 	var versionVal *yaml.Node
@@ -640,7 +642,7 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 		d.fail(k, varNameHint, "invalid secret name %s", quote(name))
 	}
 	what := label("secret", name)
-	var kindVal, genKey, rotKey, remKey, pgKey *yaml.Node
+	var kindVal, genKey, rotKey, remKey, pgKey, sessKey, reKey *yaml.Node
 	var rot, rem time.Duration
 	var pg *rekey.PostgresSpec
 	misplaced := map[string]string{}
@@ -663,8 +665,9 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 				s.spec.Targets, s.targets, _ = d.names(v, "targets of "+what, "[app]", "remove targets to publish the secret to every target")
 			}},
 			{"postgres", func(k, v *yaml.Node) { pgKey = k; pg = d.postgres(v, what, s) }},
+			{"sessions", func(k, v *yaml.Node) { sessKey = k; s.spec.Sessions = d.sessions(v, what) }},
+			{"reencrypt", func(k, v *yaml.Node) { reKey = k; s.spec.Reencrypt = d.reencrypt(v, what) }},
 		},
-		reserved:  []string{"reencrypt"},
 		misplaced: misplaced,
 	})
 	if !ok {
@@ -709,6 +712,12 @@ func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
 		s.spec.Postgres = pg
 	} else if pgKey != nil {
 		d.fail(pgKey, "postgres settings are for kind postgres-password", "%s is kind %s: postgres is not used", what, kind)
+	}
+	if reKey != nil && kind != rekey.KindDataKey {
+		d.fail(reKey, "reencrypt is for kind data-key (the key that encrypts columns)", "%s is kind %s: reencrypt is not used", what, kind)
+	}
+	if sessKey != nil && kind != rekey.KindGenerated {
+		d.fail(sessKey, "sessions is for a generated signing secret such as JWT_SECRET", "%s is kind %s: sessions is not used", what, kind)
 	}
 	return s
 }

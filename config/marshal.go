@@ -243,6 +243,60 @@ func (m *marshaler) secret(s rekey.Spec) *mapNode {
 			n.add("postgres", pm)
 		}
 	}
+	if ss := s.Sessions; ss != nil && s.Kind == rekey.KindGenerated {
+		sm := newMap()
+		sm.add("mode", strNode(ss.Mode))
+		if ss.Grace != 0 {
+			sm.add("grace", strNode(FormatDuration(ss.Grace)))
+		}
+		if ss.PreviousKey != "" {
+			sm.add("previous_key", strNode(ss.PreviousKey))
+		}
+		if len(ss.OnRotate) > 0 {
+			seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+			for _, h := range ss.OnRotate {
+				hm := newMap()
+				if h.SQL != "" {
+					hm.add("sql", strNode(h.SQL))
+					hm.add("database", strNode(h.Database))
+				} else {
+					hm.add("command", flowList(h.Command))
+				}
+				if h.Timeout != 0 && h.Timeout != DefaultHookTimeout {
+					hm.add("timeout", strNode(FormatDuration(h.Timeout)))
+				}
+				seq.Content = append(seq.Content, hm.Node)
+			}
+			sm.add("on_rotate", seq)
+		}
+		n.add("sessions", sm)
+	}
+	if r := s.Reencrypt; r != nil && s.Kind == rekey.KindDataKey {
+		rm := newMap()
+		rm.add("database", strNode(r.Database))
+		rm.add("codec", strNode(r.Codec))
+		rm.add("encoding", strNode(r.Encoding))
+		rm.add("columns", flowList(r.Columns))
+		if len(r.Command) > 0 {
+			rm.add("command", flowList(r.Command))
+		}
+		if r.KeyID {
+			rm.add("key_id", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+		}
+		if r.BatchSize != 0 {
+			rm.add("batch_size", intNode(r.BatchSize))
+		}
+		if r.RowsPerSecond != 0 {
+			rm.add("rows_per_second", intNode(r.RowsPerSecond))
+		}
+		if r.Mode != "" && r.Mode != rekey.ReencryptOnline {
+			rm.add("mode", strNode(r.Mode))
+		}
+		if r.PreviousKey != "" {
+			rm.add("previous_key", strNode(r.PreviousKey))
+		}
+		n.add("reencrypt", rm)
+	}
 	return n
 }
 

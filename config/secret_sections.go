@@ -1,0 +1,245 @@
+package config
+
+import (
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rekeyhq/rekey"
+)
+
+// The sessions and reencrypt sections of a secret.
+//
+//	JWT_SECRET:
+//	  sessions:
+//	    mode: graceful          # immediate (default) | graceful
+//	    grace: 24h              # graceful: no shorter than the longest token lifetime
+//	    previous_key: JWT_SECRET_PREVIOUS
+//	    on_rotate:
+//	      - sql: DELETE FROM sessions
+//	        database: DATABASE_URL
+//	      - command: [./scripts/flush-sessions]
+//	ENCRYPTION_KEY:
+//	  kind: data-key
+//	  reencrypt:
+//	    database: DATABASE_URL
+//	    codec: aes-256-gcm
+//	    encoding: base64
+//	    columns: [patients.email, patients.ssn]
+//	    mode: online            # online (default) | maintenance
+
+// The session modes, re-encryption modes, codecs and encodings.
+var (
+	SessionModes    = []string{rekey.SessionsImmediate, rekey.SessionsGraceful}
+	ReencryptModes  = []string{rekey.ReencryptOnline, rekey.ReencryptMaintenance}
+	Codecs          = []string{"aes-256-gcm", "chacha20-poly1305", "fernet", "command"}
+	CipherEncodings = []string{"base64", "base64url", "hex", "bytea", "text"}
+)
+
+// DefaultHookTimeout bounds an on_rotate hook.
+const DefaultHookTimeout = 60 * time.Second
+
+func (d *decoder) sessions(v *yaml.Node, secret string) *rekey.SessionsSpec {
+	what := "sessions of " + secret
+	s := &rekey.SessionsSpec{Mode: rekey.SessionsImmediate}
+	var graceKey, modeVal *yaml.Node
+	_, ok := d.decode(v, section{
+		what: what,
+		fields: []field{
+			{"mode", func(k, v *yaml.Node) {
+				if m, ok := d.enum(v, "mode of "+what, SessionModes); ok && m != "" {
+					s.Mode, modeVal = m, v
+				}
+			}},
+			{"grace", func(k, v *yaml.Node) { graceKey = k; s.Grace, _ = d.duration(v, "grace of "+what) }},
+			{"previous_key", func(k, v *yaml.Node) {
+				if t, ok := d.text(v, "previous_key of "+what); ok {
+					if !varName.MatchString(t) {
+						d.fail(v, varNameHint, "invalid previous_key %s", quote(t))
+					}
+					s.PreviousKey = t
+				}
+			}},
+			{"on_rotate", func(k, v *yaml.Node) { s.OnRotate = d.hooks(v, "on_rotate of "+secret) }},
+		},
+	})
+	if !ok {
+		return s
+	}
+	if s.Mode == rekey.SessionsGraceful && s.Grace <= 0 {
+		at := modeVal
+		if graceKey != nil {
+			at = graceKey
+		}
+		d.fail(at, "give the longest token lifetime, e.g. grace: 24h", "mode: graceful needs a grace period (%s)", what)
+	}
+	if s.Mode != rekey.SessionsGraceful && graceKey != nil {
+		d.fail(graceKey, "grace is used only with mode: graceful", "%s: grace without mode: graceful", what)
+	}
+	return s
+}
+
+func (d *decoder) hooks(v *yaml.Node, what string) []rekey.Hook {
+	v = resolve(v)
+	if isNull(v) {
+		return nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		d.fail(v, "write a list, e.g. on_rotate: [{sql: DELETE FROM sessions, database: DATABASE_URL}]", "%s must be a list, not %s", what, kindOf(v))
+		return nil
+	}
+	var out []rekey.Hook
+	for i, item := range v.Content {
+		h := rekey.Hook{Line: item.Line, Timeout: DefaultHookTimeout}
+		hw := what + " #" + itoa(i+1)
+		var sqlKey, dbKey, cmdKey *yaml.Node
+		_, ok := d.decode(item, section{
+			what: hw,
+			fields: []field{
+				{"sql", func(k, v *yaml.Node) { sqlKey = k; h.SQL, _ = d.text(v, "sql of "+hw) }},
+				{"database", func(k, v *yaml.Node) {
+					dbKey = k
+					if t, ok := d.text(v, "database of "+hw); ok {
+						h.Database = t
+						d.ref(v, t, hw, d.known)
+					}
+				}},
+				{"command", func(k, v *yaml.Node) {
+					cmdKey = k
+					if c, ok := d.command(v, "command of "+hw, false); ok {
+						h.Command = c.Args()
+					}
+				}},
+				{"timeout", func(k, v *yaml.Node) { h.Timeout, _ = d.duration(v, "timeout of "+hw) }},
+			},
+		})
+		if !ok {
+			continue
+		}
+		switch {
+		case sqlKey != nil && cmdKey != nil:
+			d.fail(cmdKey, "give either sql (with database) or command in one hook", "%s has both sql and command", hw)
+		case sqlKey == nil && cmdKey == nil:
+			d.missing(item, item, "add sql: DELETE FROM sessions with database: DATABASE_URL, or command: [./flush-sessions]", "%s has neither sql nor command", hw)
+		case sqlKey != nil && dbKey == nil:
+			d.fail(sqlKey, "add database: DATABASE_URL (a secret or derived value holding the connection URL)", "%s: sql needs database", hw)
+		case cmdKey != nil && dbKey != nil:
+			d.fail(dbKey, "database is for sql hooks", "%s: database without sql", hw)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
+	what := "reencrypt of " + secret
+	r := &rekey.ReencryptSpec{Codec: "aes-256-gcm", Encoding: "base64", Mode: rekey.ReencryptOnline}
+	var dbKey, colsKey, cmdKey, codecVal, encKey *yaml.Node
+	_, ok := d.decode(v, section{
+		what: what,
+		fields: []field{
+			{"database", func(k, v *yaml.Node) {
+				dbKey = k
+				if t, ok := d.text(v, "database of "+what); ok {
+					r.Database = t
+					d.ref(v, t, what, d.known)
+				}
+			}},
+			{"codec", func(k, v *yaml.Node) {
+				if c, ok := d.enum(v, "codec of "+what, Codecs); ok && c != "" {
+					r.Codec, codecVal = c, v
+				}
+			}},
+			{"encoding", func(k, v *yaml.Node) {
+				encKey = k
+				if e, ok := d.enum(v, "encoding of "+what, CipherEncodings); ok && e != "" {
+					r.Encoding = e
+				}
+			}},
+			{"columns", func(k, v *yaml.Node) {
+				colsKey = k
+				r.Columns = d.columns(v, "columns of "+what)
+			}},
+			{"command", func(k, v *yaml.Node) {
+				cmdKey = k
+				if c, ok := d.command(v, "command of "+what, false); ok {
+					r.Command = c.Args()
+				}
+			}},
+			{"key_id", func(k, v *yaml.Node) {
+				if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+					d.fail(v, "write key_id: true or key_id: false", "key_id of %s must be true or false", what)
+					return
+				}
+				r.KeyID = v.Value == "true"
+			}},
+			{"batch_size", func(k, v *yaml.Node) { r.BatchSize, _ = d.integer(v, "batch_size of "+what, "2000") }},
+			{"rows_per_second", func(k, v *yaml.Node) { r.RowsPerSecond, _ = d.integer(v, "rows_per_second of "+what, "5000") }},
+			{"mode", func(k, v *yaml.Node) {
+				if m, ok := d.enum(v, "mode of "+what, ReencryptModes); ok && m != "" {
+					r.Mode = m
+				}
+			}},
+			{"previous_key", func(k, v *yaml.Node) {
+				if t, ok := d.text(v, "previous_key of "+what); ok {
+					if !varName.MatchString(t) {
+						d.fail(v, varNameHint, "invalid previous_key %s", quote(t))
+					}
+					r.PreviousKey = t
+				}
+			}},
+		},
+	})
+	if !ok {
+		return r
+	}
+	if dbKey == nil {
+		d.missing(v, v, "add database: DATABASE_URL (the secret or derived value holding the connection URL)", "%s has no database", what)
+	}
+	if colsKey == nil {
+		d.missing(v, v, "add columns: [table.column, ...]", "%s has no columns", what)
+	}
+	if r.Codec == "command" && cmdKey == nil {
+		d.fail(codecVal, "add command: [./bin/codec] (see `rekey help reencrypt` for the line protocol)", "codec: command needs command (%s)", what)
+	}
+	if r.Codec != "command" && cmdKey != nil {
+		d.fail(cmdKey, "command is used only with codec: command", "%s: command without codec: command", what)
+	}
+	if r.Codec == "fernet" && encKey == nil {
+		r.Encoding = "text"
+	}
+	if r.BatchSize < 0 || r.RowsPerSecond < 0 {
+		d.fail(v, "use a positive number, or leave it out", "%s: batch_size and rows_per_second cannot be negative", what)
+	}
+	return r
+}
+
+func (d *decoder) columns(v *yaml.Node, what string) []string {
+	v = resolve(v)
+	if v == nil || v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+		d.fail(v, "list them, e.g. columns: [patients.email, patients.ssn]", "%s must be a non-empty list", what)
+		return nil
+	}
+	var out []string
+	for _, item := range v.Content {
+		t, ok := d.text(item, what)
+		if !ok {
+			continue
+		}
+		if !strings.Contains(t, ".") {
+			d.fail(item, "write table.column (or schema.table.column, or table(pk).column)", "%s: %s has no table", what, quote(t))
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}

@@ -1,0 +1,475 @@
+package rekey_test
+
+// Tests of the steps around a rotation: restarting the consumers, checks
+// (and the rollback they trigger), graceful previous values and the end of
+// their grace, on_rotate hooks, and the migration (re-encryption) of a data
+// key in online and maintenance mode, including crashes at its boundaries.
+// The store is the real sqlite one; the services, checks and the rows of the
+// data key are small in-memory systems that record what was done to them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/seal"
+	"github.com/rekeyhq/rekey/sqlite"
+)
+
+// fwServices records restarts, stops and starts with what the target held.
+type fwServices struct {
+	mu     sync.Mutex
+	target *ecTarget
+	log    []string
+	// sees is what the running app was last (re)started with.
+	sees map[string]string
+}
+
+func (s *fwServices) record(what string, keys []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := slices.Clone(keys)
+	slices.Sort(k)
+	s.log = append(s.log, what+" "+strings.Join(k, ","))
+	if what != "stop" {
+		s.sees = s.target.snapshot()
+	}
+}
+func (s *fwServices) Restart(_ context.Context, keys []string) error {
+	s.record("restart", keys)
+	return nil
+}
+func (s *fwServices) Stop(_ context.Context, keys []string) error { s.record("stop", keys); return nil }
+func (s *fwServices) Start(_ context.Context, keys []string) error {
+	s.record("start", keys)
+	return nil
+}
+func (s *fwServices) entries() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+// fwChecks passes while ok says so about what the app was started with.
+type fwChecks struct {
+	svc  *fwServices
+	ok   func(sees map[string]string) bool
+	runs int
+}
+
+func (c *fwChecks) Run(context.Context) error {
+	c.runs++
+	c.svc.mu.Lock()
+	sees := c.svc.sees
+	c.svc.mu.Unlock()
+	if c.ok(sees) {
+		return nil
+	}
+	return rekey.Errorf(rekey.CodeVerifyFailed, "check login failed")
+}
+
+// fwRows is a table whose rows are "encrypted" under a key: each row holds
+// the key value it was written with. Migrate moves rows from old to new.
+type fwRows struct {
+	mu      sync.Mutex
+	rows    []string
+	corrupt map[int]bool
+	// during is called inside Migrate, to look at the world meanwhile.
+	during func()
+	fault  func(done int) // called after each row (crash injection)
+}
+
+func (d *fwRows) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
+	return nil
+}
+func (d *fwRows) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
+	return nil
+}
+func (d *fwRows) Migrate(_ context.Context, _ string, _ *rekey.Spec, pending, current rekey.VersionValue, _ string) error {
+	if d.during != nil {
+		d.during()
+	}
+	failed := 0
+	for i := range d.rows {
+		d.mu.Lock()
+		switch {
+		case d.corrupt[i]:
+			failed++
+		case d.rows[i] == current.Value.RevealString():
+			d.rows[i] = pending.Value.RevealString()
+		}
+		d.mu.Unlock()
+		if d.fault != nil {
+			d.fault(i)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d rows open with neither key: %w", failed, rekey.ErrIncomplete)
+	}
+	return nil
+}
+
+type fwWorld struct {
+	t      *testing.T
+	path   string
+	key    seal.Key
+	st     *sqlite.DB
+	target *ecTarget
+	svc    *fwServices
+	rows   *fwRows
+	specs  []rekey.Spec
+	now    time.Time
+}
+
+func fwNewWorld(t *testing.T, specs ...rekey.Spec) *fwWorld {
+	t.Helper()
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &fwWorld{t: t, path: filepath.Join(t.TempDir(), "rekey.db"), key: key, specs: specs,
+		target: &ecTarget{vals: map[string]string{"PORT": "8080"}}, now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	w.svc = &fwServices{target: w.target}
+	w.rows = &fwRows{corrupt: map[int]bool{}}
+	if w.st, err = sqlite.Create(t.Context(), w.path, key, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.st.Close() })
+	err = w.st.Update(t.Context(), func(tx rekey.Tx) error {
+		for _, s := range specs {
+			v, err := s.Generator.Generate(nil)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AddVersion(ecEnv, s.Name, rekey.NewVersion{Value: v, Label: rekey.LabelCurrent, Source: rekey.SourceImported}); err != nil {
+				return err
+			}
+			w.target.vals[s.Name] = v.RevealString()
+			if s.Kind == rekey.KindDataKey {
+				for i := 0; i < 20; i++ {
+					w.rows.rows = append(w.rows.rows, v.RevealString())
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc.sees = w.target.snapshot()
+	return w
+}
+
+func (w *fwWorld) engine(checks rekey.Checks, fault func(string)) *rekey.Engine {
+	e := &rekey.Engine{
+		Store: w.st, Env: ecEnv, Specs: w.specs,
+		Targets:  map[string]rekey.Target{"app": w.target},
+		Appliers: map[rekey.Kind]rekey.Applier{rekey.KindDataKey: w.rows},
+		Actor:    "flow-test", Services: w.svc, Checks: checks, Fault: fault,
+		Now: func() time.Time { return w.now },
+	}
+	return e
+}
+
+func (w *fwWorld) current(name string) (rekey.Version, string) {
+	w.t.Helper()
+	var v rekey.Version
+	var val rekey.Value
+	err := w.st.View(w.t.Context(), func(tx rekey.Tx) error {
+		var err error
+		if v, err = tx.Labeled(ecEnv, name, rekey.LabelCurrent); err != nil {
+			return err
+		}
+		val, err = tx.Value(ecEnv, name, v.N)
+		return err
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return v, val.RevealString()
+}
+
+func (w *fwWorld) labeled(name string, l rekey.Label) rekey.Version {
+	w.t.Helper()
+	var v rekey.Version
+	if err := w.st.View(w.t.Context(), func(tx rekey.Tx) error {
+		var err error
+		v, err = tx.Labeled(ecEnv, name, l)
+		return err
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	return v
+}
+
+var (
+	fwJWT = rekey.Spec{Name: "JWT_SECRET", Kind: rekey.KindGenerated, Generator: rekey.Generator{Bytes: 64, Encoding: rekey.EncBase64}}
+	fwKey = rekey.Spec{Name: "ENCRYPTION_KEY", Kind: rekey.KindDataKey, Generator: rekey.Generator{Bytes: 32, Encoding: rekey.EncBase64},
+		Reencrypt: &rekey.ReencryptSpec{Database: "DATABASE_URL", Codec: "aes-256-gcm", Columns: []string{"patients.email"}}}
+)
+
+func TestFlowRestartThenChecks(t *testing.T) {
+	w := fwNewWorld(t, fwJWT)
+	checks := &fwChecks{svc: w.svc, ok: func(sees map[string]string) bool { return sees["JWT_SECRET"] == w.target.get("JWT_SECRET") }}
+	if _, err := w.engine(checks, nil).Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeManual, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.svc.entries(); !slices.Equal(got, []string{"restart JWT_SECRET"}) {
+		t.Errorf("services: %q, want one restart of the consumers of JWT_SECRET", got)
+	}
+	if checks.runs != 1 {
+		t.Errorf("checks ran %d times, want 1", checks.runs)
+	}
+	if _, val := w.current("JWT_SECRET"); w.svc.sees["JWT_SECRET"] != val {
+		t.Error("the app was not restarted on the new value")
+	}
+}
+
+// A check that fails on the new values rolls a manual rotation back,
+// restarts the app on the old values and checks again.
+func TestFlowChecksFailRollBack(t *testing.T) {
+	w := fwNewWorld(t, fwJWT)
+	_, old := w.current("JWT_SECRET")
+	checks := &fwChecks{svc: w.svc, ok: func(sees map[string]string) bool { return sees["JWT_SECRET"] == old }}
+	_, err := w.engine(checks, nil).Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeManual, nil)
+	if rekey.ErrorCode(err) != rekey.CodeVerifyFailed || !strings.Contains(err.Error(), "rolled back; checks pass again on the previous values") {
+		t.Fatalf("Rotate = %v, want a rollback that reports the checks pass again", err)
+	}
+	if v, val := w.current("JWT_SECRET"); v.N != 1 || val != old || w.target.get("JWT_SECRET") != old {
+		t.Errorf("after rollback current is v%d and the target holds the old value: %v", v.N, w.target.get("JWT_SECRET") == old)
+	}
+	if got := w.svc.entries(); !slices.Equal(got, []string{"restart JWT_SECRET", "restart JWT_SECRET"}) {
+		t.Errorf("services: %q, want a restart on the new values and one on the old", got)
+	}
+	if checks.runs != 2 || w.svc.sees["JWT_SECRET"] != old {
+		t.Errorf("checks ran %d times (want 2); app on the old value: %v", checks.runs, w.svc.sees["JWT_SECRET"] == old)
+	}
+	// The same failure with checks that keep failing says so.
+	w2 := fwNewWorld(t, fwJWT)
+	never := &fwChecks{svc: w2.svc, ok: func(map[string]string) bool { return false }}
+	_, err = w2.engine(never, nil).Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeScheduled, nil)
+	if err == nil || !strings.Contains(err.Error(), "checks still fail on the previous values") {
+		t.Fatalf("Rotate = %v, want the second check result reported", err)
+	}
+}
+
+// After an emergency rotation the new values stay whatever the checks say.
+func TestFlowEmergencyKeepsNewValues(t *testing.T) {
+	w := fwNewWorld(t, fwJWT)
+	_, old := w.current("JWT_SECRET")
+	never := &fwChecks{svc: w.svc, ok: func(map[string]string) bool { return false }}
+	_, err := w.engine(never, nil).Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeEmergency, nil)
+	if rekey.ErrorCode(err) != rekey.CodeVerifyFailed || !strings.Contains(err.Error(), "emergency") {
+		t.Fatalf("Rotate = %v, want exit 7 naming the emergency", err)
+	}
+	if v, val := w.current("JWT_SECRET"); v.N != 2 || val == old || w.target.get("JWT_SECRET") != val {
+		t.Errorf("emergency: current v%d, target holds it: %v; want the new value kept", v.N, w.target.get("JWT_SECRET") == val)
+	}
+	if len(w.svc.entries()) != 1 {
+		t.Errorf("services after an emergency failure: %q, want only the restart on the new values", w.svc.entries())
+	}
+}
+
+// Graceful sessions: the old value is published as JWT_SECRET_PREVIOUS until
+// the grace ends; then any later run removes it and restarts its consumers.
+func TestFlowGracefulPreviousAndExpiry(t *testing.T) {
+	jwt := fwJWT
+	jwt.Sessions = &rekey.SessionsSpec{Mode: rekey.SessionsGraceful, Grace: 24 * time.Hour}
+	w := fwNewWorld(t, jwt)
+	_, old := w.current("JWT_SECRET")
+	e := w.engine(nil, nil)
+	if _, err := e.Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeManual, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, cur := w.current("JWT_SECRET")
+	if w.target.get("JWT_SECRET") != cur || w.target.get("JWT_SECRET_PREVIOUS") != old {
+		t.Fatal("graceful rotation did not publish the new value with the old one as JWT_SECRET_PREVIOUS")
+	}
+	if got := w.svc.entries(); !slices.Equal(got, []string{"restart JWT_SECRET,JWT_SECRET_PREVIOUS"}) {
+		t.Errorf("services: %q", got)
+	}
+	prev := w.labeled("JWT_SECRET", rekey.LabelPrevious)
+	if prev.Attrs[rekey.AttrGraceUntil] != "2026-11-27T12:00:00Z" {
+		t.Errorf("previous version's grace: %v", prev.Attrs)
+	}
+	w.now = w.now.Add(23 * time.Hour)
+	if ends, err := w.engine(nil, nil).ExpireGrace(t.Context()); err != nil || len(ends) != 0 {
+		t.Fatalf("ExpireGrace within the grace = %v, %v", ends, err)
+	}
+	if w.target.get("JWT_SECRET_PREVIOUS") != old {
+		t.Fatal("JWT_SECRET_PREVIOUS removed before the grace ended")
+	}
+	w.now = w.now.Add(2 * time.Hour)
+	ends, err := w.engine(nil, nil).ExpireGrace(t.Context())
+	if err != nil || len(ends) != 1 || ends[0].Name != "JWT_SECRET" || ends[0].Version != 1 {
+		t.Fatalf("ExpireGrace after the grace = %v, %v", ends, err)
+	}
+	if _, ok := w.target.snapshot()["JWT_SECRET_PREVIOUS"]; ok {
+		t.Error("JWT_SECRET_PREVIOUS still published after the grace")
+	}
+	if w.target.get("JWT_SECRET") != cur || w.target.get("PORT") != "8080" {
+		t.Error("ending the grace changed other keys")
+	}
+	if got := w.svc.entries(); got[len(got)-1] != "restart JWT_SECRET_PREVIOUS" {
+		t.Errorf("services after the grace: %q", got)
+	}
+	if a := w.labeled("JWT_SECRET", rekey.LabelPrevious).Attrs; a[rekey.AttrExpired] == "" {
+		t.Errorf("previous version not marked expired: %v", a)
+	}
+	// Idempotent: a second run finds nothing to do.
+	if ends, err := w.engine(nil, nil).ExpireGrace(t.Context()); err != nil || len(ends) != 0 {
+		t.Fatalf("second ExpireGrace = %v, %v", ends, err)
+	}
+	var audited bool
+	w.st.View(t.Context(), func(tx rekey.Tx) error {
+		log, err := tx.AuditLog(rekey.AuditFilter{Secret: "JWT_SECRET"})
+		for _, e := range log {
+			audited = audited || e.Action == "grace.expire"
+		}
+		return err
+	})
+	if !audited {
+		t.Error("the end of the grace is not in the audit log")
+	}
+}
+
+// Online re-encryption: while rows move, the app runs with both keys; then
+// the old key leaves the .env and the app restarts on the new one alone.
+func TestFlowDataKeyOnline(t *testing.T) {
+	w := fwNewWorld(t, fwKey)
+	_, old := w.current("ENCRYPTION_KEY")
+	var sawBoth bool
+	w.rows.during = func() {
+		sawBoth = w.svc.sees["ENCRYPTION_KEY_PREVIOUS"] == old && w.svc.sees["ENCRYPTION_KEY"] != old && w.svc.sees["ENCRYPTION_KEY"] != ""
+	}
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !sawBoth {
+		t.Error("the app was not running with the new key and ENCRYPTION_KEY_PREVIOUS while rows moved")
+	}
+	_, cur := w.current("ENCRYPTION_KEY")
+	for i, r := range w.rows.rows {
+		if r != cur {
+			t.Fatalf("row %d is not on the new key", i)
+		}
+	}
+	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok || w.target.get("ENCRYPTION_KEY") != cur {
+		t.Error("after re-encryption the .env should hold the new key alone")
+	}
+	if got := w.svc.entries(); !slices.Equal(got, []string{"restart ENCRYPTION_KEY,ENCRYPTION_KEY_PREVIOUS", "restart ENCRYPTION_KEY_PREVIOUS"}) {
+		t.Errorf("services: %q", got)
+	}
+}
+
+// Maintenance mode: the consumers stop, rows move, the new key is published,
+// the consumers start; the app never sees two keys.
+func TestFlowDataKeyMaintenance(t *testing.T) {
+	key := fwKey
+	key.Reencrypt = &rekey.ReencryptSpec{Database: "DATABASE_URL", Mode: rekey.ReencryptMaintenance, Columns: []string{"t.c"}}
+	w := fwNewWorld(t, key)
+	_, old := w.current("ENCRYPTION_KEY")
+	var targetDuring string
+	w.rows.during = func() { targetDuring = w.target.get("ENCRYPTION_KEY") }
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); err != nil {
+		t.Fatal(err)
+	}
+	if targetDuring != old {
+		t.Error("the new key was published before the rows moved")
+	}
+	got := w.svc.entries()
+	if len(got) < 2 || got[0] != "stop ENCRYPTION_KEY" || got[1] != "start ENCRYPTION_KEY" {
+		t.Errorf("services: %q, want stop, then start after publish", got)
+	}
+	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok {
+		t.Error("maintenance mode published ENCRYPTION_KEY_PREVIOUS")
+	}
+}
+
+// Rows that open with neither key: the rotation ends non-zero, the new key is
+// current, the old one stays published and sealed, and another rotation of
+// the key is refused until the re-encryption is finished.
+func TestFlowDataKeyIncomplete(t *testing.T) {
+	w := fwNewWorld(t, fwKey)
+	_, old := w.current("ENCRYPTION_KEY")
+	w.rows.corrupt[3] = true
+	_, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil)
+	if rekey.ErrorCode(err) != rekey.CodeVerifyFailed || !errors.Is(err, rekey.ErrIncomplete) {
+		t.Fatalf("Rotate = %v, want exit 7 wrapping ErrIncomplete", err)
+	}
+	v, cur := w.current("ENCRYPTION_KEY")
+	if v.N != 2 || v.Attrs[rekey.AttrReencrypt] != "incomplete" {
+		t.Errorf("current v%d attrs %v, want v2 marked incomplete", v.N, v.Attrs)
+	}
+	if p := w.labeled("ENCRYPTION_KEY", rekey.LabelPrevious); p.N != 1 {
+		t.Errorf("previous is v%d, want the old key v1 kept", p.N)
+	}
+	if w.target.get("ENCRYPTION_KEY") != cur || w.target.get("ENCRYPTION_KEY_PREVIOUS") != old {
+		t.Error("the .env should hold the new key and the old one as ENCRYPTION_KEY_PREVIOUS")
+	}
+	_, err = w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil)
+	if rekey.ErrorCode(err) != rekey.CodeConflict || !strings.Contains(err.Error(), "rows are still encrypted") {
+		t.Fatalf("second Rotate = %v, want a refusal while rows are on the old key", err)
+	}
+}
+
+// A crash at every boundary of the steps around the rotation (restart,
+// migrate) and in the middle of the re-encryption: recovery completes the
+// rotation, every row ends on the new key and the .env holds it alone.
+func TestFlowDataKeyCrashes(t *testing.T) {
+	for _, point := range []string{"publish:after", "restart:before", "restart:after", "migrate:before", "row:7", "migrate:after", "verify:before", "finish:before"} {
+		t.Run(point, func(t *testing.T) {
+			w := fwNewWorld(t, fwKey)
+			crash := func(p string) {
+				if p == point {
+					panic(ecCrash{p})
+				}
+			}
+			w.rows.fault = func(i int) { crash(fmt.Sprintf("row:%d", i)) }
+			crashed := func() (c bool) {
+				defer func() {
+					if r := recover(); r != nil {
+						if _, ok := r.(ecCrash); !ok {
+							panic(r)
+						}
+						c = true
+					}
+				}()
+				w.engine(nil, crash).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil)
+				return false
+			}()
+			if !crashed {
+				t.Fatalf("no crash at %s", point)
+			}
+			w.rows.fault = nil
+			w.st.Close()
+			var err error
+			if w.st, err = sqlite.Open(t.Context(), w.path, w.key); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := w.engine(nil, nil).Recover(t.Context())
+			if err != nil || len(rep.RolledForward) != 1 {
+				t.Fatalf("Recover = %+v, %v; want the rotation completed", rep, err)
+			}
+			v, cur := w.current("ENCRYPTION_KEY")
+			if v.N != 2 {
+				t.Fatalf("current is v%d after recovery", v.N)
+			}
+			for i, r := range w.rows.rows {
+				if r != cur {
+					t.Fatalf("row %d is not on the new key after recovery", i)
+				}
+			}
+			if snap := w.target.snapshot(); snap["ENCRYPTION_KEY"] != cur || snap["ENCRYPTION_KEY_PREVIOUS"] != "" {
+				t.Fatalf("the .env after recovery: new key %v, previous still there %v", snap["ENCRYPTION_KEY"] == cur, snap["ENCRYPTION_KEY_PREVIOUS"] != "")
+			}
+		})
+	}
+}
