@@ -332,3 +332,71 @@ func (e *Engine) ExpireGrace(ctx context.Context) ([]GraceEnd, error) {
 	}
 	return out, nil
 }
+
+// FinishMigration resumes the re-encryption of a data key whose rotation
+// ended with rows still on the previous key (AttrReencrypt "incomplete"):
+// the Migrator moves them from previous to current; when it succeeds the
+// mark is cleared, NAME_PREVIOUS leaves the targets and its consumers restart.
+// It reports false when there was nothing to finish.
+func (e *Engine) FinishMigration(ctx context.Context, name string) (bool, error) {
+	s, ok := e.Spec(name)
+	if !ok {
+		return false, Errorf(CodeNotFound, "no secret %s in rekey.yaml", name)
+	}
+	m, ok := e.Appliers[s.Kind].(Migrator)
+	if !ok || s.Reencrypt == nil {
+		return false, Errorf(CodeInvalid, "%s is not a data key with a reencrypt section", name)
+	}
+	var cur, prev VersionValue
+	err := e.Store.View(ctx, func(tx Tx) error {
+		var err error
+		if cur.Version, err = tx.Labeled(e.Env, name, LabelCurrent); err != nil {
+			return err
+		}
+		if cur.Attrs[AttrReencrypt] != "incomplete" {
+			return nil
+		}
+		if cur.Value, err = tx.Value(e.Env, name, cur.N); err != nil {
+			return err
+		}
+		if prev.Version, err = tx.Labeled(e.Env, name, LabelPrevious); err != nil {
+			return err
+		}
+		prev.Value, err = tx.Value(e.Env, name, prev.N)
+		return err
+	})
+	if err != nil || cur.Attrs[AttrReencrypt] != "incomplete" {
+		return false, err
+	}
+	e.say("resuming the re-encryption of %s (v%d → v%d)", name, prev.N, cur.N)
+	if err := m.Migrate(ctx, e.Env, s, cur, prev, cur.RotationID); err != nil {
+		if aerr := e.Store.Update(ctx, func(tx Tx) error {
+			_, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "reencrypt", Env: e.Env, Secret: name, Version: cur.N, Fingerprint: cur.Fingerprint, Outcome: "incomplete", Detail: truncate(err.Error(), 200)})
+			return err
+		}); aerr != nil {
+			return true, aerr
+		}
+		return true, err
+	}
+	err = e.Store.Update(ctx, func(tx Tx) error {
+		a := maps.Clone(cur.Attrs)
+		delete(a, AttrReencrypt)
+		if err := tx.SetAttrs(e.Env, name, cur.N, a); err != nil {
+			return err
+		}
+		_, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "reencrypt", Env: e.Env, Secret: name, Version: cur.N, Fingerprint: cur.Fingerprint, Outcome: "ok", Detail: fmt.Sprintf("every row moved from v%d", prev.N)})
+		return err
+	})
+	if err != nil {
+		return true, err
+	}
+	if k := s.PreviousKey(); k != "" {
+		if err := e.deleteKeys(ctx, []string{name}, []string{k}); err != nil {
+			return true, err
+		}
+		if err := e.services().Restart(ctx, []string{k}); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}

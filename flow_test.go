@@ -473,3 +473,55 @@ func TestFlowDataKeyCrashes(t *testing.T) {
 		})
 	}
 }
+
+// After an incomplete re-encryption is fixed, FinishMigration moves the rest
+// of the rows, clears the mark, drops ENCRYPTION_KEY_PREVIOUS, and rotating
+// the key is allowed again.
+func TestFlowFinishMigration(t *testing.T) {
+	w := fwNewWorld(t, fwKey)
+	w.rows.corrupt[3] = true
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); !errors.Is(err, rekey.ErrIncomplete) {
+		t.Fatalf("Rotate = %v, want ErrIncomplete", err)
+	}
+	// Still broken: FinishMigration reports it and keeps everything.
+	if did, err := w.engine(nil, nil).FinishMigration(t.Context(), "ENCRYPTION_KEY"); !did || !errors.Is(err, rekey.ErrIncomplete) {
+		t.Fatalf("FinishMigration with the bad row = %v, %v", did, err)
+	}
+	if w.target.get("ENCRYPTION_KEY_PREVIOUS") == "" {
+		t.Fatal("ENCRYPTION_KEY_PREVIOUS removed while a row still needs the old key")
+	}
+	// The operator repairs the row (restores it under the old key).
+	_, old := func() (rekey.Version, string) {
+		var v rekey.Version
+		var val rekey.Value
+		w.st.View(t.Context(), func(tx rekey.Tx) error {
+			v, _ = tx.Labeled(ecEnv, "ENCRYPTION_KEY", rekey.LabelPrevious)
+			val, _ = tx.Value(ecEnv, "ENCRYPTION_KEY", v.N)
+			return nil
+		})
+		return v, val.RevealString()
+	}()
+	w.rows.rows[3], w.rows.corrupt[3] = old, false
+	did, err := w.engine(nil, nil).FinishMigration(t.Context(), "ENCRYPTION_KEY")
+	if !did || err != nil {
+		t.Fatalf("FinishMigration = %v, %v", did, err)
+	}
+	v, cur := w.current("ENCRYPTION_KEY")
+	if v.Attrs[rekey.AttrReencrypt] != "" {
+		t.Errorf("mark not cleared: %v", v.Attrs)
+	}
+	for i, r := range w.rows.rows {
+		if r != cur {
+			t.Fatalf("row %d not on the new key", i)
+		}
+	}
+	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok {
+		t.Error("ENCRYPTION_KEY_PREVIOUS still published")
+	}
+	if did, err := w.engine(nil, nil).FinishMigration(t.Context(), "ENCRYPTION_KEY"); did || err != nil {
+		t.Errorf("second FinishMigration = %v, %v, want nothing to do", did, err)
+	}
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); err != nil {
+		t.Errorf("rotating after the re-encryption finished: %v", err)
+	}
+}
