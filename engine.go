@@ -860,7 +860,17 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 		return e.fail(ctx, r, res, verr, pending, current, true)
 	}
 	e.fault("verify:after")
-	return e.finish(ctx, r, StateDone, "", pending)
+	if err := e.finish(ctx, r, StateDone, "", pending); err != nil {
+		return err
+	}
+	if r.Mode == ModeEmergency {
+		// The old values may be exposed: end their grace now (the idle role
+		// of an alternating pair gets a random password).
+		if _, err := e.ExpireGrace(ctx); err != nil {
+			return Wrap(ErrorCode(err), err, "end the grace of the exposed values")
+		}
+	}
+	return nil
 }
 
 func lastIndex(r *Rotation, step string) int {
@@ -1153,7 +1163,11 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 					if a == nil {
 						a = map[string]string{}
 					}
-					a[AttrGraceUntil] = e.now().Add(sp.Grace()).UTC().Format(time.RFC3339)
+					until := e.now().Add(sp.Grace())
+					if r.Mode == ModeEmergency {
+						until = e.now() // the old value may be exposed: no grace
+					}
+					a[AttrGraceUntil] = until.UTC().Format(time.RFC3339)
 					if err := tx.SetAttrs(e.Env, name, cur.N, a); err != nil {
 						return err
 					}

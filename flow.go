@@ -124,6 +124,9 @@ func (e *Engine) previousWrites(r *Rotation, current map[string]Value) map[strin
 		if !ok || s.PreviousKey() == "" {
 			continue
 		}
+		if r.Mode == ModeEmergency && s.Kind != KindDataKey {
+			continue // an exposed signing secret must stop working at once
+		}
 		if cv, ok := current[name]; ok {
 			out[name] = extraKey{s.PreviousKey(), cv}
 		}

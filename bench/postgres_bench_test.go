@@ -26,9 +26,11 @@ type pgProject struct {
 
 // setupPostgres starts a cluster (stopped when the benchmark ends), creates
 // a login role with a random password, writes a .env whose DATABASE_URL and
-// DATABASE_PASSWORD hold it, and runs `rekey init`. It skips when PostgreSQL
-// is absent, unless REKEY_TEST_DISALLOW_SKIP=1.
-func setupPostgres(b *testing.B) *pgProject {
+// DATABASE_PASSWORD hold it, and runs `rekey init`. With alternating, the
+// role (rekey_bench_blue, CREATEROLE, member of the group role owning a
+// table) gets its pair from `rekey init --postgres-alternating`. It skips
+// when PostgreSQL is absent, unless REKEY_TEST_DISALLOW_SKIP=1.
+func setupPostgres(b *testing.B, alternating bool) *pgProject {
 	b.Helper()
 	c, err := pgtest.Start()
 	if errors.Is(err, pgtest.ErrUnavailable) {
@@ -47,12 +49,20 @@ func setupPostgres(b *testing.B) *pgProject {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const role = "rekey_bench"
+	role := "rekey_bench"
 	pwb := make([]byte, 24)
 	rand.Read(pwb)
 	pw := base64.RawURLEncoding.EncodeToString(pwb)
-	if err := c.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
-		b.Fatal(err)
+	stmts := []string{"CREATE ROLE " + role + " LOGIN"}
+	if alternating {
+		role = "rekey_bench_blue"
+		stmts = []string{"CREATE ROLE rekey_bench_owner NOLOGIN", "CREATE TABLE bench_t (x int)", "ALTER TABLE bench_t OWNER TO rekey_bench_owner",
+			"CREATE ROLE " + role + " LOGIN CREATEROLE IN ROLE rekey_bench_owner"}
+	}
+	for _, s := range stmts {
+		if err := c.Exec(ctx, s); err != nil {
+			b.Fatal(err)
+		}
 	}
 	su, err := postgres.ParseURL(c.SuperConnString("postgres"))
 	if err != nil {
@@ -89,7 +99,11 @@ func setupPostgres(b *testing.B) *pgProject {
 		b.Fatal(err)
 	}
 	p := &pgProject{dir: dir, env: env}
-	p.run(b, "init", "--env-file", ".env")
+	if alternating {
+		p.run(b, "init", "--env-file", ".env", "--postgres-alternating")
+	} else {
+		p.run(b, "init", "--env-file", ".env")
+	}
 	return p
 }
 
@@ -111,9 +125,17 @@ func (p *pgProject) run(b *testing.B, args ...string) time.Duration {
 // real cluster (whole process: open, lock, recover, create, ALTER ROLE with
 // a SCRAM verifier, log in with the new password and be refused with the
 // old, publish the password and DATABASE_URL to the .env, verify, finish).
-func BenchmarkRotatePostgres(b *testing.B) {
+func BenchmarkRotatePostgres(b *testing.B) { benchRotatePostgres(b, false) }
+
+// BenchmarkRotatePostgresAlternating is BenchmarkRotatePostgres with the
+// alternating strategy: the current role (CREATEROLE) sets the idle one's
+// password; verify logs in as the new role and runs a query, and checks
+// that the old role still logs in.
+func BenchmarkRotatePostgresAlternating(b *testing.B) { benchRotatePostgres(b, true) }
+
+func benchRotatePostgres(b *testing.B, alternating bool) {
 	binary(b)
-	p := setupPostgres(b)
+	p := setupPostgres(b, alternating)
 	var times []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

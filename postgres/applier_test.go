@@ -39,8 +39,11 @@ func TestApplierParams(t *testing.T) {
 func TestApplierRefusesUnsupported(t *testing.T) {
 	a := &postgres.Applier{}
 	for _, pg := range []*rekey.PostgresSpec{
-		{ChangedBy: "admin", AdminSecret: "PG_ADMIN_URL", Strategy: "single", Host: "127.0.0.1", Role: "app"},
-		{ChangedBy: "self", Strategy: "alternating", Host: "127.0.0.1", Role: "app"},
+		{ChangedBy: "oracle", Strategy: "single", Host: "127.0.0.1", Role: "app"},
+		{ChangedBy: "admin", Strategy: "single", Host: "127.0.0.1", Role: "app"}, // no admin_secret
+		{ChangedBy: "self", Strategy: "triple", Host: "127.0.0.1", Role: "app"},
+		{ChangedBy: "self", Strategy: "alternating", Host: "127.0.0.1", Role: "app"}, // no roles
+		{ChangedBy: "self", Strategy: "alternating", Roles: []string{"app", "app"}, Host: "127.0.0.1"},
 		nil,
 	} {
 		spec := &rekey.Spec{Name: "DATABASE_PASSWORD", Kind: rekey.KindPostgresPassword, Postgres: pg}

@@ -1,7 +1,10 @@
 // Package postgres holds the PostgreSQL building blocks of rekey's role
 // password rotation: SCRAM-SHA-256 verifiers, DATABASE_URL parsing,
 // connecting and probing candidate passwords, changing a role's password
-// and cloning a role for the alternating (blue/green) strategy.
+// and cloning a role for the alternating (blue/green) strategy; and the
+// Applier that runs them inside rekey's journaled rotations (strategies
+// single and alternating, changed by the role itself or by an admin
+// connection).
 //
 // Secret hygiene:
 //   - a password is never sent to the server in SQL: ALTER ROLE and CREATE

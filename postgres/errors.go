@@ -259,3 +259,13 @@ func connAddr(conn *pgx.Conn) string {
 	cfg := conn.Config()
 	return addrOf(cfg.Host, cfg.Port)
 }
+
+// RekeyError turns an error of this package into a *rekey.Error with a
+// code and the hint of Hint; other errors are returned as they are.
+func RekeyError(err error) error {
+	var e *Error
+	if err == nil || !errors.As(err, &e) {
+		return err
+	}
+	return pgErr(err, codeOf(err))
+}

@@ -101,6 +101,8 @@ type app struct {
 	warnings   []string
 	// findingsExit: exit 1 means findings (scan), so errors exit 2 or more.
 	findingsExit bool
+	// progressOpen: a progress line is being redrawn on stderr.
+	progressOpen bool
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -137,7 +139,7 @@ REKEY_PASSPHRASE or asks on the terminal.
 		a.initCommand(), a.statusCommand(), a.rotateCommand(), a.historyCommand(), a.getCommand(),
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
-		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(),
+		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
 	)
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
 	root.PersistentPostRunE = func(*cobra.Command, []string) error { a.close(); return nil }
@@ -433,6 +435,7 @@ func (a *app) engine(cfg *config.Config, st rekey.Store, env *config.Environment
 		Appliers: map[rekey.Kind]rekey.Applier{},
 	}
 	e.Appliers[rekey.KindPostgresPassword] = a.postgresApplier(cfg, env)
+	a.wire(e, cfg, env)
 	for _, t := range env.Targets {
 		e.Targets[t.Name] = &envFileTarget{name: t.Name, path: t.Path, rel: relTo(cfg.Dir, t.Path)}
 		e.TargetOrder = append(e.TargetOrder, t.Name)
@@ -474,6 +477,13 @@ func (a *app) mutate(ctx context.Context) (*config.Config, *sqlite.DB, *config.E
 	}
 	for _, id := range rep.RolledBack {
 		a.warnf("rolled back interrupted rotation %s", id)
+	}
+	ends, err := e.ExpireGrace(ctx)
+	for _, g := range ends {
+		a.warnf("the grace period of %s v%d ended: it no longer works", g.Name, g.Version)
+	}
+	if err != nil {
+		return nil, nil, nil, nil, rekey.Wrap(rekey.ErrorCode(err), err, "end a grace period")
 	}
 	return cfg, st, env, e, nil
 }

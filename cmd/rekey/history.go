@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
@@ -47,7 +48,11 @@ func (a *app) runHistory(ctx context.Context, name string) error {
 		if label == "" {
 			label = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), label, v.CreatedAt.Format("2006-01-02 15:04:05Z"), v.Source, v.Fingerprint, v.Note)
+		note := v.Note
+		for _, k := range sortedKeys(v.Attrs) {
+			note = strings.TrimSpace(note + " " + k + "=" + v.Attrs[k])
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), label, v.CreatedAt.Format("2006-01-02 15:04:05Z"), v.Source, v.Fingerprint, note)
 	}
 	return w.Flush()
 }

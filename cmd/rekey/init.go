@@ -25,6 +25,8 @@ type initOptions struct {
 	force      bool
 	passphrase bool
 	keyFile    string
+	// pgAlternating is --postgres-alternating[=ROLE] ("auto" without a value).
+	pgAlternating string
 }
 
 func (a *app) initCommand() *cobra.Command {
@@ -57,6 +59,8 @@ init never prompts unless --passphrase is given on a terminal.`,
 	c.Flags().BoolVar(&o.force, "force", false, "replace an existing rekey.yaml and store (their secrets are lost unless backed up)")
 	c.Flags().BoolVar(&o.passphrase, "passphrase", false, "derive the master key from a passphrase (REKEY_PASSPHRASE or a prompt)")
 	c.Flags().StringVar(&o.keyFile, "key-file", "", "where to create the master key file (default: ~/.config/rekey/keys/PROJECT-ID.key)")
+	c.Flags().StringVar(&o.pgAlternating, "postgres-alternating", "", "set up the alternating strategy for the database password: create the second login role (ROLE, default derived from the URL's user: app_blue -> app_green) as a copy of the URL's role")
+	c.Flags().Lookup("postgres-alternating").NoOptDefVal = "auto"
 	_ = c.MarkFlagRequired("env-file")
 	return c
 }
@@ -183,6 +187,10 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 			}
 		}
 	}
+	pgAttrs, err := a.initPostgresAlternating(ctx, o.pgAlternating, len(cfg.Environments) > 0, cfg.Secrets, derived, values)
+	if err != nil {
+		return err
+	}
 	if len(cfg.Environments) == 0 {
 		cfg.Derived = derived
 	} else {
@@ -282,7 +290,7 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 			if d, ok := dates[c.Key]; ok {
 				created, note = d, "imported by rekey init"
 			}
-			v, err := tx.AddVersion(envName, c.Key, rekey.NewVersion{Value: rekey.NewValueString(values[c.Key]), Label: rekey.LabelCurrent, Source: rekey.SourceImported, Note: note, CreatedAt: created})
+			v, err := tx.AddVersion(envName, c.Key, rekey.NewVersion{Value: rekey.NewValueString(values[c.Key]), Label: rekey.LabelCurrent, Source: rekey.SourceImported, Note: note, CreatedAt: created, Attrs: pgAttrs[c.Key]})
 			if err != nil {
 				return err
 			}

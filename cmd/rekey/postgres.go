@@ -9,8 +9,9 @@ import (
 )
 
 // postgresApplier changes PostgreSQL role passwords during rotations of env.
-// Templates that reference other secrets are rendered with the store's
-// current values of env.
+// Templates that reference other secrets, and the admin connection
+// (changed_by: admin), are rendered with the store's current values of
+// env; Expire reads the current version to never end the role in use.
 func (a *app) postgresApplier(cfg *config.Config, env *config.Environment) rekey.Applier {
 	name := env.Name
 	return &postgres.Applier{
@@ -35,6 +36,18 @@ func (a *app) postgresApplier(cfg *config.Config, env *config.Environment) rekey
 				return nil
 			})
 			return out, err
+		},
+		Current: func(ctx context.Context, secret string) (rekey.Version, error) {
+			if a.store == nil {
+				return rekey.Version{}, rekey.Errorf(rekey.CodeInternal, "the store is not open")
+			}
+			var v rekey.Version
+			err := a.store.View(ctx, func(tx rekey.Tx) error {
+				var err error
+				v, err = tx.Labeled(name, secret, rekey.LabelCurrent)
+				return err
+			})
+			return v, err
 		},
 	}
 }

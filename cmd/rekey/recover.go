@@ -61,6 +61,13 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 	for _, id := range rep.RolledBack {
 		fmt.Fprintf(a.out(), "rolled back rotation %s\n", id)
 	}
+	ends, err := e.ExpireGrace(ctx)
+	for _, g := range ends {
+		a.warnf("the grace period of %s v%d ended: it no longer works", g.Name, g.Version)
+	}
+	if err != nil {
+		return err
+	}
 	if probe {
 		res, err := e.ProbeRepair(ctx, nil)
 		for _, r := range res {

@@ -23,25 +23,36 @@ func (a *app) rotateCommand() *cobra.Command {
 
   create   the new values are sealed in the store (pending) and synced to disk
            before anything else sees them
-  apply    kind-specific work (PostgreSQL passwords, re-encryption)
+  apply    kind-specific work: ALTER ROLE with a SCRAM verifier computed here
+           for a PostgreSQL password (never the plaintext)
   publish  the .env targets get the new values and every derived value
-           (DATABASE_URL) in one atomic write each; other bytes stay identical
-  verify   the targets are read back
+           (DATABASE_URL) in one atomic write each; other bytes stay identical.
+           A signing secret with sessions: {mode: graceful} also publishes the
+           old value as NAME_PREVIOUS until its grace ends; an online data key
+           publishes the old key as NAME_PREVIOUS while rows move
+  restart  the services (rekey.yaml services:) that consume a changed key
+  migrate  a data key: every configured column is re-encrypted from the old
+           key to the new one (resumable; see ` + "`rekey reencrypt`" + `); then
+           NAME_PREVIOUS is removed and its consumers restarted
+  hooks    on_rotate hooks (DELETE FROM sessions, a command)
+  verify   the targets are read back, the database accepts the new password,
+           and every check (rekey.yaml checks:) passes
   finish   pending becomes current, current becomes previous
 
 If the process dies at any point, the next rekey command (or ` + "`rekey recover`" + `)
 completes or rolls back the rotation so that the store and the .env agree.
-If verification fails, a scheduled or manual rotation is rolled back; an
---emergency rotation keeps the new values (the old ones may be exposed) and
-exits 7. Only one rotation per environment runs at a time.
+If verification or a check fails, a scheduled or manual rotation is rolled
+back (old values republished, services restarted, checks run again, both
+results reported); an --emergency rotation keeps the new values (the old ones
+may be exposed) and exits 7. A data key whose rows have started moving is
+never rolled back: the old key stays sealed and published as NAME_PREVIOUS
+until ` + "`rekey reencrypt`" + ` finishes. Only one rotation per environment runs at a time.
 
 --due rotates the secrets whose rotation period has passed; --all every
-secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + `).
-A PostgreSQL password is first set on the database with ALTER ROLE and a
-SCRAM verifier computed here (never the plaintext); --all and --due skip a
-database they cannot reach. A data-encryption key is refused until
-re-encryption is available: a new key without re-encrypting the rows makes
-every encrypted row unreadable.`,
+secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + `;
+so are databases rekey cannot reach). Every mutating command first ends the
+grace periods that have passed (NAME_PREVIOUS removed; the idle role of an
+alternating PostgreSQL pair gets a random password nobody knows).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runRotate(cmd.Context(), o, args) },
 	}
 	c.Flags().BoolVar(&o.due, "due", false, "rotate every secret that is overdue")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -195,6 +196,7 @@ func (v *envValues) wipe() {
 // with outcome "started"; fail closed).
 func (a *app) currentValues(ctx context.Context, st rekey.Store, cfg *config.Config, env, action, detail string) (*envValues, error) {
 	vals := map[string]rekey.Value{}
+	attrs := map[string]rekey.Value{} // "NAME.attr", for templates
 	err := st.Update(ctx, func(tx rekey.Tx) error {
 		cur, err := tx.AllLabeled(env, rekey.LabelCurrent)
 		if err != nil {
@@ -210,6 +212,9 @@ func (a *app) currentValues(ctx context.Context, st rekey.Store, cfg *config.Con
 				return err
 			}
 			vals[s.Name] = val
+			for k, x := range v.Attrs {
+				attrs[s.Name+"."+k] = rekey.NewValueString(x)
+			}
 		}
 		_, err = tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: action, Env: env, Outcome: "started", Detail: detail})
 		return err
@@ -217,8 +222,10 @@ func (a *app) currentValues(ctx context.Context, st rekey.Store, cfg *config.Con
 	if err != nil {
 		return nil, err
 	}
+	tv := maps.Clone(vals)
+	maps.Copy(tv, attrs)
 	for _, d := range cfg.DerivedFor(env) {
-		if v, err := d.Template.Render(vals); err == nil {
+		if v, err := d.Template.Render(tv); err == nil {
 			vals[d.Name] = v
 		}
 	}

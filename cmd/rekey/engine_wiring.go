@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/services"
+	"github.com/rekeyhq/rekey/verify"
+)
+
+// wire gives the engine what rekey.yaml declares around the rotation itself:
+// the services that consume the secrets, the checks, on_rotate hooks and the
+// re-encryption of data keys.
+func (a *app) wire(e *rekey.Engine, cfg *config.Config, env *config.Environment) {
+	w := &wiring{a: a, cfg: cfg, env: env, e: e}
+	if len(cfg.ServicesFor(env.Name)) > 0 {
+		e.Services = w
+	}
+	if len(cfg.ChecksFor(env.Name)) > 0 {
+		e.Checks = w
+	}
+	e.Hooks = w
+	e.Appliers[rekey.KindDataKey] = &dataKeyApplier{w: w}
+}
+
+type wiring struct {
+	a   *app
+	cfg *config.Config
+	env *config.Environment
+	e   *rekey.Engine
+}
+
+// liveValues are the values the environment runs on during a rotation: the
+// pending version where there is one (published, not yet promoted), else
+// the current one; with the derived values rendered from them.
+func (w *wiring) liveValues(ctx context.Context) (*envValues, error) {
+	vals := map[string]rekey.Value{}
+	attrs := map[string]rekey.Value{}
+	err := w.e.Store.View(ctx, func(tx rekey.Tx) error {
+		cur, err := tx.AllLabeled(w.env.Name, rekey.LabelCurrent)
+		if err != nil {
+			return err
+		}
+		pend, err := tx.AllLabeled(w.env.Name, rekey.LabelPending)
+		if err != nil {
+			return err
+		}
+		for _, s := range w.cfg.Secrets {
+			v, ok := pend[s.Name]
+			if !ok {
+				if v, ok = cur[s.Name]; !ok {
+					continue
+				}
+			}
+			val, err := tx.Value(w.env.Name, s.Name, v.N)
+			if err != nil {
+				return err
+			}
+			vals[s.Name] = val
+			for k, x := range v.Attrs {
+				attrs[s.Name+"."+k] = rekey.NewValueString(x)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tv := maps.Clone(vals)
+	maps.Copy(tv, attrs)
+	for _, d := range w.cfg.DerivedFor(w.env.Name) {
+		if v, err := d.Template.Render(tv); err == nil {
+			vals[d.Name] = v
+		}
+	}
+	return &envValues{m: vals, redact: w.redactor(ctx, vals)}, nil
+}
+
+// redactor hides every value of the environment rekey may have published
+// (pending, current, previous) in output it shows.
+func (w *wiring) redactor(ctx context.Context, live map[string]rekey.Value) func(string) string {
+	all := slices.Collect(maps.Values(live))
+	_ = w.e.Store.View(ctx, func(tx rekey.Tx) error {
+		for _, l := range []rekey.Label{rekey.LabelCurrent, rekey.LabelPrevious, rekey.LabelPending} {
+			vs, err := tx.AllLabeled(w.env.Name, l)
+			if err != nil {
+				return err
+			}
+			for name, v := range vs {
+				if val, err := tx.Value(w.env.Name, name, v.N); err == nil {
+					all = append(all, val)
+				}
+			}
+		}
+		return nil
+	})
+	return verify.NewRedactor(all...)
+}
+
+func (w *wiring) serviceOptions(ctx context.Context) services.Options {
+	o := services.Options{Dir: w.cfg.Dir, Env: w.a.environ(), Derived: w.cfg.DerivedFor(w.env.Name)}
+	if vals, err := w.liveValues(ctx); err == nil {
+		o.Redact = vals.redact
+	} else {
+		o.Redact = func(string) string { return "[output hidden: values unavailable to redact it]" }
+	}
+	o.OnResult = func(r services.Result) {
+		if r.Skipped == "" {
+			w.say("%s %s: %s", r.Action, r.Service, map[bool]string{true: "ok", false: "FAILED"}[r.OK])
+		}
+	}
+	return o
+}
+
+// Restart implements rekey.Services.
+func (w *wiring) Restart(ctx context.Context, keys []string) error {
+	_, err := services.Restart(ctx, w.cfg.ServicesFor(w.env.Name), keys, w.serviceOptions(ctx))
+	return err
+}
+
+// Stop implements rekey.Services: the consumers of keys, in reverse order.
+func (w *wiring) Stop(ctx context.Context, keys []string) error {
+	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), keys, w.cfg.DerivedFor(w.env.Name))
+	o := w.serviceOptions(ctx)
+	for i := len(svcs) - 1; i >= 0; i-- {
+		s := svcs[i]
+		if s.Stop.IsZero() {
+			return rekey.Errorf(rekey.CodeInvalid, "service %s has no stop command, and re-encryption in maintenance mode stops it", s.Name).
+				WithHint("add stop: [...] to service %s in %s, or use mode: online", s.Name, config.FileName)
+		}
+		if r := services.Run(ctx, s.Name, services.ActionStop, s.Stop, o); !r.OK {
+			return rekey.Errorf(rekey.CodeVerifyFailed, "stop of service %s failed: %s", s.Name, r.Err)
+		}
+	}
+	return nil
+}
+
+// Start implements rekey.Services.
+func (w *wiring) Start(ctx context.Context, keys []string) error {
+	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), keys, w.cfg.DerivedFor(w.env.Name))
+	o := w.serviceOptions(ctx)
+	for _, s := range svcs {
+		c := s.Start
+		action := services.ActionStart
+		if c.IsZero() {
+			c, action = s.Restart, services.ActionRestart
+		}
+		if r := services.Run(ctx, s.Name, action, c, o); !r.OK {
+			return rekey.Errorf(rekey.CodeVerifyFailed, "%s of service %s failed: %s", action, s.Name, r.Err)
+		}
+	}
+	return nil
+}
+
+// Run implements rekey.Checks: every check of the environment, against the
+// values it runs on now.
+func (w *wiring) Run(ctx context.Context) error {
+	vals, err := w.liveValues(ctx)
+	if err != nil {
+		return err
+	}
+	defer vals.wipe()
+	opts := verify.Options{Dir: w.cfg.Dir, Env: w.a.environ(), Redact: vals.redact, Opener: w.a.opener(),
+		OnResult: func(r verify.Result) {
+			if r.OK {
+				w.say("check %s: ok (%d attempts)", r.Name, r.Attempts)
+			} else {
+				w.say("check %s: FAILED: %s", r.Name, r.Message)
+			}
+		}}
+	return verify.Error(verify.Run(ctx, w.cfg.ChecksFor(w.env.Name), vals.resolve, opts))
+}
+
+// OnRotate implements rekey.Hooks.
+func (w *wiring) OnRotate(ctx context.Context, env string, spec *rekey.Spec) error {
+	vals, err := w.liveValues(ctx)
+	if err != nil {
+		return err
+	}
+	defer vals.wipe()
+	for i, h := range spec.Sessions.OnRotate {
+		hctx, cancel := context.WithTimeout(ctx, h.Timeout)
+		err := w.runHook(hctx, h, vals)
+		cancel()
+		if err != nil {
+			return rekey.Wrap(rekey.ErrorCode(err), err, "hook #%d (rekey.yaml line %d)", i+1, h.Line)
+		}
+	}
+	return nil
+}
+
+func (w *wiring) runHook(ctx context.Context, h rekey.Hook, vals *envValues) error {
+	if h.SQL != "" {
+		url, err := vals.resolve(h.Database)
+		if err != nil {
+			return err
+		}
+		p, err := postgres.ParseURL(url.RevealString())
+		if err != nil {
+			return rekey.Errorf(rekey.CodeInvalid, "%s is not a PostgreSQL URL", h.Database)
+		}
+		conn, err := postgres.Connect(ctx, p)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		tag, err := conn.Exec(ctx, h.SQL)
+		if err != nil {
+			return rekey.Errorf(rekey.CodeVerifyFailed, "sql hook failed: %s", vals.redact(err.Error()))
+		}
+		w.say("on_rotate: %s (%d rows)", firstWords(h.SQL), tag.RowsAffected())
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, h.Command[0], h.Command[1:]...)
+	cmd.Dir, cmd.Env = w.cfg.Dir, w.a.environ()
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		tail := strings.TrimSpace(vals.redact(lastLines(string(out), 5)))
+		e := rekey.Errorf(rekey.CodeVerifyFailed, "hook %s failed: %v", h.Command[0], err)
+		if tail != "" {
+			e.Hint = "its output ended with:\n    " + strings.ReplaceAll(tail, "\n", "\n    ")
+		}
+		return e
+	}
+	w.say("on_rotate: %s ok", h.Command[0])
+	return nil
+}
+
+func firstWords(s string) string {
+	f := strings.Fields(s)
+	if len(f) > 4 {
+		f = append(f[:4], "...")
+	}
+	return strings.Join(f, " ")
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// say narrates a step like the engine does (nowhere when it is quiet).
+func (w *wiring) say(format string, args ...any) {
+	if w.e.Progress != nil {
+		w.e.Progress(format, args...)
+	}
+}

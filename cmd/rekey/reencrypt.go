@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/reencrypt"
+)
+
+// dataKeyApplier re-encrypts the columns a data key encrypts, as the migrate
+// step of its rotation. Apply and Revert have nothing to do: the database
+// holds no key, only data under it.
+type dataKeyApplier struct{ w *wiring }
+
+func (d *dataKeyApplier) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
+	return nil
+}
+
+func (d *dataKeyApplier) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
+	return nil
+}
+
+// Migrate implements rekey.Migrator.
+func (d *dataKeyApplier) Migrate(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.VersionValue, rotationID string) error {
+	_, err := d.w.reencrypt(ctx, spec, current.Value, pending.Value, rotationID)
+	return err
+}
+
+// reencryptConfig maps a secret's reencrypt section onto the engine's.
+func reencryptConfig(r *rekey.ReencryptSpec) reencrypt.Config {
+	return reencrypt.Config{Codec: r.Codec, Encoding: r.Encoding, Columns: r.Columns, Command: r.Command,
+		KeyID: r.KeyID, BatchSize: r.BatchSize, RowsPerSecond: r.RowsPerSecond}
+}
+
+// reencrypt moves spec's columns from old to new, resuming job id's
+// checkpoint, with progress on stderr. Undecryptable values are listed and
+// make the error wrap rekey.ErrIncomplete.
+func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey.Value, id string) (*reencrypt.Result, error) {
+	rs := spec.Reencrypt
+	if rs == nil {
+		return nil, rekey.Errorf(rekey.CodeInvalid, "%s has no reencrypt section", spec.Name)
+	}
+	cfg := reencryptConfig(rs)
+	if err := cfg.Validate(); err != nil {
+		return nil, rekey.Wrap(rekey.CodeInvalid, err, "reencrypt of %s (rekey.yaml line %d)", spec.Name, spec.Line)
+	}
+	vals, err := w.liveValues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer vals.wipe()
+	dsn, err := vals.resolve(rs.Database)
+	if err != nil {
+		return nil, err
+	}
+	job := reencrypt.Job{DSN: dsn.RevealString(), Config: cfg, Old: old, New: new, JobID: id,
+		Progress: w.a.progressPrinter("re-encrypting " + spec.Name), Stderr: w.a.errw()}
+	res, err := reencrypt.Run(ctx, job)
+	w.a.progressDone()
+	if res != nil {
+		w.say("re-encrypted %d values of %s in %s (%d already on the new key, %d empty, %d revisited after concurrent writes)",
+			res.Reencrypted, spec.Name, res.Duration.Round(time.Millisecond), res.AlreadyNew, res.Empty, res.Revisited)
+		for _, f := range res.Failures {
+			w.a.warnf("opens with neither key, left as it is: %s", f)
+		}
+	}
+	if errors.Is(err, reencrypt.ErrUndecryptable) {
+		return res, &rekey.Error{Code: rekey.CodeVerifyFailed, Msg: fmt.Sprintf("%d values of %s open with neither the old nor the new key", res.Failed, spec.Name),
+			Hint: "they are listed above and were not touched; the old key is kept until they are fixed", Err: errors.Join(rekey.ErrIncomplete, err)}
+	}
+	if err != nil {
+		return res, rekey.Wrap(rekey.ErrorCode(err), err, "re-encrypt %s", spec.Name)
+	}
+	return res, nil
+}
+
+// progressPrinter renders re-encryption progress: a line redrawn in place on
+// a terminal, a log line every 10 seconds otherwise.
+func (a *app) progressPrinter(what string) func(reencrypt.Progress) {
+	w := a.errw()
+	tty := false
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tty = true
+	}
+	var last time.Time
+	return func(p reencrypt.Progress) {
+		if !tty && time.Since(last) < 10*time.Second {
+			return
+		}
+		last = time.Now()
+		line := fmt.Sprintf("  %s: %d rows", what, p.Done)
+		if p.Total > 0 {
+			pct := min(100, 100*float64(p.Done)/float64(p.Total))
+			line = fmt.Sprintf("  %s: %s %d/%d rows (%.0f%%)", what, bar(pct, 20), p.Done, p.Total, pct)
+		}
+		if p.RowsPerSecond > 0 {
+			line += fmt.Sprintf(", %.0f rows/s", p.RowsPerSecond)
+			if p.Total > p.Done {
+				line += ", ETA " + (time.Duration(float64(p.Total-p.Done)/p.RowsPerSecond) * time.Second).Round(time.Second).String()
+			}
+		}
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s", line)
+			a.progressOpen = true
+		} else {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// progressDone ends a progress line redrawn in place.
+func (a *app) progressDone() {
+	if a.progressOpen {
+		fmt.Fprintln(a.errw())
+		a.progressOpen = false
+	}
+}
+
+func bar(pct float64, width int) string {
+	n := int(pct / 100 * float64(width))
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+// rehearse runs the re-encryption of spec on a copy of its database.
+func (w *wiring) rehearse(ctx context.Context, spec *rekey.Spec, cur, dsn rekey.Value) error {
+	return rekey.Errorf(rekey.CodeInvalid, "rehearsal is being wired in this build").WithHint("use --verify")
+}

@@ -1,0 +1,330 @@
+package reencrypt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rekeyhq/rekey"
+)
+
+// Copy methods of a rehearsal.
+const (
+	CopyTemplate = "template" // CREATE DATABASE copy TEMPLATE source
+	CopyDump     = "pg_dump"  // pg_dump -Fc | pg_restore
+)
+
+// Rehearsal is what Rehearse measured on a copy of the database.
+type Rehearsal struct {
+	Copy     string        // the copy's name (dropped when Rehearse returns)
+	Method   string        // CopyTemplate or CopyDump
+	CopyTime time.Duration // making the copy
+	RunTime  time.Duration // the re-encryption on the copy
+	Result   *Result       // the re-encryption's result (rows, failures)
+	Tables   []TableGrowth // size of each table before and after
+}
+
+// TableGrowth is pg_total_relation_size (table, indexes, TOAST) of a table
+// of the copy before and after the re-encryption. Every rewritten row
+// leaves a dead version until VACUUM reclaims it.
+type TableGrowth struct {
+	Table         string
+	Before, After int64 // bytes
+}
+
+// Rehearse copies the database of job (CREATE DATABASE ... TEMPLATE when
+// no one else is connected to it, else pg_dump | pg_restore, streamed
+// through a pipe: no dump file), runs the whole re-encryption on the copy
+// and drops the copy (also on failure or cancellation). The source
+// database is only read. The role needs CREATEDB (and, for the template
+// copy, to own the source or be superuser; otherwise the pg_dump path is
+// used). The error is Run's (ErrUndecryptable when values open with
+// neither key), returned with the Rehearsal.
+func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
+	cfg := job.Config.normalized()
+	if _, err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cc, err := job.connConfig()
+	if err != nil {
+		return nil, err
+	}
+	src := cc.Database
+	if src == "" {
+		return nil, invalid("the connection string names no database")
+	}
+	admin, err := connectAdmin(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.Background())
+
+	rh := &Rehearsal{Copy: copyName(job.JobID)}
+	t0 := time.Now()
+	created := false
+	defer func() {
+		if !created {
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = dropDatabase(dctx, admin, rh.Copy)
+	}()
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(rh.Copy)+" TEMPLATE "+quoteIdent(src))
+	switch code := pgCode(err); {
+	case err == nil:
+		created, rh.Method = true, CopyTemplate
+	case code == "55006" || code == "42501": // others are connected to it; or not ours to copy
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(rh.Copy)); err != nil {
+			return nil, dbError(err, "create the rehearsal database").WithHint("the role needs CREATEDB")
+		}
+		created, rh.Method = true, CopyDump
+		if err := dumpRestore(ctx, cc, src, rh.Copy, job.PGBinDir, admin); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, dbError(err, "copy the database").WithHint("the role needs CREATEDB")
+	}
+	rh.CopyTime = time.Since(t0)
+
+	copyCC := cc.Copy()
+	copyCC.Database = rh.Copy
+	sizes := func() ([]int64, error) {
+		conn, err := connect(ctx, copyCC)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close(context.Background())
+		specs, _ := cfg.validate()
+		tables, err := resolveTables(ctx, conn, specs, cfg.Encoding, false)
+		if err != nil {
+			return nil, err
+		}
+		var out []int64
+		for _, t := range tables {
+			var n int64
+			if err := conn.QueryRow(ctx, `SELECT pg_total_relation_size($1::oid)`, t.oid).Scan(&n); err != nil {
+				return nil, dbError(err, "measure %s", t.display)
+			}
+			if len(rh.Tables) < len(tables) {
+				rh.Tables = append(rh.Tables, TableGrowth{Table: t.display})
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	before, err := sizes()
+	if err != nil {
+		return nil, err
+	}
+	run := job
+	run.DSN, run.ConnConfig = "", copyCC
+	run.JobID = "rehearsal-" + job.JobID
+	t1 := time.Now()
+	res, runErr := Run(ctx, run)
+	rh.RunTime = time.Since(t1)
+	rh.Result = res
+	if res == nil {
+		return rh, runErr
+	}
+	if after, err := sizes(); err == nil {
+		for i := range rh.Tables {
+			rh.Tables[i].Before, rh.Tables[i].After = before[i], after[i]
+		}
+	} else if runErr == nil {
+		return rh, err
+	}
+	return rh, runErr
+}
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
+
+func copyName(jobID string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	id := unsafeName.ReplaceAllString(strings.ToLower(jobID), "_")
+	if len(id) > 30 {
+		id = id[:30]
+	}
+	return "rekey_rehearsal_" + id + "_" + hex.EncodeToString(b)
+}
+
+// connectAdmin connects to the maintenance database ("postgres", else
+// "template1") with the job's credentials.
+func connectAdmin(ctx context.Context, cc *pgx.ConnConfig) (*pgx.Conn, error) {
+	var firstErr error
+	for _, db := range []string{"postgres", "template1"} {
+		c := cc.Copy()
+		c.Database = db
+		conn, err := connect(ctx, c)
+		if err == nil {
+			return conn, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, firstErr
+}
+
+func dropDatabase(ctx context.Context, admin *pgx.Conn, name string) error {
+	_, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name)+" WITH (FORCE)")
+	if pgCode(err) == "42601" { // before PostgreSQL 13: no FORCE
+		_, err = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name))
+	}
+	return err
+}
+
+// dumpRestore streams pg_dump -Fc of src into pg_restore on dst. The
+// password goes through a 0600 passfile (PGPASSFILE), never argv or the
+// environment.
+func dumpRestore(ctx context.Context, cc *pgx.ConnConfig, src, dst, binDir string, admin *pgx.Conn) error {
+	var major int
+	if v := admin.PgConn().ParameterStatus("server_version"); v != "" {
+		major, _ = strconv.Atoi(strings.SplitN(strings.SplitN(v, ".", 2)[0], " ", 2)[0])
+	}
+	dump, restore, err := findDumpTools(binDir, major)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "rekey-rehearsal-")
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "reencrypt: temp dir")
+	}
+	defer os.RemoveAll(dir)
+	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C", "PGAPPNAME=rekey-rehearsal",
+		"PGHOST=" + cc.Host, "PGPORT=" + strconv.Itoa(int(cc.Port)), "PGUSER=" + cc.User, "PGCONNECT_TIMEOUT=30"}
+	if cc.TLSConfig == nil {
+		env = append(env, "PGSSLMODE=disable")
+	} else {
+		env = append(env, "PGSSLMODE=require")
+	}
+	if cc.Password != "" {
+		pass := filepath.Join(dir, "pgpass")
+		esc := func(s string) string { return strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(s) }
+		line := "*:*:*:" + esc(cc.User) + ":" + esc(cc.Password) + "\n"
+		if err := os.WriteFile(pass, []byte(line), 0o600); err != nil {
+			return rekey.Wrap(rekey.CodeInternal, err, "reencrypt: write the passfile")
+		}
+		env = append(env, "PGPASSFILE="+pass)
+	}
+	dumpCmd := exec.CommandContext(ctx, dump, "--format=custom", "--no-sync", "--dbname="+src)
+	restoreCmd := exec.CommandContext(ctx, restore, "--no-owner", "--no-privileges", "--exit-on-error", "--dbname="+dst)
+	dumpCmd.Env, restoreCmd.Env = env, env
+	var dumpErr, restoreErr bytes.Buffer
+	dumpCmd.Stderr, restoreCmd.Stderr = &limitedBuffer{b: &dumpErr}, &limitedBuffer{b: &restoreErr}
+	pipe, err := dumpCmd.StdoutPipe()
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "reencrypt: pg_dump")
+	}
+	restoreCmd.Stdin = pipe
+	if err := dumpCmd.Start(); err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "reencrypt: start pg_dump")
+	}
+	if err := restoreCmd.Start(); err != nil {
+		_ = dumpCmd.Process.Kill()
+		_ = dumpCmd.Wait()
+		return rekey.Wrap(rekey.CodeInternal, err, "reencrypt: start pg_restore")
+	}
+	rerr := restoreCmd.Wait()
+	if rerr != nil {
+		_ = dumpCmd.Process.Kill()
+	}
+	derr := dumpCmd.Wait()
+	if derr != nil {
+		return rekey.Errorf(rekey.CodeInternal, "reencrypt: pg_dump of the database failed (%v): %s", derr, firstLine(dumpErr.String()))
+	}
+	if rerr != nil {
+		return rekey.Errorf(rekey.CodeInternal, "reencrypt: pg_restore into the rehearsal database failed (%v): %s", rerr, firstLine(restoreErr.String()))
+	}
+	return nil
+}
+
+// limitedBuffer keeps the first 8 KiB written to it.
+type limitedBuffer struct{ b *bytes.Buffer }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 8<<10 - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// firstLine is the first line of a tool's stderr, cut before any quoted
+// text (which could be data).
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\n\"'"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+var toolVersion = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
+
+// findDumpTools finds pg_dump and pg_restore of at least the server's
+// major version: in binDir, then /usr/lib/postgresql/<major>/bin, PATH,
+// and the newest /usr/lib/postgresql/*/bin.
+func findDumpTools(binDir string, major int) (string, string, error) {
+	var dirs []string
+	if binDir != "" {
+		dirs = append(dirs, binDir)
+	}
+	if major > 0 {
+		dirs = append(dirs, fmt.Sprintf("/usr/lib/postgresql/%d/bin", major))
+	}
+	if p, err := exec.LookPath("pg_dump"); err == nil {
+		dirs = append(dirs, filepath.Dir(p))
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(matches, func(i, j int) bool { return versionOfDir(matches[i]) > versionOfDir(matches[j]) })
+	dirs = append(dirs, matches...)
+	for _, d := range dirs {
+		dump, restore := filepath.Join(d, "pg_dump"), filepath.Join(d, "pg_restore")
+		if !isExec(dump) || !isExec(restore) {
+			continue
+		}
+		out, err := exec.Command(dump, "--version").Output()
+		if err != nil {
+			continue
+		}
+		m := toolVersion.FindSubmatch(out)
+		if m == nil {
+			continue
+		}
+		if v, _ := strconv.Atoi(string(m[1])); v >= major {
+			return dump, restore, nil
+		}
+	}
+	return "", "", rekey.Errorf(rekey.CodeNotFound, "reencrypt: no pg_dump and pg_restore of PostgreSQL %d or later found", major).
+		WithHint("install the PostgreSQL client tools, or disconnect the other sessions so that the database can be copied with CREATE DATABASE ... TEMPLATE")
+}
+
+func versionOfDir(dir string) float64 {
+	v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(dir)), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
