@@ -94,6 +94,16 @@ func Classify(keys []string, values map[string]string) []Class {
 			out[i].Reason = "third-party key (provider prefix): rotate at the provider"
 			continue
 		}
+		if u, err := url.Parse(v); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				// A connection URL with its own password (an admin URL):
+				// a secret, changed by hand.
+				out[i].Secret = true
+				out[i].Spec = Spec{Name: c.Key, Kind: KindManual, Period: 90 * Day, Purpose: "connection URL with a password", Storage: ".env", Encryption: "At rest", Access: "Backend only"}
+				out[i].Reason = "URL with a password rekey does not manage: record changes with `rekey set`"
+				continue
+			}
+		}
 		out[i].Reason = "not a secret"
 	}
 	return out
