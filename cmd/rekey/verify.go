@@ -13,6 +13,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/reencrypt"
 	"github.com/rekeyhq/rekey/verify"
 	"github.com/spf13/cobra"
 )
@@ -164,9 +165,23 @@ func (a *app) environ() []string {
 	return env
 }
 
-// opener is how decrypt-sample checks open values. It is nil until the
-// codecs are wired in: those checks then fail with "no codec".
-func (a *app) opener() verify.Opener { return nil }
+// opener is how decrypt-sample checks open values: the re-encryption
+// engine's codecs (a command codec's program runs until rekey exits).
+func (a *app) opener() verify.Opener {
+	return func(s config.DecryptSample, key rekey.Value) (func([]byte) error, error) {
+		c, err := reencrypt.NewCipher(reencrypt.Config{Codec: s.Codec, Encoding: s.Encoding}, key, a.errw())
+		if err != nil {
+			return nil, err
+		}
+		return func(ct []byte) error {
+			pt, err := c.Decrypt(ct)
+			for i := range pt {
+				pt[i] = 0
+			}
+			return err
+		}, nil
+	}
+}
 
 // envValues are the current values of an environment's secrets and derived
 // values, read (and audited) for checks to use and for output to be
