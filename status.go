@@ -13,6 +13,9 @@ const (
 	StateManual  = "manual"
 	StateWeak    = "weak"
 	StateMissing = "missing"
+	// StateIncomplete: a data key whose re-encryption has not finished (rows
+	// still need the previous key); `rekey reencrypt` finishes it.
+	StateIncomplete = "reencrypt-incomplete"
 )
 
 // SecretStatus is one row of `rekey status`.
@@ -31,7 +34,7 @@ type SecretStatus struct {
 
 // NeedsAttention reports whether the state makes `rekey status` exit non-zero.
 func (s SecretStatus) NeedsAttention() bool {
-	return s.State == StateOverdue || s.State == StateWeak || s.State == StateMissing
+	return s.State == StateOverdue || s.State == StateWeak || s.State == StateMissing || s.State == StateIncomplete
 }
 
 // DueSoonWindow is how long before its due date a secret is due-soon:
@@ -64,6 +67,8 @@ func ComputeStatus(env string, specs []Spec, current map[string]Version, bits ma
 			st.NextDue = v.CreatedAt.Add(s.Period)
 		}
 		switch {
+		case v.Attrs[AttrReencrypt] == "incomplete":
+			st.State = StateIncomplete
 		case s.Kind == KindManual:
 			st.State = StateManual
 			if !st.NextDue.IsZero() && !now.Before(st.NextDue) {

@@ -33,6 +33,7 @@ type RotatedSecret struct {
 	Version     int    `json:"version"`
 	Fingerprint string `json:"fingerprint"`
 	Encoding    string `json:"encoding,omitempty"`
+	State       string `json:"state,omitempty"`
 }
 
 // NotRotated is one line of "NOT Rotated (Requires User Action)".
@@ -78,7 +79,7 @@ func Build(title, env string, specs []rekey.Spec, status []rekey.SecretStatus, n
 		case st.State == rekey.StateMissing:
 			r.NotRotated = append(r.NotRotated, NotRotated{Name: sp.Name, Reason: "no value in the store"})
 		case !r.LatestRotation.IsZero() && st.LastRotated.UTC().Format("2006-01-02") == latestDay:
-			r.Rotated = append(r.Rotated, RotatedSecret{Name: sp.Name, Bits: st.Bits, Version: st.Version, Fingerprint: st.Fingerprint, Encoding: string(sp.Generator.Encoding)})
+			r.Rotated = append(r.Rotated, RotatedSecret{Name: sp.Name, Bits: st.Bits, Version: st.Version, Fingerprint: st.Fingerprint, Encoding: string(sp.Generator.Encoding), State: st.State})
 		default:
 			reason := "last rotated " + day(st.LastRotated)
 			if st.State == rekey.StateOverdue {
@@ -128,6 +129,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString("- (none)\n")
 	}
 	for _, s := range r.Rotated {
+		if s.State == rekey.StateIncomplete {
+			fmt.Fprintf(&b, "- ⚠️ %s (%d-bit cryptographically random, v%d, %s; re-encryption incomplete: some rows still need the previous key, run `rekey reencrypt`)\n", s.Name, s.Bits, s.Version, s.Fingerprint)
+			continue
+		}
 		fmt.Fprintf(&b, "- ✅ %s (%d-bit cryptographically random, v%d, %s)\n", s.Name, s.Bits, s.Version, s.Fingerprint)
 	}
 	b.WriteString("\n### NOT Rotated (Requires User Action):\n")

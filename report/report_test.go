@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"strings"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -95,5 +96,21 @@ func TestSections(t *testing.T) {
 		if row.Name == "ENCRYPTION_KEY" && row.State != rekey.StateOverdue {
 			t.Errorf("ENCRYPTION_KEY state=%s, want overdue (90 days after 2025-11-18 is before 2026-03-01)", row.State)
 		}
+	}
+}
+
+func TestIncompleteReencryption(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	specs := []rekey.Spec{{Name: "ENCRYPTION_KEY", Kind: rekey.KindDataKey, Period: 90 * rekey.Day}}
+	st := []rekey.SecretStatus{{Name: "ENCRYPTION_KEY", Kind: rekey.KindDataKey, Version: 2, LastRotated: now, State: rekey.StateIncomplete, Bits: 256, Fingerprint: "fp:0123456789abcdef"}}
+	var b strings.Builder
+	if err := Build("Atlas", "production", specs, st, now).WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "ENCRYPTION_KEY (256-bit cryptographically random, v2, fp:0123456789abcdef; re-encryption incomplete") {
+		t.Errorf("report does not say the re-encryption is incomplete:\n%s", b.String())
+	}
+	if !st[0].NeedsAttention() {
+		t.Error("an incomplete re-encryption does not make status exit non-zero")
 	}
 }

@@ -29,7 +29,24 @@ func (d *dataKeyApplier) Revert(context.Context, string, *rekey.Spec, rekey.Vers
 
 // Migrate implements rekey.Migrator.
 func (d *dataKeyApplier) Migrate(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.VersionValue, rotationID string) error {
-	_, err := d.w.reencrypt(ctx, spec, current.Value, pending.Value, rotationID)
+	res, err := d.w.reencrypt(ctx, spec, current.Value, pending.Value, rotationID)
+	if res == nil {
+		return err
+	}
+	// The figures of the run, in the audit log (fail closed: a run whose
+	// record cannot be written reports an error, and recovery runs it again).
+	outcome := "ok"
+	if err != nil {
+		outcome = "incomplete"
+	}
+	detail := fmt.Sprintf("rotation %s: %d values re-encrypted from v%d, %d already on v%d, %d empty, %d open with neither key, %d revisited after concurrent writes",
+		rotationID, res.Reencrypted, current.N, res.AlreadyNew, pending.N, res.Empty, res.Failed, res.Revisited)
+	if aerr := d.w.e.Store.Update(ctx, func(tx rekey.Tx) error {
+		_, err := tx.Audit(rekey.AuditEntry{Actor: d.w.e.Actor, Action: "rotate.reencrypt", Env: env, Secret: spec.Name, Version: pending.N, Fingerprint: pending.Fingerprint, Outcome: outcome, Detail: detail})
+		return err
+	}); aerr != nil && err == nil {
+		return aerr
+	}
 	return err
 }
 
