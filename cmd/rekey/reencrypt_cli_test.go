@@ -1,0 +1,305 @@
+package main
+
+// rekey rotate ENCRYPTION_KEY against a real PostgreSQL: every PII value is
+// re-encrypted to the new key (AES-256-GCM, nonce || ciphertext || tag,
+// base64, as the atlas app and Rust's aes-gcm store it), through crashes at
+// the step boundaries, with a corrupt row that keeps the old key until it is
+// fixed and `rekey reencrypt` finishes.
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type rcProject struct {
+	*ctProject
+	url   string
+	plain map[int64][2]string // id → email, ssn
+}
+
+func rcSeal(t *testing.T, key, plaintext string) string {
+	t.Helper()
+	k, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := aes.NewCipher(k)
+	gcm, _ := cipher.NewGCM(block)
+	nonce := make([]byte, 12)
+	rand.Read(nonce)
+	return base64.StdEncoding.EncodeToString(gcm.Seal(nonce, nonce, []byte(plaintext), nil))
+}
+
+func rcOpen(key, stored string) (string, bool) {
+	k, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return "", false
+	}
+	b, err := base64.StdEncoding.DecodeString(stored)
+	if err != nil || len(b) < 28 {
+		return "", false
+	}
+	block, _ := aes.NewCipher(k)
+	gcm, _ := cipher.NewGCM(block)
+	p, err := gcm.Open(nil, b[:12], b[12:], nil)
+	return string(p), err == nil
+}
+
+func rcNewProject(t *testing.T, db string, rows int) *rcProject {
+	t.Helper()
+	c := startCluster(t)
+	if err := c.CreateDatabase(db); err != nil {
+		t.Fatal(err)
+	}
+	ctRekeyBin(t)
+	dir := t.TempDir()
+	key := ctRandB64(32, base64.StdEncoding)
+	p := &rcProject{url: c.ConnString(c.SuperUser, c.SuperPassword, db), plain: map[int64][2]string{}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `CREATE TABLE patients (id bigint PRIMARY KEY, email text, ssn text)`); err != nil {
+		t.Fatal(err)
+	}
+	var src [][]any
+	for i := int64(1); i <= int64(rows); i++ {
+		email, ssn := fmt.Sprintf("patient%d@example.com", i), fmt.Sprintf("%03d-%02d-%04d", i%1000, i%100, i)
+		row := []any{i, rcSeal(t, key, email), rcSeal(t, key, ssn)}
+		if i%10 == 0 {
+			row[2], ssn = nil, "" // NULLs stay NULL
+		}
+		p.plain[i] = [2]string{email, ssn}
+		src = append(src, row)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "email", "ssn"}, pgx.CopyFromRows(src)); err != nil {
+		t.Fatal(err)
+	}
+	// The project: a manual DATABASE_URL (no password rotation here) and the key.
+	p.ctProject = &ctProject{t: t, dir: dir, envPath: filepath.Join(dir, ".env")}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REKEY_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			p.env = append(p.env, kv)
+		}
+	}
+	p.env = append(p.env, "REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=reencrypt-test")
+	text := "DATABASE_URL=" + p.url + "\nENCRYPTION_KEY=" + key + "\nRUST_LOG=info\n"
+	if err := os.WriteFile(p.envPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.must("init", "--env-file", ".env")
+	cfg, err := os.ReadFile(filepath.Join(dir, "rekey.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := strings.Replace(string(cfg), "\n  ENCRYPTION_KEY:\n", "\n  ENCRYPTION_KEY:\n    reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [patients.email, patients.ssn], batch_size: 500}\n", 1)
+	if cfg2 == string(cfg) {
+		t.Fatalf("no ENCRYPTION_KEY in rekey.yaml:\n%s", cfg)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rekey.yaml"), []byte(cfg2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// envKeys returns ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS of the .env.
+func (p *rcProject) envKeys() (string, string) {
+	data := p.readEnv()
+	k, _ := ctEnvValue(data, "ENCRYPTION_KEY")
+	prev, _ := ctEnvValue(data, "ENCRYPTION_KEY_PREVIOUS")
+	return k, prev
+}
+
+// check reads every row: each value opens with key to its original
+// plaintext (NULLs stay NULL), except the ids in skip.
+func (p *rcProject) check(key string, skip ...int64) {
+	t := p.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT id, email, ssn FROM patients ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id int64
+		var email string
+		var ssn *string
+		if err := rows.Scan(&id, &email, &ssn); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if contains64(skip, id) {
+			continue
+		}
+		want := p.plain[id]
+		if got, ok := rcOpen(key, email); !ok || got != want[0] {
+			t.Fatalf("row %d email does not open with the current key to its plaintext", id)
+		}
+		if want[1] == "" {
+			if ssn != nil {
+				t.Fatalf("row %d: a NULL ssn was written", id)
+			}
+		} else if ssn == nil {
+			t.Fatalf("row %d: ssn became NULL", id)
+		} else if got, ok := rcOpen(key, *ssn); !ok || got != want[1] {
+			t.Fatalf("row %d ssn does not open with the current key to its plaintext", id)
+		}
+	}
+	if n != len(p.plain) {
+		t.Fatalf("%d rows, want %d", n, len(p.plain))
+	}
+}
+
+func contains64(xs []int64, x int64) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *rcProject) exec(sql string, args ...any) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func TestReencryptRotation(t *testing.T) {
+	p := rcNewProject(t, "atlas", 3000)
+	old, _ := p.envKeys()
+	r := p.run("rotate", "ENCRYPTION_KEY")
+	if r.code != 0 {
+		t.Fatalf("%v", r)
+	}
+	key, prev := p.envKeys()
+	if key == old || prev != "" {
+		t.Fatalf("after the rotation the .env should hold the new key alone (new %v, previous left %v)", key != old, prev != "")
+	}
+	if got := strings.TrimSpace(p.must("get", "ENCRYPTION_KEY")); got != key {
+		t.Fatal("the .env key is not the store's current")
+	}
+	p.check(key)
+	if !strings.Contains(r.stderr, "re-encrypted 5700 values of ENCRYPTION_KEY") {
+		t.Errorf("rotate did not report the re-encryption:\n%s", r.stderr)
+	}
+	v := p.must("reencrypt", "--verify")
+	if !strings.Contains(v, "every value is on the current key") || !strings.Contains(v, "patients.email") {
+		t.Errorf("reencrypt --verify:\n%s", v)
+	}
+	if a := p.must("audit", "--secret", "ENCRYPTION_KEY"); !strings.Contains(a, "rotate.reencrypt") {
+		t.Errorf("no re-encryption record in the audit log:\n%s", a)
+	}
+	for _, out := range []string{r.stdout, r.stderr, v} {
+		if strings.Contains(out, key) || strings.Contains(out, old) {
+			t.Fatal("a key value appears in rekey's output")
+		}
+	}
+}
+
+// Killed at every step boundary of a data-key rotation, recovered: every
+// row is on the store's current key and the .env holds it alone.
+func TestReencryptCrashMatrix(t *testing.T) {
+	p := rcNewProject(t, "atlas", 1200)
+	for _, point := range []string{"create:after", "publish:before", "publish:after", "migrate:before", "migrate:after", "verify:before", "finish:before", "finish:after"} {
+		p.crash(point, "rotate", "ENCRYPTION_KEY")
+		if r := p.run("recover"); r.code != 0 {
+			t.Fatalf("recover after a crash at %s: %v", point, r)
+		}
+		key, prev := p.envKeys()
+		if prev != "" {
+			t.Fatalf("%s: ENCRYPTION_KEY_PREVIOUS still in the .env after recovery", point)
+		}
+		if got := strings.TrimSpace(p.must("get", "ENCRYPTION_KEY")); got != key {
+			t.Fatalf("%s: the .env key is not the store's current after recovery", point)
+		}
+		p.check(key)
+	}
+}
+
+// A value that opens with neither key: rotate exits 7 naming the row, the
+// row is untouched, the old key stays (sealed and as ENCRYPTION_KEY_PREVIOUS),
+// status needs attention, another rotation is refused; once the row is
+// repaired, `rekey reencrypt` finishes and the old key leaves the .env.
+func TestReencryptCorruptRow(t *testing.T) {
+	p := rcNewProject(t, "atlas", 500)
+	old, _ := p.envKeys()
+	p.exec(`UPDATE patients SET email = 'bm90IGEgY2lwaGVydGV4dCBhdCBhbGwsIGp1c3QgdGV4dA==' WHERE id = 7`)
+	r := p.run("rotate", "ENCRYPTION_KEY")
+	if r.code != 7 || !strings.Contains(r.stderr, "patients (id)=(7) column email") {
+		t.Fatalf("want exit 7 naming the corrupt row: %v", r)
+	}
+	key, prev := p.envKeys()
+	if prev != old || key == old {
+		t.Fatal("after an incomplete re-encryption the .env should hold the new key and the old one as ENCRYPTION_KEY_PREVIOUS")
+	}
+	p.check(key, 7)
+	var email string
+	func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, p.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		conn.QueryRow(ctx, `SELECT email FROM patients WHERE id = 7`).Scan(&email)
+	}()
+	if email != "bm90IGEgY2lwaGVydGV4dCBhdCBhbGwsIGp1c3QgdGV4dA==" {
+		t.Fatal("the corrupt row was changed")
+	}
+	if s := p.run("status"); s.code != 8 || !strings.Contains(s.stdout, "reencrypt-incomplete") {
+		t.Errorf("status: %v", s)
+	}
+	if v := p.run("reencrypt", "--verify"); v.code != 7 || !strings.Contains(v.stdout, "1 values open with neither key") {
+		t.Errorf("reencrypt --verify: %v", v)
+	}
+	if r := p.run("rotate", "ENCRYPTION_KEY"); r.code != 4 {
+		t.Errorf("a second rotation while rows need the old key: %v", r)
+	}
+	// Repaired from a backup: the row under the old key again.
+	p.exec(`UPDATE patients SET email = $1 WHERE id = 7`, rcSeal(t, old, p.plain[7][0]))
+	if r := p.run("reencrypt"); r.code != 0 || !strings.Contains(r.stdout, "every row is on the current key") {
+		t.Fatalf("reencrypt: %v", r)
+	}
+	key2, prev2 := p.envKeys()
+	if key2 != key || prev2 != "" {
+		t.Fatal("after reencrypt the .env should hold the current key alone")
+	}
+	p.check(key)
+	if s := p.run("status"); strings.Contains(s.stdout, "reencrypt-incomplete") {
+		t.Errorf("status still incomplete: %v", s)
+	}
+	if r := p.run("rotate", "ENCRYPTION_KEY"); r.code != 0 {
+		t.Fatalf("rotation after the repair: %v", r)
+	}
+}
