@@ -401,7 +401,31 @@ func (e *Engine) plan(ctx context.Context, names []string, mode Mode, given bool
 			if len(ps.Derived) > 0 {
 				pub += " (with " + strings.Join(ps.Derived, ", ") + ")"
 			}
-			ps.Steps = append(ps.Steps, pub, "verify", "finish (v"+fmt.Sprint(ps.ToVersion)+" current)")
+			maint := s.Reencrypt != nil && s.Reencrypt.Mode == ReencryptMaintenance
+			if maint {
+				ps.Steps = append(ps.Steps, "stop the services that consume it", "re-encrypt "+strings.Join(s.Reencrypt.Columns, ", ")+" from v"+fmt.Sprint(ps.FromVersion))
+			}
+			if k := s.PreviousKey(); k != "" && ps.FromVersion != 0 && (mode != ModeEmergency || s.Kind == KindDataKey) {
+				pub += "; v" + fmt.Sprint(ps.FromVersion) + " as " + k
+				if g := s.Grace(); g > 0 {
+					pub += " for " + FormatDays(g)
+				}
+			}
+			ps.Steps = append(ps.Steps, pub)
+			if e.Services != nil {
+				ps.Steps = append(ps.Steps, "restart the services that consume it")
+			}
+			if s.Reencrypt != nil && !maint {
+				ps.Steps = append(ps.Steps, "re-encrypt "+strings.Join(s.Reencrypt.Columns, ", ")+" from v"+fmt.Sprint(ps.FromVersion)+" (online), then remove "+s.PreviousKey())
+			}
+			if s.Sessions != nil && len(s.Sessions.OnRotate) > 0 {
+				ps.Steps = append(ps.Steps, fmt.Sprintf("run %d on_rotate hooks", len(s.Sessions.OnRotate)))
+			}
+			verify := "verify"
+			if e.Checks != nil {
+				verify += " (targets, then the checks)"
+			}
+			ps.Steps = append(ps.Steps, verify, "finish (v"+fmt.Sprint(ps.ToVersion)+" current)")
 			p.Secrets = append(p.Secrets, ps)
 		}
 		return nil
