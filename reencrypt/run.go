@@ -600,7 +600,7 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 				if testHookBeforeWrite != nil && b.err == nil {
 					testHookBeforeWrite(t.display, b.seq)
 				}
-				if err := tr2.write(ctx, pctx, w, b); err != nil {
+				if err := tr2.write(ctx, w, b); err != nil {
 					tr2.fail(err)
 					stop()
 				}
@@ -611,6 +611,14 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 	stop()
 	readers.Wait()
 	workers.Wait()
+	// The batch statements write the checkpoint as they commit, possibly
+	// a batch or two behind (batches commit out of order); bring it up to
+	// what is committed now.
+	if pk, rows, done, ok := tr2.wm.upTo(-1); ok && r.ckpt != "" {
+		if err := r.saveCheckpoint(context.WithoutCancel(ctx), r.writer, t, pk, done, rows); err != nil && tr2.err == nil {
+			return err
+		}
+	}
 	if tr2.err != nil {
 		return tr2.err
 	}
@@ -639,12 +647,14 @@ func (tr *tableRun) fail(err error) {
 	}
 }
 
-// write writes one processed batch and accounts for it.
-func (tr *tableRun) write(ctx, pctx context.Context, w *pgx.Conn, b *batch) error {
+// write writes one processed batch and accounts for it. The batch is
+// written even when ctx is cancelled meanwhile (a stop is clean: after
+// the batches in flight).
+func (tr *tableRun) write(ctx context.Context, w *pgx.Conn, b *batch) error {
 	if b.err != nil {
 		return b.err
 	}
-	if err := tr.r.writeBatch(pctx, w, tr.t, b, &tr.wm); err != nil {
+	if err := tr.r.writeBatch(context.WithoutCancel(ctx), w, tr.t, b, &tr.wm); err != nil {
 		return err
 	}
 	var tot Totals
@@ -897,13 +907,14 @@ func (w *watermark) add(seq int, lastPK []string, rows int, last bool) {
 	w.pending[seq] = &mark{lastPK: lastPK, rows: rows, last: last}
 }
 
-// upTo returns the checkpoint that batch seq may write: the key after
-// which every row is done, the rows done, and whether the table is done.
-// ok is false when the checkpoint would not move.
+// upTo returns the checkpoint that batch seq may write with its data: the
+// end of the committed prefix of batches, extended by seq itself when it
+// is next (the key after which every row is done, the rows done, whether
+// the table is done). ok is false when nothing was committed yet.
 func (w *watermark) upTo(seq int) (pk []string, rows int64, done, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	pk, rows = w.basePK, w.baseN
+	pk, rows, done, ok = w.basePK, w.baseN, w.pending[-1] != nil, w.next > 0
 	for j := w.next; ; j++ {
 		m := w.pending[j]
 		if m == nil || (!m.committed && j != seq) {

@@ -145,7 +145,62 @@ func bar(pct float64, width int) string {
 	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }
 
-// rehearse runs the re-encryption of spec on a copy of its database.
+// rehearse runs the re-encryption of spec on a copy of its database, from
+// the current key to a fresh throwaway one (never stored), and reports.
 func (w *wiring) rehearse(ctx context.Context, spec *rekey.Spec, cur, dsn rekey.Value) error {
-	return rekey.Errorf(rekey.CodeInvalid, "rehearsal is being wired in this build").WithHint("use --verify")
+	gen := spec.Generator
+	if gen.Bytes == 0 {
+		gen = rekey.DataKeyGenerator
+	}
+	throwaway, err := gen.Generate(nil)
+	if err != nil {
+		return err
+	}
+	defer throwaway.Wipe()
+	job := reencrypt.Job{DSN: dsn.RevealString(), Config: reencryptConfig(spec.Reencrypt), Old: cur, New: throwaway,
+		JobID: "rehearsal-" + time.Now().UTC().Format("20060102T150405Z"), Progress: w.a.progressPrinter("rehearsing " + spec.Name), Stderr: w.a.errw()}
+	reh, err := reencrypt.Rehearse(ctx, job)
+	w.a.progressDone()
+	out := w.a.out()
+	if reh != nil {
+		fmt.Fprintf(out, "%s: rehearsal on a copy of the database (%s, made in %s, dropped)\n", spec.Name, reh.Method, reh.CopyTime.Round(time.Millisecond))
+		if res := reh.Result; res != nil {
+			rate := 0.0
+			if reh.RunTime > 0 {
+				rate = float64(res.Rows) / reh.RunTime.Seconds()
+			}
+			fmt.Fprintf(out, "  re-encryption: %s for %d rows (%.0f rows/s): %d values re-encrypted, %d empty, %d open with neither key\n",
+				reh.RunTime.Round(time.Millisecond), res.Rows, rate, res.Reencrypted, res.Empty, res.Failed)
+			for _, f := range res.Failures {
+				fmt.Fprintf(out, "  opens with neither key: %s\n", f)
+			}
+		}
+		for _, g := range reh.Tables {
+			pct := 0.0
+			if g.Before > 0 {
+				pct = 100 * float64(g.After-g.Before) / float64(g.Before)
+			}
+			fmt.Fprintf(out, "  %s: %s before, %s after (%+.0f%%, dead row versions until VACUUM)\n", g.Table, bytesIEC(g.Before), bytesIEC(g.After), pct)
+		}
+	}
+	if errors.Is(err, reencrypt.ErrUndecryptable) {
+		w.a.exit = int(rekey.CodeVerifyFailed)
+		return nil
+	}
+	if err != nil {
+		return rekey.Wrap(rekey.ErrorCode(err), err, "rehearse the re-encryption of %s", spec.Name)
+	}
+	return nil
+}
+
+func bytesIEC(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

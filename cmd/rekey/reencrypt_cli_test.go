@@ -217,6 +217,12 @@ func TestReencryptRotation(t *testing.T) {
 	if !strings.Contains(v, "every value is on the current key") || !strings.Contains(v, "patients.email") {
 		t.Errorf("reencrypt --verify:\n%s", v)
 	}
+	// A rehearsal runs on a copy and leaves the database as it was.
+	reh := p.must("reencrypt", "--rehearse")
+	if !strings.Contains(reh, "rehearsal on a copy of the database (template") || !strings.Contains(reh, "for 3000 rows") || !strings.Contains(reh, "5700 values re-encrypted") || !strings.Contains(reh, "patients:") {
+		t.Errorf("reencrypt --rehearse:\n%s", reh)
+	}
+	p.check(key)
 	if a := p.must("audit", "--secret", "ENCRYPTION_KEY"); !strings.Contains(a, "rotate.reencrypt") {
 		t.Errorf("no re-encryption record in the audit log:\n%s", a)
 	}
