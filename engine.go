@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -321,6 +322,7 @@ type PlanSecret struct {
 	Targets     []string // target names
 	Derived     []string // derived values rewritten with it
 	Steps       []string
+	Warnings    []string // what the user should know before it runs
 }
 
 // refusal says why a secret cannot be rotated by Rotate, or "".
@@ -394,6 +396,13 @@ func (e *Engine) plan(ctx context.Context, names []string, mode Mode, given bool
 				}
 			}
 			ps.Steps = []string{"create v" + fmt.Sprint(ps.ToVersion) + " (sealed, pending)"}
+			if s.Grace() > 0 {
+				if pv, err := tx.Labeled(e.Env, name, LabelPrevious); err == nil && pv.Attrs[AttrExpired] == "" {
+					if until, err := time.Parse(time.RFC3339, pv.Attrs[AttrGraceUntil]); err == nil && e.now().Before(until) {
+						ps.Warnings = append(ps.Warnings, fmt.Sprintf("%s v%d is still in its grace period (until %s): this rotation ends it early, so what still uses it stops working now", name, pv.N, until.UTC().Format(time.RFC3339)))
+					}
+				}
+			}
 			if e.Appliers[s.Kind] != nil {
 				ps.Steps = append(ps.Steps, "apply to "+string(s.Kind))
 			}
@@ -912,13 +921,34 @@ func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error
 	if res != nil {
 		res.VerifyErr = cause
 	}
-	if r.Mode == ModeEmergency && published {
-		e.say("EMERGENCY: keeping the new values although %v", cause)
+	if published && (r.Mode == ModeEmergency || len(e.keptOnRollback(r)) == len(r.Secrets)) {
+		msg, hint := "emergency rotation kept the new values but verification failed",
+			"the old values may be exposed, so rekey did not go back to them: fix what is broken, then run `rekey verify`"
+		if r.Mode == ModeEmergency {
+			e.say("EMERGENCY: keeping the new values although %v", cause)
+		} else {
+			msg, hint = "verification failed after the data moved to the new key: the new values are kept",
+				"going back to the old key would make the re-encrypted rows unreadable: fix what is broken, then run `rekey verify`"
+			e.say("keeping the new values although %v: the data is already on the new key", cause)
+		}
+		if h := ErrorHint(cause); h != "" {
+			hint = h + "\n" + hint
+		}
 		if err := e.finish(ctx, r, StateFailed, cause.Error(), pending); err != nil {
 			return err
 		}
-		return &Error{Code: CodeVerifyFailed, Msg: "emergency rotation kept the new values but verification failed", Err: cause,
-			Hint: "the old values may be exposed, so rekey did not go back to them: fix what is broken, then run `rekey verify`"}
+		// A data key whose rows did not move yet: the old key stays published
+		// (NAME_PREVIOUS) and the version is marked, so `rekey reencrypt`
+		// moves them and no later rotation strands them.
+		if err := e.markUnmigrated(ctx, r); err != nil {
+			return err
+		}
+		if r.Mode == ModeEmergency {
+			if _, err := e.ExpireGrace(ctx); err != nil {
+				e.say("ending the grace of the exposed values failed: %v", err)
+			}
+		}
+		return &Error{Code: CodeVerifyFailed, Msg: msg, Err: cause, Hint: hint}
 	}
 	if err := e.rollback(ctx, r, pending, current, cause.Error()); err != nil {
 		return fmt.Errorf("%w; then rollback failed: %v", cause, err)
@@ -943,8 +973,11 @@ func (e *Engine) fail(ctx context.Context, r *Rotation, res *Result, cause error
 		e.say("after rollback%s", strings.TrimPrefix(after, ";"))
 	}
 	hint := "the previous values are in place again; nothing was lost"
+	if kept := e.keptOnRollback(r); len(kept) > 0 {
+		hint = "the previous values are in place again, except " + strings.Join(kept, ", ") + ": the data had already moved to its new value, which stays current; nothing was lost"
+	}
 	if h := ErrorHint(cause); h != "" {
-		hint = h + " (the previous values are in place again; nothing was lost)"
+		hint = h + " (" + hint + ")"
 	}
 	return &Error{Code: CodeVerifyFailed, Msg: "rotation rolled back" + after, Err: cause, Hint: hint}
 }
@@ -956,8 +989,14 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 	if err != nil {
 		return err
 	}
+	kept := e.keptOnRollback(r)
 	err = e.step(ctx, r, StepRollback, func() error {
-		names := sortedKeys(r.Secrets)
+		var names []string
+		for _, n := range sortedKeys(r.Secrets) {
+			if !slices.Contains(kept, n) {
+				names = append(names, n)
+			}
+		}
 		var set = map[string]Value{}
 		for _, name := range names {
 			if v, ok := current[name]; ok {
@@ -985,15 +1024,37 @@ func (e *Engine) rollback(ctx context.Context, r *Rotation, pending, current map
 	}
 	return e.Store.Update(ctx, func(tx Tx) error {
 		for _, name := range sortedKeys(r.Secrets) {
+			n := r.Secrets[name]
+			if slices.Contains(kept, name) {
+				// Its data is on the new value already: it becomes current.
+				if cur, err := tx.Labeled(e.Env, name, LabelCurrent); err == nil && cur.N != n {
+					if err := tx.SetLabel(e.Env, name, cur.N, LabelPrevious); err != nil {
+						return err
+					}
+				}
+				if err := tx.SetLabel(e.Env, name, n, LabelCurrent); err != nil {
+					return err
+				}
+				if err := tx.SetLabel(e.Env, name, 0, LabelPending); err != nil {
+					return err
+				}
+				if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.finish", Env: e.Env, Secret: name, Version: n, Fingerprint: pv[name].Fingerprint, Outcome: "kept", Detail: "rotation " + r.ID + ": its data already moved to this version, so it was not rolled back with the others"}); err != nil {
+					return err
+				}
+				continue
+			}
 			p, err := tx.Labeled(e.Env, name, LabelPending)
-			if err == nil && p.N == r.Secrets[name] {
+			if err == nil && p.N == n {
 				if err := tx.SetLabel(e.Env, name, 0, LabelPending); err != nil {
 					return err
 				}
 			}
-			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.rollback", Env: e.Env, Secret: name, Version: r.Secrets[name], Outcome: "rolled-back", Detail: truncate(why, 200)}); err != nil {
+			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.rollback", Env: e.Env, Secret: name, Version: n, Outcome: "rolled-back", Detail: truncate(why, 200)}); err != nil {
 				return err
 			}
+		}
+		if len(kept) > 0 {
+			why += " (kept " + strings.Join(kept, ", ") + ": its data already moved to the new value)"
 		}
 		r.State, r.Ended, r.Error = StateRolledBack, e.now(), truncate(why, 500)
 		if err := tx.PutRotation(r); err != nil {

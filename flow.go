@@ -403,3 +403,69 @@ func (e *Engine) FinishMigration(ctx context.Context, name string) (bool, error)
 	}
 	return true, nil
 }
+
+// migrated reports whether r's data migration step ran to the end.
+func (e *Engine) migrated(r *Rotation) bool {
+	i := lastIndex(r, StepMigrate)
+	return i >= 0 && r.Steps[i].Outcome == "ok"
+}
+
+// markUnmigrated marks the new version of every data key of r whose rows
+// have not moved (the rotation ended before its migrate step finished).
+func (e *Engine) markUnmigrated(ctx context.Context, r *Rotation) error {
+	if e.migrated(r) {
+		return nil
+	}
+	var names []string
+	for _, n := range sortedKeys(r.Secrets) {
+		if s, ok := e.Spec(n); ok && s.Reencrypt != nil {
+			if _, ok := e.Appliers[s.Kind].(Migrator); ok {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return e.Store.Update(ctx, func(tx Tx) error {
+		for _, name := range names {
+			v, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if err != nil {
+				return err
+			}
+			if v.N != r.Secrets[name] {
+				continue
+			}
+			if _, err := tx.Labeled(e.Env, name, LabelPrevious); err != nil {
+				continue // a first version: no rows under an older key
+			}
+			a := maps.Clone(v.Attrs)
+			if a == nil {
+				a = map[string]string{}
+			}
+			a[AttrReencrypt] = "incomplete"
+			if err := tx.SetAttrs(e.Env, name, v.N, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// keptOnRollback lists the data keys of r that a rollback must not undo:
+// their rows already moved to the new value (the migrate step finished), so
+// the old key alone would not read them.
+func (e *Engine) keptOnRollback(r *Rotation) []string {
+	if !e.migrated(r) {
+		return nil
+	}
+	var out []string
+	for _, n := range sortedKeys(r.Secrets) {
+		if s, ok := e.Spec(n); ok && s.Reencrypt != nil {
+			if _, ok := e.Appliers[s.Kind].(Migrator); ok {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}

@@ -30,6 +30,8 @@ type fwServices struct {
 	log    []string
 	// sees is what the running app was last (re)started with.
 	sees map[string]string
+	// failRestarts makes that many restarts fail.
+	failRestarts int
 }
 
 func (s *fwServices) record(what string, keys []string) {
@@ -44,6 +46,10 @@ func (s *fwServices) record(what string, keys []string) {
 }
 func (s *fwServices) Restart(_ context.Context, keys []string) error {
 	s.record("restart", keys)
+	if s.failRestarts > 0 {
+		s.failRestarts--
+		return rekey.Errorf(rekey.CodeVerifyFailed, "restart of service api failed").WithHint("its output ended with: config invalid")
+	}
 	return nil
 }
 func (s *fwServices) Stop(_ context.Context, keys []string) error { s.record("stop", keys); return nil }
@@ -523,5 +529,86 @@ func TestFlowFinishMigration(t *testing.T) {
 	}
 	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); err != nil {
 		t.Errorf("rotating after the re-encryption finished: %v", err)
+	}
+}
+
+// A check that fails after the rows moved to the new key does not roll back
+// (the old key alone would not read them): the new values are kept, exit 7.
+func TestFlowDataKeyChecksFailAfterMigration(t *testing.T) {
+	w := fwNewWorld(t, fwKey)
+	never := &fwChecks{svc: w.svc, ok: func(map[string]string) bool { return false }}
+	_, err := w.engine(never, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil)
+	if rekey.ErrorCode(err) != rekey.CodeVerifyFailed || !strings.Contains(err.Error(), "after the data moved to the new key") {
+		t.Fatalf("Rotate = %v", err)
+	}
+	v, cur := w.current("ENCRYPTION_KEY")
+	if v.N != 2 || w.target.get("ENCRYPTION_KEY") != cur || v.Attrs[rekey.AttrReencrypt] != "" {
+		t.Fatalf("want v2 current, published and not marked (rows moved): v%d %v", v.N, v.Attrs)
+	}
+	for i, r := range w.rows.rows {
+		if r != cur {
+			t.Fatalf("row %d not on the kept key", i)
+		}
+	}
+}
+
+// An emergency rotation whose restart fails before the rows moved keeps the
+// new key, keeps the old one published as ENCRYPTION_KEY_PREVIOUS, marks the
+// version so no later rotation strands the rows, and FinishMigration moves
+// them; the hint carries the service's output.
+func TestFlowEmergencyRestartFailsBeforeMigration(t *testing.T) {
+	w := fwNewWorld(t, fwKey)
+	_, old := w.current("ENCRYPTION_KEY")
+	w.svc.failRestarts = 1
+	_, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeEmergency, nil)
+	if rekey.ErrorCode(err) != rekey.CodeVerifyFailed || !strings.Contains(rekey.ErrorHint(err), "config invalid") {
+		t.Fatalf("Rotate = %v (hint %q)", err, rekey.ErrorHint(err))
+	}
+	v, cur := w.current("ENCRYPTION_KEY")
+	if v.Attrs[rekey.AttrReencrypt] != "incomplete" || w.target.get("ENCRYPTION_KEY_PREVIOUS") != old || w.target.get("ENCRYPTION_KEY") != cur {
+		t.Fatalf("after the failed emergency: attrs %v, previous published %v", v.Attrs, w.target.get("ENCRYPTION_KEY_PREVIOUS") == old)
+	}
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); rekey.ErrorCode(err) != rekey.CodeConflict {
+		t.Fatalf("a rotation before the rows moved = %v, want refused", err)
+	}
+	if did, err := w.engine(nil, nil).FinishMigration(t.Context(), "ENCRYPTION_KEY"); !did || err != nil {
+		t.Fatalf("FinishMigration = %v, %v", did, err)
+	}
+	for i, r := range w.rows.rows {
+		if r != cur {
+			t.Fatalf("row %d not moved", i)
+		}
+	}
+}
+
+// A rotation of a signing secret and a data key whose check fails after the
+// rows moved: the signing secret rolls back, the data key stays on its new
+// value (its rows need it), and the report of the error says so.
+func TestFlowPartialRollbackKeepsMovedDataKey(t *testing.T) {
+	w := fwNewWorld(t, fwJWT, fwKey)
+	_, oldJWT := w.current("JWT_SECRET")
+	_, oldKey := w.current("ENCRYPTION_KEY")
+	never := &fwChecks{svc: w.svc, ok: func(map[string]string) bool { return false }}
+	_, err := w.engine(never, nil).Rotate(t.Context(), []string{"JWT_SECRET", "ENCRYPTION_KEY"}, rekey.ModeManual, nil)
+	if rekey.ErrorCode(err) != rekey.CodeVerifyFailed || !strings.Contains(rekey.ErrorHint(err), "except ENCRYPTION_KEY") {
+		t.Fatalf("Rotate = %v (hint %q)", err, rekey.ErrorHint(err))
+	}
+	if v, val := w.current("JWT_SECRET"); v.N != 1 || val != oldJWT || w.target.get("JWT_SECRET") != oldJWT {
+		t.Errorf("JWT_SECRET not rolled back: current v%d", v.N)
+	}
+	v, key := w.current("ENCRYPTION_KEY")
+	if v.N != 2 || key == oldKey || w.target.get("ENCRYPTION_KEY") != key {
+		t.Errorf("ENCRYPTION_KEY should stay on v2: current v%d, published %v", v.N, w.target.get("ENCRYPTION_KEY") == key)
+	}
+	if p := w.labeled("ENCRYPTION_KEY", rekey.LabelPrevious); p.N != 1 {
+		t.Errorf("the old key should be previous, is v%d", p.N)
+	}
+	for i, r := range w.rows.rows {
+		if r != key {
+			t.Fatalf("row %d is not on the kept key", i)
+		}
+	}
+	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok {
+		t.Error("ENCRYPTION_KEY_PREVIOUS left behind")
 	}
 }

@@ -138,7 +138,7 @@ REKEY_PASSPHRASE or asks on the terminal.
 	root.AddCommand(
 		a.initCommand(), a.statusCommand(), a.rotateCommand(), a.historyCommand(), a.getCommand(),
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
-		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
+		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(), a.demoAppCommand(),
 		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
 	)
 	root.SetHelpCommand(&cobra.Command{Hidden: true})

@@ -21,19 +21,40 @@ var demoLog []byte
 
 func (a *app) demoCommand() *cobra.Command {
 	var dir string
+	var withPostgres, keep bool
 	c := &cobra.Command{
-		Use:   "demo [--dir DIR]",
+		Use:   "demo [--dir DIR] [--with-postgres [--keep]]",
 		Short: "A 1-minute tour in a temporary folder: init, status, rotate, report (no server needed)",
 		Long: `demo writes a .env shaped like the Atlas PharmaTech backend's (fake values)
 and the team's rotation log into a new folder, then runs, narrating each step:
 rekey init --import-log, rekey status, rekey rotate --all, rekey status,
 rekey history JWT_SECRET, rekey report and rekey audit verify. The folder is
 kept so you can try more commands in it; its master key file lives in the
-folder's config/ subfolder, outside the project.`,
+folder's config/ subfolder, outside the project.
+
+--with-postgres runs the whole runbook against a real application instead:
+it starts a throwaway PostgreSQL cluster (its server binaries must be
+installed) and the reference backend (examples/atlas-app, built into
+rekey), seeds encrypted patients, and narrates init, status, verify, rotate
+--all (graceful JWT sessions, alternating database roles, online
+re-encryption of the PII, restart of the app, checks), the end of the grace
+period, report and audit verify. Everything is stopped and removed at the
+end, or on Ctrl-C; --keep leaves PostgreSQL and the app running until
+Ctrl-C so you can try more commands.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDemo(cmd.Context(), dir) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if withPostgres {
+				return a.runDemoPostgres(cmd.Context(), dir, keep)
+			}
+			if keep {
+				return rekey.Errorf(rekey.CodeInvalid, "--keep goes with --with-postgres")
+			}
+			return a.runDemo(cmd.Context(), dir)
+		},
 	}
 	c.Flags().StringVar(&dir, "dir", "", "folder to create the demo in (default: a new temporary folder)")
+	c.Flags().BoolVar(&withPostgres, "with-postgres", false, "run the runbook against a throwaway PostgreSQL and the reference app")
+	c.Flags().BoolVar(&keep, "keep", false, "with --with-postgres: keep PostgreSQL and the app running until Ctrl-C")
 	return c
 }
 

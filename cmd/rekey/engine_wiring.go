@@ -119,15 +119,27 @@ func (w *wiring) serviceOptions(ctx context.Context) services.Options {
 	return o
 }
 
+// consumed maps keys to what services declare they consume: NAME_PREVIOUS
+// is read by whoever reads NAME.
+func (w *wiring) consumed(keys []string) []string {
+	out := slices.Clone(keys)
+	for _, s := range w.cfg.Secrets {
+		if k := s.PreviousKey(); k != "" && slices.Contains(keys, k) && !slices.Contains(out, s.Name) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
 // Restart implements rekey.Services.
 func (w *wiring) Restart(ctx context.Context, keys []string) error {
-	_, err := services.Restart(ctx, w.cfg.ServicesFor(w.env.Name), keys, w.serviceOptions(ctx))
+	_, err := services.Restart(ctx, w.cfg.ServicesFor(w.env.Name), w.consumed(keys), w.serviceOptions(ctx))
 	return err
 }
 
 // Stop implements rekey.Services: the consumers of keys, in reverse order.
 func (w *wiring) Stop(ctx context.Context, keys []string) error {
-	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), keys, w.cfg.DerivedFor(w.env.Name))
+	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), w.consumed(keys), w.cfg.DerivedFor(w.env.Name))
 	o := w.serviceOptions(ctx)
 	for i := len(svcs) - 1; i >= 0; i-- {
 		s := svcs[i]
@@ -144,7 +156,7 @@ func (w *wiring) Stop(ctx context.Context, keys []string) error {
 
 // Start implements rekey.Services.
 func (w *wiring) Start(ctx context.Context, keys []string) error {
-	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), keys, w.cfg.DerivedFor(w.env.Name))
+	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), w.consumed(keys), w.cfg.DerivedFor(w.env.Name))
 	o := w.serviceOptions(ctx)
 	for _, s := range svcs {
 		c := s.Start

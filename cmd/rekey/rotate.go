@@ -147,10 +147,18 @@ func (a *app) runRotate(ctx context.Context, o rotateOptions, names []string) er
 			for _, step := range s.Steps {
 				fmt.Fprintf(a.out(), "    - %s\n", step)
 			}
+			for _, w := range s.Warnings {
+				fmt.Fprintf(a.out(), "    ! %s\n", w)
+			}
 		}
 		return nil
 	}
 	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+	for _, s := range plan.Secrets {
+		for _, w := range s.Warnings {
+			a.warnf("%s", w)
+		}
+	}
 	res, err := e.Rotate(ctx, names, mode, nil)
 	if err != nil {
 		return err

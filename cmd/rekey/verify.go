@@ -191,13 +191,15 @@ type envValues struct {
 	redact func(string) string
 }
 
+// resolve returns a copy of a value: checks run concurrently and each wipes
+// what it was given when it is done.
 func (v *envValues) resolve(name string) (rekey.Value, error) {
 	val, ok := v.m[name]
 	if !ok {
 		return rekey.Value{}, rekey.Errorf(rekey.CodeNotFound, "%s has no current value", name).
 			WithHint("run `rekey status`; a derived value needs a value for every secret it references")
 	}
-	return val, nil
+	return rekey.NewValue(val.Reveal()), nil
 }
 
 func (v *envValues) wipe() {

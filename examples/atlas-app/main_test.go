@@ -23,7 +23,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/rekeyhq/rekey/examples/atlas-app/internal/atlas"
+	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/postgres"
 )
@@ -124,7 +124,8 @@ func (s *syncBuffer) String() string {
 // app is a running server plus everything it said.
 type app struct {
 	t      *testing.T
-	srv    *httptest.Server
+	base   string // http://host:port
+	client *http.Client
 	log    *syncBuffer
 	bodies *syncBuffer
 }
@@ -138,8 +139,9 @@ func startApp(t *testing.T, e env) *app {
 		t.Fatal(err)
 	}
 	a := &app{t: t, log: &syncBuffer{}, bodies: &syncBuffer{}}
-	a.srv = httptest.NewServer(atlas.NewServer(cfg, slog.New(slog.NewTextHandler(a.log, nil))).Handler())
-	t.Cleanup(a.srv.Close)
+	srv := httptest.NewServer(atlas.NewServer(cfg, slog.New(slog.NewTextHandler(a.log, nil))).Handler())
+	t.Cleanup(srv.Close)
+	a.base, a.client = srv.URL, srv.Client()
 	return a
 }
 
@@ -150,14 +152,14 @@ func (a *app) do(method, path, token string, body any) (int, []byte) {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(testCtx(a.t), method, a.srv.URL+path, r)
+	req, err := http.NewRequestWithContext(testCtx(a.t), method, a.base+path, r)
 	if err != nil {
 		a.t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := a.srv.Client().Do(req)
+	resp, err := a.client.Do(req)
 	if err != nil {
 		a.t.Fatal(err)
 	}
@@ -478,7 +480,7 @@ func TestHealth(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	good := env{
 		atlas.KeyDatabaseURL:   "postgres://u:pw-Zq9sekrit-1@127.0.0.1:5432/db",
-		atlas.KeyJWTSecret:     "jwt-Zq9sekrit-2",
+		atlas.KeyJWTSecret:     "jwt-Zq9sekrit-2" + strings.Repeat("j", 64),
 		atlas.KeyEncryptionKey: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
 	}
 	with := func(k, v string) env {
@@ -503,6 +505,7 @@ func TestConfigErrors(t *testing.T) {
 		"no DATABASE_URL":   {with(atlas.KeyDatabaseURL, "\x00unset"), "DATABASE_URL is not set"},
 		"bad DATABASE_URL":  {with(atlas.KeyDatabaseURL, "mysql://u:pw-Zq9sekrit-1@h/db"), "DATABASE_URL"},
 		"no JWT_SECRET":     {with(atlas.KeyJWTSecret, ""), "JWT_SECRET is not set"},
+		"short JWT_SECRET":  {with(atlas.KeyJWTSecret, "jwt-Zq9sekrit-2"), "JWT_SECRET must be at least 64 bytes"},
 		"no ENCRYPTION_KEY": {with(atlas.KeyEncryptionKey, "\x00unset"), "ENCRYPTION_KEY is not set"},
 		"short key":         {with(atlas.KeyEncryptionKey, base64.StdEncoding.EncodeToString([]byte("key-Zq9sekrit-3"))), "ENCRYPTION_KEY must decode to 32 bytes"},
 		"not base64":        {with(atlas.KeyEncryptionKey, "key-Zq9sekrit-3!!"), "ENCRYPTION_KEY is not valid base64"},

@@ -5,11 +5,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,12 +24,29 @@ import (
 //	GET  /health         -> 200 {"status":"ok"} | 503 {"status":"unavailable"}
 //
 // Each request that needs the database opens its own connection with the
-// credentials read at start, so a changed role password shows at once
-// (/health answers 503) rather than when a pool recycles.
+// credentials of the configuration in force, so a changed role password
+// shows at once (/health answers 503) rather than when a pool recycles.
+//
+// Reload swaps the configuration atomically: a request uses the
+// configuration it started with, the next one the new one, and nothing
+// else changes (the listener stays open). When a reload fails — the .env
+// is unusable or its DATABASE_URL does not log in — the server does not
+// carry on with the values it had (they may have been rotated away, and
+// an app silently running stale credentials is the failure a rotation must
+// see): every endpoint answers 503 until a reload succeeds, /health with
+// {"status":"unavailable","reason":"configuration reload failed"}.
 type Server struct {
-	cfg *Config
+	cur atomic.Pointer[state]
 	log *slog.Logger
 	now func() time.Time
+	// TokenTTL is the lifetime of the tokens /login issues (default TokenTTL).
+	TokenTTL time.Duration
+}
+
+// state is the configuration in force, or why there is none.
+type state struct {
+	cfg    *Config
+	failed string // the reload error; cfg is nil
 }
 
 // NewServer returns the application's server. log may be nil (discard).
@@ -35,7 +54,52 @@ func NewServer(cfg *Config, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Server{cfg: cfg, log: log, now: time.Now}
+	s := &Server{log: log, now: time.Now, TokenTTL: TokenTTL}
+	s.cur.Store(&state{cfg: cfg})
+	return s
+}
+
+// Config returns the configuration in force, nil after a failed reload.
+func (s *Server) Config() *Config { return s.cur.Load().cfg }
+
+// ReloadError is the error of the last reload, nil when the server has a
+// working configuration.
+func (s *Server) ReloadError() error {
+	if f := s.cur.Load().failed; f != "" {
+		return errors.New(f)
+	}
+	return nil
+}
+
+// Reload loads a new configuration with load, checks it (it must parse
+// and its DATABASE_URL must log in and run SELECT 1) and swaps it in. On
+// failure the server becomes unavailable (every endpoint 503) until a
+// later Reload succeeds, and the error, which names keys and never
+// values, is returned.
+func (s *Server) Reload(ctx context.Context, load func() (*Config, error)) error {
+	cfg, err := load()
+	if err == nil {
+		if perr := ping(ctx, cfg); perr != nil {
+			err = fmt.Errorf("atlas: the new DATABASE_URL does not work: %s", dbErrClass(perr))
+		}
+	}
+	if err != nil {
+		s.cur.Store(&state{failed: err.Error()})
+		s.log.Error("reload failed: serving 503 until a reload succeeds", "err", err)
+		return err
+	}
+	s.cur.Store(&state{cfg: cfg})
+	s.log.Info("reloaded configuration", "JWT_SECRET_PREVIOUS set", cfg.JWTSecretPrevious != nil, "ENCRYPTION_KEY_PREVIOUS set", cfg.EncryptionKeyPrevious != nil)
+	return nil
+}
+
+// config returns the configuration for one request, or answers 503.
+func (s *Server) config(w http.ResponseWriter) *Config {
+	cfg := s.cur.Load().cfg
+	if cfg == nil {
+		writeError(w, http.StatusServiceUnavailable, "configuration reload failed")
+	}
+	return cfg
 }
 
 // Handler returns the HTTP handler.
@@ -82,6 +146,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	cfg := s.config(w)
+	if cfg == nil {
+		return
+	}
 	var req struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
@@ -91,12 +159,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userOK := subtle.ConstantTimeCompare([]byte(req.Username), []byte(DemoUser)) == 1
-	passOK := subtle.ConstantTimeCompare([]byte(req.Password), []byte(s.cfg.DemoPassword)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(req.Password), []byte(cfg.DemoPassword)) == 1
 	if !userOK || !passOK {
 		writeError(w, http.StatusUnauthorized, "invalid credentials")
 		return
 	}
-	tok, err := IssueToken(s.cfg.JWTSecret, DemoUser, s.now())
+	tok, err := IssueTokenTTL(cfg.JWTSecret, DemoUser, s.now(), s.TokenTTL)
 	if err != nil {
 		s.log.Error("issue token failed")
 		writeError(w, http.StatusInternalServerError, "internal error")
@@ -105,18 +173,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 }
 
-func (s *Server) authorized(r *http.Request) bool {
+func (s *Server) authorized(cfg *Config, r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return false
 	}
-	_, err := VerifyToken([][]byte{s.cfg.JWTSecret, s.cfg.JWTSecretPrevious}, strings.TrimSpace(tok))
+	_, err := VerifyToken([][]byte{cfg.JWTSecret, cfg.JWTSecretPrevious}, strings.TrimSpace(tok))
 	return err == nil
 }
 
 func (s *Server) patient(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
+	cfg := s.config(w)
+	if cfg == nil {
+		return
+	}
+	if !s.authorized(cfg, r) {
 		writeError(w, http.StatusUnauthorized, "unauthorized")
 		return
 	}
@@ -127,7 +199,7 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	conn, err := s.cfg.Connect(ctx)
+	conn, err := cfg.Connect(ctx)
 	if err != nil {
 		s.log.Error("database connect failed", "err", dbErrClass(err))
 		writeError(w, http.StatusServiceUnavailable, "database unavailable")
@@ -147,7 +219,7 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	keys := [][]byte{s.cfg.EncryptionKey, s.cfg.EncryptionKeyPrevious}
+	keys := [][]byte{cfg.EncryptionKey, cfg.EncryptionKeyPrevious}
 	for _, f := range []struct {
 		name string
 		in   *string
@@ -169,6 +241,10 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if s.cur.Load().cfg == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "configuration reload failed"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	if err := s.Ping(ctx); err != nil {
@@ -179,9 +255,17 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Ping opens a connection and runs SELECT 1.
+// Ping opens a connection with the configuration in force and runs SELECT 1.
 func (s *Server) Ping(ctx context.Context) error {
-	conn, err := s.cfg.Connect(ctx)
+	cfg := s.cur.Load().cfg
+	if cfg == nil {
+		return errors.New("atlas: configuration reload failed")
+	}
+	return ping(ctx, cfg)
+}
+
+func ping(ctx context.Context, cfg *Config) error {
+	conn, err := cfg.Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,11 @@ const (
 	KeyEncryptionKeyPrevious = "ENCRYPTION_KEY_PREVIOUS"
 )
 
+// MinJWTSecretBytes is the shortest JWT_SECRET the app accepts: an HS512
+// key must be no shorter than the hash output (RFC 7518, section 3.2).
+// `openssl rand -base64 64`, the runbook's command, prints 88 characters.
+const MinJWTSecretBytes = 64
+
 // DemoPasswordEnv names the process environment variable that overrides
 // the demo account's password (DefaultDemoPassword).
 const DemoPasswordEnv = "ATLAS_DEMO_PASSWORD"
@@ -114,6 +119,9 @@ func FromEnv(get func(string) (string, bool), demoPassword string) (*Config, err
 		}
 	}
 	if s := required(KeyJWTSecret); s != "" {
+		if len(s) < MinJWTSecretBytes {
+			errs = append(errs, fmt.Errorf("atlas: %s must be at least %d bytes for HS512 (RFC 7518 section 3.2), got %d", KeyJWTSecret, MinJWTSecretBytes, len(s)))
+		}
 		c.JWTSecret = []byte(s)
 	}
 	if s, ok := optional(KeyJWTSecretPrevious); ok {

@@ -16,10 +16,15 @@ var ErrBadToken = errors.New("atlas: invalid token")
 // IssueToken returns an HS512 JWT for subject, signed with secret, valid
 // for TokenTTL from now.
 func IssueToken(secret []byte, subject string, now time.Time) (string, error) {
+	return IssueTokenTTL(secret, subject, now, TokenTTL)
+}
+
+// IssueTokenTTL is IssueToken with a lifetime of ttl.
+func IssueTokenTTL(secret []byte, subject string, now time.Time, ttl time.Duration) (string, error) {
 	claims := jwt.RegisteredClaims{
 		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(TokenTTL)),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS512, claims).SignedString(secret)
 }

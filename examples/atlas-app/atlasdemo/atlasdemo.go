@@ -1,0 +1,352 @@
+// Package atlasdemo sets up the reference application for rekey's
+// end-to-end runs — `rekey demo --with-postgres`, the end-to-end tests of
+// cmd/rekey and the load loop of bench/ — the way a team would: a database
+// and its login role on a PostgreSQL server, demo patients with encrypted
+// PII, a .env shaped like the runbook's backend, and the services:, checks:,
+// sessions: and reencrypt: sections of rekey.yaml around what `rekey init`
+// wrote.
+package atlasdemo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
+	"github.com/rekeyhq/rekey/postgres"
+)
+
+// DB is the application's database on a server.
+type DB struct {
+	Host     string
+	Port     int
+	Name     string // database
+	Owner    string // NOLOGIN group role owning the database and its tables
+	Role     string // login role of DATABASE_URL, member of Owner
+	Password string // Role's password
+}
+
+// URL is the DATABASE_URL of the login role.
+func (d *DB) URL() string { return d.URLFor(d.Role, d.Password) }
+
+// URLFor is a DATABASE_URL for role and password on the database.
+func (d *DB) URLFor(role, password string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(role, password), Host: net.JoinHostPort(d.Host, strconv.Itoa(d.Port)), Path: "/" + d.Name, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// Random returns n random bytes in enc.
+func Random(n int, enc *base64.Encoding) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return enc.EncodeToString(b)
+}
+
+// ProvisionOptions configures Provision.
+type ProvisionOptions struct {
+	// SuperURL is a superuser connection URL to the server's postgres database.
+	SuperURL string
+	// Name is the database; the roles are NAME_owner and NAME_app (NAME_blue
+	// with Alternating).
+	Name string
+	// Alternating gives the login role CREATEROLE, so that it can create
+	// its pair and change the idle role's password (the alternating
+	// strategy changed by the role itself).
+	Alternating bool
+	// Patients is the number of demo patients to seed; Key the ENCRYPTION_KEY
+	// (base64 of 32 bytes) they are encrypted under.
+	Patients int
+	Key      string
+}
+
+// Provision creates the group role owning the database and its tables, the
+// login role (a member of it, with a random password), the database, the
+// patients table and the demo patients. Objects belong to the group role, so
+// both roles of an alternating pair can use them.
+func Provision(ctx context.Context, o ProvisionOptions) (*DB, error) {
+	sp, err := postgres.ParseURL(o.SuperURL)
+	if err != nil {
+		return nil, err
+	}
+	d := &DB{Host: sp.Host, Port: sp.Port, Name: o.Name, Owner: o.Name + "_owner", Role: o.Name + "_app", Password: Random(24, base64.RawURLEncoding)}
+	attrs := "LOGIN"
+	if o.Alternating {
+		d.Role, attrs = o.Name+"_blue", "LOGIN CREATEROLE"
+	}
+	su, err := postgres.Connect(ctx, sp)
+	if err != nil {
+		return nil, err
+	}
+	defer su.Close(context.Background())
+	q := postgres.QuoteIdent
+	for _, s := range []string{
+		"CREATE ROLE " + q(d.Owner) + " NOLOGIN",
+		"CREATE ROLE " + q(d.Role) + " " + attrs + " IN ROLE " + q(d.Owner),
+		"CREATE DATABASE " + q(d.Name) + " OWNER " + q(d.Owner),
+	} {
+		if _, err := su.Exec(ctx, s); err != nil {
+			return nil, fmt.Errorf("atlasdemo: %s: %w", strings.Fields(s)[0]+" "+strings.Fields(s)[1], err)
+		}
+	}
+	if err := postgres.SetPassword(ctx, su, d.Role, []byte(d.Password)); err != nil {
+		return nil, err
+	}
+	// Seed as the superuser on the new database, then hand the table over.
+	sdb := sp
+	sdb.Database = d.Name
+	key, err := base64.StdEncoding.DecodeString(o.Key)
+	if err != nil || len(key) != atlas.KeySize {
+		return nil, fmt.Errorf("atlasdemo: the encryption key must be base64 of %d bytes", atlas.KeySize)
+	}
+	if err := atlas.Seed(ctx, &atlas.Config{DB: sdb, EncryptionKey: key}, o.Patients); err != nil {
+		return nil, err
+	}
+	c, err := postgres.Connect(ctx, sdb)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "ALTER TABLE patients OWNER TO "+q(d.Owner)); err != nil {
+		return nil, fmt.Errorf("atlasdemo: hand the table to %s: %w", d.Owner, err)
+	}
+	return d, nil
+}
+
+// Env is the .env of the application, shaped like the runbook's backend.
+type Env struct {
+	Values map[string]string
+	Order  []string
+}
+
+// NewEnv returns a .env for db with fresh secrets in the runbook's
+// formats (JWT_SECRET: openssl rand -base64 64; ENCRYPTION_KEY: openssl
+// rand -base64 32), the encryption key given (the one the patients were
+// seeded under), and the app's port.
+func NewEnv(db *DB, encryptionKey string, appPort int) *Env {
+	e := &Env{Values: map[string]string{
+		"DATABASE_URL":      db.URL(),
+		"DATABASE_PASSWORD": db.Password,
+		"JWT_SECRET":        Random(64, base64.StdEncoding),
+		"ENCRYPTION_KEY":    encryptionKey,
+		"ANTHROPIC_API_KEY": "sk-ant-api03-demo" + Random(30, base64.RawURLEncoding),
+		"RUST_LOG":          "info",
+		"PORT":              strconv.Itoa(appPort),
+		"HOST":              "127.0.0.1",
+	}, Order: []string{"DATABASE_URL", "DATABASE_PASSWORD", "", "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY", "", "RUST_LOG", "PORT", "HOST"}}
+	return e
+}
+
+// Text is the .env file.
+func (e *Env) Text() string {
+	var b strings.Builder
+	b.WriteString("# Atlas PharmaTech backend (throwaway values for rekey's end-to-end runs)\n")
+	for _, k := range e.Order {
+		if k == "" {
+			b.WriteString("\n")
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%s\n", k, e.Values[k])
+	}
+	return b.String()
+}
+
+// Secrets are the values of e that rekey manages.
+func (e *Env) Secrets() []string {
+	var out []string
+	for _, k := range []string{"DATABASE_URL", "DATABASE_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY"} {
+		out = append(out, e.Values[k])
+	}
+	return out
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RekeyOptions says how Configure completes rekey.yaml.
+type RekeyOptions struct {
+	// App is the argv prefix that runs the app's process commands: the
+	// rekey binary and "demo-app", or the atlas-app binary.
+	App []string
+	// Listen is the app's address (host:port), Pidfile its pidfile
+	// (relative to the project folder), TokenTTL its token lifetime.
+	Listen, Pidfile, TokenTTL string
+	// Sessions is the JWT_SECRET sessions mode (immediate or graceful);
+	// Grace its grace period (no shorter than TokenTTL).
+	Sessions, Grace string
+	// PostgresGrace, when set, replaces the grace of an alternating
+	// DATABASE_PASSWORD.
+	PostgresGrace string
+	// Patients is the number of seeded patients (the sql check).
+	Patients int
+	// DecryptSample adds the decrypt-sample check of the PII columns.
+	DecryptSample bool
+	// ExtraChecks are more checks, as YAML of the checks: mapping.
+	ExtraChecks string
+}
+
+// Sections renders the YAML Configure adds: the sessions: and reencrypt:
+// sections of JWT_SECRET and ENCRYPTION_KEY, and services: and checks:.
+func Sections(o RekeyOptions) (sessions, reencrypt, services, checks string) {
+	argv := func(args ...string) string {
+		all := append(append([]string(nil), o.App...), args...)
+		for i, a := range all {
+			all[i] = yamlScalar(a)
+		}
+		return "[" + strings.Join(all, ", ") + "]"
+	}
+	ttl := []string{}
+	if o.TokenTTL != "" {
+		ttl = []string{"--token-ttl", o.TokenTTL}
+	}
+	run := append([]string{"--env-file", ".env", "--listen", o.Listen, "--pidfile", o.Pidfile}, ttl...)
+	sessions = "mode: " + o.Sessions + "\n"
+	if o.Sessions == "graceful" {
+		sessions += "grace: " + o.Grace + "           # no shorter than the app's token lifetime\n"
+	}
+	reencrypt = `database: DATABASE_URL
+codec: aes-256-gcm            # base64(nonce || ciphertext || tag), the app's layout
+encoding: base64
+columns: [patients.email, patients.ssn]
+mode: online                  # the app reads ENCRYPTION_KEY_PREVIOUS while rows move
+`
+	services = "atlas-app:\n" +
+		"  start: " + argv(append([]string{"start"}, run...)...) + "\n" +
+		"  restart: " + argv(append([]string{"restart"}, run...)...) + "   # SIGHUP: same process, same listener\n" +
+		"  stop: " + argv("stop", "--pidfile", o.Pidfile) + "\n" +
+		"  status: " + argv("status", "--pidfile", o.Pidfile) + "\n" +
+		"  timeout: 30s\n" +
+		"  consumes: all                # the backend reads its whole .env\n"
+	base := "http://" + o.Listen
+	checks = `login:
+  http:
+    method: POST
+    url: ` + base + `/login
+    headers: {Content-Type: application/json}
+    body: '{"username": "demo", "password": "demo-password"}'
+    expect: 200
+    json_field: token
+health: {http: {url: ` + base + `/health, expect: 200}}
+api:                                # log in, then GET /patients/1 with the token
+  command: ` + argv("smoke", "--url", base, "--patient", "1") + `
+database: {postgres: {url: DATABASE_URL}}
+patients: {sql: {url: DATABASE_URL, query: "SELECT count(*) FROM patients", expect: "` + strconv.Itoa(o.Patients) + `"}}
+`
+	if o.DecryptSample {
+		checks += `pii:
+  decrypt-sample: {url: DATABASE_URL, column: patients.ssn, rows: 10, key: ENCRYPTION_KEY, codec: aes-256-gcm, encoding: base64}
+`
+	}
+	checks += o.ExtraChecks
+	return
+}
+
+func yamlScalar(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:", r))
+	}) < 0 && !strings.HasPrefix(s, "-") {
+		return s
+	}
+	b, _ := yaml.Marshal(s)
+	return strings.TrimSpace(string(b))
+}
+
+// Configure completes the rekey.yaml at path (written by `rekey init`)
+// with Sections.
+func Configure(path string, o RekeyOptions) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("atlasdemo: %s is not a mapping", path)
+	}
+	root := doc.Content[0]
+	sessions, reencrypt, services, checks := Sections(o)
+	secrets := get(root, "secrets")
+	if secrets == nil {
+		return fmt.Errorf("atlasdemo: %s has no secrets", path)
+	}
+	for _, x := range []struct{ secret, key, body string }{
+		{"JWT_SECRET", "sessions", sessions},
+		{"ENCRYPTION_KEY", "reencrypt", reencrypt},
+	} {
+		s := get(secrets, x.secret)
+		if s == nil {
+			return fmt.Errorf("atlasdemo: %s has no secret %s", path, x.secret)
+		}
+		if err := set(s, x.key, x.body); err != nil {
+			return err
+		}
+	}
+	if o.PostgresGrace != "" {
+		if pg := get(get(secrets, "DATABASE_PASSWORD"), "postgres"); pg != nil {
+			if err := set(pg, "grace", o.PostgresGrace); err != nil {
+				return err
+			}
+		}
+	}
+	if err := set(root, "services", services); err != nil {
+		return err
+	}
+	if err := set(root, "checks", checks); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+func get(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// set replaces or appends key in mapping m with the YAML body.
+func set(m *yaml.Node, key, body string) error {
+	var v yaml.Node
+	if err := yaml.Unmarshal([]byte(body), &v); err != nil {
+		return fmt.Errorf("atlasdemo: %s: %w", key, err)
+	}
+	val := v.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = val
+			return nil
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, val)
+	return nil
+}
