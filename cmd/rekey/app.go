@@ -30,8 +30,10 @@ const exitCodesHelp = `Exit codes:
   4  conflict (another rekey holds the lock, drift, refused without --force)
   5  unsafe: refused because it could lose data or expose a secret
   6  wrong master key or damaged store
-  7  verification failed (the rotation was rolled back, or kept in an emergency)
-  8  status: something is overdue, weak or missing
+  7  verification failed: a rotation rolled back (or kept: in an emergency,
+     or a data key whose rows moved); a check, service command or
+     re-encryption failed (rekey verify, services, reencrypt)
+  8  status: something is overdue, weak, missing or re-encryption incomplete
 `
 
 // Run runs the program with args and returns the exit code.
@@ -114,11 +116,16 @@ func (a *app) rootCommand() *cobra.Command {
 It keeps every version of every secret sealed in an embedded store
 (.rekey/rekey.db, under a master key kept outside the project), rotates
 them through a journaled state machine that survives a crash at any moment
-(create → apply → publish → verify → finish), edits .env files without
-touching a byte it does not change, and records every read and change in a
-hash-chained audit log. No value is ever printed except by ` + "`rekey get`" + `.
+(create → apply → publish → restart → re-encrypt → verify → finish): ALTER
+ROLE with a client-side SCRAM verifier for PostgreSQL passwords (single or
+alternating roles), online re-encryption of the columns a data key protects,
+restarts of the services that consume a change, checks of the application,
+rollback when they fail. It edits .env files without touching a byte it
+does not change, and records every read and change in a hash-chained audit
+log. No value is ever printed except by ` + "`rekey get`" + `.
 
-Start with:  rekey demo              (a tour in a temporary folder)
+Start with:  rekey demo                  (a tour in a temporary folder)
+             rekey demo --with-postgres  (the whole runbook against a real app)
              rekey init --env-file .env
 
 Master key: REKEY_MASTER_KEY (base64 of 32 bytes, as ` + "`openssl rand -base64 32`" + `
