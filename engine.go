@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -1244,16 +1243,11 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 					return err
 				}
 				if sp, ok := e.Spec(name); ok && sp.Grace() > 0 {
-					a := maps.Clone(cur.Attrs)
-					if a == nil {
-						a = map[string]string{}
-					}
 					until := e.now().Add(sp.Grace())
 					if r.Mode == ModeEmergency {
 						until = e.now() // the old value may be exposed: no grace
 					}
-					a[AttrGraceUntil] = until.UTC().Format(time.RFC3339)
-					if err := tx.SetAttrs(e.Env, name, cur.N, a); err != nil {
+					if err := tx.SetAttrs(e.Env, name, cur.N, withAttr(cur.Attrs, AttrGraceUntil, until.UTC().Format(time.RFC3339))); err != nil {
 						return err
 					}
 				}

@@ -241,23 +241,7 @@ func (e *Engine) keepIncomplete(ctx context.Context, r *Rotation, res *Result, c
 	if err := e.finish(ctx, r, StateFailed, cause.Error(), pending); err != nil {
 		return err
 	}
-	if err := e.Store.Update(ctx, func(tx Tx) error {
-		for _, name := range names {
-			v, err := tx.Labeled(e.Env, name, LabelCurrent)
-			if err != nil {
-				return err
-			}
-			a := maps.Clone(v.Attrs)
-			if a == nil {
-				a = map[string]string{}
-			}
-			a[AttrReencrypt] = "incomplete"
-			if err := tx.SetAttrs(e.Env, name, v.N, a); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := e.markIncomplete(ctx, r, names); err != nil {
 		return err
 	}
 	return &Error{Code: CodeVerifyFailed, Msg: "re-encryption did not finish", Err: cause,
@@ -319,9 +303,7 @@ func (e *Engine) ExpireGrace(ctx context.Context) ([]GraceEnd, error) {
 			}
 		}
 		err = e.Store.Update(ctx, func(tx Tx) error {
-			a := maps.Clone(prev.Attrs)
-			a[AttrExpired] = now.UTC().Format(time.RFC3339)
-			if err := tx.SetAttrs(e.Env, s.Name, prev.N, a); err != nil {
+			if err := tx.SetAttrs(e.Env, s.Name, prev.N, withAttr(prev.Attrs, AttrExpired, now.UTC().Format(time.RFC3339))); err != nil {
 				return err
 			}
 			_, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "grace.expire", Env: e.Env, Secret: s.Name, Version: prev.N, Fingerprint: prev.Fingerprint, Outcome: "ok", Detail: "grace ended " + until.UTC().Format(time.RFC3339)})
@@ -382,9 +364,7 @@ func (e *Engine) FinishMigration(ctx context.Context, name string) (bool, error)
 		return true, err
 	}
 	err = e.Store.Update(ctx, func(tx Tx) error {
-		a := maps.Clone(cur.Attrs)
-		delete(a, AttrReencrypt)
-		if err := tx.SetAttrs(e.Env, name, cur.N, a); err != nil {
+		if err := tx.SetAttrs(e.Env, name, cur.N, withAttr(cur.Attrs, AttrReencrypt, "")); err != nil {
 			return err
 		}
 		_, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "reencrypt", Env: e.Env, Secret: name, Version: cur.N, Fingerprint: cur.Fingerprint, Outcome: "ok", Detail: fmt.Sprintf("every row moved from v%d", prev.N)})
@@ -424,6 +404,12 @@ func (e *Engine) markUnmigrated(ctx context.Context, r *Rotation) error {
 			}
 		}
 	}
+	return e.markIncomplete(ctx, r, names)
+}
+
+// markIncomplete marks the version r made current of each of names as
+// having rows still under the previous key.
+func (e *Engine) markIncomplete(ctx context.Context, r *Rotation, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -439,17 +425,26 @@ func (e *Engine) markUnmigrated(ctx context.Context, r *Rotation) error {
 			if _, err := tx.Labeled(e.Env, name, LabelPrevious); err != nil {
 				continue // a first version: no rows under an older key
 			}
-			a := maps.Clone(v.Attrs)
-			if a == nil {
-				a = map[string]string{}
-			}
-			a[AttrReencrypt] = "incomplete"
-			if err := tx.SetAttrs(e.Env, name, v.N, a); err != nil {
+			if err := tx.SetAttrs(e.Env, name, v.N, withAttr(v.Attrs, AttrReencrypt, "incomplete")); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// withAttr returns a copy of attrs with k set to v (removed when v is "").
+func withAttr(attrs map[string]string, k, v string) map[string]string {
+	a := maps.Clone(attrs)
+	if a == nil {
+		a = map[string]string{}
+	}
+	if v == "" {
+		delete(a, k)
+	} else {
+		a[k] = v
+	}
+	return a
 }
 
 // keptOnRollback lists the data keys of r that a rollback must not undo:
