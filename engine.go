@@ -715,6 +715,23 @@ func (e *Engine) rotationVersions(ctx context.Context, r *Rotation) (pending, cu
 	pending, current = map[string]Version{}, map[string]Version{}
 	err = e.Store.View(ctx, func(tx Tx) error {
 		for name, n := range r.Secrets {
+			// By label (indexed); the whole history only when the rotation's
+			// version holds no label any more (a rollback being finished).
+			cur, err := tx.Labeled(e.Env, name, LabelCurrent)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if err == nil && cur.N != n {
+				current[name] = cur
+			}
+			if err == nil && cur.N == n {
+				pending[name] = cur
+				continue
+			}
+			if p, err := tx.Labeled(e.Env, name, LabelPending); err == nil && p.N == n {
+				pending[name] = p
+				continue
+			}
 			vs, err := tx.Versions(e.Env, name)
 			if err != nil {
 				return err
@@ -722,8 +739,6 @@ func (e *Engine) rotationVersions(ctx context.Context, r *Rotation) (pending, cu
 			for _, v := range vs {
 				if v.N == n {
 					pending[name] = v
-				} else if v.Label == LabelCurrent {
-					current[name] = v
 				}
 			}
 		}
