@@ -142,7 +142,9 @@ func (a *app) runDemo(ctx context.Context, dir string) error {
   rekey recover                 # what every command runs first after a crash
 DATABASE_PASSWORD and ENCRYPTION_KEY were skipped: rotating them safely needs
 a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
-never plaintext) and re-encryption of the PII rows (not built yet).
+never plaintext) and the database whose PII rows ENCRYPTION_KEY protects
+(rekey re-encrypts them). ` + "`rekey demo --with-postgres`" + ` does all of it against a
+real app.
 `, proj, filepath.Join(dir, "config"))
 	return nil
 }
