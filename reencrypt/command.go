@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rekeyhq/rekey"
@@ -29,6 +30,10 @@ type commandCodec struct {
 	deadErr error // set before dead is closed
 	once    sync.Once
 	exited  chan struct{}
+
+	stall     time.Duration // commandStall when started
+	pending   atomic.Int64  // requests not answered yet
+	lastReply atomic.Int64  // unix nanoseconds of the last answer (or request when idle)
 }
 
 type reply struct {
@@ -39,8 +44,12 @@ type reply struct {
 
 const (
 	maxReplyLine   = 64 << 20
-	commandTimeout = 5 * time.Second
+	commandTimeout = 5 * time.Second // for the program to exit once its stdin is closed
 )
+
+// commandStall is how long the program may leave requests unanswered
+// before it is killed (and the run fails).
+var commandStall = time.Minute
 
 // errCommand classifies failures of the command codec's program.
 var errCommand = errors.New("command codec failed")
@@ -72,8 +81,30 @@ func startCommand(argv []string, stderr io.Writer) (*commandCodec, error) {
 		dead:    make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
+	c.stall = commandStall
+	c.lastReply.Store(time.Now().UnixNano())
 	go c.readLoop(bufio.NewReaderSize(stdout, 64<<10))
+	go c.watch()
 	return c, nil
+}
+
+// watch kills the program when it leaves requests unanswered for
+// commandStall.
+func (c *commandCodec) watch() {
+	tick := time.NewTicker(min(time.Second, c.stall/4))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.exited:
+			return
+		case <-tick.C:
+			if c.pending.Load() > 0 && time.Since(time.Unix(0, c.lastReply.Load())) > c.stall {
+				c.fail(rekey.Errorf(rekey.CodeInternal, "reencrypt: the command codec answered nothing for %s; it was stopped", c.stall))
+				_ = c.cmd.Process.Kill()
+				return
+			}
+		}
+	}
 }
 
 func (c *commandCodec) fail(err error) {
@@ -106,6 +137,8 @@ func (c *commandCodec) readLoop(r *bufio.Reader) {
 		case <-c.dead:
 			return
 		}
+		c.lastReply.Store(time.Now().UnixNano())
+		c.pending.Add(-1)
 		w <- parseReply(line)
 	}
 }
@@ -176,6 +209,9 @@ func (c *commandCodec) call(verb string, k, data []byte) reply {
 		c.mu.Unlock()
 		c.fail(rekey.Wrap(rekey.CodeInternal, errCommand, "reencrypt: writing to the command codec: %v", err))
 		return reply{err: c.deadErr}
+	}
+	if c.pending.Add(1) == 1 {
+		c.lastReply.Store(time.Now().UnixNano()) // the clock starts with the first unanswered request
 	}
 	select {
 	case c.waiters <- ch:

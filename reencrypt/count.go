@@ -2,6 +2,7 @@ package reencrypt
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"runtime"
 	"strconv"
@@ -218,7 +219,7 @@ func countTable(ctx context.Context, tx pgx.Tx, t *table, kr *keyring, limit int
 				return n, dbError(err, "read %s", t.display)
 			}
 			var ar arena
-			rows, err := scanRows(rs, t, &ar, make([]row, 0, limit))
+			rows, _, err := scanRows(rs, t, &ar, make([]row, 0, limit), nil)
 			rs.Close()
 			if err != nil {
 				return n, dbError(err, "read %s", t.display)
@@ -243,3 +244,11 @@ func countTable(ctx context.Context, tx pgx.Tx, t *table, kr *keyring, limit int
 	}
 	return n, workErr
 }
+
+// String describes the job without its DSN or keys.
+func (j CountJob) String() string {
+	return fmt.Sprintf("reencrypt.CountJob{Keys: %d, Codec: %q, Columns: %q}", len(j.Keys), j.Config.Codec, j.Config.Columns)
+}
+
+// GoString is String (for %#v).
+func (j CountJob) GoString() string { return j.String() }

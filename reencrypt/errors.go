@@ -23,8 +23,9 @@ var ErrUndecryptable = errors.New("they open with neither the old nor the new ke
 var ErrInterrupted = errors.New("re-encryption interrupted")
 
 // dbError wraps a database error without quoting data: a server error
-// keeps its SQLSTATE and the message up to its first ':' (PostgreSQL puts
-// offending input after it).
+// keeps its SQLSTATE and its message up to the first ':' (PostgreSQL puts
+// offending input after it); its detail (which may show key values) is
+// dropped.
 func dbError(err error, format string, args ...any) *rekey.Error {
 	msg := "reencrypt: " + fmt.Sprintf(format, args...)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -33,7 +34,7 @@ func dbError(err error, format string, args ...any) *rekey.Error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		m := pgErr.Message
-		if i := strings.IndexAny(m, ":\"'"); i >= 0 {
+		if i := strings.IndexByte(m, ':'); i >= 0 {
 			m = strings.TrimSpace(m[:i])
 		}
 		code := rekey.CodeInternal

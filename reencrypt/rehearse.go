@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rekeyhq/rekey"
 )
@@ -82,7 +83,16 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 		defer cancel()
 		_ = dropDatabase(dctx, admin, rh.Copy)
 	}()
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(rh.Copy)+" TEMPLATE "+quoteIdent(src))
+	// With other sessions on the source, CREATE DATABASE ... TEMPLATE
+	// waits 5 s before it fails: look first.
+	var others int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, src).Scan(&others); err != nil {
+		return nil, dbError(err, "list the sessions on the database")
+	}
+	err = &pgconn.PgError{Code: "55006"}
+	if others == 0 {
+		_, err = admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(rh.Copy)+" TEMPLATE "+quoteIdent(src))
+	}
 	switch code := pgCode(err); {
 	case err == nil:
 		created, rh.Method = true, CopyTemplate
@@ -327,4 +337,3 @@ func isExec(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
-

@@ -31,8 +31,8 @@ type Job struct {
 	// JobID names the job's checkpoint (the rotation id): a run with the
 	// same JobID resumes where the last one stopped.
 	JobID string
-	// Progress, when set, is called after every batch (from Run's
-	// goroutine; keep it quick).
+	// Progress, when set, is called after every batch is committed, from
+	// Run's writer goroutines but never concurrently; keep it quick.
 	Progress func(Progress)
 	// Stderr receives the command codec's stderr (nil: os.Stderr).
 	Stderr io.Writer
@@ -176,6 +176,8 @@ type runner struct {
 	tables  []*table
 	ckpt    string // checkpoint table identifier ("" when unavailable)
 	res     *Result
+	wsMu    sync.Mutex
+	ws      map[*pgx.Conn]*writerState
 
 	total   int64
 	done    int64
@@ -240,21 +242,15 @@ func sameKey(codec string, a, b rekey.Value) bool {
 // newRing parses keys (in order) into a keyring, starting the command
 // codec's program when needed.
 func newRing(cfg Config, keys []rekey.Value, names []string, stderr io.Writer) (*keyring, *commandCodec, error) {
+	// Parse every key before starting a program.
+	for i, k := range keys {
+		if _, err := keyMaterial(cfg.Codec, k, names[i]); err != nil {
+			return nil, nil, err
+		}
+	}
 	var cmd *commandCodec
-	// Parse what can be parsed before starting a program.
-	if cfg.Codec != CodecCommand {
-		for i, k := range keys {
-			if _, err := keyMaterial(cfg.Codec, k, names[i]); err != nil {
-				return nil, nil, err
-			}
-		}
-	} else {
+	if cfg.Codec == CodecCommand {
 		var err error
-		for i, k := range keys {
-			if _, err := keyMaterial(cfg.Codec, k, names[i]); err != nil {
-				return nil, nil, err
-			}
-		}
 		if cmd, err = startCommand(cfg.Command, stderr); err != nil {
 			return nil, nil, err
 		}
@@ -440,6 +436,38 @@ type batch struct {
 	last   bool     // the table's final batch
 	done   chan struct{}
 	err    error
+
+	// Memory kept across uses of a batch (see pool).
+	cells [][]byte  // the rows' key and value cells
+	news  [][]byte  // the rows' new values
+	outs  []outcome // the rows' outcomes
+	in    arena     // bytes of the values read
+	out   arena     // bytes of the new values
+}
+
+// pool recycles batches: a table's pass allocates a few and reuses them,
+// so memory stays flat and the garbage collector idle.
+type pool struct{ free chan *batch }
+
+func newPool(n int) *pool { return &pool{free: make(chan *batch, n)} }
+
+func (p *pool) get() *batch {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+		return &batch{}
+	}
+}
+
+func (p *pool) put(b *batch) {
+	b.rows, b.lastPK, b.err, b.done = b.rows[:0], nil, nil, nil
+	b.in.reset()
+	b.out.reset()
+	select {
+	case p.free <- b:
+	default:
+	}
 }
 
 type row struct {
@@ -459,74 +487,97 @@ const (
 	rowRevisited
 )
 
-// arena hands out copies of small byte slices from shared chunks.
-type arena struct{ buf []byte }
+// arena hands out small byte slices from 64 KiB chunks, which reset
+// keeps for reuse.
+type arena struct {
+	chunks [][]byte
+	cur    int // chunk in use
+}
+
+const arenaChunk = 64 << 10
 
 // alloc returns n bytes.
 func (a *arena) alloc(n int) []byte {
-	if n > 4096 {
+	if n > arenaChunk/16 {
 		return make([]byte, n)
 	}
-	if cap(a.buf)-len(a.buf) < n {
-		a.buf = make([]byte, 0, 64<<10)
+	for {
+		if a.cur == len(a.chunks) {
+			a.chunks = append(a.chunks, make([]byte, 0, arenaChunk))
+		}
+		c := a.chunks[a.cur]
+		if m := len(c); cap(c)-m >= n {
+			a.chunks[a.cur] = c[:m+n]
+			return c[m : m+n : m+n]
+		}
+		a.cur++
 	}
-	m := len(a.buf)
-	a.buf = a.buf[:m+n]
-	return a.buf[m : m+n : m+n]
 }
 
 func (a *arena) copy(b []byte) []byte {
 	if b == nil {
 		return nil
 	}
-	if len(b) > 4096 {
-		return append([]byte{}, b...)
+	out := a.alloc(len(b))
+	copy(out, b)
+	return out
+}
+
+// reset makes every chunk free again (what was handed out must be dead).
+func (a *arena) reset() {
+	for i := range a.chunks {
+		a.chunks[i] = a.chunks[i][:0]
 	}
-	if cap(a.buf)-len(a.buf) < len(b) {
-		a.buf = make([]byte, 0, 64<<10)
-	}
-	n := len(a.buf)
-	a.buf = append(a.buf, b...)
-	return a.buf[n:len(a.buf):len(a.buf)]
+	a.cur = 0
 }
 
 var errRowShape = errors.New("unexpected row shape")
 
-// scanRows reads rows of t's select/reread shape: ctid, xmin, keys, values.
-func scanRows(rows pgx.Rows, t *table, ar *arena, out []row) ([]row, error) {
+// scanRows reads rows of t's select/reread shape (ctid, xmin, keys,
+// values), appending them to out; their cells come from slab (grown as
+// needed, returned) and their bytes from ar.
+func scanRows(rows pgx.Rows, t *table, ar *arena, out []row, slab [][]byte) ([]row, [][]byte, error) {
 	nk, nc := len(t.pk), len(t.cols)
+	slab = slab[:0]
+	first := len(out)
 	for rows.Next() {
 		raw := rows.RawValues()
 		fds := rows.FieldDescriptions()
 		if len(raw) != 2+nk+nc || raw[0] == nil || raw[1] == nil {
-			return out, errRowShape
+			return out, slab, errRowShape
 		}
 		var rw row
 		if fds[0].Format == pgx.BinaryFormatCode && len(raw[0]) == 6 && fds[1].Format == pgx.BinaryFormatCode && len(raw[1]) == 4 {
 			rw.ctid = pgtype.TID{BlockNumber: binary.BigEndian.Uint32(raw[0]), OffsetNumber: binary.BigEndian.Uint16(raw[0][4:]), Valid: true}
 			rw.xmin = binary.BigEndian.Uint32(raw[1])
 		} else if err := rows.Scan(&rw.ctid, &rw.xmin); err != nil {
-			return out, err
+			return out, slab, err
 		}
-		cells := make([][]byte, nk+nc)
 		for i, v := range raw[2:] {
+			var cell []byte
 			if i >= nk && t.bytea && v != nil && fds[2+i].Format == pgx.TextFormatCode {
 				b, err := decodeByteaText(v)
 				if err != nil {
-					return out, err
+					return out, slab, err
 				}
-				cells[i] = b
-				continue
+				cell = b
+			} else if v != nil {
+				cell = ar.copy(v)
+				if cell == nil {
+					cell = []byte{}
+				}
 			}
-			cells[i] = ar.copy(v)
-			if v != nil && cells[i] == nil {
-				cells[i] = []byte{}
-			}
+			slab = append(slab, cell)
 		}
-		rw.key, rw.old = cells[:nk:nk], cells[nk:]
 		out = append(out, rw)
 	}
-	return out, rows.Err()
+	// Point the rows at their cells once the slab has stopped growing.
+	w := nk + nc
+	for i := first; i < len(out); i++ {
+		c := slab[(i-first)*w : (i-first+1)*w : (i-first+1)*w]
+		out[i].key, out[i].old = c[:nk:nk], c[nk:]
+	}
+	return out, slab, rows.Err()
 }
 
 func decodeByteaText(v []byte) ([]byte, error) {
@@ -566,6 +617,7 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 
+	pl := newPool(2*pipelineDepth + 2*len(r.writers) + 2)
 	ordered := make(chan *batch, pipelineDepth+len(r.writers))
 	work := make(chan *batch, pipelineDepth+len(r.writers))
 	var readErr error
@@ -575,7 +627,7 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 		defer readers.Done()
 		defer close(ordered)
 		defer close(work)
-		readErr = r.readLoop(ctx, pctx, t, &tr2.wm, cp.lastPK, limit, ordered, work)
+		readErr = r.readLoop(ctx, pctx, t, &tr2.wm, pl, cp.lastPK, limit, ordered, work)
 	}()
 	for i := 0; i < max(1, runtime.GOMAXPROCS(0)); i++ {
 		workers.Add(1)
@@ -604,6 +656,7 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 					tr2.fail(err)
 					stop()
 				}
+				pl.put(b)
 			}
 		}()
 	}
@@ -682,7 +735,7 @@ func (tr *tableRun) write(ctx context.Context, w *pgx.Conn, b *batch) error {
 
 // readLoop reads batches after lastPK until the table ends, honoring the
 // rate limit, and hands each to the workers and (in order) to the writers.
-func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, lastPK []string, limit int, ordered, work chan<- *batch) error {
+func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl *pool, lastPK []string, limit int, ordered, work chan<- *batch) error {
 	var read int64
 	start := time.Now()
 	for seq := 0; ; seq++ {
@@ -721,9 +774,9 @@ func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, la
 			}
 			return dbError(err, "read %s", t.display)
 		}
-		b := &batch{seq: seq, done: make(chan struct{})}
-		var ar arena
-		b.rows, err = scanRows(rows, t, &ar, make([]row, 0, limit))
+		b := pl.get()
+		b.seq, b.done = seq, make(chan struct{})
+		b.rows, b.cells, err = scanRows(rows, t, &b.in, b.rows[:0], b.cells)
 		rows.Close()
 		if err == nil {
 			err = rows.Err()
@@ -769,31 +822,32 @@ var errStopped = errors.New("stopped")
 type worker struct {
 	pref int // the key that opened the last value: tried first
 	sc   scratch
-	ar   arena
 }
 
 func newWorker() *worker { return &worker{} }
 
 // processBatch classifies and re-encrypts every value of a batch.
 func (r *runner) processBatch(b *batch, w *worker) error {
-	w.ar = arena{} // the batch's new values share chunks that live as long as it
 	nc := 0
 	if len(b.rows) > 0 {
 		nc = len(b.rows[0].old)
 	}
-	news := make([][]byte, nc*len(b.rows))
-	outs := make([]outcome, nc*len(b.rows))
+	n := nc * len(b.rows)
+	if cap(b.news) < n {
+		b.news, b.outs = make([][]byte, n), make([]outcome, n)
+	}
+	b.news, b.outs = b.news[:n], b.outs[:n]
 	for i := range b.rows {
 		rw := &b.rows[i]
-		rw.new, rw.out = news[i*nc:(i+1)*nc:(i+1)*nc], outs[i*nc:(i+1)*nc:(i+1)*nc]
-		if err := r.processRow(rw, w); err != nil {
+		rw.new, rw.out = b.news[i*nc:(i+1)*nc:(i+1)*nc], b.outs[i*nc:(i+1)*nc:(i+1)*nc]
+		if err := r.processRow(rw, w, &b.out); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *runner) processRow(rw *row, w *worker) error {
+func (r *runner) processRow(rw *row, w *worker, out *arena) error {
 	n := len(rw.old)
 	if len(rw.new) != n {
 		rw.new, rw.out = make([][]byte, n), make([]outcome, n)
@@ -818,7 +872,7 @@ func (r *runner) processRow(rw *row, w *worker) error {
 			w.pref = 1
 		case 0:
 			w.pref = 0
-			nv, err := r.kr.seal(o.pt, o.meta, o.st, &w.sc, &w.ar)
+			nv, err := r.kr.seal(o.pt, o.meta, o.st, &w.sc, out)
 			wipe(o.pt)
 			if err != nil {
 				return err
@@ -948,3 +1002,12 @@ func (w *watermark) complete() bool {
 	defer w.mu.Unlock()
 	return w.pending[-1] != nil
 }
+
+// String describes the job without its DSN (which may hold a password)
+// or keys: fmt's %v, %+v and %s of a Job print this.
+func (j Job) String() string {
+	return fmt.Sprintf("reencrypt.Job{JobID: %q, Codec: %q, Columns: %q}", j.JobID, j.Config.Codec, j.Config.Columns)
+}
+
+// GoString is String (for %#v).
+func (j Job) GoString() string { return j.String() }

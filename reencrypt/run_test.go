@@ -37,6 +37,9 @@ func TestRunBasic(t *testing.T) {
 	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 700}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "hex")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 5000)
+	// A large (TOASTed) value.
+	big := strings.Repeat("0123456789abcdef", 8192)
+	mustExec(t, conn, `UPDATE patients SET name = $1 WHERE id = 77`, string(encrypt(t, mustCipher(t, cfg, oldK), big)))
 	var calls int
 	var last Progress
 	j := job(dsn, cfg, oldK, newK, "basic")
@@ -57,6 +60,16 @@ func TestRunBasic(t *testing.T) {
 	}
 	checkDecrypts(t, conn, "patients", mustCipher(t, cfg, newK), 5000, "email", "ssn")
 	checkNoCheckpointTable(t, conn)
+	bigCfg := cfg
+	bigCfg.Columns = []string{"patients.name"}
+	if res, err := Run(testCtx(t), job(dsn, bigCfg, oldK, newK, "big")); err == nil || res.Reencrypted != 1 || res.Failed != 4999 || len(res.Failures) != MaxFailures {
+		t.Fatalf("big value: %v %+v", err, res)
+	}
+	if v := readAll(t, conn, "patients", "name")[77][0]; v == nil {
+		t.Fatal("no big value")
+	} else if pt, err := mustCipher(t, cfg, newK).Decrypt(v); err != nil || string(pt) != big {
+		t.Fatalf("big value: %v", err)
+	}
 
 	res, err = Run(testCtx(t), job(dsn, cfg, oldK, newK, "basic-again"))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 // table is a TableSpec resolved against the catalog, with its statements.
 type table struct {
+	idx         int // position in the run (names its prepared statements)
 	spec        TableSpec
 	oid         uint32
 	schema      string
@@ -50,6 +51,7 @@ func resolveTables(ctx context.Context, conn *pgx.Conn, specs []TableSpec, encod
 			return nil, invalid("table %s is listed under two names", t.display).WithHint("write each table the same way in columns")
 		}
 		seen[t.oid] = true
+		t.idx = len(out)
 		t.buildSQL()
 		out = append(out, t)
 	}

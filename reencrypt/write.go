@@ -3,6 +3,8 @@ package reencrypt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -140,6 +142,7 @@ func (r *runner) writeBatch(ctx context.Context, w *pgx.Conn, t *table, b *batch
 				if _, err2 := ensureCheckpointTable(ctx, w); err2 != nil {
 					return err2
 				}
+				r.forgetPrepared(ctx, w)
 				continue
 			}
 		}
@@ -163,26 +166,196 @@ func (r *runner) writeBatchOnce(ctx context.Context, w *pgx.Conn, t *table, b *b
 		}
 		return r.saveCheckpoint(ctx, w, t, pk, done, rowsDone)
 	}
-	args := updateArgs(t, b.rows, idx)
-	var updated int64
+	ws := r.writerState(w)
+	e := &ws.enc
+	e.reset()
+	encodeUpdateParams(e, t, b.rows, idx)
+	name, sql := fmt.Sprintf("rekey_u%d", t.idx), t.update
 	if move {
-		args = append(args, r.checkpointArgs(t, pk, done, rowsDone)...)
-		args = append(args, int64(len(idx)))
-		var saved int64
-		if err := w.QueryRow(ctx, r.batchSQL(t), args...).Scan(&updated, &saved); err != nil {
-			return dbError(err, "write a batch of %s", t.display)
+		name, sql = fmt.Sprintf("rekey_c%d", t.idx), r.batchSQL(t)
+		e.add(func(buf []byte) []byte { return append(buf, r.job.JobID...) })
+		e.add(func(buf []byte) []byte { return append(buf, t.ident...) })
+		e.add(func(buf []byte) []byte { return appendTextArray(buf, pk) })
+		e.add(func(buf []byte) []byte {
+			if done {
+				return append(buf, 1)
+			}
+			return append(buf, 0)
+		})
+		e.add(func(buf []byte) []byte { return binary.BigEndian.AppendUint64(buf, uint64(rowsDone)) })
+		e.add(func(buf []byte) []byte { return append(buf, r.keyFP...) })
+		e.add(func(buf []byte) []byte { return binary.BigEndian.AppendUint64(buf, uint64(len(idx))) })
+	}
+	if !ws.prepared[name] {
+		if _, err := w.PgConn().Prepare(ctx, name, sql, nil); err != nil {
+			return dbError(err, "prepare the write of %s", t.display)
 		}
-	} else {
-		tag, err := w.Exec(ctx, t.update, args...)
-		if err != nil {
-			return dbError(err, "write a batch of %s", t.display)
+		ws.prepared[name] = true
+	}
+	vals, fmts := e.params()
+	rr := w.PgConn().ExecPrepared(ctx, name, vals, fmts, []int16{pgx.BinaryFormatCode})
+	var updated int64 = -1
+	for rr.NextRow() {
+		if v := rr.Values(); len(v) > 0 && len(v[0]) == 8 {
+			updated = int64(binary.BigEndian.Uint64(v[0]))
 		}
+	}
+	tag, err := rr.Close()
+	if err != nil {
+		if pgCode(err) == "26000" || pgCode(err) == "0A000" { // prepared statement gone or stale
+			delete(ws.prepared, name)
+		}
+		return dbError(err, "write a batch of %s", t.display)
+	}
+	if !move {
 		updated = tag.RowsAffected()
 	}
 	if updated == int64(len(idx)) {
 		return nil
 	}
 	return r.revisit(ctx, w, t, b, idx, wm)
+}
+
+// writerState is what a writer connection keeps: its prepared statements
+// and its parameter buffer.
+type writerState struct {
+	prepared map[string]bool
+	enc      encoder
+}
+
+func (r *runner) writerState(w *pgx.Conn) *writerState {
+	r.wsMu.Lock()
+	defer r.wsMu.Unlock()
+	if r.ws == nil {
+		r.ws = map[*pgx.Conn]*writerState{}
+	}
+	ws := r.ws[w]
+	if ws == nil {
+		ws = &writerState{prepared: map[string]bool{}}
+		r.ws[w] = ws
+	}
+	return ws
+}
+
+// forgetPrepared drops w's prepared statements (after the checkpoint
+// table was recreated their plans point to the old one).
+func (r *runner) forgetPrepared(ctx context.Context, w *pgx.Conn) {
+	ws := r.writerState(w)
+	for name := range ws.prepared {
+		_ = w.PgConn().Deallocate(ctx, name)
+		delete(ws.prepared, name)
+	}
+}
+
+// encoder builds binary parameters in one reusable buffer.
+type encoder struct {
+	buf  []byte
+	ends []int
+	vals [][]byte
+	fmts []int16
+}
+
+func (e *encoder) reset() { e.buf, e.ends = e.buf[:0], e.ends[:0] }
+
+// add appends one parameter written by f.
+func (e *encoder) add(f func([]byte) []byte) {
+	e.buf = f(e.buf)
+	e.ends = append(e.ends, len(e.buf))
+}
+
+func (e *encoder) params() ([][]byte, []int16) {
+	e.vals, e.fmts = e.vals[:0], e.fmts[:0]
+	start := 0
+	for _, end := range e.ends {
+		e.vals = append(e.vals, e.buf[start:end:end])
+		e.fmts = append(e.fmts, pgx.BinaryFormatCode)
+		start = end
+	}
+	return e.vals, e.fmts
+}
+
+// Element type OIDs of the array parameters.
+const (
+	oidBytea = 17
+	oidText  = 25
+	oidTID   = 27
+	oidXID   = 28
+)
+
+// appendArrayHeader writes the binary header of a one-dimensional array.
+func appendArrayHeader(buf []byte, elem uint32, n int, hasNull bool) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, 1) // dimensions
+	if hasNull {
+		buf = binary.BigEndian.AppendUint32(buf, 1)
+	} else {
+		buf = binary.BigEndian.AppendUint32(buf, 0)
+	}
+	buf = binary.BigEndian.AppendUint32(buf, elem)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
+	return binary.BigEndian.AppendUint32(buf, 1) // lower bound
+}
+
+func appendTextArray(buf []byte, vals []string) []byte {
+	buf = appendArrayHeader(buf, oidText, len(vals), false)
+	for _, v := range vals {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(v)))
+		buf = append(buf, v...)
+	}
+	return buf
+}
+
+// encodeUpdateParams writes the parameters of t.update for rows idx:
+// tid[], xid[], the keys as text[], the new values as text[] or bytea[].
+func encodeUpdateParams(e *encoder, t *table, rows []row, idx []int) {
+	e.add(func(buf []byte) []byte {
+		buf = appendArrayHeader(buf, oidTID, len(idx), false)
+		for _, i := range idx {
+			buf = binary.BigEndian.AppendUint32(buf, 6)
+			buf = binary.BigEndian.AppendUint32(buf, rows[i].ctid.BlockNumber)
+			buf = binary.BigEndian.AppendUint16(buf, rows[i].ctid.OffsetNumber)
+		}
+		return buf
+	})
+	e.add(func(buf []byte) []byte {
+		buf = appendArrayHeader(buf, oidXID, len(idx), false)
+		for _, i := range idx {
+			buf = binary.BigEndian.AppendUint32(buf, 4)
+			buf = binary.BigEndian.AppendUint32(buf, rows[i].xmin)
+		}
+		return buf
+	})
+	cells := func(elem uint32, get func(*row) []byte) {
+		e.add(func(buf []byte) []byte {
+			hasNull := false
+			for _, i := range idx {
+				if get(&rows[i]) == nil {
+					hasNull = true
+					break
+				}
+			}
+			buf = appendArrayHeader(buf, elem, len(idx), hasNull)
+			for _, i := range idx {
+				v := get(&rows[i])
+				if v == nil {
+					buf = binary.BigEndian.AppendUint32(buf, 0xffffffff) // NULL
+					continue
+				}
+				buf = binary.BigEndian.AppendUint32(buf, uint32(len(v)))
+				buf = append(buf, v...)
+			}
+			return buf
+		})
+	}
+	for k := range t.pk {
+		cells(oidText, func(rw *row) []byte { return rw.key[k] })
+	}
+	elem := uint32(oidText)
+	if t.bytea {
+		elem = oidBytea
+	}
+	for c := range t.cols {
+		cells(elem, func(rw *row) []byte { return rw.new[c] })
+	}
 }
 
 // revisit handles the rows of a batch whose compare-and-swap failed: they
@@ -198,13 +371,14 @@ func (r *runner) revisit(ctx context.Context, w *pgx.Conn, t *table, b *batch, i
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	pending := idx
 	wk := newWorker()
+	var revisitOut arena
 	for round := 0; ; round++ {
 		rows, err := tx.Query(ctx, t.reread, keyArgs(t, b.rows, pending)...)
 		if err != nil {
 			return dbError(err, "re-read rows of %s", t.display)
 		}
 		var ar arena
-		cur, err := scanRows(rows, t, &ar, nil)
+		cur, _, err := scanRows(rows, t, &ar, nil, nil)
 		rows.Close()
 		if err != nil {
 			return dbError(err, "re-read rows of %s", t.display)
@@ -226,7 +400,7 @@ func (r *runner) revisit(ctx context.Context, w *pgx.Conn, t *table, b *batch, i
 			}
 			rw.old, rw.ctid, rw.xmin = c.old, c.ctid, c.xmin
 			rw.meta |= rowRevisited
-			if err := r.processRow(rw, wk); err != nil {
+			if err := r.processRow(rw, wk, &revisitOut); err != nil {
 				return err
 			}
 			if rw.meta&rowWrite != 0 {

@@ -158,7 +158,7 @@ func (w *wiring) rehearse(ctx context.Context, spec *rekey.Spec, cur, dsn rekey.
 	}
 	defer throwaway.Wipe()
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: reencryptConfig(spec.Reencrypt), Old: cur, New: throwaway,
-		JobID: "rehearsal-" + time.Now().UTC().Format("20060102T150405Z"), Progress: w.a.progressPrinter("rehearsing " + spec.Name), Stderr: w.a.errw()}
+		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: w.a.progressPrinter("rehearsing " + spec.Name), Stderr: w.a.errw()}
 	reh, err := reencrypt.Rehearse(ctx, job)
 	w.a.progressDone()
 	out := w.a.out()
