@@ -143,7 +143,7 @@ func (a *app) runDemo(ctx context.Context, dir string) error {
 DATABASE_PASSWORD and ENCRYPTION_KEY were skipped: rotating them safely needs
 a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
 never plaintext) and the database whose PII rows ENCRYPTION_KEY protects
-(rekey re-encrypts them). ` + "`rekey demo --with-postgres`" + ` does all of it against a
+(rekey re-encrypts them). `+"`rekey demo --with-postgres`"+` does all of it against a
 real app.
 `, proj, filepath.Join(dir, "config"))
 	return nil
