@@ -395,6 +395,9 @@ func lockTable(ctx context.Context, conn *pgx.Conn, t *table) error {
 	for {
 		var ok bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1::bigint << 32 | $2::oid::bigint)`, advisoryClass, t.oid).Scan(&ok); err != nil {
+			if ctx.Err() != nil { // cancelled during the query itself
+				return rekey.Wrap(rekey.CodeInternal, ErrInterrupted, "reencrypt: waiting for the lock on %s", t.display)
+			}
 			return dbError(err, "lock %s", t.display)
 		}
 		if ok {
