@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -360,10 +361,13 @@ func TestRunCASRevisit(t *testing.T) {
 	}
 	defer app.Close(context.Background())
 	var hooked atomic.Int64
+	var appMu sync.Mutex // the two writers may call the hook at once; app is one connection
 	testHookBeforeWrite = func(table string, seq int) {
 		if seq != 1 && seq != 5 {
 			return
 		}
+		appMu.Lock()
+		defer appMu.Unlock()
 		hooked.Add(1)
 		base := int64(seq * 50)
 		ctx := context.Background()
