@@ -74,6 +74,9 @@ func setup(t *testing.T) (c *pgtest.Cluster, url string, keyA, keyB []byte) {
 	c = pgtest.Need(t, cluster)
 	ctx := context.Background()
 	db := "verify_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	// Fresh under -count=N too: one cluster serves every run of the binary.
+	c.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+	c.Exec(ctx, "DROP ROLE IF EXISTS "+db+"_app")
 	if err := c.CreateDatabase(db); err != nil {
 		t.Fatal(err)
 	}
