@@ -20,7 +20,7 @@ import (
 	"github.com/rekeyhq/rekey/dotenv"
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlasdemo"
-	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/internal/pgcluster"
 	"github.com/rekeyhq/rekey/postgres"
 )
 
@@ -39,7 +39,7 @@ type demoPG struct {
 	w       io.Writer
 	dir     string // the demo folder
 	proj    string // the project (rekey.yaml, .env)
-	cluster *pgtest.Cluster
+	cluster *pgcluster.Cluster
 	db      *atlasdemo.DB
 	base    string // http://127.0.0.1:PORT of the app
 	pidfile string
@@ -104,10 +104,10 @@ func (d *demoPG) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n",
 // starts the app and runs rekey init, then completes rekey.yaml.
 func (d *demoPG) setup(ctx context.Context) error {
 	d.say("rekey demo --with-postgres in %s", d.proj)
-	c, err := pgtest.Start()
-	if errors.Is(err, pgtest.ErrUnavailable) {
+	c, err := pgcluster.Start()
+	if errors.Is(err, pgcluster.ErrUnavailable) {
 		return rekey.Wrap(rekey.CodeNotFound, err, "the PostgreSQL demo needs PostgreSQL's server binaries").
-			WithHint("install them (apt-get install postgresql, brew install postgresql), or point %s at their folder; `rekey demo` needs no server", pgtest.BinDirEnv)
+			WithHint("install them (apt-get install postgresql, brew install postgresql), or point %s at their folder; `rekey demo` needs no server", pgcluster.BinDirEnv)
 	}
 	if err != nil {
 		return err

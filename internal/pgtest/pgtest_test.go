@@ -89,7 +89,7 @@ func TestPwfileRemovedAndPasswordNotLogged(t *testing.T) {
 	if bytes.Contains(log, []byte(c.SuperPassword)) {
 		t.Error("server log contains the superuser password")
 	}
-	conf, err := os.ReadFile(filepath.Join(c.dataDir, "postgresql.conf"))
+	conf, err := os.ReadFile(filepath.Join(c.Dir, "data", "postgresql.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
