@@ -827,8 +827,10 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 		if err := e.step(ctx, r, StepStop, func() error { return e.services().Stop(ctx, e.consumedKeys(maint, false)) }); err != nil {
 			return e.fail(ctx, r, res, err, pending, current, false)
 		}
-		if err := e.step(ctx, r, StepMigrate, func() error { return e.migrate(ctx, r, maint, pending, current, pv, cv) }); err != nil {
-			return e.keepIncomplete(ctx, r, res, err, pending, current, maint)
+		if !e.migrated(r) { // recovery after a finished migration moves on
+			if err := e.step(ctx, r, StepMigrate, func() error { return e.migrate(ctx, r, maint, pending, current, pv, cv) }); err != nil {
+				return e.keepIncomplete(ctx, r, res, err, pending, current, maint)
+			}
 		}
 	}
 	// The publish step is journaled as started; from here a crash rolls forward.
@@ -852,8 +854,10 @@ func (e *Engine) drive(ctx context.Context, r *Rotation, res *Result) error {
 	// Online data keys: the app now reads both keys; move the data, then stop
 	// publishing the old key.
 	if online := e.migrating(r, ReencryptOnline); len(online) > 0 {
-		if err := e.step(ctx, r, StepMigrate, func() error { return e.migrate(ctx, r, online, pending, current, pv, cv) }); err != nil {
-			return e.keepIncomplete(ctx, r, res, err, pending, current, online)
+		if !e.migrated(r) { // recovery after a finished migration moves on
+			if err := e.step(ctx, r, StepMigrate, func() error { return e.migrate(ctx, r, online, pending, current, pv, cv) }); err != nil {
+				return e.keepIncomplete(ctx, r, res, err, pending, current, online)
+			}
 		}
 		var del []string
 		for _, name := range online {

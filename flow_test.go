@@ -90,6 +90,7 @@ type fwRows struct {
 	// during is called inside Migrate, to look at the world meanwhile.
 	during func()
 	fault  func(done int) // called after each row (crash injection)
+	calls  int            // Migrate calls
 }
 
 func (d *fwRows) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
@@ -99,6 +100,7 @@ func (d *fwRows) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue
 	return nil
 }
 func (d *fwRows) Migrate(_ context.Context, _ string, _ *rekey.Spec, pending, current rekey.VersionValue, _ string) error {
+	d.calls++
 	if d.during != nil {
 		d.during()
 	}
@@ -467,6 +469,9 @@ func TestFlowDataKeyCrashes(t *testing.T) {
 			v, cur := w.current("ENCRYPTION_KEY")
 			if v.N != 2 {
 				t.Fatalf("current is v%d after recovery", v.N)
+			}
+			if point == "migrate:after" && w.rows.calls != 1 {
+				t.Errorf("recovery after a finished migration migrated again (%d calls)", w.rows.calls)
 			}
 			for i, r := range w.rows.rows {
 				if r != cur {
