@@ -617,3 +617,20 @@ func TestFlowPartialRollbackKeepsMovedDataKey(t *testing.T) {
 		t.Error("ENCRYPTION_KEY_PREVIOUS left behind")
 	}
 }
+
+// An emergency rotation of a graceful signing secret gives the old value no
+// grace: it is not published as JWT_SECRET_PREVIOUS and its grace is over.
+func TestFlowEmergencyNoGrace(t *testing.T) {
+	jwt := fwJWT
+	jwt.Sessions = &rekey.SessionsSpec{Mode: rekey.SessionsGraceful, Grace: 24 * time.Hour}
+	w := fwNewWorld(t, jwt)
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeEmergency, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.target.snapshot()["JWT_SECRET_PREVIOUS"]; ok {
+		t.Error("an emergency published the exposed value as JWT_SECRET_PREVIOUS")
+	}
+	if a := w.labeled("JWT_SECRET", rekey.LabelPrevious).Attrs; a[rekey.AttrExpired] == "" {
+		t.Errorf("the exposed value's grace is not over: %v", a)
+	}
+}
