@@ -230,6 +230,33 @@ func (p *ctProject) must(args ...string) string {
 	return r.stdout
 }
 
+// ctRand is the random source of a kill loop: seeded from REKEY_TEST_SEED
+// when set, logged either way so that a failure can be replayed.
+func ctRand(t *testing.T, stream uint64, normal time.Duration) *mrand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("REKEY_TEST_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("normal rotation: %v; REKEY_TEST_SEED=%d", normal.Round(time.Millisecond), seed)
+	return mrand.New(mrand.NewPCG(seed, stream))
+}
+
+// killAfter runs rekey with args and sends it SIGKILL after delay, if it is
+// still running then.
+func (p *ctProject) killAfter(delay time.Duration, args ...string) ctResult {
+	p.t.Helper()
+	cmd, stdout, stderr := p.command(nil, args...)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	kill := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	err := cmd.Wait()
+	kill.Stop()
+	return p.finish(cmd, err, stdout, stderr, args, start)
+}
+
 // crash runs rekey with REKEY_TEST_FAULT=point and requires it to die by SIGKILL.
 func (p *ctProject) crash(point string, args ...string) ctResult {
 	p.t.Helper()
@@ -751,12 +778,7 @@ func TestKillRandomly(t *testing.T) {
 	s := p.consistent(known)
 	known[s.cur] = s.val
 
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("REKEY_TEST_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
-	rng := mrand.New(mrand.NewPCG(seed, 0x5eed))
-	t.Logf("normal rotation: %v; REKEY_TEST_SEED=%d", normal.Round(time.Millisecond), seed)
+	rng := ctRand(t, 0x5eed, normal)
 
 	const iterations = 50
 	budget := time.Now().Add(50 * time.Second)
@@ -765,15 +787,7 @@ func TestKillRandomly(t *testing.T) {
 	for ; i < iterations && time.Now().Before(budget); i++ {
 		cur, val := s.cur, s.val
 		delay := time.Duration(rng.Int64N(int64(normal) + 1))
-		cmd, stdout, stderr := p.command(nil, "rotate", "JWT_SECRET")
-		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		kill := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-		err := cmd.Wait()
-		kill.Stop()
-		r := p.finish(cmd, err, stdout, stderr, []string{"rotate", "JWT_SECRET"}, start)
+		r := p.killAfter(delay, "rotate", "JWT_SECRET")
 		switch {
 		case r.sig == syscall.SIGKILL:
 			killed++

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -675,27 +674,14 @@ func TestPostgresAlternatingKillLoop(t *testing.T) {
 		normal = max(normal, r.dur)
 	}
 	s := p.consistent()
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("REKEY_TEST_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
-	rng := mrand.New(mrand.NewPCG(seed, 0xa17))
-	t.Logf("normal rotation: %v; REKEY_TEST_SEED=%d", normal.Round(time.Millisecond), seed)
+	rng := ctRand(t, 0xa17, normal)
 	const iterations = 20
 	budget := time.Now().Add(45 * time.Second)
 	killed, flipped := 0, 0
 	i := 0
 	for ; i < iterations && time.Now().Before(budget); i++ {
 		delay := time.Duration(rng.Int64N(int64(normal) + 1))
-		cmd, stdout, stderr := p.command(nil, "rotate", "DATABASE_PASSWORD")
-		t0 := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		kill := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-		err := cmd.Wait()
-		kill.Stop()
-		r := p.finish(cmd, err, stdout, stderr, []string{"rotate", "DATABASE_PASSWORD"}, t0)
+		r := p.killAfter(delay, "rotate", "DATABASE_PASSWORD")
 		p.outputs = append(p.outputs, r.stdout, r.stderr)
 		switch {
 		case r.sig == syscall.SIGKILL:

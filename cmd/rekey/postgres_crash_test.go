@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -384,12 +383,7 @@ func TestPostgresKillLoop(t *testing.T) {
 	s := p.consistent(known)
 	known[s.cur] = s.val
 
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("REKEY_TEST_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
-	rng := mrand.New(mrand.NewPCG(seed, 0x9e5))
-	t.Logf("normal rotation: %v; REKEY_TEST_SEED=%d", normal.Round(time.Millisecond), seed)
+	rng := ctRand(t, 0x9e5, normal)
 
 	const iterations = 50
 	start := time.Now()
@@ -399,15 +393,7 @@ func TestPostgresKillLoop(t *testing.T) {
 	for ; i < iterations && time.Now().Before(budget); i++ {
 		cur, val := s.cur, s.val
 		delay := time.Duration(rng.Int64N(int64(normal) + 1))
-		cmd, stdout, stderr := p.command(nil, "rotate", "DATABASE_PASSWORD")
-		t0 := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		kill := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-		err := cmd.Wait()
-		kill.Stop()
-		r := p.finish(cmd, err, stdout, stderr, []string{"rotate", "DATABASE_PASSWORD"}, t0)
+		r := p.killAfter(delay, "rotate", "DATABASE_PASSWORD")
 		switch {
 		case r.sig == syscall.SIGKILL:
 			killed++
