@@ -56,7 +56,7 @@ func rcOpen(key, stored string) (string, bool) {
 	return string(p), err == nil
 }
 
-func rcNewProject(t *testing.T, db string, rows int) *rcProject {
+func rcNewProject(t *testing.T, db string, rows int, extraEnv ...string) *rcProject {
 	t.Helper()
 	c := startCluster(t)
 	if err := c.CreateDatabase(db); err != nil {
@@ -97,7 +97,7 @@ func rcNewProject(t *testing.T, db string, rows int) *rcProject {
 		}
 	}
 	p.env = append(p.env, "REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=reencrypt-test")
-	text := "DATABASE_URL=" + p.url + "\nENCRYPTION_KEY=" + key + "\nRUST_LOG=info\n"
+	text := "DATABASE_URL=" + p.url + "\nENCRYPTION_KEY=" + key + "\nRUST_LOG=info\n" + strings.Join(extraEnv, "")
 	if err := os.WriteFile(p.envPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -307,5 +307,52 @@ func TestReencryptCorruptRow(t *testing.T) {
 	}
 	if r := p.run("rotate", "ENCRYPTION_KEY"); r.code != 0 {
 		t.Fatalf("rotation after the repair: %v", r)
+	}
+}
+
+// on_rotate SQL hooks run against the real database after publish: a
+// session table is emptied when JWT_SECRET rotates (immediate mode); a hook
+// that fails rolls a manual rotation back, and its error shows no value.
+func TestSessionsSQLHook(t *testing.T) {
+	p := rcNewProject(t, "atlas", 10, "JWT_SECRET="+ctRandB64(64, base64.StdEncoding)+"\n")
+	p.exec(`CREATE TABLE sessions (id int PRIMARY KEY, token text)`)
+	p.exec(`INSERT INTO sessions SELECT g, 'tok' || g FROM generate_series(1, 3) g`)
+	cfgPath := filepath.Join(p.dir, "rekey.yaml")
+	cfg, _ := os.ReadFile(cfgPath)
+	hook := "\n  JWT_SECRET:\n    sessions: {mode: immediate, on_rotate: [{sql: DELETE FROM sessions, database: DATABASE_URL}]}\n"
+	cfg2 := strings.Replace(string(cfg), "\n  JWT_SECRET:\n", hook, 1)
+	if cfg2 == string(cfg) {
+		t.Fatalf("no JWT_SECRET in rekey.yaml:\n%s", cfg)
+	}
+	os.WriteFile(cfgPath, []byte(cfg2), 0o644)
+	r := p.run("rotate", "JWT_SECRET")
+	if r.code != 0 || !strings.Contains(r.stderr, "on_rotate: DELETE FROM sessions (3 rows)") {
+		t.Fatalf("%v", r)
+	}
+	var n int
+	func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, p.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		conn.QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&n)
+	}()
+	if n != 0 {
+		t.Fatalf("%d sessions left after the rotation", n)
+	}
+	// A hook that fails: the rotation rolls back.
+	before, _ := ctEnvValue(p.readEnv(), "JWT_SECRET")
+	os.WriteFile(cfgPath, []byte(strings.Replace(cfg2, "DELETE FROM sessions", "DELETE FROM no_such_table", 1)), 0o644)
+	r = p.run("rotate", "JWT_SECRET")
+	if r.code != 7 || !strings.Contains(r.stderr, "sql hook failed") || !strings.Contains(r.stderr, "rotation rolled back") {
+		t.Fatalf("want a rollback on a failing hook: %v", r)
+	}
+	if after, _ := ctEnvValue(p.readEnv(), "JWT_SECRET"); after != before {
+		t.Fatal("JWT_SECRET not rolled back")
+	}
+	if strings.Contains(r.stderr, before) || strings.Contains(r.stderr, p.url) {
+		t.Fatal("a value appears in the error")
 	}
 }
