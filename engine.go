@@ -1279,7 +1279,11 @@ func (e *Engine) finish(ctx context.Context, r *Rotation, state RotationState, w
 					return err
 				}
 			}
-			if e.KeepVersions > 0 {
+			// A data key's old versions are never pruned here: rows written
+			// under one may still exist (an app instance that wrote with an
+			// old key, a restored backup); `rekey reencrypt --verify` counts
+			// them.
+			if sp, ok := e.Spec(name); e.KeepVersions > 0 && !(ok && sp.Kind == KindDataKey) {
 				if _, err := tx.Prune(e.Env, name, e.KeepVersions); err != nil {
 					return err
 				}

@@ -634,3 +634,31 @@ func TestFlowEmergencyNoGrace(t *testing.T) {
 		t.Errorf("the exposed value's grace is not over: %v", a)
 	}
 }
+
+// keep_versions prunes old versions of other secrets, never a data key's:
+// rows may still need one.
+func TestFlowDataKeyVersionsNeverPruned(t *testing.T) {
+	w := fwNewWorld(t, fwJWT, fwKey)
+	for range 3 {
+		e := w.engine(nil, nil)
+		e.KeepVersions = 1
+		if _, err := e.Rotate(t.Context(), []string{"JWT_SECRET", "ENCRYPTION_KEY"}, rekey.ModeManual, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(name string) int {
+		var n int
+		w.st.View(t.Context(), func(tx rekey.Tx) error {
+			vs, err := tx.Versions(ecEnv, name)
+			n = len(vs)
+			return err
+		})
+		return n
+	}
+	if n := count("JWT_SECRET"); n != 3 {
+		t.Errorf("JWT_SECRET keeps %d versions, want 3 (current, previous, one more)", n)
+	}
+	if n := count("ENCRYPTION_KEY"); n != 4 {
+		t.Errorf("ENCRYPTION_KEY keeps %d versions, want all 4", n)
+	}
+}
