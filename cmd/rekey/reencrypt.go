@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -98,20 +99,27 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 	return res, nil
 }
 
-// progressPrinter renders re-encryption progress: a line redrawn in place on
-// a terminal, a log line every 10 seconds otherwise.
+// progressPrinter renders re-encryption progress on stderr: a line redrawn
+// in place on a terminal, a log line every 10 seconds otherwise.
 func (a *app) progressPrinter(what string) func(reencrypt.Progress) {
 	w := a.errw()
 	tty := false
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		tty = true
 	}
+	return rowProgress(w, tty, what, time.Now, 10*time.Second, func() { a.progressOpen = true })
+}
+
+// rowProgress formats progress lines: "what: [####....] done/total rows
+// (pct%), N rows/s, ETA d". On a terminal every call redraws the line
+// (opened is called); otherwise a line is printed at most once per every.
+func rowProgress(w io.Writer, tty bool, what string, now func() time.Time, every time.Duration, opened func()) func(reencrypt.Progress) {
 	var last time.Time
 	return func(p reencrypt.Progress) {
-		if !tty && time.Since(last) < 10*time.Second {
+		if !tty && !last.IsZero() && now().Sub(last) < every {
 			return
 		}
-		last = time.Now()
+		last = now()
 		line := fmt.Sprintf("  %s: %d rows", what, p.Done)
 		if p.Total > 0 {
 			pct := min(100, 100*float64(p.Done)/float64(p.Total))
@@ -125,7 +133,7 @@ func (a *app) progressPrinter(what string) func(reencrypt.Progress) {
 		}
 		if tty {
 			fmt.Fprintf(w, "\r\033[K%s", line)
-			a.progressOpen = true
+			opened()
 		} else {
 			fmt.Fprintln(w, line)
 		}
