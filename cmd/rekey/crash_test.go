@@ -327,9 +327,12 @@ type ctHistRow struct {
 }
 
 // history parses `rekey history JWT_SECRET`.
-func (p *ctProject) history() []ctHistRow {
+func (p *ctProject) history() []ctHistRow { return p.historyOf("JWT_SECRET") }
+
+// historyOf parses `rekey history NAME`.
+func (p *ctProject) historyOf(name string) []ctHistRow {
 	p.t.Helper()
-	out := p.must("history", "JWT_SECRET")
+	out := p.must("history", name)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) == 0 || !strings.HasPrefix(lines[0], "VERSION") {
 		p.t.Fatalf("history: unexpected output:\n%s", out)

@@ -120,31 +120,7 @@ func (p *pgcProject) current() string {
 }
 
 // history parses `rekey history DATABASE_PASSWORD`.
-func (p *pgcProject) history() []ctHistRow {
-	p.t.Helper()
-	out := p.must("history", "DATABASE_PASSWORD")
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "VERSION") {
-		p.t.Fatalf("history: unexpected output:\n%s", out)
-	}
-	var rows []ctHistRow
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) < 2 || !strings.HasPrefix(f[0], "v") {
-			p.t.Fatalf("history: unexpected line %q", l)
-		}
-		n, err := strconv.Atoi(f[0][1:])
-		if err != nil {
-			p.t.Fatalf("history: unexpected line %q", l)
-		}
-		label := f[1]
-		if label == "-" {
-			label = ""
-		}
-		rows = append(rows, ctHistRow{N: n, Label: label})
-	}
-	return rows
-}
+func (p *pgcProject) history() []ctHistRow { return p.historyOf("DATABASE_PASSWORD") }
 
 // logsIn reports whether pw logs in as the project's role.
 func (p *pgcProject) logsIn(pw string) bool {
