@@ -93,6 +93,7 @@ func (t *txn) Audit(e rekey.AuditEntry) (rekey.AuditEntry, error) {
 	if !t.rw {
 		return e, errors.New("audit: read-only transaction")
 	}
+	t.dirty = true
 	var last sql.NullInt64
 	var prev []byte
 	err := t.tx.QueryRow(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&last, &prev)

@@ -395,11 +395,11 @@ func TestDamagedMetadata(t *testing.T) {
 		{"fingerprint key changed", flip("fp_key"), false, rekey.ErrCorrupt, true},
 		{"audit key changed", flip("audit_key"), false, rekey.ErrCorrupt, true},
 		{"audit key deleted", raw(`DELETE FROM meta WHERE k = 'audit_key'`), false, rekey.ErrCorrupt, true},
-		{"unknown format", raw(`UPDATE meta SET v = CAST('3' AS BLOB) WHERE k = 'format'`), false, rekey.ErrCorrupt, true},
+		{"unknown format", raw(`UPDATE meta SET v = CAST('4' AS BLOB) WHERE k = 'format'`), false, rekey.ErrCorrupt, true},
 		{"format 1 (before 0.1)", raw(`UPDATE meta SET v = CAST('1' AS BLOB) WHERE k = 'format'`), false, rekey.ErrCorrupt, true},
 		{"meta table dropped", raw(`DROP TABLE meta`), false, rekey.ErrCorrupt, true},
 		{"version table dropped", raw(`DROP TABLE version`), false, rekey.ErrCorrupt, false},
-		{"audit table dropped", raw(`DROP TABLE audit`), false, rekey.ErrCorrupt, false},
+		{"audit table dropped", raw(`DROP TABLE audit`), false, rekey.ErrCorrupt, true},
 		{"rotation steps garbage", raw(`UPDATE rotation SET steps = '{not json'`), false, rekey.ErrCorrupt, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {

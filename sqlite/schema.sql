@@ -3,32 +3,39 @@ CREATE TABLE meta (
 	v BLOB NOT NULL
 ) WITHOUT ROWID;
 
+-- A secret's head: everything about it that changes, authenticated by mac
+-- (auth.go). Version rows never change once written.
 CREATE TABLE secret (
-	id   INTEGER PRIMARY KEY,
-	env  TEXT NOT NULL,
-	name TEXT NOT NULL,
+	id     INTEGER PRIMARY KEY,
+	env    TEXT NOT NULL,
+	name   TEXT NOT NULL,
 	-- the highest version number ever given, so a pruned number is never reused
 	-- (audit records name versions by number)
 	last_n INTEGER NOT NULL DEFAULT 0,
+	-- the version holding each label (0: none)
+	cur    INTEGER NOT NULL DEFAULT 0,
+	pend   INTEGER NOT NULL DEFAULT 0,
+	prev   INTEGER NOT NULL DEFAULT 0,
+	-- the version numbers that exist, as ranges: "1-3,5"
+	vset   TEXT NOT NULL DEFAULT '',
+	-- non-secret version attributes, e.g. the role of an alternating password
+	attrs  TEXT NOT NULL DEFAULT '',
+	mac    BLOB NOT NULL,
 	UNIQUE (env, name)
 );
 
 CREATE TABLE version (
 	secret_id   INTEGER NOT NULL REFERENCES secret (id),
 	n           INTEGER NOT NULL,
-	label       TEXT,
 	created_at  INTEGER NOT NULL,
 	fingerprint TEXT NOT NULL,
 	source      BLOB NOT NULL, -- a small integer (compact.go) or text
 	rotation_id TEXT NOT NULL DEFAULT '',
 	note        TEXT NOT NULL DEFAULT '',
-	-- non-secret version attributes (JSON object), e.g. {"role":"app_blue"}
-	attrs       TEXT NOT NULL DEFAULT '',
 	sealed      BLOB NOT NULL,
+	mac         BLOB NOT NULL,
 	PRIMARY KEY (secret_id, n)
 ) WITHOUT ROWID;
-
-CREATE UNIQUE INDEX version_label ON version (secret_id, label) WHERE label IS NOT NULL;
 
 CREATE TABLE rotation (
 	id      TEXT PRIMARY KEY,
@@ -40,10 +47,11 @@ CREATE TABLE rotation (
 	ended   INTEGER NOT NULL DEFAULT 0,
 	secrets TEXT NOT NULL,
 	steps   TEXT NOT NULL,
-	error   TEXT NOT NULL DEFAULT ''
+	error   TEXT NOT NULL DEFAULT '',
+	mac     BLOB NOT NULL
 );
 
-CREATE INDEX rotation_running ON rotation (env, state);
+CREATE INDEX rotation_env ON rotation (env, started);
 
 CREATE TABLE audit (
 	seq         INTEGER PRIMARY KEY,

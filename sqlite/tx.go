@@ -1,70 +1,183 @@
 package sqlite
 
 import (
+	"crypto/hmac"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
 )
 
+// txn is one transaction. Every row it reads is authenticated (auth.go)
+// before it is returned; heads are verified once per transaction and cached.
 type txn struct {
-	s         *DB
-	tx        *sql.Tx
-	rw        bool
-	valueStmt *sql.Stmt
+	s     *DB
+	tx    *sql.Tx
+	rw    bool
+	heads map[string]*head // env "\x00" name → verified head (nil: no such secret)
+	// envHeads: every head of the environment is in heads.
+	envHeads map[string]bool
+	stmts    map[string]*sql.Stmt
+	dirty    bool
 }
 
 func notFound(format string, args ...any) error {
 	return &rekey.Error{Code: rekey.CodeNotFound, Msg: fmt.Sprintf(format, args...), Err: rekey.ErrNotFound}
 }
 
-// valueRow runs Value's query with a statement prepared once per transaction
-// (the transaction closes it).
-func (t *txn) valueRow(env, name string, n int) *sql.Row {
-	if t.valueStmt == nil {
-		st, err := t.tx.Prepare(`SELECT v.sealed FROM version v JOIN secret s ON s.id = v.secret_id WHERE s.env = ? AND s.name = ? AND v.n = ?`)
-		if err != nil {
-			return t.tx.QueryRow(`SELECT v.sealed FROM version v JOIN secret s ON s.id = v.secret_id WHERE s.env = ? AND s.name = ? AND v.n = ?`, env, name, n)
-		}
-		t.valueStmt = st
+// stmt prepares q once per transaction (the transaction closes it).
+func (t *txn) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[q]; ok {
+		return st, nil
 	}
-	return t.valueStmt.QueryRow(env, name, n)
+	st, err := t.tx.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	if t.stmts == nil {
+		t.stmts = map[string]*sql.Stmt{}
+	}
+	t.stmts[q] = st
+	return st, nil
 }
 
-func (t *txn) secretID(env, name string, create bool) (int64, error) {
-	var id int64
-	err := t.tx.QueryRow(`SELECT id FROM secret WHERE env = ? AND name = ?`, env, name).Scan(&id)
-	if err == nil {
-		return id, nil
+const headCols = `id, env, name, last_n, cur, pend, prev, vset, attrs, mac`
+
+// scanHead reads and authenticates a secret row.
+func (t *txn) scanHead(sc interface{ Scan(...any) error }) (*head, error) {
+	h := &head{}
+	var vset, attrs string
+	if err := sc.Scan(&h.id, &h.env, &h.name, &h.lastN, &h.labels[0], &h.labels[1], &h.labels[2], &vset, &attrs, &h.mac); err != nil {
+		return nil, err
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, err
-	}
-	if !create {
-		return 0, notFound("no secret %s in environment %s", name, env)
-	}
-	res, err := t.tx.Exec(`INSERT INTO secret(env, name) VALUES (?, ?)`, env, name)
+	want, err := t.s.headMAC(h, vset, attrs)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return res.LastInsertId()
+	if !hmac.Equal(want, h.mac) {
+		return nil, tampered(h.what(), "fails its authentication (its labels, version list or attributes were edited)")
+	}
+	if h.vset, err = decodeVset(vset); err != nil {
+		return nil, tampered(h.what(), "has a malformed version list")
+	}
+	if h.attrs, err = decodeAttrs(attrs); err != nil {
+		return nil, tampered(h.what(), "has malformed attributes")
+	}
+	for _, n := range h.labels {
+		if n != 0 && !h.has(n) {
+			return nil, tampered(h.what(), fmt.Sprintf("labels version %d, which it does not list", n))
+		}
+	}
+	t.cacheHead(h)
+	return h, nil
+}
+
+func headKey(env, name string) string { return env + "\x00" + name }
+
+func (t *txn) cacheHead(h *head) {
+	if t.heads == nil {
+		t.heads = map[string]*head{}
+	}
+	t.heads[headKey(h.env, h.name)] = h
+}
+
+// head returns the verified head of a secret, or nil when there is none.
+func (t *txn) head(env, name string) (*head, error) {
+	if h, ok := t.heads[headKey(env, name)]; ok {
+		return h, nil
+	}
+	st, err := t.stmt(`SELECT ` + headCols + ` FROM secret WHERE env = ? AND name = ?`)
+	if err != nil {
+		return nil, err
+	}
+	h, err := t.scanHead(st.QueryRow(env, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		if t.heads == nil {
+			t.heads = map[string]*head{}
+		}
+		t.heads[headKey(env, name)] = nil
+		return nil, nil
+	}
+	return h, err
+}
+
+func (t *txn) mustHead(env, name string) (*head, error) {
+	h, err := t.head(env, name)
+	if err == nil && h == nil {
+		err = notFound("no secret %s in environment %s", name, env)
+	}
+	return h, err
+}
+
+// envHeadList returns every verified head of env, by name.
+func (t *txn) envHeadList(env string) ([]*head, error) {
+	if !t.envHeads[env] {
+		rows, err := t.tx.Query(`SELECT `+headCols+` FROM secret WHERE env = ?`, env)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			if _, err := t.scanHead(rows); err != nil {
+				rows.Close()
+				return nil, err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if t.envHeads == nil {
+			t.envHeads = map[string]bool{}
+		}
+		t.envHeads[env] = true
+	}
+	var out []*head
+	for _, h := range t.heads {
+		if h != nil && h.env == env {
+			out = append(out, h)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+// saveHead writes a head with its new MAC (inserting it when new).
+func (t *txn) saveHead(h *head) error {
+	t.dirty = true
+	if h.id == 0 {
+		res, err := t.tx.Exec(`INSERT INTO secret(env, name, mac) VALUES (?, ?, x'')`, h.env, h.name)
+		if err != nil {
+			return err
+		}
+		if h.id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+	}
+	vset, attrs := encodeVset(h.vset), encodeAttrs(h.attrs)
+	m, err := t.s.headMAC(h, vset, attrs)
+	if err != nil {
+		return err
+	}
+	h.mac = m
+	_, err = t.tx.Exec(`UPDATE secret SET last_n = ?, cur = ?, pend = ?, prev = ?, vset = ?, attrs = ?, mac = ? WHERE id = ?`,
+		h.lastN, h.labels[0], h.labels[1], h.labels[2], vset, attrs, m, h.id)
+	if err == nil {
+		t.cacheHead(h)
+	}
+	return err
 }
 
 func (t *txn) Environments() ([]string, error) {
-	return t.strings(`SELECT DISTINCT env FROM secret ORDER BY env`)
-}
-
-func (t *txn) Names(env string) ([]string, error) {
-	return t.strings(`SELECT name FROM secret s WHERE env = ? AND EXISTS (SELECT 1 FROM version v WHERE v.secret_id = s.id) ORDER BY name`, env)
-}
-
-func (t *txn) strings(q string, args ...any) ([]string, error) {
-	rows, err := t.tx.Query(q, args...)
+	// The environment and name of every secret row are in the manifest
+	// checked when the transaction began.
+	rows, err := t.tx.Query(`SELECT DISTINCT env FROM secret ORDER BY env`)
 	if err != nil {
 		return nil, err
 	}
@@ -80,98 +193,178 @@ func (t *txn) strings(q string, args ...any) ([]string, error) {
 	return out, rows.Err()
 }
 
-const versionCols = `v.n, v.label, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note, v.attrs`
-
-func scanVersion(sc interface{ Scan(...any) error }, env, name string) (rekey.Version, error) {
-	var v rekey.Version
-	var label sql.NullString
-	var created int64
-	var attrs string
-	if err := sc.Scan(&v.N, &label, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &attrs); err != nil {
-		return v, err
-	}
-	v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
-	return v, decodeAttrs(attrs, &v)
-}
-
-func decodeAttrs(s string, v *rekey.Version) error {
-	if s == "" {
-		return nil
-	}
-	if err := json.Unmarshal([]byte(s), &v.Attrs); err != nil {
-		return corrupt(fmt.Sprintf("%s/%s v%d attributes", v.Env, v.Name, v.N))
-	}
-	return nil
-}
-
-func (t *txn) Versions(env, name string) ([]rekey.Version, error) {
-	id, err := t.secretID(env, name, false)
+func (t *txn) Names(env string) ([]string, error) {
+	hs, err := t.envHeadList(env)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.tx.Query(`SELECT `+versionCols+` FROM version v WHERE v.secret_id = ? ORDER BY v.n`, id)
+	var out []string
+	for _, h := range hs {
+		if len(h.vset) > 0 {
+			out = append(out, h.name)
+		}
+	}
+	return out, nil
+}
+
+const versionCols = `n, created_at, fingerprint, source, rotation_id, note, sealed, mac`
+
+// scanVersion reads a version row of h and authenticates it, with its sealed value.
+func (t *txn) scanVersion(sc interface{ Scan(...any) error }, h *head) (rekey.Version, []byte, error) {
+	var v rekey.Version
+	var created int64
+	var sealed, m []byte
+	if err := sc.Scan(&v.N, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &sealed, &m); err != nil {
+		return v, nil, err
+	}
+	v.CreatedAt = time.Unix(0, created).UTC()
+	return t.checkVersion(h, v, sealed, m)
+}
+
+// checkVersion authenticates a version row read for h and completes it
+// with what h holds (label, attributes).
+func (t *txn) checkVersion(h *head, v rekey.Version, sealed, m []byte) (rekey.Version, []byte, error) {
+	v.Env, v.Name = h.env, h.name
+	want, err := t.s.versionMAC(v)
+	if err != nil {
+		return v, nil, err
+	}
+	what := fmt.Sprintf("version %s/%s v%d", h.env, h.name, v.N)
+	if !hmac.Equal(want, m) {
+		return v, nil, tampered(what, "fails its authentication (edited, or moved from another secret or environment)")
+	}
+	if !h.has(v.N) {
+		return v, nil, tampered(what, "was inserted (its secret does not list it)")
+	}
+	v.Label = h.label(v.N)
+	if a := h.attrs[v.N]; len(a) > 0 {
+		v.Attrs = maps.Clone(a)
+	}
+	return v, sealed, nil
+}
+
+// version reads version n of h (which must list it).
+func (t *txn) version(h *head, n int) (rekey.Version, []byte, error) {
+	if !h.has(n) {
+		return rekey.Version{}, nil, notFound("%s/%s has no version %d", h.env, h.name, n)
+	}
+	st, err := t.stmt(`SELECT ` + versionCols + ` FROM version WHERE secret_id = ? AND n = ?`)
+	if err != nil {
+		return rekey.Version{}, nil, err
+	}
+	v, sealed, err := t.scanVersion(st.QueryRow(h.id, n), h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, nil, tampered(fmt.Sprintf("version %s/%s v%d", h.env, h.name, n), "was deleted (its secret lists it)")
+	}
+	return v, sealed, err
+}
+
+func (t *txn) Versions(env, name string) ([]rekey.Version, error) {
+	h, err := t.mustHead(env, name)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.tx.Query(`SELECT `+versionCols+` FROM version WHERE secret_id = ? ORDER BY n`, h.id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []rekey.Version
 	for rows.Next() {
-		v, err := scanVersion(rows, env, name)
+		v, _, err := t.scanVersion(rows, h)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) != len(h.vset) {
+		for i, n := range h.vset {
+			if i >= len(out) || out[i].N != n {
+				return nil, tampered(fmt.Sprintf("version %s/%s v%d", env, name, n), "was deleted (its secret lists it)")
+			}
+		}
+	}
+	return out, nil
 }
 
 func (t *txn) Labeled(env, name string, l rekey.Label) (rekey.Version, error) {
-	id, err := t.secretID(env, name, false)
+	h, err := t.mustHead(env, name)
 	if err != nil {
 		return rekey.Version{}, err
 	}
-	v, err := scanVersion(t.tx.QueryRow(`SELECT `+versionCols+` FROM version v WHERE v.secret_id = ? AND v.label = ?`, id, string(l)), env, name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return v, notFound("%s/%s has no %s version", env, name, l)
+	i, ok := labelIndex[l]
+	if !ok || h.labels[i] == 0 {
+		return rekey.Version{}, notFound("%s/%s has no %s version", env, name, l)
 	}
+	v, _, err := t.version(h, h.labels[i])
 	return v, err
 }
 
 func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, error) {
-	rows, err := t.tx.Query(`SELECT s.name, `+versionCols+` FROM version v JOIN secret s ON s.id = v.secret_id WHERE s.env = ? AND v.label = ?`, env, string(l))
+	i, ok := labelIndex[l]
+	if !ok {
+		return map[string]rekey.Version{}, nil
+	}
+	hs, err := t.envHeadList(env)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[int64]*head{}
+	for _, h := range hs {
+		if h.labels[i] != 0 {
+			byID[h.id] = h
+		}
+	}
+	// One query for the labeled rows of the environment, each checked
+	// against its (already verified) head.
+	rows, err := t.tx.Query(`SELECT s.id, v.n, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note, v.sealed, v.mac
+		FROM secret s JOIN version v ON v.secret_id = s.id AND v.n = s.`+labelCols[i]+` WHERE s.env = ?`, env)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := map[string]rekey.Version{}
 	for rows.Next() {
-		var name string
+		var id, created int64
 		var v rekey.Version
-		var label sql.NullString
-		var created int64
-		var attrs string
-		if err := rows.Scan(&name, &v.N, &label, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &attrs); err != nil {
+		var sealed, m []byte
+		if err := rows.Scan(&id, &v.N, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &sealed, &m); err != nil {
 			return nil, err
 		}
-		v.Env, v.Name, v.Label, v.CreatedAt = env, name, rekey.Label(label.String), time.Unix(0, created).UTC()
-		if err := decodeAttrs(attrs, &v); err != nil {
+		h := byID[id]
+		if h == nil {
+			return nil, tampered(fmt.Sprintf("a secret row of %s", env), "labels a version its authenticated head does not")
+		}
+		v.CreatedAt = time.Unix(0, created).UTC()
+		v, _, err := t.checkVersion(h, v, sealed, m)
+		if err != nil {
 			return nil, err
 		}
-		out[name] = v
+		if v.N != h.labels[i] {
+			return nil, tampered(h.what(), "labels a version its authenticated head does not")
+		}
+		out[h.name] = v
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, h := range byID {
+		if _, ok := out[h.name]; !ok {
+			return nil, tampered(fmt.Sprintf("version %s/%s v%d", h.env, h.name, h.labels[i]), "was deleted (its secret labels it "+string(l)+")")
+		}
+	}
+	return out, nil
 }
 
 func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
-	// One prepared statement (status and recovery call this per secret).
-	var sealed []byte
-	err := t.valueRow(env, name, n).Scan(&sealed)
-	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := t.secretID(env, name, false); err != nil {
-			return rekey.Value{}, err
-		}
-		return rekey.Value{}, notFound("%s/%s has no version %d", env, name, n)
+	h, err := t.mustHead(env, name)
+	if err != nil {
+		return rekey.Value{}, err
 	}
+	_, sealed, err := t.version(h, n)
 	if err != nil {
 		return rekey.Value{}, err
 	}
@@ -193,46 +386,59 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 	if !t.rw {
 		return rekey.Version{}, errors.New("add version: read-only transaction")
 	}
-	id, err := t.secretID(env, name, true)
+	h, err := t.head(env, name)
 	if err != nil {
 		return rekey.Version{}, err
 	}
-	var last int
-	if err := t.tx.QueryRow(`SELECT MAX(last_n, COALESCE((SELECT MAX(n) FROM version WHERE secret_id = ?), 0)) FROM secret WHERE id = ?`, id, id).Scan(&last); err != nil {
-		return rekey.Version{}, err
+	if h == nil {
+		h = &head{env: env, name: name, attrs: map[int]map[string]string{}}
 	}
-	n := last + 1
-	if _, err := t.tx.Exec(`UPDATE secret SET last_n = ? WHERE id = ?`, n, id); err != nil {
-		return rekey.Version{}, err
-	}
+	n := h.lastN + 1
 	created := nv.CreatedAt
 	if created.IsZero() {
 		created = t.s.Now()
 	}
-	v := rekey.Version{Env: env, Name: name, N: n, CreatedAt: created.UTC(), Fingerprint: t.s.Fingerprint(nv.Value), Source: nv.Source, RotationID: nv.RotationID, Note: nv.Note, Attrs: maps.Clone(nv.Attrs)}
-	attrs := ""
-	if len(nv.Attrs) > 0 {
-		b, err := json.Marshal(nv.Attrs)
-		if err != nil {
-			return v, err
-		}
-		attrs = string(b)
-	}
-	if nv.Label != rekey.LabelNone {
-		if _, err := t.tx.Exec(`UPDATE version SET label = NULL WHERE secret_id = ? AND label = ?`, id, string(nv.Label)); err != nil {
-			return v, err
-		}
-		v.Label = nv.Label
-	}
-	var label any
-	if v.Label != rekey.LabelNone {
-		label = string(v.Label)
+	v := rekey.Version{Env: env, Name: name, N: n, CreatedAt: time.Unix(0, created.UnixNano()).UTC(), Fingerprint: t.s.Fingerprint(nv.Value), Source: nv.Source, RotationID: nv.RotationID, Note: nv.Note, Attrs: maps.Clone(nv.Attrs)}
+	if len(v.Attrs) == 0 {
+		v.Attrs = nil
 	}
 	packed := packValue(nv.Value.Reveal())
 	sealed := t.s.sealer.Seal(packed, valueAD(env, name, n))
 	seal.Wipe(packed)
-	_, err = t.tx.Exec(`INSERT INTO version(secret_id, n, label, created_at, fingerprint, source, rotation_id, note, attrs, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, n, label, v.CreatedAt.UnixNano(), packFP(v.Fingerprint), packSource(v.Source), packRotationID(v.RotationID), v.Note, attrs, sealed)
+	m, err := t.s.versionMAC(v)
+	if err != nil {
+		return v, err
+	}
+	// Every version number above lastN is unused: a row there was planted.
+	if h.id != 0 {
+		var planted int
+		if err := t.tx.QueryRow(`SELECT COUNT(*) FROM version WHERE secret_id = ? AND n > ?`, h.id, h.lastN).Scan(&planted); err != nil {
+			return v, err
+		}
+		if planted > 0 {
+			return v, tampered(h.what(), "has version rows above its highest authenticated version number (inserted)")
+		}
+	}
+	nh := *h
+	nh.lastN = n
+	nh.vset = append(slices.Clone(h.vset), n)
+	nh.attrs = maps.Clone(h.attrs)
+	if len(nv.Attrs) > 0 {
+		nh.attrs[n] = maps.Clone(nv.Attrs)
+	}
+	if nv.Label != rekey.LabelNone {
+		i, ok := labelIndex[nv.Label]
+		if !ok {
+			return v, fmt.Errorf("add version: unknown label %q", nv.Label)
+		}
+		nh.labels[i] = n
+		v.Label = nv.Label
+	}
+	if err := t.saveHead(&nh); err != nil {
+		return v, err
+	}
+	_, err = t.tx.Exec(`INSERT INTO version(secret_id, n, created_at, fingerprint, source, rotation_id, note, sealed, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		nh.id, n, v.CreatedAt.UnixNano(), packFP(v.Fingerprint), packSource(v.Source), packRotationID(v.RotationID), v.Note, sealed, m)
 	return v, err
 }
 
@@ -240,73 +446,84 @@ func (t *txn) SetLabel(env, name string, n int, l rekey.Label) error {
 	if !t.rw {
 		return errors.New("set label: read-only transaction")
 	}
-	if l == rekey.LabelNone {
-		return errors.New("set label: empty label")
+	i, ok := labelIndex[l]
+	if !ok {
+		return fmt.Errorf("set label: unknown label %q", l)
 	}
-	id, err := t.secretID(env, name, false)
+	h, err := t.mustHead(env, name)
 	if err != nil {
 		return err
 	}
-	if n != 0 {
-		var one int
-		if err := t.tx.QueryRow(`SELECT 1 FROM version WHERE secret_id = ? AND n = ?`, id, n).Scan(&one); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return notFound("%s/%s has no version %d", env, name, n)
-			}
-			return err
+	if n != 0 && !h.has(n) {
+		return notFound("%s/%s has no version %d", env, name, n)
+	}
+	nh := *h
+	for j, x := range nh.labels {
+		if x == n && n != 0 {
+			nh.labels[j] = 0 // a version holds one label at a time
 		}
 	}
-	if _, err := t.tx.Exec(`UPDATE version SET label = NULL WHERE secret_id = ? AND label = ?`, id, string(l)); err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil
-	}
-	_, err = t.tx.Exec(`UPDATE version SET label = ? WHERE secret_id = ? AND n = ?`, string(l), id, n)
-	return err
+	nh.labels[i] = n
+	return t.saveHead(&nh)
 }
 
 func (t *txn) SetAttrs(env, name string, n int, attrs map[string]string) error {
 	if !t.rw {
 		return errors.New("set attributes: read-only transaction")
 	}
-	id, err := t.secretID(env, name, false)
+	h, err := t.mustHead(env, name)
 	if err != nil {
 		return err
 	}
-	enc := ""
-	if len(attrs) > 0 {
-		b, err := json.Marshal(attrs)
-		if err != nil {
-			return err
-		}
-		enc = string(b)
-	}
-	res, err := t.tx.Exec(`UPDATE version SET attrs = ? WHERE secret_id = ? AND n = ?`, enc, id, n)
-	if err != nil {
-		return err
-	}
-	if k, _ := res.RowsAffected(); k == 0 {
+	if !h.has(n) {
 		return notFound("%s/%s has no version %d", env, name, n)
 	}
-	return nil
+	nh := *h
+	nh.attrs = maps.Clone(h.attrs)
+	if len(attrs) == 0 {
+		delete(nh.attrs, n)
+	} else {
+		nh.attrs[n] = maps.Clone(attrs)
+	}
+	return t.saveHead(&nh)
 }
 
 func (t *txn) Prune(env, name string, keep int) (int, error) {
 	if !t.rw {
 		return 0, errors.New("prune: read-only transaction")
 	}
-	id, err := t.secretID(env, name, false)
+	h, err := t.mustHead(env, name)
 	if err != nil {
 		return 0, err
 	}
-	res, err := t.tx.Exec(`DELETE FROM version WHERE secret_id = ? AND label IS NULL AND n NOT IN (
-		SELECT n FROM version WHERE secret_id = ? AND label IS NULL ORDER BY n DESC LIMIT ?)`, id, id, keep)
-	if err != nil {
-		return 0, err
+	var unlabeled []int
+	for _, n := range h.vset {
+		if h.label(n) == rekey.LabelNone {
+			unlabeled = append(unlabeled, n)
+		}
 	}
-	k, err := res.RowsAffected()
-	return int(k), err
+	if keep < 0 {
+		keep = 0
+	}
+	if len(unlabeled) <= keep {
+		return 0, nil
+	}
+	drop := unlabeled[:len(unlabeled)-keep]
+	nh := *h
+	nh.attrs = maps.Clone(h.attrs)
+	nh.vset = nil
+	for _, n := range h.vset {
+		if _, gone := slices.BinarySearch(drop, n); !gone {
+			nh.vset = append(nh.vset, n)
+		}
+	}
+	for _, n := range drop {
+		delete(nh.attrs, n)
+		if _, err := t.tx.Exec(`DELETE FROM version WHERE secret_id = ? AND n = ?`, h.id, n); err != nil {
+			return 0, err
+		}
+	}
+	return len(drop), t.saveHead(&nh)
 }
 
 func (t *txn) PutRotation(r *rekey.Rotation) error {
@@ -325,9 +542,15 @@ func (t *txn) PutRotation(r *rekey.Rotation) error {
 	if !r.Ended.IsZero() {
 		ended = r.Ended.UnixNano()
 	}
-	_, err = t.tx.Exec(`INSERT INTO rotation(id, env, mode, state, actor, started, ended, secrets, steps, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET env = excluded.env, mode = excluded.mode, actor = excluded.actor, started = excluded.started, state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error`,
-		r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, r.Started.UnixNano(), ended, string(secrets), string(steps), r.Error)
+	started := r.Started.UnixNano()
+	m, err := t.s.rotationMAC(r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, started, ended, string(secrets), string(steps), r.Error)
+	if err != nil {
+		return err
+	}
+	t.dirty = true
+	_, err = t.tx.Exec(`INSERT INTO rotation(id, env, mode, state, actor, started, ended, secrets, steps, error, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET env = excluded.env, mode = excluded.mode, actor = excluded.actor, started = excluded.started, state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error, mac = excluded.mac`,
+		r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, started, ended, string(secrets), string(steps), r.Error, m)
 	return err
 }
 
@@ -335,24 +558,47 @@ func (t *txn) PruneRotations(env string, keep int) (int, error) {
 	if !t.rw {
 		return 0, errors.New("prune rotations: read-only transaction")
 	}
-	res, err := t.tx.Exec(`DELETE FROM rotation WHERE env = ? AND state != 'running' AND id NOT IN (
-		SELECT id FROM rotation WHERE env = ? AND state != 'running' ORDER BY started DESC, id DESC LIMIT ?)`, env, env, keep)
+	// Decided on authenticated rows, never on columns as found.
+	rs, err := t.rotations(env)
 	if err != nil {
 		return 0, err
 	}
-	n, err := res.RowsAffected()
-	return int(n), err
+	n, kept := 0, 0
+	for _, r := range rs { // newest first
+		if r.State == rekey.StateRunning {
+			continue
+		}
+		if kept < keep {
+			kept++
+			continue
+		}
+		if _, err := t.tx.Exec(`DELETE FROM rotation WHERE id = ?`, r.ID); err != nil {
+			return n, err
+		}
+		t.dirty = true
+		n++
+	}
+	return n, nil
 }
 
-const rotationCols = `id, env, mode, state, actor, started, ended, secrets, steps, error`
+const rotationCols = `id, env, mode, state, actor, started, ended, secrets, steps, error, mac`
 
-func scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation, error) {
+func (t *txn) scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation, error) {
 	r := &rekey.Rotation{}
 	var started, ended int64
-	var secrets, steps string
-	if err := sc.Scan(&r.ID, &r.Env, &r.Mode, &r.State, &r.Actor, &started, &ended, &secrets, &steps, &r.Error); err != nil {
+	var mode, state, secrets, steps string
+	var m []byte
+	if err := sc.Scan(&r.ID, &r.Env, &mode, &state, &r.Actor, &started, &ended, &secrets, &steps, &r.Error, &m); err != nil {
 		return nil, err
 	}
+	want, err := t.s.rotationMAC(r.ID, r.Env, mode, state, r.Actor, started, ended, secrets, steps, r.Error)
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(want, m) {
+		return nil, tampered("rotation "+r.ID, "fails its authentication (its journal was edited)")
+	}
+	r.Mode, r.State = rekey.Mode(mode), rekey.RotationState(state)
 	r.Started = time.Unix(0, started).UTC()
 	if ended != 0 {
 		r.Ended = time.Unix(0, ended).UTC()
@@ -367,30 +613,41 @@ func scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation, error) {
 }
 
 func (t *txn) Rotation(id string) (*rekey.Rotation, error) {
-	r, err := scanRotation(t.tx.QueryRow(`SELECT `+rotationCols+` FROM rotation WHERE id = ?`, id))
+	r, err := t.scanRotation(t.tx.QueryRow(`SELECT `+rotationCols+` FROM rotation WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("no rotation %s", id)
 	}
 	return r, err
 }
 
-func (t *txn) Rotations(env string, unfinished bool) ([]*rekey.Rotation, error) {
-	q := `SELECT ` + rotationCols + ` FROM rotation WHERE (? = '' OR env = ?)`
-	if unfinished {
-		q += ` AND state = 'running'`
-	}
-	rows, err := t.tx.Query(q+` ORDER BY started DESC, id DESC`, env, env)
+// rotations reads and authenticates every rotation of env ("" = all), newest first.
+func (t *txn) rotations(env string) ([]*rekey.Rotation, error) {
+	rows, err := t.tx.Query(`SELECT `+rotationCols+` FROM rotation WHERE (? = '' OR env = ?) ORDER BY started DESC, id DESC`, env, env)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []*rekey.Rotation
 	for rows.Next() {
-		r, err := scanRotation(rows)
+		r, err := t.scanRotation(rows)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+func (t *txn) Rotations(env string, unfinished bool) ([]*rekey.Rotation, error) {
+	rs, err := t.rotations(env)
+	if err != nil || !unfinished {
+		return rs, err
+	}
+	var out []*rekey.Rotation
+	for _, r := range rs {
+		if r.State == rekey.StateRunning {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
