@@ -19,7 +19,6 @@ import (
 	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/sqlite"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 const exitCodesHelp = `Exit codes:
@@ -338,37 +337,6 @@ func (a *app) findKeyByID(cfg *config.Config, path string) (seal.Key, bool) {
 		}
 	}
 	return seal.Key{}, false
-}
-
-func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
-	if v := a.getenv("REKEY_PASSPHRASE"); v != "" {
-		return []byte(v), nil
-	}
-	f, ok := a.m.Stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil, rekey.Errorf(rekey.CodeAuth, "a passphrase is needed and stdin is not a terminal").WithHint("set REKEY_PASSPHRASE")
-	}
-	fmt.Fprint(a.m.Stderr, prompt)
-	p, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(a.m.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	if confirm {
-		fmt.Fprint(a.m.Stderr, "Again: ")
-		p2, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(a.m.Stderr)
-		if err != nil {
-			return nil, err
-		}
-		if string(p) != string(p2) {
-			return nil, rekey.Errorf(rekey.CodeInvalid, "the passphrases differ")
-		}
-	}
-	if len(p) < 12 {
-		return nil, rekey.Errorf(rekey.CodeInvalid, "passphrase too short").WithHint("use at least 12 characters")
-	}
-	return p, nil
 }
 
 // openStore opens the store of the config with its master key.

@@ -43,7 +43,8 @@ working directory, creates the sealed store .rekey/rekey.db (0600, added to
 .gitignore) and imports the current values as version 1.
 
 The master key is REKEY_MASTER_KEY when set; with --passphrase it is derived
-from REKEY_PASSPHRASE (or a prompt) with argon2id; otherwise init creates a
+from REKEY_PASSPHRASE (or a prompt; at least 12 characters, not a
+repetition) with argon2id; otherwise init creates a
 key file (0600) outside the project and prints its path: back it up.
 
 Last-rotation dates come from --rotated NAME=YYYY-MM-DD or from a rotation log
@@ -221,7 +222,7 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 			if err != nil {
 				return err
 			}
-			pass, err := a.passphrase("New passphrase for the rekey store: ", true)
+			pass, err := a.newPassphrase("REKEY_PASSPHRASE", "New passphrase for the rekey store: ")
 			if err != nil {
 				return err
 			}

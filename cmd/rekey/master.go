@@ -24,7 +24,8 @@ new master key, in one transaction: either all of it is under the new key or
 none. Secrets, fingerprints and the audit chain are unchanged.
 
 The new key comes from REKEY_NEW_MASTER_KEY (then set REKEY_MASTER_KEY to it),
-from a new passphrase (--passphrase: REKEY_NEW_PASSPHRASE or a prompt), or is
+from a new passphrase (--passphrase: REKEY_NEW_PASSPHRASE or a prompt, never
+REKEY_PASSPHRASE; at least 12 characters, not a repetition), or is
 generated into a new key file beside the old one (rekey.yaml is updated to
 point at it; the old file is kept for you to delete once the new one is
 backed up). The new key file is written before the store changes, so an
@@ -62,13 +63,13 @@ func (a *app) runMasterRotate(ctx context.Context, passphrase bool) error {
 		if err != nil {
 			return err
 		}
-		pass := []byte(a.getenv("REKEY_NEW_PASSPHRASE"))
-		if len(pass) == 0 {
-			if pass, err = a.passphrase("New passphrase: ", true); err != nil {
-				return err
-			}
+		// Never REKEY_PASSPHRASE: that one opens the store as it is.
+		pass, err := a.newPassphrase("REKEY_NEW_PASSPHRASE", "New passphrase: ")
+		if err != nil {
+			return err
 		}
 		nk, kdf, newMK = seal.KeyFromPassphrase(pass, p), p.String(), "passphrase"
+		seal.Wipe(pass)
 	default:
 		nk, err = seal.GenerateKey()
 		if err != nil {
