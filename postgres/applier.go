@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -211,6 +213,14 @@ func (a *Applier) ParamsFor(ctx context.Context, spec *rekey.Spec, v rekey.Versi
 		return Params{}, supported(spec)
 	}
 	role := RoleOf(spec, v.Version)
+	if alternating(spec) && !slices.Contains(pg.Roles, role) {
+		// Attributes are authenticated by the store; this holds even so: rekey
+		// never sets the password of a role rekey.yaml does not name.
+		return Params{}, &rekey.Error{Code: rekey.CodeAuth,
+			Msg:  fmt.Sprintf("%s v%d names login role %q, which is not one of the roles rekey.yaml declares (%s)", spec.Name, v.N, role, strings.Join(pg.Roles, ", ")),
+			Hint: "the version's attributes were changed outside rekey: run `rekey audit verify` and restore .rekey/rekey.db from a backup you trust",
+			Err:  rekey.ErrCorrupt}
+	}
 	var p Params
 	if pg.URLFrom != "" {
 		var tmpl *rekey.Template

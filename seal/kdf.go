@@ -22,13 +22,17 @@ const (
 )
 
 // Bounds enforced by ParseKDFParams (and KeyFromPassphrase). The parameters
-// live in plaintext metadata, so the upper bounds keep a damaged or tampered
-// store from demanding absurd memory or time.
+// live in the store's metadata, read before the key exists to authenticate
+// them, so the upper bounds keep a damaged or tampered store from making
+// every command allocate absurd memory or time: at most 4× the defaults
+// (256 MiB, 12 passes, 8 lanes). Weaker parameters only derive a key the
+// store's key check refuses.
 const (
 	MinKDFSaltLen   = 8
 	MaxKDFSaltLen   = 64
-	MaxKDFTime      = 256
-	MaxKDFMemoryKiB = 4 * 1024 * 1024 // 4 GiB
+	MaxKDFTime      = 4 * defaultKDFTime
+	MaxKDFMemoryKiB = 4 * defaultKDFMemoryKiB // 256 MiB
+	MaxKDFThreads   = 8
 )
 
 // kdfPrefix is the PHC-style algorithm and version prefix of the encoded form.
@@ -43,7 +47,7 @@ var errKDFFormat = errors.New("seal: invalid kdf params")
 // KDFParams are the argon2id parameters for passphrase mode. They are not
 // secret: their String form is kept in the store's plaintext metadata.
 //
-// Valid params have 1 <= Time <= MaxKDFTime, Threads >= 1,
+// Valid params have 1 <= Time <= MaxKDFTime, 1 <= Threads <= MaxKDFThreads,
 // 8*Threads <= MemoryKiB <= MaxKDFMemoryKiB and a salt of MinKDFSaltLen to
 // MaxKDFSaltLen bytes.
 type KDFParams struct {
@@ -130,8 +134,8 @@ func (p KDFParams) validate() error {
 	switch {
 	case p.Time < 1 || p.Time > MaxKDFTime:
 		return fmt.Errorf("%w: t must be 1..%d", errKDFFormat, MaxKDFTime)
-	case p.Threads < 1:
-		return fmt.Errorf("%w: p must be at least 1", errKDFFormat)
+	case p.Threads < 1 || p.Threads > MaxKDFThreads:
+		return fmt.Errorf("%w: p must be 1..%d", errKDFFormat, MaxKDFThreads)
 	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > MaxKDFMemoryKiB:
 		return fmt.Errorf("%w: m must be %d..%d", errKDFFormat, 8*uint32(p.Threads), MaxKDFMemoryKiB)
 	case len(p.Salt) < MinKDFSaltLen || len(p.Salt) > MaxKDFSaltLen:

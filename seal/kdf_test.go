@@ -54,7 +54,7 @@ func TestKDFParamsRoundTrip(t *testing.T) {
 	for _, p := range []seal.KDFParams{
 		def,
 		fastParams("12345678"),
-		{Time: 256, MemoryKiB: 4 * 1024 * 1024, Threads: 255, Salt: bytes.Repeat([]byte{0xff}, 64)},
+		{Time: seal.MaxKDFTime, MemoryKiB: seal.MaxKDFMemoryKiB, Threads: seal.MaxKDFThreads, Salt: bytes.Repeat([]byte{0xff}, 64)},
 		{Time: 1, MemoryKiB: 8 * 4, Threads: 4, Salt: []byte("0123456789abcdef\x00")},
 	} {
 		got, err := seal.ParseKDFParams(p.String())
@@ -94,6 +94,10 @@ func TestParseKDFParamsRejects(t *testing.T) {
 		"argon2id$v=19$m=4294967296,t=3,p=2$" + salt,
 		"argon2id$v=19$m=65536,t=3,p=2$" + salt + "==",
 		"argon2id$v=19$m=65536,t=3,p=2$" + salt + "$extra",
+		// A tampered store must not make every command allocate gigabytes.
+		"argon2id$v=19$m=262145,t=3,p=2$" + salt,
+		"argon2id$v=19$m=65536,t=13,p=2$" + salt,
+		"argon2id$v=19$m=65536,t=3,p=9$" + salt,
 		"argon2id$v=19$m=65536,t=3,p=2$not*base64",
 		"argon2id$v=19$m=65536,t=3,p=2$" + base64.RawStdEncoding.EncodeToString([]byte("short")),
 		"argon2id$v=19$m=65536,t=3,p=2$" + base64.RawStdEncoding.EncodeToString(make([]byte, 65)),

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -248,4 +249,68 @@ func entryHash(s *DB, tx *sql.Tx, seq int64) ([]byte, error) {
 		}
 	}
 	return nil, nil
+}
+
+var rotationRef = regexp.MustCompile(`\brotation (\S+)`)
+
+// Unaudited lists the versions and rotations the audit log has no record
+// of: a version with no entry naming its environment, secret, number and
+// fingerprint; a rotation no entry names ("rotation ID"). rekey writes such
+// an entry in the same transaction as each, so any of them was made outside
+// rekey, or its entry was cut from the log.
+func (s *DB) Unaudited(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.View(ctx, func(t rekey.Tx) error {
+		tx := t.(*txn)
+		type key struct {
+			env, name string
+			n         int
+			fp        string
+		}
+		seen := map[key]bool{}
+		rots := map[string]bool{}
+		if err := tx.walkAudit(false, func(e rekey.AuditEntry) error {
+			if e.Secret != "" && e.Version > 0 {
+				seen[key{e.Env, e.Secret, e.Version, e.Fingerprint}] = true
+			}
+			for _, m := range rotationRef.FindAllStringSubmatch(e.Detail, -1) {
+				rots[strings.TrimRight(m[1], ",;:)")] = true
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		envs, err := tx.Environments()
+		if err != nil {
+			return err
+		}
+		for _, env := range envs {
+			names, err := tx.Names(env)
+			if err != nil {
+				return err
+			}
+			for _, name := range names {
+				vs, err := tx.Versions(env, name)
+				if err != nil {
+					return err
+				}
+				for _, v := range vs {
+					if !seen[key{env, name, v.N, v.Fingerprint}] {
+						out = append(out, fmt.Sprintf("version %s/%s v%d (%s) has no audit entry", env, name, v.N, v.Fingerprint))
+					}
+				}
+			}
+		}
+		rs, err := tx.rotations("")
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if !rots[r.ID] {
+				out = append(out, fmt.Sprintf("rotation %s (%s, %s) has no audit entry", r.ID, r.Env, r.Mode))
+			}
+		}
+		return nil
+	})
+	return out, err
 }
