@@ -63,6 +63,9 @@ func dsn(path string) string {
 // key. kdf is the passphrase KDF parameter string, or "" for a random key.
 // It refuses to overwrite an existing file.
 func Create(ctx context.Context, path string, key seal.Key, kdf string) (*DB, error) {
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create store folder: %w", err)
 	}
@@ -140,6 +143,9 @@ func KDF(path string) (kdf, keyID string, err error) {
 }
 
 func openRaw(path string) (*sql.DB, error) {
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/safefile"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
 // Lock is a held lock.
@@ -20,16 +24,26 @@ var ErrBusy = errors.New("lock is held")
 
 // Acquire takes the lock at path at once or returns an error wrapping ErrBusy
 // that names the holding process. It writes the holder's pid and start time.
+//
+// The lock file is opened without following a symbolic link and must be a
+// regular file of the caller's with one link (see safefile.OpenFile): a link
+// planted at path is refused (a *rekey.Error, CodeUnsafe), never truncated.
 func Acquire(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safefile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600, "")
 	if err != nil {
+		var re *rekey.Error
+		if errors.As(err, &re) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
+		holder := make([]byte, 256)
+		n, _ := f.ReadAt(holder, 0)
+		holder = holder[:n]
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			h := strings.TrimSpace(string(holder))
+			h := textsafe.Quote(strings.TrimSpace(string(holder)))
 			if h == "" {
 				h = "unknown process"
 			}
