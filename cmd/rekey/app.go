@@ -16,6 +16,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/config"
 	"github.com/rekeyhq/rekey/internal/flock"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/sqlite"
 	"github.com/spf13/cobra"
@@ -82,9 +83,9 @@ func (a *app) printError(err error) {
 		}
 		return
 	}
-	fmt.Fprintf(a.m.Stderr, "rekey: error: %v\n", err)
+	fmt.Fprintf(a.m.Stderr, "rekey: error: %s\n", textsafe.Lines(err.Error()))
 	if h := rekey.ErrorHint(err); h != "" {
-		fmt.Fprintf(a.m.Stderr, "rekey: hint: %s\n", h)
+		fmt.Fprintf(a.m.Stderr, "rekey: hint: %s\n", textsafe.Lines(h))
 	} else if isUsage(err) {
 		fmt.Fprintf(a.m.Stderr, "rekey: hint: see `rekey --help`\n")
 	}
@@ -181,7 +182,7 @@ func (a *app) out() io.Writer  { return a.m.Stdout }
 func (a *app) errw() io.Writer { return a.m.Stderr }
 
 func (a *app) warnf(format string, args ...any) {
-	fmt.Fprintf(a.m.Stderr, "rekey: warning: "+format+"\n", args...)
+	fmt.Fprintf(a.m.Stderr, "rekey: warning: %s\n", textsafe.Lines(fmt.Sprintf(format, args...)))
 }
 
 func (a *app) actor() string {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -82,10 +83,13 @@ func (a *app) runAudit(ctx context.Context, secret, since string, limit int, asJ
 		}
 		return nil
 	}
+	q := textsafe.Quote
 	w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "SEQ\tTIME\tACTOR\tACTION\tENVIRONMENT\tSECRET\tVERSION\tFINGERPRINT\tOUTCOME\n")
 	for _, e := range entries {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05Z"), e.Actor, e.Action, dash(e.Env), dash(e.Secret), ver(e.Version), dash(e.Fingerprint), e.Outcome)
+		// The actor comes from REKEY_ACTOR: quoted when it holds a control
+		// character, so it cannot add a fake row (JSON stays exact).
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05Z"), q(e.Actor), q(e.Action), q(dash(e.Env)), q(dash(e.Secret)), ver(e.Version), q(dash(e.Fingerprint)), q(e.Outcome))
 	}
 	return w.Flush()
 }

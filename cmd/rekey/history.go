@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -52,7 +53,8 @@ func (a *app) runHistory(ctx context.Context, name string) error {
 		for _, k := range sortedKeys(v.Attrs) {
 			note = strings.TrimSpace(note + " " + k + "=" + v.Attrs[k])
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), label, v.CreatedAt.Format("2006-01-02 15:04:05Z"), v.Source, v.Fingerprint, note)
+		q := textsafe.Quote // notes and attributes may come from an imported log
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), q(label), v.CreatedAt.Format("2006-01-02 15:04:05Z"), q(string(v.Source)), q(v.Fingerprint), q(note))
 	}
 	return w.Flush()
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/rekeyhq/rekey/scan"
 	"github.com/spf13/cobra"
 )
@@ -243,24 +244,28 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 			return err
 		}
 	} else {
+		// Paths, rule ids and the matched text come from the repository
+		// and the rules file: quoted when they hold a control character
+		// (textsafe), so they cannot rewrite or add lines.
+		q := textsafe.Quote
 		for _, f := range findings {
-			loc := f.Path
-			if loc == "" {
-				loc = "blob " + f.Blob
+			loc := q(f.Path)
+			if f.Path == "" {
+				loc = "blob " + q(f.Blob)
 			}
 			where := f.Where
 			if f.Commit != "" {
-				where += " " + f.Commit[:min(12, len(f.Commit))] + " " + f.AuthorDate.UTC().Format("2006-01-02")
+				where += " " + q(f.Commit[:min(12, len(f.Commit))]) + " " + f.AuthorDate.UTC().Format("2006-01-02")
 			}
 			if f.Rule != "" {
-				fmt.Fprintf(a.out(), "%s:%d: %s %s [%s] %s — not managed by rekey: revoke it where it was issued\n", loc, f.Line, f.Rule, f.Redacted, where, f.ID)
+				fmt.Fprintf(a.out(), "%s:%d: %s %s [%s] %s — not managed by rekey: revoke it where it was issued\n", loc, f.Line, q(f.Rule), q(f.Redacted), where, q(f.ID))
 				continue
 			}
 			state := "retired"
 			if f.Current {
 				state = "CURRENT: rotate now"
 			}
-			fmt.Fprintf(a.out(), "%s:%d: %s v%d (%s) %s as %s [%s] %s — %s\n", loc, f.Line, f.Secret, f.Version, f.Env, f.Redacted, f.Encoding, where, f.Fingerprint, state)
+			fmt.Fprintf(a.out(), "%s:%d: %s v%d (%s) %s as %s [%s] %s — %s\n", loc, f.Line, q(f.Secret), f.Version, q(f.Env), q(f.Redacted), f.Encoding, where, q(f.Fingerprint), state)
 		}
 		if len(findings) == 0 {
 			rs := ""
@@ -398,7 +403,7 @@ exec %s --config %s scan --staged
 	if old, err := os.ReadFile(path); err == nil {
 		switch {
 		case string(old) == script:
-			fmt.Fprintf(a.out(), "pre-commit hook %s is already installed\n", path)
+			fmt.Fprintf(a.out(), "pre-commit hook %s is already installed\n", textsafe.Quote(path))
 			return nil
 		case !o.force && !strings.Contains(string(old), hookMarker):
 			return rekey.Errorf(rekey.CodeConflict, "%s exists and is not rekey's hook", path).WithHint("add `%s --config %s scan --staged` to it yourself, or replace it with --install-hook --force", bin, cfg.Path)
@@ -409,15 +414,28 @@ exec %s --config %s scan --staged
 	if err := os.MkdirAll(hookDir, 0o755); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "create hooks directory")
 	}
+	// A new file (O_EXCL never follows a link someone left at tmp).
 	tmp := path + ".rekey-tmp"
-	if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return rekey.Wrap(rekey.CodeInternal, err, "write pre-commit hook")
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInternal, err, "write pre-commit hook")
+	}
+	_, err = f.WriteString(script)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return rekey.Wrap(rekey.CodeInternal, err, "write pre-commit hook")
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
 		return rekey.Wrap(rekey.CodeInternal, err, "write pre-commit hook")
 	}
-	fmt.Fprintf(a.out(), "installed pre-commit hook %s\nit runs: %s --config %s scan --staged\nit needs the master key (REKEY_MASTER_KEY, or the key file rekey.yaml names) when you commit\n", path, bin, cfg.Path)
+	fmt.Fprintf(a.out(), "installed pre-commit hook %s\nit runs: %s --config %s scan --staged\nit needs the master key (REKEY_MASTER_KEY, or the key file rekey.yaml names) when you commit\n", textsafe.Quote(path), textsafe.Quote(bin), textsafe.Quote(cfg.Path))
 	return nil
 }
 

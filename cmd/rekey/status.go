@@ -8,6 +8,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -98,11 +99,12 @@ func (a *app) runStatus(ctx context.Context, asJSON bool) error {
 		w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
 		fmt.Fprintf(w, "SECRET\tENVIRONMENT\tKIND\tVERSION\tLAST ROTATED\tNEXT DUE\tSTATE\n")
 		for _, r := range rows {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Environment, r.Kind, ver(r.Version), day(r), due(r), r.State)
+			q := textsafe.Quote
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), q(string(r.State)))
 		}
 		w.Flush()
 		for _, r := range open {
-			a.warnf("rotation %s was interrupted: run `rekey recover`", r.ID)
+			a.warnf("rotation %s was interrupted: run `rekey recover`", textsafe.Quote(r.ID))
 		}
 	}
 	if attention {
