@@ -413,7 +413,7 @@ func (a *app) engine(cfg *config.Config, st rekey.Store, env *config.Environment
 	e.Appliers[rekey.KindPostgresPassword] = a.postgresApplier(cfg, env)
 	a.wire(e, cfg, env)
 	for _, t := range env.Targets {
-		e.Targets[t.Name] = &envFileTarget{name: t.Name, path: t.Path, rel: relTo(cfg.Dir, t.Path)}
+		e.Targets[t.Name] = &envFileTarget{name: t.Name, path: t.Path, rel: relTo(cfg.Dir, t.Path), warn: a.warnf}
 		e.TargetOrder = append(e.TargetOrder, t.Name)
 	}
 	if point := a.getenv("REKEY_TEST_FAULT"); point != "" {

@@ -258,7 +258,7 @@ func TestDoctorFileModes(t *testing.T) {
 	os.Chmod(filepath.Join(p.dir, ".env"), 0o644)
 	checks := p.doctor(1)
 	wantCheck(t, checks, "file-modes", checkFail, ".env is 0644")
-	if checks["file-modes"].Fix != "chmod 600 .env" {
+	if checks["file-modes"].Fix != "chmod 600 .env (or chmod 640 .env if a service reads it through its group)" {
 		t.Errorf("fix: %q", checks["file-modes"].Fix)
 	}
 	os.Chmod(filepath.Join(p.dir, ".env"), 0o600)

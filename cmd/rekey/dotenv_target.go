@@ -18,6 +18,9 @@ type envFileTarget struct {
 	name string
 	path string
 	rel  string
+	// warn, if set, reports what a write did to the file's access (rekey:
+	// warning: …).
+	warn func(format string, args ...any)
 }
 
 func (t *envFileTarget) Name() string { return t.name + " (" + t.rel + ")" }
@@ -79,8 +82,25 @@ func (t *envFileTarget) Write(_ context.Context, set map[string]rekey.Value, del
 	if string(out) == string(orig) {
 		return nil
 	}
-	if err := dotenv.WriteFileAtomic(t.path, out, 0o600); err != nil {
+	// The new file keeps the old one's owner and group (WriteFileAtomic) and
+	// its owner and group bits, so a service that reads it through its group
+	// keeps working; others lose every bit.
+	fi, err := os.Stat(t.path)
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInvalid, err, "stat %s", t.rel)
+	}
+	perm := secretMode(fi.Mode())
+	if err := dotenv.WriteFileAtomic(t.path, out, perm); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "write %s", t.rel).WithHint("nothing was half-written: %s is as it was; fix the cause and run `rekey recover`", t.rel)
+	}
+	if t.warn != nil {
+		if old := fi.Mode().Perm(); old != perm {
+			t.warn("%s was open to every user (%04o): it is %04o now", t.rel, old, perm)
+		}
+		if perm&0o040 != 0 {
+			_, gid := fileIDs(fi)
+			t.warn("%s is readable by group %s (%04o): its group bits are kept so that the service reading it keeps working; make sure only that service's users are in the group (`rekey doctor` lists them), or chmod 600 it", t.rel, groupName(gid), perm)
+		}
 	}
 	return nil
 }
