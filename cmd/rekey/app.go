@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rekeyhq/rekey"
@@ -196,8 +195,8 @@ func (a *app) actor() string {
 }
 
 func (a *app) now() time.Time {
-	if v := a.getenv("REKEY_TEST_NOW"); v != "" {
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
+	if testHooks.now != nil { // test builds only (testhooks.go)
+		if t, ok := testHooks.now(a.getenv); ok {
 			return t
 		}
 	}
@@ -416,14 +415,8 @@ func (a *app) engine(cfg *config.Config, st rekey.Store, env *config.Environment
 		e.Targets[t.Name] = &envFileTarget{name: t.Name, path: t.Path, rel: relTo(cfg.Dir, t.Path), warn: a.warnf}
 		e.TargetOrder = append(e.TargetOrder, t.Name)
 	}
-	if point := a.getenv("REKEY_TEST_FAULT"); point != "" {
-		e.Fault = func(p string) {
-			if p == point {
-				// A crash, not an exit: no deferred code runs, no lock is released by us.
-				syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {}
-			}
-		}
+	if testHooks.fault != nil { // test builds only (testhooks.go)
+		e.Fault = testHooks.fault(a.getenv)
 	}
 	return e
 }

@@ -33,8 +33,10 @@ var (
 	ctBinErr  error
 )
 
-// ctRekeyBin builds the rekey binary once per test process, unless
-// REKEY_TEST_BIN names one already built. main_test.go owns TestMain, so
+// ctRekeyBin builds the rekey binary once per test process, with
+// -tags rekeytest so that it honours REKEY_TEST_FAULT and REKEY_TEST_NOW
+// (testhooks.go), unless REKEY_TEST_BIN names one already built (build it
+// with the same tag). main_test.go owns TestMain, so
 // there is no hook to remove it at the end: under `go test` it goes into
 // go's scratch directory beside the test binary, which go removes;
 // otherwise into a temporary directory, logged.
@@ -64,9 +66,9 @@ func ctRekeyBin(t testing.TB) string {
 			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
 		// The working directory of a test is its package: ./cmd/rekey.
-		out, err := exec.Command(gobin, "build", "-o", ctBinPath, ".").CombinedOutput()
+		out, err := exec.Command(gobin, "build", "-tags", "rekeytest", "-o", ctBinPath, ".").CombinedOutput()
 		if err != nil {
-			ctBinErr = fmt.Errorf("go build -o %s ./cmd/rekey: %v\n%s", ctBinPath, err, out)
+			ctBinErr = fmt.Errorf("go build -tags rekeytest -o %s ./cmd/rekey: %v\n%s", ctBinPath, err, out)
 		}
 	})
 	if ctBinErr != nil {
