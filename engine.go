@@ -484,6 +484,10 @@ type NewValues struct {
 	Note   string
 	// SkipDrift publishes even over values the store does not know (set --from-target).
 	SkipDrift bool
+	// Force is a person's reason to publish a value that was exposed (an
+	// emergency rotation superseded it: AttrExposed). Without one Rotate
+	// refuses such a value (CodeUnsafe); with one it is audited.
+	Force string
 }
 
 // Rotate rotates the named secrets together as one journaled rotation.
@@ -517,6 +521,28 @@ func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *N
 			return nil, err
 		}
 	}
+	// A given value (rollback, set) must not be one an emergency rotation retired.
+	exposed := map[string]*Exposure{}
+	if given != nil {
+		err := e.Store.View(ctx, func(tx Tx) error {
+			for _, ps := range plan.Secrets {
+				x, err := Exposed(tx, e.Env, ps.Name, e.Store.Fingerprint(values[ps.Name]))
+				if err != nil {
+					return err
+				}
+				if x != nil && strings.TrimSpace(given.Force) == "" {
+					return exposureError(ps.Name, mode, x)
+				}
+				if x != nil {
+					exposed[ps.Name] = x
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	now := e.now()
 	r := &Rotation{ID: newID(now), Env: e.Env, Mode: mode, State: StateRunning, Actor: e.Actor, Secrets: map[string]int{}, Started: now}
@@ -527,6 +553,12 @@ func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *N
 	err = e.Store.Update(ctx, func(tx Tx) error {
 		r.Steps = append(r.Steps, Step{Name: StepCreate, Started: now})
 		for _, ps := range plan.Secrets {
+			if mode == ModeEmergency {
+				// The value being replaced may be known to others: never publish it again.
+				if err := markExposed(tx, e.Env, ps.Name, r.ID); err != nil {
+					return err
+				}
+			}
 			nv := NewVersion{Value: values[ps.Name], Label: LabelPending, Source: source, RotationID: r.ID, Note: note}
 			if at, ok := e.Appliers[ps.Kind].(Attributer); ok {
 				spec, _ := e.Spec(ps.Name)
@@ -544,6 +576,12 @@ func (e *Engine) Rotate(ctx context.Context, names []string, mode Mode, given *N
 			res.Versions[ps.Name] = v
 			if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.create", Env: e.Env, Secret: ps.Name, Version: v.N, Fingerprint: v.Fingerprint, Outcome: "ok", Detail: "rotation " + r.ID + " (" + string(mode) + ")"}); err != nil {
 				return err
+			}
+			if x := exposed[ps.Name]; x != nil {
+				detail := fmt.Sprintf("rotation %s (%s) publishes the value of v%d, which was exposed: %s; reason: %s", r.ID, mode, x.Version, x, truncate(strings.TrimSpace(given.Force), 200))
+				if _, err := tx.Audit(AuditEntry{Actor: e.Actor, Action: "rotate.force", Env: e.Env, Secret: ps.Name, Version: v.N, Fingerprint: v.Fingerprint, Outcome: "forced", Detail: detail}); err != nil {
+					return err
+				}
 			}
 		}
 		r.Steps[0].Ended, r.Steps[0].Outcome = e.now(), "ok"

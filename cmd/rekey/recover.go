@@ -129,18 +129,35 @@ func (a *app) publishCommand() *cobra.Command {
 }
 
 func (a *app) rollbackCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rollback NAME",
+	var force bool
+	var reason string
+	c := &cobra.Command{
+		Use:   "rollback NAME [--force --reason TEXT]",
 		Short: "Republish a secret's previous version, as a new journaled and audited rotation",
 		Long: `rollback makes the previous version's value current again. It is a new
 rotation (a new version whose value is the previous one's, source "rollback"),
-journaled, verified and audited like any other; nothing is deleted.`,
+journaled, verified and audited like any other; nothing is deleted.
+
+It refuses (exit 5) when that value was exposed: an emergency rotation
+superseded it (` + "`rekey history`" + ` shows exposed=emergency ROTATION), or it is
+the same value as such a version. Rotate instead. If you know the value is
+safe after all, --force --reason TEXT republishes it; the reason goes into
+the audit log (rotate.force).`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runRollback(cmd.Context(), args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			why, err := forceReason(force, reason)
+			if err != nil {
+				return err
+			}
+			return a.runRollback(cmd.Context(), args[0], why)
+		},
 	}
+	c.Flags().BoolVar(&force, "force", false, "roll back even to an exposed value (needs --reason)")
+	c.Flags().StringVar(&reason, "reason", "", "why an exposed value is safe to publish again (audited)")
+	return c
 }
 
-func (a *app) runRollback(ctx context.Context, name string) error {
+func (a *app) runRollback(ctx context.Context, name, force string) error {
 	cfg, st, env, e, err := a.mutate(ctx)
 	if err != nil {
 		return err
@@ -150,21 +167,33 @@ func (a *app) runRollback(ctx context.Context, name string) error {
 	}
 	var prev rekey.Version
 	var val rekey.Value
+	var exposed *rekey.Exposure
 	err = st.View(ctx, func(tx rekey.Tx) error {
 		prev, err = tx.Labeled(env.Name, name, rekey.LabelPrevious)
 		if err != nil {
 			return rekey.Wrap(rekey.CodeNotFound, err, "").WithHint("%s has no previous version to roll back to", name)
 		}
-		val, err = tx.Value(env.Name, name, prev.N)
+		if val, err = tx.Value(env.Name, name, prev.N); err != nil {
+			return err
+		}
+		exposed, err = rekey.Exposed(tx, env.Name, name, prev.Fingerprint)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
-	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: fmt.Sprintf("rollback to v%d", prev.N)})
+	// The engine refuses an exposed value without force, and audits it with.
+	note := fmt.Sprintf("rollback to v%d", prev.N)
+	if exposed != nil {
+		note += ", forced although exposed"
+	}
+	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: note, Force: force})
 	if err != nil {
 		return err
+	}
+	if exposed != nil {
+		a.warnf("%s v%d was exposed (%s): rolled back anyway (--force); the reason is in the audit log", name, exposed.Version, exposed)
 	}
 	v := res.Versions[name]
 	fmt.Fprintf(a.out(), "rolled %s back to the value of v%d (now v%d %s)\n", name, prev.N, v.N, v.Fingerprint)
