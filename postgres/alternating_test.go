@@ -360,3 +360,31 @@ func TestApplierAdmin(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestApplierRefusesUndeclaredRole: a version whose role attribute names a
+// role rekey.yaml does not declare (a superuser, planted in the store) is
+// refused before any connection: rekey never sets that role's password.
+func TestApplierRefusesUndeclaredRole(t *testing.T) {
+	a := &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL",
+		Template: mustParseTemplate(t, "postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@db:5432/app")}}}
+	spec := altSpec("app_blue", "app_green")
+	_, err := a.ParamsFor(context.Background(), spec, vv(3, "postgres", "attacker-knows-this"))
+	if rekey.ErrorCode(err) != rekey.CodeAuth || !strings.Contains(err.Error(), `"postgres"`) {
+		t.Fatalf("ParamsFor with role postgres: %v, want CodeAuth naming the role", err)
+	}
+	// A fresh applier each (Revert after a failed Apply of the same one is a no-op).
+	fresh := func() *postgres.Applier { return &postgres.Applier{Derived: a.Derived} }
+	for what, call := range map[string]func() error{
+		"Apply": func() error {
+			return fresh().Apply(context.Background(), "prod", spec, vv(3, "postgres", "new"), vv(2, "app_blue", "cur"))
+		},
+		"Revert": func() error {
+			return fresh().Revert(context.Background(), "prod", spec, vv(3, "app_green", "new"), vv(2, "postgres", "cur"))
+		},
+		"Expire": func() error { return fresh().Expire(context.Background(), "prod", spec, vv(1, "postgres", "old")) },
+	} {
+		if err := call(); rekey.ErrorCode(err) != rekey.CodeAuth {
+			t.Errorf("%s with role postgres: %v, want CodeAuth", what, err)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	_ "embed"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,8 +29,9 @@ import (
 	sqlite3lib "modernc.org/sqlite/lib"
 )
 
-// formatVersion 2: packed audit blocks, compact version metadata, value forms.
-const formatVersion = "2"
+// formatVersion 3: every row authenticated (auth.go). 2: packed audit
+// blocks, compact version metadata, value forms (upgraded on open, upgrade.go).
+const formatVersion = "3"
 
 //go:embed schema.sql
 var schema string
@@ -44,7 +45,15 @@ type DB struct {
 	sealer *seal.Sealer
 	fp     *seal.Fingerprinter
 	audit  []byte
+	// rowKey authenticates every row (auth.go); derived from the audit key.
+	rowKey []byte
 	keyID  string
+	// storeID names the store in its anchor (anchor.go).
+	storeID string
+	// head is the audit head as of the last transaction (seq, hash).
+	headSeq  int64
+	headHash []byte
+	anchor   anchorState
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -62,7 +71,7 @@ func dsn(path string) string {
 // Create makes a new store file at path (mode 0600, parent 0700) sealed under
 // key. kdf is the passphrase KDF parameter string, or "" for a random key.
 // It refuses to overwrite an existing file.
-func Create(ctx context.Context, path string, key seal.Key, kdf string) (*DB, error) {
+func Create(ctx context.Context, path string, key seal.Key, kdf string, opts ...Option) (*DB, error) {
 	if err := checkFiles(path); err != nil {
 		return nil, err
 	}
@@ -84,13 +93,16 @@ func Create(ctx context.Context, path string, key seal.Key, kdf string) (*DB, er
 	}
 	db.SetMaxOpenConns(1)
 	s := &DB{db: db, path: path, Now: time.Now}
-	fpKey, auditKey := make([]byte, 32), make([]byte, 32)
-	if _, err := rand.Read(fpKey); err != nil {
-		return nil, err
+	for _, o := range opts {
+		o(s)
 	}
-	if _, err := rand.Read(auditKey); err != nil {
-		return nil, err
+	fpKey, auditKey, storeID := make([]byte, 32), make([]byte, 32), make([]byte, 16)
+	for _, b := range [][]byte{fpKey, auditKey, storeID} {
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
 	}
+	s.rowKey = deriveKey(auditKey, "row")
 	sealer := seal.NewSealer(key)
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(schema); err != nil {
@@ -104,13 +116,15 @@ func Create(ctx context.Context, path string, key seal.Key, kdf string) (*DB, er
 			"fp_key":    sealer.Seal(fpKey, seal.AD("fingerprint-key")),
 			"audit_key": sealer.Seal(auditKey, seal.AD("audit-key")),
 			"created":   []byte(strconv.FormatInt(time.Now().Unix(), 10)),
+			"store_id":  []byte(hex.EncodeToString(storeID)),
 		}
 		for k, v := range meta {
 			if _, err := tx.Exec(`INSERT INTO meta(k, v) VALUES (?, ?)`, k, v); err != nil {
 				return err
 			}
 		}
-		return nil
+		_, err := s.writeState(tx)
+		return err
 	})
 	if err != nil {
 		db.Close()
@@ -166,18 +180,39 @@ func openRaw(path string) (*sql.DB, error) {
 
 // Open opens an existing store with its master key. A wrong key is
 // rekey.ErrWrongKey; a damaged file is rekey.ErrCorrupt. Nothing is written.
-func Open(ctx context.Context, path string, key seal.Key) (*DB, error) {
+//
+// A store of format 2 is upgraded in place to format 3 first (upgrade.go).
+// Then the state and every secret and rotation row are authenticated
+// (version rows are, each time one is read), and with WithAnchor the store
+// is compared with the anchor kept outside it (anchor.go): a store rolled
+// back to an older copy, or whose audit log was truncated, is refused with
+// rekey.CodeAuth before anything reads it.
+func Open(ctx context.Context, path string, key seal.Key, opts ...Option) (*DB, error) {
 	db, err := openRaw(path)
 	if err != nil {
 		return nil, err
 	}
 	s := &DB{db: db, path: path, Now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.load(ctx, key); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.View(ctx, func(t rekey.Tx) error { return t.(*txn).verifyRows() }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.checkAnchor(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// Option configures Open.
+type Option func(*DB)
 
 func corrupt(detail string) error {
 	return &rekey.Error{Code: rekey.CodeAuth, Msg: "store is damaged (" + detail + ")", Hint: rekey.ErrCorrupt.Hint, Err: rekey.ErrCorrupt}
@@ -208,8 +243,8 @@ func (s *DB) load(ctx context.Context, key seal.Key) error {
 		return &rekey.Error{Code: rekey.CodeAuth, Msg: "store format 1 was written by a development build of rekey before 0.1 and cannot be read",
 			Hint: "export the values with that build (`rekey run -- env`), then `rekey init --force` and `rekey set` each", Err: rekey.ErrCorrupt}
 	}
-	if string(meta["format"]) != formatVersion {
-		return corrupt("unknown format " + strconv.Quote(string(meta["format"])))
+	if f := string(meta["format"]); f != formatVersion && f != "2" {
+		return corrupt("unknown format " + strconv.Quote(f))
 	}
 	sealer := seal.NewSealer(key)
 	if _, err := sealer.Open(meta["key_check"], seal.AD("key-check")); err != nil {
@@ -231,6 +266,16 @@ func (s *DB) load(ctx context.Context, key seal.Key) error {
 		return corrupt("fingerprint key")
 	}
 	s.sealer, s.fp, s.audit, s.keyID = sealer, fp, auditKey, key.ID()
+	s.rowKey = deriveKey(auditKey, "row")
+	if string(meta["format"]) == "2" {
+		if err := s.upgrade(ctx); err != nil {
+			return fmt.Errorf("upgrade store to format %s: %w", formatVersion, err)
+		}
+		if meta, err = readMeta(s.db); err != nil {
+			return mapErr(err)
+		}
+	}
+	s.storeID = string(meta["store_id"])
 	return nil
 }
 
@@ -240,8 +285,16 @@ func (s *DB) Path() string { return s.path }
 // KeyID is the ID of the master key the store is sealed under.
 func (s *DB) KeyID() string { return s.keyID }
 
-// Close closes the database.
-func (s *DB) Close() error { return s.db.Close() }
+// Close saves the anchor (when Open was given one and the audit head moved)
+// and closes the database. A failure to save the anchor is returned after
+// the database is closed: nothing of the store is lost by it.
+func (s *DB) Close() error {
+	aerr := s.saveAnchor()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	return aerr
+}
 
 // Fingerprint implements rekey.Store.
 func (s *DB) Fingerprint(v rekey.Value) string { return s.fp.Fingerprint(v.Reveal()) }
@@ -256,25 +309,49 @@ func (s *DB) IntegrityCheck(ctx context.Context) error {
 	if res != "ok" {
 		return corrupt("integrity check: " + res)
 	}
+	return s.Authenticate(ctx, true)
+}
+
+// Authenticate checks every row of the store, not only those a command
+// reads: every secret head, every version row (with open, that its sealed
+// value opens), every rotation. The error names the first row that fails.
+func (s *DB) Authenticate(ctx context.Context, open bool) error {
 	return s.View(ctx, func(t rekey.Tx) error {
 		tx := t.(*txn)
-		rows, err := tx.tx.Query(`SELECT s.env, s.name, v.n, v.sealed FROM version v JOIN secret s ON s.id = v.secret_id`)
+		envs, err := tx.Environments()
 		if err != nil {
-			return mapErr(err)
+			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var env, name string
-			var n int
-			var sealed []byte
-			if err := rows.Scan(&env, &name, &n, &sealed); err != nil {
-				return mapErr(err)
+		for _, env := range envs {
+			hs, err := tx.envHeadList(env)
+			if err != nil {
+				return err
 			}
-			if _, err := s.sealer.Open(sealed, valueAD(env, name, n)); err != nil {
-				return corrupt(fmt.Sprintf("%s/%s v%d does not open", env, name, n))
+			for _, h := range hs {
+				vs, err := tx.Versions(env, h.name)
+				if err != nil {
+					return err
+				}
+				if !open {
+					continue
+				}
+				for _, v := range vs {
+					if _, err := tx.Value(env, h.name, v.N); err != nil {
+						return err
+					}
+				}
 			}
 		}
-		return mapErr(rows.Err())
+		// Version rows of no secret at all.
+		var orphans int
+		if err := tx.tx.QueryRow(`SELECT COUNT(*) FROM version WHERE secret_id NOT IN (SELECT id FROM secret)`).Scan(&orphans); err != nil {
+			return err
+		}
+		if orphans > 0 {
+			return tampered(fmt.Sprintf("%d version rows", orphans), "belong to no secret (inserted)")
+		}
+		_, err = tx.rotations("")
+		return err
 	})
 }
 
@@ -318,19 +395,43 @@ func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return mapErr(tx.Commit())
 }
 
-// View implements rekey.Store.
+// View implements rekey.Store. The store's state is authenticated before fn
+// runs (auth.go).
 func (s *DB) View(ctx context.Context, fn func(rekey.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return mapErr(err)
 	}
 	defer tx.Rollback()
+	if err := s.checkState(tx); err != nil {
+		return mapErr(err)
+	}
 	return mapErr(fn(&txn{s: s, tx: tx}))
 }
 
-// Update implements rekey.Store.
+// Update implements rekey.Store. The store's state is authenticated before
+// fn runs, and written anew with what fn changed before the commit.
 func (s *DB) Update(ctx context.Context, fn func(rekey.Tx) error) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&txn{s: s, tx: tx, rw: true}) })
+	var m *manifest
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkState(tx); err != nil {
+			return err
+		}
+		t := &txn{s: s, tx: tx, rw: true}
+		if err := fn(t); err != nil {
+			return err
+		}
+		if !t.dirty {
+			return nil
+		}
+		var err error
+		m, err = s.writeState(tx)
+		return err
+	})
+	if err == nil && m != nil {
+		s.headSeq, s.headHash = m.auditSeq, m.auditHash
+	}
+	return err
 }
 
 // RotateMasterKey implements rekey.Store.
@@ -350,6 +451,9 @@ func (s *DB) RotateMasterKeyKDF(ctx context.Context, nk seal.Key, kdf string) er
 func (s *DB) rotateMaster(ctx context.Context, nk seal.Key, kdf string) error {
 	ns := seal.NewSealer(nk)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkState(tx); err != nil {
+			return err
+		}
 		meta := map[string][2][]byte{}
 		for _, k := range []string{"fp_key", "audit_key"} {
 			var v []byte
@@ -410,7 +514,8 @@ func (s *DB) rotateMaster(ctx context.Context, nk seal.Key, kdf string) error {
 				return err
 			}
 		}
-		return nil
+		_, err = s.writeState(tx)
+		return err
 	})
 	if err != nil {
 		return err
@@ -426,6 +531,3 @@ func dirOf(path string) string {
 	}
 	return path[:i]
 }
-
-// ensure json is used (rotation encoding lives in tx.go).
-var _ = json.Marshal

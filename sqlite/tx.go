@@ -148,6 +148,23 @@ func (t *txn) envHeadList(env string) ([]*head, error) {
 	return out, nil
 }
 
+// verifyRows authenticates every secret head and every rotation row: what
+// Open checks, so that a command refuses a tampered store even when it
+// would not have read the changed row.
+func (t *txn) verifyRows() error {
+	envs, err := t.Environments()
+	if err != nil {
+		return err
+	}
+	for _, env := range envs {
+		if _, err := t.envHeadList(env); err != nil {
+			return err
+		}
+	}
+	_, err = t.rotations("")
+	return err
+}
+
 // saveHead writes a head with its new MAC (inserting it when new).
 func (t *txn) saveHead(h *head) error {
 	t.dirty = true

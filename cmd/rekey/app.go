@@ -104,6 +104,9 @@ type app struct {
 	findingsExit bool
 	// progressOpen: a progress line is being redrawn on stderr.
 	progressOpen bool
+	// anchorReset: open the store without comparing it with its anchor, and
+	// write the anchor anew (rekey audit anchor --reset).
+	anchorReset bool
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -352,7 +355,7 @@ func (a *app) openStore(ctx context.Context) (*config.Config, *sqlite.DB, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := sqlite.Open(ctx, cfg.Store.Path, key)
+	st, err := sqlite.Open(ctx, cfg.Store.Path, key, a.anchorOpts()...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -362,6 +365,13 @@ func (a *app) openStore(ctx context.Context) (*config.Config, *sqlite.DB, error)
 }
 
 func (a *app) close() {
+	// The store first: its anchor is written while the lock is still held.
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.warnf("%v: a copy of .rekey/rekey.db put back over it would not be noticed (set XDG_STATE_HOME to a folder you can write)", err)
+		}
+		a.store = nil
+	}
 	if a.lock != nil {
 		a.lock.Release()
 		a.lock = nil
@@ -370,10 +380,6 @@ func (a *app) close() {
 		l.Release()
 	}
 	a.extraLocks = nil
-	if a.store != nil {
-		a.store.Close()
-		a.store = nil
-	}
 }
 
 // lockEnv takes the environment's rotation lock.

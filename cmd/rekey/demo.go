@@ -98,6 +98,7 @@ func (a *app) runDemo(ctx context.Context, dir string) error {
 	}
 	sub := &Main{Stdin: bytes.NewReader(nil), Stdout: a.m.Stdout, Stderr: a.m.Stderr, Dir: proj, Env: map[string]string{
 		"XDG_CONFIG_HOME":  filepath.Join(dir, "config"),
+		"XDG_STATE_HOME":   filepath.Join(dir, "state"),
 		"REKEY_MASTER_KEY": "",
 	}}
 	for k, v := range a.m.Env {

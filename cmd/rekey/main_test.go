@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -10,6 +11,9 @@ import (
 
 // TestMain lets testscript run `rekey` in-process as a command of the scripts.
 func TestMain(m *testing.M) {
+	// Audit anchors of the tests' stores (in-process and the built binary
+	// alike) go to one folder of their own, not the user's state directory.
+	os.Setenv("XDG_STATE_HOME", filepath.Join(os.TempDir(), "rekey-test-state"))
 	testscript.Main(m, map[string]func(){
 		"rekey": func() {
 			os.Exit((&Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(context.Background(), os.Args[1:]))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/rekeyhq/rekey"
@@ -170,8 +171,11 @@ func (a *app) runRollback(ctx context.Context, name, force string) error {
 	var exposed *rekey.Exposure
 	err = st.View(ctx, func(tx rekey.Tx) error {
 		prev, err = tx.Labeled(env.Name, name, rekey.LabelPrevious)
-		if err != nil {
+		if errors.Is(err, rekey.ErrNotFound) {
 			return rekey.Wrap(rekey.CodeNotFound, err, "").WithHint("%s has no previous version to roll back to", name)
+		}
+		if err != nil {
+			return err
 		}
 		if val, err = tx.Value(env.Name, name, prev.N); err != nil {
 			return err
