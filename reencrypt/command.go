@@ -55,12 +55,14 @@ var commandStall = time.Minute
 var errCommand = errors.New("command codec failed")
 
 // startCommand starts argv with stdin/stdout pipes; its stderr goes to
-// stderr (os.Stderr when nil). Nothing secret is on its command line.
+// stderr (os.Stderr when nil). Nothing secret is on its command line, and
+// its environment is rekey's without rekey's key material.
 func startCommand(argv []string, stderr io.Writer) (*commandCodec, error) {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = rekey.ChildEnv(os.Environ()) // never rekey's key material
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

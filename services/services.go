@@ -2,8 +2,8 @@
 // rotates, and asks them for their status, by running the commands that
 // rekey.yaml lists under services: (see config.Service).
 //
-// A command runs in Options.Dir with Options.Env, in a process group of its
-// own, with its stdin empty and its stdout and stderr captured together. A
+// A command runs in Options.Dir with Options.Env (without rekey's key
+// material: see rekey.ChildEnv), in a process group of its own, with its stdin empty and its stdout and stderr captured together. A
 // command that outlives its timeout is sent SIGTERM, then SIGKILL after
 // Options.KillGrace, and so is every process of its group. Output is never
 // echoed: only the last lines of a failing command are kept, after passing
@@ -51,7 +51,8 @@ const (
 type Options struct {
 	// Dir is the working directory: the project folder (config.Config.Dir).
 	Dir string
-	// Env is the commands' environment; nil means rekey's own.
+	// Env is the commands' environment; nil means rekey's own. Either way
+	// rekey's key material is removed from it (rekey.ChildEnv).
 	Env []string
 	// Derived maps derived values to the secrets they are computed from, so
 	// that a service consuming DATABASE_URL restarts when DATABASE_PASSWORD
@@ -240,6 +241,10 @@ func Run(ctx context.Context, svc, action string, c config.Command, o Options) R
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = o.Dir
 	cmd.Env = o.Env
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = rekey.ChildEnv(cmd.Env)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

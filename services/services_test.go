@@ -301,3 +301,34 @@ func TestBackgroundProcess(t *testing.T) {
 	}
 	syscallKill(pid)
 }
+
+// TestEnvWithoutKeyMaterial: a command never sees rekey's key material,
+// whether it comes from rekey's own environment (Env nil) or from the
+// environment given; other variables pass.
+func TestEnvWithoutKeyMaterial(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("REKEY_MASTER_KEY", "inherited-master-key")
+	t.Setenv("REKEY_PASSPHRASE", "inherited-passphrase")
+	t.Setenv("REKEY_NEW_MASTER_KEY", "inherited-new-key")
+	t.Setenv("REKEY_ACTOR", "alice")
+	c := sh(`env > out`, time.Minute)
+	given := []string{"PATH=" + os.Getenv("PATH"), "REKEY_MASTER_KEY=given-master-key", "REKEY_NEW_PASSPHRASE=given-new", "APP_VAR=kept"}
+	for _, o := range []Options{{Dir: dir}, {Dir: dir, Env: given}} {
+		if r := Run(context.Background(), "x", ActionStatus, c, o); !r.OK {
+			t.Fatalf("%+v", r)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "out"))
+		for _, s := range []string{"REKEY_MASTER_KEY", "REKEY_PASSPHRASE", "REKEY_NEW_", "master-key", "passphrase", "new-key", "given-new"} {
+			if strings.Contains(string(b), s) {
+				t.Errorf("Env %v: the command's environment holds %s", o.Env != nil, s)
+			}
+		}
+		want := "REKEY_ACTOR=alice"
+		if o.Env != nil {
+			want = "APP_VAR=kept"
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("Env %v: %s was removed", o.Env != nil, want)
+		}
+	}
+}

@@ -327,6 +327,7 @@ func (d *demoPG) app(ctx context.Context, args ...string) error {
 	for k, v := range d.sub.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	cmd.Env = rekey.ChildEnv(cmd.Env) // the app never needs rekey's key material
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return rekey.Errorf(rekey.CodeInternal, "rekey demo-app %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))

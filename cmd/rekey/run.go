@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -19,7 +18,11 @@ func (a *app) runCommand() *cobra.Command {
 		Short: "Run a command with the environment's current secrets in its environment (audited)",
 		Long: `run starts CMD with every managed secret and derived value of the
 environment added to its environment variables (never to its argv), after
-recording the read in the audit log. rekey exits with CMD's exit status.`,
+recording the read in the audit log. rekey exits with CMD's exit status.
+
+CMD gets rekey's environment without rekey's own key material:
+REKEY_MASTER_KEY, REKEY_PASSPHRASE, REKEY_NEW_* and any other REKEY_*
+variable naming a key, passphrase, password, secret or token are removed.`,
 		Args:               cobra.MinimumNArgs(1),
 		DisableFlagParsing: false,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -78,10 +81,8 @@ func (a *app) runRun(ctx context.Context, args []string) error {
 	if a.m.Dir != "" {
 		cmd.Dir = a.m.Dir
 	}
-	environ := os.Environ()
-	for k, v := range a.m.Env {
-		environ = append(environ, k+"="+v)
-	}
+	// rekey's environment without its key material, then the values.
+	environ := a.environ()
 	keys := make([]string, 0, len(values))
 	for k := range values {
 		keys = append(keys, k)

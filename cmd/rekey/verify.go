@@ -155,14 +155,25 @@ func shortDuration(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-// environ is the environment of commands rekey runs (services, checks):
-// rekey's own, with Main.Env applied. It never holds a managed value.
+// environ is the environment of commands rekey runs (services, checks,
+// hooks, run's command, codecs): rekey's own, with Main.Env applied (a
+// variable mapped to "" is removed), without rekey's key material
+// (rekey.ChildEnv: REKEY_MASTER_KEY, REKEY_PASSPHRASE, REKEY_NEW_*, ...).
+// It holds no managed value rekey put there.
 func (a *app) environ() []string {
-	env := os.Environ()
-	for k, v := range a.m.Env {
-		env = append(env, k+"="+v)
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := a.m.Env[k]; !ok {
+			env = append(env, kv)
+		}
 	}
-	return env
+	for _, k := range slices.Sorted(maps.Keys(a.m.Env)) {
+		if v := a.m.Env[k]; v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return rekey.ChildEnv(env)
 }
 
 // opener is how decrypt-sample checks open values: the re-encryption
