@@ -206,7 +206,17 @@ type HTTPCheck struct {
 	Body      *rekey.Template // nil: no body
 	Expect    []int           // accepted statuses; empty means any 2xx
 	JSONField string          // dotted path (data.token) that must be present and not null
+	// FollowRedirects says which redirects the check follows: none ("",
+	// the default: a redirect fails the check) or RedirectsSameOrigin (same
+	// scheme, host and port only; never https to http).
+	FollowRedirects string
 }
+
+// The values of HTTPCheck.FollowRedirects (follow_redirects: in rekey.yaml).
+const (
+	RedirectsNone       = "none"
+	RedirectsSameOrigin = "same-origin"
+)
 
 // Header is one HTTP request header.
 type Header struct {
@@ -799,6 +809,19 @@ func (d *decoder) httpCheck(v *yaml.Node, check string, names known) *HTTPCheck 
 					return
 				}
 				h.JSONField = s
+			}},
+			{"follow_redirects", func(k, v *yaml.Node) {
+				s, ok := d.text(v, "follow_redirects of "+check)
+				if !ok || isNull(v) {
+					return
+				}
+				if s != RedirectsNone && s != RedirectsSameOrigin {
+					d.fail(v, "write follow_redirects: same-origin (same scheme, host and port), or none (the default)", "follow_redirects of %s must be none or same-origin, not %s", check, quote(s))
+					return
+				}
+				if s == RedirectsSameOrigin {
+					h.FollowRedirects = s
+				}
 			}},
 		},
 	})

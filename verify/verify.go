@@ -380,7 +380,18 @@ func (r *checkRun) http(ctx context.Context, h *config.HTTPCheck) (string, *atte
 		client = &http.Client{Transport: tr}
 		defer tr.CloseIdleConnections()
 	}
-	resp, derr := client.Do(req)
+	// The request carries secrets (headers, body, url): a redirect is
+	// followed only when the check allows it and only within the origin.
+	var refused *redirect
+	c := *client
+	c.CheckRedirect = func(next *http.Request, via []*http.Request) error {
+		if h.FollowRedirects == config.RedirectsSameOrigin && len(via) < maxRedirects && sameOrigin(via[0].URL, next.URL) {
+			return nil
+		}
+		refused = &redirect{from: via[len(via)-1].URL, to: next.URL, allowed: h.FollowRedirects == config.RedirectsSameOrigin, many: len(via) >= maxRedirects}
+		return http.ErrUseLastResponse
+	}
+	resp, derr := c.Do(req)
 	if derr != nil {
 		var ue *url.Error
 		if errors.As(derr, &ue) {
@@ -403,6 +414,9 @@ func (r *checkRun) http(ctx context.Context, h *config.HTTPCheck) (string, *atte
 			ws[i] = strconv.Itoa(s)
 		}
 		want = strings.Join(ws, " or ")
+	}
+	if refused != nil && !(len(h.Expect) > 0 && okStatus) {
+		return "", refused.fail(what, resp.StatusCode)
 	}
 	if !okStatus {
 		hint := "check the service's logs"
@@ -427,6 +441,49 @@ func (r *checkRun) http(ctx context.Context, h *config.HTTPCheck) (string, *atte
 		return "", fail("check the endpoint and the test account (a login that fails may answer 200 with an error body)", "%s: the response has no field %s", what, h.JSONField)
 	}
 	return fmt.Sprintf("status %d, %s present", resp.StatusCode, h.JSONField), nil
+}
+
+// maxRedirects bounds the redirects a same-origin check follows.
+const maxRedirects = 10
+
+// redirect is one a check did not follow.
+type redirect struct {
+	from, to *url.URL
+	allowed  bool // follow_redirects: same-origin, and to was not
+	many     bool // too many redirects within the origin
+}
+
+// fail says which redirect was refused, naming its target's host (never
+// its path or query, which may carry anything).
+func (rd *redirect) fail(what string, status int) *attemptErr {
+	to := rd.to.Scheme + "://" + rd.to.Host
+	switch {
+	case rd.many:
+		return &attemptErr{msg: fmt.Sprintf("%s: more than %d redirects (last to %s)", what, maxRedirects, to), hint: "point url at the final address", final: true}
+	case rd.allowed && strings.EqualFold(rd.from.Scheme, "https") && strings.EqualFold(rd.to.Scheme, "http"):
+		return &attemptErr{msg: fmt.Sprintf("%s: redirect (status %d) from https to %s refused: it would send the check's secrets unencrypted", what, status, to),
+			hint: "point url at the final address", final: true}
+	case rd.allowed:
+		return &attemptErr{msg: fmt.Sprintf("%s: redirect (status %d) to another origin, %s, refused: it would send the check's secrets there", what, status, to),
+			hint: "follow_redirects: same-origin follows redirects to the same scheme, host and port only; point url at the final address", final: true}
+	}
+	return &attemptErr{msg: fmt.Sprintf("%s: redirect (status %d) to %s not followed: it would send the check's secrets there", what, status, to),
+		hint: "point url at the final address, or add follow_redirects: same-origin to the check's http: to follow redirects within the same scheme, host and port", final: true}
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (the scheme's default port when none is given).
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "https") {
+			return "443"
+		}
+		return "80"
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
 
 // hasField reports whether the dotted path is present in doc and not null.

@@ -37,7 +37,12 @@ URL; logs in and runs SELECT 1), sql (url, query, expect; read-only),
 decrypt-sample (url, column: table.col, rows, key, codec, encoding) and
 command (exit 0). Each is retried (retries, backoff) within its deadline.
 URLs, headers and bodies may reference secrets as {{ NAME }}: they are filled
-with the current values in memory; no value is ever printed.
+with the current values in memory; no value is ever printed. An http check
+follows no redirect (it fails naming the redirect's target host), unless
+follow_redirects: same-origin lets it follow those to the same scheme, host
+and port (never https to http). Command checks run without rekey's key
+material in their environment; their output is shown with every stored
+version of every managed value redacted.
 
 It exits 0 when every check passes and 7 when one fails. --json prints an
 array of {name, type, ok, attempts, duration_ms, message, hint}.`,
