@@ -80,28 +80,9 @@ func (w *wiring) liveValues(ctx context.Context) (*envValues, error) {
 			vals[d.Name] = v
 		}
 	}
-	return &envValues{m: vals, redact: w.redactor(ctx, vals)}, nil
-}
-
-// redactor hides every value of the environment rekey may have published
-// (pending, current, previous) in output it shows.
-func (w *wiring) redactor(ctx context.Context, live map[string]rekey.Value) func(string) string {
-	all := slices.Collect(maps.Values(live))
-	_ = w.e.Store.View(ctx, func(tx rekey.Tx) error {
-		for _, l := range []rekey.Label{rekey.LabelCurrent, rekey.LabelPrevious, rekey.LabelPending} {
-			vs, err := tx.AllLabeled(w.env.Name, l)
-			if err != nil {
-				return err
-			}
-			for name, v := range vs {
-				if val, err := tx.Value(w.env.Name, name, v.N); err == nil {
-					all = append(all, val)
-				}
-			}
-		}
-		return nil
-	})
-	return verify.NewRedactor(all...)
+	// Output is redacted of every stored version of every secret (not
+	// only those live now) and of the derived values rendered here.
+	return newEnvValues(vals, newSecretRedactor(ctx, w.e.Store, slices.Collect(maps.Values(vals))...)), nil
 }
 
 func (w *wiring) serviceOptions(ctx context.Context) services.Options {
@@ -109,7 +90,7 @@ func (w *wiring) serviceOptions(ctx context.Context) services.Options {
 	if vals, err := w.liveValues(ctx); err == nil {
 		o.Redact = vals.redact
 	} else {
-		o.Redact = func(string) string { return "[output hidden: values unavailable to redact it]" }
+		o.Redact = func(string) string { return redactionUnavailable }
 	}
 	o.OnResult = func(r services.Result) {
 		if r.Skipped == "" {

@@ -25,10 +25,12 @@ rekey restarts the services that consume what changed, in order.
 
 A command is an argv list ([systemctl, restart, api]) run as is, or text run
 with sh -c; systemd: UNIT and compose: {file, service} are shorthands. Each
-runs in the folder of rekey.yaml with rekey's environment, in a process group
-of its own, killed when its timeout passes (60s; status 10s). Its output is
-never printed, except the last lines of a failing command, with every
-managed value redacted.`,
+runs in the folder of rekey.yaml with rekey's environment minus rekey's key
+material (REKEY_MASTER_KEY, REKEY_PASSPHRASE, REKEY_NEW_*), in a process
+group of its own, killed when its timeout passes (60s; status 10s). Its
+output is never printed, except the last lines of a failing command, with
+every stored version of every managed value redacted (raw, base64, hex, URL
+and JSON forms, as rekey scan finds them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}

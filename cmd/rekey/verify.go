@@ -205,6 +205,13 @@ func (a *app) opener() verify.Opener {
 type envValues struct {
 	m      map[string]rekey.Value
 	redact func(string) string
+	red    *secretRedactor
+}
+
+// newEnvValues returns vals with red's redaction: every stored version of
+// every secret, in every encoding rekey scan recognises.
+func newEnvValues(vals map[string]rekey.Value, red *secretRedactor) *envValues {
+	return &envValues{m: vals, redact: red.redact, red: red}
 }
 
 // resolve returns a copy of a value: checks run concurrently and each wipes
@@ -219,6 +226,9 @@ func (v *envValues) resolve(name string) (rekey.Value, error) {
 }
 
 func (v *envValues) wipe() {
+	if v.red != nil {
+		v.red.wipe()
+	}
 	for _, val := range v.m {
 		val.Wipe()
 	}
@@ -262,9 +272,5 @@ func (a *app) currentValues(ctx context.Context, st rekey.Store, cfg *config.Con
 			vals[d.Name] = v
 		}
 	}
-	all := make([]rekey.Value, 0, len(vals))
-	for _, v := range vals {
-		all = append(all, v)
-	}
-	return &envValues{m: vals, redact: verify.NewRedactor(all...)}, nil
+	return newEnvValues(vals, newSecretRedactor(ctx, st, slices.Collect(maps.Values(vals))...)), nil
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/scan"
+	"github.com/rekeyhq/rekey/verify"
+)
+
+// redactionUnavailable replaces output that could not be redacted.
+const redactionUnavailable = "[output hidden: values unavailable to redact it]"
+
+// secretRedactor hides, in the output rekey shows of the commands it runs
+// (service output tails, check messages, hook output, errors), every stored
+// version of every secret of the store — every environment, current,
+// pending, previous and retired — and the extra values it is given (the
+// derived values rendered now), in every encoding `rekey scan` recognises
+// (scan.NewMatcher: raw, base64 and base64url at any alignment, hex, URL and
+// JSON escapings). Values shorter than scan.MinValueLen are replaced raw,
+// URL- and JSON-escaped (verify.NewRedactor).
+//
+// The store is read the first time something is redacted — most commands
+// succeed and show no output — and the values stay in memory only, until
+// wipe. When the store cannot be read, every text is hidden whole.
+type secretRedactor struct {
+	ctx   context.Context
+	st    rekey.Store
+	extra []rekey.Value
+
+	once    sync.Once
+	mu      sync.RWMutex
+	m       *scan.Matcher
+	short   func(string) string
+	owned   []rekey.Value // read from the store: wiped by wipe
+	failed  bool
+	wiped   bool
+}
+
+func newSecretRedactor(ctx context.Context, st rekey.Store, extra ...rekey.Value) *secretRedactor {
+	return &secretRedactor{ctx: context.WithoutCancel(ctx), st: st, extra: extra}
+}
+
+func (r *secretRedactor) load() {
+	var secrets []scan.Secret
+	err := eachVersion(r.ctx, r.st, func(v rekey.Version, val rekey.Value) {
+		r.owned = append(r.owned, val)
+		secrets = append(secrets, scan.Secret{Env: v.Env, Name: v.Name, Version: v.N, Value: val})
+	})
+	if err != nil {
+		r.failed = true
+		return
+	}
+	for _, v := range r.extra {
+		secrets = append(secrets, scan.Secret{Value: v})
+	}
+	r.m = scan.NewMatcher(secrets)
+	var short []rekey.Value
+	for _, i := range r.m.Skipped() {
+		short = append(short, secrets[i].Value)
+	}
+	r.short = verify.NewRedactor(short...)
+}
+
+// redact returns text with every value replaced by rekey.Redacted.
+func (r *secretRedactor) redact(text string) string {
+	if text == "" {
+		return text
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.wiped {
+		return redactionUnavailable
+	}
+	r.once.Do(r.load)
+	if r.failed {
+		return redactionUnavailable
+	}
+	return r.short(redactMatches(text, r.m.Scan([]byte(text))))
+}
+
+// redactMatches replaces the byte ranges of ms (ordered by offset,
+// possibly overlapping) in text with rekey.Redacted; overlapping and
+// adjacent ranges are replaced as one.
+func redactMatches(text string, ms []scan.Match) string {
+	if len(ms) == 0 {
+		return text
+	}
+	var b strings.Builder
+	pos := 0
+	for i := 0; i < len(ms); {
+		start, stop := ms[i].Offset, ms[i].Offset+ms[i].Len
+		j := i + 1
+		for ; j < len(ms) && ms[j].Offset <= stop; j++ {
+			stop = max(stop, ms[j].Offset+ms[j].Len)
+		}
+		start = max(start, pos)
+		b.WriteString(text[pos:start])
+		b.WriteString(rekey.Redacted)
+		pos, i = stop, j
+	}
+	b.WriteString(text[pos:])
+	return b.String()
+}
+
+// wipe forgets the values; later calls of redact hide their text whole.
+func (r *secretRedactor) wipe() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.wiped = true
+	if r.m != nil {
+		r.m.Wipe()
+		r.m = nil
+	}
+	for _, v := range r.owned {
+		v.Wipe()
+	}
+	r.owned = nil
+}
