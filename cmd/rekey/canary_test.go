@@ -151,3 +151,81 @@ func TestCanary(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCanaryChildEnv extends the canary to the environments of the
+// processes rekey starts: an on_rotate hook, a service's restart and status
+// commands, a command check (in a rotation and in rekey verify) and rekey
+// run's command each dump their environment to a file. With rekey's key
+// material (REKEY_MASTER_KEY, REKEY_PASSPHRASE, REKEY_NEW_*) given through
+// Main.Env or through the process's real environment, no dump holds it, and
+// only run's command holds managed values: the current ones, by design.
+func TestCanaryChildEnv(t *testing.T) {
+	for _, where := range []string{"Main.Env", "environment"} {
+		t.Run(where, func(t *testing.T) {
+			dir := t.TempDir()
+			keys := tpKeyVars()
+			env := map[string]string{"XDG_CONFIG_HOME": t.TempDir(), "REKEY_ACTOR": "canary"}
+			for k, v := range keys {
+				if where == "Main.Env" {
+					env[k] = v
+				} else {
+					t.Setenv(k, v)
+				}
+			}
+			dotenv := "JWT_SECRET=" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("canary-child-env!"), 4)) + "\n" +
+				"ANTHROPIC_API_KEY=sk-ant-api03-childCANARYchildCANARYchild\n"
+			if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(dotenv), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			must := func(stdin string, args ...string) string {
+				t.Helper()
+				stdout, stderr, code := runIn(t, dir, env, stdin, args...)
+				if code != 0 {
+					t.Fatalf("rekey %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+				}
+				return stdout
+			}
+			must("", "init", "--env-file", ".env")
+			p := &tpProject{t: t, dir: dir}
+			dump := func(name string) string { return `[sh, -c, "env > ` + name + `.env"]` }
+			p.configure(
+				"    sessions: {mode: immediate, on_rotate: [{command: "+dump("hook")+"}]}\n",
+				"services:\n  api:\n    restart: "+dump("restart")+"\n    status: "+dump("status")+"\n    consumes: [JWT_SECRET]\n"+
+					"checks:\n  envdump:\n    command: "+dump("check")+"\n")
+			must("", "rotate", "JWT_SECRET")
+			must("sk-ant-api03-childCANARYchildCANARYnew00\n", "set", "ANTHROPIC_API_KEY")
+			var managed []string
+			for _, name := range []string{"JWT_SECRET", "ANTHROPIC_API_KEY"} {
+				for n := 1; ; n++ {
+					stdout, _, code := runIn(t, dir, env, "", "get", name, "--version", itoa(n), "-n")
+					if code != 0 {
+						break
+					}
+					managed = append(managed, stdout)
+				}
+			}
+			if len(managed) != 4 {
+				t.Fatalf("%d versions stored, want 4", len(managed))
+			}
+			check := func(what, f string, allowed map[string]string) {
+				t.Helper()
+				checkChildEnv(t, what, filepath.Join(dir, f+".env"), keys, managed, allowed)
+				os.Remove(filepath.Join(dir, f+".env"))
+			}
+			check("on_rotate hook", "hook", nil)
+			check("service restart (rotation)", "restart", nil)
+			check("command check (rotation)", "check", nil)
+			must("", "verify")
+			check("command check (rekey verify)", "check", nil)
+			must("", "services", "status")
+			check("service status", "status", nil)
+			must("", "services", "restart")
+			check("service restart", "restart", nil)
+			must("", "run", "--", "sh", "-c", "env > run.env")
+			check("rekey run's command", "run", map[string]string{
+				"JWT_SECRET":        must("", "get", "JWT_SECRET", "-n"),
+				"ANTHROPIC_API_KEY": must("", "get", "ANTHROPIC_API_KEY", "-n"),
+			})
+		})
+	}
+}

@@ -175,13 +175,18 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	if len(cfg.Secrets) == 0 {
 		return rekey.Errorf(rekey.CodeInvalid, "%s holds no secret rekey recognises", o.envFile).WithHint("add secrets to rekey.yaml by hand (see the README)")
 	}
-	// Postgres: the password's role, host and database come from the URL that embeds it.
+	// Postgres: the password's role, host and database come from the first
+	// postgres:// URL that embeds it (not from a keyword-form DSN).
 	for i := range cfg.Secrets {
 		sp := &cfg.Secrets[i]
 		if sp.Kind == rekey.KindPostgresPassword && sp.Postgres == nil {
 			for _, d := range derived {
+				src := d.Template.Source()
+				if !strings.HasPrefix(src, "postgres://") && !strings.HasPrefix(src, "postgresql://") {
+					continue
+				}
 				for _, ref := range d.Template.Refs() {
-					if ref == sp.Name {
+					if ref == sp.Name && sp.Postgres == nil {
 						sp.Postgres = &rekey.PostgresSpec{URLFrom: d.Name, ChangedBy: "self", Strategy: "single"}
 					}
 				}
@@ -341,6 +346,11 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	if p, ok := strings.CutPrefix(cfg.Store.MasterKey, "file:"); ok && !(storeExists && existing != nil) {
 		fmt.Fprintf(a.out(), "master key: %s\n", p)
 		a.warnf("back up the master key file %s now: without it the store cannot be opened", p)
+	}
+	for _, c := range classes {
+		if c.Warning != "" {
+			a.warnf("%s", c.Warning)
+		}
 	}
 	for _, c := range classes {
 		if c.Secret && values[c.Key] != "" {
