@@ -1,7 +1,7 @@
 package rekey
 
 import (
-	"net/url"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -16,10 +16,12 @@ type Class struct {
 	Derived *Derived
 	// Reason explains the decision in one line (never the value).
 	Reason string
+	// Warning, if set, is something the user should act on (never a value).
+	Warning string
 }
 
 // Provider prefixes of third-party API keys (user-managed: rotated at the provider).
-var providerPrefixes = []string{"sk-ant-", "sk-proj-", "sk-", "pk_live_", "sk_live_", "rk_live_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA", "ASIA", "AIza", "SG.", "key-", "hf_", "npm_", "pypi-"}
+var providerPrefixes = []string{"sk-ant-", "sk-proj-", "sk-", "pk_live_", "sk_live_", "rk_live_", "sk_test_", "rk_test_", "whsec_", "ghp_", "gho_", "ghs_", "ghu_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-", "AKIA", "ASIA", "AIza", "SG.", "key-", "hf_", "npm_", "pypi-", "shpat_", "shpss_", "dop_v1_"}
 
 var (
 	reJWT      = regexp.MustCompile(`(?i)(^|_)(JWT|SESSION|COOKIE|SIGNING|HMAC)(_[A-Z0-9]+)*_(SECRET|KEY)$|^SECRET_KEY$|^(APP|AUTH)_SECRET$`)
@@ -77,15 +79,28 @@ func Classify(keys []string, values map[string]string) []Class {
 		secretValues[k] = v
 		out = append(out, c)
 	}
-	// Second pass: values that embed a secret (DATABASE_URL).
+	// Second pass: connection strings (DATABASE_URL, a libpq DSN). One whose
+	// every credential is a managed secret's value is derived (its template
+	// goes to rekey.yaml, with references in place of the credentials); one
+	// holding any other credential is a user-managed secret, whole.
 	for i, c := range out {
 		if c.Secret {
 			continue
 		}
 		v := values[c.Key]
-		if d := deriveURL(c.Key, v, secretValues); d != nil {
-			out[i].Derived = d
-			out[i].Reason = "derived: embeds " + strings.Join(d.Template.Refs(), ", ")
+		if ct, ok := deriveConn(c.Key, v, secretValues); ok {
+			if ct.derived != nil {
+				out[i].Derived = ct.derived
+				out[i].Reason = "derived: embeds " + strings.Join(ct.derived.Template.Refs(), ", ")
+				continue
+			}
+			out[i].Secret = true
+			out[i].Spec = Spec{Name: c.Key, Kind: KindManual, Period: 90 * Day, Purpose: "connection string with a credential", Storage: ".env", Encryption: "At rest", Access: "Backend only"}
+			out[i].Reason = "connection string with a credential rekey does not manage (" + strings.Join(ct.unmanaged, ", ") + "): record changes with `rekey set`"
+			if len(ct.managed) > 0 {
+				out[i].Warning = fmt.Sprintf("%s embeds %s but also %s: it is kept whole as a user-managed secret, so rotating %s will not update it; move the other credential to a key of its own (e.g. PGSSLPASSWORD) and run init again",
+					c.Key, strings.Join(ct.managed, ", "), strings.Join(ct.unmanaged, ", "), strings.Join(ct.managed, ", "))
+			}
 			continue
 		}
 		if hasProviderPrefix(v) {
@@ -93,16 +108,6 @@ func Classify(keys []string, values map[string]string) []Class {
 			out[i].Spec = Spec{Name: c.Key, Kind: KindManual, Period: 90 * Day, Purpose: "third-party API access", Storage: ".env", Encryption: "At rest", Access: "Backend only"}
 			out[i].Reason = "third-party key (provider prefix): rotate at the provider"
 			continue
-		}
-		if u, err := url.Parse(v); err == nil && u.User != nil {
-			if pw, ok := u.User.Password(); ok && pw != "" {
-				// A connection URL with its own password (an admin URL):
-				// a secret, changed by hand.
-				out[i].Secret = true
-				out[i].Spec = Spec{Name: c.Key, Kind: KindManual, Period: 90 * Day, Purpose: "connection URL with a password", Storage: ".env", Encryption: "At rest", Access: "Backend only"}
-				out[i].Reason = "URL with a password rekey does not manage: record changes with `rekey set`"
-				continue
-			}
 		}
 		out[i].Reason = "not a secret"
 	}
@@ -142,36 +147,6 @@ func matchEncoding(g Generator, v string) Generator {
 		g.Encoding = EncBase64
 	}
 	return g
-}
-
-// deriveURL recognises a URL whose userinfo password is one of the secrets.
-func deriveURL(key, v string, secrets map[string]string) *Derived {
-	u, err := url.Parse(v)
-	if err != nil || u.User == nil || u.Scheme == "" {
-		return nil
-	}
-	pw, ok := u.User.Password()
-	if !ok || pw == "" {
-		return nil
-	}
-	for name, sv := range secrets {
-		if sv == "" || sv != pw {
-			continue
-		}
-		// Rebuild the text around the password exactly as written.
-		at := strings.Index(v, "@")
-		colon := strings.LastIndex(v[:max(at, 0)], ":")
-		if at < 0 || colon < 0 {
-			return nil
-		}
-		src := v[:colon+1] + "{{ " + name + " | urlquery }}" + v[at:]
-		t, err := ParseTemplate(src)
-		if err != nil {
-			return nil
-		}
-		return &Derived{Name: key, Template: t}
-	}
-	return nil
 }
 
 // ParseRotationLog reads the "Rotation Schedule" table of a rotation log in

@@ -15,6 +15,8 @@ import (
 //   - urlquery: percent-encode for a URL query or userinfo (space as %20)
 //   - urlpath: percent-encode for a URL path segment
 //   - json: a JSON string body (without the quotes)
+//   - pgquote: a libpq keyword value (host=… password=…): single-quoted,
+//     with \ and ' escaped by a backslash
 type Template struct {
 	src   string
 	parts []tmplPart
@@ -27,7 +29,7 @@ type tmplPart struct {
 }
 
 // Filters lists the template filters.
-var Filters = []string{"urlquery", "urlpath", "json"}
+var Filters = []string{"urlquery", "urlpath", "json", "pgquote"}
 
 var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z]+\s*)*)\}\}`)
 
@@ -68,6 +70,9 @@ func ParseTemplate(src string) (*Template, error) {
 		rest = rest[loc[1]:]
 	}
 }
+
+// pgQuoter escapes a libpq keyword value for single quotes.
+var pgQuoter = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 
 func validFilter(f string) bool {
 	for _, v := range Filters {
@@ -116,6 +121,8 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 			case "json":
 				j, _ := json.Marshal(s)
 				s = string(j[1 : len(j)-1])
+			case "pgquote":
+				s = "'" + pgQuoter.Replace(s) + "'"
 			default:
 				return Value{}, fmt.Errorf("unknown filter %q", f)
 			}
