@@ -12,7 +12,10 @@
 // references, not the values), never print a response body, and every
 // error text is passed through a redactor that removes each value the
 // check resolved (raw and in its URL and JSON forms) and whatever
-// Options.Redact removes.
+// Options.Redact removes. An http check follows no redirect (its headers
+// and body may carry secrets) unless config.HTTPCheck.FollowRedirects is
+// same-origin: then only redirects to the same scheme, host and port of the
+// check's URL are followed (so never from https to http), at most 10.
 package verify
 
 import (
