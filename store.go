@@ -191,7 +191,8 @@ type Tx interface {
 	// SetAttrs replaces the attributes of version n (the grace deadline of a
 	// superseded version, and whether it has expired).
 	SetAttrs(env, name string, n int, attrs map[string]string) error
-	// Prune deletes unlabeled versions beyond the newest keep; it never deletes a labeled version.
+	// Prune deletes unlabeled versions beyond the newest keep; it never deletes a
+	// labeled version, nor one marked exposed (AttrExposed).
 	Prune(env, name string, keep int) (int, error)
 	// PutRotation inserts or replaces a rotation.
 	PutRotation(r *Rotation) error

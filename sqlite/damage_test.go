@@ -400,7 +400,7 @@ func TestDamagedMetadata(t *testing.T) {
 		{"meta table dropped", raw(`DROP TABLE meta`), false, rekey.ErrCorrupt, true},
 		{"version table dropped", raw(`DROP TABLE version`), false, rekey.ErrCorrupt, false},
 		{"audit table dropped", raw(`DROP TABLE audit`), false, rekey.ErrCorrupt, true},
-		{"rotation steps garbage", raw(`UPDATE rotation SET steps = '{not json'`), false, rekey.ErrCorrupt, false},
+		{"rotation steps garbage", raw(`UPDATE rotation SET steps = '{not json'`), false, rekey.ErrCorrupt, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := storePath(t)

@@ -513,9 +513,11 @@ func (t *txn) Prune(env, name string, keep int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Labeled versions stay, and so do exposed ones: their fingerprints are
+	// how a leaked value is recognised if someone tries to publish it again.
 	var unlabeled []int
 	for _, n := range h.vset {
-		if h.label(n) == rekey.LabelNone {
+		if h.label(n) == rekey.LabelNone && h.attrs[n][rekey.AttrExposed] == "" {
 			unlabeled = append(unlabeled, n)
 		}
 	}
