@@ -20,6 +20,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/config"
 	"github.com/rekeyhq/rekey/dotenv"
+	"github.com/rekeyhq/rekey/scan"
 	"github.com/spf13/cobra"
 )
 
@@ -56,7 +57,11 @@ each that does not pass:
 
   env-ignored          every .env target is ignored by git
   env-never-committed  no commit in any ref ever contained a .env target
-  example              a .env.example sits beside each .env and holds no real value
+  example              a .env.example sits beside each .env and holds no real
+                       value: no stored version of a secret, and no value that
+                       looks like a credential (a provider prefix such as sk-
+                       or whsec_, a high-entropy string, a URL with a
+                       credential), managed or not
   file-modes           no secret file is readable by others; the store and the
                        master key file are 0600; a .env its group can read is a
                        warning; the detail says who can read each file
@@ -442,7 +447,7 @@ func (d *doctorRun) checkExample(vals []storedValue) doctorCheck {
 		fp := d.st.Fingerprint(v.value)
 		fps[fp] = append(fps[fp], v)
 	}
-	var missing, leaks, ok []string
+	var missing, leaks, credLike, ok []string
 	done := map[string]bool{}
 	for _, t := range d.targets {
 		p := filepath.Join(filepath.Dir(t.Path), ".env.example")
@@ -459,6 +464,7 @@ func (d *doctorRun) checkExample(vals []storedValue) doctorCheck {
 			return warn(name, fmt.Sprintf("skipped: cannot read %s", d.rel(p)), "make it readable")
 		}
 		found := map[string]string{} // version label → how it is there
+		var looks []string           // values that look like credentials, managed or not
 		if f, err := dotenv.Parse(d.rel(p), data); err == nil {
 			for _, k := range f.Keys() {
 				v, _ := f.Get(k)
@@ -470,6 +476,9 @@ func (d *doctorRun) checkExample(vals []storedValue) doctorCheck {
 					found[sv.label()] = k + " is " + sv.label()
 				}
 				val.Wipe()
+				if why := exampleCredential(k, v); why != "" {
+					looks = append(looks, fmt.Sprintf("%s:%d: %s holds %s", d.rel(p), f.Line(k), k, why))
+				}
 			}
 		}
 		// Values embedded in longer ones (a password inside DATABASE_URL).
@@ -484,13 +493,22 @@ func (d *doctorRun) checkExample(vals []storedValue) doctorCheck {
 				what = append(what, found[l])
 			}
 			leaks = append(leaks, d.rel(p)+": "+strings.Join(what, ", "))
-		} else {
+		}
+		credLike = append(credLike, looks...)
+		if len(found) == 0 && len(looks) == 0 {
 			ok = append(ok, d.rel(p))
 		}
 	}
-	if len(leaks) > 0 {
-		return fail(name, "real values in "+strings.Join(leaks, "; "),
-			"rotate the named secrets (`rekey rotate NAME --emergency`), then rewrite the file with `rekey example --force`")
+	if len(leaks) > 0 || len(credLike) > 0 {
+		var detail []string
+		if len(leaks) > 0 {
+			detail = append(detail, "real values in "+strings.Join(leaks, "; "))
+		}
+		if len(credLike) > 0 {
+			detail = append(detail, "values that look like credentials: "+strings.Join(credLike, "; "))
+		}
+		return fail(name, strings.Join(detail, "; "),
+			"treat them as leaked: rotate the managed ones (`rekey rotate NAME --emergency`) and the others at their providers, then rewrite the file with `rekey example --force` (placeholders only)")
 	}
 	if len(missing) > 0 {
 		return warn(name, "missing: "+strings.Join(missing, ", "), "run `rekey example` and commit the result")
@@ -499,6 +517,40 @@ func (d *doctorRun) checkExample(vals []storedValue) doctorCheck {
 		return pass(name, "no .env target")
 	}
 	return pass(name, "no real value in "+strings.Join(ok, ", "))
+}
+
+// exampleCredential says why the value v of key in a .env.example looks
+// like a credential ("" when it does not): rekey.CredentialLike (a provider
+// prefix, a connection string with a credential, a high-entropy string, a
+// password-like value under a secret's name), or a format of scan's built-in
+// rules (a JWT, a PEM private key, a cloud key). Never the value.
+func exampleCredential(key, v string) string {
+	if v == examplePlaceholder {
+		return ""
+	}
+	if why := rekey.CredentialLike(key, v); why != "" {
+		return why
+	}
+	for _, r := range scan.DefaultRules().Rules {
+		if r.ID == "generic-secret" || r.Regex == nil {
+			continue // CredentialLike covers it, on the value alone
+		}
+		m := r.Regex.FindStringSubmatch(v)
+		if m == nil {
+			continue
+		}
+		secret := m[0]
+		for _, g := range m[1:] {
+			if g != "" {
+				secret = g
+				break
+			}
+		}
+		if r.Entropy == 0 || scan.Entropy([]byte(secret)) >= r.Entropy {
+			return "a " + r.Description
+		}
+	}
+	return ""
 }
 
 // checkFileModes: no secret file is open to others (FAIL); the store and

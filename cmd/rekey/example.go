@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/rekeyhq/rekey"
@@ -23,14 +24,19 @@ func (a *app) exampleCommand() *cobra.Command {
 	var force bool
 	c := &cobra.Command{
 		Use:   "example [--output .env.example] [--force]",
-		Short: "Write a .env.example: the .env's lines with every secret replaced by a placeholder",
+		Short: "Write a .env.example: the .env's lines, every value but known non-secret ones (PORT, LOG_LEVEL) replaced by a placeholder",
 		Long: `example writes a .env.example from the environment's first .env target:
-the same lines in the same order, comments and non-secret values (PORT,
-RUST_LOG) kept byte for byte, and every managed secret, derived value and
-key that looks like a secret replaced by a placeholder with a comment saying
-what it is:
+the same lines in the same order, comments kept byte for byte, and every
+value replaced by a placeholder with a comment saying what it is, except the
+values of keys known not to be secret: ports (PORT, *_PORT), hosts without
+credentials (*_HOST), log levels (RUST_LOG, LOG_LEVEL), environment names
+(NODE_ENV) and feature flags (ENABLE_*, FEATURE_*, *_ENABLED with a boolean
+value), and even those only when the value does not look like a credential
+(a provider prefix such as sk- or whsec_, a high-entropy string, a URL with
+a credential):
 
   JWT_SECRET=change-me  # generated: 64 bytes base64, rotated by rekey every 180 days
+  SMTP_PASSWD=change-me  # not copied: rekey keeps only values known not to be secret
 
 The file (mode 0644) is meant to be committed. By default it is written beside
 the .env; example refuses to replace an existing file without --force.`,
@@ -135,6 +141,14 @@ func exampleOf(cfg *config.Config, env string, f *dotenv.File) (data []byte, pla
 			what[c.Key] = "looks like a secret; not managed by rekey"
 		}
 	}
+	// Every other value is copied only when its key is known not to be
+	// secret and the value has that key's shape (an allowlist: a key rekey
+	// does not know is a placeholder, whatever its value).
+	for _, k := range keys {
+		if _, ok := what[k]; !ok && !exampleKeeps(k, values[k]) {
+			what[k] = "not copied: rekey keeps only values known not to be secret"
+		}
+	}
 	for k := range values {
 		values[k] = "" // drop the references to the values
 	}
@@ -169,6 +183,47 @@ func exampleOf(cfg *config.Config, env string, f *dotenv.File) (data []byte, pla
 		lines[i] = nl
 	}
 	return bytes.Join(lines, nil), placeholders, kept, nil
+}
+
+// Keys whose values are known not to be secret, by kind, and the shape
+// their value must have to be copied into a .env.example.
+var (
+	reKeepPort  = regexp.MustCompile(`(?i)^([A-Z0-9_]+_)?PORT$`)
+	reKeepHost  = regexp.MustCompile(`(?i)^(HOST|HOSTNAME|BIND|LISTEN|[A-Z0-9_]+_(HOST|HOSTNAME|ADDR|ADDRESS|BIND|LISTEN))$`)
+	reKeepLog   = regexp.MustCompile(`(?i)^(RUST_LOG|RUST_BACKTRACE|LOG_LEVEL|LOG_FORMAT|[A-Z0-9_]+_LOG_LEVEL)$`)
+	reKeepEnv   = regexp.MustCompile(`(?i)^(NODE_ENV|APP_ENV|RAILS_ENV|RACK_ENV|FLASK_ENV|GO_ENV|ENV|ENVIRONMENT|TZ|LANG|LC_ALL)$`)
+	reKeepFlag  = regexp.MustCompile(`(?i)^(DEBUG|(ENABLE|DISABLE|FEATURE|FF)_[A-Z0-9_]+|[A-Z0-9_]+_(ENABLED|DISABLED))$`)
+	rePortValue = regexp.MustCompile(`^[0-9]{1,5}$`)
+	reHostValue = regexp.MustCompile(`^[A-Za-z0-9.\-:\[\]%]{1,253}$`) // a name, an IPv4 or [IPv6], with a port: no '@', no '/'
+	reLogValue  = regexp.MustCompile(`^[A-Za-z0-9_:.,=\-/ ]{1,200}$`)
+	reEnvValue  = regexp.MustCompile(`^[A-Za-z0-9_.\-/+]{1,64}$`)
+	reFlagValue = regexp.MustCompile(`(?i)^(true|false|yes|no|on|off|0|1|enabled|disabled)$`)
+)
+
+// exampleKeeps reports whether the value v of key, which rekey does not
+// manage, may be copied into a .env.example: an empty value, or a port, host
+// (without credentials), log level, environment name or feature flag whose
+// value has that shape and does not look like a credential.
+func exampleKeeps(key, v string) bool {
+	if v == "" {
+		return true
+	}
+	if rekey.CredentialLike(key, v) != "" {
+		return false
+	}
+	switch {
+	case reKeepPort.MatchString(key):
+		return rePortValue.MatchString(v)
+	case reKeepHost.MatchString(key):
+		return reHostValue.MatchString(v)
+	case reKeepLog.MatchString(key):
+		return reLogValue.MatchString(v)
+	case reKeepEnv.MatchString(key):
+		return reEnvValue.MatchString(v)
+	case reKeepFlag.MatchString(key):
+		return reFlagValue.MatchString(v)
+	}
+	return false
 }
 
 // describeSpec says what a secret is in a few words, for its comment.
