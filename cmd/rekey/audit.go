@@ -23,7 +23,10 @@ func (a *app) auditCommand() *cobra.Command {
 version, fingerprint and outcome of every read and change. It never holds a
 value. Each record carries an HMAC over the previous record's hash and its own
 fields, under a key sealed by the master key: ` + "`rekey audit verify`" + ` checks the
-whole chain and names the first entry that was changed, removed or reordered.
+whole chain and names the first entry that was changed, removed or reordered;
+it also authenticates every row of the store, compares the store with its
+anchor (the log's head kept outside the project, see ` + "`rekey audit anchor`" + `)
+and reports any version or rotation without its audit entry.
 Without --environment, every environment is listed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -250,9 +250,9 @@ func TestAttackWholeStoreRolledBack(t *testing.T) {
 	p.must("audit", "verify")
 }
 
-// TestAttackAnchorFollowsTheStore: an anchor that lags (a command killed
-// before it saved it) is not a false alarm; a store copied away and used
-// there does not trip the original.
+// TestAttackAnchorLagIsFine: an anchor that lags (a command killed before
+// it saved it) is not a false alarm; an anchor forged without the master key
+// is refused, not trusted.
 func TestAttackAnchorLagIsFine(t *testing.T) {
 	p := newAtProject(t)
 	p.must("rotate", "JWT_SECRET")
