@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
@@ -519,6 +520,9 @@ func (d *doctorRun) checkExample(vals []storedValue) doctorCheck {
 	return pass(name, "no real value in "+strings.Join(ok, ", "))
 }
 
+// defaultScanRules are scan's built-in rules, compiled once.
+var defaultScanRules = sync.OnceValue(scan.DefaultRules)
+
 // exampleCredential says why the value v of key in a .env.example looks
 // like a credential ("" when it does not): rekey.CredentialLike (a provider
 // prefix, a connection string with a credential, a high-entropy string, a
@@ -531,7 +535,7 @@ func exampleCredential(key, v string) string {
 	if why := rekey.CredentialLike(key, v); why != "" {
 		return why
 	}
-	for _, r := range scan.DefaultRules().Rules {
+	for _, r := range defaultScanRules().Rules {
 		if r.ID == "generic-secret" || r.Regex == nil {
 			continue // CredentialLike covers it, on the value alone
 		}
