@@ -379,6 +379,10 @@ func mapErr(err error) error {
 	if strings.Contains(err.Error(), "no such table") {
 		return corrupt("missing table")
 	}
+	if strings.Contains(err.Error(), "sql: Scan error") {
+		// A column of the wrong type anywhere else (audit rows, meta).
+		return corrupt("a row holds a value of the wrong type")
+	}
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rekeyhq/rekey"
@@ -26,6 +27,16 @@ type txn struct {
 	envHeads map[string]bool
 	stmts    map[string]*sql.Stmt
 	dirty    bool
+}
+
+// badScan turns a column that does not scan (a NULL, a number where text
+// belongs, an unknown source code) into the refusal of a tampered row;
+// sql.ErrNoRows and I/O errors pass through.
+func badScan(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) || !strings.Contains(err.Error(), "sql: Scan error") {
+		return err
+	}
+	return tampered(what, "holds a value of the wrong type (edited outside rekey)")
 }
 
 func notFound(format string, args ...any) error {
@@ -55,7 +66,7 @@ func (t *txn) scanHead(sc interface{ Scan(...any) error }) (*head, error) {
 	h := &head{}
 	var vset, attrs string
 	if err := sc.Scan(&h.id, &h.env, &h.name, &h.lastN, &h.labels[0], &h.labels[1], &h.labels[2], &vset, &attrs, &h.mac); err != nil {
-		return nil, err
+		return nil, badScan(err, "a secret row")
 	}
 	want, err := t.s.headMAC(h, vset, attrs)
 	if err != nil {
@@ -232,7 +243,7 @@ func (t *txn) scanVersion(sc interface{ Scan(...any) error }, h *head) (rekey.Ve
 	var created int64
 	var sealed, m []byte
 	if err := sc.Scan(&v.N, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &sealed, &m); err != nil {
-		return v, nil, err
+		return v, nil, badScan(err, "a version row of "+h.env+"/"+h.name)
 	}
 	v.CreatedAt = time.Unix(0, created).UTC()
 	return t.checkVersion(h, v, sealed, m)
@@ -349,7 +360,7 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 		var v rekey.Version
 		var sealed, m []byte
 		if err := rows.Scan(&id, &v.N, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &sealed, &m); err != nil {
-			return nil, err
+			return nil, badScan(err, "a version row of "+env)
 		}
 		h := byID[id]
 		if h == nil {
@@ -608,7 +619,7 @@ func (t *txn) scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation,
 	var mode, state, secrets, steps string
 	var m []byte
 	if err := sc.Scan(&r.ID, &r.Env, &mode, &state, &r.Actor, &started, &ended, &secrets, &steps, &r.Error, &m); err != nil {
-		return nil, err
+		return nil, badScan(err, "a rotation row")
 	}
 	want, err := t.s.rotationMAC(r.ID, r.Env, mode, state, r.Actor, started, ended, secrets, steps, r.Error)
 	if err != nil {
