@@ -90,11 +90,20 @@ func (t *envFileTarget) Write(_ context.Context, set map[string]rekey.Value, del
 		return rekey.Wrap(rekey.CodeInvalid, err, "stat %s", t.rel)
 	}
 	perm := secretMode(fi.Mode())
+	keepIDs := canKeepIDs(fi)
+	if !keepIDs {
+		// The new file will be ours, with our group: the old group's bits
+		// would let another group read it.
+		perm &^= 0o070
+	}
 	if err := dotenv.WriteFileAtomic(t.path, out, perm); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "write %s", t.rel).WithHint("nothing was half-written: %s is as it was; fix the cause and run `rekey recover`", t.rel)
 	}
 	if t.warn != nil {
-		if old := fi.Mode().Perm(); old != perm {
+		if !keepIDs {
+			uid, gid := fileIDs(fi)
+			t.warn("%s belonged to %s:%s, which this user cannot give a file to: it is now this user's, %04o", t.rel, userName(uid), groupName(gid), perm)
+		} else if old := fi.Mode().Perm(); old != perm {
 			t.warn("%s was open to every user (%04o): it is %04o now", t.rel, old, perm)
 		}
 		if perm&0o040 != 0 {

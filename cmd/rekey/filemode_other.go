@@ -14,3 +14,5 @@ func userName(uid int) string { return strconv.Itoa(uid) }
 func groupName(gid int) string { return strconv.Itoa(gid) }
 
 func groupMembers(int) []string { return nil }
+
+func canKeepIDs(fs.FileInfo) bool { return true }

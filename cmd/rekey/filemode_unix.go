@@ -79,3 +79,22 @@ func eachLine(path string, fn func([]string)) {
 		fn(strings.Split(line, ":"))
 	}
 }
+
+// canKeepIDs reports whether this process can give a new file the owner and
+// group of fi: as root always; otherwise only when it owns fi and belongs to
+// its group (the kernel refuses any other chown, and WriteFileAtomic then
+// leaves the new file ours, with our group).
+func canKeepIDs(fi fs.FileInfo) bool {
+	uid, gid := fileIDs(fi)
+	if uid < 0 || os.Geteuid() == 0 {
+		return true
+	}
+	if uid != os.Geteuid() {
+		return false
+	}
+	if gid == os.Getegid() {
+		return true
+	}
+	groups, _ := os.Getgroups()
+	return slices.Contains(groups, gid)
+}

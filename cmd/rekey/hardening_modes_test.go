@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -85,5 +86,88 @@ func TestHardenRotationKeepsFileMode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHardenRotationNotRootNeverWidens: item 14, when rekey runs as a user
+// who cannot give the new .env the old group (nobody, not in daemon): the
+// file becomes nobody's with nobody's group, so the old group bits must go
+// too, or the rotation would let nobody's group read it.
+func TestHardenRotationNotRootNeverWidens(t *testing.T) {
+	if os.Geteuid() != 0 {
+		ctSkipOrFail(t, "needs root to run rekey as another user")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		ctSkipOrFail(t, "setpriv is not installed: %v", err)
+	}
+	grp, err := user.LookupGroup("daemon")
+	if err != nil {
+		ctSkipOrFail(t, "no group daemon: %v", err)
+	}
+	daemon, _ := strconv.Atoi(grp.Gid)
+	const nobody = 65534
+	// A folder every user can reach (t.TempDir's parents are 0700).
+	base, err := os.MkdirTemp("", "rekey-hardening-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	bin := filepath.Join(base, "rekey")
+	data, err := os.ReadFile(ctRekeyBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, home := filepath.Join(base, "proj"), filepath.Join(base, "home")
+	for _, d := range []string{proj, home} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := filepath.Join(proj, ".env")
+	if err := os.WriteFile(env, []byte("JWT_SECRET="+hdJWT+"\nPORT=8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(env, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		c := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		c.Dir = proj
+		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_CONFIG_HOME=" + home, "REKEY_MASTER_KEY=" + testMasterKey, "REKEY_ACTOR=nobody"}
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("init", "--env-file", ".env"); err != nil {
+		t.Fatalf("init as nobody: %v\n%s", err, out)
+	}
+	// The .env now belongs to group daemon, which nobody is not in.
+	if err := os.Chown(env, nobody, daemon); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(env, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("rotate", "JWT_SECRET")
+	if err != nil {
+		t.Fatalf("rotate as nobody: %v\n%s", err, out)
+	}
+	mode, uid, gid := hdStat(t, env)
+	if gid == daemon {
+		t.Logf("the kernel let nobody keep group daemon (%04o)", mode)
+	} else if mode&0o077 != 0 {
+		t.Errorf(".env after the rotation: %04o %d:%d: group %d, which could not read it before, now can", mode, uid, gid, gid)
+	}
+	if gid != daemon && !strings.Contains(out, "rekey: warning: .env belonged to nobody:daemon") {
+		t.Errorf("no warning that the group could not be kept:\n%s", out)
 	}
 }
