@@ -269,6 +269,11 @@ func (s *DB) load(ctx context.Context, key seal.Key) error {
 	s.rowKey = deriveKey(auditKey, "row")
 	if string(meta["format"]) == "2" {
 		if err := s.upgrade(ctx); err != nil {
+			var re *rekey.Error
+			if !errors.As(err, &re) {
+				// Not I/O (mapped already): the tables are not format 2's.
+				err = corrupt("format 2 store with other tables: " + err.Error())
+			}
 			return fmt.Errorf("upgrade store to format %s: %w", formatVersion, err)
 		}
 		if meta, err = readMeta(s.db); err != nil {

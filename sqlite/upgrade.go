@@ -27,6 +27,15 @@ func (s *DB) upgrade(ctx context.Context) error {
 		if string(f) != "2" {
 			return nil // upgraded by another process meanwhile
 		}
+		var authenticated int
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('secret') WHERE name = 'mac'`).Scan(&authenticated); err != nil {
+			return err
+		}
+		if authenticated > 0 {
+			// A format 3 store whose format row says 2: upgrading it again would
+			// re-authenticate whatever its rows hold now.
+			return tampered("the metadata (meta table)", "says format 2, but the tables are format 3")
+		}
 		for _, q := range []string{
 			`ALTER TABLE secret ADD COLUMN cur INTEGER NOT NULL DEFAULT 0`,
 			`ALTER TABLE secret ADD COLUMN pend INTEGER NOT NULL DEFAULT 0`,
