@@ -139,6 +139,7 @@ func (d *demoPG) setup(ctx context.Context) error {
 	d.pidfile = "app.pid"
 	d.sub = &Main{Stdin: bytes.NewReader(nil), Stdout: d.w, Stderr: d.a.m.Stderr, Dir: d.proj, Env: map[string]string{
 		"XDG_CONFIG_HOME":  filepath.Join(d.dir, "config"),
+		"XDG_STATE_HOME":   filepath.Join(d.dir, "state"),
 		"REKEY_MASTER_KEY": "",
 		atlas.ParentPIDEnv: strconv.Itoa(os.Getpid()), // the app exits if the demo dies
 	}}

@@ -273,9 +273,9 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 		storeExists = false
 	}
 	if storeExists {
-		st, err = sqlite.Open(ctx, cfg.Store.Path, key)
+		st, err = sqlite.Open(ctx, cfg.Store.Path, key, a.anchorOpts()...)
 	} else {
-		st, err = sqlite.Create(ctx, cfg.Store.Path, key, kdf)
+		st, err = sqlite.Create(ctx, cfg.Store.Path, key, kdf, a.anchorOpts()...)
 	}
 	if err != nil {
 		return err
