@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 )
 
@@ -95,7 +96,9 @@ func (m *Matcher) findings(data []byte, ms []Match, base Finding) []Finding {
 }
 
 // ScanDir scans every regular file under dir (not following symbolic links,
-// skipping .git directories) and returns worktree findings. ignore, if not
+// skipping .git directories) and returns worktree findings. A file larger
+// than a few MiB is read and scanned in overlapping windows, so memory stays
+// bounded whatever the file's size. ignore, if not
 // nil, receives slash-separated paths relative to dir; returning true skips
 // the file (or, for a directory, its whole subtree).
 func ScanDir(ctx context.Context, dir string, m *Matcher, ignore func(string) bool) ([]Finding, error) {
@@ -124,12 +127,11 @@ func ScanDir(ctx context.Context, dir string, m *Matcher, ignore func(string) bo
 		if !d.Type().IsRegular() || (ignore != nil && ignore(rel)) {
 			return nil
 		}
-		data, err := os.ReadFile(p)
+		fs, err := m.scanFile(p, Finding{Where: WhereWorktree, Path: rel})
 		if err != nil {
-			return fmt.Errorf("scan: read %s: %w", rel, err)
+			return fmt.Errorf("scan: read %q: %w", rel, err)
 		}
-		out = append(out, m.scanData(data, Finding{Where: WhereWorktree, Path: rel})...)
-		clear(data)
+		out = append(out, fs...)
 		return nil
 	})
 	if err != nil {
@@ -138,6 +140,23 @@ func ScanDir(ctx context.Context, dir string, m *Matcher, ignore func(string) bo
 	out = m.filterLocations(out)
 	sortFindings(out)
 	return out, nil
+}
+
+// scanFile scans the file at p: whole, or in windows when it is larger
+// than wholeLimit.
+func (m *Matcher) scanFile(p string, base Finding) ([]Finding, error) {
+	// O_NONBLOCK: a file replaced by a FIFO since it was listed does not
+	// block the open (it is then skipped, as FIFOs are).
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, err
+	}
+	return m.scanReader(f, fi.Size(), base)
 }
 
 var whereOrder = map[string]int{WhereWorktree: 0, WhereIndex: 1, WhereCommit: 2, WhereStash: 3, WhereUnreachable: 4}

@@ -86,6 +86,15 @@ func ScanRepo(ctx context.Context, dir string, m *Matcher, opt Options) ([]Findi
 			for _, p := range index[oid] {
 				out = append(out, m.scanData(data, Finding{Where: WhereIndex, Blob: oid, Path: p})...)
 			}
+		}, func(oid string, r io.Reader, size int64) error {
+			fs, err := m.scanReader(r, size, Finding{Where: WhereIndex, Blob: oid})
+			for _, p := range index[oid] {
+				for _, f := range fs {
+					f.Path = p
+					out = append(out, f)
+				}
+			}
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -122,34 +131,54 @@ func scanHistory(ctx context.Context, root string, m *Matcher, opt Options, inde
 	}
 	// 2. Scan them; keep only location-free findings (never the data).
 	// git inflates on one core; the matcher and the rules run on the others.
+	// A blob larger than wholeLimit is cut into overlapping windows (each a
+	// job); the bytes held by queued and running jobs stay within a budget,
+	// whatever the number of cores.
 	hits := make(map[string][]Finding)
 	var mu sync.Mutex
 	type job struct {
 		oid  string
-		data []byte
+		w    part
+		held int // bytes of the budget it holds
 	}
 	jobs := make(chan job, 2*runtime.GOMAXPROCS(0))
+	held := newBudget(historyBudget)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				if fs := m.scanData(j.data, Finding{Blob: j.oid}); len(fs) > 0 {
+				if fs := m.scanWindow(j.w, Finding{Blob: j.oid}); len(fs) > 0 {
 					mu.Lock()
-					hits[j.oid] = fs
+					hits[j.oid] = append(hits[j.oid], fs...)
 					mu.Unlock()
 				}
-				clear(j.data) // blob contents may hold secrets
+				clear(j.w.data) // blob contents may hold secrets
+				held.release(j.held)
 			}
 		}()
 	}
-	err = catBlobs(ctx, root, blobs, func(oid string, data []byte) {
-		jobs <- job{oid, bytes.Clone(data)}
+	send := func(oid string, w part) {
+		n := held.acquire(len(w.data))
+		w.data = bytes.Clone(w.data)
+		jobs <- job{oid, w, n}
 		if opt.Progress != nil {
-			done += int64(len(data))
+			done += int64(w.fresh)
 			opt.Progress(done, total)
 		}
+	}
+	var winBuf []byte
+	err = catBlobs(ctx, root, blobs, func(oid string, data []byte) {
+		send(oid, part{data: data, hi: len(data), fresh: len(data)})
+	}, func(oid string, r io.Reader, _ int64) error {
+		if winBuf == nil {
+			winBuf = make([]byte, chunkSize+3*m.overlap())
+		}
+		return m.windows(r, winBuf, func(w part) error {
+			send(oid, w)
+			return nil
+		})
 	})
 	close(jobs)
 	wg.Wait()
@@ -336,9 +365,11 @@ func indexBlobs(ctx context.Context, root string) (map[string][]string, error) {
 }
 
 // catBlobs reads the given objects through one `git cat-file --batch`
-// process, calling fn with each one's content. data is reused (and zeroed)
-// after fn returns. Missing objects are skipped.
-func catBlobs(ctx context.Context, root string, oids []string, fn func(oid string, data []byte)) error {
+// process. A blob of at most wholeLimit bytes is given whole to small (data
+// is reused, and zeroed, after small returns); a larger one is given to
+// large as a reader of its content, which large need not read to its end.
+// Missing objects are skipped.
+func catBlobs(ctx context.Context, root string, oids []string, small func(oid string, data []byte), large func(oid string, r io.Reader, size int64) error) error {
 	if len(oids) == 0 {
 		return nil
 	}
@@ -392,6 +423,24 @@ func catBlobs(ctx context.Context, root string, oids []string, fn func(oid strin
 			if err != nil {
 				return fmt.Errorf("scan: unexpected git cat-file header")
 			}
+			if size > wholeLimit {
+				lr := &io.LimitedReader{R: r, N: int64(size)}
+				if f[1] == "blob" {
+					if err := large(f[0], lr, int64(size)); err != nil {
+						return err
+					}
+				}
+				if _, err := io.Copy(io.Discard, lr); err != nil {
+					return err
+				}
+				if c, err := r.ReadByte(); err != nil || c != '\n' {
+					return fmt.Errorf("scan: unexpected git cat-file output")
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				continue
+			}
 			if cap(buf) < size+1 {
 				clear(buf)
 				buf = make([]byte, size+1)
@@ -402,7 +451,7 @@ func catBlobs(ctx context.Context, root string, oids []string, fn func(oid strin
 			}
 			data = data[:size] // drop the trailing newline
 			if f[1] == "blob" {
-				fn(f[0], data)
+				small(f[0], data)
 			}
 			clear(data)
 			if err := ctx.Err(); err != nil {

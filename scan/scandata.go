@@ -25,13 +25,37 @@ var allowMarkers = [][]byte{[]byte("rekey:allow"), []byte("gitleaks:allow")}
 // scanData returns the findings in data (managed values, then rules), less
 // those whose line carries an inline allow marker.
 func (m *Matcher) scanData(data []byte, base Finding) []Finding {
-	ms := m.Scan(data)
+	return m.scanRange(data, base, 0, len(data))
+}
+
+// scanRange is scanData for the matches starting in data[lo:hi] (a window
+// of a streamed input: the rest of data is context).
+func (m *Matcher) scanRange(data []byte, base Finding, lo, hi int) []Finding {
+	all := m.Scan(data)
+	ms := all
+	if lo > 0 || hi < len(data) {
+		ms = nil
+		for _, mt := range all {
+			if lo <= mt.Offset && mt.Offset < hi {
+				ms = append(ms, mt)
+			}
+		}
+	}
 	var out []Finding
 	if len(ms) > 0 {
 		out = m.findings(data, ms, base)
 	}
 	if m.rules != nil && len(m.rules.Rules) > 0 {
-		rms := m.rules.scan(data, ms)
+		rms := m.rules.scan(data, all)
+		if lo > 0 || hi < len(data) {
+			kept := rms[:0]
+			for _, rm := range rms {
+				if lo <= rm.start && rm.start < hi {
+					kept = append(kept, rm)
+				}
+			}
+			rms = kept
+		}
 		if len(rms) > 0 {
 			pos := make([]Match, len(rms))
 			for i, rm := range rms {

@@ -83,6 +83,16 @@ findings; it refuses to replace another hook without --force. The hook
 needs the master key, like every rekey command: REKEY_MASTER_KEY in the
 environment of git commit, or the key file rekey.yaml names.
 
+Files and blobs larger than 4 MiB are read in overlapping windows of 4 MiB,
+never whole: memory stays bounded (tens of MiB) whatever their size, and a
+value across a window boundary is still found at its line. In such an input
+a rule match longer than 64 KiB may be missed, and a "rekey:allow" on a
+line longer than 64 KiB may not apply to a match far from it.
+
+In text output a path, rule or preview holding a control character (an
+escape sequence, a line break) or a bidi override is printed quoted with
+escapes ("a\x1b[2K.env"), as git does; --format json keeps it exact.
+
 On a terminal, a long --history scan shows its progress on stderr.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runScan(cmd.Context(), o, args) },

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestScanMemoryBounded: a 400 MB (sparse) file in the worktree, committed
+// so that it is also a 400 MB blob of the history, holding the current
+// JWT_SECRET far into it, across a 4 MiB boundary and after a few line
+// breaks. `rekey scan --history` finds it in both places at the right line
+// and column, and its peak RSS (rusage of the child: rekey and the git
+// processes it waited for) stays under 200 MiB. Helpers are in
+// crash_test.go and doctor_test.go.
+func TestScanMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scans 800 MB")
+	}
+	requireGit(t)
+	p := ctNewProject(t)
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(p.dir, ".gitignore"), []byte(".rekey/\n.env\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const size = 400 << 20
+	const at = 300<<20 - 20 // straddles a 4 MiB boundary
+	newlines := []int64{1 << 20, 100 << 20, 250 << 20}
+	jwt := p.get(0)
+	f, err := os.Create(filepath.Join(p.dir, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range newlines {
+		if _, err := f.WriteAt([]byte("\n"), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.WriteAt([]byte(jwt), at); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, p.dir, home, "init", "-q")
+	gitIn(t, p.dir, home, "add", "-A")
+	gitIn(t, p.dir, home, "commit", "-q", "-m", "a large file")
+
+	cmd, stdout, stderr := p.command(nil, "scan", "--history", "--format", "json")
+	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("scan: want exit 1 (findings): %v\n%s", err, stderr)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Fatal("no rusage")
+	}
+	peak := ru.Maxrss / 1024 // KiB on Linux
+	t.Logf("peak RSS of rekey scan --history over a 400 MB file and blob: %d MiB", peak)
+	if peak >= 200 {
+		t.Errorf("peak RSS %d MiB, want under 200 MiB", peak)
+	}
+	var fs []struct {
+		Secret, Where, Path string
+		Line, Column        int
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &fs); err != nil {
+		t.Fatal(err)
+	}
+	wantLine, wantCol := len(newlines)+1, int(at-newlines[len(newlines)-1])
+	where := map[string]bool{}
+	for _, x := range fs {
+		if x.Secret != "JWT_SECRET" || x.Path != "big.bin" || x.Line != wantLine || x.Column != wantCol {
+			t.Errorf("unexpected finding %+v, want JWT_SECRET in big.bin at %d:%d", x, wantLine, wantCol)
+		}
+		where[x.Where] = true
+	}
+	if len(fs) != 2 || !where["worktree"] || !where["commit"] {
+		t.Errorf("want the value found once in the worktree and once in the commit: %+v", fs)
+	}
+}
