@@ -377,7 +377,11 @@ func catBlobs(ctx context.Context, root string, oids []string, small func(oid st
 	defer cancel()
 	// Bound git's memory: its default delta cache (96 MiB) and pack windows
 	// dominate the scan's peak RSS; these limits cost no speed measured here.
-	cmd := gitCmd(ctx, root, []string{"-c", "core.deltaBaseCacheLimit=16m", "-c", "core.packedGitWindowSize=16m", "-c", "core.packedGitLimit=64m", "cat-file", "--batch"})
+	// core.bigFileThreshold: git streams a packed blob only above it (else
+	// it inflates the whole blob in memory first: 400 MiB for a 400 MB
+	// blob); a blob stored as a delta is still inflated whole by git.
+	cmd := gitCmd(ctx, root, []string{"-c", "core.deltaBaseCacheLimit=16m", "-c", "core.packedGitWindowSize=16m", "-c", "core.packedGitLimit=64m",
+		"-c", "core.bigFileThreshold=" + strconv.Itoa(wholeLimit), "cat-file", "--batch"})
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()

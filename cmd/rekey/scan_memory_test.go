@@ -13,7 +13,8 @@ import (
 // JWT_SECRET far into it, across a 4 MiB boundary and after a few line
 // breaks. `rekey scan --history` finds it in both places at the right line
 // and column, and its peak RSS (rusage of the child: rekey and the git
-// processes it waited for) stays under 200 MiB. Helpers are in
+// processes it waited for) stays under 200 MiB, with the blob loose and
+// packed. Helpers are in
 // crash_test.go and doctor_test.go.
 func TestScanMemoryBounded(t *testing.T) {
 	if testing.Short() {
@@ -26,7 +27,7 @@ func TestScanMemoryBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 400 << 20
-	const at = 300<<20 - 20 // straddles a 4 MiB boundary
+	const at int64 = 300<<20 - 20 // straddles a 4 MiB boundary
 	newlines := []int64{1 << 20, 100 << 20, 250 << 20}
 	jwt := p.get(0)
 	f, err := os.Create(filepath.Join(p.dir, "big.bin"))
@@ -51,6 +52,18 @@ func TestScanMemoryBounded(t *testing.T) {
 	gitIn(t, p.dir, home, "add", "-A")
 	gitIn(t, p.dir, home, "commit", "-q", "-m", "a large file")
 
+	// The blob loose, then packed (git streams a packed blob only when told
+	// it is big).
+	for _, how := range []string{"loose", "packed"} {
+		if how == "packed" {
+			gitIn(t, p.dir, home, "repack", "-adq")
+		}
+		checkScanOf400MB(t, p, how, newlines, at)
+	}
+}
+
+func checkScanOf400MB(t *testing.T, p *ctProject, how string, newlines []int64, at int64) {
+	t.Helper()
 	cmd, stdout, stderr := p.command(nil, "scan", "--history", "--format", "json")
 	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("scan: want exit 1 (findings): %v\n%s", err, stderr)
@@ -60,9 +73,9 @@ func TestScanMemoryBounded(t *testing.T) {
 		t.Fatal("no rusage")
 	}
 	peak := ru.Maxrss / 1024 // KiB on Linux
-	t.Logf("peak RSS of rekey scan --history over a 400 MB file and blob: %d MiB", peak)
+	t.Logf("peak RSS of rekey scan --history over a 400 MB file and blob (%s): %d MiB", how, peak)
 	if peak >= 200 {
-		t.Errorf("peak RSS %d MiB, want under 200 MiB", peak)
+		t.Errorf("blob %s: peak RSS %d MiB, want under 200 MiB", how, peak)
 	}
 	var fs []struct {
 		Secret, Where, Path string
