@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rekeyhq/rekey/internal/gitsafe"
 )
 
 // Options selects what ScanRepo looks at besides the worktree.
@@ -475,10 +477,10 @@ func catBlobs(ctx context.Context, root string, oids []string, small func(oid st
 	return nil
 }
 
+// gitCmd runs git on a repository rekey does not control (internal/gitsafe:
+// no repository setting starts a program, no key material in its environment).
 func gitCmd(ctx context.Context, root string, args []string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", root}, args...)...)
-	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "LC_ALL=C")
-	return cmd
+	return gitsafe.Command(ctx, root, args...)
 }
 
 func gitOutput(ctx context.Context, root string, args ...string) ([]byte, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/config"
 	"github.com/rekeyhq/rekey/dotenv"
+	"github.com/rekeyhq/rekey/internal/gitsafe"
 	"github.com/rekeyhq/rekey/scan"
 	"github.com/spf13/cobra"
 )
@@ -297,8 +298,7 @@ func (a *app) gitEnv() []string {
 }
 
 func (g *gitRepo) cmd(dir string, args ...string) *exec.Cmd {
-	c := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	c.Env = g.env
+	c := gitsafe.CommandEnv(context.Background(), g.env, dir, args...)
 	c.Stdin = nil
 	return c
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/gitsafe"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/rekeyhq/rekey/scan"
 	"github.com/spf13/cobra"
@@ -195,7 +196,7 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 			if !targets[full] {
 				return false
 			}
-			cmd := exec.CommandContext(ctx, "git", "-C", filepath.Dir(full), "check-ignore", "-q", filepath.Base(full))
+			cmd := gitsafe.Command(ctx, filepath.Dir(full), "check-ignore", "-q", filepath.Base(full))
 			err := cmd.Run()
 			if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
 				return false // tracked or not ignored: a finding
@@ -205,7 +206,7 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 	}
 	var findings []scan.Finding
 	if isGitRepo(ctx, dir) {
-		top, _ := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--show-toplevel").Output()
+		top, _ := gitsafe.Command(ctx, dir, "rev-parse", "--show-toplevel").Output()
 		opt := scan.Options{History: o.history, Staged: o.staged, Since: o.since, Ignore: ignore(strings.TrimSpace(string(top)))}
 		var done func()
 		if f, ok := a.m.Stderr.(*os.File); ok && o.history && term.IsTerminal(int(f.Fd())) {
@@ -295,7 +296,7 @@ func (a *app) runScan(ctx context.Context, o scanOptions, args []string) error {
 }
 
 func isGitRepo(ctx context.Context, dir string) bool {
-	return exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--git-dir").Run() == nil
+	return gitsafe.Command(ctx, dir, "rev-parse", "--git-dir").Run() == nil
 }
 
 // readFlagFile reads the file a flag names (relative to the working
@@ -391,7 +392,7 @@ func (a *app) installHook(ctx context.Context, o scanOptions, args []string) err
 	if !isGitRepo(ctx, dir) {
 		return rekey.Errorf(rekey.CodeInvalid, "%s is not in a git repository", dir)
 	}
-	hooks, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--path-format=absolute", "--git-path", "hooks").Output()
+	hooks, err := gitsafe.Command(ctx, dir, "rev-parse", "--path-format=absolute", "--git-path", "hooks").Output()
 	if err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "git rev-parse --git-path hooks")
 	}
