@@ -207,3 +207,31 @@ type Tx interface {
 	Audit(e AuditEntry) (AuditEntry, error)
 	AuditLog(f AuditFilter) ([]AuditEntry, error)
 }
+
+// EachVersion calls fn with every version of every secret of every
+// environment tx holds (environments and names in order, versions oldest
+// first), stopping at the first error.
+func EachVersion(tx Tx, fn func(Version) error) error {
+	envs, err := tx.Environments()
+	if err != nil {
+		return err
+	}
+	for _, env := range envs {
+		names, err := tx.Names(env)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			vs, err := tx.Versions(env, name)
+			if err != nil {
+				return err
+			}
+			for _, v := range vs {
+				if err := fn(v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -280,26 +280,14 @@ func (s *DB) Unaudited(ctx context.Context) ([]string, error) {
 		}); err != nil {
 			return err
 		}
-		envs, err := tx.Environments()
+		err := rekey.EachVersion(tx, func(v rekey.Version) error {
+			if !seen[key{v.Env, v.Name, v.N, v.Fingerprint}] {
+				out = append(out, fmt.Sprintf("version %s/%s v%d (%s) has no audit entry", v.Env, v.Name, v.N, v.Fingerprint))
+			}
+			return nil
+		})
 		if err != nil {
 			return err
-		}
-		for _, env := range envs {
-			names, err := tx.Names(env)
-			if err != nil {
-				return err
-			}
-			for _, name := range names {
-				vs, err := tx.Versions(env, name)
-				if err != nil {
-					return err
-				}
-				for _, v := range vs {
-					if !seen[key{env, name, v.N, v.Fingerprint}] {
-						out = append(out, fmt.Sprintf("version %s/%s v%d (%s) has no audit entry", env, name, v.N, v.Fingerprint))
-					}
-				}
-			}
 		}
 		rs, err := tx.rotations("")
 		if err != nil {

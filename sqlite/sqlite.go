@@ -323,33 +323,23 @@ func (s *DB) IntegrityCheck(ctx context.Context) error {
 func (s *DB) Authenticate(ctx context.Context, open bool) error {
 	return s.View(ctx, func(t rekey.Tx) error {
 		tx := t.(*txn)
-		envs, err := tx.Environments()
+		if err := tx.verifyRows(); err != nil {
+			return err
+		}
+		err := rekey.EachVersion(tx, func(v rekey.Version) error {
+			if !open {
+				return nil
+			}
+			_, err := tx.Value(v.Env, v.Name, v.N)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		for _, env := range envs {
-			hs, err := tx.envHeadList(env)
-			if err != nil {
-				return err
-			}
-			for _, h := range hs {
-				vs, err := tx.Versions(env, h.name)
-				if err != nil {
-					return err
-				}
-				if !open {
-					continue
-				}
-				for _, v := range vs {
-					if _, err := tx.Value(env, h.name, v.N); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		// Version rows of no secret at all.
+		// Version rows of no secret at all, or of one that lists none
+		// (EachVersion reads the secrets that list versions).
 		var orphans int
-		if err := tx.tx.QueryRow(`SELECT COUNT(*) FROM version WHERE secret_id NOT IN (SELECT id FROM secret)`).Scan(&orphans); err != nil {
+		if err := tx.tx.QueryRow(`SELECT COUNT(*) FROM version WHERE secret_id NOT IN (SELECT id FROM secret WHERE vset != '')`).Scan(&orphans); err != nil {
 			return err
 		}
 		if orphans > 0 {

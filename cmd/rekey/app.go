@@ -507,29 +507,12 @@ func (a *app) audit(ctx context.Context, st rekey.Store, e rekey.AuditEntry) err
 // environment in the store, and its unsealed value (scan, doctor).
 func eachVersion(ctx context.Context, st rekey.Store, fn func(v rekey.Version, val rekey.Value)) error {
 	return st.View(ctx, func(tx rekey.Tx) error {
-		envs, err := tx.Environments()
-		if err != nil {
+		return rekey.EachVersion(tx, func(v rekey.Version) error {
+			val, err := tx.Value(v.Env, v.Name, v.N)
+			if err == nil {
+				fn(v, val)
+			}
 			return err
-		}
-		for _, env := range envs {
-			names, err := tx.Names(env)
-			if err != nil {
-				return err
-			}
-			for _, name := range names {
-				vs, err := tx.Versions(env, name)
-				if err != nil {
-					return err
-				}
-				for _, v := range vs {
-					val, err := tx.Value(env, name, v.N)
-					if err != nil {
-						return err
-					}
-					fn(v, val)
-				}
-			}
-		}
-		return nil
+		})
 	})
 }
