@@ -69,6 +69,11 @@ type Config struct {
 	// order; see ChecksFor). See services.go.
 	Services []Service
 	Checks   []Check
+	// Raw is the exact text that was parsed, and Digest its SHA-256: what
+	// `rekey config trust` approves is what was parsed, not what the file
+	// holds a moment later.
+	Raw    []byte
+	Digest [32]byte
 }
 
 // TLSCert is a certificate to watch: a PEM file, or what a TLS endpoint serves.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,8 @@ func Parse(path string, data []byte) (*Config, error) {
 	if d.first != nil {
 		return nil, d.first
 	}
+	c.Raw = bytes.Clone(data)
+	c.Digest = sha256.Sum256(data)
 	return c, nil
 }
 
