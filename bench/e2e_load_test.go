@@ -102,6 +102,7 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	rekey("config", "trust") // Configure completed rekey.yaml: approve it, as the operator would
 	rekey("verify")
 
 	var requests, failures, during atomic.Int64

@@ -15,11 +15,8 @@ import (
 // else ~/.local/state/rekey/anchors — outside the project, so someone who
 // can write the project folder cannot roll the anchor back with the store.
 func (a *app) anchorDir() string {
-	if d := a.getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "rekey", "anchors")
-	}
-	if h := a.getenv("HOME"); h != "" && filepath.IsAbs(h) {
-		return filepath.Join(h, ".local", "state", "rekey", "anchors")
+	if d := a.stateDir(); d != "" {
+		return filepath.Join(d, "anchors")
 	}
 	return ""
 }

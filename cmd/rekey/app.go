@@ -27,7 +27,8 @@ const exitCodesHelp = `Exit codes:
   2  invalid input (flags, rekey.yaml, .env)
   3  not found (secret, version, environment, file)
   4  conflict (another rekey holds the lock, drift, refused without --force)
-  5  unsafe: refused because it could lose data or expose a secret
+  5  unsafe: refused because it could lose data or expose a secret, or
+     rekey.yaml is not approved on this machine (rekey config trust)
   6  wrong master key or damaged store
   7  verification failed: a rotation rolled back (or kept: in an emergency,
      or a data key whose rows moved); a check, service command or
@@ -107,6 +108,9 @@ type app struct {
 	// anchorReset: open the store without comparing it with its anchor, and
 	// write the anchor anew (rekey audit anchor --reset).
 	anchorReset bool
+	// readOnly: the command only reports, so it may load a rekey.yaml that
+	// is not approved on this machine (approval.go); the others refuse it.
+	readOnly bool
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -134,6 +138,13 @@ Master key: REKEY_MASTER_KEY (base64 of 32 bytes, as ` + "`openssl rand -base64 
 prints) overrides the key file named in rekey.yaml; a passphrase store reads
 REKEY_PASSPHRASE or asks on the terminal.
 
+rekey.yaml says which commands rekey runs as you and where values go, and
+whoever can write the project can edit it: so rekey acts only on a
+rekey.yaml approved on this machine. After an edit (yours or a pull),
+review it with ` + "`rekey config diff`" + ` and approve it with ` + "`rekey config trust`" + `;
+until then rotate, recover, verify, run and the other commands that act on
+it refuse it (exit 5). init approves the rekey.yaml it writes.
+
 ` + exitCodesHelp,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
@@ -149,8 +160,10 @@ REKEY_PASSPHRASE or asks on the terminal.
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(), a.demoAppCommand(),
 		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
+		a.configCommand(),
 	)
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { a.readOnly = readOnlyCommand(c); return nil }
 	root.PersistentPostRunE = func(*cobra.Command, []string) error { a.close(); return nil }
 	return root
 }
@@ -206,34 +219,44 @@ func (a *app) now() time.Time {
 	return time.Now()
 }
 
+// loadConfig loads rekey.yaml; unless the command only reports, it
+// refuses one that is not approved as it is (before any key is read).
 func (a *app) loadConfig() (*config.Config, error) {
 	if a.cfg != nil {
 		return a.cfg, nil
 	}
-	path := a.cfgPath
-	if path == "" {
-		wd, err := a.wd()
-		if err != nil {
-			return nil, err
-		}
-		p, err := config.Find(wd)
-		if err != nil {
-			return nil, configErr(err)
-		}
-		path = p
-	} else {
-		p, err := a.abs(path)
-		if err != nil {
-			return nil, err
-		}
-		path = p
+	path, err := a.configPath()
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, configErr(err)
 	}
+	if !a.readOnly {
+		if err := a.requireApproval(cfg); err != nil {
+			return nil, err
+		}
+	}
 	a.cfg = cfg
 	return cfg, nil
+}
+
+// configPath is the absolute path of rekey.yaml: --config, else found by
+// walking up from the working directory.
+func (a *app) configPath() (string, error) {
+	if a.cfgPath != "" {
+		return a.abs(a.cfgPath)
+	}
+	wd, err := a.wd()
+	if err != nil {
+		return "", err
+	}
+	p, err := config.Find(wd)
+	if err != nil {
+		return "", configErr(err)
+	}
+	return p, nil
 }
 
 func configErr(err error) error {

@@ -192,6 +192,7 @@ func TestCanaryChildEnv(t *testing.T) {
 				"    sessions: {mode: immediate, on_rotate: [{command: "+dump("hook")+"}]}\n",
 				"services:\n  api:\n    restart: "+dump("restart")+"\n    status: "+dump("status")+"\n    consumes: [JWT_SECRET]\n"+
 					"checks:\n  envdump:\n    command: "+dump("check")+"\n")
+			must("", "config", "trust")
 			must("", "rotate", "JWT_SECRET")
 			must("sk-ant-api03-childCANARYchildCANARYnew00\n", "set", "ANTHROPIC_API_KEY")
 			var managed []string

@@ -170,7 +170,8 @@ func (d *demoPG) setup(ctx context.Context) error {
 	d.say("secrets:\n  JWT_SECRET:\n    sessions: {mode: graceful, grace: %s}   # old tokens work until they expire\n  ENCRYPTION_KEY:\n    reencrypt:\n%s  DATABASE_PASSWORD:\n    postgres: {strategy: alternating, roles: [atlas_blue, atlas_green], grace: %s, ...}",
 		demoGrace, indent(reenc, "      "), demoGrace)
 	d.say("services:\n%schecks:\n%s", indent(svcs, "  "), indent(checks, "  "))
-	return nil
+	d.say("rekey runs those commands and sends values where rekey.yaml says, so it acts only on a rekey.yaml approved on this machine: approve the edit.")
+	return d.rekey(ctx, "", nil, "config", "trust")
 }
 
 func indent(s, p string) string {

@@ -74,6 +74,7 @@ each that does not pass:
   tracked-values       no managed value, old or current, is in a file tracked by git
   audit-chain          the audit log's hash chain is intact
   master-key-outside   the master key file is outside the project and the repository
+  config-approved      rekey.yaml is approved on this machine as it is (` + "`rekey config trust`" + `)
 
 A check that cannot run (not a git repository, git not installed) is a WARN
 saying why. doctor compares values in-process only; it never prints one and
@@ -137,7 +138,7 @@ func (a *app) runDoctor(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	checks = append(checks, strength, schedule, d.checkLogLevel(), d.checkTrackedValues(vals), d.checkAuditChain(), d.checkMasterKeyOutside(), d.checkTLS())
+	checks = append(checks, strength, schedule, d.checkLogLevel(), d.checkTrackedValues(vals), d.checkAuditChain(), d.checkMasterKeyOutside(), d.checkTLS(), d.checkConfigApproved())
 
 	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "doctor", Outcome: "ok", Detail: doctorSummary(checks)}); err != nil {
 		return err

@@ -154,8 +154,8 @@ func (p *docProject) doctor(wantExit int) map[string]doctorCheck {
 	for _, c := range checks {
 		m[c.Check] = c
 	}
-	if len(m) != 12 {
-		p.t.Errorf("doctor printed %d checks, want 12: %s", len(m), out)
+	if len(m) != 13 {
+		p.t.Errorf("doctor printed %d checks, want 13: %s", len(m), out)
 	}
 	// The text form holds no value either.
 	p.rekey("doctor")
@@ -184,11 +184,11 @@ func wantCheck(t *testing.T, checks map[string]doctorCheck, name, status string,
 func TestDoctorAllPass(t *testing.T) {
 	p := newDocProject(t, true)
 	checks := p.doctor(0)
-	for _, name := range []string{"env-ignored", "env-never-committed", "example", "file-modes", "env-distinct", "strength", "schedule", "log-level", "tracked-values", "audit-chain", "master-key-outside", "tls-expiry"} {
+	for _, name := range []string{"env-ignored", "env-never-committed", "example", "file-modes", "env-distinct", "strength", "schedule", "log-level", "tracked-values", "audit-chain", "master-key-outside", "tls-expiry", "config-approved"} {
 		wantCheck(t, checks, name, checkPass)
 	}
 	out, _, _ := p.rekey("doctor")
-	if !strings.Contains(out, "PASS  env-ignored") || !strings.Contains(out, "12 passed, 0 warnings, 0 failed") {
+	if !strings.Contains(out, "PASS  env-ignored") || !strings.Contains(out, "13 passed, 0 warnings, 0 failed") {
 		t.Errorf("text output:\n%s", out)
 	}
 }
@@ -427,6 +427,9 @@ func TestDoctorMasterKeyOutside(t *testing.T) {
 		}
 	}
 	p.write("rekey.yaml", strings.Join(lines, "\n"), 0o644)
+	if _, errs, code := p.rekey("config", "trust"); code != 0 { // the operator's own edit, approved
+		t.Fatalf("config trust: exit %d\n%s", code, errs)
+	}
 	checks = p.doctor(1)
 	wantCheck(t, checks, "master-key-outside", checkFail, "inside the project folder")
 

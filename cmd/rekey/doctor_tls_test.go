@@ -46,6 +46,9 @@ func (p *docProject) addTLS(entries string) {
 		p.t.Fatal(err)
 	}
 	p.write("rekey.yaml", string(data)+"tls:\n"+entries, 0o644)
+	if _, errs, code := p.rekey("config", "trust"); code != 0 { // the operator approves the edit
+		p.t.Fatalf("config trust: exit %d\n%s", code, errs)
+	}
 }
 
 func TestDoctorTLS(t *testing.T) {

@@ -100,6 +100,7 @@ func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) 
 	}); err != nil {
 		t.Fatal(err)
 	}
+	p.must("config", "trust") // the operator approves the completed rekey.yaml
 	p.must("verify")
 	return p
 }
@@ -324,6 +325,7 @@ func (p *e2eProject) breakJWTGenerator(broken bool) {
 	if err := os.WriteFile(path, bytes.Replace(b, []byte(from), []byte(to), 1), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+	p.must("config", "trust") // the operator's own edit, approved
 }
 
 // noLeaks looks for every managed value in every output and log.
@@ -607,6 +609,7 @@ func TestE2EBrokenRotation(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		p.must("config", "trust")
 		if err := os.WriteFile(filepath.Join(p.dir, "fail-once"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -136,6 +136,10 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	existing, err := config.Load(cfgPath)
 	switch {
 	case err == nil && !o.force:
+		// Never bless someone else's edit: merge only into what is approved.
+		if err := a.requireApproval(existing); err != nil {
+			return err
+		}
 		if _, ok := existing.Environment(envName); ok {
 			return rekey.Errorf(rekey.CodeConflict, "%s already has environment %s", relTo(wd, cfgPath), envName).
 				WithHint("pass --force to replace the inventory and the store (their secrets are lost unless backed up), or --environment to add another")
@@ -319,6 +323,7 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	if err := dotenv.WriteFileAtomic(cfgPath, text, 0o644); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "write rekey.yaml")
 	}
+	a.approveWritten(cfgPath, text)
 
 	// Tell what was decided.
 	w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)

@@ -107,6 +107,7 @@ func (a *app) runMasterRotate(ctx context.Context, passphrase bool) error {
 		if err := dotenv.WriteFileAtomic(cfg.Path, text, 0o644); err != nil {
 			return rekey.Wrap(rekey.CodeInternal, err, "update rekey.yaml").WithHint("set store.master_key to %s by hand", newMK)
 		}
+		a.approveWritten(cfg.Path, text)
 		if p, ok := strings.CutPrefix(old, "file:"); ok {
 			fmt.Fprintf(a.out(), "the old key file %s no longer opens the store: delete it once the new one is backed up\n", p)
 		}

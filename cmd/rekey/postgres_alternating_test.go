@@ -436,6 +436,7 @@ func TestPostgresAdmin(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p.mustLog("config", "trust") // the operator approves the edit
 	p.mustLog("set", "PG_ADMIN_URL", "--from-target")
 
 	t.Run("single", func(t *testing.T) {

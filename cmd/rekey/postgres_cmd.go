@@ -224,6 +224,7 @@ func (a *app) rewriteConfig(cfg *config.Config) error {
 	if err := dotenv.WriteFileAtomic(cfg.Path, text, 0o644); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "write %s", cfg.Path)
 	}
+	a.approveWritten(cfg.Path, text)
 	return nil
 }
 

@@ -113,6 +113,7 @@ func rcNewProject(t *testing.T, db string, rows int, extraEnv ...string) *rcProj
 	if err := os.WriteFile(filepath.Join(dir, "rekey.yaml"), []byte(cfg2), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p.must("config", "trust") // the operator approves the edit
 	return p
 }
 
@@ -325,6 +326,7 @@ func TestSessionsSQLHook(t *testing.T) {
 		t.Fatalf("no JWT_SECRET in rekey.yaml:\n%s", cfg)
 	}
 	os.WriteFile(cfgPath, []byte(cfg2), 0o644)
+	p.must("config", "trust")
 	r := p.run("rotate", "JWT_SECRET")
 	if r.code != 0 || !strings.Contains(r.stderr, "on_rotate: DELETE FROM sessions (3 rows)") {
 		t.Fatalf("%v", r)
@@ -345,6 +347,7 @@ func TestSessionsSQLHook(t *testing.T) {
 	// A hook that fails: the rotation rolls back.
 	before, _ := ctEnvValue(p.readEnv(), "JWT_SECRET")
 	os.WriteFile(cfgPath, []byte(strings.Replace(cfg2, "DELETE FROM sessions", "DELETE FROM no_such_table", 1)), 0o644)
+	p.must("config", "trust")
 	r = p.run("rotate", "JWT_SECRET")
 	if r.code != 7 || !strings.Contains(r.stderr, "sql hook failed") || !strings.Contains(r.stderr, "rotation rolled back") {
 		t.Fatalf("want a rollback on a failing hook: %v", r)

@@ -77,6 +77,10 @@ func (a *app) runRotate(ctx context.Context, o rotateOptions, names []string) er
 		err error
 	)
 	if o.dryRun {
+		// A plan of named secrets only prints, so it may show what an
+		// unapproved rekey.yaml would do; --due and --all log in to each
+		// database first (Preflight), so they need approval.
+		a.readOnly = !o.due && !o.all
 		cfg, st, err := a.openStore(ctx)
 		if err != nil {
 			return err

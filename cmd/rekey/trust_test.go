@@ -112,7 +112,9 @@ func (p *tpProject) must(args ...string) e2eResult {
 }
 
 // configure adds sections to rekey.yaml: top (services:, checks:) at its
-// end, and jwt under the JWT_SECRET secret (sessions:).
+// end, and jwt under the JWT_SECRET secret (sessions:), and approves the
+// edit as the operator would (with the binary; in-process callers run
+// config trust themselves).
 func (p *tpProject) configure(jwt, top string) {
 	p.t.Helper()
 	path := filepath.Join(p.dir, "rekey.yaml")
@@ -131,6 +133,9 @@ func (p *tpProject) configure(jwt, top string) {
 	cfg += "\n" + top
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		p.t.Fatal(err)
+	}
+	if p.bin != "" {
+		p.must("config", "trust")
 	}
 }
 

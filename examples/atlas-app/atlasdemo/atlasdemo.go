@@ -269,7 +269,8 @@ func yamlScalar(s string) string {
 }
 
 // Configure completes the rekey.yaml at path (written by `rekey init`)
-// with Sections.
+// with Sections. rekey acts on the result once it is approved: run
+// `rekey config trust` next, as the demo does.
 func Configure(path string, o RekeyOptions) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
