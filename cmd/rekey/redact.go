@@ -30,13 +30,13 @@ type secretRedactor struct {
 	st    rekey.Store
 	extra []rekey.Value
 
-	once    sync.Once
-	mu      sync.RWMutex
-	m       *scan.Matcher
-	short   func(string) string
-	owned   []rekey.Value // read from the store: wiped by wipe
-	failed  bool
-	wiped   bool
+	once   sync.Once
+	mu     sync.RWMutex
+	m      *scan.Matcher
+	short  func(string) string
+	owned  []rekey.Value // read from the store: wiped by wipe
+	failed bool
+	wiped  bool
 }
 
 func newSecretRedactor(ctx context.Context, st rekey.Store, extra ...rekey.Value) *secretRedactor {

@@ -25,7 +25,6 @@ var fuzzTemplate struct {
 	err  error
 }
 
-
 func fuzzSetup(t testing.TB) {
 	fuzzTemplate.once.Do(func() {
 		dir, err := os.MkdirTemp("", "rekey-fuzz-template-")
@@ -59,6 +58,7 @@ func fuzzSetup(t testing.TB) {
 		// Graceful sessions: rotations leave grace attributes and JWT_SECRET_PREVIOUS.
 		b = []byte(strings.Replace(string(b), "\n  JWT_SECRET:\n", "\n  JWT_SECRET:\n    sessions: {mode: graceful, grace: 1h}\n", 1))
 		os.WriteFile(cfg, b, 0o600)
+		run("config", "trust") // the operator approves the edit
 		for range 3 {
 			fuzzTemplate.old = append(fuzzTemplate.old, strings.TrimSpace(run("get", "JWT_SECRET", "-n", "-e", "production")))
 			run("rotate", "JWT_SECRET", "-e", "production")
@@ -193,13 +193,17 @@ func FuzzStoreTamper(f *testing.F) {
 		for name, mode := range map[string]os.FileMode{".env": 0o600, ".env.staging": 0o600, ".rekey": 0o700, ".rekey/rekey.db": 0o600} {
 			os.Chmod(filepath.Join(dir, name), mode) // CopyFS makes everything 0644/0755
 		}
+		env := map[string]string{"REKEY_MASTER_KEY": fuzzTemplate.key, "XDG_CONFIG_HOME": t.TempDir(), "XDG_STATE_HOME": t.TempDir(), "REKEY_ACTOR": "fuzz"}
+		// The operator approved rekey.yaml at this path (before the attack).
+		if _, errs, code := runIn(t, dir, env, "", "config", "trust"); code != 0 {
+			t.Fatalf("config trust: exit %d\n%s", code, errs)
+		}
 		envBefore, _ := os.ReadFile(filepath.Join(dir, ".env"))
 		what := fuzzTamper(t, filepath.Join(dir, ".rekey", "rekey.db"), table, row, col, op, pos, delta)
 		if what == "" {
 			t.Skip("no row")
 		}
-		env := map[string]string{"REKEY_MASTER_KEY": fuzzTemplate.key, "XDG_CONFIG_HOME": t.TempDir(), "XDG_STATE_HOME": t.TempDir(), "REKEY_ACTOR": "fuzz",
-			"REKEY_TEST_NOW": time.Now().Add(400 * 24 * time.Hour).UTC().Format(time.RFC3339)}
+		env["REKEY_TEST_NOW"] = time.Now().Add(400 * 24 * time.Hour).UTC().Format(time.RFC3339)
 		for _, c := range []struct {
 			args []string
 			ok   []int
