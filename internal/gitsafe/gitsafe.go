@@ -21,13 +21,15 @@ import (
 
 // overrides switch off every setting that makes the git commands rekey runs
 // (rev-parse, ls-files, check-ignore, log, rev-list, cat-file) start a program.
+// Hooks are left alone: none of these commands runs one, and
+// `rev-parse --git-path hooks` must say where the repository's hooks are
+// (scan --install-hook).
 var overrides = []string{
 	"-c", "log.showSignature=false",
 	"-c", "gpg.program=false",
 	"-c", "gpg.ssh.program=false",
 	"-c", "gpg.x509.program=false",
 	"-c", "core.fsmonitor=false",
-	"-c", "core.hooksPath=/dev/null",
 	"-c", "core.pager=cat",
 	"-c", "core.sshCommand=false",
 	"-c", "core.askPass=false",
