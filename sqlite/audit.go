@@ -118,6 +118,9 @@ func (t *txn) Audit(e rekey.AuditEntry) (rekey.AuditEntry, error) {
 	if err != nil {
 		return e, err
 	}
+	if t.man != nil {
+		t.man.auditSeq, t.man.auditHash = e.Seq, hash
+	}
 	return e, t.packAudit(e.Seq)
 }
 

@@ -87,6 +87,12 @@ func (w *macWriter) int(i int64) *macWriter { return w.str(strconv.FormatInt(i, 
 
 func (w *macWriter) sum() []byte { return w.m.Sum(nil) }
 
+// rowMACSize is the length of a row's MAC: HMAC-SHA256 truncated to 128
+// bits (as AES-GCM's tag), which keeps 100,000 version rows 1.6 MB smaller.
+const rowMACSize = 16
+
+func (w *macWriter) rowSum() []byte { return w.m.Sum(nil)[:rowMACSize] }
+
 // head is a secret row: the mutable state of one secret.
 type head struct {
 	id     int64
@@ -143,26 +149,40 @@ func encodeVset(ns []int) string {
 
 var errVset = errors.New("malformed version set")
 
-// decodeVset reverses encodeVset, accepting only its canonical output.
+// decodeVset reverses encodeVset, accepting only its canonical output:
+// decimal numbers without leading zeros, ascending ranges that do not touch.
 func decodeVset(s string) ([]int, error) {
 	if s == "" {
 		return nil, nil
 	}
 	var out []int
-	for _, part := range strings.Split(s, ",") {
+	num := func(p string) (int, bool) {
+		if p == "" || p[0] == '0' || len(p) > 9 {
+			return 0, false
+		}
+		n := 0
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(p[i]-'0')
+		}
+		return n, true
+	}
+	for part := range strings.SplitSeq(s, ",") {
 		a, b, isRange := strings.Cut(part, "-")
-		lo, err := strconv.Atoi(a)
-		if err != nil || lo < 1 {
+		lo, ok := num(a)
+		if !ok {
 			return nil, errVset
 		}
 		hi := lo
 		if isRange {
-			if hi, err = strconv.Atoi(b); err != nil || hi <= lo {
+			if hi, ok = num(b); !ok || hi <= lo {
 				return nil, errVset
 			}
 		}
-		if len(out) > 0 && lo <= out[len(out)-1] {
-			return nil, errVset
+		if len(out) > 0 && lo <= out[len(out)-1]+1 {
+			return nil, errVset // overlapping, out of order, or mergeable
 		}
 		if hi-lo > 1<<20 {
 			return nil, errVset
@@ -170,9 +190,6 @@ func decodeVset(s string) ([]int, error) {
 		for n := lo; n <= hi; n++ {
 			out = append(out, n)
 		}
-	}
-	if encodeVset(out) != s {
-		return nil, errVset
 	}
 	return out, nil
 }
@@ -243,7 +260,7 @@ func (s *DB) headMAC(h *head, vset, attrs string) ([]byte, error) {
 	for _, x := range h.labels {
 		w.int(int64(x))
 	}
-	return w.str(vset).str(attrs).sum(), nil
+	return w.str(vset).str(attrs).rowSum(), nil
 }
 
 // versionMAC binds a version row's metadata to its environment, secret and
@@ -255,7 +272,7 @@ func (s *DB) versionMAC(v rekey.Version) ([]byte, error) {
 		return nil, err
 	}
 	return w.str(v.Env).str(v.Name).int(int64(v.N)).int(v.CreatedAt.UnixNano()).str(v.Fingerprint).
-		str(string(v.Source)).str(v.RotationID).str(v.Note).sum(), nil
+		str(string(v.Source)).str(v.RotationID).str(v.Note).rowSum(), nil
 }
 
 // rotationMAC covers every column of a rotation row as stored.
@@ -264,7 +281,7 @@ func (s *DB) rotationMAC(id, env, mode, state, actor string, started, ended int6
 	if err != nil {
 		return nil, err
 	}
-	return w.str(id).str(env).str(mode).str(state).str(actor).int(started).int(ended).str(secrets).str(steps).str(errText).sum(), nil
+	return w.str(id).str(env).str(mode).str(state).str(actor).int(started).int(ended).str(secrets).str(steps).str(errText).rowSum(), nil
 }
 
 // tampered is the error for a row that fails its authentication.
@@ -276,29 +293,72 @@ func tampered(what, how string) error {
 }
 
 // manifest is what the state MAC covers besides the meta rows: every secret
-// row and rotation row with a tag of its MAC, and the audit head.
+// row and rotation row with a tag of its MAC, and the audit head. A
+// transaction checks it once (checkState), then checks each row it reads
+// against it (a row not listed was inserted, a listed row that is missing
+// was deleted, a tag that differs means an edit or an older copy), and a
+// write transaction updates it as it writes rows (writeManifest).
 type manifest struct {
-	secrets   []manifestRow
-	rotations []manifestRow
+	secrets   map[string]manEntry // env "\x00" name → the row's id and tag
+	rotations map[string]manEntry // rotation id → its environment and tag
 	auditSeq  int64
 	auditHash []byte
 }
 
-type manifestRow struct {
-	key string // secret: "id env\x00name"; rotation: id
+type manEntry struct {
+	id  int64  // secrets
+	env string // rotations
 	tag []byte
 }
 
+// secret is the entry of a secret (listed is true without a manifest: the
+// transactions of Create and the upgrade, which write it).
+func (m *manifest) secret(env, name string) (manEntry, bool) {
+	if m == nil {
+		return manEntry{}, true
+	}
+	e, ok := m.secrets[headKey(env, name)]
+	return e, ok
+}
+
+// rotation is the entry of a rotation (as secret).
+func (m *manifest) rotation(id string) (manEntry, bool) {
+	if m == nil {
+		return manEntry{}, true
+	}
+	e, ok := m.rotations[id]
+	return e, ok
+}
+
+func newManifest() *manifest {
+	return &manifest{secrets: map[string]manEntry{}, rotations: map[string]manEntry{}}
+}
+
 func (m *manifest) encode() []byte {
-	var b []byte
-	b = append(b, "rekey-manifest-v1"...)
-	for _, list := range [][]manifestRow{m.secrets, m.rotations} {
-		b = binary.AppendUvarint(b, uint64(len(list)))
-		for _, r := range list {
-			b = binary.AppendUvarint(b, uint64(len(r.key)))
-			b = append(b, r.key...)
-			b = append(b, r.tag...)
-		}
+	b := []byte("rekey-manifest-v2")
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	keys := make([]string, 0, len(m.secrets))
+	for k := range m.secrets {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		e := m.secrets[k]
+		b = binary.AppendUvarint(b, uint64(e.id))
+		str(k)
+		b = append(b, fitTag(e.tag)...)
+	}
+	keys = keys[:0]
+	for k := range m.rotations {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		str(k)
+		str(m.rotations[k].env)
+		b = append(b, fitTag(m.rotations[k].tag)...)
 	}
 	b = binary.AppendUvarint(b, uint64(m.auditSeq))
 	b = binary.AppendUvarint(b, uint64(len(m.auditHash)))
@@ -307,28 +367,53 @@ func (m *manifest) encode() []byte {
 
 func decodeManifest(p []byte) (*manifest, error) {
 	bad := errors.New("malformed manifest")
-	r, ok := bytes.CutPrefix(p, []byte("rekey-manifest-v1"))
+	r, ok := bytes.CutPrefix(p, []byte("rekey-manifest-v2"))
 	if !ok {
 		return nil, bad
 	}
 	rd := bytes.NewReader(r)
-	m := &manifest{}
-	for _, list := range []*[]manifestRow{&m.secrets, &m.rotations} {
-		n, err := binary.ReadUvarint(rd)
-		if err != nil || n > uint64(rd.Len()) {
+	str := func() (string, bool) {
+		l, err := binary.ReadUvarint(rd)
+		if err != nil || l > uint64(rd.Len()) {
+			return "", false
+		}
+		b := make([]byte, l)
+		rd.Read(b)
+		return string(b), true
+	}
+	tag := func() ([]byte, bool) {
+		if rd.Len() < manifestTag {
+			return nil, false
+		}
+		t := make([]byte, manifestTag)
+		rd.Read(t)
+		return t, true
+	}
+	m := newManifest()
+	n, err := binary.ReadUvarint(rd)
+	if err != nil || n > uint64(rd.Len()) {
+		return nil, bad
+	}
+	for range n {
+		id, err := binary.ReadUvarint(rd)
+		k, ok1 := str()
+		t, ok2 := tag()
+		if err != nil || !ok1 || !ok2 {
 			return nil, bad
 		}
-		for range n {
-			l, err := binary.ReadUvarint(rd)
-			if err != nil || l+manifestTag > uint64(rd.Len()) {
-				return nil, bad
-			}
-			k := make([]byte, l)
-			rd.Read(k)
-			tag := make([]byte, manifestTag)
-			rd.Read(tag)
-			*list = append(*list, manifestRow{string(k), tag})
+		m.secrets[k] = manEntry{id: int64(id), tag: t}
+	}
+	if n, err = binary.ReadUvarint(rd); err != nil || n > uint64(rd.Len()) {
+		return nil, bad
+	}
+	for range n {
+		id, ok1 := str()
+		env, ok2 := str()
+		t, ok3 := tag()
+		if !ok1 || !ok2 || !ok3 {
+			return nil, bad
 		}
+		m.rotations[id] = manEntry{env: env, tag: t}
 	}
 	seq, err := binary.ReadUvarint(rd)
 	if err != nil {
@@ -400,39 +485,39 @@ func auditHead(q queryer) (int64, []byte, error) {
 	return seq, hash, err
 }
 
-// currentManifest builds the manifest from the rows as they are.
-func currentManifest(q queryer) (*manifest, error) {
-	m := &manifest{}
-	rows, err := q.Query(`SELECT id, env, name, mac FROM secret ORDER BY id`)
+// rebuildManifest builds the manifest from the rows as they are (a new
+// store, an upgrade): it trusts them.
+func rebuildManifest(q queryer) (*manifest, error) {
+	m := newManifest()
+	rows, err := q.Query(`SELECT id, env, name, mac FROM secret`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		var id int64
+		var e manEntry
 		var env, name string
-		var tag []byte
-		if err := rows.Scan(&id, &env, &name, &tag); err != nil {
+		if err := rows.Scan(&e.id, &env, &name, &e.tag); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		m.secrets = append(m.secrets, manifestRow{strconv.FormatInt(id, 10) + " " + env + "\x00" + name, fitTag(tag)})
+		m.secrets[headKey(env, name)] = e
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows, err = q.Query(`SELECT id, mac FROM rotation ORDER BY id`)
+	rows, err = q.Query(`SELECT id, env, mac FROM rotation`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var id string
-		var tag []byte
-		if err := rows.Scan(&id, &tag); err != nil {
+		var e manEntry
+		if err := rows.Scan(&id, &e.env, &e.tag); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		m.rotations = append(m.rotations, manifestRow{id, fitTag(tag)})
+		m.rotations[id] = e
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -450,101 +535,68 @@ func fitTag(mac []byte) []byte {
 	return t
 }
 
-// checkState verifies the state MAC and that the rows match the manifest.
-// It names the first row that does not. It notes the audit head (for the
-// anchor).
-func (s *DB) checkState(q *sql.Tx) error {
+// checkState verifies the state MAC over the meta rows and the manifest,
+// and the audit head against the manifest, and returns the manifest the
+// transaction checks every row it reads against. It notes the audit head
+// (for the anchor).
+func (s *DB) checkState(q *sql.Tx) (*manifest, error) {
 	meta, err := readMeta(q)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if string(meta["format"]) != formatVersion {
-		return corrupt("format " + strconv.Quote(string(meta["format"])) + " in a format " + formatVersion + " store")
+		return nil, corrupt("format " + strconv.Quote(string(meta["format"])) + " in a format " + formatVersion + " store")
 	}
 	if !hmac.Equal(meta["state"], s.stateMAC(meta, meta["manifest"])) {
-		return tampered("the metadata (meta table)", "fails its authentication: a meta row was edited, added or removed")
+		return nil, tampered("the metadata (meta table)", "fails its authentication: a meta row was edited, added or removed")
 	}
 	want, err := decodeManifest(meta["manifest"])
 	if err != nil {
-		return tampered("the manifest", "is malformed")
+		return nil, tampered("the manifest", "is malformed")
 	}
-	got, err := currentManifest(q)
+	seq, hash, err := auditHead(q)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := diffRows("secret", want.secrets, got.secrets, secretKeyName); err != nil {
-		return err
-	}
-	if err := diffRows("rotation", want.rotations, got.rotations, func(k string) string { return k }); err != nil {
-		return err
-	}
-	if got.auditSeq != want.auditSeq || !bytes.Equal(got.auditHash, want.auditHash) {
+	if seq != want.auditSeq || !bytes.Equal(hash, want.auditHash) {
 		// Name the first broken entry when the chain itself is broken.
 		if err := (&txn{s: s, tx: q}).walkAudit(true, func(rekey.AuditEntry) error { return nil }); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	switch {
-	case got.auditSeq < want.auditSeq:
-		return tampered("the audit log", fmt.Sprintf("ends at entry %d, but its authenticated head is entry %d: entries were deleted", got.auditSeq, want.auditSeq))
-	case got.auditSeq > want.auditSeq:
-		return tampered("the audit log", fmt.Sprintf("has entry %d and later after its authenticated head (entry %d): entries were added", want.auditSeq+1, want.auditSeq))
-	case !bytes.Equal(got.auditHash, want.auditHash):
-		return tampered(fmt.Sprintf("audit entry %d", got.auditSeq), "was replaced (its hash is not the authenticated head's)")
+	case seq < want.auditSeq:
+		return nil, tampered("the audit log", fmt.Sprintf("ends at entry %d, but its authenticated head is entry %d: entries were deleted", seq, want.auditSeq))
+	case seq > want.auditSeq:
+		return nil, tampered("the audit log", fmt.Sprintf("has entry %d and later after its authenticated head (entry %d): entries were added", want.auditSeq+1, want.auditSeq))
+	case !bytes.Equal(hash, want.auditHash):
+		return nil, tampered(fmt.Sprintf("audit entry %d", seq), "was replaced (its hash is not the authenticated head's)")
 	}
-	s.headSeq, s.headHash = got.auditSeq, got.auditHash
-	return nil
+	s.headSeq, s.headHash = seq, hash
+	return want, nil
 }
 
-func secretKeyName(k string) string {
-	_, rest, _ := strings.Cut(k, " ")
-	env, name, _ := strings.Cut(rest, "\x00")
-	return env + "/" + name
-}
-
-// diffRows names the first difference between the authenticated list of
-// rows and the rows found.
-func diffRows(kind string, want, got []manifestRow, name func(string) string) error {
-	w := map[string][]byte{}
-	for _, r := range want {
-		w[r.key] = r.tag
-	}
-	g := map[string]bool{}
-	for _, r := range got {
-		g[r.key] = true
-		tag, ok := w[r.key]
-		switch {
-		case !ok:
-			return tampered(kind+" "+name(r.key), "was inserted (it is not in the store's authenticated manifest)")
-		case !bytes.Equal(tag, r.tag):
-			return tampered(kind+" "+name(r.key), "was edited or replaced by an older copy (its MAC is not the authenticated one)")
-		}
-	}
-	for _, r := range want {
-		if !g[r.key] {
-			return tampered(kind+" "+name(r.key), "was deleted")
-		}
-	}
-	return nil
-}
-
-// writeState recomputes the manifest from the rows and writes it with the
-// state MAC. Callers hold the write transaction that made the rows.
-func (s *DB) writeState(tx *sql.Tx) (*manifest, error) {
-	m, err := currentManifest(tx)
-	if err != nil {
-		return nil, err
-	}
+// writeManifest writes the manifest and the state MAC over it and the meta
+// rows. Callers hold the write transaction that made the rows.
+func (s *DB) writeManifest(tx *sql.Tx, m *manifest) error {
 	man := m.encode()
 	if _, err := tx.Exec(`INSERT INTO meta(k, v) VALUES ('manifest', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, man); err != nil {
-		return nil, err
+		return err
 	}
 	meta, err := readMeta(tx)
 	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(`INSERT INTO meta(k, v) VALUES ('state', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, s.stateMAC(meta, man))
+	return err
+}
+
+// writeState rebuilds the manifest from the rows and writes it (Create, the
+// upgrade): it trusts the rows.
+func (s *DB) writeState(tx *sql.Tx) (*manifest, error) {
+	m, err := rebuildManifest(tx)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(`INSERT INTO meta(k, v) VALUES ('state', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, s.stateMAC(meta, man)); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return m, s.writeManifest(tx, m)
 }

@@ -402,10 +402,11 @@ func (s *DB) View(ctx context.Context, fn func(rekey.Tx) error) error {
 		return mapErr(err)
 	}
 	defer tx.Rollback()
-	if err := s.checkState(tx); err != nil {
+	m, err := s.checkState(tx)
+	if err != nil {
 		return mapErr(err)
 	}
-	return mapErr(fn(&txn{s: s, tx: tx}))
+	return mapErr(fn(&txn{s: s, tx: tx, man: m}))
 }
 
 // Update implements rekey.Store. The store's state is authenticated before
@@ -413,19 +414,19 @@ func (s *DB) View(ctx context.Context, fn func(rekey.Tx) error) error {
 func (s *DB) Update(ctx context.Context, fn func(rekey.Tx) error) error {
 	var m *manifest
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkState(tx); err != nil {
+		var err error
+		if m, err = s.checkState(tx); err != nil {
 			return err
 		}
-		t := &txn{s: s, tx: tx, rw: true}
+		t := &txn{s: s, tx: tx, rw: true, man: m}
 		if err := fn(t); err != nil {
 			return err
 		}
 		if !t.dirty {
+			m = nil
 			return nil
 		}
-		var err error
-		m, err = s.writeState(tx)
-		return err
+		return s.writeManifest(tx, m)
 	})
 	if err == nil && m != nil {
 		s.headSeq, s.headHash = m.auditSeq, m.auditHash
@@ -450,7 +451,8 @@ func (s *DB) RotateMasterKeyKDF(ctx context.Context, nk seal.Key, kdf string) er
 func (s *DB) rotateMaster(ctx context.Context, nk seal.Key, kdf string) error {
 	ns := seal.NewSealer(nk)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkState(tx); err != nil {
+		m, err := s.checkState(tx)
+		if err != nil {
 			return err
 		}
 		meta := map[string][2][]byte{}
@@ -513,8 +515,7 @@ func (s *DB) rotateMaster(ctx context.Context, nk seal.Key, kdf string) error {
 				return err
 			}
 		}
-		_, err = s.writeState(tx)
-		return err
+		return s.writeManifest(tx, m) // the meta rows changed; the rows did not
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"database/sql"
 	"encoding/json"
@@ -27,6 +28,17 @@ type txn struct {
 	envHeads map[string]bool
 	stmts    map[string]*sql.Stmt
 	dirty    bool
+	// man is the authenticated manifest (checkState), kept up to date as
+	// this transaction writes rows.
+	man *manifest
+	// sealed holds the sealed values of the versions this transaction has
+	// read and authenticated, so Value need not read them again.
+	sealed map[verKey][]byte
+}
+
+type verKey struct {
+	id int64
+	n  int
 }
 
 // badScan turns a column that does not scan (a NULL, a number where text
@@ -72,8 +84,14 @@ func (t *txn) scanHead(sc interface{ Scan(...any) error }) (*head, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !hmac.Equal(want, h.mac) {
+	e, listed := t.man.secret(h.env, h.name)
+	switch {
+	case !listed:
+		return nil, tampered(h.what(), "was inserted (it is not in the store's authenticated manifest)")
+	case !hmac.Equal(want, h.mac):
 		return nil, tampered(h.what(), "fails its authentication (its labels, version list or attributes were edited)")
+	case e.tag != nil && (e.id != h.id || !bytes.Equal(e.tag, fitTag(h.mac))):
+		return nil, tampered(h.what(), "was replaced by an older copy or another row (its MAC is not the authenticated one)")
 	}
 	if h.vset, err = decodeVset(vset); err != nil {
 		return nil, tampered(h.what(), "has a malformed version list")
@@ -110,6 +128,9 @@ func (t *txn) head(env, name string) (*head, error) {
 	}
 	h, err := t.scanHead(st.QueryRow(env, name))
 	if errors.Is(err, sql.ErrNoRows) {
+		if t.man != nil && t.man.secrets[headKey(env, name)].tag != nil {
+			return nil, tampered(fmt.Sprintf("secret %s/%s", env, name), "was deleted")
+		}
 		if t.heads == nil {
 			t.heads = map[string]*head{}
 		}
@@ -144,6 +165,9 @@ func (t *txn) envHeadList(env string) ([]*head, error) {
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
+		if err := t.checkEnvComplete(env); err != nil {
+			return nil, err
+		}
 		if t.envHeads == nil {
 			t.envHeads = map[string]bool{}
 		}
@@ -163,6 +187,10 @@ func (t *txn) envHeadList(env string) ([]*head, error) {
 // Open checks, so that a command refuses a tampered store even when it
 // would not have read the changed row.
 func (t *txn) verifyRows() error {
+	// Journals first: a planted journal is what would act.
+	if _, err := t.rotations(""); err != nil {
+		return err
+	}
 	envs, err := t.Environments()
 	if err != nil {
 		return err
@@ -172,8 +200,25 @@ func (t *txn) verifyRows() error {
 			return err
 		}
 	}
-	_, err = t.rotations("")
-	return err
+	return nil
+}
+
+// checkEnvComplete refuses when the manifest lists a secret of env that was
+// not read (its row was deleted). Callers have read every row of env.
+func (t *txn) checkEnvComplete(env string) error {
+	if t.man == nil {
+		return nil
+	}
+	for k := range t.man.secrets {
+		e, name, _ := strings.Cut(k, "\x00")
+		if e != env {
+			continue
+		}
+		if h, ok := t.heads[k]; !ok || h == nil {
+			return tampered(fmt.Sprintf("secret %s/%s", env, name), "was deleted")
+		}
+	}
+	return nil
 }
 
 // saveHead writes a head with its new MAC (inserting it when new).
@@ -198,6 +243,9 @@ func (t *txn) saveHead(h *head) error {
 		h.lastN, h.labels[0], h.labels[1], h.labels[2], vset, attrs, m, h.id)
 	if err == nil {
 		t.cacheHead(h)
+		if t.man != nil {
+			t.man.secrets[headKey(h.env, h.name)] = manEntry{id: h.id, tag: fitTag(m)}
+		}
 	}
 	return err
 }
@@ -218,7 +266,26 @@ func (t *txn) Environments() ([]string, error) {
 		}
 		out = append(out, s)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if t.man != nil {
+		listed := map[string]bool{}
+		for k := range t.man.secrets {
+			e, _, _ := strings.Cut(k, "\x00")
+			listed[e] = true
+		}
+		for _, e := range out {
+			if !listed[e] {
+				return nil, tampered("the secrets of environment "+e, "were inserted (not in the store's authenticated manifest)")
+			}
+			delete(listed, e)
+		}
+		for e := range listed {
+			return nil, tampered("the secrets of environment "+e, "were deleted")
+		}
+	}
+	return out, nil
 }
 
 func (t *txn) Names(env string) ([]string, error) {
@@ -268,6 +335,10 @@ func (t *txn) checkVersion(h *head, v rekey.Version, sealed, m []byte) (rekey.Ve
 	if a := h.attrs[v.N]; len(a) > 0 {
 		v.Attrs = maps.Clone(a)
 	}
+	if t.sealed == nil {
+		t.sealed = map[verKey][]byte{}
+	}
+	t.sealed[verKey{h.id, v.N}] = sealed
 	return v, sealed, nil
 }
 
@@ -336,55 +407,117 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 	if !ok {
 		return map[string]rekey.Version{}, nil
 	}
-	hs, err := t.envHeadList(env)
-	if err != nil {
-		return nil, err
-	}
-	byID := map[int64]*head{}
-	for _, h := range hs {
-		if h.labels[i] != 0 {
-			byID[h.id] = h
-		}
-	}
-	// One query for the labeled rows of the environment, each checked
-	// against its (already verified) head.
-	rows, err := t.tx.Query(`SELECT s.id, v.n, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note, v.sealed, v.mac
-		FROM secret s JOIN version v ON v.secret_id = s.id AND v.n = s.`+labelCols[i]+` WHERE s.env = ?`, env)
+	// One query: every head of the environment with its labeled version
+	// (status reads this for a thousand secrets); each head and version is
+	// authenticated as it comes.
+	rows, err := t.tx.Query(`SELECT s.id, s.env, s.name, s.last_n, s.cur, s.pend, s.prev, s.vset, s.attrs, s.mac,
+		v.n, v.created_at, v.fingerprint, v.source, v.rotation_id, v.note, v.sealed, v.mac
+		FROM secret s LEFT JOIN version v ON v.secret_id = s.id AND v.n = s.`+labelCols[i]+` WHERE s.env = ?`, env)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := map[string]rekey.Version{}
 	for rows.Next() {
-		var id, created int64
-		var v rekey.Version
+		var hc [10]any
+		var n, created sql.NullInt64
+		var fp, source, rotID any
+		var note sql.NullString
 		var sealed, m []byte
-		if err := rows.Scan(&id, &v.N, &created, fpCol{&v.Fingerprint}, sourceCol{&v.Source}, rotIDCol{&v.RotationID}, &v.Note, &sealed, &m); err != nil {
-			return nil, badScan(err, "a version row of "+env)
+		dest := []any{}
+		for k := range hc {
+			dest = append(dest, &hc[k])
 		}
-		h := byID[id]
-		if h == nil {
-			return nil, tampered(fmt.Sprintf("a secret row of %s", env), "labels a version its authenticated head does not")
+		if err := rows.Scan(append(dest, &n, &created, &fp, &source, &rotID, &note, &sealed, &m)...); err != nil {
+			return nil, badScan(err, "a secret row of "+env)
 		}
-		v.CreatedAt = time.Unix(0, created).UTC()
-		v, _, err := t.checkVersion(h, v, sealed, m)
+		h, err := t.scanHead(rowValues(hc[:]))
 		if err != nil {
 			return nil, err
 		}
-		if v.N != h.labels[i] {
-			return nil, tampered(h.what(), "labels a version its authenticated head does not")
+		if h.labels[i] == 0 {
+			continue
+		}
+		what := fmt.Sprintf("version %s/%s v%d", h.env, h.name, h.labels[i])
+		if !n.Valid {
+			return nil, tampered(what, "was deleted (its secret labels it "+string(l)+")")
+		}
+		v := rekey.Version{N: int(n.Int64), CreatedAt: time.Unix(0, created.Int64).UTC(), Note: note.String}
+		if err := errors.Join(fpCol{&v.Fingerprint}.Scan(fp), sourceCol{&v.Source}.Scan(source), rotIDCol{&v.RotationID}.Scan(rotID)); err != nil || !created.Valid || !note.Valid {
+			return nil, tampered(what, "holds a value of the wrong type (edited outside rekey)")
+		}
+		if v, _, err = t.checkVersion(h, v, sealed, m); err != nil {
+			return nil, err
 		}
 		out[h.name] = v
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, h := range byID {
-		if _, ok := out[h.name]; !ok {
-			return nil, tampered(fmt.Sprintf("version %s/%s v%d", h.env, h.name, h.labels[i]), "was deleted (its secret labels it "+string(l)+")")
+	if err := t.checkEnvComplete(env); err != nil {
+		return nil, err
+	}
+	if t.envHeads == nil {
+		t.envHeads = map[string]bool{}
+	}
+	t.envHeads[env] = true
+	return out, nil
+}
+
+// rowValues replays scanned values into a Scan (scanHead reads a head from
+// the first columns of a wider row).
+type rowValues []any
+
+func (r rowValues) Scan(dest ...any) error {
+	if len(dest) != len(r) {
+		return fmt.Errorf("sql: expected %d destination arguments in Scan, not %d", len(r), len(dest))
+	}
+	for i, d := range dest {
+		if err := convertAssign(d, r[i]); err != nil {
+			return fmt.Errorf("sql: Scan error on column index %d: %w", i, err)
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// convertAssign stores a value the driver returned (int64, string, []byte
+// or nil) in one of the destinations scanHead uses.
+func convertAssign(dest, src any) error {
+	switch d := dest.(type) {
+	case *int64:
+		v, ok := src.(int64)
+		if !ok {
+			return fmt.Errorf("%T is not an integer", src)
+		}
+		*d = v
+	case *int:
+		v, ok := src.(int64)
+		if !ok {
+			return fmt.Errorf("%T is not an integer", src)
+		}
+		*d = int(v)
+	case *string:
+		switch v := src.(type) {
+		case string:
+			*d = v
+		case []byte:
+			*d = string(v)
+		default:
+			return fmt.Errorf("%T is not text", src)
+		}
+	case *[]byte:
+		switch v := src.(type) {
+		case []byte:
+			*d = append([]byte(nil), v...)
+		case string:
+			*d = []byte(v)
+		default:
+			return fmt.Errorf("%T is not a blob", src)
+		}
+	default:
+		return fmt.Errorf("unsupported destination %T", dest)
+	}
+	return nil
 }
 
 func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
@@ -392,9 +525,11 @@ func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
 	if err != nil {
 		return rekey.Value{}, err
 	}
-	_, sealed, err := t.version(h, n)
-	if err != nil {
-		return rekey.Value{}, err
+	sealed, ok := t.sealed[verKey{h.id, n}]
+	if !ok || !h.has(n) {
+		if _, sealed, err = t.version(h, n); err != nil {
+			return rekey.Value{}, err
+		}
 	}
 	p, err := t.s.sealer.Open(sealed, valueAD(env, name, n))
 	if err != nil {
@@ -581,6 +716,9 @@ func (t *txn) PutRotation(r *rekey.Rotation) error {
 	_, err = t.tx.Exec(`INSERT INTO rotation(id, env, mode, state, actor, started, ended, secrets, steps, error, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET env = excluded.env, mode = excluded.mode, actor = excluded.actor, started = excluded.started, state = excluded.state, ended = excluded.ended, secrets = excluded.secrets, steps = excluded.steps, error = excluded.error, mac = excluded.mac`,
 		r.ID, r.Env, string(r.Mode), string(r.State), r.Actor, started, ended, string(secrets), string(steps), r.Error, m)
+	if err == nil && t.man != nil {
+		t.man.rotations[r.ID] = manEntry{env: r.Env, tag: fitTag(m)}
+	}
 	return err
 }
 
@@ -605,6 +743,9 @@ func (t *txn) PruneRotations(env string, keep int) (int, error) {
 		if _, err := t.tx.Exec(`DELETE FROM rotation WHERE id = ?`, r.ID); err != nil {
 			return n, err
 		}
+		if t.man != nil {
+			delete(t.man.rotations, r.ID)
+		}
 		t.dirty = true
 		n++
 	}
@@ -625,8 +766,14 @@ func (t *txn) scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation,
 	if err != nil {
 		return nil, err
 	}
-	if !hmac.Equal(want, m) {
+	e, listed := t.man.rotation(r.ID)
+	switch {
+	case !listed:
+		return nil, tampered("rotation "+r.ID, "was inserted (it is not in the store's authenticated manifest)")
+	case !hmac.Equal(want, m):
 		return nil, tampered("rotation "+r.ID, "fails its authentication (its journal was edited)")
+	case e.tag != nil && (e.env != r.Env || !bytes.Equal(e.tag, fitTag(m))):
+		return nil, tampered("rotation "+r.ID, "was replaced by an older copy (its MAC is not the authenticated one)")
 	}
 	r.Mode, r.State = rekey.Mode(mode), rekey.RotationState(state)
 	r.Started = time.Unix(0, started).UTC()
@@ -645,6 +792,9 @@ func (t *txn) scanRotation(sc interface{ Scan(...any) error }) (*rekey.Rotation,
 func (t *txn) Rotation(id string) (*rekey.Rotation, error) {
 	r, err := t.scanRotation(t.tx.QueryRow(`SELECT `+rotationCols+` FROM rotation WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
+		if t.man != nil && t.man.rotations[id].tag != nil {
+			return nil, tampered("rotation "+id, "was deleted")
+		}
 		return nil, notFound("no rotation %s", id)
 	}
 	return r, err
@@ -658,14 +808,26 @@ func (t *txn) rotations(env string) ([]*rekey.Rotation, error) {
 	}
 	defer rows.Close()
 	var out []*rekey.Rotation
+	seen := map[string]bool{}
 	for rows.Next() {
 		r, err := t.scanRotation(rows)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, r)
+		seen[r.ID] = true
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if t.man != nil {
+		for id, e := range t.man.rotations {
+			if (env == "" || e.env == env) && !seen[id] {
+				return nil, tampered("rotation "+id, "was deleted")
+			}
+		}
+	}
+	return out, nil
 }
 
 func (t *txn) Rotations(env string, unfinished bool) ([]*rekey.Rotation, error) {
