@@ -8,10 +8,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
+	"hash"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/rekeyhq/rekey"
 )
@@ -60,18 +61,23 @@ func (s *DB) newMAC(kind string) (*macWriter, error) {
 	if s.rowKey == nil {
 		return nil, errors.New("store not open")
 	}
-	w := &macWriter{m: hmac.New(sha256.New, s.rowKey)}
+	// Keyed HMAC states are reused: a status of a thousand secrets
+	// authenticates thousands of rows.
+	m, ok := s.macs.Get().(hash.Hash)
+	if !ok {
+		m = hmac.New(sha256.New, s.rowKey)
+	}
+	m.Reset()
+	w := &macWriter{m: m, pool: &s.macs}
 	w.str("rekey-row-v1")
 	w.str(kind)
 	return w, nil
 }
 
 type macWriter struct {
-	m interface {
-		Write([]byte) (int, error)
-		Sum([]byte) []byte
-	}
-	buf [binary.MaxVarintLen64]byte
+	m    hash.Hash
+	pool *sync.Pool // where m goes back after rowSum (nil: not pooled)
+	buf  [binary.MaxVarintLen64]byte
 }
 
 func (w *macWriter) bytes(p []byte) *macWriter {
@@ -91,7 +97,14 @@ func (w *macWriter) sum() []byte { return w.m.Sum(nil) }
 // bits (as AES-GCM's tag), which keeps 100,000 version rows 1.6 MB smaller.
 const rowMACSize = 16
 
-func (w *macWriter) rowSum() []byte { return w.m.Sum(nil)[:rowMACSize] }
+func (w *macWriter) rowSum() []byte {
+	sum := w.m.Sum(nil)[:rowMACSize]
+	if w.pool != nil {
+		w.pool.Put(w.m)
+		w.pool, w.m = nil, nil
+	}
+	return sum
+}
 
 // head is a secret row: the mutable state of one secret.
 type head struct {
@@ -99,8 +112,8 @@ type head struct {
 	env    string
 	name   string
 	lastN  int
-	labels [3]int // current, pending, previous; 0 = none
-	vset   []int  // existing version numbers, ascending
+	labels [3]int   // current, pending, previous; 0 = none
+	vset   []vrange // existing version numbers, as ascending ranges
 	attrs  map[int]map[string]string
 	mac    []byte
 }
@@ -119,30 +132,52 @@ func (h *head) label(n int) rekey.Label {
 	return rekey.LabelNone
 }
 
+// vrange is the versions lo to hi, inclusive.
+type vrange struct{ lo, hi int }
+
 func (h *head) has(n int) bool {
-	_, ok := slices.BinarySearch(h.vset, n)
-	return ok
+	i := sort.Search(len(h.vset), func(i int) bool { return h.vset[i].hi >= n })
+	return i < len(h.vset) && h.vset[i].lo <= n
+}
+
+// list is every existing version number, ascending.
+func (h *head) list() []int {
+	var out []int
+	for _, r := range h.vset {
+		for n := r.lo; n <= r.hi; n++ {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// rangesOf turns ascending version numbers into ranges.
+func rangesOf(ns []int) []vrange {
+	var out []vrange
+	for _, n := range ns {
+		if k := len(out); k > 0 && out[k-1].hi+1 == n {
+			out[k-1].hi = n
+			continue
+		}
+		out = append(out, vrange{n, n})
+	}
+	return out
 }
 
 func (h *head) what() string { return fmt.Sprintf("secret %s/%s", h.env, h.name) }
 
-// encodeVset writes ascending version numbers as ranges: "1-3,5".
-func encodeVset(ns []int) string {
+// encodeVset writes version ranges: "1-3,5".
+func encodeVset(rs []vrange) string {
 	var b strings.Builder
-	for i := 0; i < len(ns); {
-		j := i
-		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
-			j++
-		}
+	for _, r := range rs {
 		if b.Len() > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.Itoa(ns[i]))
-		if j > i {
+		b.WriteString(strconv.Itoa(r.lo))
+		if r.hi > r.lo {
 			b.WriteByte('-')
-			b.WriteString(strconv.Itoa(ns[j]))
+			b.WriteString(strconv.Itoa(r.hi))
 		}
-		i = j + 1
 	}
 	return b.String()
 }
@@ -151,11 +186,11 @@ var errVset = errors.New("malformed version set")
 
 // decodeVset reverses encodeVset, accepting only its canonical output:
 // decimal numbers without leading zeros, ascending ranges that do not touch.
-func decodeVset(s string) ([]int, error) {
+func decodeVset(s string) ([]vrange, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var out []int
+	var out []vrange
 	num := func(p string) (int, bool) {
 		if p == "" || p[0] == '0' || len(p) > 9 {
 			return 0, false
@@ -181,15 +216,10 @@ func decodeVset(s string) ([]int, error) {
 				return nil, errVset
 			}
 		}
-		if len(out) > 0 && lo <= out[len(out)-1]+1 {
+		if len(out) > 0 && lo <= out[len(out)-1].hi+1 {
 			return nil, errVset // overlapping, out of order, or mergeable
 		}
-		if hi-lo > 1<<20 {
-			return nil, errVset
-		}
-		for n := lo; n <= hi; n++ {
-			out = append(out, n)
-		}
+		out = append(out, vrange{lo, hi})
 	}
 	return out, nil
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rekeyhq/rekey"
@@ -47,6 +48,7 @@ type DB struct {
 	audit  []byte
 	// rowKey authenticates every row (auth.go); derived from the audit key.
 	rowKey []byte
+	macs   sync.Pool // keyed HMAC-SHA256 states under rowKey
 	keyID  string
 	// storeID names the store in its anchor (anchor.go).
 	storeID string

@@ -80,6 +80,12 @@ func (t *txn) scanHead(sc interface{ Scan(...any) error }) (*head, error) {
 	if err := sc.Scan(&h.id, &h.env, &h.name, &h.lastN, &h.labels[0], &h.labels[1], &h.labels[2], &vset, &attrs, &h.mac); err != nil {
 		return nil, badScan(err, "a secret row")
 	}
+	return t.checkHead(h, vset, attrs)
+}
+
+// checkHead authenticates a head read with its version list and attributes
+// as stored, and caches it.
+func (t *txn) checkHead(h *head, vset, attrs string) (*head, error) {
 	want, err := t.s.headMAC(h, vset, attrs)
 	if err != nil {
 		return nil, err
@@ -295,7 +301,7 @@ func (t *txn) Names(env string) ([]string, error) {
 	}
 	var out []string
 	for _, h := range hs {
-		if len(h.vset) > 0 {
+		if len(h.vset) > 0 { // it has versions
 			out = append(out, h.name)
 		}
 	}
@@ -379,8 +385,8 @@ func (t *txn) Versions(env, name string) ([]rekey.Version, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(out) != len(h.vset) {
-		for i, n := range h.vset {
+	if all := h.list(); len(out) != len(all) {
+		for i, n := range all {
 			if i >= len(out) || out[i].N != n {
 				return nil, tampered(fmt.Sprintf("version %s/%s v%d", env, name, n), "was deleted (its secret lists it)")
 			}
@@ -419,19 +425,17 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 	defer rows.Close()
 	out := map[string]rekey.Version{}
 	for rows.Next() {
-		var hc [10]any
+		h := &head{}
+		var vset, attrs string
 		var n, created sql.NullInt64
 		var fp, source, rotID any
 		var note sql.NullString
 		var sealed, m []byte
-		dest := []any{}
-		for k := range hc {
-			dest = append(dest, &hc[k])
-		}
-		if err := rows.Scan(append(dest, &n, &created, &fp, &source, &rotID, &note, &sealed, &m)...); err != nil {
+		if err := rows.Scan(&h.id, &h.env, &h.name, &h.lastN, &h.labels[0], &h.labels[1], &h.labels[2], &vset, &attrs, &h.mac,
+			&n, &created, &fp, &source, &rotID, &note, &sealed, &m); err != nil {
 			return nil, badScan(err, "a secret row of "+env)
 		}
-		h, err := t.scanHead(rowValues(hc[:]))
+		h, err := t.checkHead(h, vset, attrs)
 		if err != nil {
 			return nil, err
 		}
@@ -462,62 +466,6 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 	}
 	t.envHeads[env] = true
 	return out, nil
-}
-
-// rowValues replays scanned values into a Scan (scanHead reads a head from
-// the first columns of a wider row).
-type rowValues []any
-
-func (r rowValues) Scan(dest ...any) error {
-	if len(dest) != len(r) {
-		return fmt.Errorf("sql: expected %d destination arguments in Scan, not %d", len(r), len(dest))
-	}
-	for i, d := range dest {
-		if err := convertAssign(d, r[i]); err != nil {
-			return fmt.Errorf("sql: Scan error on column index %d: %w", i, err)
-		}
-	}
-	return nil
-}
-
-// convertAssign stores a value the driver returned (int64, string, []byte
-// or nil) in one of the destinations scanHead uses.
-func convertAssign(dest, src any) error {
-	switch d := dest.(type) {
-	case *int64:
-		v, ok := src.(int64)
-		if !ok {
-			return fmt.Errorf("%T is not an integer", src)
-		}
-		*d = v
-	case *int:
-		v, ok := src.(int64)
-		if !ok {
-			return fmt.Errorf("%T is not an integer", src)
-		}
-		*d = int(v)
-	case *string:
-		switch v := src.(type) {
-		case string:
-			*d = v
-		case []byte:
-			*d = string(v)
-		default:
-			return fmt.Errorf("%T is not text", src)
-		}
-	case *[]byte:
-		switch v := src.(type) {
-		case []byte:
-			*d = append([]byte(nil), v...)
-		case string:
-			*d = []byte(v)
-		default:
-			return fmt.Errorf("%T is not a blob", src)
-		}
-	default:
-		return fmt.Errorf("unsupported destination %T", dest)
-	}
-	return nil
 }
 
 func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
@@ -584,7 +532,7 @@ func (t *txn) AddVersion(env, name string, nv rekey.NewVersion) (rekey.Version, 
 	}
 	nh := *h
 	nh.lastN = n
-	nh.vset = append(slices.Clone(h.vset), n)
+	nh.vset = rangesOf(append(h.list(), n))
 	nh.attrs = maps.Clone(h.attrs)
 	if len(nv.Attrs) > 0 {
 		nh.attrs[n] = maps.Clone(nv.Attrs)
@@ -662,7 +610,7 @@ func (t *txn) Prune(env, name string, keep int) (int, error) {
 	// Labeled versions stay, and so do exposed ones: their fingerprints are
 	// how a leaked value is recognised if someone tries to publish it again.
 	var unlabeled []int
-	for _, n := range h.vset {
+	for _, n := range h.list() {
 		if h.label(n) == rekey.LabelNone && h.attrs[n][rekey.AttrExposed] == "" {
 			unlabeled = append(unlabeled, n)
 		}
@@ -676,12 +624,13 @@ func (t *txn) Prune(env, name string, keep int) (int, error) {
 	drop := unlabeled[:len(unlabeled)-keep]
 	nh := *h
 	nh.attrs = maps.Clone(h.attrs)
-	nh.vset = nil
-	for _, n := range h.vset {
+	var kept []int
+	for _, n := range h.list() {
 		if _, gone := slices.BinarySearch(drop, n); !gone {
-			nh.vset = append(nh.vset, n)
+			kept = append(kept, n)
 		}
 	}
+	nh.vset = rangesOf(kept)
 	for _, n := range drop {
 		delete(nh.attrs, n)
 		if _, err := t.tx.Exec(`DELETE FROM version WHERE secret_id = ? AND n = ?`, h.id, n); err != nil {

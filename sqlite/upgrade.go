@@ -120,7 +120,7 @@ func (s *DB) upgrade(ctx context.Context) error {
 				return corrupt(fmt.Sprintf("version row of no secret (%d)", r.id))
 			}
 			r.v.Env, r.v.Name, r.v.CreatedAt = h.env, h.name, time.Unix(0, r.created).UTC()
-			h.vset = append(h.vset, r.v.N)
+			h.vset = rangesOf(append(h.list(), r.v.N)) // rows come ordered by n
 			h.lastN = max(h.lastN, r.v.N)
 			if i, ok := labelIndex[rekey.Label(label.String)]; ok {
 				h.labels[i] = r.v.N
