@@ -29,7 +29,8 @@ const exitCodesHelp = `Exit codes:
   4  conflict (another rekey holds the lock, drift, refused without --force)
   5  unsafe: refused because it could lose data or expose a secret, or
      rekey.yaml is not approved on this machine (rekey config trust)
-  6  wrong master key or damaged store
+  6  wrong master key, or a store damaged or changed outside rekey (a row
+     inserted, edited or replayed; the file rolled back past its anchor)
   7  verification failed: a rotation rolled back (or kept: in an emergency,
      or a data key whose rows moved); a check, service command or
      re-encryption failed (rekey verify, services, reencrypt)
