@@ -136,6 +136,7 @@ func (a *app) runDemo(ctx context.Context, dir string) error {
 	fmt.Fprintf(w, `
 == Try next (in %s):
   export XDG_CONFIG_HOME=%s   # where the demo's master key file is
+  export XDG_STATE_HOME=%s    # where its rekey.yaml approval and audit anchor are
   rekey rotate JWT_SECRET --dry-run
   rekey rollback JWT_SECRET
   rekey get JWT_SECRET          # prints the value; the read is audited
@@ -146,6 +147,6 @@ a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
 never plaintext) and the database whose PII rows ENCRYPTION_KEY protects
 (rekey re-encrypts them). `+"`rekey demo --with-postgres`"+` does all of it against a
 real app.
-`, proj, filepath.Join(dir, "config"))
+`, proj, filepath.Join(dir, "config"), filepath.Join(dir, "state"))
 	return nil
 }

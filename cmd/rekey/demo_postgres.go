@@ -270,7 +270,7 @@ func (d *demoPG) runbook(ctx context.Context) error {
 }
 
 func (d *demoPG) tryNext(running bool) {
-	cd := fmt.Sprintf("  cd %s\n  export XDG_CONFIG_HOME=%s\n  alias rekey=%s\n", d.proj, filepath.Join(d.dir, "config"), d.self)
+	cd := fmt.Sprintf("  cd %s\n  export XDG_CONFIG_HOME=%s XDG_STATE_HOME=%s\n  alias rekey=%s\n", d.proj, filepath.Join(d.dir, "config"), filepath.Join(d.dir, "state"), d.self)
 	if running {
 		d.say(`
 == Try next, in another terminal:
