@@ -40,24 +40,15 @@ func TestUpgradeFormat2(t *testing.T) {
 	got := map[string][]row{}
 	var rots []*rekey.Rotation
 	err = s.View(t.Context(), func(tx rekey.Tx) error {
-		for _, env := range []string{"production", "staging"} {
-			names, err := tx.Names(env)
-			if err != nil {
-				return err
+		err := rekey.EachVersion(tx, func(v rekey.Version) error {
+			val, err := tx.Value(v.Env, v.Name, v.N)
+			if err == nil {
+				got[v.Env+"/"+v.Name] = append(got[v.Env+"/"+v.Name], row{v.N, v.Label, v.Attrs, string(val.Reveal())})
 			}
-			for _, name := range names {
-				vs, err := tx.Versions(env, name)
-				if err != nil {
-					return err
-				}
-				for _, v := range vs {
-					val, err := tx.Value(env, name, v.N)
-					if err != nil {
-						return err
-					}
-					got[env+"/"+name] = append(got[env+"/"+name], row{v.N, v.Label, v.Attrs, string(val.Reveal())})
-				}
-			}
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		rots, err = tx.Rotations("production", false)
 		return err

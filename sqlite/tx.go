@@ -171,13 +171,9 @@ func (t *txn) envHeadList(env string) ([]*head, error) {
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		if err := t.checkEnvComplete(env); err != nil {
+		if err := t.envRead(env); err != nil {
 			return nil, err
 		}
-		if t.envHeads == nil {
-			t.envHeads = map[string]bool{}
-		}
-		t.envHeads[env] = true
 	}
 	var out []*head
 	for _, h := range t.heads {
@@ -206,6 +202,19 @@ func (t *txn) verifyRows() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// envRead notes that every head of env is cached, after checking that none
+// the manifest lists is missing.
+func (t *txn) envRead(env string) error {
+	if err := t.checkEnvComplete(env); err != nil {
+		return err
+	}
+	if t.envHeads == nil {
+		t.envHeads = map[string]bool{}
+	}
+	t.envHeads[env] = true
 	return nil
 }
 
@@ -458,14 +467,7 @@ func (t *txn) AllLabeled(env string, l rekey.Label) (map[string]rekey.Version, e
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if err := t.checkEnvComplete(env); err != nil {
-		return nil, err
-	}
-	if t.envHeads == nil {
-		t.envHeads = map[string]bool{}
-	}
-	t.envHeads[env] = true
-	return out, nil
+	return out, t.envRead(env)
 }
 
 func (t *txn) Value(env, name string, n int) (rekey.Value, error) {
