@@ -639,7 +639,7 @@ func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error)
 	want := map[string]Value{}
 	byTarget := map[string][]string{}
 	err := e.Store.View(ctx, func(tx Tx) error {
-		cur, err := tx.AllLabeled(e.Env, LabelCurrent)
+		cur, err := currentOf(tx, e.Env, names)
 		if err != nil {
 			return err
 		}
@@ -685,6 +685,27 @@ func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error)
 				out = append(out, DriftItem{Target: t.Name(), Key: k})
 			}
 		}
+	}
+	return out, nil
+}
+
+// currentOf returns the current version of each of names that has one: one
+// read per name for a few (a rotation's own secrets), else the whole
+// environment at once (recovery checks every secret).
+func currentOf(tx Tx, env string, names []string) (map[string]Version, error) {
+	if len(names) > 16 {
+		return tx.AllLabeled(env, LabelCurrent)
+	}
+	out := map[string]Version{}
+	for _, n := range names {
+		v, err := tx.Labeled(env, n, LabelCurrent)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[n] = v
 	}
 	return out, nil
 }
