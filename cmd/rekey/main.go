@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -15,9 +16,10 @@ import (
 func main() {
 	// REKEY_CPUPROFILE=FILE writes a CPU profile (for bench/ investigations).
 	if p := os.Getenv("REKEY_CPUPROFILE"); p != "" {
-		if f, err := os.Create(p); err == nil {
+		if f, err := createProfile(p); err == nil {
 			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
+		} else {
+			fmt.Fprintf(os.Stderr, "rekey: warning: REKEY_CPUPROFILE: %v (no profile written)\n", err)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -25,6 +27,13 @@ func main() {
 	stop()
 	pprof.StopCPUProfile()
 	os.Exit(code)
+}
+
+// createProfile creates a new file for a CPU profile. It never opens an
+// existing file (nor follows a symbolic link): whoever sets the variable
+// cannot make rekey truncate a file it can write.
+func createProfile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 }
 
 // Main is the program with injectable standard streams and environment, so
