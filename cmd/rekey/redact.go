@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"strings"
 	"sync"
 
@@ -118,4 +120,59 @@ func (r *secretRedactor) wipe() {
 		v.Wipe()
 	}
 	r.owned = nil
+}
+
+// redactingWriter passes what a child process writes (the command codec's
+// stderr) to w a line at a time, redacted; Close writes what is left and
+// forgets the values.
+type redactingWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	red *secretRedactor
+	buf []byte
+}
+
+// redactedStderr is the stderr for a child that may print a key: rekey's
+// own stderr, redacted of every stored version and of extra.
+// The values are read now, before the child starts: the child writes from
+// another goroutine, possibly while a store transaction is open.
+func (a *app) redactedStderr(ctx context.Context, st rekey.Store, extra ...rekey.Value) *redactingWriter {
+	red := newSecretRedactor(ctx, st, extra...)
+	red.once.Do(red.load)
+	return &redactingWriter{w: a.errw(), red: red}
+}
+
+// maxPendingLine bounds what waits for a newline: a longer line is
+// redacted and written as it is.
+const maxPendingLine = 64 << 10
+
+func (r *redactingWriter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf = append(r.buf, p...)
+	for {
+		i := bytes.IndexByte(r.buf, '\n')
+		if i < 0 {
+			break
+		}
+		io.WriteString(r.w, r.red.redact(string(r.buf[:i+1])))
+		r.buf = r.buf[i+1:]
+	}
+	if len(r.buf) > maxPendingLine {
+		io.WriteString(r.w, r.red.redact(string(r.buf)))
+		r.buf = nil
+	}
+	return len(p), nil
+}
+
+// Close writes the last partial line, redacted, and wipes the values.
+func (r *redactingWriter) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.buf) > 0 {
+		io.WriteString(r.w, r.red.redact(string(r.buf)))
+		r.buf = nil
+	}
+	r.red.wipe()
+	return nil
 }

@@ -78,8 +78,10 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 	if err != nil {
 		return nil, err
 	}
+	stderr := w.a.redactedStderr(ctx, w.e.Store, old, new) // a command codec's stderr
+	defer stderr.Close()
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: cfg, Old: old, New: new, JobID: id,
-		Progress: w.a.progressPrinter("re-encrypting " + spec.Name), Stderr: w.a.errw()}
+		Progress: w.a.progressPrinter("re-encrypting " + spec.Name), Stderr: stderr}
 	res, err := reencrypt.Run(ctx, job)
 	w.a.progressDone()
 	if res != nil {
@@ -165,8 +167,10 @@ func (w *wiring) rehearse(ctx context.Context, spec *rekey.Spec, cur, dsn rekey.
 		return err
 	}
 	defer throwaway.Wipe()
+	stderr := w.a.redactedStderr(ctx, w.e.Store, cur, throwaway, dsn)
+	defer stderr.Close()
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: reencryptConfig(spec.Reencrypt), Old: cur, New: throwaway,
-		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: w.a.progressPrinter("rehearsing " + spec.Name), Stderr: w.a.errw()}
+		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: w.a.progressPrinter("rehearsing " + spec.Name), Stderr: stderr}
 	reh, err := reencrypt.Rehearse(ctx, job)
 	w.a.progressDone()
 	out := w.a.out()

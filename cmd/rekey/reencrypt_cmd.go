@@ -190,8 +190,10 @@ func (a *app) runReencryptCheck(ctx context.Context, o reencryptOptions, names [
 			keys = append(keys, prev)
 			heads = append(heads, fmt.Sprintf("v%d (previous)", prevN))
 		}
+		stderr := a.redactedStderr(ctx, st, cur, prev, dsn)
 		counts, err := reencrypt.Count(ctx, reencrypt.CountJob{DSN: dsn.RevealString(), Config: reencryptConfig(s.Reencrypt), Keys: keys,
-			Progress: a.progressPrinter("counting " + s.Name), Stderr: a.errw()})
+			Progress: a.progressPrinter("counting " + s.Name), Stderr: stderr})
+		stderr.Close()
 		a.progressDone()
 		if err != nil {
 			return rekey.Wrap(rekey.ErrorCode(err), err, "count the values of %s", s.Name)
