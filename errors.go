@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-// Code is one of a small closed set of error classes, mapped once to exit codes.
+// Code is one of a small closed set of error classes; cmd/rekey maps each to
+// an exit status, once.
 type Code int
 
 // Error codes. Their exit codes are listed in `rekey --help`.
@@ -19,25 +20,6 @@ const (
 	CodeVerifyFailed                 // a rotation ran but its verification failed
 )
 
-// ExitCode maps an error code to the process exit status.
-func (c Code) ExitCode() int {
-	switch c {
-	case CodeInvalid:
-		return 2
-	case CodeNotFound:
-		return 3
-	case CodeConflict:
-		return 4
-	case CodeUnsafe:
-		return 5
-	case CodeAuth:
-		return 6
-	case CodeVerifyFailed:
-		return 7
-	default:
-		return 1
-	}
-}
 
 // Error is an error with a code and an optional hint for the user.
 // Its message never contains secret material.

@@ -58,11 +58,32 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if isUsage(err) {
 		return 2
 	}
-	code := rekey.ErrorCode(err).ExitCode()
+	code := exitCode(rekey.ErrorCode(err))
 	if code == 1 && a.findingsExit {
 		code = 2 // scan: 1 means findings, so an error is 2
 	}
 	return code
+}
+
+// exitCode maps an error code to the process exit status (the table in
+// exitCodesHelp): the domain has codes, only the command has exit statuses.
+func exitCode(c rekey.Code) int {
+	switch c {
+	case rekey.CodeInvalid:
+		return 2
+	case rekey.CodeNotFound:
+		return 3
+	case rekey.CodeConflict:
+		return 4
+	case rekey.CodeUnsafe:
+		return 5
+	case rekey.CodeAuth:
+		return 6
+	case rekey.CodeVerifyFailed:
+		return 7
+	default:
+		return 1
+	}
 }
 
 // exitError carries a child's exit status (rekey run) or a status code.
@@ -263,12 +284,7 @@ func (a *app) configPath() (string, error) {
 func configErr(err error) error {
 	var ce *config.Error
 	if errors.As(err, &ce) {
-		code := rekey.CodeInvalid
-		if strings.Contains(ce.Msg, "not found") || strings.Contains(ce.Msg, "no rekey.yaml") {
-			code = rekey.CodeNotFound
-		}
-		msg := ce.Error()
-		return &rekey.Error{Code: code, Msg: msg, Hint: ce.Hint}
+		return &rekey.Error{Code: ce.Code(), Msg: ce.Error(), Hint: ce.Hint}
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		return rekey.Wrap(rekey.CodeNotFound, err, "")
