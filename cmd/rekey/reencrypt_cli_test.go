@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"github.com/rekeyhq/rekey"
 	"os"
 	"path/filepath"
 	"strings"
@@ -357,5 +358,50 @@ func TestSessionsSQLHook(t *testing.T) {
 	}
 	if strings.Contains(r.stderr, before) || strings.Contains(r.stderr, p.url) {
 		t.Fatal("a value appears in the error")
+	}
+}
+
+// TestReencryptCommandCodecStderrRedacted: a careless command codec prints
+// every key it is handed on its stderr; what the operator sees of it is
+// redacted, and the rows still move (a real cluster, the python codec).
+func TestReencryptCommandCodecStderrRedacted(t *testing.T) {
+	p := rcNewProject(t, "atlas", 300)
+	src, err := os.ReadFile("../../reencrypt/testdata/codec.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaky := strings.Replace(string(src), "        verb, key_b64, data_b64 = parts\n",
+		"        verb, key_b64, data_b64 = parts\n        sys.stderr.write('codec: key ' + base64.b64decode(key_b64).decode() + '\\n')\n        sys.stderr.flush()\n", 1)
+	if leaky == string(src) {
+		t.Fatal("codec.py changed: cannot make it leak")
+	}
+	script := filepath.Join(t.TempDir(), "leaky_codec.py")
+	if err := os.WriteFile(script, []byte(leaky), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(p.dir, "rekey.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := strings.Replace(string(cfg), "codec: aes-256-gcm", "codec: command, command: [python3, "+script+"]", 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.must("config", "trust")
+	old, _ := p.envKeys()
+	r := p.run("rotate", "ENCRYPTION_KEY")
+	if r.code != 0 {
+		t.Fatalf("%v", r)
+	}
+	key, _ := p.envKeys()
+	p.check(key)
+	if !strings.Contains(r.stderr, "codec: key "+rekey.Redacted) {
+		t.Fatalf("the codec's stderr did not come through redacted:\n%s", r.stderr)
+	}
+	for _, out := range []string{r.stdout, r.stderr} {
+		if strings.Contains(out, key) || strings.Contains(out, old) {
+			t.Fatalf("a key value appears in rekey's output:\n%s", out)
+		}
 	}
 }
