@@ -225,7 +225,9 @@ func decodeVset(s string) ([]vrange, error) {
 }
 
 // encodeAttrs writes the attributes of every version that has any, in a
-// canonical form: "n\x00k\x00v\x00k\x00v\x01n..." with n ascending and keys sorted.
+// canonical length-prefixed form (any byte may stand in a key or value):
+// per version, ascending: uvarint n, uvarint count, then each key and value
+// as uvarint length and bytes, keys ascending.
 func encodeAttrs(a map[int]map[string]string) string {
 	ns := make([]int, 0, len(a))
 	for n, m := range a {
@@ -234,49 +236,65 @@ func encodeAttrs(a map[int]map[string]string) string {
 		}
 	}
 	sort.Ints(ns)
-	var b strings.Builder
-	for i, n := range ns {
-		if i > 0 {
-			b.WriteByte(1)
-		}
-		b.WriteString(strconv.Itoa(n))
+	var b []byte
+	for _, n := range ns {
 		keys := make([]string, 0, len(a[n]))
 		for k := range a[n] {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
+		b = binary.AppendUvarint(b, uint64(n))
+		b = binary.AppendUvarint(b, uint64(len(keys)))
 		for _, k := range keys {
-			b.WriteByte(0)
-			b.WriteString(k)
-			b.WriteByte(0)
-			b.WriteString(a[n][k])
+			for _, f := range []string{k, a[n][k]} {
+				b = binary.AppendUvarint(b, uint64(len(f)))
+				b = append(b, f...)
+			}
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
+var errAttrs = errors.New("malformed attributes")
+
+// decodeAttrs reverses encodeAttrs, accepting only its canonical output.
 func decodeAttrs(s string) (map[int]map[string]string, error) {
 	out := map[int]map[string]string{}
-	if s == "" {
-		return out, nil
+	rd := strings.NewReader(s)
+	str := func() (string, error) {
+		l, err := binary.ReadUvarint(rd)
+		if err != nil || l > uint64(rd.Len()) {
+			return "", errAttrs
+		}
+		b := make([]byte, l)
+		rd.Read(b)
+		return string(b), nil
 	}
-	for _, rec := range strings.Split(s, "\x01") {
-		f := strings.Split(rec, "\x00")
-		if len(f)%2 != 1 || len(f) < 3 {
-			return nil, errors.New("malformed attributes")
+	prevN := 0
+	for rd.Len() > 0 {
+		n, err := binary.ReadUvarint(rd)
+		if err != nil || n <= uint64(prevN) || n > 1<<31 {
+			return nil, errAttrs
 		}
-		n, err := strconv.Atoi(f[0])
-		if err != nil || n < 1 {
-			return nil, errors.New("malformed attributes")
+		count, err := binary.ReadUvarint(rd)
+		if err != nil || count == 0 || count > uint64(rd.Len()) {
+			return nil, errAttrs
 		}
-		m := map[string]string{}
-		for i := 1; i < len(f); i += 2 {
-			m[f[i]] = f[i+1]
+		m := make(map[string]string, count)
+		prevK := ""
+		for i := range count {
+			k, err1 := str()
+			v, err2 := str()
+			if err1 != nil || err2 != nil || (i > 0 && k <= prevK) {
+				return nil, errAttrs
+			}
+			m[k], prevK = v, k
 		}
-		out[n] = m
+		out[int(n)] = m
+		prevN = int(n)
 	}
-	if encodeAttrs(out) != s {
-		return nil, errors.New("malformed attributes")
+	if encodeAttrs(out) != s { // varints in their shortest form only
+		return nil, errAttrs
 	}
 	return out, nil
 }
