@@ -20,7 +20,6 @@ const (
 	CodeVerifyFailed                 // a rotation ran but its verification failed
 )
 
-
 // Error is an error with a code and an optional hint for the user.
 // Its message never contains secret material.
 type Error struct {
