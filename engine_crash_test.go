@@ -19,7 +19,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 const ecEnv = "production"

@@ -20,7 +20,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // fwServices records restarts, stops and starts with what the target held.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // pgProject is a project whose DATABASE_PASSWORD is the password of a login

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/dotenv"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // BenchmarkLoginLoadSingle measures the failure window of the single

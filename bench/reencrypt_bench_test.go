@@ -24,7 +24,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/reencrypt"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
 // BenchmarkReencrypt compares, over one table of REKEY_BENCH_ROWS rows

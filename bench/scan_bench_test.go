@@ -21,7 +21,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // The history fixture of BenchmarkScanHistory: a deterministic git repository

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 	"github.com/spf13/cobra"
 )
 

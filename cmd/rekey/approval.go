@@ -32,7 +32,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/safefile"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"

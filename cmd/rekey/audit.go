@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )

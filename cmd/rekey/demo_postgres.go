@@ -21,7 +21,7 @@ import (
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/pgcluster"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // The demo's timings: tokens live demoTokenTTL and the previous JWT secret

@@ -19,10 +19,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/dotenv"
 	"github.com/rekeyhq/rekey/internal/gitsafe"
-	"github.com/rekeyhq/rekey/scan"
+	"github.com/rekeyhq/rekey/internal/scan"
 	"github.com/spf13/cobra"
 )
 

@@ -29,7 +29,7 @@ import (
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 const e2ePatients = 12

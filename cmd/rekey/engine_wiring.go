@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
-	"github.com/rekeyhq/rekey/postgres"
-	"github.com/rekeyhq/rekey/services"
-	"github.com/rekeyhq/rekey/verify"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/services"
+	"github.com/rekeyhq/rekey/internal/verify"
 )
 
 // wire gives the engine what rekey.yaml declares around the rotation itself:

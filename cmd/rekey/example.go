@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/dotenv"
 	"github.com/spf13/cobra"
 )

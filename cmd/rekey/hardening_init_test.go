@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // TestHardenInitURLCredentials: item 5. A connection URL whose credentials

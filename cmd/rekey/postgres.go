@@ -4,8 +4,8 @@ import (
 	"context"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // postgresApplier changes PostgreSQL role passwords during rotations of env.

@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/dotenv"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 	"github.com/spf13/cobra"
 )
 

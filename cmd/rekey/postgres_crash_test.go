@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // pgcProject is a project whose DATABASE_PASSWORD is the password of its own

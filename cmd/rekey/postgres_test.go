@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // startCluster starts a private cluster for one test (main_test.go's

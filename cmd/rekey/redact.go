@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/scan"
-	"github.com/rekeyhq/rekey/verify"
+	"github.com/rekeyhq/rekey/internal/scan"
+	"github.com/rekeyhq/rekey/internal/verify"
 )
 
 // redactionUnavailable replaces output that could not be redacted.

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/rekeyhq/rekey/scan"
+	"github.com/rekeyhq/rekey/internal/scan"
 )
 
 func TestRedactMatches(t *testing.T) {

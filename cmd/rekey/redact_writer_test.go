@@ -10,7 +10,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // TestRedactingWriter: what a command codec prints on stderr — a stored

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/reencrypt"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
 // dataKeyApplier re-encrypts the columns a data key encrypts, as the migrate

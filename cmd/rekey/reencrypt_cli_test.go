@@ -366,7 +366,7 @@ func TestSessionsSQLHook(t *testing.T) {
 // redacted, and the rows still move (a real cluster, the python codec).
 func TestReencryptCommandCodecStderrRedacted(t *testing.T) {
 	p := rcNewProject(t, "atlas", 300)
-	src, err := os.ReadFile("../../reencrypt/testdata/codec.py")
+	src, err := os.ReadFile("../../internal/reencrypt/testdata/codec.py")
 	if err != nil {
 		t.Fatal(err)
 	}

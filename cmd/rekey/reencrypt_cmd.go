@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/reencrypt"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
 type reencryptOptions struct {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyhq/rekey/reencrypt"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
 func TestRowProgress(t *testing.T) {

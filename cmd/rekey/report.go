@@ -7,7 +7,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/dotenv"
-	"github.com/rekeyhq/rekey/report"
+	"github.com/rekeyhq/rekey/internal/report"
 	"github.com/spf13/cobra"
 )
 

@@ -19,7 +19,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/gitsafe"
 	"github.com/rekeyhq/rekey/internal/textsafe"
-	"github.com/rekeyhq/rekey/scan"
+	"github.com/rekeyhq/rekey/internal/scan"
 	"github.com/spf13/cobra"
 )
 

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
-	"github.com/rekeyhq/rekey/services"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/services"
 	"github.com/spf13/cobra"
 )
 

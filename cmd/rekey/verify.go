@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
-	"github.com/rekeyhq/rekey/reencrypt"
-	"github.com/rekeyhq/rekey/verify"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
+	"github.com/rekeyhq/rekey/internal/verify"
 	"github.com/spf13/cobra"
 )
 

@@ -25,7 +25,7 @@ import (
 
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 var cluster *pgtest.Cluster

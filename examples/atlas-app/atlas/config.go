@@ -18,7 +18,7 @@ import (
 	"os"
 
 	"github.com/rekeyhq/rekey/dotenv"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // Names of the .env keys the application reads.

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // closedPort returns a 127.0.0.1 port nothing listens on.

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // smallFS mounts a 200 KB tmpfs for the test and unmounts it at the end.

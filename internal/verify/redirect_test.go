@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 )
 
 // recorder is a server that records what reaches it (the host a redirect

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 )
 
 func tmpl(t *testing.T, s string) *rekey.Template {

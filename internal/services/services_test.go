@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 )
 
 func sh(script string, timeout time.Duration) config.Command {

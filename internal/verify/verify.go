@@ -38,9 +38,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
-	"github.com/rekeyhq/rekey/postgres"
-	"github.com/rekeyhq/rekey/services"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/services"
 )
 
 // Resolver returns the current value of a managed secret or derived value.

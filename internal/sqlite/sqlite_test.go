@@ -14,7 +14,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 	"github.com/rekeyhq/rekey/storetest"
 	_ "modernc.org/sqlite"
 )

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 func mustParseTemplate(t *testing.T, src string) *rekey.Template {

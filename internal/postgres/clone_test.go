@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 type membership struct {

@@ -31,7 +31,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 )
 
 // Defaults of Options.

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 func mustTryLogin(t *testing.T, role string, pw []byte) bool {

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/sqlite"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // packedFixture is a closed store whose audit log has packed blocks and loose

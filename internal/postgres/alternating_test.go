@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 func TestPairRole(t *testing.T) {

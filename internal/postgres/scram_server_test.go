@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rekeyhq/rekey/postgres"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 // scramVectors exercise SASLprep: pure ASCII (untouched), mapping,

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/config"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 )
 
