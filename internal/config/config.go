@@ -67,8 +67,8 @@ type Config struct {
 	// Services are restarted after a rotation changes what they consume
 	// (file order; see ServicesFor). Checks verify the application (file
 	// order; see ChecksFor). See services.go.
-	Services []Service
-	Checks   []Check
+	Services []rekey.Service
+	Checks   []rekey.Check
 	// Raw is the exact text that was parsed, and Digest its SHA-256: what
 	// `rekey config trust` approves is what was parsed, not what the file
 	// holds a moment later.
@@ -193,21 +193,11 @@ func (c *Config) DerivedFor(env string) []rekey.Derived {
 func (c *Config) TargetsFor(env, secret string) ([]Target, error) {
 	e, ok := c.Environment(env)
 	if !ok {
-		names := make([]string, len(c.Environments))
-		for i, e := range c.Environments {
-			names[i] = e.Name
-		}
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no environment %s in %s", quote(env), FileName).
-			WithHint("%senvironments: %s", didYouMean(env, names), listOf(names))
+		return nil, notFound("environment", env, c.Environments, func(e Environment) string { return e.Name })
 	}
 	s, ok := c.Secret(secret)
 	if !ok {
-		names := make([]string, len(c.Secrets))
-		for i, s := range c.Secrets {
-			names[i] = s.Name
-		}
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in %s", quote(secret), FileName).
-			WithHint("%ssecrets: %s", didYouMean(secret, names), listOf(names))
+		return nil, notFound("secret", secret, c.Secrets, func(s rekey.Spec) string { return s.Name })
 	}
 	if len(s.Targets) == 0 {
 		return slices.Clone(e.Targets), nil
@@ -225,4 +215,39 @@ func (c *Config) TargetsFor(env, secret string) ([]Target, error) {
 		}
 	}
 	return out, nil
+}
+
+// ServicesFor returns the services of environment env in restart order:
+// by Order, ties in file order.
+func (c *Config) ServicesFor(env string) []rekey.Service {
+	var out []rekey.Service
+	for _, s := range c.Services {
+		if s.In(env) {
+			out = append(out, s)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b rekey.Service) int { return a.Order - b.Order })
+	return out
+}
+
+// ChecksFor returns the checks of environment env in file order.
+func (c *Config) ChecksFor(env string) []rekey.Check {
+	var out []rekey.Check
+	for _, k := range c.Checks {
+		if k.In(env) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// notFound is the error for a name rekey.yaml does not define: kind
+// ("environment", "secret"), the name, and the items it does define.
+func notFound[T any](kind, name string, items []T, nameOf func(T) string) error {
+	names := make([]string, len(items))
+	for i, x := range items {
+		names[i] = nameOf(x)
+	}
+	return rekey.Errorf(rekey.CodeNotFound, "no %s %s in %s", kind, quote(name), FileName).
+		WithHint("%s%ss: %s", didYouMean(name, names), kind, listOf(names))
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -272,6 +271,44 @@ func (d *decoder) entries(n *yaml.Node, item, what string, fn func(k, v *yaml.No
 	return count, true
 }
 
+// someEntries is entries for a mapping that needs at least one entry: an
+// empty one is reported at its key k. It reports whether v is a mapping.
+func (d *decoder) someEntries(k, v *yaml.Node, item, what, hint string, fn func(k, v *yaml.Node)) bool {
+	n, ok := d.entries(v, item, what, fn)
+	if ok && n == 0 {
+		d.fail(k, hint, "%s is empty", what)
+	}
+	return ok
+}
+
+// named decodes a mapping of named entries (services, checks) with one,
+// keeping the entries one accepts, in file order.
+func named[T any](d *decoder, v *yaml.Node, item, what string, one func(k, v *yaml.Node) (T, bool)) []T {
+	var out []T
+	d.entries(v, item, what, func(k, v *yaml.Node) {
+		if x, ok := one(k, v); ok {
+			out = append(out, x)
+		}
+	})
+	return out
+}
+
+// parseTemplate parses the text of the scalar v as a template; subject
+// names it in the error, which never quotes the text (it might be a value
+// pasted by mistake).
+func (d *decoder) parseTemplate(v *yaml.Node, subject string) *rekey.Template {
+	t, err := rekey.ParseTemplate(v.Value)
+	if err != nil {
+		hint := rekey.ErrorHint(err)
+		if hint == "" {
+			hint = "write {{ NAME }} or {{ NAME | urlquery }}"
+		}
+		d.fail(v, hint, "%s: %s", subject, errMsg(err))
+		return nil
+	}
+	return t
+}
+
 // Scalar helpers. A null value reads as the zero value: callers that need a
 // value check for it.
 
@@ -292,6 +329,22 @@ func (d *decoder) textTo(dst *string, what string) func(k, v *yaml.Node) {
 		if s, ok := d.text(v, what); ok {
 			*dst = s
 		}
+	}
+}
+
+// intIn returns a field decoder storing in *dst a whole number from lo to
+// hi; null keeps *dst.
+func (d *decoder) intIn(dst *int, what, example string, lo, hi int, hint string) func(k, v *yaml.Node) {
+	return func(k, v *yaml.Node) {
+		n, ok := d.integer(v, what, example)
+		if !ok || isNull(v) {
+			return
+		}
+		if n < lo || n > hi {
+			d.fail(v, hint, "%s must be between %d and %d", what, lo, hi)
+			return
+		}
+		*dst = n
 	}
 }
 
@@ -316,12 +369,12 @@ func (d *decoder) duration(n *yaml.Node, what string) (time.Duration, bool) {
 		return 0, true
 	}
 	if n.Kind != yaml.ScalarNode {
-		d.fail(n, durationHint, "%s must be a duration such as 90d, not %s", what, kindOf(n))
+		d.fail(n, rekey.DurationHint, "%s must be a duration such as 90d, not %s", what, kindOf(n))
 		return 0, false
 	}
-	v, err := ParseDuration(n.Value)
+	v, err := rekey.ParseDuration(n.Value)
 	if err != nil {
-		d.fail(n, durationHint, "%s: %s", what, errMsg(err))
+		d.fail(n, rekey.DurationHint, "%s: %s", what, errMsg(err))
 		return 0, false
 	}
 	return v, true
@@ -412,579 +465,6 @@ func (d *decoder) path(n *yaml.Node, what string, dst *string) {
 // The declarations collected while decoding, with the nodes that the
 // cross-reference checks report errors at.
 
-type fileDecl struct {
-	envs      []*envDecl
-	envsOK    bool // environments was read (so target names can be checked)
-	secrets   []*secretDecl
-	secretsOK bool // secrets was read (so references to secrets can be checked)
-	derived   []derivedDecl
-	derivedOK bool
-}
-
-type envDecl struct {
-	env       Environment
-	targetsOK bool
-	targets   []string
-	derivedOK bool
-	derived   []derivedDecl
-}
-
-type secretDecl struct {
-	spec    rekey.Spec
-	targets []*yaml.Node // the items of targets
-	urlFrom *yaml.Node
-	admin   *yaml.Node
-}
-
-type derivedDecl struct {
-	d        rekey.Derived
-	key, val *yaml.Node
-}
-
-// config decodes the whole file.
-func (d *decoder) config(root *yaml.Node, abs string) *Config {
-	c := &Config{Path: abs, Dir: filepath.Dir(abs)}
-	d.known = knownNames(root)
-	c.Store = Store{Path: filepath.Join(c.Dir, filepath.FromSlash(DefaultStorePath)), MasterKey: MasterKeyEnv}
-	f := &fileDecl{derivedOK: true}
-	var versionVal *yaml.Node
-	top := section{
-		what:  "rekey.yaml",
-		where: "at the top level",
-		fields: []field{
-			{"version", func(k, v *yaml.Node) { versionVal = v }},
-			{"store", func(k, v *yaml.Node) { d.store(v, &c.Store) }},
-			{"environments", func(k, v *yaml.Node) { f.envsOK = d.environments(k, v, f) }},
-			{"secrets", func(k, v *yaml.Node) { f.secretsOK = d.secrets(k, v, f) }},
-			{"derived", func(k, v *yaml.Node) { f.derived, f.derivedOK = d.derivedMap(v, "") }},
-			{"tls", func(k, v *yaml.Node) { c.TLS = d.tlsCerts(v) }},
-			{"services", func(k, v *yaml.Node) { c.Services = d.services(k, v, root) }},
-			{"checks", func(k, v *yaml.Node) { c.Checks = d.checks(k, v, root) }},
-		},
-		misplaced: map[string]string{
-			"path": "store", "master_key": "store", "keep_versions": "store",
-			"targets": "an environment (environments.NAME.targets)",
-		},
-	}
-	seen, ok := d.decode(root, top)
-	if !ok {
-		return nil
-	}
-	if isNull(versionVal) {
-		d.missing(root, root, "add `version: 1` at the top of rekey.yaml", "version is missing")
-	} else if versionVal.Kind != yaml.ScalarNode || versionVal.ShortTag() != "!!int" {
-		d.fail(versionVal, "write `version: 1`", "version must be the number 1, not %s", kindOf(versionVal))
-	} else if v := new(int64); versionVal.Decode(v) != nil || *v != 1 {
-		d.fail(versionVal, "this rekey reads version 1 only: write `version: 1`, or upgrade rekey", "unsupported version %s", quote(versionVal.Value))
-	} else {
-		c.Version = 1
-	}
-	if seen["environments"] == nil {
-		d.missing(root, root, "add one, e.g. environments: {production: {targets: {app: {type: dotenv, path: .env}}}}", "environments is missing")
-	}
-	if seen["secrets"] == nil {
-		d.missing(root, root, "add the secrets rekey manages, e.g. secrets: {JWT_SECRET: {kind: generated, generator: {bytes: 32, encoding: base64}}}", "secrets is missing")
-	}
-	d.check(f)
-	for _, e := range f.envs {
-		for _, x := range e.derived {
-			e.env.Derived = append(e.env.Derived, x.d)
-		}
-		c.Environments = append(c.Environments, e.env)
-	}
-	for _, s := range f.secrets {
-		c.Secrets = append(c.Secrets, s.spec)
-	}
-	for _, x := range f.derived {
-		c.Derived = append(c.Derived, x.d)
-	}
-	return c
-}
-
-func (d *decoder) store(v *yaml.Node, s *Store) {
-	d.decode(v, section{
-		what: "store",
-		fields: []field{
-			{"path", func(k, v *yaml.Node) { d.path(v, "store path", &s.Path) }},
-			{"master_key", func(k, v *yaml.Node) { d.masterKey(v, s) }},
-			{"keep_versions", func(k, v *yaml.Node) {
-				if n, ok := d.integer(v, "keep_versions", "keep_versions: 10"); ok {
-					if n < 0 {
-						d.fail(v, "0 keeps every version; N keeps the N newest unlabeled ones", "keep_versions must be 0 or more")
-						return
-					}
-					s.KeepVersions = n
-				}
-			}},
-		},
-	})
-}
-
-const masterKeyHint = `master_key is "env" (the key is in $REKEY_MASTER_KEY), "file:PATH" (a key file) or "passphrase"`
-
-func (d *decoder) masterKey(v *yaml.Node, s *Store) {
-	mk, ok := d.text(v, "master_key")
-	if !ok || isNull(v) {
-		return
-	}
-	switch {
-	case mk == MasterKeyEnv || mk == MasterKeyPass:
-		s.MasterKey = mk
-	case strings.HasPrefix(mk, MasterKeyFile):
-		p := strings.TrimPrefix(mk, MasterKeyFile)
-		if p == "" {
-			d.fail(v, "write file:PATH, e.g. file:~/.config/rekey/keys/KEY.key", "master_key file: has no path")
-			return
-		}
-		abs, err := d.abs(p)
-		if err != nil {
-			d.fail(v, "set HOME, or write an absolute path", "master_key: cannot expand ~: %v", err)
-			return
-		}
-		s.MasterKey = MasterKeyFile + abs
-	default:
-		// Never quote this value: a master key pasted here is a secret.
-		hint := masterKeyHint
-		if strings.ContainsAny(mk, `/\`) && !strings.Contains(mk, "=") && len(mk) < 200 {
-			hint = "to read the key from a file write master_key: file:PATH; " + masterKeyHint
-		} else if c, ok := closest(mk, []string{MasterKeyEnv, MasterKeyPass, "file"}); ok {
-			hint = "did you mean " + c + "? " + masterKeyHint
-		}
-		d.fail(v, hint, "master_key is not env, file:PATH or passphrase (if you pasted the key itself here, remove it and rotate it)")
-	}
-}
-
-func (d *decoder) environments(k, v *yaml.Node, f *fileDecl) bool {
-	n, ok := d.entries(v, "environment", "environments", func(k, v *yaml.Node) {
-		f.envs = append(f.envs, d.environment(k, v))
-	})
-	if ok && n == 0 {
-		d.fail(k, "add one, e.g. production: {targets: {app: {type: dotenv, path: .env}}}", "environments is empty")
-	}
-	return ok
-}
-
-func (d *decoder) environment(k, v *yaml.Node) *envDecl {
-	name := k.Value
-	e := &envDecl{env: Environment{Name: name, Line: k.Line}, derivedOK: true}
-	if !envName.MatchString(name) {
-		d.fail(k, envNameHint, "invalid environment name %s", quote(name))
-	}
-	what := label("environment", name)
-	var targetsKey *yaml.Node
-	_, ok := d.decode(v, section{
-		what: what,
-		fields: []field{
-			{"targets", func(k, v *yaml.Node) {
-				targetsKey = k
-				n, ok := d.entries(v, "target", "targets of "+what, func(k, v *yaml.Node) {
-					e.env.Targets = append(e.env.Targets, d.target(k, v, what))
-					e.targets = append(e.targets, k.Value)
-				})
-				e.targetsOK = ok && n > 0
-				if ok && n == 0 {
-					d.fail(k, "add one, e.g. app: {type: dotenv, path: .env}", "%s has no targets", what)
-				}
-			}},
-			{"derived", func(k, v *yaml.Node) { e.derived, e.derivedOK = d.derivedMap(v, " of "+what) }},
-		},
-		misplaced: map[string]string{"type": "a target (targets.NAME.type)", "path": "a target (targets.NAME.path)"},
-	})
-	if !ok {
-		e.derivedOK = false
-		return e
-	}
-	if targetsKey == nil {
-		d.missing(k, v, "add targets, e.g. targets: {app: {type: dotenv, path: .env}}", "%s has no targets", what)
-	}
-	return e
-}
-
-func (d *decoder) target(k, v *yaml.Node, env string) Target {
-	name := k.Value
-	t := Target{Name: name, Type: TargetDotenv, Line: k.Line}
-	if !targetName.MatchString(name) {
-		d.fail(k, targetNameHint, "invalid target name %s", quote(name))
-	}
-	what := label("target", name) + " of " + env
-	p := ".env"
-	d.decode(v, section{
-		what: what,
-		fields: []field{
-			{"type", func(k, v *yaml.Node) {
-				if s, ok := d.enum(v, "target type", TargetTypes); ok && s != "" {
-					t.Type = s
-				}
-			}},
-			{"path", func(k, v *yaml.Node) { d.path(v, "path of "+what, &p) }},
-		},
-	})
-	if !filepath.IsAbs(p) {
-		p, _ = d.abs(p) // the default, relative: cannot fail
-	}
-	t.Path = p
-	return t
-}
-
-func (d *decoder) secrets(k, v *yaml.Node, f *fileDecl) bool {
-	n, ok := d.entries(v, "secret", "secrets", func(k, v *yaml.Node) {
-		f.secrets = append(f.secrets, d.secret(k, v))
-	})
-	if ok && n == 0 {
-		d.fail(k, "add the secrets rekey manages, e.g. JWT_SECRET: {kind: generated, generator: {bytes: 32, encoding: base64}}", "secrets is empty")
-	}
-	return ok
-}
-
-var kindHint = "kinds: " + listOf(rekey.Kinds)
-
-func (d *decoder) secret(k, v *yaml.Node) *secretDecl {
-	name := k.Value
-	s := &secretDecl{spec: rekey.Spec{Name: name, Line: k.Line}}
-	if !varName.MatchString(name) {
-		d.fail(k, varNameHint, "invalid secret name %s", quote(name))
-	}
-	what := label("secret", name)
-	var kindVal, genKey, rotKey, remKey, pgKey, sessKey, reKey *yaml.Node
-	var rot, rem time.Duration
-	var pg *rekey.PostgresSpec
-	misplaced := map[string]string{}
-	for _, f := range []string{"url_from", "host", "port", "database", "role", "sslmode", "changed_by", "admin_secret", "strategy", "roles", "grace"} {
-		misplaced[f] = "postgres"
-	}
-	misplaced["bytes"], misplaced["encoding"] = "generator", "generator"
-	_, ok := d.decode(v, section{
-		what: what,
-		fields: []field{
-			{"purpose", d.textTo(&s.spec.Purpose, "purpose of "+what)},
-			{"kind", func(k, v *yaml.Node) { kindVal = v }},
-			{"generator", func(k, v *yaml.Node) { genKey, s.spec.Generator = k, d.generator(v, what) }},
-			{"rotate_every", func(k, v *yaml.Node) { rotKey = k; rot, _ = d.duration(v, "rotate_every of "+what) }},
-			{"remind_every", func(k, v *yaml.Node) { remKey = k; rem, _ = d.duration(v, "remind_every of "+what) }},
-			{"storage", d.textTo(&s.spec.Storage, "storage of "+what)},
-			{"encryption", d.textTo(&s.spec.Encryption, "encryption of "+what)},
-			{"access", d.textTo(&s.spec.Access, "access of "+what)},
-			{"targets", func(k, v *yaml.Node) {
-				s.spec.Targets, s.targets, _ = d.names(v, "targets of "+what, "[app]", "remove targets to publish the secret to every target")
-			}},
-			{"postgres", func(k, v *yaml.Node) { pgKey = k; pg = d.postgres(v, what, s) }},
-			{"sessions", func(k, v *yaml.Node) { sessKey = k; s.spec.Sessions = d.sessions(v, what) }},
-			{"reencrypt", func(k, v *yaml.Node) { reKey = k; s.spec.Reencrypt = d.reencrypt(v, what) }},
-		},
-		misplaced: misplaced,
-	})
-	if !ok {
-		return s
-	}
-	if isNull(kindVal) {
-		d.missing(k, v, "add kind: generated (or "+listOf(rekey.Kinds[1:])+")", "%s has no kind", what)
-		return s
-	}
-	ks, ok := d.text(kindVal, "kind of "+what)
-	if !ok {
-		return s
-	}
-	kind := rekey.Kind(ks)
-	if !kind.Valid() {
-		d.fail(kindVal, didYouMean(ks, rekey.Kinds)+kindHint, "unknown kind %s for %s", quote(ks), what)
-		return s
-	}
-	s.spec.Kind = kind
-	if kind == rekey.KindManual {
-		if genKey != nil {
-			d.fail(genKey, "manual secrets are set by hand with `rekey set`: remove generator", "%s is manual and cannot have a generator", what)
-		}
-		if rotKey != nil {
-			d.fail(rotKey, "rekey does not rotate manual secrets: use remind_every: 90d to be reminded", "%s is manual: rotate_every is not used", what)
-		}
-		s.spec.Generator = rekey.Generator{}
-		s.spec.Period = rem
-	} else {
-		if genKey == nil {
-			d.missing(k, v, "add generator: {bytes: 32, encoding: base64}", "%s (kind %s) has no generator", what, kind)
-		}
-		if remKey != nil {
-			d.fail(remKey, "remind_every is for manual secrets: use rotate_every", "%s is not manual: remind_every is not used", what)
-		}
-		s.spec.Period = rot
-	}
-	if kind == rekey.KindPostgresPassword {
-		if pg == nil {
-			pg = d.postgres(nil, what, s)
-		}
-		s.spec.Postgres = pg
-	} else if pgKey != nil {
-		d.fail(pgKey, "postgres settings are for kind postgres-password", "%s is kind %s: postgres is not used", what, kind)
-	}
-	if reKey != nil && kind != rekey.KindDataKey {
-		d.fail(reKey, "reencrypt is for kind data-key (the key that encrypts columns)", "%s is kind %s: reencrypt is not used", what, kind)
-	}
-	if sessKey != nil && kind != rekey.KindGenerated {
-		d.fail(sessKey, "sessions is for a generated signing secret such as JWT_SECRET", "%s is kind %s: sessions is not used", what, kind)
-	}
-	return s
-}
-
-var encodingHint = "encodings: " + listOf(rekey.Encodings)
-
-func (d *decoder) generator(v *yaml.Node, secret string) rekey.Generator {
-	g := rekey.Generator{Bytes: 32, Encoding: rekey.EncBase64}
-	what := "generator of " + secret
-	d.decode(v, section{
-		what: what,
-		fields: []field{
-			{"bytes", func(k, v *yaml.Node) {
-				n, ok := d.integer(v, "bytes of "+what, "bytes: 32")
-				if !ok || isNull(v) {
-					return
-				}
-				if n < 16 || n > 1024 {
-					d.fail(v, "use 16 to 1024; 32 bytes (256 bits) suits most secrets", "bytes of %s must be between 16 and 1024", what)
-					return
-				}
-				g.Bytes = n
-			}},
-			{"encoding", func(k, v *yaml.Node) {
-				s, ok := d.text(v, "encoding of "+what)
-				if !ok || isNull(v) {
-					return
-				}
-				e := rekey.Encoding(s)
-				if !e.Valid() {
-					d.fail(v, didYouMean(s, rekey.Encodings)+encodingHint, "unknown encoding %s in %s", quote(s), what)
-					return
-				}
-				g.Encoding = e
-			}},
-		},
-	})
-	return g
-}
-
-func (d *decoder) postgres(v *yaml.Node, secret string, s *secretDecl) *rekey.PostgresSpec {
-	p := &rekey.PostgresSpec{ChangedBy: "self", Strategy: "single"}
-	what := "postgres settings of " + secret
-	var changedBy, adminKey, strategy, rolesKey, rolesVal, graceKey *yaml.Node
-	rolesOK := true
-	_, ok := d.decode(v, section{
-		what: what,
-		fields: []field{
-			{"url_from", func(k, v *yaml.Node) {
-				if t, ok := d.text(v, "url_from of "+secret); ok && t != "" {
-					p.URLFrom, s.urlFrom = t, v
-				}
-			}},
-			{"host", d.textTo(&p.Host, "host of "+secret)},
-			{"port", func(k, v *yaml.Node) {
-				n, ok := d.integer(v, "port of "+secret, "port: 5432")
-				if !ok || isNull(v) {
-					return
-				}
-				if n < 1 || n > 65535 {
-					d.fail(v, "PostgreSQL listens on 5432 by default", "port of %s must be between 1 and 65535", secret)
-					return
-				}
-				p.Port = n
-			}},
-			{"database", d.textTo(&p.Database, "database of "+secret)},
-			{"role", d.textTo(&p.Role, "role of "+secret)},
-			{"sslmode", func(k, v *yaml.Node) {
-				if m, ok := d.enum(v, "sslmode", SSLModes); ok {
-					p.SSLMode = m
-				}
-			}},
-			{"changed_by", func(k, v *yaml.Node) {
-				if m, ok := d.enum(v, "changed_by", ChangedBys); ok && m != "" {
-					p.ChangedBy, changedBy = m, v
-				}
-			}},
-			{"admin_secret", func(k, v *yaml.Node) {
-				adminKey = k
-				if t, ok := d.text(v, "admin_secret of "+secret); ok && t != "" {
-					p.AdminSecret, s.admin = t, v
-				}
-			}},
-			{"strategy", func(k, v *yaml.Node) {
-				if m, ok := d.enum(v, "strategy", Strategies); ok && m != "" {
-					p.Strategy, strategy = m, v
-				}
-			}},
-			{"roles", func(k, v *yaml.Node) {
-				rolesKey, rolesVal = k, v
-				p.Roles, _, rolesOK = d.names(v, "roles of "+secret, "[app_blue, app_green]", "the alternating strategy needs two roles, e.g. [app_blue, app_green]")
-			}},
-			{"grace", func(k, v *yaml.Node) { graceKey = k; p.Grace, _ = d.duration(v, "grace of "+secret) }},
-		},
-	})
-	if !ok {
-		return p
-	}
-	if p.ChangedBy == "admin" && p.AdminSecret == "" {
-		at := changedBy
-		if adminKey != nil {
-			at = adminKey
-		}
-		d.fail(at, "admin_secret names the managed secret holding the admin connection URL, e.g. admin_secret: PG_ADMIN_URL", "changed_by: admin needs admin_secret (%s)", secret)
-	}
-	if p.ChangedBy == "self" && adminKey != nil {
-		d.fail(adminKey, "admin_secret is used only with changed_by: admin; add that or remove admin_secret", "%s: admin_secret without changed_by: admin", secret)
-	}
-	if p.Strategy == "alternating" {
-		switch {
-		case rolesKey == nil:
-			d.fail(strategy, "add roles: [app_blue, app_green]", "strategy: alternating needs roles (%s)", secret)
-		case rolesOK && len(p.Roles) != 2:
-			d.fail(rolesVal, "list exactly two login roles, e.g. [app_blue, app_green]", "strategy: alternating needs exactly two roles, not %d (%s)", len(p.Roles), secret)
-		}
-	} else {
-		if rolesKey != nil {
-			d.fail(rolesKey, "roles are used only with strategy: alternating; add that or remove roles", "%s: roles without strategy: alternating", secret)
-		}
-		if graceKey != nil {
-			d.fail(graceKey, "grace is used only with strategy: alternating; add that or remove grace", "%s: grace without strategy: alternating", secret)
-		}
-	}
-	return p
-}
-
-// derivedMap reads a derived mapping; owner is "" (top level) or
-// " of environment NAME".
-func (d *decoder) derivedMap(v *yaml.Node, owner string) ([]derivedDecl, bool) {
-	var out []derivedDecl
-	_, ok := d.entries(v, "derived value", "derived"+owner, func(k, v *yaml.Node) {
-		name := k.Value
-		if !varName.MatchString(name) {
-			d.fail(k, varNameHint, "invalid derived value name %s", quote(name))
-		}
-		what := label("derived value", name) + owner
-		x := derivedDecl{d: rekey.Derived{Name: name, Line: k.Line}, key: k, val: v}
-		switch {
-		case isNull(v):
-			d.fail(k, "write a template such as postgres://app:{{ DATABASE_PASSWORD | urlquery }}@localhost:5432/app", "%s has no template", what)
-		case v.Kind != yaml.ScalarNode:
-			d.fail(v, "write the template as text, in quotes", "%s must be a template, not %s", what, kindOf(v))
-		default:
-			t, err := rekey.ParseTemplate(v.Value)
-			if err != nil {
-				hint := rekey.ErrorHint(err)
-				if hint == "" {
-					hint = "write {{ NAME }} or {{ NAME | urlquery }}"
-				}
-				// Never quote the template: it might be a value pasted by mistake.
-				d.fail(v, hint, "template of %s: %s", what, errMsg(err))
-			} else {
-				x.d.Template = t
-			}
-		}
-		out = append(out, x)
-	})
-	return out, ok
-}
-
-// check runs the cross-reference checks, once every section is read.
-func (d *decoder) check(f *fileDecl) {
-	secretNames := make([]string, 0, len(f.secrets))
-	for _, s := range f.secrets {
-		secretNames = append(secretNames, s.spec.Name)
-	}
-	var derivedNames []string // every derived name, top level or in an environment
-	addDerived := func(xs []derivedDecl) {
-		for _, x := range xs {
-			if !slices.Contains(derivedNames, x.d.Name) {
-				derivedNames = append(derivedNames, x.d.Name)
-			}
-		}
-	}
-	addDerived(f.derived)
-	allDerivedOK := f.derivedOK
-	for _, e := range f.envs {
-		addDerived(e.derived)
-		allDerivedOK = allDerivedOK && e.derivedOK
-	}
-
-	// Derived values: not named like a secret, referencing only secrets.
-	checkDerived := func(xs []derivedDecl, owner string) {
-		for _, x := range xs {
-			what := label("derived value", x.d.Name) + owner
-			if !f.secretsOK {
-				continue
-			}
-			if slices.Contains(secretNames, x.d.Name) {
-				d.fail(x.key, "a name is either a managed secret or a derived value: rename one", "%s has the name of a secret", what)
-			}
-			if x.d.Template == nil {
-				continue
-			}
-			for _, ref := range x.d.Template.Refs() {
-				ref, attr := rekey.SplitRef(ref)
-				switch {
-				case attr != "" && attr != "role":
-					d.fail(x.val, "the one version attribute is role (the login role of an alternating PostgreSQL password): write {{ NAME.role }}", "template of %s references unknown attribute %s", what, quote(attr))
-				case slices.Contains(secretNames, ref):
-				case slices.Contains(derivedNames, ref):
-					d.fail(x.val, "derived values may reference only secrets: write the template in terms of secrets", "template of %s references derived value %s", what, quote(ref))
-				default:
-					d.fail(x.val, didYouMean(ref, secretNames)+"templates reference secrets; define it under secrets or fix the name", "template of %s references %s, which is not a secret", what, quote(ref))
-				}
-			}
-		}
-	}
-	checkDerived(f.derived, "")
-	for _, e := range f.envs {
-		checkDerived(e.derived, " of "+label("environment", e.env.Name))
-	}
-
-	for _, s := range f.secrets {
-		what := label("secret", s.spec.Name)
-		// targets must exist in every environment.
-		if f.envsOK {
-		items:
-			for _, item := range s.targets {
-				for _, e := range f.envs {
-					if e.targetsOK && !slices.Contains(e.targets, item.Value) {
-						env := label("environment", e.env.Name)
-						d.fail(item, fmt.Sprintf("%sa secret's targets must exist in every environment; %s defines: %s",
-							didYouMean(item.Value, e.targets), env, strings.Join(e.targets, ", ")),
-							"target %s of %s is not defined in %s", quote(item.Value), what, env)
-						continue items
-					}
-				}
-			}
-		}
-		// url_from names a derived value defined for every environment.
-		if s.urlFrom != nil && allDerivedOK {
-			name := s.urlFrom.Value
-			switch {
-			case !slices.Contains(derivedNames, name):
-				hint := didYouMean(name, derivedNames) + "url_from names a value under derived, such as DATABASE_URL"
-				if slices.Contains(secretNames, name) {
-					hint = "url_from names a derived value (such as DATABASE_URL), not a secret"
-				}
-				d.fail(s.urlFrom, hint, "url_from of %s: %s is not a derived value", what, quote(name))
-			case !slices.ContainsFunc(f.derived, func(x derivedDecl) bool { return x.d.Name == name }):
-				for _, e := range f.envs {
-					if !slices.ContainsFunc(e.derived, func(x derivedDecl) bool { return x.d.Name == name }) {
-						d.fail(s.urlFrom, "define it under the top-level derived, or under derived of every environment",
-							"url_from of %s: derived value %s is not defined for %s", what, quote(name), label("environment", e.env.Name))
-						break
-					}
-				}
-			}
-		}
-		// admin_secret names another managed secret.
-		if s.admin != nil && f.secretsOK {
-			name := s.admin.Value
-			switch {
-			case name == s.spec.Name:
-				d.fail(s.admin, "name the secret holding the admin connection URL, e.g. PG_ADMIN_URL", "admin_secret of %s names the secret itself", what)
-			case !slices.Contains(secretNames, name):
-				d.fail(s.admin, didYouMean(name, secretNames)+"admin_secret names a secret under secrets holding the admin connection URL; add it there",
-					"admin_secret of %s: %s is not a managed secret", what, quote(name))
-			}
-		}
-	}
-}
-
 // resolve follows an alias to its anchored node.
 func resolve(n *yaml.Node) *yaml.Node {
 	if n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
@@ -1027,32 +507,4 @@ func errMsg(err error) string {
 		return re.Msg
 	}
 	return "invalid"
-}
-
-// tlsCerts decodes `tls: {NAME: {file: PATH} | {endpoint: HOST:PORT}}`.
-func (d *decoder) tlsCerts(v *yaml.Node) []TLSCert {
-	var out []TLSCert
-	d.entries(v, "certificate", "tls", func(k, v *yaml.Node) {
-		c := TLSCert{Name: k.Value, Line: k.Line}
-		what := label("certificate", k.Value)
-		d.decode(v, section{
-			what: what,
-			fields: []field{
-				{"file", func(k, v *yaml.Node) { d.path(v, "file of "+what, &c.File) }},
-				{"endpoint", func(k, v *yaml.Node) {
-					if s, ok := d.text(v, "endpoint of "+what); ok {
-						if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
-							d.fail(v, "write host:port, e.g. api.example.com:443", "endpoint of %s is not host:port", what)
-						}
-						c.Endpoint = s
-					}
-				}},
-			},
-		})
-		if (c.File == "") == (c.Endpoint == "") {
-			d.fail(k, "give exactly one of file: PATH or endpoint: HOST:PORT", "%s needs a file or an endpoint", what)
-		}
-		out = append(out, c)
-	})
-	return out
 }

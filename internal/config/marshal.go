@@ -45,56 +45,17 @@ func Marshal(c *Config) ([]byte, error) {
 
 	root := newMap()
 	root.add("version", intNode(1))
-
-	store := newMap()
-	if c.Store.Path == "" {
-		store.add("path", strNode(DefaultStorePath))
-	} else {
-		store.add("path", strNode(m.rel(c.Store.Path)))
-	}
-	mk := c.Store.MasterKey
-	switch {
-	case mk == "":
-		mk = MasterKeyEnv
-	case strings.HasPrefix(mk, MasterKeyFile):
-		mk = MasterKeyFile + m.rel(strings.TrimPrefix(mk, MasterKeyFile))
-	}
-	store.add("master_key", strNode(mk))
-	store.add("keep_versions", intNode(c.Store.KeepVersions))
-	root.add("store", store)
-
-	envs := newMap()
-	for _, e := range c.Environments {
-		em := newMap()
-		targets := newMap()
-		for _, t := range e.Targets {
-			tm := newFlowMap()
-			typ := t.Type
-			if typ == "" {
-				typ = TargetDotenv
-			}
-			tm.add("type", strNode(typ))
-			tm.add("path", strNode(m.rel(t.Path)))
-			targets.add(t.Name, tm)
-		}
-		em.add("targets", targets)
-		if len(e.Derived) > 0 {
-			dm, err := derivedNode(e.Derived)
-			if err != nil {
-				return nil, err
-			}
-			em.add("derived", dm)
-		}
-		envs.add(e.Name, em)
+	root.add("store", m.store(c.Store))
+	envs, err := m.environments(c.Environments)
+	if err != nil {
+		return nil, err
 	}
 	root.add("environments", envs)
-
 	secrets := newMap()
 	for _, s := range c.Secrets {
 		secrets.add(s.Name, m.secret(s))
 	}
 	root.add("secrets", secrets)
-
 	if len(c.Derived) > 0 {
 		dm, err := derivedNode(c.Derived)
 		if err != nil {
@@ -102,22 +63,21 @@ func Marshal(c *Config) ([]byte, error) {
 		}
 		root.add("derived", dm)
 	}
-
 	if len(c.TLS) > 0 {
-		tm := newMap()
-		for _, t := range c.TLS {
-			cm := newMap()
-			if t.File != "" {
-				cm.add("file", strNode(m.rel(t.File)))
-			} else {
-				cm.add("endpoint", strNode(t.Endpoint))
-			}
-			tm.add(t.Name, cm)
-		}
-		root.add("tls", tm)
+		root.add("tls", m.tls(c.TLS))
 	}
 	m.servicesAndChecks(c, root)
 
+	path := c.Path
+	if path == "" {
+		path = filepath.Join(dir, FileName)
+	}
+	return encode(root, path)
+}
+
+// encode writes root as the text of rekey.yaml, and checks that Parse
+// reads it back.
+func encode(root *mapNode, path string) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -128,11 +88,6 @@ func Marshal(c *Config) ([]byte, error) {
 		return nil, fmt.Errorf("config: encode rekey.yaml: %w", err)
 	}
 	out := append([]byte(header), spaceOut(buf.Bytes())...)
-
-	path := c.Path
-	if path == "" {
-		path = filepath.Join(dir, FileName)
-	}
 	if _, err := Parse(path, out); err != nil {
 		return nil, fmt.Errorf("config: the Config does not make a valid rekey.yaml: %w", err)
 	}
@@ -173,6 +128,67 @@ func within(dir, p string) (string, bool) {
 	return filepath.ToSlash(r), true
 }
 
+func (m *marshaler) store(st Store) *mapNode {
+	store := newMap()
+	if st.Path == "" {
+		store.add("path", strNode(DefaultStorePath))
+	} else {
+		store.add("path", strNode(m.rel(st.Path)))
+	}
+	mk := st.MasterKey
+	switch {
+	case mk == "":
+		mk = MasterKeyEnv
+	case strings.HasPrefix(mk, MasterKeyFile):
+		mk = MasterKeyFile + m.rel(strings.TrimPrefix(mk, MasterKeyFile))
+	}
+	store.add("master_key", strNode(mk))
+	store.add("keep_versions", intNode(st.KeepVersions))
+	return store
+}
+
+func (m *marshaler) environments(es []Environment) (*mapNode, error) {
+	envs := newMap()
+	for _, e := range es {
+		em := newMap()
+		targets := newMap()
+		for _, t := range e.Targets {
+			tm := newFlowMap()
+			typ := t.Type
+			if typ == "" {
+				typ = TargetDotenv
+			}
+			tm.add("type", strNode(typ))
+			tm.add("path", strNode(m.rel(t.Path)))
+			targets.add(t.Name, tm)
+		}
+		em.add("targets", targets)
+		if len(e.Derived) > 0 {
+			dm, err := derivedNode(e.Derived)
+			if err != nil {
+				return nil, err
+			}
+			em.add("derived", dm)
+		}
+		envs.add(e.Name, em)
+	}
+	return envs, nil
+}
+
+func (m *marshaler) tls(certs []TLSCert) *mapNode {
+	tm := newMap()
+	for _, t := range certs {
+		cm := newMap()
+		if t.File != "" {
+			cm.add("file", strNode(m.rel(t.File)))
+		} else {
+			cm.add("endpoint", strNode(t.Endpoint))
+		}
+		tm.add(t.Name, cm)
+	}
+	return tm
+}
+
 func (m *marshaler) secret(s rekey.Spec) *mapNode {
 	n := newMap()
 	if s.Purpose != "" {
@@ -180,124 +196,128 @@ func (m *marshaler) secret(s rekey.Spec) *mapNode {
 	}
 	n.add("kind", strNode(string(s.Kind)))
 	if s.Kind != rekey.KindManual {
-		g := newFlowMap()
-		bytes, enc := s.Generator.Bytes, s.Generator.Encoding
-		if bytes == 0 {
-			bytes = 32
-		}
-		if enc == "" {
-			enc = rekey.EncBase64
-		}
-		g.add("bytes", intNode(bytes))
-		g.add("encoding", strNode(string(enc)))
-		n.add("generator", g)
+		n.add("generator", generatorNode(s.Generator))
 	}
 	if s.Period != 0 {
 		key := "rotate_every"
 		if s.Kind == rekey.KindManual {
 			key = "remind_every"
 		}
-		n.add(key, strNode(FormatDuration(s.Period)))
+		n.add(key, strNode(rekey.FormatDuration(s.Period)))
 	}
-	if s.Storage != "" {
-		n.add("storage", strNode(s.Storage))
-	}
-	if s.Encryption != "" {
-		n.add("encryption", strNode(s.Encryption))
-	}
-	if s.Access != "" {
-		n.add("access", strNode(s.Access))
-	}
+	addText(n, "storage", s.Storage)
+	addText(n, "encryption", s.Encryption)
+	addText(n, "access", s.Access)
 	if len(s.Targets) > 0 {
 		n.add("targets", flowList(s.Targets))
 	}
 	if p := s.Postgres; p != nil && s.Kind == rekey.KindPostgresPassword {
-		pm := newMap()
-		add := func(key, v string) {
-			if v != "" {
-				pm.add(key, strNode(v))
-			}
-		}
-		add("url_from", p.URLFrom)
-		add("host", p.Host)
-		if p.Port != 0 {
-			pm.add("port", intNode(p.Port))
-		}
-		add("database", p.Database)
-		add("role", p.Role)
-		add("sslmode", p.SSLMode)
-		if p.ChangedBy != "self" {
-			add("changed_by", p.ChangedBy)
-		}
-		add("admin_secret", p.AdminSecret)
-		if p.Strategy != "single" {
-			add("strategy", p.Strategy)
-		}
-		if len(p.Roles) > 0 {
-			pm.add("roles", flowList(p.Roles))
-		}
-		if p.Grace != 0 {
-			pm.add("grace", strNode(FormatDuration(p.Grace)))
-		}
-		if len(pm.Content) > 0 {
+		if pm := postgresNode(p); len(pm.Content) > 0 {
 			n.add("postgres", pm)
 		}
 	}
 	if ss := s.Sessions; ss != nil && s.Kind == rekey.KindGenerated {
-		sm := newMap()
-		sm.add("mode", strNode(ss.Mode))
-		if ss.Grace != 0 {
-			sm.add("grace", strNode(FormatDuration(ss.Grace)))
-		}
-		if ss.PreviousKey != "" {
-			sm.add("previous_key", strNode(ss.PreviousKey))
-		}
-		if len(ss.OnRotate) > 0 {
-			seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-			for _, h := range ss.OnRotate {
-				hm := newMap()
-				if h.SQL != "" {
-					hm.add("sql", strNode(h.SQL))
-					hm.add("database", strNode(h.Database))
-				} else {
-					hm.add("command", flowList(h.Command))
-				}
-				if h.Timeout != 0 && h.Timeout != DefaultHookTimeout {
-					hm.add("timeout", strNode(FormatDuration(h.Timeout)))
-				}
-				seq.Content = append(seq.Content, hm.Node)
-			}
-			sm.add("on_rotate", seq)
-		}
-		n.add("sessions", sm)
+		n.add("sessions", sessionsNode(ss))
 	}
 	if r := s.Reencrypt; r != nil && s.Kind == rekey.KindDataKey {
-		rm := newMap()
-		rm.add("database", strNode(r.Database))
-		rm.add("codec", strNode(r.Codec))
-		rm.add("encoding", strNode(r.Encoding))
-		rm.add("columns", flowList(r.Columns))
-		if len(r.Command) > 0 {
-			rm.add("command", flowList(r.Command))
-		}
-		if r.KeyID {
-			rm.add("key_id", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
-		}
-		if r.BatchSize != 0 {
-			rm.add("batch_size", intNode(r.BatchSize))
-		}
-		if r.RowsPerSecond != 0 {
-			rm.add("rows_per_second", intNode(r.RowsPerSecond))
-		}
-		if r.Mode != "" && r.Mode != rekey.ReencryptOnline {
-			rm.add("mode", strNode(r.Mode))
-		}
-		if r.PreviousKey != "" {
-			rm.add("previous_key", strNode(r.PreviousKey))
-		}
-		n.add("reencrypt", rm)
+		n.add("reencrypt", reencryptNode(r))
 	}
 	return n
+}
+
+// addText adds key: v to n when v is not empty.
+func addText(n *mapNode, key, v string) {
+	if v != "" {
+		n.add(key, strNode(v))
+	}
+}
+
+func generatorNode(gen rekey.Generator) *mapNode {
+	g := newFlowMap()
+	bytes, enc := gen.Bytes, gen.Encoding
+	if bytes == 0 {
+		bytes = 32
+	}
+	if enc == "" {
+		enc = rekey.EncBase64
+	}
+	g.add("bytes", intNode(bytes))
+	g.add("encoding", strNode(string(enc)))
+	return g
+}
+
+func postgresNode(p *rekey.PostgresSpec) *mapNode {
+	pm := newMap()
+	addText(pm, "url_from", p.URLFrom)
+	addText(pm, "host", p.Host)
+	if p.Port != 0 {
+		pm.add("port", intNode(p.Port))
+	}
+	addText(pm, "database", p.Database)
+	addText(pm, "role", p.Role)
+	addText(pm, "sslmode", p.SSLMode)
+	if p.ChangedBy != "self" {
+		addText(pm, "changed_by", p.ChangedBy)
+	}
+	addText(pm, "admin_secret", p.AdminSecret)
+	if p.Strategy != "single" {
+		addText(pm, "strategy", p.Strategy)
+	}
+	if len(p.Roles) > 0 {
+		pm.add("roles", flowList(p.Roles))
+	}
+	addDuration(pm, "grace", p.Grace, 0)
+	return pm
+}
+
+func sessionsNode(ss *rekey.SessionsSpec) *mapNode {
+	sm := newMap()
+	sm.add("mode", strNode(ss.Mode))
+	addDuration(sm, "grace", ss.Grace, 0)
+	addText(sm, "previous_key", ss.PreviousKey)
+	if len(ss.OnRotate) > 0 {
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		for _, h := range ss.OnRotate {
+			hm := newMap()
+			if h.SQL != "" {
+				hm.add("sql", strNode(h.SQL))
+				hm.add("database", strNode(h.Database))
+			} else {
+				hm.add("command", flowList(h.Command))
+			}
+			if h.Timeout != 0 {
+				addDuration(hm, "timeout", h.Timeout, DefaultHookTimeout)
+			}
+			seq.Content = append(seq.Content, hm.Node)
+		}
+		sm.add("on_rotate", seq)
+	}
+	return sm
+}
+
+func reencryptNode(r *rekey.ReencryptSpec) *mapNode {
+	rm := newMap()
+	rm.add("database", strNode(r.Database))
+	rm.add("codec", strNode(r.Codec))
+	rm.add("encoding", strNode(r.Encoding))
+	rm.add("columns", flowList(r.Columns))
+	if len(r.Command) > 0 {
+		rm.add("command", flowList(r.Command))
+	}
+	if r.KeyID {
+		rm.add("key_id", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+	}
+	if r.BatchSize != 0 {
+		rm.add("batch_size", intNode(r.BatchSize))
+	}
+	if r.RowsPerSecond != 0 {
+		rm.add("rows_per_second", intNode(r.RowsPerSecond))
+	}
+	if r.Mode != "" && r.Mode != rekey.ReencryptOnline {
+		rm.add("mode", strNode(r.Mode))
+	}
+	addText(rm, "previous_key", r.PreviousKey)
+	return rm
 }
 
 func derivedNode(ds []rekey.Derived) (*mapNode, error) {

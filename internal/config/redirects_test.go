@@ -1,6 +1,10 @@
 package config
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/rekeyhq/rekey"
+)
 
 // TestHTTPFollowRedirects: follow_redirects of an http check is none by
 // default, none or same-origin when given; anything else is an error at
@@ -9,7 +13,7 @@ func TestHTTPFollowRedirects(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"", ""},
 		{"      follow_redirects: none\n", ""},
-		{"      follow_redirects: same-origin\n", RedirectsSameOrigin},
+		{"      follow_redirects: same-origin\n", rekey.RedirectsSameOrigin},
 	} {
 		c, err := Parse("rekey.yaml", []byte(svcHead+"checks:\n  h:\n    http:\n      url: http://x/\n"+tc.yaml))
 		if err != nil {

@@ -53,14 +53,7 @@ func (d *decoder) sessions(v *yaml.Node, secret string) *rekey.SessionsSpec {
 				}
 			}},
 			{"grace", func(k, v *yaml.Node) { graceKey = k; s.Grace, _ = d.duration(v, "grace of "+what) }},
-			{"previous_key", func(k, v *yaml.Node) {
-				if t, ok := d.text(v, "previous_key of "+what); ok {
-					if !varName.MatchString(t) {
-						d.fail(v, varNameHint, "invalid previous_key %s", quote(t))
-					}
-					s.PreviousKey = t
-				}
-			}},
+			{"previous_key", d.previousKey(&s.PreviousKey, what)},
 			{"on_rotate", func(k, v *yaml.Node) { s.OnRotate = d.hooks(v, "on_rotate of "+secret) }},
 		},
 	})
@@ -98,13 +91,7 @@ func (d *decoder) hooks(v *yaml.Node, what string) []rekey.Hook {
 			what: hw,
 			fields: []field{
 				{"sql", func(k, v *yaml.Node) { sqlKey = k; h.SQL, _ = d.text(v, "sql of "+hw) }},
-				{"database", func(k, v *yaml.Node) {
-					dbKey = k
-					if t, ok := d.text(v, "database of "+hw); ok {
-						h.Database = t
-						d.ref(v, t, hw, d.known)
-					}
-				}},
+				{"database", d.database(&dbKey, &h.Database, hw)},
 				{"command", func(k, v *yaml.Node) {
 					cmdKey = k
 					if c, ok := d.command(v, "command of "+hw, false); ok {
@@ -139,13 +126,7 @@ func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
 	_, ok := d.decode(v, section{
 		what: what,
 		fields: []field{
-			{"database", func(k, v *yaml.Node) {
-				dbKey = k
-				if t, ok := d.text(v, "database of "+what); ok {
-					r.Database = t
-					d.ref(v, t, what, d.known)
-				}
-			}},
+			{"database", d.database(&dbKey, &r.Database, what)},
 			{"codec", func(k, v *yaml.Node) {
 				if c, ok := d.enum(v, "codec of "+what, Codecs); ok && c != "" {
 					r.Codec, codecVal = c, v
@@ -181,14 +162,7 @@ func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
 					r.Mode = m
 				}
 			}},
-			{"previous_key", func(k, v *yaml.Node) {
-				if t, ok := d.text(v, "previous_key of "+what); ok {
-					if !varName.MatchString(t) {
-						d.fail(v, varNameHint, "invalid previous_key %s", quote(t))
-					}
-					r.PreviousKey = t
-				}
-			}},
+			{"previous_key", d.previousKey(&r.PreviousKey, what)},
 		},
 	})
 	if !ok {
@@ -234,6 +208,32 @@ func (d *decoder) columns(v *yaml.Node, what string) []string {
 		out = append(out, t)
 	}
 	return out
+}
+
+// database returns a field decoder for database: NAME, the secret or
+// derived value holding a connection URL: the name goes to *dst, the key
+// node to *key.
+func (d *decoder) database(key **yaml.Node, dst *string, what string) func(k, v *yaml.Node) {
+	return func(k, v *yaml.Node) {
+		*key = k
+		if t, ok := d.text(v, "database of "+what); ok {
+			*dst = t
+			d.ref(v, t, what)
+		}
+	}
+}
+
+// previousKey returns a field decoder for previous_key: NAME, the key the
+// superseded value is published under.
+func (d *decoder) previousKey(dst *string, what string) func(k, v *yaml.Node) {
+	return func(k, v *yaml.Node) {
+		if t, ok := d.text(v, "previous_key of "+what); ok {
+			if !varName.MatchString(t) {
+				d.fail(v, varNameHint, "invalid previous_key %s", quote(t))
+			}
+			*dst = t
+		}
+	}
 }
 
 func itoa(i int) string {

@@ -36,10 +36,10 @@ func TestServicesAndChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := func(a ...string) Command { return Command{Argv: a, Timeout: DefaultServiceTimeout} }
-	status := func(a ...string) Command { return Command{Argv: a, Timeout: DefaultStatusTimeout} }
+	argv := func(a ...string) rekey.Command { return rekey.Command{Argv: a, Timeout: rekey.DefaultServiceTimeout} }
+	status := func(a ...string) rekey.Command { return rekey.Command{Argv: a, Timeout: rekey.DefaultStatusTimeout} }
 	composeStatus := status("sh", "-c", `test -n "$(docker compose "$@")"`, "sh", "-f", "deploy/compose.yml", "ps", "--status", "running", "--quiet", "web")
-	wantServices := []Service{
+	wantServices := []rekey.Service{
 		{
 			Name:     "api",
 			Restart:  argv("systemctl", "restart", "atlas-api"),
@@ -61,8 +61,8 @@ func TestServicesAndChecks(t *testing.T) {
 		},
 		{
 			Name:         "worker",
-			Restart:      Command{Argv: []string{"./bin/worker", "restart"}, Timeout: 90 * time.Second},
-			Status:       Command{Shell: "pgrep -f bin/worker >/dev/null", Timeout: DefaultStatusTimeout},
+			Restart:      rekey.Command{Argv: []string{"./bin/worker", "restart"}, Timeout: 90 * time.Second},
+			Status:       rekey.Command{Shell: "pgrep -f bin/worker >/dev/null", Timeout: rekey.DefaultStatusTimeout},
 			Consumes:     []string{"DATABASE_URL"},
 			Order:        -1,
 			Environments: []string{"production"},
@@ -70,8 +70,8 @@ func TestServicesAndChecks(t *testing.T) {
 		},
 		{
 			Name:         "legacy",
-			Stop:         Command{Argv: []string{"./bin/legacy", "stop"}, Timeout: 2 * time.Minute},
-			Start:        Command{Shell: "./bin/legacy start", Timeout: DefaultServiceTimeout},
+			Stop:         rekey.Command{Argv: []string{"./bin/legacy", "stop"}, Timeout: 2 * time.Minute},
+			Start:        rekey.Command{Shell: "./bin/legacy start", Timeout: rekey.DefaultServiceTimeout},
 			Consumes:     []string{"JWT_SECRET"},
 			Environments: []string{"staging"},
 			Line:         39,
@@ -80,29 +80,29 @@ func TestServicesAndChecks(t *testing.T) {
 	if d := cmp.Diff(wantServices, c.Services); d != "" {
 		t.Errorf("Services (-want +got):\n%s", d)
 	}
-	def := func(k Check) Check {
-		k.Retries, k.Backoff, k.Timeout, k.Deadline = DefaultCheckRetries, DefaultCheckBackoff, DefaultCheckTimeout, DefaultCheckDeadline
+	def := func(k rekey.Check) rekey.Check {
+		k.Retries, k.Backoff, k.Timeout, k.Deadline = rekey.DefaultCheckRetries, rekey.DefaultCheckBackoff, rekey.DefaultCheckTimeout, rekey.DefaultCheckDeadline
 		return k
 	}
-	login := def(Check{Name: "login", Type: CheckHTTP, Line: 47, HTTP: &HTTPCheck{
+	login := def(rekey.Check{Name: "login", Type: rekey.CheckHTTP, Line: 47, HTTP: &rekey.HTTPCheck{
 		Method: "POST", URL: tmpl(t, "http://localhost:8080/api/login"),
-		Headers: []Header{{Name: "Content-Type", Value: tmpl(t, "application/json")}, {Name: "X-Smoke", Value: tmpl(t, "{{ SMOKE_PASSWORD }}")}},
+		Headers: []rekey.Header{{Name: "Content-Type", Value: tmpl(t, "application/json")}, {Name: "X-Smoke", Value: tmpl(t, "{{ SMOKE_PASSWORD }}")}},
 		Body:    tmpl(t, `{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
 		Expect:  []int{200}, JSONField: "data.token",
 	}})
 	login.Retries, login.Backoff, login.Deadline = 5, 500*time.Millisecond, 30*time.Second
-	pii := def(Check{Name: "pii", Type: CheckDecryptSample, Line: 65, DecryptSample: &DecryptSample{
+	pii := def(rekey.Check{Name: "pii", Type: rekey.CheckDecryptSample, Line: 65, DecryptSample: &rekey.DecryptSample{
 		URL: "DATABASE_URL", Table: "public.patients", Column: "email", Rows: 5, Key: "ENCRYPTION_KEY", Codec: "aes-256-gcm", Encoding: "base64",
 	}})
 	pii.Timeout = 20 * time.Second
-	smoke := def(Check{Name: "smoke", Type: CheckCommand, Line: 68, Command: &Command{Argv: []string{"./scripts/smoke-test", "--quick"}, Timeout: DefaultCheckTimeout}})
+	smoke := def(rekey.Check{Name: "smoke", Type: rekey.CheckCommand, Line: 68, Command: &rekey.Command{Argv: []string{"./scripts/smoke-test", "--quick"}, Timeout: rekey.DefaultCheckTimeout}})
 	smoke.Retries = 0
-	wantChecks := []Check{
-		def(Check{Name: "health", Type: CheckHTTP, Line: 45, HTTP: &HTTPCheck{Method: "GET", URL: tmpl(t, "http://localhost:8080/health")}}),
+	wantChecks := []rekey.Check{
+		def(rekey.Check{Name: "health", Type: rekey.CheckHTTP, Line: 45, HTTP: &rekey.HTTPCheck{Method: "GET", URL: tmpl(t, "http://localhost:8080/health")}}),
 		login,
-		def(Check{Name: "db-port", Type: CheckTCP, Line: 58, TCP: &TCPCheck{Address: tmpl(t, "localhost:5432")}, Environments: []string{"production"}}),
-		def(Check{Name: "db", Type: CheckPostgres, Line: 61, Postgres: &PostgresCheck{URL: "DATABASE_URL"}}),
-		def(Check{Name: "patients", Type: CheckSQL, Line: 63, SQL: &SQLCheck{URL: "DATABASE_URL", Query: "SELECT count(*) FROM patients", Expect: "20"}}),
+		def(rekey.Check{Name: "db-port", Type: rekey.CheckTCP, Line: 58, TCP: &rekey.TCPCheck{Address: tmpl(t, "localhost:5432")}, Environments: []string{"production"}}),
+		def(rekey.Check{Name: "db", Type: rekey.CheckPostgres, Line: 61, Postgres: &rekey.PostgresCheck{URL: "DATABASE_URL"}}),
+		def(rekey.Check{Name: "patients", Type: rekey.CheckSQL, Line: 63, SQL: &rekey.SQLCheck{URL: "DATABASE_URL", Query: "SELECT count(*) FROM patients", Expect: "20"}}),
 		pii,
 		smoke,
 	}

@@ -1,50 +1,26 @@
 // Package services restarts the services that read the secrets rekey
 // rotates, and asks them for their status, by running the commands that
-// rekey.yaml lists under services: (see config.Service).
-//
-// A command runs in Options.Dir with Options.Env (without rekey's key
-// material: see rekey.ChildEnv), in a process group of its own, with its stdin empty and its stdout and stderr captured together. A
-// command that outlives its timeout is sent SIGTERM, then SIGKILL after
-// Options.KillGrace, and so is every process of its group. Output is never
-// echoed: only the last lines of a failing command are kept, after passing
-// through Options.Redact. No secret value is ever put in a command's argv
-// or environment by this package (rekey.yaml holds none).
-//
-// A command that leaves a process running in the background (a start
-// script that daemonizes) must redirect that process's output: rekey stops
-// reading a command's output WaitDelay after it exits, and a background
-// process still writing to it then gets SIGPIPE.
+// rekey.yaml lists under services: (see rekey.Service). The commands run
+// through internal/proc: in the project folder, in a process group of their
+// own, killed with it on timeout, their output kept redacted and only when
+// they fail.
 package services
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/proc"
 )
 
 // Defaults of Options.
 const (
-	DefaultTailLines = 10
-	DefaultKillGrace = 5 * time.Second
-	// WaitDelay bounds the wait for a command's output to end after the
-	// command exits (background processes may hold it open).
-	WaitDelay = 2 * time.Second
-	// maxOutput is how much of a command's output is kept (its end).
-	maxOutput = 64 << 10
-	// maxLine is the longest line kept in a tail.
-	maxLine = 240
+	DefaultTailLines = proc.DefaultTailLines
+	DefaultKillGrace = proc.DefaultKillGrace
 )
 
 // Options say how commands run.
@@ -83,7 +59,7 @@ const (
 type Result struct {
 	Service  string        `json:"service"`
 	Action   string        `json:"action"`            // restart, stop, start, status
-	Command  string        `json:"command,omitempty"` // config.Command.String(); rekey.yaml holds no values
+	Command  string        `json:"command,omitempty"` // rekey.Command.String(); rekey.yaml holds no values
 	OK       bool          `json:"ok"`
 	Skipped  string        `json:"skipped,omitempty"` // why the command did not run ("no status command", "an earlier service failed")
 	ExitCode int           `json:"exit_code"`         // -1 when it did not exit by itself
@@ -110,7 +86,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 // in changed (secret or derived value names): a service consuming a derived
 // value is affected when a secret its template references changed, and one
 // with consumes: all by any change.
-func Affected(svcs []config.Service, changed []string, derived []rekey.Derived) []config.Service {
+func Affected(svcs []rekey.Service, changed []string, derived []rekey.Derived) []rekey.Service {
 	if len(changed) == 0 {
 		return nil
 	}
@@ -126,7 +102,7 @@ func Affected(svcs []config.Service, changed []string, derived []rekey.Derived) 
 			}
 		}
 	}
-	var out []config.Service
+	var out []rekey.Service
 	for _, s := range ordered(svcs) {
 		if s.ConsumesAll || slices.ContainsFunc(s.Consumes, func(c string) bool { return slices.Contains(names, c) }) {
 			out = append(out, s)
@@ -136,9 +112,9 @@ func Affected(svcs []config.Service, changed []string, derived []rekey.Derived) 
 }
 
 // ordered sorts by Order, ties in the given order.
-func ordered(svcs []config.Service) []config.Service {
+func ordered(svcs []rekey.Service) []rekey.Service {
 	out := slices.Clone(svcs)
-	slices.SortStableFunc(out, func(a, b config.Service) int { return a.Order - b.Order })
+	slices.SortStableFunc(out, func(a, b rekey.Service) int { return a.Order - b.Order })
 	return out
 }
 
@@ -149,13 +125,13 @@ func ordered(svcs []config.Service) []config.Service {
 // error (code CodeVerifyFailed) names the failing service and carries the
 // tail of its output in its hint. It returns one Result per command run or
 // skipped.
-func Restart(ctx context.Context, svcs []config.Service, changed []string, o Options) ([]Result, error) {
+func Restart(ctx context.Context, svcs []rekey.Service, changed []string, o Options) ([]Result, error) {
 	return RestartAll(ctx, Affected(svcs, changed, o.Derived), o)
 }
 
 // RestartAll restarts every service of svcs, in restart order, as Restart
 // does (rekey services restart).
-func RestartAll(ctx context.Context, svcs []config.Service, o Options) ([]Result, error) {
+func RestartAll(ctx context.Context, svcs []rekey.Service, o Options) ([]Result, error) {
 	var out []Result
 	var failed *Result
 	for _, s := range ordered(svcs) {
@@ -165,12 +141,12 @@ func RestartAll(ctx context.Context, svcs []config.Service, o Options) ([]Result
 		}
 		steps := []struct {
 			action string
-			cmd    config.Command
+			cmd    rekey.Command
 		}{{ActionRestart, s.Restart}}
 		if s.Restart.IsZero() {
 			steps = []struct {
 				action string
-				cmd    config.Command
+				cmd    rekey.Command
 			}{{ActionStop, s.Stop}, {ActionStart, s.Start}}
 		}
 		for _, st := range steps {
@@ -202,7 +178,7 @@ func failure(r *Result) error {
 
 // Status runs the status command of each service, in restart order. A
 // service without one is reported as skipped (and OK).
-func Status(ctx context.Context, svcs []config.Service, o Options) []Result {
+func Status(ctx context.Context, svcs []rekey.Service, o Options) []Result {
 	var out []Result
 	for _, s := range ordered(svcs) {
 		if s.Status.IsZero() {
@@ -222,161 +198,8 @@ func (o Options) emit(r Result) Result {
 }
 
 // Run runs one command of service svc and reports how it went.
-func Run(ctx context.Context, svc, action string, c config.Command, o Options) Result {
-	r := Result{Service: svc, Action: action, Command: c.String(), ExitCode: -1}
-	args := c.Args()
-	if len(args) == 0 {
-		r.Err = "no " + action + " command"
-		return r
-	}
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = config.DefaultServiceTimeout
-	}
-	grace := o.KillGrace
-	if grace <= 0 {
-		grace = DefaultKillGrace
-	}
-	out := &tail{}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = o.Dir
-	cmd.Env = o.Env
-	if cmd.Env == nil {
-		cmd.Env = os.Environ()
-	}
-	cmd.Env = rekey.ChildEnv(cmd.Env)
-	cmd.Stdin = nil
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = WaitDelay
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		r.Duration = time.Since(start)
-		r.Err = "cannot start: " + startErr(err)
-		return r
-	}
-	pgid := cmd.Process.Pid
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	var err error
-	var why string
-	select {
-	case err = <-done:
-	case <-timer.C:
-		why = fmt.Sprintf("timed out after %s", timeout)
-	case <-ctx.Done():
-		why = "interrupted"
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			why = "timed out (deadline reached)"
-		}
-	}
-	if why != "" {
-		r.TimedOut = why != "interrupted"
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case err = <-done:
-		case <-time.After(grace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			err = <-done
-		}
-		// The leader is gone; the rest of its group goes too.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	}
-	r.Duration = time.Since(start)
-	if ps := cmd.ProcessState; ps != nil {
-		r.ExitCode = ps.ExitCode()
-	}
-	switch {
-	case why != "":
-		r.Err = why + ": process group killed"
-	case err == nil || errors.Is(err, exec.ErrWaitDelay):
-		r.OK = true
-	default:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			r.Err = ee.ProcessState.String() // "exit status 3", "signal: killed"
-		} else {
-			r.Err = "wait: " + err.Error()
-		}
-	}
-	if !r.OK {
-		r.Tail = out.lines(o.TailLines, o.Redact)
-	}
-	return r
-}
-
-// startErr describes why a command did not start, without its argv.
-func startErr(err error) string {
-	var pe *os.PathError
-	var ee *exec.Error
-	switch {
-	case errors.As(err, &ee):
-		return ee.Err.Error() // "executable file not found in $PATH"
-	case errors.As(err, &pe):
-		return pe.Err.Error()
-	}
-	return err.Error()
-}
-
-// tail keeps the last maxOutput bytes written to it.
-type tail struct {
-	mu        sync.Mutex
-	buf       []byte
-	truncated bool
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := len(p)
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > maxOutput {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-maxOutput:]...)
-		t.truncated = true
-	}
-	return n, nil
-}
-
-// lines returns the last n non-empty lines, redacted, each cut to maxLine.
-// When the beginning of the output was dropped, its first (partial) line is
-// dropped too: a secret cut in half would escape redaction.
-func (t *tail) lines(n int, redact func(string) string) []string {
-	t.mu.Lock()
-	b := bytes.Clone(t.buf)
-	truncated := t.truncated
-	t.mu.Unlock()
-	if n <= 0 {
-		n = DefaultTailLines
-	}
-	text := string(b)
-	if truncated {
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			text = text[i+1:]
-		} else {
-			text = ""
-		}
-	}
-	if redact != nil {
-		text = redact(text)
-	}
-	var out []string
-	for _, l := range strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n") {
-		l = strings.TrimRight(l, " \t\r")
-		if l == "" {
-			continue
-		}
-		out = append(out, l)
-	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	for i, l := range out {
-		if len(l) > maxLine {
-			out[i] = strings.ToValidUTF8(l[:maxLine], "") + "…"
-		}
-	}
-	return out
+func Run(ctx context.Context, svc, action string, c rekey.Command, o Options) Result {
+	p := proc.Run(ctx, action, c, proc.Options{Dir: o.Dir, Env: o.Env, Redact: o.Redact, TailLines: o.TailLines, KillGrace: o.KillGrace})
+	return Result{Service: svc, Action: action, Command: c.String(), OK: p.OK, ExitCode: p.ExitCode, TimedOut: p.TimedOut,
+		Duration: p.Duration, Err: p.Err, Tail: p.Tail}
 }

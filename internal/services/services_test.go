@@ -11,15 +11,14 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
 )
 
-func sh(script string, timeout time.Duration) config.Command {
-	return config.Command{Shell: script, Timeout: timeout}
+func sh(script string, timeout time.Duration) rekey.Command {
+	return rekey.Command{Shell: script, Timeout: timeout}
 }
 
-func svc(name string, order int, restart config.Command, consumes ...string) config.Service {
-	s := config.Service{Name: name, Order: order, Restart: restart, Consumes: consumes}
+func svc(name string, order int, restart rekey.Command, consumes ...string) rekey.Service {
+	s := rekey.Service{Name: name, Order: order, Restart: restart, Consumes: consumes}
 	if len(consumes) == 1 && consumes[0] == "all" {
 		s.Consumes, s.ConsumesAll = nil, true
 	}
@@ -49,8 +48,8 @@ func readLog(t *testing.T, dir string) string {
 // restart, in order, in the project folder.
 func TestRestartAffectedInOrder(t *testing.T) {
 	dir := t.TempDir()
-	log := func(name string) config.Command { return sh("echo "+name+" >> log", 10*time.Second) }
-	svcs := []config.Service{
+	log := func(name string) rekey.Command { return sh("echo "+name+" >> log", 10*time.Second) }
+	svcs := []rekey.Service{
 		svc("api", 0, log("api"), "JWT_SECRET", "DATABASE_URL"),
 		svc("jwt-only", 0, log("jwt-only"), "JWT_SECRET"),
 		svc("web", 5, log("web"), "all"),
@@ -92,8 +91,8 @@ func TestRestartAffectedInOrder(t *testing.T) {
 
 func TestStopThenStart(t *testing.T) {
 	dir := t.TempDir()
-	s := config.Service{Name: "legacy", Stop: sh("echo stop >> log", time.Minute), Start: sh("echo start >> log", time.Minute), ConsumesAll: true}
-	res, err := RestartAll(context.Background(), []config.Service{s}, Options{Dir: dir})
+	s := rekey.Service{Name: "legacy", Stop: sh("echo stop >> log", time.Minute), Start: sh("echo start >> log", time.Minute), ConsumesAll: true}
+	res, err := RestartAll(context.Background(), []rekey.Service{s}, Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +110,7 @@ func TestFailureTail(t *testing.T) {
 	dir := t.TempDir()
 	const secret = "s3cr3t-value-0123456789"
 	script := `for i in $(seq 1 40); do echo "line $i"; done; echo "password=` + secret + `" >&2; echo "last words"; exit 3`
-	svcs := []config.Service{
+	svcs := []rekey.Service{
 		svc("api", 0, sh(script, time.Minute), "all"),
 		svc("web", 1, sh("echo web >> log", time.Minute), "all"),
 	}
@@ -140,17 +139,6 @@ func TestFailureTail(t *testing.T) {
 	j, _ := json.Marshal(res)
 	if strings.Contains(string(j), secret) || !strings.Contains(string(j), `"duration_ms"`) {
 		t.Errorf("json %s", j)
-	}
-}
-
-// TestLongOutputCut checks that output beyond what is kept does not leak a
-// partial line (a secret cut in half escapes redaction).
-func TestLongOutputCut(t *testing.T) {
-	tl := &tail{}
-	tl.Write([]byte("SECRET-" + strings.Repeat("x", maxOutput) + "\nend\n"))
-	lines := tl.lines(10, nil)
-	if len(lines) != 1 || lines[0] != "end" {
-		t.Errorf("lines %q", lines)
 	}
 }
 
@@ -201,7 +189,7 @@ func TestTimeoutKillsGroup(t *testing.T) {
 			// The background sleep must have written its pid before the timeout.
 			script := tc.script
 			s := svc("api", 0, sh(script, 1500*time.Millisecond), "all")
-			res, err := RestartAll(context.Background(), []config.Service{s}, Options{Dir: dir, KillGrace: 300 * time.Millisecond})
+			res, err := RestartAll(context.Background(), []rekey.Service{s}, Options{Dir: dir, KillGrace: 300 * time.Millisecond})
 			if err == nil || len(res) != 1 {
 				t.Fatalf("res %+v err %v", res, err)
 			}
@@ -239,11 +227,11 @@ func TestCanceled(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	dir := t.TempDir()
-	svcs := []config.Service{
-		{Name: "up", Status: config.Command{Argv: []string{"true"}, Timeout: time.Minute}},
+	svcs := []rekey.Service{
+		{Name: "up", Status: rekey.Command{Argv: []string{"true"}, Timeout: time.Minute}},
 		{Name: "down", Status: sh("echo not running; exit 3", time.Minute)},
 		{Name: "unknown"},
-		{Name: "missing", Status: config.Command{Argv: []string{"./no-such-program"}}},
+		{Name: "missing", Status: rekey.Command{Argv: []string{"./no-such-program"}}},
 	}
 	res := Status(context.Background(), svcs, Options{Dir: dir})
 	if len(res) != 4 {

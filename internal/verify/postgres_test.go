@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
 var cluster *pgtest.Cluster
@@ -43,7 +43,7 @@ func seal(t *testing.T, key []byte, plain string) string {
 	return base64.StdEncoding.EncodeToString(g.Seal(nonce, nonce, []byte(plain), nil))
 }
 
-func testOpener(s config.DecryptSample, key rekey.Value) (func([]byte) error, error) {
+func testOpener(s rekey.DecryptSample, key rekey.Value) (func([]byte) error, error) {
 	if s.Codec != "aes-256-gcm" || s.Encoding != "base64" {
 		return nil, errors.New("unsupported codec")
 	}
@@ -111,7 +111,7 @@ func setup(t *testing.T) (c *pgtest.Cluster, url string, keyA, keyB []byte) {
 	return c, c.ConnString(role, pw, db), keyA, keyB
 }
 
-func dbCheck(name string) config.Check {
+func dbCheck(name string) rekey.Check {
 	c := check(name, 0)
 	return c
 }
@@ -119,16 +119,16 @@ func dbCheck(name string) config.Check {
 func TestPostgres(t *testing.T) {
 	c, url, _, _ := setup(t)
 	resolve := values(map[string]string{"DATABASE_URL": url, "BAD_URL": strings.Replace(url, "app-pass", "wrong-pass", 1), "NOT_A_URL": "hello"})
-	pg := func(name, urlName string) config.Check {
+	pg := func(name, urlName string) rekey.Check {
 		k := dbCheck(name)
-		k.Type, k.Postgres = config.CheckPostgres, &config.PostgresCheck{URL: urlName}
+		k.Type, k.Postgres = rekey.CheckPostgres, &rekey.PostgresCheck{URL: urlName}
 		return k
 	}
 	before, err := c.ServerLog() // setup's CREATE ROLE holds the password
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := Run(context.Background(), []config.Check{pg("db", "DATABASE_URL"), pg("bad", "BAD_URL"), pg("notaurl", "NOT_A_URL")}, resolve, Options{})
+	rs := Run(context.Background(), []rekey.Check{pg("db", "DATABASE_URL"), pg("bad", "BAD_URL"), pg("notaurl", "NOT_A_URL")}, resolve, Options{Postgres: postgres.URLDialer{}})
 	if !rs[0].OK || rs[0].Message != "logged in with DATABASE_URL" {
 		t.Errorf("%+v", rs[0])
 	}
@@ -156,12 +156,12 @@ func TestPostgres(t *testing.T) {
 func TestSQL(t *testing.T) {
 	_, url, _, _ := setup(t)
 	resolve := values(map[string]string{"DATABASE_URL": url})
-	q := func(name, query, expect string) config.Check {
+	q := func(name, query, expect string) rekey.Check {
 		k := dbCheck(name)
-		k.Type, k.SQL = config.CheckSQL, &config.SQLCheck{URL: "DATABASE_URL", Query: query, Expect: expect}
+		k.Type, k.SQL = rekey.CheckSQL, &rekey.SQLCheck{URL: "DATABASE_URL", Query: query, Expect: expect}
 		return k
 	}
-	rs := Run(context.Background(), []config.Check{
+	rs := Run(context.Background(), []rekey.Check{
 		q("count", "SELECT count(*) FROM patients", "6"),
 		q("bool-go", "SELECT count(*) > 0 FROM patients", "true"),
 		q("bool-pg", "SELECT count(*) > 0 FROM patients", "t"),
@@ -171,7 +171,7 @@ func TestSQL(t *testing.T) {
 		q("no-rows", "SELECT 1 WHERE false", "1"),
 		q("read-only", "INSERT INTO patients VALUES (99, 'x') RETURNING 1", "1"),
 		q("syntax", "SELEC 1", "1"),
-	}, resolve, Options{})
+	}, resolve, Options{Postgres: postgres.URLDialer{}})
 	for i, r := range rs[:4] {
 		if !r.OK {
 			t.Errorf("%d: %+v", i, r)
@@ -194,14 +194,14 @@ func TestSQL(t *testing.T) {
 func TestDecryptSample(t *testing.T) {
 	_, url, keyA, keyB := setup(t)
 	b64 := base64.StdEncoding.EncodeToString
-	sample := func(name, key string, rows int) config.Check {
+	sample := func(name, key string, rows int) rekey.Check {
 		k := dbCheck(name)
-		k.Type, k.DecryptSample = config.CheckDecryptSample, &config.DecryptSample{URL: "DATABASE_URL", Table: "public.patients", Column: "email", Rows: rows, Key: key, Codec: "aes-256-gcm", Encoding: "base64"}
+		k.Type, k.DecryptSample = rekey.CheckDecryptSample, &rekey.DecryptSample{URL: "DATABASE_URL", Table: "public.patients", Column: "email", Rows: rows, Key: key, Codec: "aes-256-gcm", Encoding: "base64"}
 		return k
 	}
 	resolve := values(map[string]string{"DATABASE_URL": url, "KEY_A": b64(keyA), "KEY_B": b64(keyB), "SHORT": "c2hvcnQ="})
-	o := Options{Opener: testOpener}
-	rs := Run(context.Background(), []config.Check{
+	o := Options{Opener: testOpener, Postgres: postgres.URLDialer{}}
+	rs := Run(context.Background(), []rekey.Check{
 		sample("first-four", "KEY_A", 4),
 		sample("all", "KEY_A", 100),
 		sample("other-key", "KEY_B", 100),
@@ -228,3 +228,6 @@ func TestDecryptSample(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 }
+
+// The postgres adapter is what the application gives Options.Postgres.
+var _ Postgres = postgres.URLDialer{}

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey"
 )
 
 // recorder is a server that records what reaches it (the host a redirect
@@ -38,10 +38,10 @@ func (r *recorder) requests() int {
 }
 
 // secretCheck is a POST carrying API_KEY in a header and in its body.
-func secretCheck(t *testing.T, url, follow string, expect ...int) config.Check {
+func secretCheck(t *testing.T, url, follow string, expect ...int) rekey.Check {
 	c := httpCheck(t, "login", url, 2)
 	c.HTTP.Method = "POST"
-	c.HTTP.Headers = []config.Header{{Name: "X-Api-Key", Value: tmpl(t, "{{ API_KEY }}")}}
+	c.HTTP.Headers = []rekey.Header{{Name: "X-Api-Key", Value: tmpl(t, "{{ API_KEY }}")}}
 	c.HTTP.Body = tmpl(t, `{"key": "{{ API_KEY }}"}`)
 	c.HTTP.FollowRedirects = follow
 	c.HTTP.Expect = expect
@@ -89,10 +89,10 @@ func TestHTTPRedirects(t *testing.T) {
 	}{
 		{"default, another host", "/away", "", nil, false, "redirect (status 307) to " + otherHost + " not followed"},
 		{"default, same origin", "/moved", "", nil, false, "not followed"},
-		{"same-origin, within the origin", "/moved", config.RedirectsSameOrigin, nil, true, ""},
-		{"same-origin, another host", "/away", config.RedirectsSameOrigin, nil, false, "to another origin, " + otherHost + ", refused"},
-		{"same-origin, another port", "/port", config.RedirectsSameOrigin, nil, false, "to another origin, " + samePortOther.URL + ", refused"},
-		{"same-origin, a loop", "/loop", config.RedirectsSameOrigin, nil, false, "more than 10 redirects"},
+		{"same-origin, within the origin", "/moved", rekey.RedirectsSameOrigin, nil, true, ""},
+		{"same-origin, another host", "/away", rekey.RedirectsSameOrigin, nil, false, "to another origin, " + otherHost + ", refused"},
+		{"same-origin, another port", "/port", rekey.RedirectsSameOrigin, nil, false, "to another origin, " + samePortOther.URL + ", refused"},
+		{"same-origin, a loop", "/loop", rekey.RedirectsSameOrigin, nil, false, "more than 10 redirects"},
 		{"the redirect expected", "/away", "", []int{307}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestHTTPRedirectHTTPSToHTTP(t *testing.T) {
 	}))
 	defer tls.Close()
 	client := tls.Client()
-	r := runOne(t, secretCheck(t, tls.URL+"/down", config.RedirectsSameOrigin), apiKey, Options{HTTPClient: client})
+	r := runOne(t, secretCheck(t, tls.URL+"/down", rekey.RedirectsSameOrigin), apiKey, Options{HTTPClient: client})
 	if r.OK || !strings.Contains(r.Message, "from https to "+plain.URL+" refused") {
 		t.Errorf("ok %v, message %q", r.OK, r.Message)
 	}
@@ -135,7 +135,7 @@ func TestHTTPRedirectHTTPSToHTTP(t *testing.T) {
 		t.Errorf("the caller's client was changed")
 	}
 	// The same client, within the origin: followed.
-	r = runOne(t, secretCheck(t, tls.URL+"/up", config.RedirectsSameOrigin), apiKey, Options{HTTPClient: client})
+	r = runOne(t, secretCheck(t, tls.URL+"/up", rekey.RedirectsSameOrigin), apiKey, Options{HTTPClient: client})
 	if !r.OK {
 		t.Errorf("https, no redirect: %q", r.Message)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
 )
 
 func tmpl(t *testing.T, s string) *rekey.Template {
@@ -27,13 +26,13 @@ func tmpl(t *testing.T, s string) *rekey.Template {
 }
 
 // check returns a check with fast retries: attempts are 10ms apart.
-func check(name string, retries int) config.Check {
-	return config.Check{Name: name, Retries: retries, Backoff: 10 * time.Millisecond, Timeout: 5 * time.Second, Deadline: 30 * time.Second}
+func check(name string, retries int) rekey.Check {
+	return rekey.Check{Name: name, Retries: retries, Backoff: 10 * time.Millisecond, Timeout: 5 * time.Second, Deadline: 30 * time.Second}
 }
 
-func httpCheck(t *testing.T, name, url string, retries int) config.Check {
+func httpCheck(t *testing.T, name, url string, retries int) rekey.Check {
 	c := check(name, retries)
-	c.Type, c.HTTP = config.CheckHTTP, &config.HTTPCheck{Method: "GET", URL: tmpl(t, url)}
+	c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{Method: "GET", URL: tmpl(t, url)}
 	return c
 }
 
@@ -48,9 +47,9 @@ func values(m map[string]string) Resolver {
 	}
 }
 
-func runOne(t *testing.T, c config.Check, resolve Resolver, o Options) Result {
+func runOne(t *testing.T, c rekey.Check, resolve Resolver, o Options) Result {
 	t.Helper()
-	rs := Run(context.Background(), []config.Check{c}, resolve, o)
+	rs := Run(context.Background(), []rekey.Check{c}, resolve, o)
 	if len(rs) != 1 {
 		t.Fatalf("%d results", len(rs))
 	}
@@ -95,7 +94,7 @@ func TestHTTP(t *testing.T) {
 
 	t.Run("ok", func(t *testing.T) {
 		r := runOne(t, httpCheck(t, "health", srv.URL+"/health", 2), nil, Options{})
-		if !r.OK || r.Attempts != 1 || r.Message != "status 200" || r.Name != "health" || r.Type != config.CheckHTTP {
+		if !r.OK || r.Attempts != 1 || r.Message != "status 200" || r.Name != "health" || r.Type != rekey.CheckHTTP {
 			t.Errorf("%+v", r)
 		}
 	})
@@ -124,12 +123,12 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("%d requests for %d attempts", never.Load(), r.Attempts)
 		}
 	})
-	login := func(password string) config.Check {
+	login := func(password string) rekey.Check {
 		c := check("login", 0)
-		c.Type, c.HTTP = config.CheckHTTP, &config.HTTPCheck{
+		c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{
 			Method:    "POST",
 			URL:       tmpl(t, srv.URL+"/login"),
-			Headers:   []config.Header{{Name: "Content-Type", Value: tmpl(t, "application/json")}},
+			Headers:   []rekey.Header{{Name: "Content-Type", Value: tmpl(t, "application/json")}},
 			Body:      tmpl(t, `{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
 			Expect:    []int{200},
 			JSONField: "data.token",
@@ -215,13 +214,13 @@ func TestTCP(t *testing.T) {
 		}
 	}()
 	c := check("port", 0)
-	c.Type, c.TCP = config.CheckTCP, &config.TCPCheck{Address: tmpl(t, l.Addr().String())}
+	c.Type, c.TCP = rekey.CheckTCP, &rekey.TCPCheck{Address: tmpl(t, l.Addr().String())}
 	if r := runOne(t, c, nil, Options{}); !r.OK || r.Message != "connected" {
 		t.Errorf("%+v", r)
 	}
 	addr := closedAddr(t)
 	c.Retries = 2
-	c.TCP = &config.TCPCheck{Address: tmpl(t, addr)}
+	c.TCP = &rekey.TCPCheck{Address: tmpl(t, addr)}
 	r := runOne(t, c, nil, Options{})
 	if r.OK || r.Attempts != 3 || r.Message != "connect to "+addr+": connection refused" || !strings.Contains(r.Hint, "nothing listens") {
 		t.Errorf("%+v", r)
@@ -230,9 +229,9 @@ func TestTCP(t *testing.T) {
 
 func TestCommand(t *testing.T) {
 	const secret = "cmd-secret-value-42"
-	cmd := func(script string) config.Check {
+	cmd := func(script string) rekey.Check {
 		c := check("smoke", 0)
-		c.Type, c.Command = config.CheckCommand, &config.Command{Shell: script, Timeout: 5 * time.Second}
+		c.Type, c.Command = rekey.CheckCommand, &rekey.Command{Shell: script, Timeout: 5 * time.Second}
 		return c
 	}
 	dir := t.TempDir()
@@ -265,21 +264,21 @@ func TestSecretsNeverShown(t *testing.T) {
 	}))
 	defer echo.Close()
 	resolve := values(map[string]string{"API_TOKEN": token, "BAD": "x\x7fy-secret-with-control", "HOST_SECRET": "secret-host-name-xyz.invalid"})
-	var cases []config.Check
-	add := func(name, url string, headers ...config.Header) {
+	var cases []rekey.Check
+	add := func(name, url string, headers ...rekey.Header) {
 		c := check(name, 1)
-		c.Type, c.HTTP = config.CheckHTTP, &config.HTTPCheck{Method: "POST", URL: tmpl(t, url), Headers: headers,
+		c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{Method: "POST", URL: tmpl(t, url), Headers: headers,
 			Body: tmpl(t, `{"token": "{{ API_TOKEN | json }}"}`), JSONField: "token"}
 		cases = append(cases, c)
 	}
-	bearer := config.Header{Name: "Authorization", Value: tmpl(t, "Bearer {{ API_TOKEN }}")}
-	add("echo", echo.URL+"/login?token={{ API_TOKEN | urlquery }}", bearer, config.Header{Name: "X-Token", Value: tmpl(t, "{{ API_TOKEN }}")})
+	bearer := rekey.Header{Name: "Authorization", Value: tmpl(t, "Bearer {{ API_TOKEN }}")}
+	add("echo", echo.URL+"/login?token={{ API_TOKEN | urlquery }}", bearer, rekey.Header{Name: "X-Token", Value: tmpl(t, "{{ API_TOKEN }}")})
 	add("refused", "http://"+closedAddr(t)+"/p/{{ API_TOKEN | urlpath }}?t={{ API_TOKEN }}", bearer)
 	add("bad-url", "http://127.0.0.1/{{ BAD }}")
-	add("bad-header", echo.URL, config.Header{Name: "X-Token", Value: tmpl(t, "{{ BAD }}")})
+	add("bad-header", echo.URL, rekey.Header{Name: "X-Token", Value: tmpl(t, "{{ BAD }}")})
 	add("bad-host", "http://{{ HOST_SECRET }}:1/")
 	c := check("tcp", 0)
-	c.Type, c.TCP = config.CheckTCP, &config.TCPCheck{Address: tmpl(t, "{{ HOST_SECRET }}:1")}
+	c.Type, c.TCP = rekey.CheckTCP, &rekey.TCPCheck{Address: tmpl(t, "{{ HOST_SECRET }}:1")}
 	cases = append(cases, c)
 
 	rs := Run(context.Background(), cases, resolve, Options{})
@@ -330,7 +329,7 @@ func TestOrderAndOnResult(t *testing.T) {
 	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer fast.Close()
 	var seen []string
-	rs := Run(context.Background(), []config.Check{httpCheck(t, "slow", slow.URL, 0), httpCheck(t, "fast", fast.URL, 0)}, nil,
+	rs := Run(context.Background(), []rekey.Check{httpCheck(t, "slow", slow.URL, 0), httpCheck(t, "fast", fast.URL, 0)}, nil,
 		Options{OnResult: func(r Result) { seen = append(seen, r.Name) }})
 	if rs[0].Name != "slow" || rs[1].Name != "fast" || strings.Join(seen, ",") != "slow,fast" {
 		t.Errorf("results %+v, seen %v", rs, seen)

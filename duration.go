@@ -1,4 +1,4 @@
-package config
+package rekey
 
 import (
 	"math"
@@ -6,11 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/rekeyhq/rekey"
 )
 
-const durationHint = "use 90d, 2w, 36h or 30m (days, weeks, hours, minutes), or Go syntax such as 1h30m"
+// DurationHint says how to write a duration (rotate_every, grace, timeouts).
+const DurationHint = "use 90d, 2w, 36h or 30m (days, weeks, hours, minutes), or Go syntax such as 1h30m"
 
 var (
 	dayDuration  = regexp.MustCompile(`^([0-9]+)([dw])$`)
@@ -28,18 +27,18 @@ func ParseDuration(s string) (time.Duration, error) {
 		if durationLike.MatchString(s) {
 			q = strconv.Quote(s)
 		}
-		return rekey.Errorf(rekey.CodeInvalid, format, q).WithHint(durationHint)
+		return Errorf(CodeInvalid, format, q).WithHint(DurationHint)
 	}
 	switch {
 	case s == "":
-		return 0, rekey.Errorf(rekey.CodeInvalid, "empty duration").WithHint(durationHint)
+		return 0, Errorf(CodeInvalid, "empty duration").WithHint(DurationHint)
 	case strings.HasPrefix(s, "-"):
 		return 0, bad("duration %s is negative")
 	}
 	if m := dayDuration.FindStringSubmatch(s); m != nil {
-		unit := rekey.Day
+		unit := Day
 		if m[2] == "w" {
-			unit = 7 * rekey.Day
+			unit = 7 * Day
 		}
 		n, err := strconv.ParseInt(m[1], 10, 64)
 		if err != nil || n > int64(math.MaxInt64/unit) {
@@ -64,8 +63,8 @@ func ParseDuration(s string) (time.Duration, error) {
 // whole number of days, else Go's form without trailing zero units
 // ("36h", "1h30m", "90s").
 func FormatDuration(d time.Duration) string {
-	if d > 0 && d%rekey.Day == 0 {
-		return strconv.FormatInt(int64(d/rekey.Day), 10) + "d"
+	if d > 0 && d%Day == 0 {
+		return strconv.FormatInt(int64(d/Day), 10) + "d"
 	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
