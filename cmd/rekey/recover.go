@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/rekeyhq/rekey"
 	"github.com/spf13/cobra"
+
+	"github.com/rekeyhq/rekey"
 )
 
 func (a *app) recoverCommand() *cobra.Command {
@@ -34,57 +34,31 @@ and changes nothing.`,
 	return c
 }
 
+// narrate prints an engine step on stderr.
+func (a *app) narrate(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+
 func (a *app) runRecover(ctx context.Context, probe bool) error {
-	cfg, st, err := a.openStore(ctx)
-	if err != nil {
+	r, err := a.s().Recover(ctx, probe, a.narrate)
+	if r == nil {
 		return err
 	}
-	if err := st.IntegrityCheck(ctx); err != nil {
-		return err
-	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	if err := a.lockEnv(cfg, env.Name); err != nil {
-		return err
-	}
-	e := a.engine(cfg, st, env)
-	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
-	a.removeStaleTemps(e)
-	rep, err := e.Recover(ctx)
-	if err != nil {
-		return err
-	}
+	rep := r.Report
 	for _, id := range rep.RolledForward {
 		fmt.Fprintf(a.out(), "completed rotation %s\n", id)
 	}
 	for _, id := range rep.RolledBack {
 		fmt.Fprintf(a.out(), "rolled back rotation %s\n", id)
 	}
-	ends, err := e.ExpireGrace(ctx)
-	for _, g := range ends {
-		a.warnf("the grace period of %s v%d ended: it no longer works", g.Name, g.Version)
+	for _, p := range r.Probe {
+		switch {
+		case p.Repaired:
+			fmt.Fprintf(a.out(), "probe: %s: the database accepts v%d, not v%d: v%d is current again and published\n", p.Name, p.Accepted, p.Current, p.Accepted)
+		case p.Accepted != 0:
+			fmt.Fprintf(a.out(), "probe: %s: the database accepts the current v%d\n", p.Name, p.Accepted)
+		}
 	}
 	if err != nil {
 		return err
-	}
-	if probe {
-		res, err := e.ProbeRepair(ctx, nil)
-		for _, r := range res {
-			switch {
-			case r.Repaired:
-				fmt.Fprintf(a.out(), "probe: %s: the database accepts v%d, not v%d: v%d is current again and published\n", r.Name, r.Accepted, r.Current, r.Accepted)
-			case r.Accepted != 0:
-				fmt.Fprintf(a.out(), "probe: %s: the database accepts the current v%d\n", r.Name, r.Accepted)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		if rep.Drift, err = e.Drift(ctx, nil); err != nil {
-			return err
-		}
 	}
 	for _, d := range rep.Drift {
 		if d.Missing {
@@ -98,9 +72,9 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 			WithHint("`rekey set NAME --from-target` records the file's value; `rekey publish NAME` writes the store's")
 	}
 	if len(rep.RolledForward)+len(rep.RolledBack) == 0 {
-		fmt.Fprintf(a.out(), "%s: consistent, nothing to recover\n", env.Name)
+		fmt.Fprintf(a.out(), "%s: consistent, nothing to recover\n", r.Env)
 	} else {
-		fmt.Fprintf(a.out(), "%s: consistent\n", env.Name)
+		fmt.Fprintf(a.out(), "%s: consistent\n", r.Env)
 	}
 	return nil
 }
@@ -111,16 +85,7 @@ func (a *app) publishCommand() *cobra.Command {
 		Short: "Write the store's current values (and derived values) to the .env again",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, _, e, err := a.mutate(cmd.Context())
-			if err != nil {
-				return err
-			}
-			for _, n := range args {
-				if _, ok := cfg.Secret(n); !ok {
-					return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", n)
-				}
-			}
-			if err := e.Publish(cmd.Context(), args); err != nil {
+			if err := a.s().Publish(cmd.Context(), args); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out(), "published %d secret(s)\n", len(args))
@@ -159,47 +124,13 @@ the audit log (rotate.force).`,
 }
 
 func (a *app) runRollback(ctx context.Context, name, force string) error {
-	cfg, st, env, e, err := a.mutate(ctx)
+	r, err := a.s().Rollback(ctx, name, force, a.narrate)
 	if err != nil {
 		return err
 	}
-	if _, ok := cfg.Secret(name); !ok {
-		return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name)
+	if x := r.Exposed; x != nil {
+		a.warnf("%s v%d was exposed (%s): rolled back anyway (--force); the reason is in the audit log", name, x.Version, x)
 	}
-	var prev rekey.Version
-	var val rekey.Value
-	var exposed *rekey.Exposure
-	err = st.View(ctx, func(tx rekey.Tx) error {
-		prev, err = tx.Labeled(env.Name, name, rekey.LabelPrevious)
-		if errors.Is(err, rekey.ErrNotFound) {
-			return rekey.Wrap(rekey.CodeNotFound, err, "").WithHint("%s has no previous version to roll back to", name)
-		}
-		if err != nil {
-			return err
-		}
-		if val, err = tx.Value(env.Name, name, prev.N); err != nil {
-			return err
-		}
-		exposed, err = rekey.Exposed(tx, env.Name, name, prev.Fingerprint)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
-	// The engine refuses an exposed value without force, and audits it with.
-	note := fmt.Sprintf("rollback to v%d", prev.N)
-	if exposed != nil {
-		note += ", forced although exposed"
-	}
-	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: note, Force: force})
-	if err != nil {
-		return err
-	}
-	if exposed != nil {
-		a.warnf("%s v%d was exposed (%s): rolled back anyway (--force); the reason is in the audit log", name, exposed.Version, exposed)
-	}
-	v := res.Versions[name]
-	fmt.Fprintf(a.out(), "rolled %s back to the value of v%d (now v%d %s)\n", name, prev.N, v.N, v.Fingerprint)
+	fmt.Fprintf(a.out(), "rolled %s back to the value of v%d (now v%d %s)\n", name, r.From, r.Version.N, r.Version.Fingerprint)
 	return nil
 }

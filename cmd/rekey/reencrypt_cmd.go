@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
@@ -52,48 +56,6 @@ it is listed (table, key, column) and the run exits 7.`,
 	return c
 }
 
-// dataKeys returns the named data keys, or all of them.
-func dataKeys(specs []rekey.Spec, names []string) ([]*rekey.Spec, error) {
-	var out []*rekey.Spec
-	for i := range specs {
-		s := &specs[i]
-		if s.Kind != rekey.KindDataKey {
-			continue
-		}
-		if len(names) == 0 || contains(names, s.Name) {
-			out = append(out, s)
-		}
-	}
-	for _, n := range names {
-		found := false
-		for _, s := range out {
-			found = found || s.Name == n
-		}
-		if !found {
-			return nil, rekey.Errorf(rekey.CodeNotFound, "%s is not a data key of rekey.yaml", n).WithHint("`rekey status` lists the secrets and their kinds")
-		}
-	}
-	if len(out) == 0 {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "rekey.yaml has no data key (kind: data-key)")
-	}
-	for _, s := range out {
-		if s.Reencrypt == nil {
-			return nil, rekey.Errorf(rekey.CodeInvalid, "%s has no reencrypt section", s.Name).
-				WithHint("add reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [table.column]} to %s", s.Name)
-		}
-	}
-	return out, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
 func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []string) error {
 	if o.verify && o.rehearse {
 		return rekey.Errorf(rekey.CodeInvalid, "--verify and --rehearse are separate runs").WithHint("pass one of them")
@@ -101,27 +63,13 @@ func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []stri
 	if o.verify || o.rehearse {
 		return a.runReencryptCheck(ctx, o, names)
 	}
-	cfg, _, _, e, err := a.mutate(ctx)
+	done, err := a.s().FinishReencryption(ctx, names, a.narrate, func(name string) {
+		fmt.Fprintf(a.out(), "%s: every row is on the current key\n", name)
+	})
 	if err != nil {
 		return err
 	}
-	specs, err := dataKeys(cfg.Secrets, names)
-	if err != nil {
-		return err
-	}
-	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
-	did := 0
-	for _, s := range specs {
-		ok, err := e.FinishMigration(ctx, s.Name)
-		if err != nil {
-			return err
-		}
-		if ok {
-			did++
-			fmt.Fprintf(a.out(), "%s: every row is on the current key\n", s.Name)
-		}
-	}
-	if did == 0 {
+	if done == 0 {
 		fmt.Fprintln(a.out(), "nothing to finish: no re-encryption is incomplete (`rekey reencrypt --verify` counts the rows per key)")
 	}
 	return nil
@@ -130,106 +78,71 @@ func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []stri
 // runReencryptCheck runs --verify (counts per key) or --rehearse (a run on a
 // copy of the database). Neither changes the store or the application's data.
 func (a *app) runReencryptCheck(ctx context.Context, o reencryptOptions, names []string) error {
-	cfg, st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	specs, err := dataKeys(cfg.Secrets, names)
-	if err != nil {
-		return err
-	}
-	e := a.engine(cfg, st, env)
-	w := &wiring{a: a, cfg: cfg, env: env, e: e}
-	action := "reencrypt.verify"
 	if o.rehearse {
-		action = "reencrypt.rehearse"
+		return a.s().RehearseKeys(ctx, names, func(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) {
+			printRehearsal(a.out(), spec, reh)
+			if errors.Is(err, reencrypt.ErrUndecryptable) {
+				a.exit = exitCode(rekey.CodeVerifyFailed)
+			}
+		})
 	}
-	vals, err := a.currentValues(ctx, st, cfg, env.Name, action, "keys: "+specNames(specs))
-	if err != nil {
-		return err
-	}
-	defer vals.wipe()
-	for _, s := range specs {
-		var cur, prev rekey.Value
-		var curN, prevN int
-		if err := st.View(ctx, func(tx rekey.Tx) error {
-			c, err := tx.Labeled(env.Name, s.Name, rekey.LabelCurrent)
-			if err != nil {
-				return err
-			}
-			curN = c.N
-			if cur, err = tx.Value(env.Name, s.Name, c.N); err != nil {
-				return err
-			}
-			if p, err := tx.Labeled(env.Name, s.Name, rekey.LabelPrevious); err == nil {
-				prevN = p.N
-				prev, err = tx.Value(env.Name, s.Name, p.N)
-				return err
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		dsn, err := vals.resolve(s.Reencrypt.Database)
-		if err != nil {
-			return err
-		}
-		if o.rehearse {
-			if err := w.rehearse(ctx, s, cur, dsn); err != nil {
-				return err
-			}
-			continue
-		}
-		keys := []rekey.Value{cur}
-		heads := []string{fmt.Sprintf("v%d (current)", curN)}
-		if prevN != 0 {
-			keys = append(keys, prev)
-			heads = append(heads, fmt.Sprintf("v%d (previous)", prevN))
-		}
-		stderr := a.redactedStderr(ctx, st, cur, prev, dsn)
-		counts, err := reencrypt.Count(ctx, reencrypt.CountJob{DSN: dsn.RevealString(), Config: reencryptConfig(s.Reencrypt), Keys: keys,
-			Progress: a.progressPrinter("counting " + s.Name), Stderr: stderr})
-		stderr.Close()
-		a.progressDone()
-		if err != nil {
-			return rekey.Wrap(rekey.ErrorCode(err), err, "count the values of %s", s.Name)
-		}
-		tw := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "%s\tCOLUMN\t%s\tNEITHER\tEMPTY\n", s.Name, strings.Join(heads, "\t"))
-		var neither, onPrev int64
-		for _, c := range counts.Columns {
-			row := []string{c.Table + "." + c.Column}
-			for _, n := range c.ByKey {
-				row = append(row, fmt.Sprint(n))
-			}
-			fmt.Fprintf(tw, "\t%s\t%d\t%d\n", strings.Join(row, "\t"), c.Neither, c.Empty)
-			neither += c.Neither
-			if len(c.ByKey) > 1 {
-				onPrev += c.ByKey[1]
-			}
-		}
-		tw.Flush()
-		switch {
-		case neither > 0:
-			fmt.Fprintf(a.out(), "%s: %d values open with neither key\n", s.Name, neither)
-			a.exit = int(rekey.CodeVerifyFailed)
-		case onPrev > 0:
-			fmt.Fprintf(a.out(), "%s: %d values still need v%d: keep it (run `rekey reencrypt`)\n", s.Name, onPrev, prevN)
-		default:
-			fmt.Fprintf(a.out(), "%s: every value is on the current key\n", s.Name)
-		}
-	}
-	return nil
+	return a.s().CountKeys(ctx, names, func(k rkapp.KeyCount) { a.printCounts(k) })
 }
 
-func specNames(specs []*rekey.Spec) string {
-	var out []string
-	for _, s := range specs {
-		out = append(out, s.Name)
+// printCounts prints the values of a data key's columns per key.
+func (a *app) printCounts(k rkapp.KeyCount) {
+	heads := []string{fmt.Sprintf("v%d (current)", k.CurN)}
+	if k.PrevN != 0 {
+		heads = append(heads, fmt.Sprintf("v%d (previous)", k.PrevN))
 	}
-	return strings.Join(out, ",")
+	tw := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\tCOLUMN\t%s\tNEITHER\tEMPTY\n", k.Spec.Name, strings.Join(heads, "\t"))
+	var neither, onPrev int64
+	for _, c := range k.Counts.Columns {
+		row := []string{c.Table + "." + c.Column}
+		for _, n := range c.ByKey {
+			row = append(row, fmt.Sprint(n))
+		}
+		fmt.Fprintf(tw, "\t%s\t%d\t%d\n", strings.Join(row, "\t"), c.Neither, c.Empty)
+		neither += c.Neither
+		if len(c.ByKey) > 1 {
+			onPrev += c.ByKey[1]
+		}
+	}
+	tw.Flush()
+	switch {
+	case neither > 0:
+		fmt.Fprintf(a.out(), "%s: %d values open with neither key\n", k.Spec.Name, neither)
+		a.exit = exitCode(rekey.CodeVerifyFailed)
+	case onPrev > 0:
+		fmt.Fprintf(a.out(), "%s: %d values still need v%d: keep it (run `rekey reencrypt`)\n", k.Spec.Name, onPrev, k.PrevN)
+	default:
+		fmt.Fprintf(a.out(), "%s: every value is on the current key\n", k.Spec.Name)
+	}
+}
+
+// printRehearsal prints the figures of a rehearsal.
+func printRehearsal(out io.Writer, spec *rekey.Spec, reh *reencrypt.Rehearsal) {
+	if reh == nil {
+		return
+	}
+	fmt.Fprintf(out, "%s: rehearsal on a copy of the database (%s, made in %s, dropped)\n", spec.Name, reh.Method, reh.CopyTime.Round(time.Millisecond))
+	if res := reh.Result; res != nil {
+		rate := 0.0
+		if reh.RunTime > 0 {
+			rate = float64(res.Rows) / reh.RunTime.Seconds()
+		}
+		fmt.Fprintf(out, "  re-encryption: %s for %d rows (%.0f rows/s): %d values re-encrypted, %d empty, %d open with neither key\n",
+			reh.RunTime.Round(time.Millisecond), res.Rows, rate, res.Reencrypted, res.Empty, res.Failed)
+		for _, f := range res.Failures {
+			fmt.Fprintf(out, "  opens with neither key: %s\n", f)
+		}
+	}
+	for _, g := range reh.Tables {
+		pct := 0.0
+		if g.Before > 0 {
+			pct = 100 * float64(g.After-g.Before) / float64(g.Before)
+		}
+		fmt.Fprintf(out, "  %s: %s before, %s after (%+.0f%%, dead row versions until VACUUM)\n", g.Table, bytesIEC(g.Before), bytesIEC(g.After), pct)
+	}
 }

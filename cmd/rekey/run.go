@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"maps"
 	"os/exec"
-	"sort"
-	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/spf13/cobra"
 )
 
 func (a *app) runCommand() *cobra.Command {
@@ -32,49 +30,13 @@ variable naming a key, passphrase, password, secret or token are removed.`,
 }
 
 func (a *app) runRun(ctx context.Context, args []string) error {
-	cfg, st, err := a.openStore(ctx)
+	vals, err := a.s().RunValues(ctx, "command: "+truncateArg(args[0]))
 	if err != nil {
 		return err
 	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	values := map[string]rekey.Value{}
-	attrs := map[string]rekey.Value{} // "NAME.attr" for templates
-	err = st.Update(ctx, func(tx rekey.Tx) error {
-		cur, err := tx.AllLabeled(env.Name, rekey.LabelCurrent)
-		if err != nil {
-			return err
-		}
-		var names []string
-		for _, s := range cfg.Secrets {
-			v, ok := cur[s.Name]
-			if !ok {
-				continue
-			}
-			val, err := tx.Value(env.Name, s.Name, v.N)
-			if err != nil {
-				return err
-			}
-			values[s.Name] = val
-			for k, x := range v.Attrs {
-				attrs[s.Name+"."+k] = rekey.NewValueString(x)
-			}
-			names = append(names, s.Name)
-		}
-		_, err = tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: "run", Env: env.Name, Outcome: "ok", Detail: "secrets: " + strings.Join(names, ",") + "; command: " + truncateArg(args[0])})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	tvals := maps.Clone(values)
-	maps.Copy(tvals, attrs)
-	for _, d := range cfg.DerivedFor(env.Name) {
-		if v, err := d.Template.Render(tvals); err == nil {
-			values[d.Name] = v
-		}
+	defer vals.Wipe()
+	for _, f := range vals.Failed() {
+		a.warnf("not set for the command: derived value %s", f)
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.m.Stdin, a.m.Stdout, a.m.Stderr
@@ -83,13 +45,10 @@ func (a *app) runRun(ctx context.Context, args []string) error {
 	}
 	// rekey's environment without its key material, then the values.
 	environ := a.environ()
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		environ = append(environ, k+"="+values[k].RevealString())
+	for _, k := range vals.Keys() {
+		v, _ := vals.Resolve(k)
+		environ = append(environ, k+"="+v.RevealString())
+		v.Wipe()
 	}
 	cmd.Env = environ
 	if err := cmd.Run(); err != nil {

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/services"
-	"github.com/spf13/cobra"
 )
 
 func (a *app) servicesCommand() *cobra.Command {
@@ -62,129 +59,35 @@ takes the environment's lock and completes an interrupted rotation first.`,
 	return c
 }
 
-const servicesExample = "add services to rekey.yaml, e.g.\n  services:\n    api:\n      systemd: atlas-api\n      consumes: [JWT_SECRET, DATABASE_URL]"
-
-// selectServices returns the environment's services in restart order, or
-// those named.
-func selectServices(cfg *config.Config, env string, names []string) ([]config.Service, error) {
-	all := cfg.ServicesFor(env)
-	if len(all) == 0 {
-		if len(cfg.Services) > 0 {
-			return nil, rekey.Errorf(rekey.CodeNotFound, "no service of %s runs in environment %s", config.FileName, env).
-				WithHint("remove environments from a service, or add %s to its environments", env)
-		}
-		return nil, rekey.Errorf(rekey.CodeNotFound, "%s has no services", config.FileName).WithHint("%s", servicesExample)
-	}
-	if len(names) == 0 {
-		return all, nil
-	}
-	for _, n := range names {
-		if !slices.ContainsFunc(all, func(s config.Service) bool { return s.Name == n }) {
-			var have []string
-			for _, s := range all {
-				have = append(have, s.Name)
-			}
-			return nil, rekey.Errorf(rekey.CodeNotFound, "no service %q in environment %s", n, env).WithHint("services: %s", strings.Join(have, ", "))
-		}
-	}
-	var out []config.Service
-	for _, s := range all {
-		if slices.Contains(names, s.Name) {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
 func (a *app) runServicesStatus(ctx context.Context, names []string, asJSON bool) error {
-	cfg, st, err := a.openStore(ctx)
+	svcs, err := a.s().SelectServices(names)
 	if err != nil {
 		return err
 	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	svcs, err := selectServices(cfg, env.Name, names)
-	if err != nil {
-		return err
-	}
-	// The values are read only to redact the commands' output.
-	vals, err := a.currentValues(ctx, st, cfg, env.Name, "services.status", "services: "+serviceNames(svcs))
-	if err != nil {
-		return err
-	}
-	defer vals.wipe()
-	o := services.Options{Dir: cfg.Dir, Env: a.environ(), Redact: vals.redact}
-	w := nameWidth(svcs)
+	var onResult func(services.Result)
 	if !asJSON {
-		o.OnResult = func(r services.Result) { printService(a.out(), r, w, true) }
+		w := nameWidth(svcs)
+		onResult = func(r services.Result) { printService(a.out(), r, w, true) }
 	}
-	res := services.Status(ctx, svcs, o)
-	if asJSON {
-		enc := json.NewEncoder(a.out())
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return err
+	res, err := a.s().ServicesStatus(ctx, svcs, onResult)
+	if asJSON && res != nil {
+		if jerr := printJSON(a.out(), res); jerr != nil {
+			return jerr
 		}
 	}
-	var failed []string
-	for _, r := range res {
-		if !r.OK {
-			failed = append(failed, r.Service)
-		}
-	}
-	outcome := "ok"
-	if len(failed) > 0 {
-		outcome = "failed: " + strings.Join(failed, ",")
-	}
-	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "services.status", Env: env.Name, Outcome: outcome}); err != nil {
-		return err
-	}
-	if len(failed) > 0 {
-		return rekey.Errorf(rekey.CodeVerifyFailed, "%d of %d services failed their status check: %s", len(failed), len(res), strings.Join(failed, ", ")).
-			WithHint("`rekey services restart %s` restarts it", failed[0])
-	}
-	return nil
+	return err
 }
 
 func (a *app) runServicesRestart(ctx context.Context, names []string) error {
-	cfg, st, env, _, err := a.mutate(ctx)
+	svcs, err := a.s().SelectServices(names)
 	if err != nil {
 		return err
 	}
-	svcs, err := selectServices(cfg, env.Name, names)
-	if err != nil {
-		return err
-	}
-	vals, err := a.currentValues(ctx, st, cfg, env.Name, "services.restart", "services: "+serviceNames(svcs))
-	if err != nil {
-		return err
-	}
-	defer vals.wipe()
 	w := nameWidth(svcs)
-	o := services.Options{Dir: cfg.Dir, Env: a.environ(), Redact: vals.redact,
-		OnResult: func(r services.Result) { printService(a.out(), r, w, false) }}
-	_, rerr := services.RestartAll(ctx, svcs, o)
-	outcome, detail := "ok", "services: "+serviceNames(svcs)
-	if rerr != nil {
-		outcome, detail = "failed", rerr.Error()
-	}
-	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "services.restart", Env: env.Name, Outcome: outcome, Detail: detail}); err != nil {
-		return err
-	}
-	return rerr
+	return a.s().ServicesRestart(ctx, svcs, func(r services.Result) { printService(a.out(), r, w, false) })
 }
 
-func serviceNames(svcs []config.Service) string {
-	n := make([]string, len(svcs))
-	for i, s := range svcs {
-		n[i] = s.Name
-	}
-	return strings.Join(n, ",")
-}
-
-func nameWidth(svcs []config.Service) int {
+func nameWidth(svcs []rekey.Service) int {
 	w := 0
 	for _, s := range svcs {
 		w = max(w, len(s.Name))

@@ -11,11 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
-	"github.com/rekeyhq/rekey/internal/reencrypt"
-	"github.com/rekeyhq/rekey/internal/verify"
 	"github.com/spf13/cobra"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/verify"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -52,86 +51,26 @@ array of {name, type, ok, attempts, duration_ms, message, hint}.`,
 	return c
 }
 
-const checksExample = "add checks to rekey.yaml, e.g.\n  checks:\n    health:\n      http: {url: \"http://localhost:8080/health\"}"
-
 func (a *app) runVerify(ctx context.Context, names []string, asJSON bool) error {
-	cfg, st, err := a.openStore(ctx)
+	checks, err := a.s().SelectChecks(names)
 	if err != nil {
 		return err
 	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	checks, err := selectChecks(cfg, env.Name, names)
-	if err != nil {
-		return err
-	}
-	checkNames := make([]string, len(checks))
-	for i, c := range checks {
-		checkNames[i] = c.Name
-	}
-	vals, err := a.currentValues(ctx, st, cfg, env.Name, "verify", "checks: "+strings.Join(checkNames, ","))
-	if err != nil {
-		return err
-	}
-	defer vals.wipe()
-
-	opts := verify.Options{Dir: cfg.Dir, Env: a.environ(), Redact: vals.redact, Opener: a.opener()}
+	var onResult func(verify.Result)
 	if !asJSON {
 		w := 0
 		for _, c := range checks {
 			w = max(w, len(c.Name))
 		}
-		opts.OnResult = func(r verify.Result) { printCheck(a.out(), r, w) }
+		onResult = func(r verify.Result) { printCheck(a.out(), r, w) }
 	}
-	results := verify.Run(ctx, checks, vals.resolve, opts)
-	if asJSON {
-		enc := json.NewEncoder(a.out())
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
-			return err
+	_, results, err := a.s().Verify(ctx, names, onResult)
+	if asJSON && results != nil {
+		if jerr := printJSON(a.out(), results); jerr != nil {
+			return jerr
 		}
 	}
-	verr := verify.Error(results)
-	outcome, detail := "ok", fmt.Sprintf("%d checks passed", len(results))
-	if verr != nil {
-		outcome, detail = "failed", verr.Error()
-	}
-	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "verify", Env: env.Name, Outcome: outcome, Detail: detail}); err != nil {
-		return err
-	}
-	return verr
-}
-
-// selectChecks returns the environment's checks, or those named.
-func selectChecks(cfg *config.Config, env string, names []string) ([]config.Check, error) {
-	all := cfg.ChecksFor(env)
-	if len(all) == 0 {
-		if len(cfg.Checks) > 0 {
-			return nil, rekey.Errorf(rekey.CodeNotFound, "no check of %s applies to environment %s", config.FileName, env).
-				WithHint("remove environments from a check, or add %s to its environments", env)
-		}
-		return nil, rekey.Errorf(rekey.CodeNotFound, "%s has no checks", config.FileName).WithHint("%s", checksExample)
-	}
-	if len(names) == 0 {
-		return all, nil
-	}
-	var out []config.Check
-	for _, n := range names {
-		i := slices.IndexFunc(all, func(c config.Check) bool { return c.Name == n })
-		if i < 0 {
-			var have []string
-			for _, c := range all {
-				have = append(have, c.Name)
-			}
-			return nil, rekey.Errorf(rekey.CodeNotFound, "no check %q for environment %s", n, env).WithHint("checks: %s", strings.Join(have, ", "))
-		}
-		if !slices.ContainsFunc(out, func(c config.Check) bool { return c.Name == n }) {
-			out = append(out, all[i])
-		}
-	}
-	return out, nil
+	return err
 }
 
 // printCheck prints one result line: status, name, message and counts, then
@@ -181,96 +120,9 @@ func (a *app) environ() []string {
 	return rekey.ChildEnv(env)
 }
 
-// opener is how decrypt-sample checks open values: the re-encryption
-// engine's codecs (a command codec's program runs until rekey exits).
-func (a *app) opener() verify.Opener {
-	return func(s config.DecryptSample, key rekey.Value) (func([]byte) error, error) {
-		c, err := reencrypt.NewCipher(reencrypt.Config{Codec: s.Codec, Encoding: s.Encoding}, key, a.errw())
-		if err != nil {
-			return nil, err
-		}
-		return func(ct []byte) error {
-			pt, err := c.Decrypt(ct)
-			for i := range pt {
-				pt[i] = 0
-			}
-			return err
-		}, nil
-	}
-}
-
-// envValues are the current values of an environment's secrets and derived
-// values, read (and audited) for checks to use and for output to be
-// redacted with. They are never printed.
-type envValues struct {
-	m      map[string]rekey.Value
-	redact func(string) string
-	red    *secretRedactor
-}
-
-// newEnvValues returns vals with red's redaction: every stored version of
-// every secret, in every encoding rekey scan recognises.
-func newEnvValues(vals map[string]rekey.Value, red *secretRedactor) *envValues {
-	return &envValues{m: vals, redact: red.redact, red: red}
-}
-
-// resolve returns a copy of a value: checks run concurrently and each wipes
-// what it was given when it is done.
-func (v *envValues) resolve(name string) (rekey.Value, error) {
-	val, ok := v.m[name]
-	if !ok {
-		return rekey.Value{}, rekey.Errorf(rekey.CodeNotFound, "%s has no current value", name).
-			WithHint("run `rekey status`; a derived value needs a value for every secret it references")
-	}
-	return rekey.NewValue(val.Reveal()), nil
-}
-
-func (v *envValues) wipe() {
-	if v.red != nil {
-		v.red.wipe()
-	}
-	for _, val := range v.m {
-		val.Wipe()
-	}
-}
-
-// currentValues reads the current value of every secret of env and renders
-// the derived values, recording the read in the audit log first (action
-// with outcome "started"; fail closed).
-func (a *app) currentValues(ctx context.Context, st rekey.Store, cfg *config.Config, env, action, detail string) (*envValues, error) {
-	vals := map[string]rekey.Value{}
-	attrs := map[string]rekey.Value{} // "NAME.attr", for templates
-	err := st.Update(ctx, func(tx rekey.Tx) error {
-		cur, err := tx.AllLabeled(env, rekey.LabelCurrent)
-		if err != nil {
-			return err
-		}
-		for _, s := range cfg.Secrets {
-			v, ok := cur[s.Name]
-			if !ok {
-				continue
-			}
-			val, err := tx.Value(env, s.Name, v.N)
-			if err != nil {
-				return err
-			}
-			vals[s.Name] = val
-			for k, x := range v.Attrs {
-				attrs[s.Name+"."+k] = rekey.NewValueString(x)
-			}
-		}
-		_, err = tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: action, Env: env, Outcome: "started", Detail: detail})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	tv := maps.Clone(vals)
-	maps.Copy(tv, attrs)
-	for _, d := range cfg.DerivedFor(env) {
-		if v, err := d.Template.Render(tv); err == nil {
-			vals[d.Name] = v
-		}
-	}
-	return newEnvValues(vals, newSecretRedactor(ctx, st, slices.Collect(maps.Values(vals))...)), nil
+// printJSON prints v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

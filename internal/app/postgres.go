@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -8,20 +8,20 @@ import (
 	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
-// postgresApplier changes PostgreSQL role passwords during rotations of env.
+// PostgresApplier changes PostgreSQL role passwords during rotations of env.
 // Templates that reference other secrets, and the admin connection
 // (changed_by: admin), are rendered with the store's current values of
 // env; Expire reads the current version to never end the role in use.
-func (a *app) postgresApplier(cfg *config.Config, env *config.Environment) rekey.Applier {
+func (s *Session) PostgresApplier(cfg *config.Config, env *config.Environment) rekey.Applier {
 	name := env.Name
 	return &postgres.Applier{
 		Derived: cfg.DerivedFor(name),
 		Values: func(ctx context.Context) (map[string]rekey.Value, error) {
-			if a.store == nil {
+			if s.store == nil {
 				return nil, rekey.Errorf(rekey.CodeInternal, "the store is not open")
 			}
 			out := map[string]rekey.Value{}
-			err := a.store.View(ctx, func(tx rekey.Tx) error {
+			err := s.store.View(ctx, func(tx rekey.Tx) error {
 				cur, err := tx.AllLabeled(name, rekey.LabelCurrent)
 				if err != nil {
 					return err
@@ -38,11 +38,11 @@ func (a *app) postgresApplier(cfg *config.Config, env *config.Environment) rekey
 			return out, err
 		},
 		Current: func(ctx context.Context, secret string) (rekey.Version, error) {
-			if a.store == nil {
+			if s.store == nil {
 				return rekey.Version{}, rekey.Errorf(rekey.CodeInternal, "the store is not open")
 			}
 			var v rekey.Version
-			err := a.store.View(ctx, func(tx rekey.Tx) error {
+			err := s.store.View(ctx, func(tx rekey.Tx) error {
 				var err error
 				v, err = tx.Labeled(name, secret, rekey.LabelCurrent)
 				return err

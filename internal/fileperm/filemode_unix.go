@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package fileperm
 
 import (
 	"bufio"
@@ -13,35 +13,35 @@ import (
 	"syscall"
 )
 
-// fileIDs returns the owner and group of fi (-1 when unknown).
-func fileIDs(fi fs.FileInfo) (uid, gid int) {
+// IDs returns the owner and group of fi (-1 when unknown).
+func IDs(fi fs.FileInfo) (uid, gid int) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int(st.Uid), int(st.Gid)
 	}
 	return -1, -1
 }
 
-// userName is the name of uid, or the number.
-func userName(uid int) string {
+// UserName is the name of uid, or the number.
+func UserName(uid int) string {
 	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		return u.Username
 	}
 	return strconv.Itoa(uid)
 }
 
-// groupName is the name of gid, or the number.
-func groupName(gid int) string {
+// GroupName is the name of gid, or the number.
+func GroupName(gid int) string {
 	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
 		return g.Name
 	}
 	return strconv.Itoa(gid)
 }
 
-// groupMembers lists the users of group gid: its members in /etc/group and
+// GroupMembers lists the users of group gid: its members in /etc/group and
 // the users whose primary group it is in /etc/passwd, sorted. os/user cannot
 // list a group's members, so the files are read directly; users known only
 // to a directory service (LDAP, SSSD) are not listed.
-func groupMembers(gid int) []string {
+func GroupMembers(gid int) []string {
 	var out []string
 	id := strconv.Itoa(gid)
 	eachLine("/etc/group", func(f []string) {
@@ -80,12 +80,12 @@ func eachLine(path string, fn func([]string)) {
 	}
 }
 
-// canKeepIDs reports whether this process can give a new file the owner and
+// CanKeepIDs reports whether this process can give a new file the owner and
 // group of fi: as root always; otherwise only when it owns fi and belongs to
 // its group (the kernel refuses any other chown, and WriteFileAtomic then
 // leaves the new file ours, with our group).
-func canKeepIDs(fi fs.FileInfo) bool {
-	uid, gid := fileIDs(fi)
+func CanKeepIDs(fi fs.FileInfo) bool {
+	uid, gid := IDs(fi)
 	if uid < 0 || os.Geteuid() == 0 {
 		return true
 	}

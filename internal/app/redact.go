@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -12,10 +12,10 @@ import (
 	"github.com/rekeyhq/rekey/internal/verify"
 )
 
-// redactionUnavailable replaces output that could not be redacted.
-const redactionUnavailable = "[output hidden: values unavailable to redact it]"
+// RedactionUnavailable replaces output that could not be redacted.
+const RedactionUnavailable = "[output hidden: values unavailable to redact it]"
 
-// secretRedactor hides, in the output rekey shows of the commands it runs
+// Redactor hides, in the output rekey shows of the commands it runs
 // (service output tails, check messages, hook output, errors), every stored
 // version of every secret of the store — every environment, current,
 // pending, previous and retired — and the extra values it is given (the
@@ -27,7 +27,7 @@ const redactionUnavailable = "[output hidden: values unavailable to redact it]"
 // The store is read the first time something is redacted — most commands
 // succeed and show no output — and the values stay in memory only, until
 // wipe. When the store cannot be read, every text is hidden whole.
-type secretRedactor struct {
+type Redactor struct {
 	ctx   context.Context
 	st    rekey.Store
 	extra []rekey.Value
@@ -41,13 +41,13 @@ type secretRedactor struct {
 	wiped  bool
 }
 
-func newSecretRedactor(ctx context.Context, st rekey.Store, extra ...rekey.Value) *secretRedactor {
-	return &secretRedactor{ctx: context.WithoutCancel(ctx), st: st, extra: extra}
+func NewRedactor(ctx context.Context, st rekey.Store, extra ...rekey.Value) *Redactor {
+	return &Redactor{ctx: context.WithoutCancel(ctx), st: st, extra: extra}
 }
 
-func (r *secretRedactor) load() {
+func (r *Redactor) load() {
 	var secrets []scan.Secret
-	err := eachVersion(r.ctx, r.st, func(v rekey.Version, val rekey.Value) {
+	err := EachVersion(r.ctx, r.st, func(v rekey.Version, val rekey.Value) {
 		r.owned = append(r.owned, val)
 		secrets = append(secrets, scan.Secret{Env: v.Env, Name: v.Name, Version: v.N, Value: val})
 	})
@@ -66,19 +66,19 @@ func (r *secretRedactor) load() {
 	r.short = verify.NewRedactor(short...)
 }
 
-// redact returns text with every value replaced by rekey.Redacted.
-func (r *secretRedactor) redact(text string) string {
+// Redact returns text with every value replaced by rekey.Redacted.
+func (r *Redactor) Redact(text string) string {
 	if text == "" {
 		return text
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.wiped {
-		return redactionUnavailable
+		return RedactionUnavailable
 	}
 	r.once.Do(r.load)
 	if r.failed {
-		return redactionUnavailable
+		return RedactionUnavailable
 	}
 	return r.short(redactMatches(text, r.m.Scan([]byte(text))))
 }
@@ -107,8 +107,8 @@ func redactMatches(text string, ms []scan.Match) string {
 	return b.String()
 }
 
-// wipe forgets the values; later calls of redact hide their text whole.
-func (r *secretRedactor) wipe() {
+// Wipe forgets the values; later calls of redact hide their text whole.
+func (r *Redactor) Wipe() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.wiped = true
@@ -122,31 +122,31 @@ func (r *secretRedactor) wipe() {
 	r.owned = nil
 }
 
-// redactingWriter passes what a child process writes (the command codec's
+// RedactingWriter passes what a child process writes (the command codec's
 // stderr) to w a line at a time, redacted; Close writes what is left and
 // forgets the values.
-type redactingWriter struct {
+type RedactingWriter struct {
 	mu  sync.Mutex
 	w   io.Writer
-	red *secretRedactor
+	red *Redactor
 	buf []byte
 }
 
-// redactedStderr is the stderr for a child that may print a key: rekey's
+// RedactedStderr is the stderr for a child that may print a key: rekey's
 // own stderr, redacted of every stored version and of extra.
 // The values are read now, before the child starts: the child writes from
 // another goroutine, possibly while a store transaction is open.
-func (a *app) redactedStderr(ctx context.Context, st rekey.Store, extra ...rekey.Value) *redactingWriter {
-	red := newSecretRedactor(ctx, st, extra...)
+func (s *Session) RedactedStderr(ctx context.Context, st rekey.Store, extra ...rekey.Value) *RedactingWriter {
+	red := NewRedactor(ctx, st, extra...)
 	red.once.Do(red.load)
-	return &redactingWriter{w: a.errw(), red: red}
+	return &RedactingWriter{w: s.stderr(), red: red}
 }
 
 // maxPendingLine bounds what waits for a newline: a longer line is
 // redacted and written as it is.
 const maxPendingLine = 64 << 10
 
-func (r *redactingWriter) Write(p []byte) (int, error) {
+func (r *RedactingWriter) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf = append(r.buf, p...)
@@ -155,24 +155,24 @@ func (r *redactingWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		io.WriteString(r.w, r.red.redact(string(r.buf[:i+1])))
+		io.WriteString(r.w, r.red.Redact(string(r.buf[:i+1])))
 		r.buf = r.buf[i+1:]
 	}
 	if len(r.buf) > maxPendingLine {
-		io.WriteString(r.w, r.red.redact(string(r.buf)))
+		io.WriteString(r.w, r.red.Redact(string(r.buf)))
 		r.buf = nil
 	}
 	return len(p), nil
 }
 
 // Close writes the last partial line, redacted, and wipes the values.
-func (r *redactingWriter) Close() error {
+func (r *RedactingWriter) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.buf) > 0 {
-		io.WriteString(r.w, r.red.redact(string(r.buf)))
+		io.WriteString(r.w, r.red.Redact(string(r.buf)))
 		r.buf = nil
 	}
-	r.red.wipe()
+	r.red.Wipe()
 	return nil
 }

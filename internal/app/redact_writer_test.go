@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 // TestRedactingWriter: what a command codec prints on stderr — a stored
@@ -36,8 +36,7 @@ func TestRedactingWriter(t *testing.T) {
 	}
 	newKey := rekey.NewValueString(base64.StdEncoding.EncodeToString([]byte("a new data key, not stored yet!!")))
 	var out bytes.Buffer
-	a := &app{m: &Main{Stderr: &out}}
-	w := a.redactedStderr(ctx, st, newKey)
+	w := New(Options{Stderr: &out}).RedactedStderr(ctx, st, newKey)
 	raw := "codec: cannot open with " + old + "\n"
 	w.Write([]byte(raw[:20]))
 	w.Write([]byte(raw[20:]))

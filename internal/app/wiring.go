@@ -1,8 +1,7 @@
-package main
+package app
 
 import (
 	"context"
-	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 	"github.com/rekeyhq/rekey/internal/services"
 	"github.com/rekeyhq/rekey/internal/verify"
 )
@@ -18,8 +18,8 @@ import (
 // wire gives the engine what rekey.yaml declares around the rotation itself:
 // the services that consume the secrets, the checks, on_rotate hooks and the
 // re-encryption of data keys.
-func (a *app) wire(e *rekey.Engine, cfg *config.Config, env *config.Environment) {
-	w := &wiring{a: a, cfg: cfg, env: env, e: e}
+func (s *Session) wire(e *rekey.Engine, cfg *config.Config, env *config.Environment) {
+	w := &wiring{s: s, cfg: cfg, env: env, e: e}
 	if len(cfg.ServicesFor(env.Name)) > 0 {
 		e.Services = w
 	}
@@ -31,66 +31,24 @@ func (a *app) wire(e *rekey.Engine, cfg *config.Config, env *config.Environment)
 }
 
 type wiring struct {
-	a   *app
+	s   *Session
 	cfg *config.Config
 	env *config.Environment
 	e   *rekey.Engine
 }
 
-// liveValues are the values the environment runs on during a rotation: the
-// pending version where there is one (published, not yet promoted), else
-// the current one; with the derived values rendered from them.
-func (w *wiring) liveValues(ctx context.Context) (*envValues, error) {
-	vals := map[string]rekey.Value{}
-	attrs := map[string]rekey.Value{}
-	err := w.e.Store.View(ctx, func(tx rekey.Tx) error {
-		cur, err := tx.AllLabeled(w.env.Name, rekey.LabelCurrent)
-		if err != nil {
-			return err
-		}
-		pend, err := tx.AllLabeled(w.env.Name, rekey.LabelPending)
-		if err != nil {
-			return err
-		}
-		for _, s := range w.cfg.Secrets {
-			v, ok := pend[s.Name]
-			if !ok {
-				if v, ok = cur[s.Name]; !ok {
-					continue
-				}
-			}
-			val, err := tx.Value(w.env.Name, s.Name, v.N)
-			if err != nil {
-				return err
-			}
-			vals[s.Name] = val
-			for k, x := range v.Attrs {
-				attrs[s.Name+"."+k] = rekey.NewValueString(x)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	tv := maps.Clone(vals)
-	maps.Copy(tv, attrs)
-	for _, d := range w.cfg.DerivedFor(w.env.Name) {
-		if v, err := d.Template.Render(tv); err == nil {
-			vals[d.Name] = v
-		}
-	}
-	// Output is redacted of every stored version of every secret (not
-	// only those live now) and of the derived values rendered here.
-	return newEnvValues(vals, newSecretRedactor(ctx, w.e.Store, slices.Collect(maps.Values(vals))...)), nil
+// liveValues are the values the environment runs on during a rotation
+// (pending where there is one, else current), with the derived values.
+func (w *wiring) liveValues(ctx context.Context) (*Values, error) {
+	return ResolveValues(ctx, w.e.Store, w.cfg, w.env.Name, Live, nil)
 }
 
 func (w *wiring) serviceOptions(ctx context.Context) services.Options {
-	o := services.Options{Dir: w.cfg.Dir, Env: w.a.environ(), Derived: w.cfg.DerivedFor(w.env.Name)}
+	o := services.Options{Dir: w.cfg.Dir, Env: w.s.Environ(), Derived: w.cfg.DerivedFor(w.env.Name)}
 	if vals, err := w.liveValues(ctx); err == nil {
-		o.Redact = vals.redact
+		o.Redact = vals.Redact
 	} else {
-		o.Redact = func(string) string { return redactionUnavailable }
+		o.Redact = func(string) string { return RedactionUnavailable }
 	}
 	o.OnResult = func(r services.Result) {
 		if r.Skipped == "" {
@@ -159,8 +117,8 @@ func (w *wiring) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer vals.wipe()
-	opts := verify.Options{Dir: w.cfg.Dir, Env: w.a.environ(), Redact: vals.redact, Opener: w.a.opener(),
+	defer vals.Wipe()
+	opts := verify.Options{Dir: w.cfg.Dir, Env: w.s.Environ(), Redact: vals.Redact, Opener: w.s.opener(), Postgres: postgres.URLDialer{},
 		OnResult: func(r verify.Result) {
 			if r.OK {
 				w.say("check %s: ok (%d attempts)", r.Name, r.Attempts)
@@ -168,7 +126,7 @@ func (w *wiring) Run(ctx context.Context) error {
 				w.say("check %s: FAILED: %s", r.Name, r.Message)
 			}
 		}}
-	return verify.Error(verify.Run(ctx, w.cfg.ChecksFor(w.env.Name), vals.resolve, opts))
+	return verify.Error(verify.Run(ctx, w.cfg.ChecksFor(w.env.Name), vals.Resolve, opts))
 }
 
 // OnRotate implements rekey.Hooks.
@@ -177,7 +135,7 @@ func (w *wiring) OnRotate(ctx context.Context, env string, spec *rekey.Spec) err
 	if err != nil {
 		return err
 	}
-	defer vals.wipe()
+	defer vals.Wipe()
 	for i, h := range spec.Sessions.OnRotate {
 		hctx, cancel := context.WithTimeout(ctx, h.Timeout)
 		err := w.runHook(hctx, h, vals)
@@ -189,9 +147,9 @@ func (w *wiring) OnRotate(ctx context.Context, env string, spec *rekey.Spec) err
 	return nil
 }
 
-func (w *wiring) runHook(ctx context.Context, h rekey.Hook, vals *envValues) error {
+func (w *wiring) runHook(ctx context.Context, h rekey.Hook, vals *Values) error {
 	if h.SQL != "" {
-		url, err := vals.resolve(h.Database)
+		url, err := vals.Resolve(h.Database)
 		if err != nil {
 			return err
 		}
@@ -206,17 +164,17 @@ func (w *wiring) runHook(ctx context.Context, h rekey.Hook, vals *envValues) err
 		defer conn.Close(context.Background())
 		tag, err := conn.Exec(ctx, h.SQL)
 		if err != nil {
-			return rekey.Errorf(rekey.CodeVerifyFailed, "sql hook failed: %s", vals.redact(err.Error()))
+			return rekey.Errorf(rekey.CodeVerifyFailed, "sql hook failed: %s", vals.Redact(err.Error()))
 		}
 		w.say("on_rotate: %s (%d rows)", firstWords(h.SQL), tag.RowsAffected())
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, h.Command[0], h.Command[1:]...)
-	cmd.Dir, cmd.Env = w.cfg.Dir, w.a.environ()
+	cmd.Dir, cmd.Env = w.cfg.Dir, w.s.Environ()
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		tail := strings.TrimSpace(vals.redact(lastLines(string(out), 5)))
+		tail := strings.TrimSpace(vals.Redact(lastLines(string(out), 5)))
 		e := rekey.Errorf(rekey.CodeVerifyFailed, "hook %s failed: %v", h.Command[0], err)
 		if tail != "" {
 			e.Hint = "its output ended with:\n    " + strings.ReplaceAll(tail, "\n", "\n    ")
@@ -247,5 +205,23 @@ func lastLines(s string, n int) string {
 func (w *wiring) say(format string, args ...any) {
 	if w.e.Progress != nil {
 		w.e.Progress(format, args...)
+	}
+}
+
+// opener is how decrypt-sample checks open values: the re-encryption
+// engine's codecs (a command codec's program runs until rekey exits).
+func (s *Session) opener() verify.Opener {
+	return func(ds rekey.DecryptSample, key rekey.Value) (func([]byte) error, error) {
+		c, err := reencrypt.NewCipher(reencrypt.Config{Codec: ds.Codec, Encoding: ds.Encoding}, key, s.stderr())
+		if err != nil {
+			return nil, err
+		}
+		return func(ct []byte) error {
+			pt, err := c.Decrypt(ct)
+			for i := range pt {
+				pt[i] = 0
+			}
+			return err
+		}, nil
 	}
 }

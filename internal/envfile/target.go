@@ -1,20 +1,27 @@
-package main
+// Package envfile is the .env Target: it publishes values to a .env file
+// through the byte-preserving editor (dotenv), writes atomically, keeps the
+// file's owner, group and owner/group bits, and removes what an interrupted
+// write left behind.
+package envfile
 
 import (
 	"context"
 	"encoding/hex"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/dotenv"
+	"github.com/rekeyhq/rekey/internal/fileperm"
 )
 
-// envFileTarget publishes to a .env file through the byte-preserving editor.
-type envFileTarget struct {
+// Target publishes to a .env file through the byte-preserving editor.
+type Target struct {
 	name string
 	path string
 	rel  string
@@ -23,9 +30,27 @@ type envFileTarget struct {
 	warn func(format string, args ...any)
 }
 
-func (t *envFileTarget) Name() string { return t.name + " (" + t.rel + ")" }
+var _ rekey.Target = (*Target)(nil)
 
-func (t *envFileTarget) load() (*dotenv.File, []byte, error) {
+// New returns the target called name writing path; messages name it by its
+// path relative to dir; warn (optional) hears what a write did to the
+// file's access.
+func New(name, path, dir string, warn func(format string, args ...any)) *Target {
+	return &Target{name: name, path: path, rel: RelTo(dir, path), warn: warn}
+}
+
+// Rel is the file's path as messages show it.
+func (t *Target) Rel() string { return t.rel }
+
+func (t *Target) Name() string { return t.name + " (" + t.rel + ")" }
+
+// Load reads and parses the file, for a command that only reads it.
+func (t *Target) Load() (*dotenv.File, error) {
+	f, _, err := t.load()
+	return f, err
+}
+
+func (t *Target) load() (*dotenv.File, []byte, error) {
 	data, err := os.ReadFile(t.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -35,12 +60,13 @@ func (t *envFileTarget) load() (*dotenv.File, []byte, error) {
 	}
 	f, err := dotenv.Parse(t.rel, data)
 	if err != nil {
-		return nil, nil, dotenvErr(err)
+		return nil, nil, ParseErr(err)
 	}
 	return f, data, nil
 }
 
-func dotenvErr(err error) error {
+// ParseErr maps a dotenv parse error to a rekey error (invalid input, its hint).
+func ParseErr(err error) error {
 	var pe *dotenv.ParseError
 	if errors.As(err, &pe) {
 		return &rekey.Error{Code: rekey.CodeInvalid, Msg: pe.Error(), Hint: pe.Hint}
@@ -48,7 +74,7 @@ func dotenvErr(err error) error {
 	return rekey.Wrap(rekey.CodeInvalid, err, "")
 }
 
-func (t *envFileTarget) Read(_ context.Context, keys []string) (map[string]rekey.Value, error) {
+func (t *Target) Read(_ context.Context, keys []string) (map[string]rekey.Value, error) {
 	f, _, err := t.load()
 	if err != nil {
 		return nil, err
@@ -62,12 +88,12 @@ func (t *envFileTarget) Read(_ context.Context, keys []string) (map[string]rekey
 	return out, nil
 }
 
-func (t *envFileTarget) Write(_ context.Context, set map[string]rekey.Value, del []string) error {
+func (t *Target) Write(_ context.Context, set map[string]rekey.Value, del []string) error {
 	f, orig, err := t.load()
 	if err != nil {
 		return err
 	}
-	for _, k := range sortedKeys(set) {
+	for _, k := range slices.Sorted(maps.Keys(set)) {
 		if cur, ok := f.Get(k); ok && cur == set[k].RevealString() {
 			continue // unchanged: keep its bytes exactly
 		}
@@ -89,8 +115,8 @@ func (t *envFileTarget) Write(_ context.Context, set map[string]rekey.Value, del
 	if err != nil {
 		return rekey.Wrap(rekey.CodeInvalid, err, "stat %s", t.rel)
 	}
-	perm := secretMode(fi.Mode())
-	keepIDs := canKeepIDs(fi)
+	perm := fileperm.SecretMode(fi.Mode())
+	keepIDs := fileperm.CanKeepIDs(fi)
 	if !keepIDs {
 		// The new file will be ours, with our group: the old group's bits
 		// would let another group read it.
@@ -101,32 +127,33 @@ func (t *envFileTarget) Write(_ context.Context, set map[string]rekey.Value, del
 	}
 	if t.warn != nil {
 		if !keepIDs {
-			uid, gid := fileIDs(fi)
-			t.warn("%s belonged to %s:%s, which this user cannot give a file to: it is now this user's, %04o", t.rel, userName(uid), groupName(gid), perm)
+			uid, gid := fileperm.IDs(fi)
+			t.warn("%s belonged to %s:%s, which this user cannot give a file to: it is now this user's, %04o", t.rel, fileperm.UserName(uid), fileperm.GroupName(gid), perm)
 		} else if old := fi.Mode().Perm(); old != perm {
 			t.warn("%s was open to every user (%04o): it is %04o now", t.rel, old, perm)
 		}
 		if perm&0o040 != 0 {
-			_, gid := fileIDs(fi)
-			t.warn("%s is readable by group %s (%04o): its group bits are kept so that the service reading it keeps working; make sure only that service's users are in the group (`rekey doctor` lists them), or chmod 600 it", t.rel, groupName(gid), perm)
+			_, gid := fileperm.IDs(fi)
+			t.warn("%s is readable by group %s (%04o): its group bits are kept so that the service reading it keeps working; make sure only that service's users are in the group (`rekey doctor` lists them), or chmod 600 it", t.rel, fileperm.GroupName(gid), perm)
 		}
 	}
 	return nil
 }
 
-func relTo(dir, path string) string {
+// RelTo is path relative to dir when it is inside it, else path.
+func RelTo(dir, path string) string {
 	if r, err := filepath.Rel(dir, path); err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
 		return r
 	}
 	return path
 }
 
-// removeStaleTemps deletes the temporary files that a rekey killed inside
+// RemoveStaleTemps deletes the temporary files that a rekey killed inside
 // dotenv.WriteFileAtomic left beside the target ("."+base+".rekey-"+16 hex
 // digits+".tmp"): they may hold a new secret value, in a file that is not
 // ignored by git. Callers hold the environment lock, so no write of this
 // target by rekey is in progress. It returns the names it removed.
-func (t *envFileTarget) removeStaleTemps() ([]string, error) {
+func (t *Target) RemoveStaleTemps() ([]string, error) {
 	target := t.path
 	if p, err := filepath.EvalSymlinks(t.path); err == nil {
 		target = p // the temporary file is written beside the link's target

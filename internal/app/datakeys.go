@@ -1,0 +1,177 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
+)
+
+// DataKeys returns the named data keys, or all of them.
+func DataKeys(specs []rekey.Spec, names []string) ([]*rekey.Spec, error) {
+	var out []*rekey.Spec
+	for i := range specs {
+		s := &specs[i]
+		if s.Kind != rekey.KindDataKey {
+			continue
+		}
+		if len(names) == 0 || slices.Contains(names, s.Name) {
+			out = append(out, s)
+		}
+	}
+	for _, n := range names {
+		found := false
+		for _, s := range out {
+			found = found || s.Name == n
+		}
+		if !found {
+			return nil, rekey.Errorf(rekey.CodeNotFound, "%s is not a data key of rekey.yaml", n).WithHint("`rekey status` lists the secrets and their kinds")
+		}
+	}
+	if len(out) == 0 {
+		return nil, rekey.Errorf(rekey.CodeNotFound, "rekey.yaml has no data key (kind: data-key)")
+	}
+	for _, s := range out {
+		if s.Reencrypt == nil {
+			return nil, rekey.Errorf(rekey.CodeInvalid, "%s has no reencrypt section", s.Name).
+				WithHint("add reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [table.column]} to %s", s.Name)
+		}
+	}
+	return out, nil
+}
+
+// KeyCount is what `rekey reencrypt --verify` counted for one data key:
+// the values of its columns under its current and previous versions.
+type KeyCount struct {
+	Spec        *rekey.Spec
+	CurN, PrevN int
+	Counts      *reencrypt.Counts
+}
+
+// dataKeyRun is one data key's current and previous values and the
+// database its rows are in, for --verify and --rehearse.
+type dataKeyRun struct {
+	spec        *rekey.Spec
+	cur, prev   rekey.Value
+	curN, prevN int
+	dsn         rekey.Value
+}
+
+// eachDataKey reads, for each data key named (all when none), its current
+// and previous values and its database, recording the read (action) first,
+// and calls fn. Neither changes the store or the application's data.
+func (s *Session) eachDataKey(ctx context.Context, names []string, action string, fn func(st rekey.Store, k dataKeyRun) error) error {
+	cfg, st, env, err := s.openEnv(ctx)
+	if err != nil {
+		return err
+	}
+	specs, err := DataKeys(cfg.Secrets, names)
+	if err != nil {
+		return err
+	}
+	var sn []string
+	for _, sp := range specs {
+		sn = append(sn, sp.Name)
+	}
+	vals, err := s.readValues(ctx, st, cfg, env.Name, action, "keys: "+strings.Join(sn, ","))
+	if err != nil {
+		return err
+	}
+	defer vals.Wipe()
+	for _, sp := range specs {
+		k := dataKeyRun{spec: sp}
+		if err := st.View(ctx, func(tx rekey.Tx) error {
+			c, err := tx.Labeled(env.Name, sp.Name, rekey.LabelCurrent)
+			if err != nil {
+				return err
+			}
+			k.curN = c.N
+			if k.cur, err = tx.Value(env.Name, sp.Name, c.N); err != nil {
+				return err
+			}
+			if p, err := tx.Labeled(env.Name, sp.Name, rekey.LabelPrevious); err == nil {
+				k.prevN = p.N
+				k.prev, err = tx.Value(env.Name, sp.Name, p.N)
+				return err
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if k.dsn, err = vals.Resolve(sp.Reencrypt.Database); err != nil {
+			return err
+		}
+		if err := fn(st, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CountKeys counts, per data key named (all when none), the values of its
+// columns under its current and previous versions (`rekey reencrypt
+// --verify`); fn hears each key's figures.
+func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCount)) error {
+	return s.eachDataKey(ctx, names, "reencrypt.verify", func(st rekey.Store, k dataKeyRun) error {
+		keys := []rekey.Value{k.cur}
+		if k.prevN != 0 {
+			keys = append(keys, k.prev)
+		}
+		stderr := s.RedactedStderr(ctx, st, k.cur, k.prev, k.dsn)
+		progress, done := s.progress("counting " + k.spec.Name)
+		counts, err := reencrypt.Count(ctx, reencrypt.CountJob{DSN: k.dsn.RevealString(), Config: reencryptConfig(k.spec.Reencrypt), Keys: keys,
+			Progress: progress, Stderr: stderr})
+		stderr.Close()
+		done()
+		if err != nil {
+			return rekey.Wrap(rekey.ErrorCode(err), err, "count the values of %s", k.spec.Name)
+		}
+		fn(KeyCount{Spec: k.spec, CurN: k.curN, PrevN: k.prevN, Counts: counts})
+		return nil
+	})
+}
+
+// RehearseKeys rehearses the re-encryption of each data key named (all when
+// none) on a copy of its database (`rekey reencrypt --rehearse`); fn hears
+// each rehearsal, and whether values opened with neither key
+// (reencrypt.ErrUndecryptable, not an error of the run).
+func (s *Session) RehearseKeys(ctx context.Context, names []string, fn func(*rekey.Spec, *reencrypt.Rehearsal, error)) error {
+	return s.eachDataKey(ctx, names, "reencrypt.rehearse", func(st rekey.Store, k dataKeyRun) error {
+		reh, err := s.Rehearse(ctx, st, k.spec, k.cur, k.dsn)
+		fn(k.spec, reh, err)
+		if errors.Is(err, reencrypt.ErrUndecryptable) {
+			return nil
+		}
+		return err
+	})
+}
+
+// FinishReencryption resumes the re-encryption of each data key named (all
+// when none) whose rotation left rows on the previous key; done hears each
+// key that finished. It returns how many did.
+func (s *Session) FinishReencryption(ctx context.Context, names []string, narrate func(string, ...any), done func(name string)) (int, error) {
+	cfg, _, _, e, err := s.Mutate(ctx)
+	if err != nil {
+		return 0, err
+	}
+	specs, err := DataKeys(cfg.Secrets, names)
+	if err != nil {
+		return 0, err
+	}
+	e.Progress = narrate
+	n := 0
+	for _, sp := range specs {
+		ok, err := e.FinishMigration(ctx, sp.Name)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+			done(sp.Name)
+		}
+	}
+	return n, nil
+}

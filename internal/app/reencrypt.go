@@ -1,0 +1,137 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
+)
+
+// dataKeyApplier re-encrypts the columns a data key encrypts, as the migrate
+// step of its rotation. Apply and Revert have nothing to do: the database
+// holds no key, only data under it.
+type dataKeyApplier struct{ w *wiring }
+
+var _ rekey.Migrator = (*dataKeyApplier)(nil)
+
+func (d *dataKeyApplier) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
+	return nil
+}
+
+func (d *dataKeyApplier) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
+	return nil
+}
+
+// Migrate implements rekey.Migrator.
+func (d *dataKeyApplier) Migrate(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.VersionValue, rotationID string) error {
+	res, err := d.w.reencrypt(ctx, spec, current.Value, pending.Value, rotationID)
+	if res == nil {
+		return err
+	}
+	// The figures of the run, in the audit log (fail closed: a run whose
+	// record cannot be written reports an error, and recovery runs it again).
+	outcome := "ok"
+	if err != nil {
+		outcome = "incomplete"
+	}
+	detail := fmt.Sprintf("rotation %s: %d values re-encrypted from v%d, %d already on v%d, %d empty, %d open with neither key, %d revisited after concurrent writes",
+		rotationID, res.Reencrypted, current.N, res.AlreadyNew, pending.N, res.Empty, res.Failed, res.Revisited)
+	if aerr := d.w.e.Store.Update(ctx, func(tx rekey.Tx) error {
+		_, err := tx.Audit(rekey.AuditEntry{Actor: d.w.e.Actor, Action: "rotate.reencrypt", Env: env, Secret: spec.Name, Version: pending.N, Fingerprint: pending.Fingerprint, Outcome: outcome, Detail: detail})
+		return err
+	}); aerr != nil && err == nil {
+		return aerr
+	}
+	return err
+}
+
+// reencryptConfig maps a secret's reencrypt section onto the engine's.
+func reencryptConfig(r *rekey.ReencryptSpec) reencrypt.Config {
+	return reencrypt.Config{Codec: r.Codec, Encoding: r.Encoding, Columns: r.Columns, Command: r.Command,
+		KeyID: r.KeyID, BatchSize: r.BatchSize, RowsPerSecond: r.RowsPerSecond}
+}
+
+// reencrypt moves spec's columns from old to new, resuming job id's
+// checkpoint, with progress on stderr. Undecryptable values are listed and
+// make the error wrap rekey.ErrIncomplete.
+func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey.Value, id string) (*reencrypt.Result, error) {
+	rs := spec.Reencrypt
+	if rs == nil {
+		return nil, rekey.Errorf(rekey.CodeInvalid, "%s has no reencrypt section", spec.Name)
+	}
+	cfg := reencryptConfig(rs)
+	if err := cfg.Validate(); err != nil {
+		return nil, rekey.Wrap(rekey.CodeInvalid, err, "reencrypt of %s (rekey.yaml line %d)", spec.Name, spec.Line)
+	}
+	vals, err := w.liveValues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer vals.Wipe()
+	dsn, err := vals.Resolve(rs.Database)
+	if err != nil {
+		return nil, err
+	}
+	stderr := w.s.RedactedStderr(ctx, w.e.Store, old, new) // a command codec's stderr
+	defer stderr.Close()
+	progress, done := w.s.progress("re-encrypting " + spec.Name)
+	job := reencrypt.Job{DSN: dsn.RevealString(), Config: cfg, Old: old, New: new, JobID: id,
+		Progress: progress, Stderr: stderr}
+	res, err := reencrypt.Run(ctx, job)
+	done()
+	if res != nil {
+		w.say("re-encrypted %d values of %s in %s (%d already on the new key, %d empty, %d revisited after concurrent writes)",
+			res.Reencrypted, spec.Name, res.Duration.Round(time.Millisecond), res.AlreadyNew, res.Empty, res.Revisited)
+		for _, f := range res.Failures {
+			w.s.warnf("opens with neither key, left as it is: %s", f)
+		}
+	}
+	if errors.Is(err, reencrypt.ErrUndecryptable) {
+		return res, &rekey.Error{Code: rekey.CodeVerifyFailed, Msg: fmt.Sprintf("%d values of %s open with neither the old nor the new key", res.Failed, spec.Name),
+			Hint: "they are listed above and were not touched; the old key is kept until they are fixed", Err: errors.Join(rekey.ErrIncomplete, err)}
+	}
+	if err != nil {
+		return res, rekey.Wrap(rekey.ErrorCode(err), err, "re-encrypt %s", spec.Name)
+	}
+	return res, nil
+}
+
+// Rehearse runs the re-encryption of spec on a copy of its database, from
+// the current key cur to a fresh throwaway one (never stored), and returns
+// the figures (the command prints them). The copy is dropped.
+func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec, cur, dsn rekey.Value) (*reencrypt.Rehearsal, error) {
+	gen := spec.Generator
+	if gen.Bytes == 0 {
+		gen = rekey.DataKeyGenerator
+	}
+	throwaway, err := gen.Generate(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer throwaway.Wipe()
+	stderr := s.RedactedStderr(ctx, st, cur, throwaway, dsn)
+	defer stderr.Close()
+	progress, done := s.progress("rehearsing " + spec.Name)
+	job := reencrypt.Job{DSN: dsn.RevealString(), Config: reencryptConfig(spec.Reencrypt), Old: cur, New: throwaway,
+		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: progress, Stderr: stderr}
+	reh, err := reencrypt.Rehearse(ctx, job)
+	done()
+	if err != nil && !errors.Is(err, reencrypt.ErrUndecryptable) {
+		return reh, rekey.Wrap(rekey.ErrorCode(err), err, "rehearse the re-encryption of %s", spec.Name)
+	}
+	return reh, err
+}
+
+// ProgressFunc starts rendering the progress of a long run called what;
+// done ends it.
+type ProgressFunc func(what string) (update func(reencrypt.Progress), done func())
+
+func (s *Session) progress(what string) (func(reencrypt.Progress), func()) {
+	if s.Opts.Progress == nil {
+		return nil, func() {}
+	}
+	return s.Opts.Progress(what)
+}

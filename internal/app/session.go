@@ -1,0 +1,411 @@
+// Package app is rekey's one application layer: a Session opens the
+// configuration and the store, takes the environment's lock, recovers what
+// a crash left, and builds the rotation engine with its adapters (the .env
+// targets, the PostgreSQL and re-encryption appliers, services, checks and
+// hooks), all fed by one resolver of live values (live.go) and one redactor
+// (redact.go). The commands in cmd/rekey are flags and output over it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/envfile"
+	"github.com/rekeyhq/rekey/internal/flock"
+	"github.com/rekeyhq/rekey/internal/sqlite"
+)
+
+// Options are what the command line gives a session.
+type Options struct {
+	// ConfigPath is --config ("" = found by walking up from Dir).
+	ConfigPath string
+	// EnvName is --environment ("" = REKEY_ENVIRONMENT, the only one, or production).
+	EnvName string
+	// Dir is the working directory ("" = the process's).
+	Dir string
+	// Getenv reads the environment (nil = os.Getenv).
+	Getenv func(string) string
+	// Environ is the environment of the commands rekey runs (services,
+	// checks, hooks, codecs); it holds no key material (rekey.ChildEnv).
+	Environ func() []string
+	// Now is the clock (nil = time.Now).
+	Now func() time.Time
+	// Stderr receives progress lines and the redacted stderr of codecs.
+	Stderr io.Writer
+	// Warn prints "rekey: warning: …".
+	Warn func(format string, args ...any)
+	// Passphrase reads the store's passphrase (REKEY_PASSPHRASE or the terminal).
+	Passphrase func(prompt string, confirm bool) ([]byte, error)
+	// Approve refuses a rekey.yaml that is not approved on this machine; it
+	// is not called for a read-only session.
+	Approve func(cfg *config.Config) error
+	// StateDir is where anchors live outside the project ("" = not kept).
+	StateDir string
+	// Fault is the engine's fault hook (test builds only).
+	Fault func(point string)
+	// Progress renders a re-encryption's progress (a line redrawn, or
+	// logged); Done ends it. Both optional.
+	Progress ProgressFunc
+}
+
+// Session is one command's access to a project: its config, store, lock
+// and engine. Close releases them; it is safe to call more than once.
+type Session struct {
+	Opts Options
+	// ReadOnly: the command only reports, so it may load a rekey.yaml that
+	// is not approved on this machine.
+	ReadOnly bool
+	// AnchorReset opens the store without comparing it with its anchor and
+	// writes the anchor anew (rekey audit anchor --reset).
+	AnchorReset bool
+
+	cfg        *config.Config
+	store      *sqlite.DB
+	lock       *flock.Lock
+	extraLocks []*flock.Lock
+}
+
+// New returns a session that opens nothing until asked.
+func New(o Options) *Session { return &Session{Opts: o} }
+
+// Getenv reads a variable of the command's environment.
+func (s *Session) Getenv(k string) string {
+	if s.Opts.Getenv != nil {
+		return s.Opts.Getenv(k)
+	}
+	return os.Getenv(k)
+}
+
+// Environ is the environment of the commands rekey runs.
+func (s *Session) Environ() []string {
+	if s.Opts.Environ != nil {
+		return s.Opts.Environ()
+	}
+	return rekey.ChildEnv(os.Environ())
+}
+
+// Now is the session's clock.
+func (s *Session) Now() time.Time {
+	if s.Opts.Now != nil {
+		return s.Opts.Now()
+	}
+	return time.Now()
+}
+
+func (s *Session) warnf(format string, args ...any) {
+	if s.Opts.Warn != nil {
+		s.Opts.Warn(format, args...)
+	}
+}
+
+func (s *Session) stderr() io.Writer {
+	if s.Opts.Stderr != nil {
+		return s.Opts.Stderr
+	}
+	return io.Discard
+}
+
+// Actor is who acts, for the audit log: REKEY_ACTOR, else the user.
+func (s *Session) Actor() string {
+	if v := s.Getenv("REKEY_ACTOR"); v != "" {
+		return v
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid:%d", os.Getuid())
+}
+
+// Wd is the working directory.
+func (s *Session) Wd() (string, error) {
+	if s.Opts.Dir != "" {
+		return s.Opts.Dir, nil
+	}
+	return os.Getwd()
+}
+
+// Abs makes p absolute against the working directory.
+func (s *Session) Abs(p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return p, nil
+	}
+	wd, err := s.Wd()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(wd, p), nil
+}
+
+// Config loads rekey.yaml once; unless the session is read-only, it
+// refuses one that is not approved as it is (before any key is read).
+func (s *Session) Config() (*config.Config, error) {
+	if s.cfg != nil {
+		return s.cfg, nil
+	}
+	path, err := s.ConfigPath()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, ConfigErr(err)
+	}
+	if !s.ReadOnly && s.Opts.Approve != nil {
+		if err := s.Opts.Approve(cfg); err != nil {
+			return nil, err
+		}
+	}
+	s.cfg = cfg
+	return cfg, nil
+}
+
+// ConfigPath is the absolute path of rekey.yaml: --config, else found by
+// walking up from the working directory.
+func (s *Session) ConfigPath() (string, error) {
+	if s.Opts.ConfigPath != "" {
+		return s.Abs(s.Opts.ConfigPath)
+	}
+	wd, err := s.Wd()
+	if err != nil {
+		return "", err
+	}
+	p, err := config.Find(wd)
+	if err != nil {
+		return "", ConfigErr(err)
+	}
+	return p, nil
+}
+
+// ConfigErr gives a config error the code config gave it.
+func ConfigErr(err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return &rekey.Error{Code: ce.Code(), Msg: ce.Error(), Hint: ce.Hint}
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return rekey.Wrap(rekey.CodeNotFound, err, "")
+	}
+	return err
+}
+
+// Environment resolves --environment against the config.
+func (s *Session) Environment(cfg *config.Config) (*config.Environment, error) {
+	name := s.Opts.EnvName
+	if name == "" {
+		name = s.Getenv("REKEY_ENVIRONMENT")
+	}
+	if name == "" {
+		if len(cfg.Environments) == 1 {
+			name = cfg.Environments[0].Name
+		} else {
+			name = "production"
+		}
+	}
+	env, ok := cfg.Environment(name)
+	if !ok {
+		var names []string
+		for _, e := range cfg.Environments {
+			names = append(names, e.Name)
+		}
+		return nil, rekey.Errorf(rekey.CodeNotFound, "no environment %q in %s", name, cfg.Path).WithHint("environments: %s", strings.Join(names, ", "))
+	}
+	return env, nil
+}
+
+// OpenStore opens the store of the config with its master key.
+func (s *Session) OpenStore(ctx context.Context) (*config.Config, *sqlite.DB, error) {
+	cfg, err := s.Config()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.store != nil {
+		return cfg, s.store, nil
+	}
+	key, err := s.MasterKey(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlite.Open(ctx, cfg.Store.Path, key, s.anchorOpts()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.Now = s.Now
+	s.store = st
+	return cfg, st, nil
+}
+
+// AnchorDir is where the audit anchors live: $XDG_STATE_HOME/rekey/anchors,
+// else ~/.local/state/rekey/anchors — outside the project, so someone who
+// can write the project folder cannot roll the anchor back with the store.
+func (s *Session) AnchorDir() string {
+	if s.Opts.StateDir != "" {
+		return filepath.Join(s.Opts.StateDir, "anchors")
+	}
+	return ""
+}
+
+func (s *Session) anchorOpts() []sqlite.Option {
+	dir := s.AnchorDir()
+	if dir == "" {
+		s.warnf("no HOME or XDG_STATE_HOME: the audit anchor is not kept, so a copy of .rekey/rekey.db put back over it would not be noticed")
+		return nil
+	}
+	opts := []sqlite.Option{sqlite.WithAnchor(dir)}
+	if s.AnchorReset {
+		opts = append(opts, sqlite.WithAnchorReset())
+	}
+	return opts
+}
+
+// Close closes the store (saving its anchor while the lock is still held),
+// then releases the locks.
+func (s *Session) Close() {
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.warnf("%v: a copy of .rekey/rekey.db put back over it would not be noticed (set XDG_STATE_HOME to a folder you can write)", err)
+		}
+		s.store = nil
+	}
+	if s.lock != nil {
+		s.lock.Release()
+		s.lock = nil
+	}
+	for _, l := range s.extraLocks {
+		l.Release()
+	}
+	s.extraLocks = nil
+}
+
+// Lock takes the environment's rotation lock (once).
+func (s *Session) Lock(cfg *config.Config, env string) error {
+	if s.lock != nil {
+		return nil
+	}
+	return s.LockName(cfg, env)
+}
+
+// LockName takes one environment's lock (several may be held).
+func (s *Session) LockName(cfg *config.Config, env string) error {
+	path := filepath.Join(filepath.Dir(cfg.Store.Path), "lock-"+env)
+	l, err := flock.Acquire(path)
+	if err != nil {
+		if errors.Is(err, flock.ErrBusy) {
+			return &rekey.Error{Code: rekey.CodeConflict, Msg: fmt.Sprintf("another rekey is working on %s (%v)", env, err), Hint: "wait for it to finish; a lock held by a process that died is released by the kernel", Err: rekey.ErrLocked}
+		}
+		return err
+	}
+	if s.lock == nil {
+		s.lock = l
+	} else {
+		s.extraLocks = append(s.extraLocks, l)
+	}
+	return nil
+}
+
+// Engine builds the rotation engine of an environment with its adapters.
+func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environment) *rekey.Engine {
+	e := &rekey.Engine{
+		Store: st, Env: env.Name, Specs: cfg.Secrets, Derived: cfg.DerivedFor(env.Name),
+		Targets: map[string]rekey.Target{}, Actor: s.Actor(), Now: s.Now, KeepVersions: cfg.Store.KeepVersions,
+		Appliers: map[rekey.Kind]rekey.Applier{}, Fault: s.Opts.Fault,
+	}
+	e.Appliers[rekey.KindPostgresPassword] = s.PostgresApplier(cfg, env)
+	s.wire(e, cfg, env)
+	for _, t := range env.Targets {
+		e.Targets[t.Name] = envfile.New(t.Name, t.Path, cfg.Dir, s.Opts.Warn)
+		e.TargetOrder = append(e.TargetOrder, t.Name)
+	}
+	return e
+}
+
+// Mutate opens the store, locks the environment and runs recovery first, as
+// every mutating command must.
+func (s *Session) Mutate(ctx context.Context) (*config.Config, *sqlite.DB, *config.Environment, *rekey.Engine, error) {
+	cfg, st, err := s.OpenStore(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	env, err := s.Environment(cfg)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := s.Lock(cfg, env.Name); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	e := s.Engine(cfg, st, env)
+	s.RemoveStaleTemps(e)
+	rep, err := e.Recover(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, rekey.Wrap(rekey.ErrorCode(err), err, "recover an interrupted rotation")
+	}
+	for _, id := range rep.RolledForward {
+		s.warnf("completed interrupted rotation %s", id)
+	}
+	for _, id := range rep.RolledBack {
+		s.warnf("rolled back interrupted rotation %s", id)
+	}
+	ends, err := e.ExpireGrace(ctx)
+	for _, g := range ends {
+		s.warnf("the grace period of %s v%d ended: it no longer works", g.Name, g.Version)
+	}
+	if err != nil {
+		return nil, nil, nil, nil, rekey.Wrap(rekey.ErrorCode(err), err, "end a grace period")
+	}
+	return cfg, st, env, e, nil
+}
+
+// RemoveStaleTemps deletes what a rekey killed while writing a .env target
+// of the engine left behind (envfile.Target.RemoveStaleTemps). It is part
+// of recovery: callers hold the environment lock.
+func (s *Session) RemoveStaleTemps(e *rekey.Engine) {
+	for _, tn := range slices.Sorted(maps.Keys(e.Targets)) {
+		t, ok := e.Targets[tn].(*envfile.Target)
+		if !ok {
+			continue
+		}
+		removed, err := t.RemoveStaleTemps()
+		for _, n := range removed {
+			s.warnf("removed %s, left beside %s by an interrupted write", n, t.Rel())
+		}
+		if err != nil {
+			s.warnf("could not remove what an interrupted write left beside %s (it may hold a secret): %v", t.Rel(), err)
+		}
+	}
+}
+
+// Audit appends one audit record in its own transaction (fail closed:
+// callers act only after it returns nil).
+func (s *Session) Audit(ctx context.Context, st rekey.Store, e rekey.AuditEntry) error {
+	if e.Actor == "" {
+		e.Actor = s.Actor()
+	}
+	return st.Update(ctx, func(tx rekey.Tx) error {
+		_, err := tx.Audit(e)
+		return err
+	})
+}
+
+// EachVersion calls fn with every version of every secret of every
+// environment in the store, and its unsealed value (scan, doctor, redactor).
+func EachVersion(ctx context.Context, st rekey.Store, fn func(v rekey.Version, val rekey.Value)) error {
+	return st.View(ctx, func(tx rekey.Tx) error {
+		return rekey.EachVersion(tx, func(v rekey.Version) error {
+			val, err := tx.Value(v.Env, v.Name, v.N)
+			if err == nil {
+				fn(v, val)
+			}
+			return err
+		})
+	})
+}
