@@ -122,7 +122,7 @@ func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCoun
 		}
 		stderr := s.RedactedStderr(ctx, st, k.cur, k.prev, k.dsn)
 		progress, done := s.progress("counting " + k.spec.Name)
-		counts, err := reencrypt.Count(ctx, reencrypt.CountJob{DSN: k.dsn.RevealString(), Config: reencryptConfig(k.spec.Reencrypt), Keys: keys,
+		counts, err := reencrypt.Count(ctx, reencrypt.CountJob{DSN: k.dsn.RevealString(), Config: *k.spec.Reencrypt, Keys: keys,
 			Progress: progress, Stderr: stderr})
 		stderr.Close()
 		done()

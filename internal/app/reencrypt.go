@@ -48,12 +48,6 @@ func (d *dataKeyApplier) Migrate(ctx context.Context, env string, spec *rekey.Sp
 	return err
 }
 
-// reencryptConfig maps a secret's reencrypt section onto the engine's.
-func reencryptConfig(r *rekey.ReencryptSpec) reencrypt.Config {
-	return reencrypt.Config{Codec: r.Codec, Encoding: r.Encoding, Columns: r.Columns, Command: r.Command,
-		KeyID: r.KeyID, BatchSize: r.BatchSize, RowsPerSecond: r.RowsPerSecond}
-}
-
 // reencrypt moves spec's columns from old to new, resuming job id's
 // checkpoint, with progress on stderr. Undecryptable values are listed and
 // make the error wrap rekey.ErrIncomplete.
@@ -62,8 +56,8 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 	if rs == nil {
 		return nil, rekey.Errorf(rekey.CodeInvalid, "%s has no reencrypt section", spec.Name)
 	}
-	cfg := reencryptConfig(rs)
-	if err := cfg.Validate(); err != nil {
+	cfg := *rs
+	if err := reencrypt.Validate(cfg); err != nil {
 		return nil, rekey.Wrap(rekey.CodeInvalid, err, "reencrypt of %s (rekey.yaml line %d)", spec.Name, spec.Line)
 	}
 	vals, err := w.liveValues(ctx)
@@ -115,7 +109,7 @@ func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec
 	stderr := s.RedactedStderr(ctx, st, cur, throwaway, dsn)
 	defer stderr.Close()
 	progress, done := s.progress("rehearsing " + spec.Name)
-	job := reencrypt.Job{DSN: dsn.RevealString(), Config: reencryptConfig(spec.Reencrypt), Old: cur, New: throwaway,
+	job := reencrypt.Job{DSN: dsn.RevealString(), Config: *spec.Reencrypt, Old: cur, New: throwaway,
 		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: progress, Stderr: stderr}
 	reh, err := reencrypt.Rehearse(ctx, job)
 	done()

@@ -212,7 +212,7 @@ func (w *wiring) say(format string, args ...any) {
 // engine's codecs (a command codec's program runs until rekey exits).
 func (s *Session) opener() verify.Opener {
 	return func(ds rekey.DecryptSample, key rekey.Value) (func([]byte) error, error) {
-		c, err := reencrypt.NewCipher(reencrypt.Config{Codec: ds.Codec, Encoding: ds.Encoding}, key, s.stderr())
+		c, err := reencrypt.NewCipher(rekey.ReencryptSpec{Codec: ds.Codec, Encoding: ds.Encoding}, key, s.stderr())
 		if err != nil {
 			return nil, err
 		}

@@ -22,9 +22,9 @@ type Cipher struct {
 
 // NewCipher returns a Cipher for key k. stderr receives the command
 // codec's stderr (nil: os.Stderr). Close it when done.
-func NewCipher(cfg Config, k rekey.Value, stderr io.Writer) (*Cipher, error) {
-	cfg = cfg.normalized()
-	if err := cfg.validateCodec(); err != nil {
+func NewCipher(cfg rekey.ReencryptSpec, k rekey.Value, stderr io.Writer) (*Cipher, error) {
+	cfg = normalized(cfg)
+	if err := validateCodec(cfg); err != nil {
 		return nil, err
 	}
 	var cmd *commandCodec
@@ -73,7 +73,7 @@ func (c *Cipher) Close() error {
 
 // validateCodec checks the codec part of a normalized config (not the
 // columns or batch settings).
-func (c Config) validateCodec() error {
+func validateCodec(c rekey.ReencryptSpec) error {
 	c2 := c
 	c2.Columns = []string{"t.c"}
 	if c2.BatchSize == 0 {
@@ -83,6 +83,6 @@ func (c Config) validateCodec() error {
 		c2.BatchSize = DefaultBatchSize
 	}
 	c2.RowsPerSecond = 0
-	_, err := c2.validate()
+	_, err := validate(c2)
 	return err
 }

@@ -30,7 +30,7 @@ func TestKeyEncodings(t *testing.T) {
 		"padded":        "  " + base64.StdEncoding.EncodeToString(raw) + "\n",
 	}
 	for _, codec := range []string{CodecAESGCM, CodecChaCha} {
-		cfg := Config{Codec: codec}
+		cfg := rekey.ReencryptSpec{Codec: codec}
 		want, err := Fingerprint(codec, rekey.NewValue([]byte(forms["base64"])))
 		if err != nil {
 			t.Fatal(err)
@@ -49,7 +49,7 @@ func TestKeyEncodings(t *testing.T) {
 		}
 	}
 	// Fernet keys are base64 (URL-safe, as Fernet.generate_key) of 32 bytes.
-	if _, err := NewCipher(Config{Codec: CodecFernet}, rekey.NewValueString(forms["base64url"]), nil); err != nil {
+	if _, err := NewCipher(rekey.ReencryptSpec{Codec: CodecFernet}, rekey.NewValueString(forms["base64url"]), nil); err != nil {
 		t.Fatal(err)
 	}
 	bad := map[string]string{
@@ -65,7 +65,7 @@ func TestKeyEncodings(t *testing.T) {
 			if codec == CodecFernet && name == "hex 31" {
 				continue
 			}
-			_, err := NewCipher(Config{Codec: codec}, rekey.NewValueString(k), nil)
+			_, err := NewCipher(rekey.ReencryptSpec{Codec: codec}, rekey.NewValueString(k), nil)
 			if err == nil {
 				t.Fatalf("%s %s: accepted", codec, name)
 			}
@@ -79,14 +79,14 @@ func TestKeyEncodings(t *testing.T) {
 	}
 }
 
-func codecConfigs() []Config {
-	var out []Config
+func codecConfigs() []rekey.ReencryptSpec {
+	var out []rekey.ReencryptSpec
 	for _, codec := range []string{CodecAESGCM, CodecChaCha} {
 		for _, enc := range []string{EncodingBase64, EncodingBase64URL, EncodingHex, EncodingBytea} {
-			out = append(out, Config{Codec: codec, Encoding: enc}, Config{Codec: codec, Encoding: enc, KeyID: true})
+			out = append(out, rekey.ReencryptSpec{Codec: codec, Encoding: enc}, rekey.ReencryptSpec{Codec: codec, Encoding: enc, KeyID: true})
 		}
 	}
-	return append(out, Config{Codec: CodecFernet}, Config{Codec: CodecFernet, Encoding: EncodingBytea})
+	return append(out, rekey.ReencryptSpec{Codec: CodecFernet}, rekey.ReencryptSpec{Codec: CodecFernet, Encoding: EncodingBytea})
 }
 
 func keyFor(t testing.TB, codec string) rekey.Value {
@@ -104,7 +104,7 @@ func TestCipherRoundTrip(t *testing.T) {
 	rand.Read(big)
 	pts := [][]byte{{}, []byte("a"), []byte("patient@example.com"), []byte("ünïcødé ✓"), big}
 	for _, cfg := range codecConfigs() {
-		name := fmt.Sprintf("%s/%s/keyid=%t", cfg.Codec, cfg.normalized().Encoding, cfg.KeyID)
+		name := fmt.Sprintf("%s/%s/keyid=%t", cfg.Codec, normalized(cfg).Encoding, cfg.KeyID)
 		k1, k2 := keyFor(t, cfg.Codec), keyFor(t, cfg.Codec)
 		c1, c2 := mustCipher(t, cfg, k1), mustCipher(t, cfg, k2)
 		for _, pt := range pts {
@@ -119,7 +119,7 @@ func TestCipherRoundTrip(t *testing.T) {
 			if _, err := c2.Decrypt(a); !errors.Is(err, ErrNoOpen) {
 				t.Fatalf("%s: opened with another key: %v", name, err)
 			}
-			if enc := cfg.normalized().Encoding; enc != EncodingBytea && enc != EncodingText && len(pt) < 100 {
+			if enc := normalized(cfg).Encoding; enc != EncodingBytea && enc != EncodingText && len(pt) < 100 {
 				for _, ch := range a {
 					if ch < 0x21 || ch > 0x7e {
 						t.Fatalf("%s: stored form is not printable: %q", name, a)
@@ -136,8 +136,8 @@ func TestCipherRoundTrip(t *testing.T) {
 // picks the key from the header.
 func TestKeyIDHeader(t *testing.T) {
 	k := newKey32(t, "hex")
-	headed := mustCipher(t, Config{KeyID: true, Encoding: EncodingBytea}, k)
-	plain := mustCipher(t, Config{Encoding: EncodingBytea}, k)
+	headed := mustCipher(t, rekey.ReencryptSpec{KeyID: true, Encoding: EncodingBytea}, k)
+	plain := mustCipher(t, rekey.ReencryptSpec{Encoding: EncodingBytea}, k)
 	ct := encrypt(t, headed, "x")
 	fp, _ := Fingerprint(CodecAESGCM, k)
 	if !bytes.HasPrefix(ct, append([]byte("rki\x01"), fp[:]...)) || len(ct) != 8+12+1+16 {
@@ -157,7 +157,7 @@ func TestKeyIDHeader(t *testing.T) {
 		t.Fatalf("fingerprint vector %x %v", vector, err)
 	}
 	// A two-key ring: a headed value is opened by the key it names first.
-	kr, _, err := newRing(Config{KeyID: true, Encoding: EncodingBytea}.normalized(), []rekey.Value{newKey32(t, "base64"), k}, []string{"a", "b"}, nil)
+	kr, _, err := newRing(normalized(rekey.ReencryptSpec{KeyID: true, Encoding: EncodingBytea}), []rekey.Value{newKey32(t, "base64"), k}, []string{"a", "b"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestEncodingStyle(t *testing.T) {
 // TestFernetTimestampKept: re-sealing a Fernet token keeps its timestamp
 // (as MultiFernet.rotate does).
 func TestFernetTimestampKept(t *testing.T) {
-	cfg := Config{Codec: CodecFernet}.normalized()
+	cfg := normalized(rekey.ReencryptSpec{Codec: CodecFernet})
 	kr, _, err := newRing(cfg, []rekey.Value{keyFor(t, CodecFernet), keyFor(t, CodecFernet)}, []string{"old", "new"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func FuzzOpen(f *testing.F) {
 	key := rekey.NewValueString(base64.URLEncoding.EncodeToString(k))
 	var rings []*keyring
 	for _, cfg := range codecConfigs() {
-		cfg = cfg.normalized()
+		cfg = normalized(cfg)
 		kr, _, err := newRing(cfg, []rekey.Value{key, newKey32(f, "base64url")}, []string{"a", "b"}, nil)
 		if err != nil {
 			f.Fatal(err)

@@ -116,7 +116,7 @@ func TestCommandCodec(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn, conn := newDB(t, true)
-			cfg := Config{Codec: CodecCommand, Command: tc.cmd, Encoding: tc.enc, Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 256, KeyID: tc.name == "go"}
+			cfg := rekey.ReencryptSpec{Codec: CodecCommand, Command: tc.cmd, Encoding: tc.enc, Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 256, KeyID: tc.name == "go"}
 			oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 			seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), tc.n)
 			res, err := Run(testCtx(t), job(dsn, cfg, oldK, newK, "cmd"))
@@ -150,7 +150,7 @@ func TestCommandCodec(t *testing.T) {
 // An "err" answer's reason (which could quote the request) is never shown.
 func TestCommandCodecFailures(t *testing.T) {
 	dsn, conn := newDB(t, true)
-	good := Config{Codec: CodecCommand, Command: helperCommand(t, "ok"), Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
+	good := rekey.ReencryptSpec{Codec: CodecCommand, Command: helperCommand(t, "ok"), Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	const n = 2000
 	seedTable(t, conn, "patients", good, mustCipher(t, good, oldK), n)

@@ -30,37 +30,30 @@ const (
 )
 
 // DefaultBatchSize is the number of rows read and written per batch when
-// Config.BatchSize is 0 (see bench/reencrypt for the figures behind it).
+// BatchSize is 0 (see bench/reencrypt for the figures behind it).
 const DefaultBatchSize = 2000
 
-// Config says how an application stores its encrypted columns. It is the
-// `reencrypt:` section of rekey.yaml.
-type Config struct {
-	// Codec is aes-256-gcm (default), chacha20-poly1305, fernet or command.
-	Codec string
-	// Encoding is how the ciphertext is stored: base64 (default; fernet:
-	// text), base64url, hex, bytea, or text (fernet and command only).
-	Encoding string
-	// Columns are the encrypted columns: "table.column",
-	// "schema.table.column", and "table(pk1,pk2).column" to name the key
-	// columns of a table without a primary key (they must be covered by a
-	// unique index). Identifiers are exact (case-sensitive); double-quote
-	// one holding '.', '(' , ')' or ',' ("my.table".col).
-	Columns []string
-	// Command is the program (and its arguments) of the command codec.
-	// It holds no key material: keys travel on the program's stdin.
-	Command []string
-	// KeyID prefixes every NEW ciphertext with the key-id header (see the
-	// package doc). Values with and without it are read either way.
-	KeyID bool
-	// BatchSize is the number of rows per batch (0: DefaultBatchSize).
-	BatchSize int
-	// RowsPerSecond caps the rows read per second (0: no limit).
-	RowsPerSecond int
-}
+// What a job re-encrypts and how is a secret's reencrypt: section of
+// rekey.yaml, the domain's rekey.ReencryptSpec; this package reads these
+// fields of it (Database, Mode and PreviousKey are the engine's):
+//
+//   - Codec is aes-256-gcm (default), chacha20-poly1305, fernet or command.
+//   - Encoding is how the ciphertext is stored: base64 (default; fernet:
+//     text), base64url, hex, bytea, or text (fernet and command only).
+//   - Columns are the encrypted columns: "table.column",
+//     "schema.table.column", and "table(pk1,pk2).column" to name the key
+//     columns of a table without a primary key (they must be covered by a
+//     unique index). Identifiers are exact (case-sensitive); double-quote
+//     one holding '.', '(' , ')' or ',' ("my.table".col).
+//   - Command is the program (and its arguments) of the command codec. It
+//     holds no key material: keys travel on the program's stdin.
+//   - KeyID prefixes every NEW ciphertext with the key-id header (see the
+//     package doc). Values with and without it are read either way.
+//   - BatchSize is the number of rows per batch (0: DefaultBatchSize).
+//   - RowsPerSecond caps the rows read per second (0: no limit).
 
 // TableSpec is the set of encrypted columns of one table, as parsed from
-// Config.Columns.
+// the spec's Columns.
 type TableSpec struct {
 	Schema  string   // "" means the first match on the search_path
 	Table   string   // exact name
@@ -80,8 +73,8 @@ func invalid(format string, args ...any) *rekey.Error {
 	return rekey.Errorf(rekey.CodeInvalid, "reencrypt: "+format, args...)
 }
 
-// normalized returns c with defaults applied.
-func (c Config) normalized() Config {
+// normalized returns c with the defaults of this package applied.
+func normalized(c rekey.ReencryptSpec) rekey.ReencryptSpec {
 	if c.Codec == "" {
 		c.Codec = defaultCodec
 	}
@@ -104,13 +97,13 @@ func (c Config) normalized() Config {
 // Validate checks the configuration (not the database: Run and Count
 // check the tables and column types). Errors are *rekey.Error with
 // CodeInvalid and never quote key material.
-func (c Config) Validate() error {
-	_, err := c.validate()
+func Validate(c rekey.ReencryptSpec) error {
+	_, err := validate(c)
 	return err
 }
 
-func (c Config) validate() ([]TableSpec, error) {
-	c = c.normalized()
+func validate(c rekey.ReencryptSpec) ([]TableSpec, error) {
+	c = normalized(c)
 	switch c.Codec {
 	case CodecAESGCM, CodecChaCha, CodecFernet, CodecCommand:
 	default:
@@ -152,7 +145,7 @@ func (c Config) validate() ([]TableSpec, error) {
 	return ParseColumns(c.Columns)
 }
 
-// ParseColumns parses Config.Columns and groups them by table, in order
+// ParseColumns parses the spec's Columns and groups them by table, in order
 // of first appearance. A table's key columns may be named on any of its
 // entries, but never differently on two.
 func ParseColumns(cols []string) ([]TableSpec, error) {

@@ -58,7 +58,7 @@ func TestParseColumns(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := []Config{
+	ok := []rekey.ReencryptSpec{
 		{Columns: []string{"t.c"}},
 		{Codec: CodecChaCha, Encoding: EncodingHex, Columns: []string{"t.c"}, KeyID: true},
 		{Codec: CodecFernet, Columns: []string{"t.c"}},
@@ -68,11 +68,11 @@ func TestValidate(t *testing.T) {
 		{Columns: []string{"t.c"}, BatchSize: 1, RowsPerSecond: 10},
 	}
 	for _, c := range ok {
-		if err := c.Validate(); err != nil {
+		if err := Validate(c); err != nil {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
-	bad := map[string]Config{
+	bad := map[string]rekey.ReencryptSpec{
 		"unknown codec":    {Codec: "rot13", Columns: []string{"t.c"}},
 		"unknown encoding": {Encoding: "base32", Columns: []string{"t.c"}},
 		"fernet hex":       {Codec: CodecFernet, Encoding: EncodingHex, Columns: []string{"t.c"}},
@@ -86,7 +86,7 @@ func TestValidate(t *testing.T) {
 		"no columns":       {},
 	}
 	for name, c := range bad {
-		err := c.Validate()
+		err := Validate(c)
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue

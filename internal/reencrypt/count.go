@@ -19,7 +19,7 @@ import (
 type CountJob struct {
 	DSN        string // as Job.DSN
 	ConnConfig *pgx.ConnConfig
-	Config     Config
+	Config     rekey.ReencryptSpec
 	// Keys are the keys to count, usually {new, old}; a value is counted
 	// under the first key it opens with.
 	Keys []rekey.Value
@@ -72,8 +72,8 @@ func (c *Counts) Neither() int64 {
 // only SELECT). `rekey reencrypt --verify` and the rule that an old key is
 // kept while any value still needs it rest on it.
 func Count(ctx context.Context, job CountJob) (*Counts, error) {
-	cfg := job.Config.normalized()
-	specs, err := cfg.validate()
+	cfg := normalized(job.Config)
+	specs, err := validate(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -13,9 +13,9 @@ import (
 // may be pruned.
 func TestCount(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn", "notes.body"}, BatchSize: 33, KeyID: true}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn", "notes.body"}, BatchSize: 33, KeyID: true}
 	k1, k2, k3 := newKey32(t, "base64"), newKey32(t, "hex"), newKey32(t, "base64url")
-	c1, c2 := mustCipher(t, cfg, k1), mustCipher(t, Config{}, k2) // k2's values have no header
+	c1, c2 := mustCipher(t, cfg, k1), mustCipher(t, rekey.ReencryptSpec{}, k2) // k2's values have no header
 	seedTable(t, conn, "patients", cfg, c1, 500)
 	mustExec(t, conn, `UPDATE patients SET email = $1 WHERE id <= 120`, string(encrypt(t, c2, "x")))
 	mustExec(t, conn, `UPDATE patients SET email = 'garbage' WHERE id BETWEEN 121 AND 127`)

@@ -72,7 +72,7 @@ func expectedSum(n int, cols ...string) [32]byte {
 func TestKill9Resume(t *testing.T) {
 	const n = 200_000
 	dsn, conn := newDB(t, true)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 500}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 500}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), n)
 	want := expectedSum(n, "email", "ssn")
@@ -164,7 +164,7 @@ func (s *syncBuffer) String() string {
 func TestConcurrentWriter(t *testing.T) {
 	const n = 20_000
 	dsn, conn := newDB(t, true)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 200}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 200}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
 	seedTable(t, conn, "patients", cfg, oldC, n)

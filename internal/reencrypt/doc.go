@@ -26,7 +26,7 @@
 //
 // # Columns
 //
-// [Config].Columns lists the encrypted columns:
+// [rekey.ReencryptSpec].Columns lists the encrypted columns:
 //
 //	patients.email                  table.column (search_path resolution)
 //	billing.invoices.iban           schema.table.column
@@ -60,7 +60,7 @@
 //
 // # Column encodings
 //
-// [Config].Encoding is how the codec's bytes are stored:
+// [rekey.ReencryptSpec].Encoding is how the codec's bytes are stored:
 //
 //	base64     text, standard alphabet        (default for the byte codecs)
 //	base64url  text, URL-safe alphabet
@@ -75,7 +75,7 @@
 //
 // # Key-id header
 //
-// With [Config].KeyID, every NEW ciphertext starts with an 8-byte header
+// With [rekey.ReencryptSpec].KeyID, every NEW ciphertext starts with an 8-byte header
 // naming its key, so that a reader picks the key without trying each one:
 //
 //	"rki" 0x01 || fingerprint (4 bytes) || the codec's bytes
@@ -90,7 +90,7 @@
 //
 // # Command codec protocol
 //
-// With codec command, rekey starts [Config].Command once per run (its
+// With codec command, rekey starts [rekey.ReencryptSpec].Command once per run (its
 // arguments hold no key material) and talks to it over stdin and stdout,
 // one line per request and one line per answer, in order:
 //
@@ -144,7 +144,7 @@
 //
 // A session advisory lock per table (class "rkey", the table's oid)
 // keeps two runs off the same table; it goes away with a crashed run's
-// session. [Config].RowsPerSecond caps the rows read per second (batches
+// session. [rekey.ReencryptSpec].RowsPerSecond caps the rows read per second (batches
 // shrink to a quarter of a second's worth). A cancelled context stops the
 // run after the batches being written (Run returns an error wrapping
 // [ErrInterrupted]).

@@ -27,7 +27,7 @@ func keyForms(t testing.TB, k rekey.Value) []string {
 // server only ever sees ciphertexts.
 func TestHygiene(t *testing.T) {
 	dsn, conn := newDB(t, false) // log_statement = all
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 64}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 64}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 300)
 	mustExec(t, conn, `UPDATE patients SET ssn = 'corrupt' WHERE id = 7`)

@@ -48,13 +48,13 @@ func TestInterop(t *testing.T) {
 	js, _ := filepath.Abs("testdata/interop.js")
 	for _, tc := range []struct {
 		name     string
-		cfg      Config
+		cfg      rekey.ReencryptSpec
 		argv     []string // + encrypt|decrypt
 		keyStyle string
 	}{
-		{"python-aesgcm", Config{Codec: CodecAESGCM}, []string{"python3", py, "aesgcm"}, "base64"},
-		{"python-fernet", Config{Codec: CodecFernet}, []string{"python3", py, "fernet"}, "base64url"},
-		{"node-aes-256-gcm", Config{Codec: CodecAESGCM}, []string{"node", js}, "base64"},
+		{"python-aesgcm", rekey.ReencryptSpec{Codec: CodecAESGCM}, []string{"python3", py, "aesgcm"}, "base64"},
+		{"python-fernet", rekey.ReencryptSpec{Codec: CodecFernet}, []string{"python3", py, "fernet"}, "base64url"},
+		{"node-aes-256-gcm", rekey.ReencryptSpec{Codec: CodecAESGCM}, []string{"node", js}, "base64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn, conn := newDB(t, true)

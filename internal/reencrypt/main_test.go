@@ -112,7 +112,7 @@ func newKey32(t testing.TB, enc string) rekey.Value {
 	}
 }
 
-func mustCipher(t testing.TB, cfg Config, k rekey.Value) *Cipher {
+func mustCipher(t testing.TB, cfg rekey.ReencryptSpec, k rekey.Value) *Cipher {
 	t.Helper()
 	c, err := NewCipher(cfg, k, nil)
 	if err != nil {
@@ -138,10 +138,10 @@ func plaintextOf(id int64, col string) string {
 
 // seedTable creates table name (id bigint primary key, email, ssn) with n
 // rows encrypted by c, in the column type the encoding needs.
-func seedTable(t testing.TB, conn *pgx.Conn, name string, cfg Config, c *Cipher, n int) {
+func seedTable(t testing.TB, conn *pgx.Conn, name string, cfg rekey.ReencryptSpec, c *Cipher, n int) {
 	t.Helper()
 	typ := "text"
-	if cfg.normalized().Encoding == EncodingBytea {
+	if normalized(cfg).Encoding == EncodingBytea {
 		typ = "bytea"
 	}
 	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (id bigint PRIMARY KEY, name text, email %s, ssn %s)", quoteIdent(name), typ, typ))
@@ -156,9 +156,9 @@ func seedTable(t testing.TB, conn *pgx.Conn, name string, cfg Config, c *Cipher,
 }
 
 // cell is the stored form of pt: string for text columns, []byte for bytea.
-func cell(t testing.TB, cfg Config, c *Cipher, pt string) any {
+func cell(t testing.TB, cfg rekey.ReencryptSpec, c *Cipher, pt string) any {
 	v := encrypt(t, c, pt)
-	if cfg.normalized().Encoding == EncodingBytea {
+	if normalized(cfg).Encoding == EncodingBytea {
 		return v
 	}
 	return string(v)
@@ -233,7 +233,7 @@ func checkDecrypts(t testing.TB, conn *pgx.Conn, table string, c *Cipher, n int,
 // childSpec is what a re-encryption child runs.
 type childSpec struct {
 	DSN       string
-	Config    Config
+	Config    rekey.ReencryptSpec
 	Old, New  string
 	JobID     string
 	StatusOut string // where the child writes its result as JSON

@@ -10,7 +10,7 @@ import (
 // AES-256-GCM base64 columns: open with the old key, seal with the new
 // one, verify, encode.
 func BenchmarkProcessRow(b *testing.B) {
-	cfg := Config{Columns: []string{"t.a", "t.b"}}.normalized()
+	cfg := normalized(rekey.ReencryptSpec{Columns: []string{"t.a", "t.b"}})
 	oldK, newK := newKey32(b, "base64"), newKey32(b, "base64")
 	kr, _, err := newRing(cfg, []rekey.Value{oldK, newK}, []string{"old", "new"}, nil)
 	if err != nil {

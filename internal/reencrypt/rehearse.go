@@ -54,8 +54,8 @@ type TableGrowth struct {
 // used). The error is Run's (ErrUndecryptable when values open with
 // neither key), returned with the Rehearsal.
 func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
-	cfg := job.Config.normalized()
-	if _, err := cfg.validate(); err != nil {
+	cfg := normalized(job.Config)
+	if _, err := validate(cfg); err != nil {
 		return nil, err
 	}
 	cc, err := job.connConfig()
@@ -117,7 +117,7 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 			return nil, err
 		}
 		defer conn.Close(context.Background())
-		specs, _ := cfg.validate()
+		specs, _ := validate(cfg)
 		tables, err := resolveTables(ctx, conn, specs, cfg.Encoding, false)
 		if err != nil {
 			return nil, err

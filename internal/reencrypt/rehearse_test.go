@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rekeyhq/rekey"
 )
 
 // TestRehearse: on both copy paths — CREATE DATABASE ... TEMPLATE when
@@ -25,7 +27,7 @@ func TestRehearse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn, conn := newDB(t, true)
-			cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 500}
+			cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 500}
 			oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 			oldC := mustCipher(t, cfg, oldK)
 			seedTable(t, conn, "patients", cfg, oldC, 5000)
@@ -72,7 +74,7 @@ func TestRehearse(t *testing.T) {
 	}
 	// A failure (here: a table that does not exist) still drops the copy.
 	dsn, _ := newDB(t, true)
-	_, err := Rehearse(testCtx(t), job(dsn, Config{Columns: []string{"nope.c"}}, newKey32(t, "base64"), newKey32(t, "base64"), "rh-fail"))
+	_, err := Rehearse(testCtx(t), job(dsn, rekey.ReencryptSpec{Columns: []string{"nope.c"}}, newKey32(t, "base64"), newKey32(t, "base64"), "rh-fail"))
 	if err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("err = %v", err)
 	}

@@ -26,7 +26,7 @@ type Job struct {
 	DSN        string
 	ConnConfig *pgx.ConnConfig
 
-	Config   Config
+	Config   rekey.ReencryptSpec
 	Old, New rekey.Value
 	// JobID names the job's checkpoint (the rotation id): a run with the
 	// same JobID resumes where the last one stopped.
@@ -165,7 +165,7 @@ func Run(ctx context.Context, job Job) (*Result, error) {
 
 type runner struct {
 	job     Job
-	cfg     Config
+	cfg     rekey.ReencryptSpec
 	specs   []TableSpec
 	kr      *keyring
 	cmd     *commandCodec
@@ -186,8 +186,8 @@ type runner struct {
 }
 
 func newRunner(ctx context.Context, job Job) (*runner, error) {
-	cfg := job.Config.normalized()
-	specs, err := cfg.validate()
+	cfg := normalized(job.Config)
+	specs, err := validate(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +241,7 @@ func sameKey(codec string, a, b rekey.Value) bool {
 
 // newRing parses keys (in order) into a keyring, starting the command
 // codec's program when needed.
-func newRing(cfg Config, keys []rekey.Value, names []string, stderr io.Writer) (*keyring, *commandCodec, error) {
+func newRing(cfg rekey.ReencryptSpec, keys []rekey.Value, names []string, stderr io.Writer) (*keyring, *commandCodec, error) {
 	// Parse every key before starting a program.
 	for i, k := range keys {
 		if _, err := keyMaterial(cfg.Codec, k, names[i]); err != nil {

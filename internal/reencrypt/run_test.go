@@ -26,7 +26,7 @@ func flipChar(s string, i int) string {
 	return s[:i] + string(c) + s[i+1:]
 }
 
-func job(dsn string, cfg Config, oldK, newK rekey.Value, id string) Job {
+func job(dsn string, cfg rekey.ReencryptSpec, oldK, newK rekey.Value, id string) Job {
 	return Job{DSN: dsn, Config: cfg, Old: oldK, New: newK, JobID: id}
 }
 
@@ -35,7 +35,7 @@ func job(dsn string, cfg Config, oldK, newK rekey.Value, id string) Job {
 // nothing; the checkpoint table is gone afterwards.
 func TestRunBasic(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 700}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 700}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "hex")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 5000)
 	// A large (TOASTed) value.
@@ -109,14 +109,14 @@ func TestRunEncodingsAndCodecs(t *testing.T) {
 		oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
 		seedTable(t, conn, table, cfg, oldC, 300)
 		empty := "''"
-		if cfg.normalized().Encoding == EncodingBytea {
+		if normalized(cfg).Encoding == EncodingBytea {
 			empty = "''::bytea"
 		}
 		mustExec(t, conn, fmt.Sprintf("UPDATE %s SET email = NULL WHERE id %% 10 = 0", table))
 		mustExec(t, conn, fmt.Sprintf("UPDATE %s SET ssn = %s WHERE id %% 10 = 1", table, empty))
 		before := readAll(t, conn, table, "email", "ssn")
 		res, err := Run(testCtx(t), job(dsn, cfg, oldK, newK, "codecs"))
-		name := fmt.Sprintf("%s/%s/keyid=%t", cfg.Codec, cfg.normalized().Encoding, cfg.KeyID)
+		name := fmt.Sprintf("%s/%s/keyid=%t", cfg.Codec, normalized(cfg).Encoding, cfg.KeyID)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -153,8 +153,8 @@ func TestRunEncodingsAndCodecs(t *testing.T) {
 	}
 }
 
-func decodeForTest(t testing.TB, cfg Config, v []byte) []byte {
-	raw, _, err := decodeStored(cfg.normalized().Encoding, v, nil)
+func decodeForTest(t testing.TB, cfg rekey.ReencryptSpec, v []byte) []byte {
+	raw, _, err := decodeStored(normalized(cfg).Encoding, v, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func decodeForTest(t testing.TB, cfg Config, v []byte) []byte {
 // named in the config (covered by a unique index).
 func TestRunCompositeAndNamedKeys(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Encoding: EncodingHex, BatchSize: 7, Columns: []string{
+	cfg := rekey.ReencryptSpec{Encoding: EncodingHex, BatchSize: 7, Columns: []string{
 		"app.accounts.token", "notes(tenant, n).body",
 	}}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
@@ -226,12 +226,12 @@ func TestRunCompositeAndNamedKeys(t *testing.T) {
 		"notes(n).body":   "no unique index",
 		"app.accounts.id": "needs a text or varchar column",
 	} {
-		_, err := Run(testCtx(t), job(dsn, Config{Columns: []string{cols}}, oldK, newK, "bad"))
+		_, err := Run(testCtx(t), job(dsn, rekey.ReencryptSpec{Columns: []string{cols}}, oldK, newK, "bad"))
 		if err == nil || !strings.Contains(err.Error()+rekey.ErrorHint(err), want) {
 			t.Errorf("%s: %v, want %q", cols, err, want)
 		}
 	}
-	if _, err := Run(testCtx(t), job(dsn, Config{Encoding: EncodingBytea, Columns: []string{"notes(tenant,n).body"}}, oldK, newK, "bad")); err == nil || !strings.Contains(err.Error(), "needs a bytea column") {
+	if _, err := Run(testCtx(t), job(dsn, rekey.ReencryptSpec{Encoding: EncodingBytea, Columns: []string{"notes(tenant,n).body"}}, oldK, newK, "bad")); err == nil || !strings.Contains(err.Error(), "needs a bytea column") {
 		t.Errorf("bytea on varchar: %v", err)
 	}
 }
@@ -239,7 +239,7 @@ func TestRunCompositeAndNamedKeys(t *testing.T) {
 // TestRunPartitioned: a partitioned table (rows found by key, not ctid).
 func TestRunPartitioned(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"events.payload"}, BatchSize: 50}
+	cfg := rekey.ReencryptSpec{Columns: []string{"events.payload"}, BatchSize: 50}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
 	mustExec(t, conn, `CREATE TABLE events (id bigint PRIMARY KEY, payload text) PARTITION BY RANGE (id)`)
@@ -261,7 +261,7 @@ func TestRunPartitioned(t *testing.T) {
 // ErrUndecryptable.
 func TestRunCorruptRows(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
 	oldK, newK, otherK := newKey32(t, "base64"), newKey32(t, "base64"), newKey32(t, "base64")
 	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
 	seedTable(t, conn, "patients", cfg, oldC, 1000)
@@ -351,7 +351,7 @@ func TestRunCorruptRows(t *testing.T) {
 // there (re-encrypted when it was on the old key).
 func TestRunCASRevisit(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 50}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 50}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
 	seedTable(t, conn, "patients", cfg, oldC, 400)
@@ -429,7 +429,7 @@ func TestRunCASRevisit(t *testing.T) {
 // data; the next run with the same job id starts after it.
 func TestRunResume(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
 	seedTable(t, conn, "patients", cfg, oldC, 3000)
@@ -502,7 +502,7 @@ func TestRunResume(t *testing.T) {
 // is refused up front.
 func TestRunNoCheckpointPrivilege(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email"}}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email"}}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 100)
 	db := conn.Config().Database
@@ -534,7 +534,7 @@ func TestRunNoCheckpointPrivilege(t *testing.T) {
 // the rate and the run completes (no timing is asserted).
 func TestRunRateLimit(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email"}, RowsPerSecond: 4000}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email"}, RowsPerSecond: 4000}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 2500)
 	var calls int
@@ -553,7 +553,7 @@ func TestRunRateLimit(t *testing.T) {
 // the first and, when it does not end, is refused (CodeConflict).
 func TestRunLockedTable(t *testing.T) {
 	dsn, conn := newDB(t, false)
-	cfg := Config{Columns: []string{"patients.email"}}
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email"}}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 10)
 	var oid uint32
