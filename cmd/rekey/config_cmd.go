@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/approval"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )
@@ -85,16 +86,16 @@ func (a *app) runConfigTrust(ctx context.Context) error {
 		return err
 	}
 	name := textsafe.Quote(filepath.Base(cfg.Path))
-	prev, err := a.readApproval(cfg.Path)
+	prev, err := approval.Read(a.stateDir(), cfg.Path)
 	if err != nil {
-		if errors.Is(err, errNoStateDir) {
+		if errors.Is(err, approval.ErrNoStateDir) {
 			return err
 		}
 		a.warnf("%v: approving anew", err)
 		prev = nil
 	}
-	sum := shortSum(cfg.Digest)
-	if prev != nil && prev.digest == cfg.Digest {
+	sum := approval.ShortSum(cfg.Digest)
+	if prev != nil && prev.Digest == cfg.Digest {
 		fmt.Fprintf(a.out(), "%s is approved already, as it is (sha256 %s)\n", name, sum)
 		return nil
 	}
@@ -105,18 +106,18 @@ func (a *app) runConfigTrust(ctx context.Context) error {
 	}
 	var detail string
 	if prev == nil {
-		n := len(splitLines(cfg.Raw))
+		n := approval.CountLines(cfg.Raw)
 		fmt.Fprintf(a.out(), "first approval of %s on this machine (%d lines)\n", name, n)
 		detail = fmt.Sprintf("sha256 %s; first approval, %d lines", sum, n)
 	} else {
-		ch := compareText(prev.text, cfg.Raw)
-		fmt.Fprintf(a.out(), "%s changed since it was approved (%s)%s\n", name, ch.summary(), ch.excerpt(12))
-		detail = fmt.Sprintf("sha256 %s; %d lines added, %d removed", sum, ch.added, ch.removed)
+		ch := approval.Compare(prev.Text, cfg.Raw)
+		fmt.Fprintf(a.out(), "%s changed since it was approved (%s)%s\n", name, ch.Summary(), ch.Excerpt(12))
+		detail = fmt.Sprintf("sha256 %s; %d lines added, %d removed", sum, ch.Added, ch.Removed)
 	}
 	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "config.trust", Outcome: "ok", Detail: detail}); err != nil {
 		return err
 	}
-	if err := a.writeApproval(cfg.Path, cfg.Raw); err != nil {
+	if err := approval.Write(a.stateDir(), cfg.Path, cfg.Raw); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "record the approval of %s", name)
 	}
 	fmt.Fprintf(a.out(), "approved %s (sha256 %s): rekey now runs the commands and sends values where it says\n", name, sum)
@@ -135,12 +136,12 @@ func (a *app) runConfigDiff() error {
 	if err != nil {
 		return configErr(err)
 	}
-	text, err := io.ReadAll(io.LimitReader(f, maxApproval))
+	text, err := io.ReadAll(io.LimitReader(f, approval.MaxSize))
 	f.Close()
 	if err != nil {
 		return err
 	}
-	prev, err := a.readApproval(path)
+	prev, err := approval.Read(a.stateDir(), path)
 	if err != nil {
 		return err
 	}
@@ -151,15 +152,15 @@ func (a *app) runConfigDiff() error {
 		fmt.Fprintf(a.out(), "%s is not approved on this machine yet: all of it is new\n", name)
 		oldName = "/dev/null (never approved)"
 	} else {
-		if prev.digest == sha256.Sum256(text) {
-			fmt.Fprintf(a.out(), "%s is approved as it is (sha256 %s)\n", name, shortSum(prev.digest))
+		if prev.Digest == sha256.Sum256(text) {
+			fmt.Fprintf(a.out(), "%s is approved as it is (sha256 %s)\n", name, approval.ShortSum(prev.Digest))
 			return nil
 		}
-		old = prev.text
+		old = prev.Text
 	}
-	ch := compareText(old, text)
+	ch := approval.Compare(old, text)
 	var b bytes.Buffer
-	ch.unified(&b, oldName, name+" (now)", 3)
+	ch.Unified(&b, oldName, name+" (now)", 3)
 	if _, err := a.out().Write(b.Bytes()); err != nil {
 		return err
 	}

@@ -9,6 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey/internal/doctor"
+)
+
+// doctorCheck is a line of `rekey doctor --json`, and its statuses.
+type doctorCheck = doctor.Check
+
+const (
+	checkPass = doctor.Pass
+	checkWarn = doctor.Warn
+	checkFail = doctor.Fail
 )
 
 // Values of the doctor fixtures (the tests grep every output for them).
@@ -443,17 +454,6 @@ func TestDoctorMasterKeyOutside(t *testing.T) {
 	p.env["REKEY_MASTER_KEY"] = strings.TrimSpace(string(b))
 	checks = p.doctor(1)
 	wantCheck(t, checks, "file-modes", checkFail, filepath.Join("keys", "mk.key")+" is 0644")
-}
-
-func TestVerboseLevel(t *testing.T) {
-	for v, want := range map[string]string{
-		"info": "", "debug": "debug", "info,app=debug": "debug", "app::db=TRACE": "trace",
-		" warn , hyper=info": "", "debug/foo": "debug", "": "", "debugger": "",
-	} {
-		if got := verboseLevel(v); got != want {
-			t.Errorf("verboseLevel(%q) = %q, want %q", v, got, want)
-		}
-	}
 }
 
 func TestExample(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"crypto/tls"
@@ -17,12 +17,12 @@ const tlsWarnWithin = 30 * 24 * time.Hour
 // checkTLS reads every certificate listed under tls: in rekey.yaml (PEM files,
 // and what host:port endpoints serve) and fails when one expires within 30
 // days. Only certificates are read: a private key in the same file is skipped.
-func (d *doctorRun) checkTLS() doctorCheck {
+func (d *run) checkTLS() Check {
 	const name = "tls-expiry"
 	if len(d.cfg.TLS) == 0 {
 		return pass(name, "no certificates listed (add them under tls: in rekey.yaml)")
 	}
-	now := d.a.now()
+	now := d.Now()
 	var bad, unreadable, ok []string
 	for _, c := range d.cfg.TLS {
 		var certs []*x509.Certificate
