@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/approval"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
@@ -134,7 +135,7 @@ func (a *app) runConfigDiff() error {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return configErr(err)
+		return rkapp.ConfigErr(err)
 	}
 	text, err := io.ReadAll(io.LimitReader(f, approval.MaxSize))
 	f.Close()
