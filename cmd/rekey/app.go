@@ -39,6 +39,7 @@ const exitCodesHelp = `Exit codes:
 func (m *Main) Run(ctx context.Context, args []string) int {
 	a := &app{m: m}
 	root := a.rootCommand()
+	typeUsageErrors(root)
 	root.SetArgs(args)
 	root.SetIn(m.Stdin)
 	root.SetOut(m.Stdout)
@@ -89,10 +90,47 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// usageError is a command line that does not parse: an unknown command,
+// a wrong number of arguments (cobra's own messages, typed here so that the
+// exit status never depends on their wording). Flag errors are
+// rekey.CodeInvalid errors (SetFlagErrorFunc).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
 func isUsage(err error) bool {
-	s := err.Error()
-	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") || strings.HasPrefix(s, "unknown shorthand") ||
-		strings.Contains(s, "flag needs an argument") || strings.HasPrefix(s, "invalid argument") || strings.Contains(s, "accepts ") || strings.Contains(s, "requires at least")
+	var ue *usageError
+	return errors.As(err, &ue)
+}
+
+// typeUsageErrors makes every argument check of c and its subcommands
+// return a usageError; the root refuses an unknown command the same way.
+func typeUsageErrors(c *cobra.Command) {
+	if !c.HasParent() && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return &usageError{errors.New(msg)}
+		}
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		typeUsageErrors(sub)
+	}
 }
 
 func (a *app) printError(err error) {

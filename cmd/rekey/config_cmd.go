@@ -115,7 +115,7 @@ func (a *app) runConfigTrust(ctx context.Context) error {
 		fmt.Fprintf(a.out(), "%s changed since it was approved (%s)%s\n", name, ch.Summary(), ch.Excerpt(12))
 		detail = fmt.Sprintf("sha256 %s; %d lines added, %d removed", sum, ch.Added, ch.Removed)
 	}
-	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "config.trust", Outcome: "ok", Detail: detail}); err != nil {
+	if err := a.s().Audit(ctx, st, rekey.AuditEntry{Action: "config.trust", Outcome: "ok", Detail: detail}); err != nil {
 		return err
 	}
 	if err := approval.Write(a.stateDir(), cfg.Path, cfg.Raw); err != nil {
@@ -126,7 +126,7 @@ func (a *app) runConfigTrust(ctx context.Context) error {
 }
 
 func (a *app) runConfigDiff() error {
-	path, err := a.configPath()
+	path, err := a.s().ConfigPath()
 	if err != nil {
 		return err
 	}

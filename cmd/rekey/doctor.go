@@ -67,7 +67,7 @@ func (a *app) runDoctor(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	if err := a.audit(ctx, st, rekey.AuditEntry{Action: "doctor", Outcome: "ok", Detail: doctor.Summary(checks)}); err != nil {
+	if err := a.s().Audit(ctx, st, rekey.AuditEntry{Action: "doctor", Outcome: "ok", Detail: doctor.Summary(checks)}); err != nil {
 		return err
 	}
 	if asJSON {
