@@ -134,21 +134,15 @@ func (t *txn) packAudit(newest int64) error {
 	if newest-oldest+1 < 2*auditBlock {
 		return nil
 	}
-	rows, err := t.tx.Query(auditSelect+` WHERE seq BETWEEN ? AND ? ORDER BY seq`, oldest, oldest+auditBlock-1)
-	if err != nil {
-		return err
-	}
 	var es []rekey.AuditEntry
-	for rows.Next() {
+	if err := eachRow(t.tx, func(rows *sql.Rows) error {
 		e, err := scanAudit(rows)
 		if err != nil {
-			rows.Close()
 			return err
 		}
 		es = append(es, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}, auditSelect+` WHERE seq BETWEEN ? AND ? ORDER BY seq`, oldest, oldest+auditBlock-1); err != nil {
 		return err
 	}
 	for i, e := range es {
@@ -286,20 +280,14 @@ func (t *txn) walkAudit(verify bool, fn func(rekey.AuditEntry) error) error {
 		data, hash, mac []byte
 	}
 	var blocks []block
-	rows, err := t.tx.Query(`SELECT first, last, data, hash, mac FROM audit_block ORDER BY first`)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
+	if err := eachRow(t.tx, func(rows *sql.Rows) error {
 		var b block
 		if err := rows.Scan(&b.first, &b.last, &b.data, &b.hash, &b.mac); err != nil {
-			rows.Close()
 			return err
 		}
 		blocks = append(blocks, b)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}, `SELECT first, last, data, hash, mac FROM audit_block ORDER BY first`); err != nil {
 		return err
 	}
 	prev := ""
@@ -341,7 +329,7 @@ func (t *txn) walkAudit(verify bool, fn func(rekey.AuditEntry) error) error {
 			prev = hex.EncodeToString(b.hash)
 		}
 	}
-	rows, err = t.tx.Query(auditSelect + ` ORDER BY seq`)
+	rows, err := t.tx.Query(auditSelect + ` ORDER BY seq`)
 	if err != nil {
 		return err
 	}

@@ -3,14 +3,13 @@ package sqlite_test
 import (
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // packedFixture is a closed store whose audit log has packed blocks and loose
@@ -23,15 +22,7 @@ type packedFixture struct {
 
 func newPackedFixture(t testing.TB, n int) packedFixture {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	key, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sqlite.Create(t.Context(), path, key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, key, s := newAuditStore(t)
 	base := time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 	var out []rekey.AuditEntry
 	// Several transactions, so packing happens inside a commit and across them.

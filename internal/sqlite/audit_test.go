@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 // auditColumns are the columns of the audit table a tamperer can edit, with
@@ -38,7 +38,8 @@ type auditFixture struct {
 	entries int
 }
 
-func newAuditFixture(t testing.TB) auditFixture {
+// newAuditStore creates a store for an audit fixture; the caller closes it.
+func newAuditStore(t testing.TB) (string, seal.Key, *sqlite.DB) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.db")
 	key, err := seal.GenerateKey()
@@ -49,6 +50,12 @@ func newAuditFixture(t testing.TB) auditFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return path, key, s
+}
+
+func newAuditFixture(t testing.TB) auditFixture {
+	t.Helper()
+	path, key, s := newAuditStore(t)
 	base := time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 	entries := []rekey.AuditEntry{
 		{Time: base, Actor: "alice", Action: "init", Env: "prod", Secret: "DB_PASSWORD", Version: 1, Fingerprint: "fp:0011223344556677", Outcome: "ok", Detail: "imported from .env"},

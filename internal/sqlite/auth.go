@@ -501,22 +501,38 @@ type queryer interface {
 	QueryRow(string, ...any) *sql.Row
 }
 
-func readMeta(q queryer) (map[string][]byte, error) {
-	rows, err := q.Query(`SELECT k, v FROM meta`)
+// eachRow runs query and calls fn with each row, in order. It closes the
+// rows, and returns the first error of the query, of fn or of the
+// iteration. fn only reads: nothing else runs on the connection meanwhile.
+func eachRow(q queryer, fn func(*sql.Rows) error, query string, args ...any) error {
+	rows, err := q.Query(query, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	meta := map[string][]byte{}
 	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func readMeta(q queryer) (map[string][]byte, error) {
+	meta := map[string][]byte{}
+	err := eachRow(q, func(rows *sql.Rows) error {
 		var k string
 		var v []byte
 		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
+			return err
 		}
 		meta[k] = v
+		return nil
+	}, `SELECT k, v FROM meta`)
+	if err != nil {
+		return nil, err
 	}
-	return meta, rows.Err()
+	return meta, nil
 }
 
 // auditHead is the last audit entry's sequence number and hash (0, nil when empty).
@@ -537,38 +553,28 @@ func auditHead(q queryer) (int64, []byte, error) {
 // store, an upgrade): it trusts them.
 func rebuildManifest(q queryer) (*manifest, error) {
 	m := newManifest()
-	rows, err := q.Query(`SELECT id, env, name, mac FROM secret`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
+	err := eachRow(q, func(rows *sql.Rows) error {
 		var e manEntry
 		var env, name string
 		if err := rows.Scan(&e.id, &env, &name, &e.tag); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		m.secrets[headKey(env, name)] = e
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = q.Query(`SELECT id, env, mac FROM rotation`)
+		return nil
+	}, `SELECT id, env, name, mac FROM secret`)
 	if err != nil {
 		return nil, err
 	}
-	for rows.Next() {
+	err = eachRow(q, func(rows *sql.Rows) error {
 		var id string
 		var e manEntry
 		if err := rows.Scan(&id, &e.env, &e.tag); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		m.rotations[id] = e
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}, `SELECT id, env, mac FROM rotation`)
+	if err != nil {
 		return nil, err
 	}
 	m.auditSeq, m.auditHash, err = auditHead(q)

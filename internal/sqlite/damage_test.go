@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 // canaries returns n distinctive random values (base64 of 24 random bytes).

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/storetest"
 	_ "modernc.org/sqlite"
 )

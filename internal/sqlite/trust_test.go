@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 // TestUpgradeFormat2 opens a store written by the format 2 code (testdata,
