@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
@@ -331,7 +332,7 @@ func TestPostgresAlternating(t *testing.T) {
 			// grace periods that have passed (here: a day and an hour
 			// later). The second round lets the third rotation reuse a
 			// live role.
-			later := time.Now().Add(DefaultPostgresGrace + time.Hour).UTC().Format(time.RFC3339)
+			later := time.Now().Add(rkapp.DefaultPostgresGrace + time.Hour).UTC().Format(time.RFC3339)
 			r := p.runEnv([]string{"REKEY_TEST_NOW=" + later}, "rotate", "--due")
 			p.outputs = append(p.outputs, r.stdout, r.stderr)
 			if r.code != 0 || !strings.Contains(r.stderr, fmt.Sprintf("the grace period of DATABASE_PASSWORD v%d ended", prevN)) {

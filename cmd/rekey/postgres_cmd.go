@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
-	"github.com/rekeyhq/rekey/dotenv"
-	"github.com/rekeyhq/rekey/internal/postgres"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/spf13/cobra"
 )
 
@@ -72,170 +67,38 @@ roles exist.`,
 }
 
 func (a *app) runAddRole(ctx context.Context, name string, o addRoleOptions) error {
-	grace := DefaultPostgresGrace
+	grace := rkapp.DefaultPostgresGrace
 	if o.grace != "" {
-		g, err := config.ParseDuration(o.grace)
+		g, err := rekey.ParseDuration(o.grace)
 		if err != nil || g <= 0 {
 			return rekey.Errorf(rekey.CodeInvalid, "--grace %q: want a duration such as 12h or 1d", o.grace)
 		}
 		grace = g
 	}
-	cfg, st, env, _, err := a.mutate(ctx)
+	res, err := a.s().AddRole(ctx, name, o.role, grace, func(secret string, n int, role string) {
+		fmt.Fprintf(a.out(), "%s: the current v%d belongs to role %q\n", secret, n, role)
+	})
 	if err != nil {
 		return err
 	}
-	if name == "" {
-		var names []string
-		for _, s := range cfg.Secrets {
-			if s.Kind == rekey.KindPostgresPassword {
-				names = append(names, s.Name)
-			}
-		}
-		if len(names) != 1 {
-			return rekey.Errorf(rekey.CodeInvalid, "name the database password: rekey.yaml has %d postgres-password secrets", len(names)).
-				WithHint("rekey postgres add-role NAME")
-		}
-		name = names[0]
+	a.reportPair(res.Pair)
+	if res.Wrote != "" {
+		fmt.Fprintf(a.out(), "wrote %s\n", res.Wrote)
 	}
-	spec, ok := cfg.Secret(name)
-	if !ok {
-		return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
-	}
-	if spec.Kind != rekey.KindPostgresPassword {
-		return rekey.Errorf(rekey.CodeInvalid, "%s is a %s secret, not a postgres-password", name, spec.Kind)
-	}
-	if spec.Postgres == nil {
-		return rekey.Errorf(rekey.CodeInvalid, "%s has no postgres settings in rekey.yaml", name)
-	}
-	wasAlternating := spec.Postgres.Strategy == "alternating"
-	var cur rekey.VersionValue
-	if err := st.View(ctx, func(tx rekey.Tx) error {
-		v, err := tx.Labeled(env.Name, name, rekey.LabelCurrent)
-		if err != nil {
-			return err
-		}
-		cur.Version = v
-		cur.Value, err = tx.Value(env.Name, name, v.N)
-		return err
-	}); err != nil {
-		return rekey.Wrap(rekey.ErrorCode(err), err, "current version of %s", name)
-	}
-
-	ap, _ := a.postgresApplier(cfg, env).(*postgres.Applier)
-	derived := cfg.DerivedFor(env.Name)
-	// Work on a copy of the spec: rekey.yaml changes only at the end.
-	sp := *spec
-	pg := *spec.Postgres
-	pg.Roles = append([]string(nil), pg.Roles...)
-	sp.Postgres = &pg
-	res, err := makeAlternating(ctx, ap, &sp, derived, cur, o.role, grace)
-	if err != nil {
-		return err
-	}
-
-	// The current version gets its role, so that the URL template can be
-	// rendered for it (a rollback to it, `rekey publish`).
-	if cur.Attrs["role"] != res.first {
-		attrs := map[string]string{}
-		for k, v := range cur.Attrs {
-			attrs[k] = v
-		}
-		attrs["role"] = res.first
-		err := st.Update(ctx, func(tx rekey.Tx) error {
-			if err := tx.SetAttrs(env.Name, name, cur.N, attrs); err != nil {
-				return err
-			}
-			_, err := tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: "postgres.add-role", Env: env.Name, Secret: name, Version: cur.N, Fingerprint: cur.Fingerprint, Outcome: "ok",
-				Detail: fmt.Sprintf("v%d belongs to role %s; pair %s/%s", cur.N, res.first, res.first, res.second)})
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(a.out(), "%s: the current v%d belongs to role %q\n", name, cur.N, res.first)
-	} else if err := a.audit(ctx, st, rekey.AuditEntry{Action: "postgres.add-role", Env: env.Name, Secret: name, Version: cur.N, Outcome: "ok",
-		Detail: fmt.Sprintf("pair %s/%s", res.first, res.second)}); err != nil {
-		return err
-	}
-
-	if wasAlternating && !res.urlChanged {
-		a.reportPair(res, &sp)
-		return nil
-	}
-	// rekey.yaml: the spec, and the URL template wherever it is defined.
-	*spec = sp
-	for _, ds := range append([][]rekey.Derived{cfg.Derived}, envDerived(cfg)...) {
-		for i := range ds {
-			if ds[i].Name != pg.URLFrom {
-				continue
-			}
-			out, changed, err := postgres.RoleTemplate(ds[i].Template.Source(), name)
-			if err != nil {
-				return rekey.Wrap(rekey.ErrorCode(err), err, "%s", ds[i].Name)
-			}
-			if changed {
-				t, err := rekey.ParseTemplate(out)
-				if err != nil {
-					return err
-				}
-				ds[i].Template = t
-			}
-		}
-	}
-	if err := a.rewriteConfig(cfg); err != nil {
-		return err
-	}
-	a.reportPair(res, &sp)
-	fmt.Fprintf(a.out(), "wrote %s\n", relTo(cfg.Dir, cfg.Path))
 	return nil
 }
 
-func envDerived(cfg *config.Config) [][]rekey.Derived {
-	var out [][]rekey.Derived
-	for i := range cfg.Environments {
-		out = append(out, cfg.Environments[i].Derived)
+// reportPair tells what setting up an alternating pair did (add-role, init
+// --postgres-alternating).
+func (a *app) reportPair(p rkapp.PgPair) {
+	if p.Created {
+		fmt.Fprintf(a.out(), "postgres: created role %q as a copy of %q (memberships, attributes, settings; a password nobody knows until the first rotation)\n", p.Second, p.First)
+	} else {
+		fmt.Fprintf(a.out(), "postgres: role %q exists: kept\n", p.Second)
 	}
-	return out
-}
-
-// rewriteConfig writes cfg back to its rekey.yaml, refusing when that
-// would lose anything config.Marshal does not write.
-func (a *app) rewriteConfig(cfg *config.Config) error {
-	old, err := os.ReadFile(cfg.Path)
-	if err != nil {
-		return rekey.Wrap(rekey.CodeNotFound, err, "read %s", cfg.Path)
+	if p.URLChanged {
+		fmt.Fprintf(a.out(), "postgres: %s now takes its user from {{ %s.role }}\n", p.URLFrom, p.Secret)
 	}
-	text, err := config.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	back, err := config.Parse(cfg.Path, text)
-	if err != nil {
-		return configErr(err)
-	}
-	if len(back.Secrets) != len(cfg.Secrets) || len(back.Environments) != len(cfg.Environments) || len(back.TLS) != len(cfg.TLS) ||
-		len(back.Services) != len(cfg.Services) || len(back.Checks) != len(cfg.Checks) {
-		return rekey.Errorf(rekey.CodeInternal, "cannot rewrite %s without losing some of it", relTo(cfg.Dir, cfg.Path)).
-			WithHint("edit it by hand: under the secret's postgres: strategy: alternating, roles: [FIRST, SECOND], grace: 1d; in the URL template write {{ NAME.role | urlquery }} as the user")
-	}
-	if hasComments(old) {
-		a.warnf("%s is rewritten without its comments", relTo(cfg.Dir, cfg.Path))
-	}
-	if err := dotenv.WriteFileAtomic(cfg.Path, text, 0o644); err != nil {
-		return rekey.Wrap(rekey.CodeInternal, err, "write %s", cfg.Path)
-	}
-	a.approveWritten(cfg.Path, text)
-	return nil
-}
-
-// hasComments reports whether a rekey.yaml has comment lines besides the
-// header config.Marshal writes.
-func hasComments(text []byte) bool {
-	for _, l := range bytes.Split(text, []byte("\n")) {
-		t := strings.TrimSpace(string(l))
-		if strings.HasPrefix(t, "#") && !strings.HasPrefix(t, "# rekey.yaml") && !strings.HasPrefix(t, "# It names the secrets") && !strings.HasPrefix(t, "# holds no secret values") {
-			return true
-		}
-	}
-	return false
+	fmt.Fprintf(a.out(), "postgres: %s alternates between roles %q and %q (grace %s); the next rotation sets %q's password and points %s at it\n",
+		p.Secret, p.Roles[0], p.Roles[1], rekey.FormatDuration(p.Grace), p.Second, p.URLFrom)
 }

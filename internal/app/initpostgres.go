@@ -1,13 +1,11 @@
-package main
+package app
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
@@ -15,11 +13,19 @@ import (
 // pair keeps its password when rekey sets the strategy up.
 const DefaultPostgresGrace = 24 * time.Hour
 
-// pgPair is what makeAlternating did.
-type pgPair struct {
-	secret, first, second string
-	created               bool // the second role was created (else it existed)
-	urlChanged            bool // the URL template now uses {{ NAME.role }}
+// PgPair is what setting up the alternating strategy of a PostgreSQL
+// password did (init --postgres-alternating, postgres add-role).
+type PgPair struct {
+	// Secret is the password; First the role of its current version,
+	// Second the other role of the pair.
+	Secret, First, Second string
+	Created               bool // the second role was created (else it existed)
+	URLChanged            bool // the URL template now uses {{ NAME.role }}
+	// The spec's settings as they are now: the derived value whose user is
+	// the role, the two roles, and how long the previous one keeps its password.
+	URLFrom string
+	Roles   []string
+	Grace   time.Duration
 }
 
 // makeAlternating switches the postgres-password secret spec to the
@@ -32,9 +38,9 @@ type pgPair struct {
 // the admin connection with changed_by: admin, else by the first role
 // itself (which then needs CREATEROLE). Idempotent: on a spec that is
 // already alternating it only makes sure both roles exist.
-func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec, derived []rekey.Derived, cur rekey.VersionValue, second string, grace time.Duration) (pgPair, error) {
+func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec, derived []rekey.Derived, cur rekey.VersionValue, second string, grace time.Duration) (PgPair, error) {
 	pg := spec.Postgres
-	res := pgPair{secret: spec.Name}
+	res := PgPair{Secret: spec.Name}
 	if pg == nil || pg.URLFrom == "" {
 		return res, rekey.Errorf(rekey.CodeInvalid, "%s has no url_from: the alternating strategy switches the user of its URL", spec.Name).
 			WithHint("set postgres: {url_from: DATABASE_URL} for %s in rekey.yaml", spec.Name)
@@ -52,12 +58,12 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 		return res, rekey.Errorf(rekey.CodeInvalid, "url_from of %s: no derived value %s", spec.Name, pg.URLFrom)
 	}
 	if pg.Strategy == "alternating" && len(pg.Roles) == 2 {
-		res.first = postgres.RoleOf(spec, cur.Version)
-		res.second = pg.Roles[0]
-		if res.first == pg.Roles[0] {
-			res.second = pg.Roles[1]
+		res.First = postgres.RoleOf(spec, cur.Version)
+		res.Second = pg.Roles[0]
+		if res.First == pg.Roles[0] {
+			res.Second = pg.Roles[1]
 		}
-		if second != "" && second != res.second {
+		if second != "" && second != res.Second {
 			return res, rekey.Errorf(rekey.CodeConflict, "%s already alternates between roles %q and %q", spec.Name, pg.Roles[0], pg.Roles[1]).
 				WithHint("change roles in rekey.yaml by hand if you mean to replace one")
 		}
@@ -66,16 +72,16 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 		if err != nil {
 			return res, err
 		}
-		res.first = p.User
-		res.second = second
-		if res.second == "" {
-			if res.second = postgres.PairRole(res.first); res.second == "" {
-				return res, rekey.Errorf(rekey.CodeInvalid, "role name %q is too long to derive the second role's name from", res.first).
+		res.First = p.User
+		res.Second = second
+		if res.Second == "" {
+			if res.Second = postgres.PairRole(res.First); res.Second == "" {
+				return res, rekey.Errorf(rekey.CodeInvalid, "role name %q is too long to derive the second role's name from", res.First).
 					WithHint("name the second role (at most 63 bytes)")
 			}
 		}
-		if res.second == res.first {
-			return res, rekey.Errorf(rekey.CodeInvalid, "the second role must differ from %q", res.first)
+		if res.Second == res.First {
+			return res, rekey.Errorf(rekey.CodeInvalid, "the second role must differ from %q", res.First)
 		}
 	}
 
@@ -100,7 +106,7 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 		return res, e
 	}
 	defer c.Close(context.Background())
-	if res.created, err = postgres.EnsurePair(ctx, c, res.first, res.second); err != nil {
+	if res.Created, err = postgres.EnsurePair(ctx, c, res.First, res.Second); err != nil {
 		return res, postgres.RekeyError(err)
 	}
 
@@ -115,11 +121,11 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 			return res, err
 		}
 		derived[ti].Template = t
-		res.urlChanged = true
+		res.URLChanged = true
 	}
 	pg.Strategy = "alternating"
 	if len(pg.Roles) != 2 {
-		pg.Roles = []string{res.first, res.second}
+		pg.Roles = []string{res.First, res.Second}
 	}
 	if pg.Grace == 0 {
 		pg.Grace = grace
@@ -127,6 +133,7 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 	if pg.Role != "" {
 		pg.Role = "" // the version's role is the user from now on
 	}
+	res.URLFrom, res.Roles, res.Grace = pg.URLFrom, pg.Roles, pg.Grace
 	return res, nil
 }
 
@@ -137,8 +144,9 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 // spec, and rewrites the URL's template to use {{ NAME.role }}. It returns
 // the attributes of the versions init imports (the URL's user is the role
 // of the imported password). arg "" means the flag was not given;
-// addingEnv that init adds an environment to an existing inventory.
-func (a *app) initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, specs []rekey.Spec, derived []rekey.Derived, values map[string]string) (map[string]map[string]string, error) {
+// addingEnv that init adds an environment to an existing inventory;
+// onPair, when not nil, hears each pair set up.
+func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, specs []rekey.Spec, derived []rekey.Derived, values map[string]string, onPair func(PgPair)) (map[string]map[string]string, error) {
 	if arg == "" {
 		return nil, nil
 	}
@@ -177,26 +185,14 @@ func (a *app) initPostgresAlternating(ctx context.Context, arg string, addingEnv
 		if err != nil {
 			return nil, rekey.Wrap(rekey.ErrorCode(err), err, "--postgres-alternating")
 		}
-		attrs[sp.Name] = map[string]string{"role": res.first}
-		a.reportPair(res, sp)
+		attrs[sp.Name] = map[string]string{"role": res.First}
+		if onPair != nil {
+			onPair(res)
+		}
 	}
 	if len(attrs) == 0 {
 		return nil, rekey.Errorf(rekey.CodeInvalid, "--postgres-alternating: the .env has no PostgreSQL password next to a URL that embeds it").
 			WithHint("it needs DATABASE_PASSWORD and a DATABASE_URL with that password; or set strategy: alternating in rekey.yaml by hand")
 	}
 	return attrs, nil
-}
-
-// reportPair tells what makeAlternating did.
-func (a *app) reportPair(res pgPair, sp *rekey.Spec) {
-	if res.created {
-		fmt.Fprintf(a.out(), "postgres: created role %q as a copy of %q (memberships, attributes, settings; a password nobody knows until the first rotation)\n", res.second, res.first)
-	} else {
-		fmt.Fprintf(a.out(), "postgres: role %q exists: kept\n", res.second)
-	}
-	if res.urlChanged {
-		fmt.Fprintf(a.out(), "postgres: %s now takes its user from {{ %s.role }}\n", sp.Postgres.URLFrom, res.secret)
-	}
-	fmt.Fprintf(a.out(), "postgres: %s alternates between roles %q and %q (grace %s); the next rotation sets %q's password and points %s at it\n",
-		res.secret, sp.Postgres.Roles[0], sp.Postgres.Roles[1], config.FormatDuration(sp.Postgres.Grace), res.second, sp.Postgres.URLFrom)
 }
