@@ -1,7 +1,6 @@
 package rekey
 
 import (
-	"math"
 	"regexp"
 	"strings"
 )
@@ -110,7 +109,7 @@ func randomRun(r string) bool {
 			hexOnly = false
 		}
 	}
-	h := shannon(r)
+	h := Entropy(r)
 	switch {
 	case hexOnly && digit && (lower || upper) && len(r) >= 32:
 		return true
@@ -136,21 +135,4 @@ func passwordLike(s string) bool {
 		digit = digit || c >= '0' && c <= '9'
 	}
 	return letter && digit
-}
-
-// shannon is the Shannon entropy of s in bits per byte.
-func shannon(s string) float64 {
-	var counts [256]int
-	for i := 0; i < len(s); i++ {
-		counts[s[i]]++
-	}
-	var h float64
-	n := float64(len(s))
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / n
-			h -= p * math.Log2(p)
-		}
-	}
-	return h
 }

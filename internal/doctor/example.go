@@ -125,7 +125,7 @@ func exampleCredential(key, v string) string {
 				break
 			}
 		}
-		if r.Entropy == 0 || scan.Entropy([]byte(secret)) >= r.Entropy {
+		if r.Entropy == 0 || rekey.Entropy(secret) >= r.Entropy {
 			return "a " + r.Description
 		}
 	}

@@ -2,12 +2,13 @@ package scan
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -161,33 +162,21 @@ func (m *Matcher) scanFile(p string, base Finding) ([]Finding, error) {
 
 var whereOrder = map[string]int{WhereWorktree: 0, WhereIndex: 1, WhereCommit: 2, WhereStash: 3, WhereUnreachable: 4}
 
+// sortFindings sorts by place (worktree, index, commit, stash,
+// unreachable), then author date, commit, path, blob, line, column, secret
+// and rule.
 func sortFindings(fs []Finding) {
-	sort.SliceStable(fs, func(a, b int) bool {
-		x, y := fs[a], fs[b]
-		if x.Where != y.Where {
-			return whereOrder[x.Where] < whereOrder[y.Where]
-		}
-		if !x.AuthorDate.Equal(y.AuthorDate) {
-			return x.AuthorDate.Before(y.AuthorDate)
-		}
-		if x.Commit != y.Commit {
-			return x.Commit < y.Commit
-		}
-		if x.Path != y.Path {
-			return x.Path < y.Path
-		}
-		if x.Blob != y.Blob {
-			return x.Blob < y.Blob
-		}
-		if x.Line != y.Line {
-			return x.Line < y.Line
-		}
-		if x.Column != y.Column {
-			return x.Column < y.Column
-		}
-		if x.Secret != y.Secret {
-			return x.Secret < y.Secret
-		}
-		return x.Rule < y.Rule
+	slices.SortStableFunc(fs, func(x, y Finding) int {
+		return cmp.Or(
+			cmp.Compare(whereOrder[x.Where], whereOrder[y.Where]),
+			x.AuthorDate.Compare(y.AuthorDate),
+			cmp.Compare(x.Commit, y.Commit),
+			cmp.Compare(x.Path, y.Path),
+			cmp.Compare(x.Blob, y.Blob),
+			cmp.Compare(x.Line, y.Line),
+			cmp.Compare(x.Column, y.Column),
+			cmp.Compare(x.Secret, y.Secret),
+			cmp.Compare(x.Rule, y.Rule),
+		)
 	})
 }

@@ -313,10 +313,7 @@ func TestScanRepoWorktreeAndIndex(t *testing.T) {
 
 func TestScanRepoCleanControl(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(15, 16))
-	var secrets []Secret
-	for i := 0; i < 20; i++ {
-		secrets = append(secrets, secret(fmt.Sprintf("S%d", i), "rk_"+randString(rnd, 29, alnum)))
-	}
+	secrets := randomSecrets(rnd, 20)
 	r := newRepo(t)
 	// Same shapes and encodings as the leaks above, of other random values.
 	for i := 0; i < 10; i++ {

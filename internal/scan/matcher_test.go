@@ -36,6 +36,15 @@ func secret(name, v string) Secret {
 	return Secret{Env: "prod", Name: name, Version: 1, Current: true, Fingerprint: "fp-" + name, Value: rekey.NewValueString(v)}
 }
 
+// randomSecrets returns n secrets S0, S1... of random rk_ values.
+func randomSecrets(r *rand.Rand, n int) []Secret {
+	var out []Secret
+	for i := 0; i < n; i++ {
+		out = append(out, secret(fmt.Sprintf("S%d", i), "rk_"+randString(r, 29, alnum)))
+	}
+	return out
+}
+
 func hasMatch(ms []Match, si int, enc string) bool {
 	for _, m := range ms {
 		if m.SecretIndex == si && m.Encoding == enc {
@@ -138,10 +147,7 @@ func TestMatcherBase64FragmentStable(t *testing.T) {
 
 func TestMatcherNoFalsePositives(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	var secrets []Secret
-	for i := 0; i < 50; i++ {
-		secrets = append(secrets, secret(fmt.Sprintf("S%d", i), "rk_"+randString(r, 29, alnum)))
-	}
+	secrets := randomSecrets(r, 50)
 	m := NewMatcher(secrets)
 	// Similar-looking text: same prefix, same alphabet, same lengths, encodings of other values.
 	var buf bytes.Buffer

@@ -2,16 +2,12 @@ package scan
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"math"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/BurntSushi/toml"
+	"github.com/rekeyhq/rekey"
 )
 
 // Rule is a pattern rule for secrets rekey does not manage (a third party's
@@ -125,200 +121,6 @@ func DefaultRules() *RuleSet {
 	}}
 	rs.index()
 	return rs
-}
-
-// RuleError is a rules file that cannot be used.
-type RuleError struct {
-	File, Rule string
-	Err        error
-	Hint       string
-}
-
-func (e *RuleError) Error() string {
-	if e.Rule != "" {
-		return fmt.Sprintf("rules file %s: rule %q: %v", e.File, e.Rule, e.Err)
-	}
-	return fmt.Sprintf("rules file %s: %v", e.File, e.Err)
-}
-
-func (e *RuleError) Unwrap() error { return e.Err }
-
-type tomlAllow struct {
-	Description string   `toml:"description"`
-	Condition   string   `toml:"condition"`
-	RegexTarget string   `toml:"regexTarget"`
-	Regexes     []string `toml:"regexes"`
-	Paths       []string `toml:"paths"`
-	Stopwords   []string `toml:"stopwords"`
-	Commits     []string `toml:"commits"`
-}
-
-type tomlRule struct {
-	ID          string      `toml:"id"`
-	Description string      `toml:"description"`
-	Regex       string      `toml:"regex"`
-	SecretGroup int         `toml:"secretGroup"`
-	Entropy     float64     `toml:"entropy"`
-	Keywords    []string    `toml:"keywords"`
-	Path        string      `toml:"path"`
-	Tags        []string    `toml:"tags"`
-	Allowlist   *tomlAllow  `toml:"allowlist"`
-	Allowlists  []tomlAllow `toml:"allowlists"`
-}
-
-type tomlConfig struct {
-	Title  string `toml:"title"`
-	Extend struct {
-		UseDefault    bool     `toml:"useDefault"`
-		DisabledRules []string `toml:"disabledRules"`
-	} `toml:"extend"`
-	Allowlist  *tomlAllow  `toml:"allowlist"`
-	Allowlists []tomlAllow `toml:"allowlists"`
-	Rules      []tomlRule  `toml:"rules"`
-}
-
-const regexHint = "rekey runs rules with Go's RE2 regexp syntax (as gitleaks does): lookahead (?=…) (?!…), lookbehind (?<=…) (?<!…), backreferences \\1, possessive and atomic groups are not supported; rewrite the regex without them, or remove the rule"
-
-// LoadRules reads a gitleaks-format TOML rules file: [[rules]] with id,
-// description, regex, secretGroup, entropy, keywords, path and
-// [rules.allowlist] (or [[rules.allowlists]]) with regexes, regexTarget,
-// paths, stopwords, commits and condition; a top-level [allowlist] (or
-// [[allowlists]]); and [extend] useDefault = true to keep the built-in rules
-// (minus disabledRules). Without useDefault the file replaces them.
-// Rules without a regex (path-only) are listed in Skipped.
-func LoadRules(file string) (*RuleSet, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, &RuleError{File: file, Err: err}
-	}
-	var tc tomlConfig
-	if _, err := toml.Decode(string(b), &tc); err != nil {
-		return nil, &RuleError{File: file, Err: err, Hint: "the file must be gitleaks-format TOML ([[rules]] tables)"}
-	}
-	rs := &RuleSet{}
-	compile := func(rule, what, expr string) (*regexp.Regexp, error) {
-		re, err := regexp.Compile(expr)
-		if err != nil {
-			return nil, &RuleError{File: file, Rule: rule, Err: fmt.Errorf("%s does not compile: %w", what, err), Hint: regexHint}
-		}
-		return re, nil
-	}
-	allow := func(rule string, ta tomlAllow) (Allowlist, error) {
-		al := Allowlist{Description: ta.Description, RegexTarget: ta.RegexTarget, Commits: ta.Commits}
-		switch strings.ToUpper(ta.Condition) {
-		case "", "OR":
-		case "AND":
-			al.And = true
-		default:
-			return al, &RuleError{File: file, Rule: rule, Err: fmt.Errorf("allowlist condition %q: want OR or AND", ta.Condition)}
-		}
-		switch ta.RegexTarget {
-		case "", "secret", "match", "line":
-		default:
-			return al, &RuleError{File: file, Rule: rule, Err: fmt.Errorf("allowlist regexTarget %q: want secret, match or line", ta.RegexTarget)}
-		}
-		for _, x := range ta.Regexes {
-			re, err := compile(rule, "allowlist regex", x)
-			if err != nil {
-				return al, err
-			}
-			al.Regexes = append(al.Regexes, re)
-		}
-		for _, x := range ta.Paths {
-			re, err := compile(rule, "allowlist path", x)
-			if err != nil {
-				return al, err
-			}
-			al.Paths = append(al.Paths, re)
-		}
-		for _, s := range ta.Stopwords {
-			al.Stopwords = append(al.Stopwords, strings.ToLower(s))
-		}
-		return al, nil
-	}
-	seen := map[string]bool{}
-	for i, tr := range tc.Rules {
-		if tr.ID == "" {
-			return nil, &RuleError{File: file, Err: fmt.Errorf("rule #%d has no id", i+1)}
-		}
-		if seen[tr.ID] {
-			return nil, &RuleError{File: file, Rule: tr.ID, Err: errors.New("duplicate rule id")}
-		}
-		seen[tr.ID] = true
-		if tr.Regex == "" {
-			rs.Skipped = append(rs.Skipped, tr.ID)
-			continue
-		}
-		r := Rule{ID: tr.ID, Description: tr.Description, SecretGroup: tr.SecretGroup, Entropy: tr.Entropy}
-		if r.Regex, err = compile(tr.ID, "regex", tr.Regex); err != nil {
-			return nil, err
-		}
-		if r.SecretGroup < 0 || r.SecretGroup > r.Regex.NumSubexp() {
-			return nil, &RuleError{File: file, Rule: tr.ID, Err: fmt.Errorf("secretGroup %d: the regex has %d groups", r.SecretGroup, r.Regex.NumSubexp())}
-		}
-		if tr.Path != "" {
-			if r.Path, err = compile(tr.ID, "path", tr.Path); err != nil {
-				return nil, err
-			}
-		}
-		for _, k := range tr.Keywords {
-			r.Keywords = append(r.Keywords, strings.ToLower(k))
-		}
-		tas := tr.Allowlists
-		if tr.Allowlist != nil {
-			tas = append([]tomlAllow{*tr.Allowlist}, tas...)
-		}
-		for _, ta := range tas {
-			al, err := allow(tr.ID, ta)
-			if err != nil {
-				return nil, err
-			}
-			r.Allowlists = append(r.Allowlists, al)
-		}
-		rs.Rules = append(rs.Rules, r)
-	}
-	// The file's rules come first: where matches overlap, the first rule's
-	// is reported. A rule of the file replaces a built-in rule of its id.
-	if tc.Extend.UseDefault {
-		for _, r := range DefaultRules().Rules {
-			if !slices.Contains(tc.Extend.DisabledRules, r.ID) && !seen[r.ID] {
-				rs.Rules = append(rs.Rules, r)
-			}
-		}
-	}
-	tas := tc.Allowlists
-	if tc.Allowlist != nil {
-		tas = append([]tomlAllow{*tc.Allowlist}, tas...)
-	}
-	for _, ta := range tas {
-		al, err := allow("", ta)
-		if err != nil {
-			return nil, err
-		}
-		rs.Allowlists = append(rs.Allowlists, al)
-	}
-	rs.index()
-	return rs, nil
-}
-
-// Entropy is the Shannon entropy of b in bits per byte.
-func Entropy(b []byte) float64 {
-	if len(b) == 0 {
-		return 0
-	}
-	var counts [256]int
-	for _, c := range b {
-		counts[c]++
-	}
-	var h float64
-	n := float64(len(b))
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / n
-			h -= p * math.Log2(p)
-		}
-	}
-	return h
 }
 
 // contentMet reports whether the content criteria of al (regexes,
@@ -439,16 +241,10 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 				continue
 			}
 			secret, match := data[s:e], data[loc[0]:loc[1]]
-			if r.Entropy > 0 && Entropy(secret) < r.Entropy {
+			if r.Entropy > 0 && rekey.Entropy(secret) < r.Entropy {
 				continue
 			}
-			ls := bytes.LastIndexByte(data[:s], '\n') + 1
-			le := bytes.IndexByte(data[e:], '\n')
-			if le < 0 {
-				le = len(data)
-			} else {
-				le += e
-			}
+			ls, le := lineBounds(data, s, e)
 			line := data[ls:le]
 			var pending []*Allowlist
 			for _, lists := range [][]Allowlist{r.Allowlists, rs.Allowlists} {
@@ -476,6 +272,17 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].start < out[b].start })
 	return out
+}
+
+// lineBounds returns the start and the end (before its newline) of the
+// line or lines of b holding b[s:e].
+func lineBounds(b []byte, s, e int) (int, int) {
+	ls := bytes.LastIndexByte(b[:s], '\n') + 1
+	le := bytes.IndexByte(b[e:], '\n')
+	if le < 0 {
+		return ls, len(b)
+	}
+	return ls, le + e
 }
 
 // asciiLower lower-cases ASCII letters only, so offsets stay valid.
@@ -513,13 +320,7 @@ func keywordLines(low []byte, keywords []string, assignment bool) [][2]int {
 				off = i + 1
 				continue
 			}
-			ls := bytes.LastIndexByte(low[:i], '\n') + 1
-			le := bytes.IndexByte(low[i:], '\n')
-			if le < 0 {
-				le = len(low)
-			} else {
-				le += i
-			}
+			ls, le := lineBounds(low, i, i)
 			segs = append(segs, [2]int{ls, le})
 			off = le
 			if off >= len(low) {

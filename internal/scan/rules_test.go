@@ -273,12 +273,3 @@ func TestRulesInHistory(t *testing.T) {
 	}
 	noWhole(t, fs, tok[0])
 }
-
-func TestEntropy(t *testing.T) {
-	if e := Entropy([]byte("aaaa")); e != 0 {
-		t.Fatal(e)
-	}
-	if e := Entropy([]byte("abcd")); e != 2 {
-		t.Fatal(e)
-	}
-}

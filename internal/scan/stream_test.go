@@ -2,6 +2,7 @@ package scan
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -29,21 +31,9 @@ func smallWindows(t *testing.T, chunk int) {
 
 func sortedFindings(fs []Finding) []Finding {
 	out := append([]Finding(nil), fs...)
-	sort.SliceStable(out, func(a, b int) bool {
-		x, y := out[a], out[b]
-		if x.Line != y.Line {
-			return x.Line < y.Line
-		}
-		if x.Column != y.Column {
-			return x.Column < y.Column
-		}
-		if x.Secret != y.Secret {
-			return x.Secret < y.Secret
-		}
-		if x.Encoding != y.Encoding {
-			return x.Encoding < y.Encoding
-		}
-		return x.Rule < y.Rule
+	slices.SortStableFunc(out, func(x, y Finding) int {
+		return cmp.Or(cmp.Compare(x.Line, y.Line), cmp.Compare(x.Column, y.Column), cmp.Compare(x.Secret, y.Secret),
+			cmp.Compare(x.Encoding, y.Encoding), cmp.Compare(x.Rule, y.Rule))
 	})
 	for i := range out {
 		out[i].pending = nil
