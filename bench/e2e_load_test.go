@@ -21,13 +21,14 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
-	"github.com/rekeyhq/rekey/examples/atlas-app/atlasdemo"
+	"github.com/rekeyhq/rekey/internal/demo"
+	"github.com/rekeyhq/rekey/internal/demo/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 )
 
 // BenchmarkE2ELoadRotation is the issue's load loop: clients hit POST
 // /login and GET /patients/{id} of the reference app (examples/atlas-app,
-// run as `rekey demo-app`) continuously while `rekey rotate --all` runs b.N
+// its own binary) continuously while `rekey rotate --all` runs b.N
 // times: a graceful rotation of every secret (JWT_SECRET with
 // JWT_SECRET_PREVIOUS for 15m; DATABASE_PASSWORD with the alternating
 // strategy, the app moving from one login role to the other; ENCRYPTION_KEY
@@ -45,6 +46,10 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 	patients := envInt("REKEY_LOAD_PATIENTS", 2000)
 	clients := envInt("REKEY_LOAD_CLIENTS", 4)
 	bin := binary(b)
+	app := filepath.Join(filepath.Dir(bin), demo.AppName) // removed with the rekey binary
+	if err := demo.BuildApp(context.Background(), "..", app, nil); err != nil {
+		b.Fatal(err)
+	}
 	c, err := pgtest.Start()
 	if errors.Is(err, pgtest.ErrUnavailable) {
 		if os.Getenv(pgtest.DisallowSkipEnv) == "1" {
@@ -60,7 +65,7 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	key := atlasdemo.Random(32, base64.StdEncoding)
-	db, err := atlasdemo.Provision(ctx, atlasdemo.ProvisionOptions{SuperURL: c.SuperConnString("postgres"), Name: "atlas", Alternating: true, Patients: patients, Key: key})
+	db, err := atlasdemo.Provision(ctx, atlasdemo.ProvisionOptions{SuperURL: c.SuperConnString("postgres"), Name: "atlas", Alternating: true, Patients: patients, Key: key, App: app})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -79,25 +84,26 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 		env = append(env, kv)
 	}
 	env = append(env, "REKEY_MASTER_KEY="+atlasdemo.Random(32, base64.StdEncoding), "XDG_CONFIG_HOME="+b.TempDir(), "REKEY_ACTOR=load",
-		atlas.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		atlasdemo.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(atlasdemo.NewEnv(db, key, port).Text()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	rekey := func(args ...string) string {
+	run := func(bin string, args ...string) string {
 		b.Helper()
 		cmd := exec.Command(bin, args...)
 		cmd.Dir, cmd.Env = dir, env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			b.Fatalf("rekey %s: %v\n%s", strings.Join(args, " "), err, out)
+			b.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
 		}
 		return string(out)
 	}
-	rekey("demo-app", "start", "--env-file", ".env", "--listen", listen, "--pidfile", "app.pid")
-	defer exec.Command(bin, "demo-app", "stop", "--pidfile", filepath.Join(dir, "app.pid")).Run()
+	rekey := func(args ...string) string { b.Helper(); return run(bin, args...) }
+	run(app, "start", "--env-file", ".env", "--listen", listen, "--pidfile", "app.pid")
+	defer exec.Command(app, "stop", "--pidfile", filepath.Join(dir, "app.pid")).Run()
 	rekey("init", "--env-file", ".env", "--postgres-alternating")
 	if err := atlasdemo.Configure(filepath.Join(dir, "rekey.yaml"), atlasdemo.RekeyOptions{
-		App: []string{bin, "demo-app"}, Listen: listen, Pidfile: "app.pid", Sessions: "graceful", Grace: "15m",
+		App: app, Listen: listen, Pidfile: "app.pid", Sessions: "graceful", Grace: "15m",
 		Patients: patients, DecryptSample: true,
 	}); err != nil {
 		b.Fatal(err)

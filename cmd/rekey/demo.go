@@ -3,27 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	_ "embed"
-	"encoding/base64"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
+	"errors"
+	"maps"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/dotenv"
-	"github.com/spf13/cobra"
+	"github.com/rekeyhq/rekey/internal/demo"
 )
 
-//go:embed demo/secret-rotation-log.md
-var demoLog []byte
+// demoAppEnv names the reference app's binary when --app is not given.
+const demoAppEnv = "REKEY_DEMO_APP"
 
 func (a *app) demoCommand() *cobra.Command {
-	var dir string
-	var withPostgres, keep bool
+	var o demo.Options
+	var withPostgres bool
 	c := &cobra.Command{
-		Use:   "demo [--dir DIR] [--with-postgres [--keep]]",
+		Use:   "demo [--dir DIR] [--with-postgres [--keep] [--app PATH]]",
 		Short: "A 1-minute tour in a temporary folder: init, status, rotate, report (no server needed)",
 		Long: `demo writes a .env shaped like the Atlas PharmaTech backend's (fake values)
 and the team's rotation log into a new folder, then runs, narrating each step:
@@ -34,8 +30,10 @@ folder's config/ subfolder, outside the project.
 
 --with-postgres runs the whole runbook against a real application instead:
 it starts a throwaway PostgreSQL cluster (its server binaries must be
-installed) and the reference backend (examples/atlas-app, built into
-rekey), seeds encrypted patients, and narrates init, status, verify, rotate
+installed) and the reference backend (examples/atlas-app, a binary of its
+own: --app, else $` + demoAppEnv + `, else atlas-app beside rekey, else built
+with go build from the source tree rekey was built from, else atlas-app on
+PATH), seeds encrypted patients, and narrates init, status, verify, rotate
 --all (graceful JWT sessions, alternating database roles, online
 re-encryption of the PII, restart of the app, checks), the end of the grace
 period, report and audit verify. Everything is stopped and removed at the
@@ -43,110 +41,54 @@ end, or on Ctrl-C; --keep leaves PostgreSQL and the app running until
 Ctrl-C so you can try more commands.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !withPostgres && (o.Keep || o.App != "") {
+				return rekey.Errorf(rekey.CodeInvalid, "--keep and --app go with --with-postgres")
+			}
+			if err := a.demoOptions(&o); err != nil {
+				return err
+			}
+			run := demo.Tour
 			if withPostgres {
-				return a.runDemoPostgres(cmd.Context(), dir, keep)
+				run = demo.Postgres
 			}
-			if keep {
-				return rekey.Errorf(rekey.CodeInvalid, "--keep goes with --with-postgres")
+			err := run(cmd.Context(), o)
+			if errors.Is(err, demo.ErrInterrupted) {
+				return &exitError{code: 130}
 			}
-			return a.runDemo(cmd.Context(), dir)
+			return err
 		},
 	}
-	c.Flags().StringVar(&dir, "dir", "", "folder to create the demo in (default: a new temporary folder)")
+	c.Flags().StringVar(&o.Dir, "dir", "", "folder to create the demo in (default: a new temporary folder)")
 	c.Flags().BoolVar(&withPostgres, "with-postgres", false, "run the runbook against a throwaway PostgreSQL and the reference app")
-	c.Flags().BoolVar(&keep, "keep", false, "with --with-postgres: keep PostgreSQL and the app running until Ctrl-C")
+	c.Flags().BoolVar(&o.Keep, "keep", false, "with --with-postgres: keep PostgreSQL and the app running until Ctrl-C")
+	c.Flags().StringVar(&o.App, "app", "", "with --with-postgres: the reference app's binary (go build ./examples/atlas-app)")
 	return c
 }
 
-func randB64(n int, enc *base64.Encoding) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return enc.EncodeToString(b)
-}
-
-func (a *app) runDemo(ctx context.Context, dir string) error {
-	var err error
-	if dir == "" {
-		dir, err = os.MkdirTemp("", "rekey-demo-")
+// demoOptions completes o: absolute paths, the output, the environment,
+// and rekey run in-process for each of the demo's commands.
+func (a *app) demoOptions(o *demo.Options) error {
+	if o.App == "" {
+		o.App = a.getenv(demoAppEnv)
+	}
+	for _, p := range []*string{&o.Dir, &o.App} {
+		if *p == "" {
+			continue
+		}
+		abs, err := a.s().Abs(*p)
 		if err != nil {
 			return err
 		}
-	} else if dir, err = a.abs(dir); err != nil {
-		return err
+		*p = abs
 	}
-	proj := filepath.Join(dir, "atlas-backend")
-	if err := os.MkdirAll(proj, 0o755); err != nil {
-		return err
-	}
-	if fileExists(filepath.Join(proj, "rekey.yaml")) {
-		return rekey.Errorf(rekey.CodeConflict, "%s already holds a demo", proj).WithHint("pass another --dir, or remove it")
-	}
-	pw := randB64(24, base64.URLEncoding)
-	env := "# Atlas PharmaTech backend (demo values, not real secrets)\n" +
-		"DATABASE_URL=postgres://postgres:" + pw + "@localhost:5432/atlas\n" +
-		"DATABASE_PASSWORD=" + pw + "\n" +
-		"\n# Auth\n" +
-		"JWT_SECRET=" + randB64(64, base64.StdEncoding) + "\n" +
-		"ENCRYPTION_KEY=" + randB64(32, base64.StdEncoding) + "\n" +
-		"ANTHROPIC_API_KEY=sk-ant-demo-" + randB64(24, base64.RawURLEncoding) + "\n" +
-		"\nRUST_LOG=info\nPORT=8080\nHOST=0.0.0.0\n"
-	if err := dotenv.WriteFileAtomic(filepath.Join(proj, ".env"), []byte(env), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(proj, "secret-rotation-log.md"), demoLog, 0o644); err != nil {
-		return err
-	}
-	sub := &Main{Stdin: bytes.NewReader(nil), Stdout: a.m.Stdout, Stderr: a.m.Stderr, Dir: proj, Env: map[string]string{
-		"XDG_CONFIG_HOME":  filepath.Join(dir, "config"),
-		"XDG_STATE_HOME":   filepath.Join(dir, "state"),
-		"REKEY_MASTER_KEY": "",
-	}}
-	for k, v := range a.m.Env {
-		if _, ok := sub.Env[k]; !ok {
-			sub.Env[k] = v
+	o.Stdout, o.Stderr, o.Environ = a.out(), a.errw(), a.environ()
+	o.Rekey = func(ctx context.Context, dir string, env map[string]string, args []string) int {
+		sub := &Main{Stdin: bytes.NewReader(nil), Stdout: a.out(), Stderr: a.errw(), Dir: dir, Env: maps.Clone(a.m.Env)}
+		if sub.Env == nil {
+			sub.Env = map[string]string{}
 		}
+		maps.Copy(sub.Env, env)
+		return sub.Run(ctx, args)
 	}
-	w := a.out()
-	fmt.Fprintf(w, "rekey demo in %s\n", proj)
-	fmt.Fprintf(w, "A .env shaped like the runbook's backend (fake values) and the team's rotation log are there.\n")
-	steps := []struct {
-		say  string
-		args []string
-		ok   map[int]bool
-	}{
-		{"1. Inventory the .env: classify every key, seal current values as v1, take last-rotation dates from the log", []string{"init", "--env-file", ".env", "--import-log", "secret-rotation-log.md"}, nil},
-		{"2. What is due? (the log's dates are a year old: everything is overdue, so status exits 8)", []string{"status"}, map[int]bool{8: true}},
-		{"3. Rotate everything rekey can rotate here (runbook steps 1, 2 and 5); a plan first", []string{"rotate", "--all", "--dry-run"}, nil},
-		{"", []string{"rotate", "--all"}, nil},
-		{"4. Status again", []string{"status"}, map[int]bool{8: true}},
-		{"5. Every version is kept, sealed; only fingerprints are shown", []string{"history", "JWT_SECRET"}, nil},
-		{"6. The rotation log, regenerated from the store (runbook format)", []string{"report"}, nil},
-		{"7. The audit trail and its hash chain", []string{"audit", "--limit", "6"}, nil},
-		{"", []string{"audit", "verify"}, nil},
-	}
-	for _, s := range steps {
-		if s.say != "" {
-			fmt.Fprintf(w, "\n== %s\n", s.say)
-		}
-		fmt.Fprintf(w, "$ rekey %s\n", strings.Join(s.args, " "))
-		if code := sub.Run(ctx, s.args); code != 0 && !s.ok[code] {
-			return rekey.Errorf(rekey.CodeInternal, "demo step `rekey %s` exited %d", strings.Join(s.args, " "), code)
-		}
-	}
-	fmt.Fprintf(w, `
-== Try next (in %s):
-  export XDG_CONFIG_HOME=%s   # where the demo's master key file is
-  export XDG_STATE_HOME=%s    # where its rekey.yaml approval and audit anchor are
-  rekey rotate JWT_SECRET --dry-run
-  rekey rollback JWT_SECRET
-  rekey get JWT_SECRET          # prints the value; the read is audited
-  rekey run -- env              # a command with the secrets in its environment
-  rekey recover                 # what every command runs first after a crash
-DATABASE_PASSWORD and ENCRYPTION_KEY were skipped: rotating them safely needs
-a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
-never plaintext) and the database whose PII rows ENCRYPTION_KEY protects
-(rekey re-encrypts them). `+"`rekey demo --with-postgres`"+` does all of it against a
-real app.
-`, proj, filepath.Join(dir, "config"), filepath.Join(dir, "state"))
 	return nil
 }

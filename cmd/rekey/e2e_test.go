@@ -1,8 +1,8 @@
 package main
 
 // End to end: the runbook of the seed (secret-rotation-log.md) run with the
-// real rekey binary against the reference app (examples/atlas-app, run as
-// `rekey demo-app`) and a real PostgreSQL cluster. The app is a separate
+// real rekey binary against the reference app (examples/atlas-app, its own
+// binary: e2eAppBin) and a real PostgreSQL cluster. The app is a separate
 // process that rekey restarts (SIGHUP: same process, same listener) through
 // rekey.yaml's services:, and that rekey's checks: exercise. Every output
 // of every run (rekey's, the app's log, the server log) is searched for
@@ -21,13 +21,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rekeyhq/rekey/dotenv"
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
-	"github.com/rekeyhq/rekey/examples/atlas-app/atlasdemo"
+	"github.com/rekeyhq/rekey/internal/demo"
+	"github.com/rekeyhq/rekey/internal/demo/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
 )
@@ -40,6 +42,7 @@ type e2eProject struct {
 	t       *testing.T
 	c       *pgtest.Cluster
 	bin     string
+	app     string // the reference app's binary
 	dir     string
 	env     []string
 	db      *atlasdemo.DB
@@ -55,6 +58,31 @@ type e2eOptions struct {
 
 var e2eSeq atomic.Int64
 
+// e2eAppBin builds the reference app once per test process, beside the
+// rekey binary of ctRekeyBin (and removed with it), or in a temporary
+// folder when REKEY_TEST_BIN names a binary built elsewhere.
+var e2eAppBin = sync.OnceValues(func() (string, error) {
+	dir := filepath.Dir(ctBinPath)
+	if os.Getenv("REKEY_TEST_BIN") != "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "rekey-e2e-app-"); err != nil {
+			return "", err
+		}
+	}
+	out := filepath.Join(dir, demo.AppName)
+	return out, demo.BuildApp(context.Background(), "../..", out, nil)
+})
+
+func e2eApp(t testing.TB) string {
+	t.Helper()
+	ctRekeyBin(t)
+	app, err := e2eAppBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
 func e2eCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -68,7 +96,8 @@ func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) 
 	t.Helper()
 	name := fmt.Sprintf("atlas_e2e%d", e2eSeq.Add(1))
 	key := atlasdemo.Random(32, base64.StdEncoding)
-	db, err := atlasdemo.Provision(e2eCtx(t), atlasdemo.ProvisionOptions{SuperURL: c.SuperConnString("postgres"), Name: name, Patients: e2ePatients, Key: key})
+	app := e2eApp(t)
+	db, err := atlasdemo.Provision(e2eCtx(t), atlasdemo.ProvisionOptions{SuperURL: c.SuperConnString("postgres"), Name: name, Patients: e2ePatients, Key: key, App: app})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +105,7 @@ func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &e2eProject{t: t, c: c, bin: ctRekeyBin(t), dir: t.TempDir(), db: db, base: "http://127.0.0.1:" + strconv.Itoa(port), pidfile: "app.pid", outputs: outputs, values: map[string]bool{}}
+	p := &e2eProject{t: t, c: c, bin: ctRekeyBin(t), app: app, dir: t.TempDir(), db: db, base: "http://127.0.0.1:" + strconv.Itoa(port), pidfile: "app.pid", outputs: outputs, values: map[string]bool{}}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
 			continue
@@ -84,18 +113,18 @@ func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) 
 		p.env = append(p.env, kv)
 	}
 	p.env = append(p.env, "REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=e2e",
-		atlas.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		atlasdemo.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
 	e := atlasdemo.NewEnv(db, key, port)
 	if err := os.WriteFile(filepath.Join(p.dir, ".env"), []byte(e.Text()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p.remember()
 	listen := strings.TrimPrefix(p.base, "http://")
-	p.must("demo-app", "start", "--env-file", ".env", "--listen", listen, "--pidfile", p.pidfile)
-	t.Cleanup(func() { p.run(nil, "demo-app", "stop", "--pidfile", p.pidfile) })
+	p.mustBin(p.app, "start", "--env-file", ".env", "--listen", listen, "--pidfile", p.pidfile)
+	t.Cleanup(func() { p.runBin(p.app, nil, "stop", "--pidfile", p.pidfile) })
 	p.must("init", "--env-file", ".env")
 	if err := atlasdemo.Configure(filepath.Join(p.dir, "rekey.yaml"), atlasdemo.RekeyOptions{
-		App: []string{p.bin, "demo-app"}, Listen: listen, Pidfile: p.pidfile, Sessions: o.sessions, Grace: "15m",
+		App: p.app, Listen: listen, Pidfile: p.pidfile, Sessions: o.sessions, Grace: "15m",
 		Patients: e2ePatients, DecryptSample: true,
 	}); err != nil {
 		t.Fatal(err)
@@ -117,9 +146,15 @@ func (r e2eResult) String() string {
 // run runs the rekey binary in the project with extra environment.
 func (p *e2eProject) run(extra []string, args ...string) e2eResult {
 	p.t.Helper()
+	return p.runBin(p.bin, extra, args...)
+}
+
+// runBin runs bin (rekey, or the app) in the project with extra environment.
+func (p *e2eProject) runBin(bin string, extra []string, args ...string) e2eResult {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, p.bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = p.dir
 	cmd.Env = append(append([]string(nil), p.env...), extra...)
 	var out, errb bytes.Buffer
@@ -131,7 +166,7 @@ func (p *e2eProject) run(extra []string, args ...string) e2eResult {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	case err != nil:
-		p.t.Fatalf("rekey %v: %v", args, err)
+		p.t.Fatalf("%s %v: %v", filepath.Base(bin), args, err)
 	}
 	*p.outputs = append(*p.outputs, r.stdout, r.stderr)
 	return r
@@ -139,9 +174,14 @@ func (p *e2eProject) run(extra []string, args ...string) e2eResult {
 
 func (p *e2eProject) must(args ...string) string {
 	p.t.Helper()
-	r := p.run(nil, args...)
+	return p.mustBin(p.bin, args...)
+}
+
+func (p *e2eProject) mustBin(bin string, args ...string) string {
+	p.t.Helper()
+	r := p.runBin(bin, nil, args...)
 	if r.code != 0 {
-		p.t.Fatalf("rekey %s: %v", strings.Join(args, " "), r)
+		p.t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), r)
 	}
 	return r.stdout
 }
@@ -202,7 +242,7 @@ func (p *e2eProject) pid() int { return atlas.ReadPID(filepath.Join(p.dir, p.pid
 
 func (p *e2eProject) login() string {
 	p.t.Helper()
-	tok, err := demoLogin(e2eCtx(p.t), p.base)
+	tok, err := atlasdemo.Login(e2eCtx(p.t), p.base)
 	if err != nil {
 		p.t.Fatalf("login: %v", err)
 	}
@@ -211,7 +251,7 @@ func (p *e2eProject) login() string {
 
 func (p *e2eProject) get(tok string, id int) (int, []byte) {
 	p.t.Helper()
-	code, body, err := demoGet(e2eCtx(p.t), p.base, tok, id)
+	code, body, err := atlasdemo.Get(e2eCtx(p.t), p.base, tok, id)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -528,7 +568,7 @@ func TestE2EBrokenRotation(t *testing.T) {
 		if p.pid() != pid || p.health() != http.StatusOK {
 			t.Fatalf("the app is not healthy on the previous values (pid %d→%d, /health %d)", pid, p.pid(), p.health())
 		}
-		p.must("demo-app", "status", "--pidfile", p.pidfile)
+		p.mustBin(p.app, "status", "--pidfile", p.pidfile)
 		p.allPatients(tok)
 		p.allPatients(p.login())
 		if n := p.openUnder(before["ENCRYPTION_KEY"]); n != 2*e2ePatients {
@@ -584,8 +624,8 @@ func TestE2EBrokenRotation(t *testing.T) {
 		if code := p.health(); code != http.StatusServiceUnavailable {
 			t.Errorf("/health of the app that cannot use the new values: %d, want 503", code)
 		}
-		if r := p.run(nil, "demo-app", "status", "--pidfile", p.pidfile); r.code == 0 {
-			t.Error("demo-app status says the broken app is fine")
+		if r := p.runBin(p.app, nil, "status", "--pidfile", p.pidfile); r.code == 0 {
+			t.Error("atlas-app status says the broken app is fine")
 		}
 
 		// The cause fixed, a new emergency rotation of JWT_SECRET heals the

@@ -15,8 +15,9 @@
 // logs "listening on ADDR" (the bound address, useful with port 0) and
 // shuts down cleanly on SIGTERM or SIGINT. `atlas-app help` describes the
 // process commands (what rekey.yaml's services: run). No secret value is
-// ever logged. `rekey demo-app` (hidden) runs the same program from the
-// rekey binary.
+// ever logged. `rekey demo --with-postgres` runs this binary (the rekey
+// binary does not include it: it builds it from its source tree when it is
+// not beside rekey, or takes --app PATH).
 package main
 
 import (

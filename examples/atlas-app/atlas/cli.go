@@ -19,8 +19,7 @@ import (
 	"time"
 )
 
-// Usage is the command line of the application (atlas-app, and the hidden
-// `rekey demo-app` that runs the same code from the rekey binary).
+// Usage is the command line of the application (atlas-app).
 const Usage = `usage:
   atlas-app [serve] --env-file PATH [--listen ADDR] [--pidfile PATH] [--token-ttl D]
   atlas-app --env-file PATH --seed N
@@ -56,8 +55,7 @@ No secret value is ever logged or printed.`
 // Options holds what the embedding program supplies.
 type Options struct {
 	// Self is the argv that runs this command line again (start runs
-	// Self + "serve" ... in the background): os.Args[0], or rekey's
-	// executable and "demo-app".
+	// Self + "serve" ... in the background): the atlas-app executable.
 	Self   []string
 	Stdout io.Writer
 	Stderr io.Writer

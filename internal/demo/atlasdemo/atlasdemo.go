@@ -1,10 +1,12 @@
-// Package atlasdemo sets up the reference application for rekey's
-// end-to-end runs — `rekey demo --with-postgres`, the end-to-end tests of
-// cmd/rekey and the load loop of bench/ — the way a team would: a database
-// and its login role on a PostgreSQL server, demo patients with encrypted
-// PII, a .env shaped like the runbook's backend, and the services:, checks:,
-// sessions: and reencrypt: sections of rekey.yaml around what `rekey init`
-// wrote.
+// Package atlasdemo sets up the reference application (examples/atlas-app)
+// for rekey's end-to-end runs — `rekey demo --with-postgres`, the
+// end-to-end tests of cmd/rekey and the load loop of bench/ — the way a
+// team would: a database and its login role on a PostgreSQL server, demo
+// patients with encrypted PII, a .env shaped like the runbook's backend,
+// and the services:, checks:, sessions: and reencrypt: sections of
+// rekey.yaml around what `rekey init` wrote. It talks to the app only
+// through its binary and its HTTP API (client.go), never links it: the
+// rekey binary stays free of the app and its JWT library.
 package atlasdemo
 
 import (
@@ -16,14 +18,21 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
+	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/postgres"
 )
+
+// ParentPIDEnv names the environment variable that makes the app exit when
+// that process is gone (atlas.ParentPIDEnv): a demo or a test that dies does
+// not leave its app behind.
+const ParentPIDEnv = "ATLAS_PARENT_PID"
 
 // DB is the application's database on a server.
 type DB struct {
@@ -68,12 +77,15 @@ type ProvisionOptions struct {
 	// (base64 of 32 bytes) they are encrypted under.
 	Patients int
 	Key      string
+	// App is the reference app's binary (atlas-app), which seeds them.
+	App string
 }
 
 // Provision creates the group role owning the database and its tables, the
-// login role (a member of it, with a random password), the database, the
-// patients table and the demo patients. Objects belong to the group role, so
-// both roles of an alternating pair can use them.
+// login role (a member of it, with a random password) and the database;
+// the app (o.App --seed, as the login role) creates the patients table and
+// the demo patients. Objects then belong to the group role, so both roles
+// of an alternating pair can use them.
 func Provision(ctx context.Context, o ProvisionOptions) (*DB, error) {
 	sp, err := postgres.ParseURL(o.SuperURL)
 	if err != nil {
@@ -102,16 +114,12 @@ func Provision(ctx context.Context, o ProvisionOptions) (*DB, error) {
 	if err := postgres.SetPassword(ctx, su, d.Role, []byte(d.Password)); err != nil {
 		return nil, err
 	}
-	// Seed as the superuser on the new database, then hand the table over.
-	sdb := sp
-	sdb.Database = d.Name
-	key, err := base64.StdEncoding.DecodeString(o.Key)
-	if err != nil || len(key) != atlas.KeySize {
-		return nil, fmt.Errorf("atlasdemo: the encryption key must be base64 of %d bytes", atlas.KeySize)
-	}
-	if err := atlas.Seed(ctx, &atlas.Config{DB: sdb, EncryptionKey: key}, o.Patients); err != nil {
+	if err := seed(ctx, o, d); err != nil {
 		return nil, err
 	}
+	// The login role created the table; hand it to the group role.
+	sdb := sp
+	sdb.Database = d.Name
 	c, err := postgres.Connect(ctx, sdb)
 	if err != nil {
 		return nil, err
@@ -121,6 +129,31 @@ func Provision(ctx context.Context, o ProvisionOptions) (*DB, error) {
 		return nil, fmt.Errorf("atlasdemo: hand the table to %s: %w", d.Owner, err)
 	}
 	return d, nil
+}
+
+// seed runs `atlas-app --seed`, as the login role, with a .env of its own
+// in a private temporary folder (removed at the end).
+func seed(ctx context.Context, o ProvisionOptions, d *DB) error {
+	key, err := base64.StdEncoding.DecodeString(o.Key)
+	if err != nil || len(key) != 32 {
+		return fmt.Errorf("atlasdemo: the encryption key must be base64 of 32 bytes")
+	}
+	tmp, err := os.MkdirTemp("", "atlasdemo-seed-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	env := NewEnv(d, o.Key, 0)
+	envFile := filepath.Join(tmp, ".env")
+	if err := os.WriteFile(envFile, []byte(env.Text()), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, o.App, "--env-file", envFile, "--seed", strconv.Itoa(o.Patients))
+	cmd.Env = rekey.ChildEnv(os.Environ())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("atlasdemo: %s --seed %d: %v: %s", filepath.Base(o.App), o.Patients, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // Env is the .env of the application, shaped like the runbook's backend.
@@ -182,9 +215,8 @@ func FreePort() (int, error) {
 
 // RekeyOptions says how Configure completes rekey.yaml.
 type RekeyOptions struct {
-	// App is the argv prefix that runs the app's process commands: the
-	// rekey binary and "demo-app", or the atlas-app binary.
-	App []string
+	// App is the app's binary (atlas-app), which runs its process commands.
+	App string
 	// Listen is the app's address (host:port), Pidfile its pidfile
 	// (relative to the project folder), TokenTTL its token lifetime.
 	Listen, Pidfile, TokenTTL string
@@ -206,7 +238,7 @@ type RekeyOptions struct {
 // sections of JWT_SECRET and ENCRYPTION_KEY, and services: and checks:.
 func Sections(o RekeyOptions) (sessions, reencrypt, services, checks string) {
 	argv := func(args ...string) string {
-		all := append(append([]string(nil), o.App...), args...)
+		all := append([]string{o.App}, args...)
 		for i, a := range all {
 			all[i] = yamlScalar(a)
 		}
