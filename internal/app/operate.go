@@ -70,11 +70,7 @@ const checksExample = "add checks to rekey.yaml, e.g.\n  checks:\n    health:\n 
 
 // SelectChecks returns the session environment's checks, or those named.
 func (s *Session) SelectChecks(names []string) ([]rekey.Check, error) {
-	cfg, err := s.Config()
-	if err != nil {
-		return nil, err
-	}
-	env, err := s.Environment(cfg)
+	cfg, env, err := s.configEnv()
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +138,7 @@ const servicesExample = "add services to rekey.yaml, e.g.\n  services:\n    api:
 // SelectServices returns the session environment's services in restart
 // order, or those named.
 func (s *Session) SelectServices(names []string) ([]rekey.Service, error) {
-	cfg, err := s.Config()
-	if err != nil {
-		return nil, err
-	}
-	env, err := s.Environment(cfg)
+	cfg, env, err := s.configEnv()
 	if err != nil {
 		return nil, err
 	}
