@@ -17,7 +17,6 @@ import (
 var readOnlyCommands = map[string]bool{
 	"rekey status": true, "rekey history": true, "rekey get": true, "rekey report": true,
 	"rekey audit": true, "rekey audit verify": true, "rekey audit anchor": true,
-	"rekey doctor": true, "rekey scan": true, "rekey example": true, "rekey demo": true, "rekey demo-app": true,
 	"rekey init": true, "rekey config trust": true, "rekey config diff": true,
 }
 
