@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rekeyhq/rekey"
 	"github.com/spf13/cobra"
 )
 
@@ -28,41 +27,7 @@ if the record cannot be written, nothing is printed.`,
 }
 
 func (a *app) runGet(ctx context.Context, name string, n int, noNewline bool) error {
-	cfg, st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	var val rekey.Value
-	err = st.Update(ctx, func(tx rekey.Tx) error {
-		var v rekey.Version
-		if n == 0 {
-			v, err = tx.Labeled(env.Name, name, rekey.LabelCurrent)
-		} else {
-			var vs []rekey.Version
-			vs, err = tx.Versions(env.Name, name)
-			for _, x := range vs {
-				if x.N == n {
-					v = x
-				}
-			}
-			if err == nil && v.N == 0 {
-				err = rekey.Errorf(rekey.CodeNotFound, "%s has no version %d", name, n).WithHint("`rekey history %s` lists its versions", name)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		val, err = tx.Value(env.Name, name, v.N)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Audit(rekey.AuditEntry{Actor: a.actor(), Action: "get", Env: env.Name, Secret: name, Version: v.N, Fingerprint: v.Fingerprint, Outcome: "ok"})
-		return err
-	})
+	val, err := a.s().Get(ctx, name, n)
 	if err != nil {
 		return err
 	}

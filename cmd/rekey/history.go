@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
-	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )
@@ -24,26 +22,8 @@ func (a *app) historyCommand() *cobra.Command {
 }
 
 func (a *app) runHistory(ctx context.Context, name string) error {
-	cfg, st, err := a.openStore(ctx)
+	vs, err := a.s().History(ctx, name)
 	if err != nil {
-		return err
-	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	if _, ok := cfg.Secret(name); !ok {
-		return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
-	}
-	var vs []rekey.Version
-	var exposed map[int]*rekey.Exposure
-	if err := st.View(ctx, func(tx rekey.Tx) error {
-		if vs, err = tx.Versions(env.Name, name); err != nil {
-			return err
-		}
-		exposed, err = rekey.Exposures(tx, env.Name, name)
-		return err
-	}); err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
@@ -53,21 +33,8 @@ func (a *app) runHistory(ctx context.Context, name string) error {
 		if label == "" {
 			label = "-"
 		}
-		note := v.Note
-		for _, k := range sortedKeys(v.Attrs) {
-			note = strings.TrimSpace(note + " " + k + "=" + v.Attrs[k])
-		}
-		// Exposed without its own mark: the same value as an exposed
-		// version, or superseded by an emergency before the mark existed.
-		if x := exposed[v.N]; x != nil && v.Attrs[rekey.AttrExposed] == "" {
-			if x.Same != 0 {
-				note = strings.TrimSpace(note + " " + rekey.AttrExposed + "=same value as v" + strconv.Itoa(x.Version))
-			} else {
-				note = strings.TrimSpace(note + " " + rekey.AttrExposed + "=emergency " + x.Rotation)
-			}
-		}
 		q := textsafe.Quote // notes and attributes may come from an imported log
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), q(label), v.CreatedAt.Format("2006-01-02 15:04:05Z"), q(string(v.Source)), q(v.Fingerprint), q(note))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", "v"+strconv.Itoa(v.N), q(label), v.CreatedAt.Format("2006-01-02 15:04:05Z"), q(string(v.Source)), q(v.Fingerprint), q(v.Note))
 	}
 	return w.Flush()
 }

@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/spf13/cobra"
 )
 
-type rotateOptions struct {
-	due, all, dryRun, emergency bool
-}
-
 func (a *app) rotateCommand() *cobra.Command {
-	var o rotateOptions
+	var o rkapp.RotateRequest
 	c := &cobra.Command{
 		Use:   "rotate NAME... | --due | --all [--environment E] [--dry-run] [--emergency]",
 		Short: "Rotate secrets: generate, seal, publish to the .env, verify, finish (crash-safe)",
@@ -53,98 +48,29 @@ secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + 
 so are databases rekey cannot reach). Every mutating command first ends the
 grace periods that have passed (NAME_PREVIOUS removed; the idle role of an
 alternating PostgreSQL pair gets a random password nobody knows).`,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runRotate(cmd.Context(), o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Names = args
+			return a.runRotate(cmd.Context(), o)
+		},
 	}
-	c.Flags().BoolVar(&o.due, "due", false, "rotate every secret that is overdue")
-	c.Flags().BoolVar(&o.all, "all", false, "rotate every secret rekey can rotate")
-	c.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
-	c.Flags().BoolVar(&o.emergency, "emergency", false, "a secret was exposed: never roll back to the old values")
+	c.Flags().BoolVar(&o.Due, "due", false, "rotate every secret that is overdue")
+	c.Flags().BoolVar(&o.All, "all", false, "rotate every secret rekey can rotate")
+	c.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing")
+	c.Flags().BoolVar(&o.Emergency, "emergency", false, "a secret was exposed: never roll back to the old values")
 	return c
 }
 
-func (a *app) runRotate(ctx context.Context, o rotateOptions, names []string) error {
-	n := 0
-	for _, b := range []bool{o.due, o.all, len(names) > 0} {
-		if b {
-			n++
-		}
-	}
-	if n != 1 {
-		return rekey.Errorf(rekey.CodeInvalid, "name the secrets to rotate, or pass --due or --all (one of them)").WithHint("`rekey status` lists the secrets and what is due")
-	}
-	var (
-		e   *rekey.Engine
-		err error
-	)
-	if o.dryRun {
-		// A plan of named secrets only prints, so it may show what an
-		// unapproved rekey.yaml would do; --due and --all log in to each
-		// database first (Preflight), so they need approval.
-		a.readOnly = !o.due && !o.all
-		cfg, st, err := a.openStore(ctx)
-		if err != nil {
-			return err
-		}
-		env, err := a.environment(cfg)
-		if err != nil {
-			return err
-		}
-		e = a.engine(cfg, st, env)
-	} else {
-		cfg, _, _, eng, err := a.mutate(ctx)
-		if err != nil {
-			return err
-		}
-		_ = cfg
-		e = eng
-	}
-	mode := rekey.ModeManual
-	if o.emergency {
-		mode = rekey.ModeEmergency
-	}
-	if o.due || o.all {
-		mode2 := mode
-		if o.due && !o.emergency {
-			mode2 = rekey.ModeScheduled
-		}
-		mode = mode2
-		cfg, st, _ := a.openStore(ctx)
-		env, _ := a.environment(cfg)
-		rows, err := a.computeStatus(ctx, cfg, st, env.Name)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			if r.Kind == rekey.KindManual {
-				continue
-			}
-			if o.due && r.State != rekey.StateOverdue {
-				continue
-			}
-			if _, err := e.Plan(ctx, []string{r.Name}, mode); err != nil {
-				var re *rekey.Error
-				if errors.As(err, &re) && re.Code == rekey.CodeUnsafe {
-					a.warnf("skipping %s: %s", r.Name, re.Msg)
-					continue
-				}
-				return err
-			}
-			if err := e.Preflight(ctx, r.Name); err != nil {
-				a.warnf("skipping %s: %v", r.Name, err)
-				continue
-			}
-			names = append(names, r.Name)
-		}
-		if len(names) == 0 {
-			fmt.Fprintln(a.out(), "nothing to rotate")
-			return nil
-		}
-	}
-	plan, err := e.Plan(ctx, names, mode)
+func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
+	p, err := a.s().PlanRotation(ctx, o)
 	if err != nil {
 		return err
 	}
-	if o.dryRun {
+	plan := p.Plan
+	if plan == nil {
+		fmt.Fprintln(a.out(), "nothing to rotate")
+		return nil
+	}
+	if o.DryRun {
 		fmt.Fprintf(a.out(), "plan (%s rotation of %s; nothing changed):\n", plan.Mode, plan.Env)
 		for _, s := range plan.Secrets {
 			fmt.Fprintf(a.out(), "  %s (%s, %d-bit %s) v%d → v%d\n", s.Name, s.Kind, s.Generator.Bits(), s.Generator.Encoding, s.FromVersion, s.ToVersion)
@@ -157,13 +83,12 @@ func (a *app) runRotate(ctx context.Context, o rotateOptions, names []string) er
 		}
 		return nil
 	}
-	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
 	for _, s := range plan.Secrets {
 		for _, w := range s.Warnings {
 			a.warnf("%s", w)
 		}
 	}
-	res, err := e.Rotate(ctx, names, mode, nil)
+	res, err := p.Run(ctx, a.narrate)
 	if err != nil {
 		return err
 	}

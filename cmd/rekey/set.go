@@ -3,16 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -88,75 +87,10 @@ func (a *app) readSecretInput(name string) (rekey.Value, error) {
 }
 
 func (a *app) runSet(ctx context.Context, name string, fromTarget bool, force string) error {
-	cfg, _, env, e, err := a.mutate(ctx)
+	v, err := a.s().Set(ctx, rkapp.SetRequest{Name: name, FromTarget: fromTarget, Force: force, Read: a.readSecretInput}, a.narrate)
 	if err != nil {
 		return err
 	}
-	sp, ok := cfg.Secret(name)
-	if !ok {
-		return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
-	}
-	var val rekey.Value
-	source, note := rekey.SourceManual, "set by a person"
-	if fromTarget {
-		names := e.TargetOrder
-		if len(sp.Targets) > 0 {
-			names = sp.Targets
-		}
-		got, err := e.Targets[names[0]].Read(ctx, []string{name})
-		if err != nil {
-			return err
-		}
-		v, ok := got[name]
-		if !ok {
-			return rekey.Errorf(rekey.CodeNotFound, "%s does not hold %s", e.Targets[names[0]].Name(), name)
-		}
-		val, note = v, "recorded from "+e.Targets[names[0]].Name()
-	} else {
-		val, err = a.readSecretInput(name)
-		if err != nil {
-			return err
-		}
-	}
-	if val.IsZero() {
-		return rekey.Errorf(rekey.CodeInvalid, "empty value for %s", name).WithHint("pipe the value on stdin: `rekey set %s < file`", name)
-	}
-	// A value used before: the engine refuses an exposed one (unless forced,
-	// then audited); any other earlier one gets a warning. Fingerprints only.
-	var same []string
-	var exposed *rekey.Exposure
-	fp := e.Store.Fingerprint(val)
-	if err := e.Store.View(ctx, func(tx rekey.Tx) error {
-		vs, err := tx.Versions(env.Name, name)
-		if err != nil && !errors.Is(err, rekey.ErrNotFound) {
-			return err
-		}
-		for _, v := range vs {
-			if v.Fingerprint == fp {
-				same = append(same, "v"+strconv.Itoa(v.N))
-			}
-		}
-		exposed, err = rekey.Exposed(tx, env.Name, name, fp)
-		return err
-	}); err != nil {
-		return err
-	}
-	if len(same) > 0 && exposed == nil {
-		what := "an earlier version"
-		if len(same) > 1 {
-			what = "earlier versions"
-		}
-		a.warnf("the new value of %s equals %s (%s): a value used before may already be known; prefer a new one", name, strings.Join(same, ", "), what)
-	}
-	e.Progress = func(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
-	res, err := e.Rotate(ctx, []string{name}, rekey.ModeSet, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: source, Note: note, SkipDrift: fromTarget, Force: force})
-	if err != nil {
-		return err
-	}
-	if exposed != nil {
-		a.warnf("the new value of %s is v%d's, which was exposed (%s): recorded anyway (--force); the reason is in the audit log", name, exposed.Version, exposed)
-	}
-	v := res.Versions[name]
 	fmt.Fprintf(a.out(), "recorded %s v%d %s\n", name, v.N, v.Fingerprint)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
@@ -32,85 +33,41 @@ version, last_rotated, next_due, period, state, bits and fingerprint.`,
 	return c
 }
 
-// computeStatus unseals the current values (for strength) and computes the rows.
+// computeStatus is rkapp.ComputeStatus at the session's clock (doctor,
+// report).
 func (a *app) computeStatus(ctx context.Context, cfg *config.Config, st rekey.Store, env string) ([]rekey.SecretStatus, error) {
-	var current map[string]rekey.Version
-	bits := map[string]int{}
-	err := st.View(ctx, func(tx rekey.Tx) error {
-		var err error
-		current, err = tx.AllLabeled(env, rekey.LabelCurrent)
-		if err != nil {
-			return err
-		}
-		for _, s := range cfg.Secrets {
-			v, ok := current[s.Name]
-			if !ok {
-				continue
-			}
-			val, err := tx.Value(env, s.Name, v.N)
-			if err != nil {
-				return err
-			}
-			bits[s.Name] = rekey.EstimateBits(val, s.Generator.Encoding)
-			val.Wipe()
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return rekey.ComputeStatus(env, cfg.Secrets, current, bits, a.now()), nil
+	return rkapp.ComputeStatus(ctx, st, cfg, env, a.s().Now())
 }
 
 func (a *app) runStatus(ctx context.Context, asJSON bool) error {
-	cfg, st, err := a.openStore(ctx)
+	s, err := a.s().Status(ctx)
 	if err != nil {
 		return err
 	}
-	env, err := a.environment(cfg)
-	if err != nil {
-		return err
-	}
-	rows, err := a.computeStatus(ctx, cfg, st, env.Name)
-	if err != nil {
-		return err
-	}
-	var open []*rekey.Rotation
-	if err := st.View(ctx, func(tx rekey.Tx) error {
-		open, err = tx.Rotations(env.Name, true)
-		return err
-	}); err != nil {
-		return err
-	}
-	attention := false
-	for _, r := range rows {
-		attention = attention || r.NeedsAttention()
-	}
-	if asJSON {
-		if rows == nil {
-			rows = []rekey.SecretStatus{}
-		}
-		enc := json.NewEncoder(a.out())
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rows); err != nil {
-			return err
-		}
-	} else {
-		w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
-		fmt.Fprintf(w, "SECRET\tENVIRONMENT\tKIND\tVERSION\tLAST ROTATED\tNEXT DUE\tSTATE\n")
-		for _, r := range rows {
-			q := textsafe.Quote
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), q(string(r.State)))
-		}
-		w.Flush()
-		for _, r := range open {
-			a.warnf("rotation %s was interrupted: run `rekey recover`", textsafe.Quote(r.ID))
-		}
-	}
-	if attention {
+	if s.NeedsAttention() {
 		a.exit = 8
 	}
+	if asJSON {
+		return a.printJSON(append([]rekey.SecretStatus{}, s.Rows...)) // [] when none, never null
+	}
+	w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "SECRET\tENVIRONMENT\tKIND\tVERSION\tLAST ROTATED\tNEXT DUE\tSTATE\n")
+	q := textsafe.Quote
+	for _, r := range s.Rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), q(string(r.State)))
+	}
+	w.Flush()
+	for _, r := range s.Interrupted {
+		a.warnf("rotation %s was interrupted: run `rekey recover`", textsafe.Quote(r.ID))
+	}
 	return nil
+}
+
+// printJSON prints v as indented JSON on stdout.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.out())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func ver(n int) string {

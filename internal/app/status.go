@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/config"
+)
+
+// Status is what `rekey status` reports of the session's environment.
+type Status struct {
+	// Rows are one per secret, in rekey.yaml order.
+	Rows []rekey.SecretStatus
+	// Interrupted are the rotations a crash left open (`rekey recover`).
+	Interrupted []*rekey.Rotation
+}
+
+// NeedsAttention: something is overdue, weak or missing (status exits 8).
+func (s *Status) NeedsAttention() bool {
+	for _, r := range s.Rows {
+		if r.NeedsAttention() {
+			return true
+		}
+	}
+	return false
+}
+
+// Status reads the state of every secret of the session's environment.
+func (s *Session) Status(ctx context.Context) (*Status, error) {
+	cfg, st, env, err := s.openEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &Status{}
+	if out.Rows, err = ComputeStatus(ctx, st, cfg, env.Name, s.Now()); err != nil {
+		return nil, err
+	}
+	err = st.View(ctx, func(tx rekey.Tx) error {
+		out.Interrupted, err = tx.Rotations(env.Name, true)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ComputeStatus computes the status rows of env's secrets at now; it
+// unseals each current value only to estimate its strength (status,
+// rotate --due, report, doctor).
+func ComputeStatus(ctx context.Context, st rekey.Store, cfg *config.Config, env string, now time.Time) ([]rekey.SecretStatus, error) {
+	var current map[string]rekey.Version
+	bits := map[string]int{}
+	err := st.View(ctx, func(tx rekey.Tx) error {
+		var err error
+		current, err = eachLive(tx, cfg, env, Current, func(s *rekey.Spec, _ rekey.Version, val rekey.Value) {
+			bits[s.Name] = rekey.EstimateBits(val, s.Generator.Encoding)
+			val.Wipe()
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rekey.ComputeStatus(env, cfg.Secrets, current, bits, now), nil
+}
