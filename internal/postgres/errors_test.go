@@ -157,16 +157,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
 		}()
-		p := params(t, role, pw)
-		p.SSLMode = "disable"
-		var err error
-		eventually(t, func() error {
-			_, err = postgres.Connect(testCtx(t), p)
-			if errors.Is(err, postgres.ErrTLSRequired) {
-				return nil
-			}
-			return errors.New("hba not reloaded yet")
-		})
+		p, err := refusedWithoutTLS(t, role, pw)
 		checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
 		if !strings.Contains(postgres.Hint(err), "sslmode=require") {
 			t.Errorf("hint: %s", postgres.Hint(err))
@@ -209,16 +200,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
 		}()
-		p := params(t, role, pw)
-		p.SSLMode = "disable"
-		var err error
-		eventually(t, func() error {
-			_, err = postgres.Connect(testCtx(t), p)
-			if errors.Is(err, postgres.ErrTLSRequired) {
-				return nil
-			}
-			return fmt.Errorf("not yet TLS-required: %v", err)
-		})
+		p, err := refusedWithoutTLS(t, role, pw)
 		checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
 		for _, mode := range []string{"require", "prefer", ""} {
 			p.SSLMode = mode
@@ -262,10 +244,8 @@ func eventually(t *testing.T, f func() error) {
 // cleartext, Connect refuses to send it unless require_auth allows it.
 func TestNoCleartextPassword(t *testing.T) {
 	c := pgtest.Need(t, cluster)
-	admin := superConn(t)
-	role := uniqueRole("cleartext")
 	pw := []byte("Cleartext-Pw-1")
-	createLoginRole(t, admin, role, pw)
+	_, role := newLoginRole(t, "cleartext", pw)
 	if err := c.SetHBA("host all "+role+" 127.0.0.1/32 password", pgtest.DefaultHBA); err != nil {
 		t.Fatal(err)
 	}
@@ -295,4 +275,22 @@ func TestNoCleartextPassword(t *testing.T) {
 		t.Fatalf("explicit require_auth=password: %v", err)
 	}
 	conn.Close(testCtx(t))
+}
+
+// refusedWithoutTLS connects as role without TLS until the server refuses
+// it for want of TLS (a pg_hba.conf change takes effect on reload), and
+// returns the connection parameters and that error.
+func refusedWithoutTLS(t *testing.T, role string, pw []byte) (postgres.Params, error) {
+	t.Helper()
+	p := params(t, role, pw)
+	p.SSLMode = "disable"
+	var err error
+	eventually(t, func() error {
+		_, err = postgres.Connect(testCtx(t), p)
+		if errors.Is(err, postgres.ErrTLSRequired) {
+			return nil
+		}
+		return fmt.Errorf("not yet TLS-required: %v", err)
+	})
+	return p, err
 }

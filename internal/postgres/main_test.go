@@ -68,6 +68,16 @@ func createLoginRole(t testing.TB, admin *pgx.Conn, role string, pw []byte) {
 	}
 }
 
+// newLoginRole creates a fresh login role, named after prefix, with
+// password pw, and returns the superuser session that made it and the role.
+func newLoginRole(t testing.TB, prefix string, pw []byte) (*pgx.Conn, string) {
+	t.Helper()
+	admin := superConn(t)
+	role := uniqueRole(prefix)
+	createLoginRole(t, admin, role, pw)
+	return admin, role
+}
+
 // login connects as role with pw, or fails the test.
 func login(t testing.TB, role string, pw []byte) *pgx.Conn {
 	t.Helper()

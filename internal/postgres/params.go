@@ -75,101 +75,15 @@ func ParseURL(u string) (Params, error) {
 		// postgres://user:pa/ss@host: the password cut the authority short.
 		return Params{}, invalidURL("unencoded '/' or '?' before '@' (percent-encode special characters in the user name and password)")
 	}
-
-	hostport := authority
-	if i := strings.LastIndex(authority, "@"); i >= 0 {
-		userinfo := authority[:i]
-		hostport = authority[i+1:]
-		user, pass, hasPass := strings.Cut(userinfo, ":")
-		var err error
-		if p.User, err = decodeString(user); err != nil {
-			return Params{}, invalidURL("bad percent-encoding in the user name")
-		}
-		if hasPass {
-			if p.Password, err = percentDecode(pass); err != nil {
-				return Params{}, invalidURL("bad percent-encoding in the password")
-			}
-		}
-	}
-
-	if strings.Contains(hostport, ",") {
-		return Params{}, invalidURL("several hosts are not supported")
-	}
-	host, port := hostport, ""
-	if strings.HasPrefix(hostport, "[") {
-		end := strings.Index(hostport, "]")
-		if end < 0 {
-			return Params{}, invalidURL("missing ']' after an IPv6 address")
-		}
-		host, port = hostport[1:end], hostport[end+1:]
-		if port != "" {
-			if port[0] != ':' {
-				return Params{}, invalidURL("unexpected characters after an IPv6 address")
-			}
-			port = port[1:]
-		}
-	} else if h, pt, ok := strings.Cut(hostport, ":"); ok {
-		host, port = h, pt
-		if strings.Contains(port, ":") {
-			return Params{}, invalidURL("bad host:port (write IPv6 addresses in brackets)")
-		}
+	if err := p.parseAuthority(authority); err != nil {
+		return Params{}, err
 	}
 	var err error
-	if p.Host, err = decodeString(host); err != nil {
-		return Params{}, invalidURL("bad percent-encoding in the host")
-	}
-	if port != "" {
-		if p.Port, err = parsePort(port); err != nil {
-			return Params{}, err
-		}
-	}
 	if p.Database, err = decodeString(path); err != nil {
 		return Params{}, invalidURL("bad percent-encoding in the database name")
 	}
-
-	if query != "" {
-		for _, kv := range strings.Split(query, "&") {
-			if kv == "" {
-				continue
-			}
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return Params{}, invalidURL("query parameter without '='")
-			}
-			key, err1 := decodeString(k)
-			val, err2 := percentDecode(v)
-			if err1 != nil || err2 != nil {
-				return Params{}, invalidURL("bad percent-encoding in a query parameter")
-			}
-			switch key {
-			case "":
-				return Params{}, invalidURL("query parameter without a name")
-			case "host":
-				p.Host = string(val)
-			case "port":
-				if p.Port, err = parsePort(string(val)); err != nil {
-					return Params{}, err
-				}
-			case "dbname":
-				p.Database = string(val)
-			case "user":
-				p.User = string(val)
-			case "password":
-				p.Password = val
-			case "sslmode":
-				p.SSLMode = string(val)
-			case "ssl":
-				if string(val) != "true" {
-					return Params{}, invalidURL("ssl may only be true (use sslmode)")
-				}
-				p.SSLMode = "require"
-			default:
-				if p.Options == nil {
-					p.Options = url.Values{}
-				}
-				p.Options.Set(key, string(val))
-			}
-		}
+	if err := p.parseQuery(query); err != nil {
+		return Params{}, err
 	}
 	if strings.Contains(p.Host, ",") {
 		return Params{}, invalidURL("several hosts are not supported")
@@ -180,6 +94,119 @@ func ParseURL(u string) (Params, error) {
 		return Params{}, invalidURL("unknown sslmode")
 	}
 	return p, nil
+}
+
+// parseAuthority sets the user, password, host and port of p from the
+// authority of a URL ([user[:password]@][host][:port]).
+func (p *Params) parseAuthority(authority string) error {
+	hostport := authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo := authority[:i]
+		hostport = authority[i+1:]
+		user, pass, hasPass := strings.Cut(userinfo, ":")
+		var err error
+		if p.User, err = decodeString(user); err != nil {
+			return invalidURL("bad percent-encoding in the user name")
+		}
+		if hasPass {
+			if p.Password, err = percentDecode(pass); err != nil {
+				return invalidURL("bad percent-encoding in the password")
+			}
+		}
+	}
+	host, port, err := splitHostPort(hostport)
+	if err != nil {
+		return err
+	}
+	if p.Host, err = decodeString(host); err != nil {
+		return invalidURL("bad percent-encoding in the host")
+	}
+	if port != "" {
+		if p.Port, err = parsePort(port); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitHostPort splits host[:port] or [IPv6][:port]; one host only.
+func splitHostPort(hostport string) (host, port string, err error) {
+	if strings.Contains(hostport, ",") {
+		return "", "", invalidURL("several hosts are not supported")
+	}
+	host = hostport
+	if strings.HasPrefix(hostport, "[") {
+		end := strings.Index(hostport, "]")
+		if end < 0 {
+			return "", "", invalidURL("missing ']' after an IPv6 address")
+		}
+		host, port = hostport[1:end], hostport[end+1:]
+		if port != "" {
+			if port[0] != ':' {
+				return "", "", invalidURL("unexpected characters after an IPv6 address")
+			}
+			port = port[1:]
+		}
+	} else if h, pt, ok := strings.Cut(hostport, ":"); ok {
+		host, port = h, pt
+		if strings.Contains(port, ":") {
+			return "", "", invalidURL("bad host:port (write IPv6 addresses in brackets)")
+		}
+	}
+	return host, port, nil
+}
+
+// parseQuery applies the query parameters of a URL to p: host, port,
+// dbname, user, password, sslmode and ssl override the URL's parts; the
+// others go to Options.
+func (p *Params) parseQuery(query string) error {
+	if query == "" {
+		return nil
+	}
+	for _, kv := range strings.Split(query, "&") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return invalidURL("query parameter without '='")
+		}
+		key, err1 := decodeString(k)
+		val, err2 := percentDecode(v)
+		if err1 != nil || err2 != nil {
+			return invalidURL("bad percent-encoding in a query parameter")
+		}
+		var err error
+		switch key {
+		case "":
+			return invalidURL("query parameter without a name")
+		case "host":
+			p.Host = string(val)
+		case "port":
+			if p.Port, err = parsePort(string(val)); err != nil {
+				return err
+			}
+		case "dbname":
+			p.Database = string(val)
+		case "user":
+			p.User = string(val)
+		case "password":
+			p.Password = val
+		case "sslmode":
+			p.SSLMode = string(val)
+		case "ssl":
+			if string(val) != "true" {
+				return invalidURL("ssl may only be true (use sslmode)")
+			}
+			p.SSLMode = "require"
+		default:
+			if p.Options == nil {
+				p.Options = url.Values{}
+			}
+			p.Options.Set(key, string(val))
+		}
+	}
+	return nil
 }
 
 func parsePort(s string) (int, error) {

@@ -140,10 +140,8 @@ func TestServerLogHasNoPasswords(t *testing.T) {
 
 // TestCheckSCRAM refuses a session whose password_encryption is md5.
 func TestCheckSCRAM(t *testing.T) {
-	admin := superConn(t)
-	role := uniqueRole("checkscram")
 	pw := []byte("CheckScram-1")
-	createLoginRole(t, admin, role, pw)
+	_, role := newLoginRole(t, "checkscram", pw)
 	conn := login(t, role, pw)
 	if err := postgres.CheckSCRAM(testCtx(t), conn); err != nil {
 		t.Fatalf("default session refused: %v", err)
@@ -163,10 +161,8 @@ func TestCheckSCRAM(t *testing.T) {
 
 // TestProbe picks the first candidate that logs in.
 func TestProbe(t *testing.T) {
-	admin := superConn(t)
-	role := uniqueRole("probe")
 	current := []byte("Probe-Current-1")
-	createLoginRole(t, admin, role, current)
+	_, role := newLoginRole(t, "probe", current)
 	p := params(t, role, nil)
 	for _, c := range []struct {
 		cands [][]byte
@@ -194,10 +190,8 @@ func TestProbe(t *testing.T) {
 // TestSetPasswordRefusesEmpty: ALTER ROLE ... PASSWORD ” would remove the
 // password; SetPassword never sends it.
 func TestSetPasswordRefusesEmpty(t *testing.T) {
-	admin := superConn(t)
-	role := uniqueRole("empty")
 	pw := []byte("Empty-Check-1")
-	createLoginRole(t, admin, role, pw)
+	admin, role := newLoginRole(t, "empty", pw)
 	for _, bad := range []string{"", "a\x00b"} {
 		if err := postgres.SetPassword(testCtx(t), admin, bad, pw); err == nil {
 			t.Errorf("SetPassword accepted role name %q", bad)

@@ -59,10 +59,8 @@ func TestSCRAMVerifierMatchesServer(t *testing.T) {
 // TestSetPasswordStoresOurVerifier checks what SetPassword sends is stored
 // as is: 16-byte salt, 4096 iterations, and the keys of our computation.
 func TestSetPasswordStoresOurVerifier(t *testing.T) {
-	admin := superConn(t)
-	role := uniqueRole("stored")
 	pw := []byte("Stored-Verifier-\u00e9-1")
-	createLoginRole(t, admin, role, pw)
+	admin, role := newLoginRole(t, "stored", pw)
 	stored := storedVerifier(t, admin, role)
 	iter, salt := parseVerifier(t, stored)
 	if iter != 4096 || len(salt) != 16 {
