@@ -71,7 +71,7 @@ func (a *app) runServicesStatus(ctx context.Context, names []string, asJSON bool
 	}
 	res, err := a.s().ServicesStatus(ctx, svcs, onResult)
 	if asJSON && res != nil {
-		if jerr := printJSON(a.out(), res); jerr != nil {
+		if jerr := a.printJSON(res); jerr != nil {
 			return jerr
 		}
 	}

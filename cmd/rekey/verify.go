@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -66,7 +65,7 @@ func (a *app) runVerify(ctx context.Context, names []string, asJSON bool) error 
 	}
 	_, results, err := a.s().Verify(ctx, names, onResult)
 	if asJSON && results != nil {
-		if jerr := printJSON(a.out(), results); jerr != nil {
+		if jerr := a.printJSON(results); jerr != nil {
 			return jerr
 		}
 	}
@@ -118,11 +117,4 @@ func (a *app) environ() []string {
 		}
 	}
 	return rekey.ChildEnv(env)
-}
-
-// printJSON prints v as indented JSON.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
