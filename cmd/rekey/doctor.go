@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -71,9 +70,7 @@ func (a *app) runDoctor(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(a.out())
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(checks); err != nil {
+		if err := a.printJSON(checks); err != nil {
 			return err
 		}
 	} else {
