@@ -124,3 +124,21 @@ func Need(t testing.TB, c *Cluster) *Cluster {
 	t.Skip(reason)
 	return nil
 }
+
+// Eventually calls f until it returns nil, for up to 5 seconds (a
+// pg_hba.conf change, say, takes effect when the server reloads), and fails
+// the test with f's last error if it never does.
+func Eventually(t testing.TB, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -145,9 +145,9 @@ func TestSetHBA(t *testing.T) {
 		if err := c.ResetHBA(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, func() error { return c.Exec(ctx(t), "SELECT 1") })
+		Eventually(t, func() error { return c.Exec(ctx(t), "SELECT 1") })
 	}()
-	eventually(t, func() error {
+	Eventually(t, func() error {
 		err := c.Exec(ctx(t), "SELECT 1")
 		if err == nil || !strings.Contains(err.Error(), "rejects connection") {
 			return errorString("hba not applied yet")
@@ -159,21 +159,6 @@ func TestSetHBA(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
-
-func eventually(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func TestStartStop(t *testing.T) {
 	Need(t, cluster)
@@ -218,7 +203,7 @@ func TestEnableTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsURL := strings.Replace(c.SuperConnString("postgres"), "sslmode=disable", "sslmode=require", 1)
-	eventually(t, func() error {
+	Eventually(t, func() error {
 		conn, err := pgx.Connect(ctx(t), tlsURL)
 		if err != nil {
 			return err
@@ -236,7 +221,7 @@ func TestEnableTLS(t *testing.T) {
 	if err := c.DisableTLS(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() error {
+	Eventually(t, func() error {
 		conn, err := pgx.Connect(ctx(t), tlsURL)
 		if err == nil {
 			conn.Close(context.Background())

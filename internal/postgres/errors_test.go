@@ -155,7 +155,7 @@ func TestErrorClasses(t *testing.T) {
 			if err := c.ResetHBA(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
+			pgtest.Eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
 		}()
 		p, err := refusedWithoutTLS(t, role, pw)
 		checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
@@ -198,7 +198,7 @@ func TestErrorClasses(t *testing.T) {
 			if err := c.DisableTLS(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
+			pgtest.Eventually(t, func() error { return c.Exec(testCtx(t), "SELECT 1") })
 		}()
 		p, err := refusedWithoutTLS(t, role, pw)
 		checkClass(t, err, postgres.ErrTLSRequired, addr, role, pw)
@@ -225,21 +225,6 @@ func TestErrorClasses(t *testing.T) {
 	})
 }
 
-func eventually(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestNoCleartextPassword: when pg_hba.conf asks for the password in
 // cleartext, Connect refuses to send it unless require_auth allows it.
 func TestNoCleartextPassword(t *testing.T) {
@@ -255,7 +240,7 @@ func TestNoCleartextPassword(t *testing.T) {
 		}
 	}()
 	var err error
-	eventually(t, func() error {
+	pgtest.Eventually(t, func() error {
 		_, err = postgres.Connect(testCtx(t), params(t, role, pw))
 		if err != nil && strings.Contains(err.Error(), "server requested password authentication") {
 			return nil
@@ -285,7 +270,7 @@ func refusedWithoutTLS(t *testing.T, role string, pw []byte) (postgres.Params, e
 	p := params(t, role, pw)
 	p.SSLMode = "disable"
 	var err error
-	eventually(t, func() error {
+	pgtest.Eventually(t, func() error {
 		_, err = postgres.Connect(testCtx(t), p)
 		if errors.Is(err, postgres.ErrTLSRequired) {
 			return nil

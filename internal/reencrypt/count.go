@@ -159,27 +159,8 @@ func countTable(ctx context.Context, tx pgx.Tx, t *table, kr *keyring, limit int
 			pref := 0
 			var err error
 			for rows := range work {
-				if err != nil {
-					continue
-				}
-				for _, rw := range rows {
-					for c, v := range rw.old {
-						if len(v) == 0 {
-							local[c].Empty++
-							continue
-						}
-						var o opened
-						if o, err = kr.open(v, pref, &sc); err != nil {
-							break
-						}
-						wipe(o.pt)
-						if o.idx < 0 {
-							local[c].Neither++
-						} else {
-							local[c].ByKey[o.idx]++
-							pref = o.idx
-						}
-					}
+				if err == nil {
+					err = countRows(rows, kr, local, &pref, &sc)
 				}
 			}
 			mu.Lock()
@@ -196,53 +177,72 @@ func countTable(ctx context.Context, tx pgx.Tx, t *table, kr *keyring, limit int
 			}
 		}()
 	}
-	n, err := func() (int64, error) {
-		defer close(work)
-		var lastPK []string
-		var n int64
-		for {
-			if err := ctx.Err(); err != nil {
-				return n, rekey.Wrap(rekey.CodeInternal, ErrInterrupted, "reencrypt: count of %s stopped", t.display)
-			}
-			var rs pgx.Rows
-			var err error
-			if lastPK == nil {
-				rs, err = tx.Query(ctx, t.selectFirst, limit)
-			} else {
-				args := make([]any, 0, len(lastPK)+1)
-				for _, v := range lastPK {
-					args = append(args, v)
-				}
-				rs, err = tx.Query(ctx, t.selectNext, append(args, limit)...)
-			}
-			if err != nil {
-				return n, dbError(err, "read %s", t.display)
-			}
-			var ar arena
-			rows, _, err := scanRows(rs, t, &ar, make([]row, 0, limit), nil)
-			rs.Close()
-			if err != nil {
-				return n, dbError(err, "read %s", t.display)
-			}
-			if len(rows) > 0 {
-				work <- rows
-				lastPK = lastPK[:0:0]
-				for _, k := range rows[len(rows)-1].key {
-					lastPK = append(lastPK, string(k))
-				}
-			}
-			n += int64(len(rows))
-			progress(int64(len(rows)))
-			if len(rows) < limit {
-				return n, nil
-			}
-		}
-	}()
+	n, err := sendInKeyOrder(ctx, tx, t, limit, work, progress)
 	wg.Wait()
 	if err != nil {
 		return n, err
 	}
 	return n, workErr
+}
+
+// countRows counts under which key each value of rows opens (pref: the key
+// tried first, the last that opened one).
+func countRows(rows []row, kr *keyring, cols []ColumnCount, pref *int, sc *scratch) error {
+	for _, rw := range rows {
+		for c, v := range rw.old {
+			if len(v) == 0 {
+				cols[c].Empty++
+				continue
+			}
+			o, err := kr.open(v, *pref, sc)
+			if err != nil {
+				return err
+			}
+			wipe(o.pt)
+			if o.idx < 0 {
+				cols[c].Neither++
+			} else {
+				cols[c].ByKey[o.idx]++
+				*pref = o.idx
+			}
+		}
+	}
+	return nil
+}
+
+// sendInKeyOrder reads t in key order, limit rows at a time, and sends each batch
+// to work, which it closes. It returns the number of rows read.
+func sendInKeyOrder(ctx context.Context, tx pgx.Tx, t *table, limit int, work chan<- []row, progress func(int64)) (int64, error) {
+	defer close(work)
+	var lastPK []string
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, rekey.Wrap(rekey.CodeInternal, ErrInterrupted, "reencrypt: count of %s stopped", t.display)
+		}
+		rs, err := t.readAfter(ctx, tx, lastPK, limit)
+		if err != nil {
+			return n, dbError(err, "read %s", t.display)
+		}
+		var ar arena
+		rows, _, err := scanRows(rs, t, &ar, make([]row, 0, limit), nil)
+		rs.Close()
+		if err != nil {
+			return n, dbError(err, "read %s", t.display)
+		}
+		if len(rows) > 0 {
+			work <- rows
+			lastPK = lastPK[:0:0]
+			for _, k := range rows[len(rows)-1].key {
+				lastPK = append(lastPK, string(k))
+			}
+		}
+		n += int64(len(rows))
+		progress(int64(len(rows)))
+		if len(rows) < limit {
+			return n, nil
+		}
+	}
 }
 
 // String describes the job without its DSN or keys.

@@ -83,59 +83,15 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 		defer cancel()
 		_ = dropDatabase(dctx, admin, rh.Copy)
 	}()
-	// With other sessions on the source, CREATE DATABASE ... TEMPLATE
-	// waits 5 s before it fails: look first.
-	var others int
-	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, src).Scan(&others); err != nil {
-		return nil, dbError(err, "list the sessions on the database")
-	}
-	err = &pgconn.PgError{Code: "55006"}
-	if others == 0 {
-		_, err = admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(rh.Copy)+" TEMPLATE "+quoteIdent(src))
-	}
-	switch code := pgCode(err); {
-	case err == nil:
-		created, rh.Method = true, CopyTemplate
-	case code == "55006" || code == "42501": // others are connected to it; or not ours to copy
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(rh.Copy)); err != nil {
-			return nil, dbError(err, "create the rehearsal database").WithHint("the role needs CREATEDB")
-		}
-		created, rh.Method = true, CopyDump
-		if err := dumpRestore(ctx, cc, src, rh.Copy, job.PGBinDir, admin); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, dbError(err, "copy the database").WithHint("the role needs CREATEDB")
+	rh.Method, created, err = copyDatabase(ctx, admin, cc, src, rh.Copy, job.PGBinDir)
+	if err != nil {
+		return nil, err
 	}
 	rh.CopyTime = time.Since(t0)
 
 	copyCC := cc.Copy()
 	copyCC.Database = rh.Copy
-	sizes := func() ([]int64, error) {
-		conn, err := connect(ctx, copyCC)
-		if err != nil {
-			return nil, err
-		}
-		defer conn.Close(context.Background())
-		specs, _ := validate(cfg)
-		tables, err := resolveTables(ctx, conn, specs, cfg.Encoding, false)
-		if err != nil {
-			return nil, err
-		}
-		var out []int64
-		for _, t := range tables {
-			var n int64
-			if err := conn.QueryRow(ctx, `SELECT pg_total_relation_size($1::oid)`, t.oid).Scan(&n); err != nil {
-				return nil, dbError(err, "measure %s", t.display)
-			}
-			if len(rh.Tables) < len(tables) {
-				rh.Tables = append(rh.Tables, TableGrowth{Table: t.display})
-			}
-			out = append(out, n)
-		}
-		return out, nil
-	}
-	before, err := sizes()
+	before, err := rh.sizes(ctx, copyCC, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +105,7 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 	if res == nil {
 		return rh, runErr
 	}
-	if after, err := sizes(); err == nil {
+	if after, err := rh.sizes(ctx, copyCC, cfg); err == nil {
 		for i := range rh.Tables {
 			rh.Tables[i].Before, rh.Tables[i].After = before[i], after[i]
 		}
@@ -157,6 +113,61 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 		return rh, err
 	}
 	return rh, runErr
+}
+
+// copyDatabase copies database src to a new database dst: as a template
+// when nobody else is connected to src and the role may, else by pg_dump
+// into an empty database. created says whether dst exists (to drop), also
+// when the copy failed.
+func copyDatabase(ctx context.Context, admin *pgx.Conn, cc *pgx.ConnConfig, src, dst, binDir string) (method string, created bool, err error) {
+	// With other sessions on the source, CREATE DATABASE ... TEMPLATE
+	// waits 5 s before it fails: look first.
+	var others int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, src).Scan(&others); err != nil {
+		return "", false, dbError(err, "list the sessions on the database")
+	}
+	err = &pgconn.PgError{Code: "55006"}
+	if others == 0 {
+		_, err = admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(dst)+" TEMPLATE "+quoteIdent(src))
+	}
+	switch code := pgCode(err); {
+	case err == nil:
+		return CopyTemplate, true, nil
+	case code == "55006" || code == "42501": // others are connected to it; or not ours to copy
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(dst)); err != nil {
+			return "", false, dbError(err, "create the rehearsal database").WithHint("the role needs CREATEDB")
+		}
+		return CopyDump, true, dumpRestore(ctx, cc, src, dst, binDir, admin)
+	default:
+		return "", false, dbError(err, "copy the database").WithHint("the role needs CREATEDB")
+	}
+}
+
+// sizes measures the tables of cfg in the database of cc (on its first
+// call, it lists them in rh.Tables).
+func (rh *Rehearsal) sizes(ctx context.Context, cc *pgx.ConnConfig, cfg rekey.ReencryptSpec) ([]int64, error) {
+	conn, err := connect(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	specs, _ := validate(cfg)
+	tables, err := resolveTables(ctx, conn, specs, cfg.Encoding, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, t := range tables {
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT pg_total_relation_size($1::oid)`, t.oid).Scan(&n); err != nil {
+			return nil, dbError(err, "measure %s", t.display)
+		}
+		if len(rh.Tables) < len(tables) {
+			rh.Tables = append(rh.Tables, TableGrowth{Table: t.display})
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)

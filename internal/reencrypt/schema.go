@@ -313,3 +313,21 @@ func (t *table) buildSQL() {
 	t.update = fmt.Sprintf("UPDATE %s AS t SET %s FROM unnest(%s) AS v(%s) WHERE %s",
 		t.ident, strings.Join(set, ", "), strings.Join(arrays, ", "), strings.Join(names, ", "), strings.Join(where, " AND "))
 }
+
+// querier runs a query: a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// readAfter reads the next limit rows of t in key order: the first ones,
+// or those after the key lastPK.
+func (t *table) readAfter(ctx context.Context, q querier, lastPK []string, limit int) (pgx.Rows, error) {
+	if lastPK == nil {
+		return q.Query(ctx, t.selectFirst, limit)
+	}
+	args := make([]any, 0, len(lastPK)+1)
+	for _, v := range lastPK {
+		args = append(args, v)
+	}
+	return q.Query(ctx, t.selectNext, append(args, limit)...)
+}
