@@ -33,6 +33,16 @@ var Filters = []string{"urlquery", "urlpath", "json", "pgquote"}
 
 var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z]+\s*)*)\}\}`)
 
+// MustParseTemplate is ParseTemplate for a text known to be valid (a
+// literal, a test's): it panics on an error.
+func MustParseTemplate(src string) *Template {
+	t, err := ParseTemplate(src)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 // ParseTemplate parses src. The error names the problem, never a value.
 func ParseTemplate(src string) (*Template, error) {
 	t := &Template{src: src}

@@ -22,15 +22,6 @@ var cmpTemplates = cmp.Comparer(func(a, b *rekey.Template) bool {
 	return a.Source() == b.Source()
 })
 
-func tmpl(t *testing.T, s string) *rekey.Template {
-	t.Helper()
-	x, err := rekey.ParseTemplate(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
 func TestServicesAndChecks(t *testing.T) {
 	c, err := Load("testdata/services.yaml")
 	if err != nil {
@@ -85,9 +76,9 @@ func TestServicesAndChecks(t *testing.T) {
 		return k
 	}
 	login := def(rekey.Check{Name: "login", Type: rekey.CheckHTTP, Line: 47, HTTP: &rekey.HTTPCheck{
-		Method: "POST", URL: tmpl(t, "http://localhost:8080/api/login"),
-		Headers: []rekey.Header{{Name: "Content-Type", Value: tmpl(t, "application/json")}, {Name: "X-Smoke", Value: tmpl(t, "{{ SMOKE_PASSWORD }}")}},
-		Body:    tmpl(t, `{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
+		Method: "POST", URL: rekey.MustParseTemplate("http://localhost:8080/api/login"),
+		Headers: []rekey.Header{{Name: "Content-Type", Value: rekey.MustParseTemplate("application/json")}, {Name: "X-Smoke", Value: rekey.MustParseTemplate("{{ SMOKE_PASSWORD }}")}},
+		Body:    rekey.MustParseTemplate(`{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
 		Expect:  []int{200}, JSONField: "data.token",
 	}})
 	login.Retries, login.Backoff, login.Deadline = 5, 500*time.Millisecond, 30*time.Second
@@ -98,9 +89,9 @@ func TestServicesAndChecks(t *testing.T) {
 	smoke := def(rekey.Check{Name: "smoke", Type: rekey.CheckCommand, Line: 68, Command: &rekey.Command{Argv: []string{"./scripts/smoke-test", "--quick"}, Timeout: rekey.DefaultCheckTimeout}})
 	smoke.Retries = 0
 	wantChecks := []rekey.Check{
-		def(rekey.Check{Name: "health", Type: rekey.CheckHTTP, Line: 45, HTTP: &rekey.HTTPCheck{Method: "GET", URL: tmpl(t, "http://localhost:8080/health")}}),
+		def(rekey.Check{Name: "health", Type: rekey.CheckHTTP, Line: 45, HTTP: &rekey.HTTPCheck{Method: "GET", URL: rekey.MustParseTemplate("http://localhost:8080/health")}}),
 		login,
-		def(rekey.Check{Name: "db-port", Type: rekey.CheckTCP, Line: 58, TCP: &rekey.TCPCheck{Address: tmpl(t, "localhost:5432")}, Environments: []string{"production"}}),
+		def(rekey.Check{Name: "db-port", Type: rekey.CheckTCP, Line: 58, TCP: &rekey.TCPCheck{Address: rekey.MustParseTemplate("localhost:5432")}, Environments: []string{"production"}}),
 		def(rekey.Check{Name: "db", Type: rekey.CheckPostgres, Line: 61, Postgres: &rekey.PostgresCheck{URL: "DATABASE_URL"}}),
 		def(rekey.Check{Name: "patients", Type: rekey.CheckSQL, Line: 63, SQL: &rekey.SQLCheck{URL: "DATABASE_URL", Query: "SELECT count(*) FROM patients", Expect: "20"}}),
 		pii,

@@ -87,7 +87,7 @@ func TestApplierAttrs(t *testing.T) {
 // TestApplierParamsRole: the URL is rendered with the version's role.
 func TestApplierParamsRole(t *testing.T) {
 	a := &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL",
-		Template: mustParseTemplate(t, "postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@db:5432/app")}}}
+		Template: rekey.MustParseTemplate("postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@db:5432/app")}}}
 	spec := altSpec("App Blue", "app_green")
 	for attrs, want := range map[string]string{"": "App Blue", "app_green": "app_green"} {
 		v := rekey.VersionValue{Value: rekey.NewValueString("pw/with?odd&chars")}
@@ -119,7 +119,7 @@ func pair(t *testing.T, blueAttrs string, noGreen bool) (spec *rekey.Spec, a *po
 	}
 	c := cluster
 	tmpl := "postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable"
-	a = &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: mustParseTemplate(t, tmpl)}}}
+	a = &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: rekey.MustParseTemplate(tmpl)}}}
 	return altSpec(blue, green), a, blue, green
 }
 
@@ -281,7 +281,7 @@ func TestApplierAdmin(t *testing.T) {
 	}
 	tmpl := "postgres://" + strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(role, " ", "%20"), `"`, "%22"), "'", "%27") +
 		":{{ DATABASE_PASSWORD | urlquery }}@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable"
-	a := &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: mustParseTemplate(t, tmpl)}}, Values: values}
+	a := &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: rekey.MustParseTemplate(tmpl)}}, Values: values}
 	spec := &rekey.Spec{Name: "DATABASE_PASSWORD", Kind: rekey.KindPostgresPassword,
 		Postgres: &rekey.PostgresSpec{URLFrom: "DATABASE_URL", ChangedBy: "admin", AdminSecret: "PG_ADMIN_URL", Strategy: "single"}}
 	ctx := testCtx(t)
@@ -332,7 +332,7 @@ func TestApplierAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Derived = []rekey.Derived{{Name: "DATABASE_URL", Template: mustParseTemplate(t, out)}}
+	a.Derived = []rekey.Derived{{Name: "DATABASE_URL", Template: rekey.MustParseTemplate(out)}}
 	spec.Postgres.Strategy, spec.Postgres.Roles = "alternating", []string{role, green}
 	pend = rekey.VersionValue{Version: rekey.Version{N: 2, Attrs: a.Attrs(spec, cur.Version)}, Value: rekey.NewValueString("green-password-2")}
 	if pend.Attrs["role"] != green {
@@ -366,7 +366,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // refused before any connection: rekey never sets that role's password.
 func TestApplierRefusesUndeclaredRole(t *testing.T) {
 	a := &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL",
-		Template: mustParseTemplate(t, "postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@db:5432/app")}}}
+		Template: rekey.MustParseTemplate("postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@db:5432/app")}}}
 	spec := altSpec("app_blue", "app_green")
 	_, err := a.ParamsFor(context.Background(), spec, vv(3, "postgres", "attacker-knows-this"))
 	if rekey.ErrorCode(err) != rekey.CodeAuth || !strings.Contains(err.Error(), `"postgres"`) {

@@ -9,18 +9,9 @@ import (
 	"github.com/rekeyhq/rekey/internal/postgres"
 )
 
-func mustParseTemplate(t *testing.T, src string) *rekey.Template {
-	t.Helper()
-	tmpl, err := rekey.ParseTemplate(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tmpl
-}
-
 func TestApplierParams(t *testing.T) {
 	a := &postgres.Applier{
-		Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: mustParseTemplate(t, "postgres://app:{{DATABASE_PASSWORD}}@db.example:6543/{{DB_NAME}}?sslmode=require")}},
+		Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: rekey.MustParseTemplate("postgres://app:{{DATABASE_PASSWORD}}@db.example:6543/{{DB_NAME}}?sslmode=require")}},
 		Values: func(context.Context) (map[string]rekey.Value, error) {
 			return map[string]rekey.Value{"DB_NAME": rekey.NewValueString("atlas"), "DATABASE_PASSWORD": rekey.NewValueString("stale")}, nil
 		},

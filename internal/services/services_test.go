@@ -25,15 +25,6 @@ func svc(name string, order int, restart rekey.Command, consumes ...string) reke
 	return s
 }
 
-func derived(t *testing.T, name, src string) rekey.Derived {
-	t.Helper()
-	tm, err := rekey.ParseTemplate(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rekey.Derived{Name: name, Template: tm}
-}
-
 func readLog(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "log"))
@@ -56,7 +47,7 @@ func TestRestartAffectedInOrder(t *testing.T) {
 		svc("db-first", -1, log("db-first"), "DATABASE_PASSWORD"),
 		svc("none", 0, log("none"), "ENCRYPTION_KEY"),
 	}
-	o := Options{Dir: dir, Derived: []rekey.Derived{derived(t, "DATABASE_URL", "postgres://app:{{ DATABASE_PASSWORD | urlquery }}@db/app")}}
+	o := Options{Dir: dir, Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: rekey.MustParseTemplate("postgres://app:{{ DATABASE_PASSWORD | urlquery }}@db/app")}}}
 	var seen []string
 	o.OnResult = func(r Result) { seen = append(seen, r.Service) }
 	res, err := Restart(context.Background(), svcs, []string{"DATABASE_PASSWORD"}, o)

@@ -41,8 +41,8 @@ func (r *recorder) requests() int {
 func secretCheck(t *testing.T, url, follow string, expect ...int) rekey.Check {
 	c := httpCheck(t, "login", url, 2)
 	c.HTTP.Method = "POST"
-	c.HTTP.Headers = []rekey.Header{{Name: "X-Api-Key", Value: tmpl(t, "{{ API_KEY }}")}}
-	c.HTTP.Body = tmpl(t, `{"key": "{{ API_KEY }}"}`)
+	c.HTTP.Headers = []rekey.Header{{Name: "X-Api-Key", Value: rekey.MustParseTemplate("{{ API_KEY }}")}}
+	c.HTTP.Body = rekey.MustParseTemplate(`{"key": "{{ API_KEY }}"}`)
 	c.HTTP.FollowRedirects = follow
 	c.HTTP.Expect = expect
 	return c

@@ -16,15 +16,6 @@ import (
 	"github.com/rekeyhq/rekey"
 )
 
-func tmpl(t *testing.T, s string) *rekey.Template {
-	t.Helper()
-	x, err := rekey.ParseTemplate(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
 // check returns a check with fast retries: attempts are 10ms apart.
 func check(name string, retries int) rekey.Check {
 	return rekey.Check{Name: name, Retries: retries, Backoff: 10 * time.Millisecond, Timeout: 5 * time.Second, Deadline: 30 * time.Second}
@@ -32,7 +23,7 @@ func check(name string, retries int) rekey.Check {
 
 func httpCheck(t *testing.T, name, url string, retries int) rekey.Check {
 	c := check(name, retries)
-	c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{Method: "GET", URL: tmpl(t, url)}
+	c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{Method: "GET", URL: rekey.MustParseTemplate(url)}
 	return c
 }
 
@@ -127,9 +118,9 @@ func TestHTTP(t *testing.T) {
 		c := check("login", 0)
 		c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{
 			Method:    "POST",
-			URL:       tmpl(t, srv.URL+"/login"),
-			Headers:   []rekey.Header{{Name: "Content-Type", Value: tmpl(t, "application/json")}},
-			Body:      tmpl(t, `{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
+			URL:       rekey.MustParseTemplate(srv.URL+"/login"),
+			Headers:   []rekey.Header{{Name: "Content-Type", Value: rekey.MustParseTemplate("application/json")}},
+			Body:      rekey.MustParseTemplate(`{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
 			Expect:    []int{200},
 			JSONField: "data.token",
 		}
@@ -214,13 +205,13 @@ func TestTCP(t *testing.T) {
 		}
 	}()
 	c := check("port", 0)
-	c.Type, c.TCP = rekey.CheckTCP, &rekey.TCPCheck{Address: tmpl(t, l.Addr().String())}
+	c.Type, c.TCP = rekey.CheckTCP, &rekey.TCPCheck{Address: rekey.MustParseTemplate(l.Addr().String())}
 	if r := runOne(t, c, nil, Options{}); !r.OK || r.Message != "connected" {
 		t.Errorf("%+v", r)
 	}
 	addr := closedAddr(t)
 	c.Retries = 2
-	c.TCP = &rekey.TCPCheck{Address: tmpl(t, addr)}
+	c.TCP = &rekey.TCPCheck{Address: rekey.MustParseTemplate(addr)}
 	r := runOne(t, c, nil, Options{})
 	if r.OK || r.Attempts != 3 || r.Message != "connect to "+addr+": connection refused" || !strings.Contains(r.Hint, "nothing listens") {
 		t.Errorf("%+v", r)
@@ -267,18 +258,18 @@ func TestSecretsNeverShown(t *testing.T) {
 	var cases []rekey.Check
 	add := func(name, url string, headers ...rekey.Header) {
 		c := check(name, 1)
-		c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{Method: "POST", URL: tmpl(t, url), Headers: headers,
-			Body: tmpl(t, `{"token": "{{ API_TOKEN | json }}"}`), JSONField: "token"}
+		c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{Method: "POST", URL: rekey.MustParseTemplate(url), Headers: headers,
+			Body: rekey.MustParseTemplate(`{"token": "{{ API_TOKEN | json }}"}`), JSONField: "token"}
 		cases = append(cases, c)
 	}
-	bearer := rekey.Header{Name: "Authorization", Value: tmpl(t, "Bearer {{ API_TOKEN }}")}
-	add("echo", echo.URL+"/login?token={{ API_TOKEN | urlquery }}", bearer, rekey.Header{Name: "X-Token", Value: tmpl(t, "{{ API_TOKEN }}")})
+	bearer := rekey.Header{Name: "Authorization", Value: rekey.MustParseTemplate("Bearer {{ API_TOKEN }}")}
+	add("echo", echo.URL+"/login?token={{ API_TOKEN | urlquery }}", bearer, rekey.Header{Name: "X-Token", Value: rekey.MustParseTemplate("{{ API_TOKEN }}")})
 	add("refused", "http://"+closedAddr(t)+"/p/{{ API_TOKEN | urlpath }}?t={{ API_TOKEN }}", bearer)
 	add("bad-url", "http://127.0.0.1/{{ BAD }}")
-	add("bad-header", echo.URL, rekey.Header{Name: "X-Token", Value: tmpl(t, "{{ BAD }}")})
+	add("bad-header", echo.URL, rekey.Header{Name: "X-Token", Value: rekey.MustParseTemplate("{{ BAD }}")})
 	add("bad-host", "http://{{ HOST_SECRET }}:1/")
 	c := check("tcp", 0)
-	c.Type, c.TCP = rekey.CheckTCP, &rekey.TCPCheck{Address: tmpl(t, "{{ HOST_SECRET }}:1")}
+	c.Type, c.TCP = rekey.CheckTCP, &rekey.TCPCheck{Address: rekey.MustParseTemplate("{{ HOST_SECRET }}:1")}
 	cases = append(cases, c)
 
 	rs := Run(context.Background(), cases, resolve, Options{})
