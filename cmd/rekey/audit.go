@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 	"github.com/spf13/cobra"
 )
@@ -55,7 +54,7 @@ func (a *app) runAudit(ctx context.Context, secret, since string, limit int, asJ
 	}
 	f := rekey.AuditFilter{Env: a.envName, Secret: secret, Limit: limit}
 	if since != "" {
-		d, err := config.ParseDuration(since)
+		d, err := rekey.ParseDuration(since)
 		if err != nil {
 			return rekey.Wrap(rekey.CodeInvalid, err, "--since").WithHint("use 30d, 2w or 12h")
 		}
