@@ -118,7 +118,7 @@ func TestHTTP(t *testing.T) {
 		c := check("login", 0)
 		c.Type, c.HTTP = rekey.CheckHTTP, &rekey.HTTPCheck{
 			Method:    "POST",
-			URL:       rekey.MustParseTemplate(srv.URL+"/login"),
+			URL:       rekey.MustParseTemplate(srv.URL + "/login"),
 			Headers:   []rekey.Header{{Name: "Content-Type", Value: rekey.MustParseTemplate("application/json")}},
 			Body:      rekey.MustParseTemplate(`{"email": "smoke@example.com", "password": "{{ SMOKE_PASSWORD | json }}"}`),
 			Expect:    []int{200},
