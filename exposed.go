@@ -133,8 +133,9 @@ func Exposures(tx Tx, env, name string) (map[int]*Exposure, error) {
 	return out, nil
 }
 
-// markExposed marks the current version of name exposed by emergency rotation id.
-func markExposed(tx Tx, env, name, id string) error {
+// MarkExposed marks the current version of name exposed by emergency
+// rotation id (AttrExposed "emergency <id>"); the first exposure is kept.
+func MarkExposed(tx Tx, env, name, id string) error {
 	cur, err := tx.Labeled(env, name, LabelCurrent)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -145,7 +146,7 @@ func markExposed(tx Tx, env, name, id string) error {
 	if cur.Attrs[AttrExposed] != "" {
 		return nil // the first exposure is the one that counts
 	}
-	return tx.SetAttrs(env, name, cur.N, withAttr(cur.Attrs, AttrExposed, "emergency "+id))
+	return tx.SetAttrs(env, name, cur.N, WithAttr(cur.Attrs, AttrExposed, "emergency "+id))
 }
 
 // exposureError is Rotate's refusal to publish an exposed value.

@@ -6,13 +6,14 @@ import (
 	"fmt"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/engine"
 )
 
 // Recovered is what `rekey recover` did.
 type Recovered struct {
 	Env    string
-	Report *rekey.RecoverReport
-	Probe  []rekey.ProbeResult
+	Report *engine.RecoverReport
+	Probe  []engine.ProbeResult
 }
 
 // Recover checks the store file, then (under the lock) completes or rolls
@@ -115,7 +116,7 @@ func (s *Session) Rollback(ctx context.Context, name, force string, narrate func
 	if exposed != nil {
 		note += ", forced although exposed"
 	}
-	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: note, Force: force})
+	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &engine.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: note, Force: force})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/engine"
 )
 
 // RotateRequest is what `rekey rotate` asks for: the secrets named, or
@@ -18,8 +19,8 @@ type RotateRequest struct {
 // not yet run.
 type PlannedRotation struct {
 	// Plan is what it will do; nil when Due or All found nothing to rotate.
-	Plan  *rekey.Plan
-	e     *rekey.Engine
+	Plan  *engine.Plan
+	e     *engine.Engine
 	names []string
 }
 
@@ -37,7 +38,7 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 	if n != 1 {
 		return nil, rekey.Errorf(rekey.CodeInvalid, "name the secrets to rotate, or pass --due or --all (one of them)").WithHint("`rekey status` lists the secrets and what is due")
 	}
-	var e *rekey.Engine
+	var e *engine.Engine
 	if r.DryRun {
 		// A plan of named secrets only prints, so it may show what an
 		// unapproved rekey.yaml would do; Due and All log in to each
@@ -80,7 +81,7 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 
 // rotatable are the secrets of e's environment that rekey can rotate now
 // (overdue only, with due), in rekey.yaml order.
-func (s *Session) rotatable(ctx context.Context, e *rekey.Engine, mode rekey.Mode, due bool) ([]string, error) {
+func (s *Session) rotatable(ctx context.Context, e *engine.Engine, mode rekey.Mode, due bool) ([]string, error) {
 	cfg, st, env, err := s.openEnv(ctx)
 	if err != nil {
 		return nil, err
@@ -112,7 +113,7 @@ func (s *Session) rotatable(ctx context.Context, e *rekey.Engine, mode rekey.Mod
 }
 
 // Run runs the planned rotation; narrate hears each step.
-func (p *PlannedRotation) Run(ctx context.Context, narrate func(format string, args ...any)) (*rekey.Result, error) {
+func (p *PlannedRotation) Run(ctx context.Context, narrate func(format string, args ...any)) (*engine.Result, error) {
 	p.e.Progress = narrate
 	return p.e.Rotate(ctx, p.names, p.Plan.Mode, nil)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/envfile"
 	"github.com/rekeyhq/rekey/internal/flock"
 	"github.com/rekeyhq/rekey/internal/sqlite"
@@ -314,8 +315,8 @@ func (s *Session) LockName(cfg *config.Config, env string) error {
 }
 
 // Engine builds the rotation engine of an environment with its adapters.
-func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environment) *rekey.Engine {
-	e := &rekey.Engine{
+func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environment) *engine.Engine {
+	e := &engine.Engine{
 		Store: st, Env: env.Name, Specs: cfg.Secrets, Derived: cfg.DerivedFor(env.Name),
 		Targets: map[string]rekey.Target{}, Actor: s.Actor(), Now: s.Now, KeepVersions: cfg.Store.KeepVersions,
 		Appliers: map[rekey.Kind]rekey.Applier{}, Fault: s.Opts.Fault,
@@ -331,7 +332,7 @@ func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environ
 
 // Mutate opens the store, locks the environment and runs recovery first, as
 // every mutating command must.
-func (s *Session) Mutate(ctx context.Context) (*config.Config, *sqlite.DB, *config.Environment, *rekey.Engine, error) {
+func (s *Session) Mutate(ctx context.Context) (*config.Config, *sqlite.DB, *config.Environment, *engine.Engine, error) {
 	cfg, st, err := s.OpenStore(ctx)
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -368,7 +369,7 @@ func (s *Session) Mutate(ctx context.Context) (*config.Config, *sqlite.DB, *conf
 // RemoveStaleTemps deletes what a rekey killed while writing a .env target
 // of the engine left behind (envfile.Target.RemoveStaleTemps). It is part
 // of recovery: callers hold the environment lock.
-func (s *Session) RemoveStaleTemps(e *rekey.Engine) {
+func (s *Session) RemoveStaleTemps(e *engine.Engine) {
 	for _, tn := range slices.Sorted(maps.Keys(e.Targets)) {
 		t, ok := e.Targets[tn].(*envfile.Target)
 		if !ok {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/engine"
 )
 
 // SetRequest is a value a person gives for a secret (`rekey set`).
@@ -63,7 +64,7 @@ func (s *Session) Set(ctx context.Context, r SetRequest, narrate func(format str
 		return rekey.Version{}, err
 	}
 	e.Progress = narrate
-	res, err := e.Rotate(ctx, []string{name}, rekey.ModeSet, &rekey.NewValues{Values: map[string]rekey.Value{name: val}, Source: source, Note: note, SkipDrift: r.FromTarget, Force: r.Force})
+	res, err := e.Rotate(ctx, []string{name}, rekey.ModeSet, &engine.NewValues{Values: map[string]rekey.Value{name: val}, Source: source, Note: note, SkipDrift: r.FromTarget, Force: r.Force})
 	if err != nil {
 		return rekey.Version{}, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/postgres"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 	"github.com/rekeyhq/rekey/internal/services"
@@ -18,7 +19,7 @@ import (
 // wire gives the engine what rekey.yaml declares around the rotation itself:
 // the services that consume the secrets, the checks, on_rotate hooks and the
 // re-encryption of data keys.
-func (s *Session) wire(e *rekey.Engine, cfg *config.Config, env *config.Environment) {
+func (s *Session) wire(e *engine.Engine, cfg *config.Config, env *config.Environment) {
 	w := &wiring{s: s, cfg: cfg, env: env, e: e}
 	if len(cfg.ServicesFor(env.Name)) > 0 {
 		e.Services = w
@@ -34,7 +35,7 @@ type wiring struct {
 	s   *Session
 	cfg *config.Config
 	env *config.Environment
-	e   *rekey.Engine
+	e   *engine.Engine
 }
 
 // liveValues are the values the environment runs on during a rotation

@@ -1,4 +1,4 @@
-package rekey_test
+package engine_test
 
 // Crash tests of the rotation engine with the real sqlite store, an
 // in-memory target and an in-memory backing system (the "database" an
@@ -18,8 +18,9 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 const ecEnv = "production"
@@ -188,8 +189,8 @@ func (w *ecWorld) render(pw rekey.Value) string {
 }
 
 // engine is what a fresh rekey process builds; fault may be nil.
-func (w *ecWorld) engine(fault func(string)) *rekey.Engine {
-	return &rekey.Engine{
+func (w *ecWorld) engine(fault func(string)) *engine.Engine {
+	return &engine.Engine{
 		Store: w.st, Env: ecEnv, Specs: w.specs,
 		Derived:  []rekey.Derived{{Name: "DATABASE_URL", Template: w.url}},
 		Targets:  map[string]rekey.Target{"app": w.target},
@@ -211,7 +212,7 @@ func ecCrashAt(point string) func(string) {
 // run runs fn with an engine that crashes at point; it reports whether it
 // crashed and what fn returned otherwise. After a crash the store is closed
 // and reopened, as by a new process.
-func (w *ecWorld) run(point string, fn func(e *rekey.Engine) error) (crashed bool, err error) {
+func (w *ecWorld) run(point string, fn func(e *engine.Engine) error) (crashed bool, err error) {
 	w.t.Helper()
 	func() {
 		defer func() {
@@ -321,10 +322,10 @@ func (w *ecWorld) consistent() ecState {
 
 // recover runs Recover with a fresh engine (crashing at point, if not "")
 // and reports whether it crashed.
-func (w *ecWorld) recover(point string) (bool, *rekey.RecoverReport, error) {
+func (w *ecWorld) recover(point string) (bool, *engine.RecoverReport, error) {
 	w.t.Helper()
-	var rep *rekey.RecoverReport
-	crashed, err := w.run(point, func(e *rekey.Engine) error {
+	var rep *engine.RecoverReport
+	crashed, err := w.run(point, func(e *engine.Engine) error {
 		var err error
 		rep, err = e.Recover(w.t.Context())
 		return err
@@ -366,17 +367,26 @@ func (w *ecWorld) outcome(s ecState, v1 map[string]string) ecOutcome {
 	return got[0]
 }
 
-var ecRotationPoints = []string{
-	"create:before", "create:after",
-	"apply:before", "apply:after",
-	"publish:before", "publish:after",
-	"verify:before", "verify:after",
-	"finish:before", "finish:after",
-	"rollback:before", "rollback:after",
+// ecPoints are the fault points of a rotation of ecNames (DB_PASSWORD has
+// an applier), forward and on the rollback path: the engine's step table
+// lists them, so a new step brings its crash cases here.
+var ecPoints = engine.FaultPoints(engine.NeedApplier, engine.NeedFailure)
+
+// ecWant is what a rotation that crashed at p must become once recovered.
+func ecWant(p engine.FaultPoint) ecOutcome {
+	switch p.Recovery {
+	case engine.NotCreated:
+		return ecNotCreated
+	case engine.RolledBack:
+		return ecRolledBack
+	}
+	// Created (the create commit journals the publish intent): complete;
+	// apply is idempotent (the target no longer lies after the restart).
+	return ecCompleted
 }
 
-func ecRotate(mode rekey.Mode) func(e *rekey.Engine) error {
-	return func(e *rekey.Engine) error {
+func ecRotate(mode rekey.Mode) func(e *engine.Engine) error {
+	return func(e *engine.Engine) error {
 		_, err := e.Rotate(context.Background(), ecNames, mode, nil)
 		return err
 	}
@@ -390,24 +400,13 @@ func TestEngineCrashAtEveryPoint(t *testing.T) {
 	type tc struct {
 		path  string // "ok" or "verify-fails"
 		point string
+		fp    engine.FaultPoint
 		want  []ecOutcome
 	}
 	var cases []tc
 	for _, path := range []string{"ok", "verify-fails"} {
-		for _, point := range ecRotationPoints {
-			var want []ecOutcome
-			switch point {
-			case "create:before":
-				want = []ecOutcome{ecNotCreated}
-			case "rollback:before", "rollback:after":
-				// Rolling back: finish rolling back.
-				want = []ecOutcome{ecRolledBack}
-			default:
-				// Created (the create commit journals the publish intent): complete;
-				// apply is idempotent (the target no longer lies after the restart).
-				want = []ecOutcome{ecCompleted}
-			}
-			cases = append(cases, tc{path, point, want})
+		for _, fp := range ecPoints {
+			cases = append(cases, tc{path, fp.Point, fp, []ecOutcome{ecWant(fp)}})
 		}
 	}
 	reached := map[string]map[string]bool{"ok": {}, "verify-fails": {}}
@@ -439,7 +438,7 @@ func TestEngineCrashAtEveryPoint(t *testing.T) {
 			}
 			reached[c.path][c.point] = true
 			// Right after the crash: before publish, the target is untouched.
-			if c.point == "create:before" || c.point == "create:after" || c.point == "apply:before" || c.point == "apply:after" {
+			if !c.fp.Published && c.fp.Needs != engine.NeedFailure {
 				if !maps.Equal(w.target.snapshot(), v1) {
 					t.Fatalf("the target changed before publish")
 				}
@@ -466,16 +465,19 @@ func TestEngineCrashAtEveryPoint(t *testing.T) {
 			}
 		})
 	}
-	// Both paths must reach their own points.
-	for path, points := range map[string][]string{
-		"ok":           {"create:before", "create:after", "apply:before", "apply:after", "publish:before", "publish:after", "verify:before", "verify:after", "finish:before", "finish:after"},
-		"verify-fails": {"publish:after", "verify:before", "rollback:before", "rollback:after"},
-	} {
-		for _, p := range points {
-			if !reached[path][p] {
-				t.Errorf("path %s never reached %s", path, p)
-			}
+	// Both paths must reach their own points: the way forward every point
+	// but the rollback's; a failed verification every point up to
+	// verify:before, then the rollback's.
+	failed := false
+	for _, p := range ecPoints {
+		forward := p.Needs != engine.NeedFailure
+		if forward && !reached["ok"][p.Point] {
+			t.Errorf("path ok never reached %s", p.Point)
 		}
+		if (!forward || !failed) && !reached["verify-fails"][p.Point] {
+			t.Errorf("path verify-fails never reached %s", p.Point)
+		}
+		failed = failed || p.Point == rekey.StepVerify+":before"
 	}
 }
 
@@ -488,14 +490,26 @@ func TestEngineCrashDuringRecover(t *testing.T) {
 		want          ecOutcome
 	}
 	var cases []tc
-	for _, second := range []string{"rollback:before", "rollback:after"} {
+	var back, forward, again []string
+	for _, p := range ecPoints {
+		switch {
+		case p.Recovery == engine.RolledBack:
+			back = append(back, p.Point)
+		case p.Recovery == engine.Completed:
+			forward = append(forward, p.Point)
+		}
+		if p.Recovery != engine.NotCreated && p.Needs != engine.NeedFailure && p.Step != rekey.StepCreate {
+			again = append(again, p.Point) // what completing a rotation runs again
+		}
+	}
+	for _, second := range back {
 		// Finishing a rollback that had put the old values back (or not yet).
-		for _, first := range []string{"rollback:before", "rollback:after"} {
+		for _, first := range back {
 			cases = append(cases, tc{"verify-fails", first, second, ecRolledBack})
 		}
 	}
-	for _, first := range []string{"publish:before", "publish:after", "verify:after", "finish:before"} {
-		for _, second := range []string{"publish:before", "publish:after", "verify:before", "verify:after", "finish:before", "finish:after"} {
+	for _, first := range forward {
+		for _, second := range again {
 			cases = append(cases, tc{"ok", first, second, ecCompleted})
 		}
 	}

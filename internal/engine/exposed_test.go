@@ -1,4 +1,4 @@
-package rekey_test
+package engine_test
 
 // Exposed values (issue 10, item 8): an emergency rotation marks the value it
 // retires exposed, and Rotate refuses to publish it again (rollback, set)
@@ -9,10 +9,11 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/engine"
 )
 
 // rollbackTo republishes version n's value as a rollback rotation.
-func (w *fwWorld) rollbackTo(n int, force string) (*rekey.Result, error) {
+func (w *fwWorld) rollbackTo(n int, force string) (*engine.Result, error) {
 	w.t.Helper()
 	var val rekey.Value
 	if err := w.st.View(w.t.Context(), func(tx rekey.Tx) error {
@@ -23,7 +24,7 @@ func (w *fwWorld) rollbackTo(n int, force string) (*rekey.Result, error) {
 		w.t.Fatal(err)
 	}
 	return w.engine(nil, nil).Rotate(w.t.Context(), []string{"JWT_SECRET"}, rekey.ModeRollback,
-		&rekey.NewValues{Values: map[string]rekey.Value{"JWT_SECRET": val}, Source: rekey.SourceRollback, Force: force})
+		&engine.NewValues{Values: map[string]rekey.Value{"JWT_SECRET": val}, Source: rekey.SourceRollback, Force: force})
 }
 
 // The emergency marks v1 in the commit that creates v2; republishing v1's

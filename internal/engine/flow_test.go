@@ -1,4 +1,4 @@
-package rekey_test
+package engine_test
 
 // Tests of the steps around a rotation: restarting the consumers, checks
 // (and the rollback they trigger), graceful previous values and the end of
@@ -19,8 +19,9 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/seal"
 )
 
 // fwServices records restarts, stops and starts with what the target held.
@@ -175,8 +176,8 @@ func fwNewWorld(t *testing.T, specs ...rekey.Spec) *fwWorld {
 	return w
 }
 
-func (w *fwWorld) engine(checks rekey.Checks, fault func(string)) *rekey.Engine {
-	e := &rekey.Engine{
+func (w *fwWorld) engine(checks rekey.Checks, fault func(string)) *engine.Engine {
+	e := &engine.Engine{
 		Store: w.st, Env: ecEnv, Specs: w.specs,
 		Targets:  map[string]rekey.Target{"app": w.target},
 		Appliers: map[rekey.Kind]rekey.Applier{rekey.KindDataKey: w.rows},
@@ -432,7 +433,16 @@ func TestFlowDataKeyIncomplete(t *testing.T) {
 // migrate) and in the middle of the re-encryption: recovery completes the
 // rotation, every row ends on the new key and the .env holds it alone.
 func TestFlowDataKeyCrashes(t *testing.T) {
-	for _, point := range []string{"publish:after", "restart:before", "restart:after", "migrate:before", "row:7", "migrate:after", "verify:before", "finish:before"} {
+	// Every fault point of this rotation (an online data key, services)
+	// after which recovery completes it, from the engine's step table, and
+	// one in the middle of the rows.
+	points := []string{"row:7"}
+	for _, p := range engine.FaultPoints(engine.NeedApplier, engine.NeedServices, engine.NeedOnline) {
+		if p.Recovery == engine.Completed {
+			points = append(points, p.Point)
+		}
+	}
+	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
 			w := fwNewWorld(t, fwKey)
 			crash := func(p string) {
