@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	rkapp "github.com/rekeyhq/rekey/internal/app"
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/spf13/cobra"
 )
 
@@ -16,24 +17,7 @@ func (a *app) rotateCommand() *cobra.Command {
 		Short: "Rotate secrets: generate, seal, publish to the .env, verify, finish (crash-safe)",
 		Long: `rotate replaces secrets with new random values as one journaled rotation:
 
-  create   the new values are sealed in the store (pending) and synced to disk
-           before anything else sees them
-  apply    kind-specific work: ALTER ROLE with a SCRAM verifier computed here
-           for a PostgreSQL password (never the plaintext)
-  publish  the .env targets get the new values and every derived value
-           (DATABASE_URL) in one atomic write each; other bytes stay identical.
-           A signing secret with sessions: {mode: graceful} also publishes the
-           old value as NAME_PREVIOUS until its grace ends; an online data key
-           publishes the old key as NAME_PREVIOUS while rows move
-  restart  the services (rekey.yaml services:) that consume a changed key
-  migrate  a data key: every configured column is re-encrypted from the old
-           key to the new one (resumable; see ` + "`rekey reencrypt`" + `); then
-           NAME_PREVIOUS is removed and its consumers restarted
-  hooks    on_rotate hooks (DELETE FROM sessions, a command)
-  verify   the targets are read back, the database accepts the new password,
-           and every check (rekey.yaml checks:) passes
-  finish   pending becomes current, current becomes previous
-
+` + engine.StepsHelp() + `
 If the process dies at any point, the next rekey command (or ` + "`rekey recover`" + `)
 completes or rolls back the rotation so that the store and the .env agree.
 If verification or a check fails, a scheduled or manual rotation is rolled
