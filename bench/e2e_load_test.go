@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -23,7 +22,7 @@ import (
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
 	"github.com/rekeyhq/rekey/internal/demo"
 	"github.com/rekeyhq/rekey/internal/demo/atlasdemo"
-	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // BenchmarkE2ELoadRotation is the load loop: clients hit POST
@@ -50,17 +49,7 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 	if err := demo.BuildApp(context.Background(), "..", app, nil); err != nil {
 		b.Fatal(err)
 	}
-	c, err := pgtest.Start()
-	if errors.Is(err, pgtest.ErrUnavailable) {
-		if os.Getenv(pgtest.DisallowSkipEnv) == "1" {
-			b.Fatalf("%v; %s=1 forbids skipping", err, pgtest.DisallowSkipEnv)
-		}
-		b.Skip(err)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Stop() })
+	c := testkit.StartCluster(b)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -76,27 +65,13 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	base := "http://" + listen
 	dir := b.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "REKEY_MASTER_KEY="+atlasdemo.Random(32, base64.StdEncoding), "XDG_CONFIG_HOME="+b.TempDir(), "REKEY_ACTOR=load",
+	env := testkit.CleanEnv("REKEY_MASTER_KEY="+atlasdemo.Random(32, base64.StdEncoding), "XDG_CONFIG_HOME="+b.TempDir(), "REKEY_ACTOR=load",
 		atlasdemo.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(atlasdemo.NewEnv(db, key, port).Text()), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	testkit.WriteFile(b, filepath.Join(dir, ".env"), atlasdemo.NewEnv(db, key, port).Text(), 0o600)
 	run := func(bin string, args ...string) string {
 		b.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Dir, cmd.Env = dir, env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-		}
-		return string(out)
+		out, _ := runIn(b, bin, dir, env, 0, args...)
+		return out
 	}
 	rekey := func(args ...string) string { b.Helper(); return run(bin, args...) }
 	run(app, "start", "--env-file", ".env", "--listen", listen, "--pidfile", "app.pid")
@@ -155,7 +130,7 @@ func BenchmarkE2ELoadRotation(b *testing.B) {
 				if rotating.Load() {
 					during.Add(1)
 				}
-				if err := loadGet(client, base, tok, id); err != nil {
+				if _, err := loadGet(client, base, tok, id); err != nil {
 					fail(fmt.Sprintf("GET /patients/%d: %v", id, err))
 				}
 			}
@@ -232,32 +207,32 @@ func loadLogin(c *http.Client, base string) (string, error) {
 	return out.Token, nil
 }
 
-func loadGet(c *http.Client, base, tok string, id int) error {
+// loadGet reads patient id with tok and returns the body; an error unless
+// the status is 200.
+func loadGet(c *http.Client, base, tok string, id int) ([]byte, error) {
 	req, _ := http.NewRequest("GET", base+"/patients/"+strconv.Itoa(id), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return nil
+	return body, nil
 }
 
+// loadCheck reads patient id and compares it with what was seeded.
 func loadCheck(c *http.Client, base, tok string, id int) error {
-	req, _ := http.NewRequest("GET", base+"/patients/"+strconv.Itoa(id), nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := c.Do(req)
+	body, err := loadGet(c, base, tok, id)
 	if err != nil {
-		return err
+		return fmt.Errorf("GET /patients/%d: %v", id, err)
 	}
-	defer resp.Body.Close()
 	var got atlas.Patient
-	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /patients/%d: status %d", id, resp.StatusCode)
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&got); err != nil {
+		return fmt.Errorf("GET /patients/%d: %v", id, err)
 	}
 	g, _ := json.Marshal(got)
 	w, _ := json.Marshal(atlas.DemoPatient(int64(id)))

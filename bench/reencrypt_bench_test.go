@@ -3,8 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // BenchmarkReencrypt compares, over one table of REKEY_BENCH_ROWS rows
@@ -58,21 +56,7 @@ func BenchmarkReencrypt(b *testing.B) {
 		}
 		n = v
 	}
-	c, err := pgtest.Start()
-	if errors.Is(err, pgtest.ErrUnavailable) {
-		if os.Getenv(pgtest.DisallowSkipEnv) == "1" {
-			b.Fatalf("%v; %s=1 forbids skipping", err, pgtest.DisallowSkipEnv)
-		}
-		b.Skip(err)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			b.Error(err)
-		}
-	})
+	c := testkit.StartCluster(b)
 	ctx := context.Background()
 	settings := []string{"ALTER SYSTEM SET log_statement = 'none'"}
 	durable := os.Getenv("REKEY_BENCH_DURABLE") == "1"
@@ -100,7 +84,7 @@ func BenchmarkReencrypt(b *testing.B) {
 		}
 		cfg.BatchSize = batch
 	}
-	k1, k2 := benchKey(), benchKey()
+	k1, k2 := randValue(), randValue()
 
 	t0 := time.Now()
 	if err := loadReencryptTable(ctx, conn, cfg, k1, n); err != nil {
@@ -171,12 +155,6 @@ func BenchmarkReencrypt(b *testing.B) {
 		b.ReportMetric(naiveAll.Seconds()/rekeyT.Seconds(), "naive/rekey")
 		b.ReportMetric(float64(child.MaxRSSKiB)/1024, "peak-RSS-MiB")
 	}
-}
-
-func benchKey() rekey.Value {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return rekey.NewValueString(base64.StdEncoding.EncodeToString(b))
 }
 
 // loadReencryptTable creates t(id bigint primary key, name, email, ssn)

@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/seal"
-	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // The history fixture of BenchmarkScanHistory: a deterministic git repository
@@ -79,6 +77,9 @@ var (
 func BenchmarkScanHistory(b *testing.B) {
 	scanOnce.Do(func() {
 		scanFix, scanErr = genScanFixture()
+		if scanErr == nil { // the fixture wrote rekey.yaml: approve it, as its operator would
+			runIn(b, binary(b), scanFix.dir, append(os.Environ(), "REKEY_MASTER_KEY="+scanFix.key), 0, "config", "trust")
+		}
 	})
 	if scanErr != nil {
 		b.Fatal(scanErr)
@@ -232,48 +233,30 @@ func genScanFixture() (*scanFixture, error) {
 	}
 
 	// The rekey project: rekey.yaml, the store, and the .env it publishes to (ignored by git).
-	k, err := seal.GenerateKey()
+	fx, err := newFixture(dir)
 	if err != nil {
 		return nil, err
 	}
-	ctx := context.Background()
-	st, err := sqlite.Create(ctx, filepath.Join(dir, ".rekey", "rekey.db"), k, "")
-	if err != nil {
-		return nil, err
-	}
-	var yaml, env strings.Builder
-	yaml.WriteString("version: 1\nstore:\n  path: .rekey/rekey.db\n  master_key: env\nenvironments:\n  production:\n    targets:\n      app: {type: dotenv, path: .env}\nsecrets:\n")
-	err = st.Update(ctx, func(tx rekey.Tx) error {
+	err = fx.st.Update(context.Background(), func(tx rekey.Tx) error {
 		for i, v := range values {
 			name := scanSecretName(i)
-			fmt.Fprintf(&yaml, "  %s:\n    kind: generated\n    generator: {bytes: 32, encoding: base64}\n    rotate_every: 180d\n", name)
-			fmt.Fprintf(&env, "%s=%s\n", name, v)
+			fx.secret(name, v)
 			if _, err := tx.AddVersion("production", name, rekey.NewVersion{Value: rekey.NewValueString(v), Label: rekey.LabelCurrent, Source: rekey.SourceGenerated, CreatedAt: time.Now()}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	st.Close()
 	if err != nil {
+		fx.st.Close()
 		return nil, err
 	}
-	for _, w := range []struct {
-		name, data string
-		mode       os.FileMode
-	}{
-		{"rekey.yaml", yaml.String(), 0o644},
-		{".env", env.String(), 0o600},
-		{".gitignore", ".env\n.rekey/\n", 0o644},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, w.name), []byte(w.data), w.mode); err != nil {
-			return nil, err
-		}
+	// The master key outside the repository.
+	if err := fx.finish(filepath.Join(base, "master-key"), ".gitignore", ".env\n.rekey/\n"); err != nil {
+		return nil, err
 	}
-	// The fixture's key, for profiling by hand (REKEY_CPUPROFILE), outside the repository.
-	os.WriteFile(filepath.Join(base, "master-key"), []byte(k.Encode()), 0o600)
 
-	f := &scanFixture{dir: dir, key: k.Encode(), planted: map[string]bool{}}
+	f := &scanFixture{dir: dir, key: fx.key.Encode(), planted: map[string]bool{}}
 	for _, p := range scanPlants {
 		f.planted[scanSecretName(p.secret)] = true
 	}

@@ -40,6 +40,7 @@ var layers = map[string]string{
 
 	"cmd/rekey":         "cmd",
 	"internal/archtest": "test",
+	"internal/testkit":  "test",
 	"bench":             "test",
 }
 
