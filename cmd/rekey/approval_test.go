@@ -21,59 +21,25 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // apProject is a project initialised in-process, its master key in a key
 // file (as `rekey init` makes by default) and its approvals in a state
 // folder of its own.
 type apProject struct {
-	t     *testing.T
-	dir   string // the project
+	*inProject
 	keys  string // XDG_CONFIG_HOME: the master key file is under it
 	state string // XDG_STATE_HOME: approvals and anchors
-	env   map[string]string
 }
 
 func newApProject(t *testing.T) *apProject {
 	t.Helper()
-	p := &apProject{t: t, dir: t.TempDir(), keys: t.TempDir(), state: t.TempDir()}
+	p := &apProject{inProject: &inProject{t: t, dir: t.TempDir()}, keys: t.TempDir(), state: t.TempDir()}
 	p.env = map[string]string{"REKEY_MASTER_KEY": "", "XDG_CONFIG_HOME": p.keys, "XDG_STATE_HOME": p.state, "REKEY_ACTOR": "approval-test"}
-	dotenv := "JWT_SECRET=" + ctRandB64(64, base64.StdEncoding) + "\n" +
-		"ANTHROPIC_API_KEY=sk-ant-api03-" + ctRandB64(30, base64.RawURLEncoding) + "\n" +
-		"PORT=8080\n"
-	p.write(".env", dotenv, 0o600)
-	p.must("init", "--env-file", ".env")
+	p.init(keyDotenv())
 	return p
-}
-
-func (p *apProject) run(args ...string) (string, string, int) {
-	p.t.Helper()
-	return runIn(p.t, p.dir, p.env, "", args...)
-}
-
-func (p *apProject) must(args ...string) string {
-	p.t.Helper()
-	out, errs, code := p.run(args...)
-	if code != 0 {
-		p.t.Fatalf("rekey %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
-	}
-	return out
-}
-
-func (p *apProject) write(name, data string, mode os.FileMode) {
-	p.t.Helper()
-	if err := os.WriteFile(filepath.Join(p.dir, name), []byte(data), mode); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-func (p *apProject) read(name string) string {
-	p.t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.dir, name))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return string(b)
 }
 
 func (p *apProject) cfgPath() string { return filepath.Join(p.dir, "rekey.yaml") }
@@ -82,17 +48,7 @@ func (p *apProject) cfgPath() string { return filepath.Join(p.dir, "rekey.yaml")
 // appended when old is "".
 func (p *apProject) edit(old, new string) {
 	p.t.Helper()
-	cfg := p.read("rekey.yaml")
-	if old == "" {
-		cfg += new
-	} else {
-		next := strings.Replace(cfg, old, new, 1)
-		if next == cfg {
-			p.t.Fatalf("no %q in rekey.yaml:\n%s", old, cfg)
-		}
-		cfg = next
-	}
-	p.write("rekey.yaml", cfg, 0o644)
+	testkit.EditFile(p.t, p.cfgPath(), old, new)
 }
 
 // approvalFile is where the approval of the project's rekey.yaml is kept:

@@ -2,34 +2,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-// runIn runs rekey in-process in dir and returns stdout, stderr and the exit code.
-func runIn(t *testing.T, dir string, env map[string]string, stdin string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	m := &Main{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Dir: dir, Env: env}
-	code := m.Run(context.Background(), args)
-	return out.String(), errb.String(), code
-}
-
-// forms are the encodings a leaked value could take.
-func forms(v string) []string {
-	out := []string{v, url.QueryEscape(v), hex.EncodeToString([]byte(v)), base64.StdEncoding.EncodeToString([]byte(v))}
-	if len(v) > 24 {
-		out = append(out, v[:24]) // a prefix long enough to be a leak
-	}
-	return out
-}
 
 // TestCanary runs every command and greps every output and file for every
 // managed value, old and new.

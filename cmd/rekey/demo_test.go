@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestDemoPostgres runs `rekey demo --with-postgres` (the README's second
@@ -17,9 +17,7 @@ import (
 // story it tells: every secret rotated, old tokens and the old password
 // refused once the grace ends, PII intact, everything stopped.
 func TestDemoPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 25 s: the demo waits for its grace period to end")
-	}
+	testkit.Long(t, "about 25 s: the demo waits for its grace period to end")
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Env: map[string]string{"REKEY_ACTOR": "demo-test"}}
@@ -27,10 +25,7 @@ func TestDemoPostgres(t *testing.T) {
 	defer cancel()
 	code := m.Run(ctx, []string{"demo", "--with-postgres", "--dir", dir, "--app", e2eApp(t)})
 	if code != 0 && strings.Contains(errb.String(), "needs PostgreSQL's server binaries") {
-		if os.Getenv(pgtest.DisallowSkipEnv) == "1" {
-			t.Fatalf("%s; %s=1 forbids skipping", errb.String(), pgtest.DisallowSkipEnv)
-		}
-		t.Skip(errb.String())
+		testkit.SkipOrFail(t, "%s", errb.String())
 	}
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())

@@ -4,13 +4,13 @@ import (
 	"database/sql"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rekeyhq/rekey/internal/doctor"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // doctorCheck is a line of `rekey doctor --json`, and its statuses.
@@ -42,69 +42,42 @@ func docEnvFile(jwt, rustLog string) string {
 
 var docValues = []string{docPass, docJWT, docAPI, docStgJW}
 
-// requireGit skips without git, unless REKEY_TEST_DISALLOW_SKIP=1.
-func requireGit(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		if os.Getenv("REKEY_TEST_DISALLOW_SKIP") == "1" {
-			t.Fatalf("git is needed: %v", err)
-		}
-		t.Skip("git is not installed")
-	}
-}
-
-// gitTestEnv isolates git from the machine's configuration.
-func gitTestEnv(home string) []string {
-	return append(os.Environ(),
-		"HOME="+home, "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
-		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com",
-	)
-}
-
-func gitIn(t *testing.T, dir, home string, args ...string) string {
-	t.Helper()
-	c := exec.Command("git", append([]string{"-C", dir, "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
-	c.Env = gitTestEnv(home)
-	out, err := c.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
+// docProject is an in-process project in a git repository of its own.
 type docProject struct {
-	t    *testing.T
-	dir  string
+	*inProject
 	home string
-	env  map[string]string
 }
 
+// write writes the file with exactly mode.
 func (p *docProject) write(name, data string, mode os.FileMode) {
 	p.t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(data), mode); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
+	p.inProject.write(name, data, mode)
+	if err := os.Chmod(filepath.Join(p.dir, name), mode); err != nil {
 		p.t.Fatal(err)
 	}
 }
 
 func (p *docProject) git(args ...string) string {
 	p.t.Helper()
-	return gitIn(p.t, p.dir, p.home, args...)
+	return testkit.Git(p.t, p.dir, p.home, args...)
 }
 
 func (p *docProject) rekey(args ...string) (string, string, int) {
 	p.t.Helper()
-	out, errs, code := runIn(p.t, p.dir, p.env, "", args...)
+	out, errs, code := p.run(args...)
 	assertNoValue(p.t, "stdout of rekey "+strings.Join(args, " "), out)
 	assertNoValue(p.t, "stderr of rekey "+strings.Join(args, " "), errs)
 	return out, errs, code
+}
+
+// initStaging writes .env.staging and runs `rekey init` on it for the
+// staging environment.
+func (p *docProject) initStaging(dotenv string) {
+	p.t.Helper()
+	p.write(".env.staging", dotenv, 0o600)
+	if _, errs, code := p.rekey("init", "--env-file", ".env.staging", "-e", "staging"); code != 0 {
+		p.t.Fatalf("init staging: %s", errs)
+	}
 }
 
 func assertNoValue(t *testing.T, what, text string) {
@@ -124,9 +97,9 @@ func assertNoValue(t *testing.T, what, text string) {
 func newDocProject(t *testing.T, git bool) *docProject {
 	t.Helper()
 	if git {
-		requireGit(t)
+		testkit.RequireGit(t)
 	}
-	p := &docProject{t: t, dir: t.TempDir(), home: t.TempDir()}
+	p := &docProject{inProject: &inProject{t: t, dir: t.TempDir()}, home: t.TempDir()}
 	p.env = map[string]string{
 		"REKEY_MASTER_KEY": testMasterKey, "REKEY_ACTOR": "doctor-test",
 		"HOME": p.home, "XDG_CONFIG_HOME": filepath.Join(p.home, ".config"),
@@ -280,24 +253,18 @@ func TestDoctorFileModes(t *testing.T) {
 
 func TestDoctorEnvDistinct(t *testing.T) {
 	p := newDocProject(t, true)
-	p.write(".env.staging", "JWT_SECRET="+docStgJW+"\n", 0o600)
-	if _, errs, code := p.rekey("init", "--env-file", ".env.staging", "-e", "staging"); code != 0 {
-		t.Fatalf("init staging: %s", errs)
-	}
+	p.initStaging("JWT_SECRET=" + docStgJW + "\n")
 	checks := p.doctor(0)
 	wantCheck(t, checks, "env-distinct", checkPass, "production, staging")
 
 	p2 := newDocProject(t, true)
-	p2.write(".env.staging", "JWT_SECRET="+docJWT+"\n", 0o600)
-	if _, errs, code := p2.rekey("init", "--env-file", ".env.staging", "-e", "staging"); code != 0 {
-		t.Fatalf("init staging: %s", errs)
-	}
+	p2.initStaging("JWT_SECRET=" + docJWT + "\n")
 	checks = p2.doctor(1)
 	wantCheck(t, checks, "env-distinct", checkFail, "JWT_SECRET is the same in production, staging")
 }
 
 func TestDoctorStrength(t *testing.T) {
-	requireGit(t)
+	testkit.RequireGit(t)
 	p := newDocProject(t, true)
 	p.write(".env", docEnvFile("weak-jwt-secret-123", "info"), 0o600)
 	if _, errs, code := p.rekey("init", "--env-file", ".env", "--force"); code != 0 {
@@ -363,10 +330,7 @@ func TestDoctorLogLevel(t *testing.T) {
 func TestDoctorLogLevelNonProduction(t *testing.T) {
 	// Only the production environment's .env counts.
 	p := newDocProject(t, true)
-	p.write(".env.staging", "JWT_SECRET="+docStgJW+"\nRUST_LOG=debug\n", 0o600)
-	if _, errs, code := p.rekey("init", "--env-file", ".env.staging", "-e", "staging"); code != 0 {
-		t.Fatalf("init staging: %s", errs)
-	}
+	p.initStaging("JWT_SECRET=" + docStgJW + "\nRUST_LOG=debug\n")
 	checks := p.doctor(0)
 	wantCheck(t, checks, "log-level", checkPass)
 }
@@ -407,8 +371,8 @@ func TestDoctorAuditChain(t *testing.T) {
 }
 
 func TestDoctorMasterKeyOutside(t *testing.T) {
-	requireGit(t)
-	p := &docProject{t: t, dir: t.TempDir(), home: t.TempDir()}
+	testkit.RequireGit(t)
+	p := &docProject{inProject: &inProject{t: t, dir: t.TempDir()}, home: t.TempDir()}
 	p.env = map[string]string{"REKEY_MASTER_KEY": "", "REKEY_ACTOR": "doctor-test", "HOME": p.home, "XDG_CONFIG_HOME": filepath.Join(p.home, ".config")}
 	p.write(".env", docEnvFile(docJWT, "info"), 0o600)
 	p.write(".gitignore", ".env\nkeys/\n", 0o644)
@@ -512,7 +476,7 @@ func TestExample(t *testing.T) {
 }
 
 func TestExampleQuotingAndUnmanaged(t *testing.T) {
-	p := &docProject{t: t, dir: t.TempDir(), home: t.TempDir()}
+	p := &docProject{inProject: &inProject{t: t, dir: t.TempDir()}, home: t.TempDir()}
 	p.env = map[string]string{"REKEY_MASTER_KEY": testMasterKey, "REKEY_ACTOR": "t", "HOME": p.home}
 	p.write(".env", "export JWT_SECRET='"+docJWT+"'\r\nPORT=8080\r\n", 0o600)
 	if _, errs, code := p.rekey("init", "--env-file", ".env"); code != 0 {

@@ -13,12 +13,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +30,7 @@ import (
 	"github.com/rekeyhq/rekey/internal/demo"
 	"github.com/rekeyhq/rekey/internal/demo/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 const e2ePatients = 12
@@ -83,11 +82,7 @@ func e2eApp(t testing.TB) string {
 	return app
 }
 
-func e2eCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func e2eCtx(t testing.TB) context.Context { return testkit.Ctx(t, time.Minute) }
 
 // e2eSetup provisions a database with demo patients, writes a .env like
 // the seed's, starts the app and runs `rekey init`, then completes
@@ -106,18 +101,9 @@ func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) 
 		t.Fatal(err)
 	}
 	p := &e2eProject{t: t, c: c, bin: ctRekeyBin(t), app: app, dir: t.TempDir(), db: db, base: "http://127.0.0.1:" + strconv.Itoa(port), pidfile: "app.pid", outputs: outputs, values: map[string]bool{}}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		p.env = append(p.env, kv)
-	}
-	p.env = append(p.env, "REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=e2e",
+	p.env = testkit.CleanEnv("REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=e2e",
 		atlasdemo.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
-	e := atlasdemo.NewEnv(db, key, port)
-	if err := os.WriteFile(filepath.Join(p.dir, ".env"), []byte(e.Text()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, filepath.Join(p.dir, ".env"), atlasdemo.NewEnv(db, key, port).Text(), 0o600)
 	p.remember()
 	listen := strings.TrimPrefix(p.base, "http://")
 	p.mustBin(p.app, "start", "--env-file", ".env", "--listen", listen, "--pidfile", p.pidfile)
@@ -134,41 +120,17 @@ func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) 
 	return p
 }
 
-type e2eResult struct {
-	stdout, stderr string
-	code           int
-}
-
-func (r e2eResult) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
-
 // run runs the rekey binary in the project with extra environment.
-func (p *e2eProject) run(extra []string, args ...string) e2eResult {
+func (p *e2eProject) run(extra []string, args ...string) testkit.Result {
 	p.t.Helper()
 	return p.runBin(p.bin, extra, args...)
 }
 
 // runBin runs bin (rekey, or the app) in the project with extra environment.
-func (p *e2eProject) runBin(bin string, extra []string, args ...string) e2eResult {
+func (p *e2eProject) runBin(bin string, extra []string, args ...string) testkit.Result {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = p.dir
-	cmd.Env = append(append([]string(nil), p.env...), extra...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := e2eResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		p.t.Fatalf("%s %v: %v", filepath.Base(bin), args, err)
-	}
-	*p.outputs = append(*p.outputs, r.stdout, r.stderr)
+	r := testkit.Cmd{Dir: p.dir, Env: append(slices.Clip(p.env), extra...)}.Run(p.t, bin, args...)
+	*p.outputs = append(*p.outputs, r.Stdout, r.Stderr)
 	return r
 }
 
@@ -180,20 +142,16 @@ func (p *e2eProject) must(args ...string) string {
 func (p *e2eProject) mustBin(bin string, args ...string) string {
 	p.t.Helper()
 	r := p.runBin(bin, nil, args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		p.t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), r)
 	}
-	return r.stdout
+	return r.Stdout
 }
 
 // dotenv reads the project's .env.
 func (p *e2eProject) dotenv() map[string]string {
 	p.t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.dir, ".env"))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	f, err := dotenv.Parse(".env", b)
+	f, err := dotenv.Parse(".env", []byte(testkit.ReadFile(p.t, filepath.Join(p.dir, ".env"))))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -224,10 +182,10 @@ func (p *e2eProject) rememberVersions() {
 		for n := 1; ; n++ {
 			r := p.run(nil, "get", name, "-n", "--version", strconv.Itoa(n))
 			*p.outputs = (*p.outputs)[:len(*p.outputs)-2] // rekey get prints the value by design
-			if r.code != 0 {
+			if r.Code != 0 {
 				break
 			}
-			p.values[r.stdout] = true
+			p.values[r.Stdout] = true
 		}
 	}
 }
@@ -333,15 +291,7 @@ func (p *e2eProject) openUnder(key string) int {
 // logsIn reports whether the role logs in with password.
 func (p *e2eProject) logsIn(role, password string) bool {
 	p.t.Helper()
-	pp, err := postgres.ParseURL(p.db.URLFor(role, password))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	ok, err := postgres.TryLogin(e2eCtx(p.t), pp)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return ok
+	return testkit.LogsIn(p.t, p.db.URLFor(role, password))
 }
 
 // breakJWTGenerator makes rekey generate a JWT_SECRET the app refuses
@@ -350,21 +300,15 @@ func (p *e2eProject) logsIn(role, password string) bool {
 func (p *e2eProject) breakJWTGenerator(broken bool) {
 	p.t.Helper()
 	path := filepath.Join(p.dir, "rekey.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	good, bad := "generator: {bytes: 64, encoding: base64}", "generator: {bytes: 40, encoding: base64url-nopad}"
 	from, to := good, bad
 	if !broken {
 		from, to = bad, good
 	}
-	if bytes.Count(b, []byte(from)) != 1 {
+	if strings.Count(testkit.ReadFile(p.t, path), from) != 1 {
 		p.t.Fatalf("rekey.yaml has no single %q", from)
 	}
-	if err := os.WriteFile(path, bytes.Replace(b, []byte(from), []byte(to), 1), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
+	testkit.EditFile(p.t, path, from, to)
 	p.must("config", "trust") // the operator's own edit, approved
 }
 
@@ -428,7 +372,7 @@ func TestE2ERunbook(t *testing.T) {
 			}
 
 			r := p.run(nil, "rotate", "--all")
-			if r.code != 0 {
+			if r.Code != 0 {
 				t.Fatalf("rotate --all: %v", r)
 			}
 			after := p.remember()
@@ -444,8 +388,8 @@ func TestE2ERunbook(t *testing.T) {
 				t.Error("ENCRYPTION_KEY_PREVIOUS is still published after the re-encryption")
 			}
 			for _, want := range []string{"restart atlas-app: ok", "re-encrypt", "checks passed"} {
-				if !strings.Contains(r.stderr, want) {
-					t.Errorf("rotate did not say %q:\n%s", want, r.stderr)
+				if !strings.Contains(r.Stderr, want) {
+					t.Errorf("rotate did not say %q:\n%s", want, r.Stderr)
 				}
 			}
 
@@ -502,7 +446,7 @@ func TestE2ERunbook(t *testing.T) {
 				// 16 minutes later (grace: 15m) any rekey run ends the grace.
 				later := "REKEY_TEST_NOW=" + time.Now().Add(16*time.Minute).UTC().Format(time.RFC3339)
 				r := p.run([]string{later}, "rotate", "--due")
-				if r.code != 0 || !strings.Contains(r.stderr, "grace period of JWT_SECRET") {
+				if r.Code != 0 || !strings.Contains(r.Stderr, "grace period of JWT_SECRET") {
 					t.Fatalf("rotate --due after the grace: %v", r)
 				}
 				if _, ok := p.dotenv()["JWT_SECRET_PREVIOUS"]; ok {
@@ -553,12 +497,12 @@ func TestE2EBrokenRotation(t *testing.T) {
 		later := "REKEY_TEST_NOW=" + time.Now().AddDate(0, 0, 200).UTC().Format(time.RFC3339)
 		r := p.run([]string{later}, "rotate", "--due")
 		p.rememberVersions()
-		if r.code != 7 {
+		if r.Code != 7 {
 			t.Fatalf("rotate --due with a broken app: want exit 7, got %v", r)
 		}
 		for _, want := range []string{"rolled back", "checks pass again on the previous values", "JWT_SECRET must be at least 64 bytes"} {
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("rotate --due did not say %q:\n%s", want, r.stderr)
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("rotate --due did not say %q:\n%s", want, r.Stderr)
 			}
 		}
 		envAfter, _ := os.ReadFile(filepath.Join(p.dir, ".env"))
@@ -577,7 +521,7 @@ func TestE2EBrokenRotation(t *testing.T) {
 		if !p.logsIn(p.db.Role, before["DATABASE_PASSWORD"]) {
 			t.Error("the database refuses the previous password after the rollback")
 		}
-		if pending := p.run(nil, "get", "DATABASE_PASSWORD", "-n", "--version", "2"); pending.code == 0 && p.logsIn(p.db.Role, pending.stdout) {
+		if pending := p.run(nil, "get", "DATABASE_PASSWORD", "-n", "--version", "2"); pending.Code == 0 && p.logsIn(p.db.Role, pending.Stdout) {
 			t.Error("the database accepts the rolled-back password")
 		}
 		*p.outputs = (*p.outputs)[:len(*p.outputs)-2]
@@ -588,7 +532,7 @@ func TestE2EBrokenRotation(t *testing.T) {
 
 		// Fixed: the next run rotates.
 		p.breakJWTGenerator(false)
-		if r := p.run([]string{later}, "rotate", "--due"); r.code != 0 {
+		if r := p.run([]string{later}, "rotate", "--due"); r.Code != 0 {
 			t.Fatalf("rotate --due once fixed: %v", r)
 		}
 		p.remember()
@@ -604,12 +548,12 @@ func TestE2EBrokenRotation(t *testing.T) {
 		r := p.run(nil, "rotate", "--all", "--emergency")
 		p.remember()
 		p.rememberVersions()
-		if r.code != 7 {
+		if r.Code != 7 {
 			t.Fatalf("rotate --all --emergency with a broken app: want exit 7, got %v", r)
 		}
 		for _, want := range []string{"EMERGENCY: keeping the new values", "restart of service atlas-app failed"} {
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("the emergency rotation did not say %q:\n%s", want, r.stderr)
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("the emergency rotation did not say %q:\n%s", want, r.Stderr)
 			}
 		}
 		after := p.dotenv()
@@ -624,7 +568,7 @@ func TestE2EBrokenRotation(t *testing.T) {
 		if code := p.health(); code != http.StatusServiceUnavailable {
 			t.Errorf("/health of the app that cannot use the new values: %d, want 503", code)
 		}
-		if r := p.runBin(p.app, nil, "status", "--pidfile", p.pidfile); r.code == 0 {
+		if r := p.runBin(p.app, nil, "status", "--pidfile", p.pidfile); r.Code == 0 {
 			t.Error("atlas-app status says the broken app is fine")
 		}
 
@@ -656,7 +600,7 @@ func TestE2EBrokenRotation(t *testing.T) {
 		r := p.run(nil, "rotate", "--all")
 		p.remember()
 		p.rememberVersions()
-		if r.code != 7 {
+		if r.Code != 7 {
 			t.Fatalf("rotate --all with a failing check: want exit 7, got %v", r)
 		}
 		t.Logf("rotate --all with a check failing once: %v", r)
@@ -688,21 +632,21 @@ func (p *e2eProject) emergencyFix() {
 	// The interrupted rotation marked ENCRYPTION_KEY: its rows still need the
 	// previous key, so status needs attention and another rotation of the key
 	// is refused until `rekey reencrypt` has moved them.
-	if r := p.run(nil, "status"); r.code != 8 || !strings.Contains(r.stdout, "reencrypt-incomplete") {
+	if r := p.run(nil, "status"); r.Code != 8 || !strings.Contains(r.Stdout, "reencrypt-incomplete") {
 		t.Errorf("status after the interrupted emergency: %v", r)
 	}
-	if r := p.run(nil, "rotate", "ENCRYPTION_KEY"); r.code != 4 {
+	if r := p.run(nil, "rotate", "ENCRYPTION_KEY"); r.Code != 4 {
 		t.Errorf("rotate ENCRYPTION_KEY before its rows moved: want exit 4, got %v", r)
 	}
 	// reencrypt moves the rows; restarting the still-broken app fails (exit
 	// 7), but the data is on the current key from here on.
-	if r := p.run(nil, "reencrypt"); r.code != 0 && r.code != 7 {
+	if r := p.run(nil, "reencrypt"); r.Code != 0 && r.Code != 7 {
 		t.Fatalf("reencrypt: %v", r)
 	}
-	if r := p.run(nil, "status"); strings.Contains(r.stdout, "reencrypt-incomplete") {
+	if r := p.run(nil, "status"); strings.Contains(r.Stdout, "reencrypt-incomplete") {
 		t.Errorf("status after reencrypt: %v", r)
 	}
-	if r := p.run(nil, "rotate", "JWT_SECRET", "--emergency"); r.code != 0 {
+	if r := p.run(nil, "rotate", "JWT_SECRET", "--emergency"); r.Code != 0 {
 		t.Fatalf("rotate JWT_SECRET --emergency once fixed: %v", r)
 	}
 	p.remember()
@@ -710,7 +654,7 @@ func (p *e2eProject) emergencyFix() {
 		t.Fatalf("/health after the fix: %d", code)
 	}
 	p.allPatients(p.login())
-	if r := p.run(nil, "rotate", "ENCRYPTION_KEY"); r.code != 0 {
+	if r := p.run(nil, "rotate", "ENCRYPTION_KEY"); r.Code != 0 {
 		t.Errorf("rotate ENCRYPTION_KEY after the emergency: %v", r)
 	}
 	p.remember()

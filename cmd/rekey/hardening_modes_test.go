@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // hdStat returns the mode, uid and gid of path.
@@ -23,19 +25,27 @@ func hdStat(t *testing.T, path string) (os.FileMode, int, int) {
 	return fi.Mode().Perm(), int(st.Uid), int(st.Gid)
 }
 
+// hdDaemonGID is the id of group daemon; the test is skipped unless it runs
+// as root (to do what says) on a system with that group.
+func hdDaemonGID(t *testing.T, what string) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testkit.SkipOrFail(t, "needs root to %s", what)
+	}
+	grp, err := user.LookupGroup("daemon")
+	if err != nil {
+		testkit.SkipOrFail(t, "no group daemon: %v", err)
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+	return gid
+}
+
 // TestHardenRotationKeepsFileMode: item 14. A .env that a service reads
 // through its group (0640 root:daemon) keeps its owner, group and group bits
 // after a rotation; the others' bits go; rekey warns that the group can read
 // it; doctor names who can read each secret file.
 func TestHardenRotationKeepsFileMode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		ctSkipOrFail(t, "needs root to give the .env to another group")
-	}
-	grp, err := user.LookupGroup("daemon")
-	if err != nil {
-		ctSkipOrFail(t, "no group daemon: %v", err)
-	}
-	gid, _ := strconv.Atoi(grp.Gid)
+	gid := hdDaemonGID(t, "give the .env to another group")
 	for _, c := range []struct {
 		mode, want os.FileMode
 		warn       string
@@ -94,18 +104,11 @@ func TestHardenRotationKeepsFileMode(t *testing.T) {
 // file becomes nobody's with nobody's group, so the old group bits must go
 // too, or the rotation would let nobody's group read it.
 func TestHardenRotationNotRootNeverWidens(t *testing.T) {
-	if os.Geteuid() != 0 {
-		ctSkipOrFail(t, "needs root to run rekey as another user")
-	}
+	daemon := hdDaemonGID(t, "run rekey as another user")
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		ctSkipOrFail(t, "setpriv is not installed: %v", err)
+		testkit.SkipOrFail(t, "setpriv is not installed: %v", err)
 	}
-	grp, err := user.LookupGroup("daemon")
-	if err != nil {
-		ctSkipOrFail(t, "no group daemon: %v", err)
-	}
-	daemon, _ := strconv.Atoi(grp.Gid)
 	const nobody = 65534
 	// A folder every user can reach (t.TempDir's parents are 0700).
 	base, err := os.MkdirTemp("", "rekey-hardening-")

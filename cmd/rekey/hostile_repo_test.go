@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestHostileRepositoryRunsNothing: a repository someone else prepared, whose
@@ -16,22 +18,21 @@ import (
 // Before internal/gitsafe, `rekey scan --history` and `rekey doctor` ran that
 // program, with REKEY_MASTER_KEY in its environment.
 func TestHostileRepositoryRunsNothing(t *testing.T) {
-	requireGit(t)
-	dir, home := t.TempDir(), t.TempDir()
-	gitIn(t, dir, home, "init", "-q", ".")
+	dir := t.TempDir()
+	home := testkit.GitInit(t, dir)
 	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("hello\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gitIn(t, dir, home, "add", "README")
-	gitIn(t, dir, home, "commit", "-q", "-m", "one")
+	testkit.Git(t, dir, home, "add", "README")
+	testkit.Git(t, dir, home, "commit", "-q", "-m", "one")
 	// A commit with a (bogus) signature, so that showSignature calls gpg.program.
-	tree := strings.TrimSpace(gitIn(t, dir, home, "rev-parse", "HEAD^{tree}"))
-	parent := strings.TrimSpace(gitIn(t, dir, home, "rev-parse", "HEAD"))
+	tree := strings.TrimSpace(testkit.Git(t, dir, home, "rev-parse", "HEAD^{tree}"))
+	parent := strings.TrimSpace(testkit.Git(t, dir, home, "rev-parse", "HEAD"))
 	raw := fmt.Sprintf("tree %s\nparent %s\nauthor a <a@b> 1700000000 +0000\ncommitter a <a@b> 1700000000 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\nsigned\n", tree, parent)
 	obj := filepath.Join(t.TempDir(), "commit")
 	os.WriteFile(obj, []byte(raw), 0o600)
-	c := strings.TrimSpace(gitIn(t, dir, home, "hash-object", "-t", "commit", "-w", obj))
-	gitIn(t, dir, home, "update-ref", "HEAD", c)
+	c := strings.TrimSpace(testkit.Git(t, dir, home, "hash-object", "-t", "commit", "-w", obj))
+	testkit.Git(t, dir, home, "update-ref", "HEAD", c)
 
 	marker := filepath.Join(t.TempDir(), "ran")
 	evil := filepath.Join(t.TempDir(), "evil.sh")
@@ -39,11 +40,11 @@ func TestHostileRepositoryRunsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, kv := range [][2]string{{"log.showSignature", "true"}, {"gpg.program", evil}, {"core.fsmonitor", evil}, {"core.pager", evil}, {"diff.external", evil}} {
-		gitIn(t, dir, home, "config", kv[0], kv[1])
+		testkit.Git(t, dir, home, "config", kv[0], kv[1])
 	}
 	// Control: plain git does run it.
 	cmd := exec.Command("git", "-C", dir, "log", "--all", "--format=%H")
-	cmd.Env = gitTestEnv(home)
+	cmd.Env = testkit.GitEnv(home)
 	cmd.Run()
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the hostile config does not work on plain git (test is wrong): %v", err)

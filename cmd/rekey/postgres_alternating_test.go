@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,16 +26,16 @@ import (
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // pgaProject is a project whose DATABASE_PASSWORD belongs to a pair of
 // login roles (blue, green), both members of the group role owner that
-// owns table.
+// owns table. It is a pgcProject (postgres_crash_test.go: the cluster, the
+// values of the versions seen) whose role is the first of the pair.
 type pgaProject struct {
-	*ctProject
-	c                         *pgtest.Cluster
+	*pgcProject
 	owner, blue, green, table string
-	vals                      map[int]string
 	outputs                   []string // every stdout and stderr of rekey, for the leak check
 }
 
@@ -47,52 +46,20 @@ type pgaOptions struct {
 	green      string // name of the second role ("" = PairRole(blue))
 }
 
-func pgaCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// superExec runs statements as the cluster's superuser.
-func superExec(t testing.TB, c *pgtest.Cluster, stmts ...string) {
-	t.Helper()
-	for _, s := range stmts {
-		if err := c.Exec(pgaCtx(t), s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-}
-
-// superSetPassword sets role's password with a client-side verifier.
-func superSetPassword(t testing.TB, c *pgtest.Cluster, role, pw string) {
-	t.Helper()
-	ctx := pgaCtx(t)
-	su, err := postgres.ParseURL(c.SuperConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := postgres.Connect(ctx, su)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := postgres.SetPassword(ctx, conn, role, []byte(pw)); err != nil {
-		t.Fatal(err)
-	}
-}
+func pgaCtx(t testing.TB) context.Context { return testkit.Ctx(t, time.Minute) }
 
 // pgaNewProject creates the group role and table, the first login role
 // with a random password, a .env whose DATABASE_URL and DATABASE_PASSWORD
 // hold it, and runs `rekey init` (with --postgres-alternating if asked).
 func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 	t.Helper()
-	ctRekeyBin(t)
 	n := pgcRoleSeq.Add(1)
 	suffix := fmt.Sprintf("%d_%d", os.Getpid(), n)
-	p := &pgaProject{c: c, owner: "app_owner_" + suffix, table: "t_" + suffix, blue: o.blue, green: o.green, vals: map[int]string{}}
+	p := &pgaProject{pgcProject: &pgcProject{c: c, vals: map[int]string{}}, owner: "app_owner_" + suffix, table: "t_" + suffix, blue: o.blue, green: o.green}
 	if p.blue == "" {
 		p.blue = "app_" + suffix + "_blue"
 	}
+	p.role = p.blue
 	if p.green == "" {
 		p.green = postgres.PairRole(p.blue)
 	}
@@ -100,7 +67,7 @@ func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 	if o.createRole {
 		attrs = "LOGIN CREATEROLE"
 	}
-	superExec(t, c,
+	testkit.Exec(t, c,
 		"CREATE ROLE "+postgres.QuoteIdent(p.owner)+" NOLOGIN",
 		"CREATE TABLE "+p.table+" (x int)",
 		"INSERT INTO "+p.table+" VALUES (42)",
@@ -108,26 +75,12 @@ func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 		"CREATE ROLE "+postgres.QuoteIdent(p.blue)+" "+attrs+" IN ROLE "+postgres.QuoteIdent(p.owner),
 	)
 	pw := ctRandB64(24, base64.RawURLEncoding)
-	superSetPassword(t, c, p.blue, pw)
-
-	dir := t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=pg-alt-test")
-	text := "# comment\n" +
-		"DATABASE_URL=" + c.ConnString(p.blue, pw, "postgres") + "\n" +
-		"DATABASE_PASSWORD=" + pw + "\n" +
-		"RUST_LOG=info\n"
-	p.ctProject = &ctProject{t: t, dir: dir, envPath: dir + "/.env", env: env, orig: []byte(text)}
-	if err := os.WriteFile(p.envPath, p.orig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.allowed = map[string][]string{dir: {".env", "rekey.yaml", ".gitignore", ".rekey"}}
+	testkit.SetPassword(t, c.SuperConnString("postgres"), p.blue, pw)
+	p.ctProject = ctBareProject(t, "# comment\n"+
+		"DATABASE_URL="+c.ConnString(p.blue, pw, "postgres")+"\n"+
+		"DATABASE_PASSWORD="+pw+"\n"+
+		"RUST_LOG=info\n", "pg-alt-test")
+	p.allowed = map[string][]string{p.dir: {".env", "rekey.yaml", ".gitignore", ".rekey"}}
 	args := []string{"init", "--env-file", ".env"}
 	if o.initFlag != "" {
 		args = append(args, o.initFlag)
@@ -154,19 +107,6 @@ func (p *pgaProject) runLog(args ...string) ctResult {
 	r := p.run(args...)
 	p.outputs = append(p.outputs, r.stdout, r.stderr)
 	return r
-}
-
-func (p *pgaProject) value(n int) string {
-	p.t.Helper()
-	if v, ok := p.vals[n]; ok {
-		return v
-	}
-	v := p.must("get", "DATABASE_PASSWORD", "-n", "--version", strconv.Itoa(n))
-	if v == "" {
-		p.t.Fatalf("DATABASE_PASSWORD v%d is empty", n)
-	}
-	p.vals[n] = v
-	return v
 }
 
 // envURL returns the .env's DATABASE_URL, its user and password.
@@ -215,15 +155,7 @@ func (p *pgaProject) reads(u string) bool {
 // logsInAs reports whether pw logs in as role.
 func (p *pgaProject) logsInAs(role, pw string) bool {
 	p.t.Helper()
-	pp, err := postgres.ParseURL(p.c.ConnString(role, pw, "postgres"))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	ok, err := postgres.TryLogin(pgaCtx(p.t), pp)
-	if err != nil {
-		p.t.Fatalf("login as %s: %v", role, err)
-	}
-	return ok
+	return testkit.LogsIn(p.t, p.c.ConnString(role, pw, "postgres"))
 }
 
 // applier is what a rekey process of the project builds (for Expire, which
@@ -450,7 +382,7 @@ func TestPostgresAdmin(t *testing.T) {
 		}
 		// The database's password changed behind rekey's back: the admin
 		// does not need the current one.
-		superSetPassword(t, c, p.blue, "changed-by-hand-"+ctRandB64(12, base64.RawURLEncoding))
+		testkit.SetPassword(t, c.SuperConnString("postgres"), p.blue, "changed-by-hand-"+ctRandB64(12, base64.RawURLEncoding))
 		p.mustLog("rotate", "DATABASE_PASSWORD")
 		if u, _, _ := p.envURL(); !p.reads(u) {
 			t.Fatal("the admin rotation did not repair the role's password")
@@ -489,7 +421,7 @@ func TestPostgresAlternatingPrivilege(t *testing.T) {
 		t.Fatal("a failed add-role changed rekey.yaml")
 	}
 	// An administrator creates the second role; add-role keeps it.
-	superExec(t, c, "CREATE ROLE "+postgres.QuoteIdent(p.green)+" LOGIN IN ROLE "+postgres.QuoteIdent(p.owner))
+	testkit.Exec(t, c, "CREATE ROLE "+postgres.QuoteIdent(p.green)+" LOGIN IN ROLE "+postgres.QuoteIdent(p.owner))
 	if out := p.mustLog("postgres", "add-role"); !strings.Contains(out, "exists: kept") {
 		t.Fatalf("add-role:\n%s", out)
 	}
@@ -597,25 +529,8 @@ func (p *pgaProject) consistent() pgaState {
 	if r.code != 0 || r.sig != 0 {
 		p.t.Fatalf("recover failed: %v", r)
 	}
-	out := p.must("history", "DATABASE_PASSWORD")
-	var s pgaState
-	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n")[1:] {
-		f := strings.Fields(l)
-		n, _ := strconv.Atoi(strings.TrimPrefix(f[0], "v"))
-		label := f[1]
-		if label == "-" {
-			label = ""
-		}
-		s.rows = append(s.rows, ctHistRow{N: n, Label: label})
-	}
-	cur, n := ctLabeled(s.rows, "current")
-	if n != 1 {
-		p.t.Fatalf("want one current version, got %d: %+v", n, s.rows)
-	}
-	if _, n := ctLabeled(s.rows, "pending"); n != 0 {
-		p.t.Fatalf("a pending version survived recovery: %+v", s.rows)
-	}
-	s.cur = cur.N
+	s := pgaState{rows: p.historyOf("DATABASE_PASSWORD")}
+	s.cur = ctOneCurrent(p.t, s.rows)
 	val := p.must("get", "DATABASE_PASSWORD", "-n")
 	if val != p.value(s.cur) {
 		p.t.Fatalf("get DATABASE_PASSWORD differs from get --version %d", s.cur)
@@ -662,9 +577,7 @@ func (p *pgaProject) consistent() pgaState {
 // right after every kill the .env's URL logs in, and `rekey recover`
 // converges to a consistent state.
 func TestPostgresAlternatingKillLoop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+	testkit.Long(t, "-short")
 	c := startCluster(t)
 	p := pgaNewProject(t, c, pgaOptions{createRole: true, initFlag: "--postgres-alternating"})
 	var normal time.Duration

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,61 +9,36 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
-	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
-
-// startCluster starts a private cluster for one test (main_test.go's
-// TestMain belongs to testscript) and stops it when the test ends. It skips
-// when PostgreSQL is absent, unless REKEY_TEST_DISALLOW_SKIP=1.
-func startCluster(t *testing.T) *pgtest.Cluster {
-	t.Helper()
-	c, err := pgtest.Start()
-	if errors.Is(err, pgtest.ErrUnavailable) {
-		if os.Getenv(pgtest.DisallowSkipEnv) == "1" {
-			t.Fatalf("%v; %s=1 forbids skipping", err, pgtest.DisallowSkipEnv)
-		}
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return c
-}
 
 // login reports whether pw logs in as the cluster's superuser.
 func login(t *testing.T, c *pgtest.Cluster, pw string) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := postgres.ParseURL(c.ConnString(c.SuperUser, pw, "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, err := postgres.TryLogin(ctx, p)
-	if err != nil {
-		t.Fatalf("login: %v", err)
-	}
-	return ok
+	return loginURL(t, c.ConnString(c.SuperUser, pw, "postgres"))
 }
 
-func loginURL(t *testing.T, u string) bool {
+// wantLogins fails unless, after what, the password that is current (cur)
+// logs in as the superuser, the one it replaced (gone) does not, and the
+// .env's DATABASE_URL (envURL) does.
+func wantLogins(t *testing.T, c *pgtest.Cluster, after, cur, gone, envURL string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := postgres.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
+	if !login(t, c, cur) {
+		t.Fatalf("after %s, the current password does not log in", after)
 	}
-	ok, err := postgres.TryLogin(ctx, p)
-	if err != nil {
-		t.Fatalf("login: %v", err)
+	if login(t, c, gone) {
+		t.Fatalf("after %s, the password it replaced still logs in", after)
 	}
-	return ok
+	if !loginURL(t, envURL) {
+		t.Fatalf("after %s, the .env's DATABASE_URL does not log in", after)
+	}
+}
+
+// setSuperPassword changes the superuser's password from (logging in with
+// it) to to, as someone would by hand.
+func setSuperPassword(t *testing.T, c *pgtest.Cluster, from, to string) {
+	t.Helper()
+	testkit.SetPassword(t, c.ConnString(c.SuperUser, from, "postgres"), c.SuperUser, to)
 }
 
 func readDotenv(t *testing.T, path string) (string, map[string]string) {
@@ -129,15 +102,7 @@ func TestPostgresRotation(t *testing.T) {
 		if !strings.Contains(m["DATABASE_URL"], ":"+newPW+"@") && !strings.Contains(m["DATABASE_URL"], newPW) {
 			t.Fatalf("DATABASE_URL does not embed the new password")
 		}
-		if !login(t, c, newPW) {
-			t.Fatal("the new password does not log in")
-		}
-		if login(t, c, old) {
-			t.Fatal("the old password still logs in")
-		}
-		if !loginURL(t, m["DATABASE_URL"]) {
-			t.Fatal("the .env's DATABASE_URL does not log in")
-		}
+		wantLogins(t, c, "the rotation", newPW, old, m["DATABASE_URL"])
 	})
 	if newPW == "" {
 		t.FailNow()
@@ -153,45 +118,14 @@ func TestPostgresRotation(t *testing.T) {
 		if m["DATABASE_PASSWORD"] != old {
 			t.Fatal("rollback did not restore the old DATABASE_PASSWORD in .env")
 		}
-		if !login(t, c, old) {
-			t.Fatal("the old password does not log in after rollback")
-		}
-		if login(t, c, newPW) {
-			t.Fatal("the abandoned password still logs in after rollback")
-		}
-		if !loginURL(t, m["DATABASE_URL"]) {
-			t.Fatal("the .env's DATABASE_URL does not log in after rollback")
-		}
+		wantLogins(t, c, "the rollback", old, newPW, m["DATABASE_URL"])
 	})
 
 	t.Run("changed-behind-rekeys-back", func(t *testing.T) {
 		// Someone changes the password by hand: the stored current is wrong.
 		other := "changed-by-hand-" + strings.Repeat("x", 20)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		p, err := postgres.ParseURL(c.ConnString(c.SuperUser, old, "postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := postgres.Connect(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(other)); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
-		defer func() { // give the role the password the store holds again
-			p.Password = []byte(other)
-			conn, err := postgres.Connect(ctx, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
-			if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(old)); err != nil {
-				t.Fatal(err)
-			}
-		}()
+		setSuperPassword(t, c, old, other)
+		defer setSuperPassword(t, c, other, old) // give the role the password the store holds again
 
 		before, _ := readDotenv(t, dotenvPath)
 		storeBefore, _, code := run("get", "DATABASE_PASSWORD", "-n")
@@ -232,20 +166,7 @@ func TestPostgresRotation(t *testing.T) {
 	t.Run("recover-probe", func(t *testing.T) {
 		// The database is set back to an older stored password (v2, newPW) by
 		// hand: the store's current (old) no longer logs in.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		p, err := postgres.ParseURL(c.ConnString(c.SuperUser, old, "postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := postgres.Connect(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(newPW)); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
+		setSuperPassword(t, c, old, newPW)
 		out, errs, code := run("recover", "--probe")
 		outputs = append(outputs, out, errs)
 		if code != 0 {
@@ -276,14 +197,7 @@ func TestPostgresRotation(t *testing.T) {
 			t.Errorf("second probe: exit %d\n%s", code, out)
 		}
 		// No stored version logs in: a clear error, nothing changed.
-		conn, err = postgres.Connect(ctx, withPW(p, newPW))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte("nobody-knows-this-one-0123456789")); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
+		setSuperPassword(t, c, newPW, "nobody-knows-this-one-0123456789")
 		out, errs, code = run("recover", "--probe")
 		if code != 4 || !strings.Contains(errs, "no stored version of DATABASE_PASSWORD is accepted") || !strings.Contains(errs, "hint:") {
 			t.Errorf("probe with no working version: exit %d\n%s\n%s", code, out, errs)
@@ -292,14 +206,7 @@ func TestPostgresRotation(t *testing.T) {
 			t.Error("a failed probe changed the store")
 		}
 		// Put the password the store holds back, for the subtests after this one.
-		conn, err = postgres.Connect(ctx, withPW(p, "nobody-knows-this-one-0123456789"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if err := postgres.SetPassword(ctx, conn, c.SuperUser, []byte(newPW)); err != nil {
-			t.Fatal(err)
-		}
+		setSuperPassword(t, c, "nobody-knows-this-one-0123456789", newPW)
 	})
 
 	t.Run("no-password-in-logs-or-output", func(t *testing.T) {
@@ -320,9 +227,4 @@ func TestPostgresRotation(t *testing.T) {
 			}
 		}
 	})
-}
-
-func withPW(p postgres.Params, pw string) postgres.Params {
-	p.Password = []byte(pw)
-	return p
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestProfileNeverTruncates: REKEY_CPUPROFILE naming an existing file, or a
@@ -11,9 +13,7 @@ import (
 func TestProfileNeverTruncates(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
-	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, victim, "keep me", 0o600)
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(victim, link); err != nil {
 		t.Fatal(err)

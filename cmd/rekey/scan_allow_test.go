@@ -6,13 +6,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestScanAllowFingerprint: a managed version's fingerprint in --allow
 // suppresses its findings; another version's findings stay reported.
 func TestScanAllowFingerprint(t *testing.T) {
-	requireGit(t)
-	dir, home := t.TempDir(), t.TempDir()
+	dir := t.TempDir()
+	home := testkit.GitInit(t, dir)
 	env := map[string]string{"REKEY_MASTER_KEY": testMasterKey, "XDG_CONFIG_HOME": home, "REKEY_ACTOR": "t"}
 	jwt := strings.Repeat("Zml4dHVyZS1qd3Qtc2VjcmV0", 4)
 	must := func(err error) {
@@ -23,13 +25,12 @@ func TestScanAllowFingerprint(t *testing.T) {
 	}
 	must(os.WriteFile(filepath.Join(dir, ".env"), []byte("JWT_SECRET="+jwt+"\n"), 0o600))
 	must(os.WriteFile(filepath.Join(dir, ".gitignore"), []byte(".env\n"), 0o644))
-	gitIn(t, dir, home, "init", "-q")
 	if _, errs, code := runIn(t, dir, env, "", "init", "--env-file", ".env"); code != 0 {
 		t.Fatalf("init: %s", errs)
 	}
 	must(os.WriteFile(filepath.Join(dir, "fixture.txt"), []byte("token: "+jwt+"\n"), 0o644))
-	gitIn(t, dir, home, "add", "fixture.txt", ".gitignore")
-	gitIn(t, dir, home, "commit", "-q", "-m", "fixture")
+	testkit.Git(t, dir, home, "add", "fixture.txt", ".gitignore")
+	testkit.Git(t, dir, home, "commit", "-q", "-m", "fixture")
 
 	out, _, code := runIn(t, dir, env, "", "scan", "--history", "--no-rules")
 	if code != 1 || !strings.Contains(out, "fixture.txt:1: JWT_SECRET v1") {

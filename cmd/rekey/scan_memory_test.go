@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestScanMemoryBounded: a 400 MB (sparse) file in the worktree, committed
@@ -17,12 +19,9 @@ import (
 // packed. Helpers are in
 // crash_test.go and doctor_test.go.
 func TestScanMemoryBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("scans 800 MB")
-	}
-	requireGit(t)
+	testkit.Long(t, "scans 800 MB")
+	testkit.RequireGit(t)
 	p := ctNewProject(t)
-	home := t.TempDir()
 	if err := os.WriteFile(filepath.Join(p.dir, ".gitignore"), []byte(".rekey/\n.env\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -48,15 +47,15 @@ func TestScanMemoryBounded(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	gitIn(t, p.dir, home, "init", "-q")
-	gitIn(t, p.dir, home, "add", "-A")
-	gitIn(t, p.dir, home, "commit", "-q", "-m", "a large file")
+	home := testkit.GitInit(t, p.dir)
+	testkit.Git(t, p.dir, home, "add", "-A")
+	testkit.Git(t, p.dir, home, "commit", "-q", "-m", "a large file")
 
 	// The blob loose, then packed (git streams a packed blob only when told
 	// it is big).
 	for _, how := range []string{"loose", "packed"} {
 		if how == "packed" {
-			gitIn(t, p.dir, home, "repack", "-adq")
+			testkit.Git(t, p.dir, home, "repack", "-adq")
 		}
 		checkScanOf400MB(t, p, how, newlines, at)
 	}

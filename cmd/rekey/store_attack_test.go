@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // The attacker of these tests can write the project folder, .rekey/rekey.db
@@ -16,56 +18,27 @@ import (
 // commands a routine cron job or an operator would run next.
 
 // atProject is a project initialised in-process.
-type atProject struct {
-	t   *testing.T
-	dir string
-	env map[string]string
-}
+type atProject struct{ *inProject }
 
 func newAtProject(t *testing.T) *atProject {
 	t.Helper()
-	p := &atProject{t: t, dir: t.TempDir(), env: map[string]string{
+	p := &atProject{&inProject{t: t, dir: t.TempDir(), env: map[string]string{
 		"REKEY_MASTER_KEY": ctRandB64(32, base64.StdEncoding),
 		"XDG_CONFIG_HOME":  t.TempDir(),
 		"XDG_STATE_HOME":   t.TempDir(),
 		"REKEY_ACTOR":      "attack-test",
-	}}
+	}}}
 	pw := ctRandB64(24, base64.RawURLEncoding)
-	env := "DATABASE_URL=postgres://postgres:" + pw + "@localhost:5432/atlas\n" +
+	p.init("DATABASE_URL=postgres://postgres:" + pw + "@localhost:5432/atlas\n" +
 		"DATABASE_PASSWORD=" + pw + "\n" +
 		"JWT_SECRET=" + ctRandB64(64, base64.StdEncoding) + "\n" +
-		"RUST_LOG=info\n"
-	if err := os.WriteFile(filepath.Join(p.dir, ".env"), []byte(env), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.must("init", "--env-file", ".env")
+		"RUST_LOG=info\n")
 	return p
-}
-
-func (p *atProject) run(args ...string) (string, string, int) {
-	p.t.Helper()
-	return runIn(p.t, p.dir, p.env, "", args...)
-}
-
-func (p *atProject) must(args ...string) string {
-	p.t.Helper()
-	out, errs, code := p.run(args...)
-	if code != 0 {
-		p.t.Fatalf("rekey %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
-	}
-	return out
 }
 
 func (p *atProject) store() string { return filepath.Join(p.dir, ".rekey", "rekey.db") }
 
-func (p *atProject) envFile() string {
-	p.t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.dir, ".env"))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return string(b)
-}
+func (p *atProject) envFile() string { p.t.Helper(); return p.read(".env") }
 
 // sql runs raw statements on the store file, as the attacker.
 func (p *atProject) sql(qs ...string) {
@@ -184,7 +157,7 @@ func TestAttackVersionDeleted(t *testing.T) {
 func TestAttackReplayedRow(t *testing.T) {
 	p := newAtProject(t)
 	saved := filepath.Join(t.TempDir(), "old.db")
-	copyTestFile(t, p.store(), saved)
+	testkit.CopyFile(t, p.store(), saved)
 	p.must("rotate", "JWT_SECRET")
 	p.sql(`ATTACH '`+saved+`' AS old`,
 		`UPDATE secret SET (last_n, cur, pend, prev, vset, attrs, mac) = (SELECT last_n, cur, pend, prev, vset, attrs, mac FROM old.secret o WHERE o.name = secret.name AND o.env = secret.env) WHERE name = 'JWT_SECRET'`)
@@ -229,11 +202,11 @@ func TestAttackAuditTruncated(t *testing.T) {
 func TestAttackWholeStoreRolledBack(t *testing.T) {
 	p := newAtProject(t)
 	saved := filepath.Join(t.TempDir(), "old.db")
-	copyTestFile(t, p.store(), saved)
+	testkit.CopyFile(t, p.store(), saved)
 	leaked := p.must("get", "JWT_SECRET", "-n")
 	p.must("rotate", "JWT_SECRET")
 	p.must("status")
-	copyTestFile(t, saved, p.store())
+	testkit.CopyFile(t, saved, p.store())
 	p.everyCommandRefuses("older than this machine last saw", "rekey audit anchor --reset")
 	if strings.Contains(p.envFile(), leaked) {
 		t.Fatal("the rolled-back value was published")
@@ -317,16 +290,5 @@ func TestAttackKDFParameters(t *testing.T) {
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
 		t.Fatalf("status allocated %d MiB for a tampered KDF", grew>>20)
-	}
-}
-
-func copyTestFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

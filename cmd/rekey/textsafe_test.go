@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rekeyhq/rekey/internal/testkit"
 	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
@@ -38,9 +39,8 @@ func ctRawControls(s string) []rune {
 // line per finding, every name quoted, no raw control character; the JSON
 // report holds the exact names.
 func TestScanQuotesFileNames(t *testing.T) {
-	requireGit(t)
+	testkit.RequireGit(t)
 	p := ctNewProject(t)
-	home := t.TempDir()
 	if err := os.WriteFile(filepath.Join(p.dir, ".gitignore"), []byte(".rekey/\n.env\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +51,14 @@ func TestScanQuotesFileNames(t *testing.T) {
 		"tab\there\x07.txt",
 	}
 	jwt := p.get(0)
-	gitIn(t, p.dir, home, "init", "-q")
+	home := testkit.GitInit(t, p.dir)
 	for _, n := range names {
 		if err := os.WriteFile(filepath.Join(p.dir, n), []byte("JWT_SECRET="+jwt+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	gitIn(t, p.dir, home, "add", "-A")
-	gitIn(t, p.dir, home, "commit", "-q", "-m", "leak\x1b[2K")
+	testkit.Git(t, p.dir, home, "add", "-A")
+	testkit.Git(t, p.dir, home, "commit", "-q", "-m", "leak\x1b[2K")
 
 	var found []struct{ Path, Where string }
 	r := p.run("scan", "--history", "--format", "json")

@@ -9,25 +9,23 @@ package main
 // encoding `rekey scan` recognises.
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // tpProject is a project initialised by the real binary, with key material
@@ -55,57 +53,29 @@ func tpKeyVars() map[string]string {
 func tpNewProject(t *testing.T) *tpProject {
 	t.Helper()
 	p := &tpProject{t: t, bin: ctRekeyBin(t), dir: t.TempDir(), keyVars: tpKeyVars()}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		p.env = append(p.env, kv)
-	}
-	p.env = append(p.env, "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=trust")
+	p.env = testkit.CleanEnv("XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=trust")
 	for k, v := range p.keyVars {
 		p.env = append(p.env, k+"="+v)
 	}
-	dotenv := "JWT_SECRET=" + ctRandB64(64, base64.StdEncoding) + "\n" +
-		"ANTHROPIC_API_KEY=sk-ant-api03-" + ctRandB64(30, base64.RawURLEncoding) + "\n" +
-		"PORT=8080\n"
-	if err := os.WriteFile(filepath.Join(p.dir, ".env"), []byte(dotenv), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, filepath.Join(p.dir, ".env"), keyDotenv(), 0o600)
 	p.must("init", "--env-file", ".env")
 	return p
 }
 
-func (p *tpProject) run(args ...string) e2eResult {
+func (p *tpProject) run(args ...string) testkit.Result {
 	p.t.Helper()
 	return p.runInput("", args...)
 }
 
-func (p *tpProject) runInput(stdin string, args ...string) e2eResult {
+func (p *tpProject) runInput(stdin string, args ...string) testkit.Result {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.bin, args...)
-	cmd.Dir = p.dir
-	cmd.Env = p.env
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := e2eResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		p.t.Fatalf("rekey %v: %v", args, err)
-	}
-	return r
+	return testkit.Cmd{Dir: p.dir, Env: p.env, Stdin: stdin}.Run(p.t, p.bin, args...)
 }
 
-func (p *tpProject) must(args ...string) e2eResult {
+func (p *tpProject) must(args ...string) testkit.Result {
 	p.t.Helper()
 	r := p.run(args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		p.t.Fatalf("rekey %s: %v", strings.Join(args, " "), r)
 	}
 	return r
@@ -118,22 +88,10 @@ func (p *tpProject) must(args ...string) e2eResult {
 func (p *tpProject) configure(jwt, top string) {
 	p.t.Helper()
 	path := filepath.Join(p.dir, "rekey.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cfg := string(b)
 	if jwt != "" {
-		next := strings.Replace(cfg, "\n  JWT_SECRET:\n", "\n  JWT_SECRET:\n"+jwt, 1)
-		if next == cfg {
-			p.t.Fatalf("no JWT_SECRET in rekey.yaml:\n%s", cfg)
-		}
-		cfg = next
+		testkit.EditFile(p.t, path, "\n  JWT_SECRET:\n", "\n  JWT_SECRET:\n"+jwt)
 	}
-	cfg += "\n" + top
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
+	testkit.EditFile(p.t, path, "", "\n"+top)
 	if p.bin != "" {
 		p.must("config", "trust")
 	}
@@ -145,10 +103,10 @@ func (p *tpProject) versions(name string) []string {
 	var out []string
 	for n := 1; ; n++ {
 		r := p.run("get", name, "-n", "--version", strconv.Itoa(n))
-		if r.code != 0 {
+		if r.Code != 0 {
 			return out
 		}
-		out = append(out, r.stdout)
+		out = append(out, r.Stdout)
 	}
 }
 
@@ -211,22 +169,9 @@ func checkChildEnv(t *testing.T, what, path string, keyVars map[string]string, m
 	}
 }
 
-// isKeyVarName: rekey's key material as the issue names it.
-func isKeyVarName(k string) bool {
-	if !strings.HasPrefix(k, "REKEY_") {
-		return false
-	}
-	r := strings.TrimPrefix(k, "REKEY_")
-	if strings.HasPrefix(r, "NEW_") {
-		return true
-	}
-	for _, w := range []string{"KEY", "PASSPHRASE", "PASSWORD", "SECRET", "TOKEN"} {
-		if strings.Contains(r, w) {
-			return true
-		}
-	}
-	return false
-}
+// isKeyVarName: rekey's key material as the issue names it: REKEY_NEW_*,
+// and REKEY_* naming a key, passphrase, password, secret or token.
+var isKeyVarName = regexp.MustCompile(`^REKEY_(NEW_|.*(KEY|PASSPHRASE|PASSWORD|SECRET|TOKEN))`).MatchString
 
 // TestTrustChildEnvNoKeyMaterial (item 3): with REKEY_MASTER_KEY,
 // REKEY_PASSPHRASE and REKEY_NEW_* in rekey's environment, every child —
@@ -270,7 +215,7 @@ func TestTrustChildEnvNoKeyMaterial(t *testing.T) {
 	p.must("run", "--", "sh", "-c", "env > run.env")
 	cur := map[string]string{}
 	for _, n := range []string{"JWT_SECRET", "ANTHROPIC_API_KEY"} {
-		cur[n] = p.must("get", n, "-n").stdout
+		cur[n] = p.must("get", n, "-n").Stdout
 	}
 	check("rekey run's command", "run", cur)
 }
@@ -326,19 +271,19 @@ func TestTrustHTTPCheckRedirect(t *testing.T) {
 	}
 	evilAddr := strings.TrimPrefix(evilHost, "http://")
 	t.Logf("verify login: %v", r)
-	if r.code != 7 || !strings.Contains(r.stdout, "login") || !strings.Contains(r.stdout, "redirect") || !strings.Contains(r.stdout, evilAddr) {
+	if r.Code != 7 || !strings.Contains(r.Stdout, "login") || !strings.Contains(r.Stdout, "redirect") || !strings.Contains(r.Stdout, evilAddr) {
 		t.Errorf("verify login: want exit 7 naming the redirect to %s: %v", evilAddr, r)
 	}
 	// The opt-in (checks: is the last section of rekey.yaml).
 	p.configure("", check("moved", "/moved", "      follow_redirects: same-origin\n")+check("samehost", "/login", "      follow_redirects: same-origin\n"))
-	if r := p.run("verify", "moved"); r.code != 0 {
+	if r := p.run("verify", "moved"); r.Code != 0 {
 		t.Errorf("verify moved (follow_redirects: same-origin, same origin): %v", r)
 	}
 	r = p.run("verify", "samehost")
 	mu.Lock()
 	n = len(got)
 	mu.Unlock()
-	if n > 0 || r.code != 7 || !strings.Contains(r.stdout, evilAddr) {
+	if n > 0 || r.Code != 7 || !strings.Contains(r.Stdout, evilAddr) {
 		t.Errorf("verify samehost (same-origin, redirect to another origin): %d requests delivered; %v", n, r)
 	}
 }
@@ -352,7 +297,7 @@ func TestTrustRedactEveryVersion(t *testing.T) {
 	p := tpNewProject(t)
 	p.must("rotate", "JWT_SECRET")
 	p.must("rotate", "JWT_SECRET")
-	if r := p.runInput("sk-ant-api03-"+ctRandB64(30, base64.RawURLEncoding)+"\n", "set", "ANTHROPIC_API_KEY"); r.code != 0 {
+	if r := p.runInput("sk-ant-api03-"+ctRandB64(30, base64.RawURLEncoding)+"\n", "set", "ANTHROPIC_API_KEY"); r.Code != 0 {
 		t.Fatalf("set ANTHROPIC_API_KEY: %v", r)
 	}
 	jwt := p.versions("JWT_SECRET")
@@ -392,11 +337,11 @@ func TestTrustRedactEveryVersion(t *testing.T) {
 		{"rotate", "JWT_SECRET"}, // the hook fails: the rotation rolls back
 	} {
 		r := p.run(args...)
-		if r.code == 0 {
+		if r.Code == 0 {
 			t.Errorf("rekey %s succeeded; the command should fail", strings.Join(args, " "))
 		}
-		t.Logf("rekey %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		outputs = append(outputs, "rekey "+strings.Join(args, " ")+"\n"+r.stdout+r.stderr)
+		t.Logf("rekey %s: exit %d\n%s%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+		outputs = append(outputs, "rekey "+strings.Join(args, " ")+"\n"+r.Stdout+r.Stderr)
 	}
 	for _, o := range outputs {
 		for i, l := range leaks {
