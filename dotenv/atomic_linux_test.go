@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // tmpfsDir mounts a small tmpfs on a new temporary directory (root only)
@@ -15,7 +17,7 @@ func tmpfsDir(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		skipOrFail(t, "mount tmpfs (needs root): "+err.Error())
+		testkit.SkipOrFail(t, "mount tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, 0); err != nil {
@@ -42,7 +44,7 @@ func TestWriteFileAtomicReadOnlyDir(t *testing.T) {
 	}
 	if os.Geteuid() == 0 {
 		if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
-			skipOrFail(t, "remount read-only: "+err.Error())
+			testkit.SkipOrFail(t, "remount read-only: %v", err)
 		}
 	} else {
 		if err := os.Chmod(dir, 0o555); err != nil {

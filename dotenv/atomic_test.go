@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // dirNames lists the names in dir, to check that no temp file is left.
@@ -47,6 +48,20 @@ func checkFile(t *testing.T, path, want string, perm fs.FileMode) {
 	}
 }
 
+// writeAtomicAlone writes data to dir/.env (0600) with WriteFileAtomic and
+// checks the file, and that nothing else is left in dir.
+func writeAtomicAlone(t *testing.T, dir, data string) {
+	t.Helper()
+	path := filepath.Join(dir, ".env")
+	if err := WriteFileAtomic(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, path, data, 0o600)
+	if diff := cmp.Diff([]string{".env"}, dirNames(t, dir)); diff != "" {
+		t.Errorf("directory (-want +got):\n%s", diff)
+	}
+}
+
 // setHook replaces a package hook for the duration of the test.
 func setHook[T any](t *testing.T, hook *T, v T) {
 	old := *hook
@@ -55,15 +70,7 @@ func setHook[T any](t *testing.T, hook *T, v T) {
 }
 
 func TestWriteFileAtomicCreates(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, ".env")
-	if err := WriteFileAtomic(path, []byte("A=1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, path, "A=1\n", 0o600)
-	if diff := cmp.Diff([]string{".env"}, dirNames(t, dir)); diff != "" {
-		t.Errorf("directory (-want +got):\n%s", diff)
-	}
+	writeAtomicAlone(t, t.TempDir(), "A=1\n")
 }
 
 func TestWriteFileAtomicModeIgnoresUmask(t *testing.T) {
@@ -85,18 +92,12 @@ func TestWriteFileAtomicReplaces(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(path, []byte("A=new\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, path, "A=new\n", 0o600)
-	if diff := cmp.Diff([]string{".env"}, dirNames(t, dir)); diff != "" {
-		t.Errorf("directory (-want +got):\n%s", diff)
-	}
+	writeAtomicAlone(t, dir, "A=new\n")
 }
 
 func TestWriteFileAtomicKeepsOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "changing a file's owner needs root")
+		testkit.SkipOrFail(t, "changing a file's owner needs root")
 	}
 	path := filepath.Join(t.TempDir(), ".env")
 	if err := os.WriteFile(path, []byte("A=old\n"), 0o600); err != nil {

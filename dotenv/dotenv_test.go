@@ -433,25 +433,23 @@ func TestDelete(t *testing.T) {
 
 func TestLineAfterEdits(t *testing.T) {
 	f := mustParse(t, "A=1\nB=\"x\ny\"\nC=3\n")
-	if got := f.Line("C"); got != 4 {
-		t.Fatalf("Line(C) = %d, want 4", got)
+	line := func(when, key string, want int) {
+		t.Helper()
+		if got := f.Line(key); got != want {
+			t.Errorf("%sLine(%s) = %d, want %d", when, key, got, want)
+		}
 	}
+	line("", "C", 4)
 	if err := f.Set("B", "v"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Line("C"); got != 3 {
-		t.Errorf("after Set, Line(C) = %d, want 3", got)
-	}
+	line("after Set, ", "C", 3)
 	f.Delete("A")
-	if got := f.Line("C"); got != 2 {
-		t.Errorf("after Delete, Line(C) = %d, want 2", got)
-	}
+	line("after Delete, ", "C", 2)
 	if err := f.Set("D", "4"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Line("D"); got != 3 {
-		t.Errorf("Line(D) = %d, want 3", got)
-	}
+	line("", "D", 3)
 	if diff := cmp.Diff([]string{"B", "C", "D"}, f.Keys()); diff != "" {
 		t.Errorf("Keys() (-want +got):\n%s", diff)
 	}

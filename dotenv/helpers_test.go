@@ -3,20 +3,8 @@ package dotenv
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"testing"
 )
-
-// skipOrFail skips the test because a tool or privilege it needs is
-// missing, or fails it when REKEY_TEST_DISALLOW_SKIP=1 (CI sets it so that
-// a silently skipped interop or failure-path test cannot pass).
-func skipOrFail(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv("REKEY_TEST_DISALLOW_SKIP") == "1" {
-		t.Fatalf("cannot run (REKEY_TEST_DISALLOW_SKIP=1): %s", reason)
-	}
-	t.Skip(reason)
-}
 
 // Test messages follow the package's rule: they never print a value, only
 // keys, lengths and positions.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 const interopBase = "# interop fixture: every value is fake\n" +
@@ -149,10 +150,10 @@ func TestInterop(t *testing.T) {
 
 	t.Run("python-dotenv", func(t *testing.T) {
 		if _, err := exec.LookPath("python3"); err != nil {
-			skipOrFail(t, "python3 not installed")
+			testkit.SkipOrFail(t, "python3 not installed")
 		}
 		if err := exec.Command("python3", "-c", "import dotenv").Run(); err != nil {
-			skipOrFail(t, "python-dotenv not installed (pip install python-dotenv)")
+			testkit.SkipOrFail(t, "python-dotenv not installed (pip install python-dotenv)")
 		}
 		check(t, runJSON(t, "python3", "-c", pythonScript, path))
 	})
@@ -178,7 +179,7 @@ func TestInteropRefusalsNeeded(t *testing.T) {
 	}
 	python := exec.Command("python3", "-c", "import dotenv").Run() == nil
 	if !python {
-		skipOrFail(t, "python3 with python-dotenv not installed")
+		testkit.SkipOrFail(t, "python3 with python-dotenv not installed")
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,7 +280,7 @@ func runJSON(t *testing.T, name string, args ...string) map[string]string {
 func nodeDotenv(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		skipOrFail(t, "node not installed")
+		testkit.SkipOrFail(t, "node not installed")
 	}
 	mod, err := filepath.Abs(filepath.Join("testdata", "node_modules", "dotenv"))
 	if err != nil {
@@ -289,14 +290,14 @@ func nodeDotenv(t *testing.T) string {
 		return mod
 	}
 	if _, err := exec.LookPath("npm"); err != nil {
-		skipOrFail(t, "npm not installed")
+		testkit.SkipOrFail(t, "npm not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "npm", "install", "--no-save", "--no-package-lock",
 		"--no-audit", "--no-fund", "--prefix", "testdata", "dotenv@16")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("npm install dotenv@16: %v\n%s", err, out))
+		testkit.SkipOrFail(t, "npm install dotenv@16: %v\n%s", err, out)
 	}
 	return mod
 }

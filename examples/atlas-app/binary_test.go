@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,14 +18,13 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestBinarySIGTERM builds atlas-app, seeds and serves with the real
 // flags, and checks that SIGTERM stops it cleanly (exit 0).
 func TestBinarySIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	testkit.Long(t, "builds the binary")
 	d := newAppDB(t)
 	e := env{atlas.KeyDatabaseURL: d.url, atlas.KeyJWTSecret: secretText(t), atlas.KeyEncryptionKey: newKey(t)}
 	envFile := writeEnv(t, e)
@@ -103,9 +100,7 @@ func TestBinarySIGTERM(t *testing.T) {
 // request, a reload with an unusable .env (exit 1, then 503 everywhere),
 // the fix, status and stop.
 func TestBinaryReload(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	testkit.Long(t, "builds the binary")
 	d := newAppDB(t)
 	oldJWT, newJWT, key := secretText(t), secretText(t), newKey(t)
 	e := env{atlas.KeyDatabaseURL: d.url, atlas.KeyJWTSecret: oldJWT, atlas.KeyEncryptionKey: key}
@@ -241,32 +236,8 @@ func TestBinaryReload(t *testing.T) {
 	a.noSecrets(d.password, oldJWT, newJWT, key)
 }
 
-var (
-	appBinOnce sync.Once
-	appBin     string
-	appBinErr  error
-)
-
 // buildApp builds the atlas-app binary once per test binary.
-func buildApp(t *testing.T) string {
-	t.Helper()
-	appBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "atlas-app-bin-")
-		if err != nil {
-			appBinErr = err
-			return
-		}
-		appBin = filepath.Join(dir, "atlas-app")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if out, err := exec.Command(gobin, "build", "-o", appBin, ".").CombinedOutput(); err != nil {
-			appBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if appBinErr != nil {
-		t.Fatal(appBinErr)
-	}
-	return appBin
-}
+func buildApp(t *testing.T) string { t.Helper(); return testkit.GoBuild(t, ".") }
 
 // writeEnvAt rewrites the .env at path with e (atomically, as rekey does).
 func writeEnvAt(t *testing.T, path string, e env) {

@@ -24,19 +24,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rekeyhq/rekey/examples/atlas-app/atlas"
-	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
-var cluster *pgtest.Cluster
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return testkit.Ctx(t, 60*time.Second) }
 
 var seq atomic.Int64
 
@@ -63,7 +57,7 @@ type appDB struct {
 
 func newAppDB(t *testing.T) *appDB {
 	t.Helper()
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	n := seq.Add(1)
 	d := &appDB{role: "atlas_" + strconv.FormatInt(n, 10), password: secretText(t), db: "atlas_" + strconv.FormatInt(n, 10)}
 	admin, err := c.Connect(testCtx(t), "")
@@ -198,6 +192,19 @@ func (a *app) patient(token string, id int64) (int, atlas.Patient, []byte) {
 	return code, p, body
 }
 
+// demoPatients reads patients 1 to n with token: each is the seeded demo
+// patient (how: what the failure message adds).
+func (a *app) demoPatients(token string, n int64, how string) {
+	a.t.Helper()
+	for id := int64(1); id <= n; id++ {
+		code, p, body := a.patient(token, id)
+		if code != http.StatusOK {
+			a.t.Fatalf("GET /patients/%d%s: %d %s", id, how, code, body)
+		}
+		samePatient(a.t, p, atlas.DemoPatient(id))
+	}
+}
+
 // noSecrets fails if a secret shows up in a response body or the log.
 func (a *app) noSecrets(secrets ...string) {
 	a.t.Helper()
@@ -242,13 +249,7 @@ func TestLoginAndPatients(t *testing.T) {
 	a := startApp(t, e)
 
 	tok := a.login()
-	for id := int64(1); id <= 5; id++ {
-		code, p, body := a.patient(tok, id)
-		if code != http.StatusOK {
-			t.Fatalf("GET /patients/%d: %d %s", id, code, body)
-		}
-		samePatient(t, p, atlas.DemoPatient(id))
-	}
+	a.demoPatients(tok, 5, "")
 	if code, _, _ := a.patient(tok, 6); code != http.StatusNotFound {
 		t.Errorf("GET /patients/6: %d, want 404", code)
 	}
@@ -280,7 +281,7 @@ func TestLoginAndPatients(t *testing.T) {
 	}
 
 	// The PII is stored encrypted, in the nonce||ciphertext+tag layout.
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	conn, err := c.Connect(testCtx(t), d.db)
 	if err != nil {
 		t.Fatal(err)
@@ -361,7 +362,7 @@ func TestEncryptionKeyPrevious(t *testing.T) {
 	jwtSecret, oldKey, newKey_ := secretText(t), newKey(t), newKey(t)
 	seed(t, env{atlas.KeyDatabaseURL: d.url, atlas.KeyJWTSecret: jwtSecret, atlas.KeyEncryptionKey: oldKey}, 5)
 
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	conn, err := c.Connect(testCtx(t), d.db)
 	if err != nil {
 		t.Fatal(err)
@@ -393,13 +394,7 @@ func TestEncryptionKeyPrevious(t *testing.T) {
 	}
 	a := startApp(t, rotated)
 	tok := a.login()
-	for id := int64(1); id <= 5; id++ {
-		code, p, body := a.patient(tok, id)
-		if code != http.StatusOK {
-			t.Fatalf("GET /patients/%d with ENCRYPTION_KEY_PREVIOUS: %d %s", id, code, body)
-		}
-		samePatient(t, p, atlas.DemoPatient(id))
-	}
+	a.demoPatients(tok, 5, " with ENCRYPTION_KEY_PREVIOUS")
 	if code, p, body := a.patient(tok, 6); code != http.StatusOK {
 		t.Fatalf("GET /patients/6: %d %s", code, body)
 	} else {
@@ -449,7 +444,7 @@ func TestHealth(t *testing.T) {
 
 	// The role's password changes under the running app (as rekey's
 	// apply step does before the .env is published): health goes 503.
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	admin, err := c.Connect(testCtx(t), "")
 	if err != nil {
 		t.Fatal(err)

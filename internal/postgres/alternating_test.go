@@ -9,6 +9,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 func TestPairRole(t *testing.T) {
@@ -117,7 +118,7 @@ func pair(t *testing.T, blueAttrs string, noGreen bool) (spec *rekey.Spec, a *po
 	if !noGreen {
 		mustExec(t, admin, "CREATE ROLE "+postgres.QuoteIdent(green)+" LOGIN IN ROLE "+postgres.QuoteIdent(owner))
 	}
-	c := cluster
+	c := testkit.Cluster(t)
 	tmpl := "postgres://{{ DATABASE_PASSWORD.role | urlquery }}:{{ DATABASE_PASSWORD | urlquery }}@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable"
 	a = &postgres.Applier{Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: rekey.MustParseTemplate(tmpl)}}}
 	return altSpec(blue, green), a, blue, green
@@ -272,7 +273,7 @@ func TestApplierAlternatingPrivilege(t *testing.T) {
 // knowing its current password; single, then alternating.
 func TestApplierAdmin(t *testing.T) {
 	admin := superConn(t)
-	c := cluster
+	c := testkit.Cluster(t)
 	role := uniqueRole(`Admin's "Quoted" Role`)
 	createLoginRole(t, admin, role, []byte("old-password-1"))
 	adminURL := c.SuperConnString("postgres")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // closedPort returns a 127.0.0.1 port nothing listens on.
@@ -63,7 +64,7 @@ func checkClass(t *testing.T, err error, want error, addr, role string, secrets 
 }
 
 func TestErrorClasses(t *testing.T) {
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	admin := superConn(t)
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
 	role := uniqueRole("errs")
@@ -228,7 +229,7 @@ func TestErrorClasses(t *testing.T) {
 // TestNoCleartextPassword: when pg_hba.conf asks for the password in
 // cleartext, Connect refuses to send it unless require_auth allows it.
 func TestNoCleartextPassword(t *testing.T) {
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	pw := []byte("Cleartext-Pw-1")
 	_, role := newLoginRole(t, "cleartext", pw)
 	if err := c.SetHBA("host all "+role+" 127.0.0.1/32 password", pgtest.DefaultHBA); err != nil {

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"encoding/base64"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,24 +11,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
-var cluster *pgtest.Cluster
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return testkit.Ctx(t, 30*time.Second) }
 
 // superConn is a superuser session on the test cluster, closed at cleanup.
 func superConn(t testing.TB) *pgx.Conn {
 	t.Helper()
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	conn, err := c.Connect(testCtx(t), "")
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +47,7 @@ func uniqueRole(prefix string) string {
 
 // params are connection parameters for role/password on the test cluster.
 func params(t testing.TB, role string, pw []byte) postgres.Params {
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	return postgres.Params{Host: c.Host, Port: c.Port, Database: "postgres", User: role, Password: pw, SSLMode: "disable"}
 }
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 func mustTryLogin(t *testing.T, role string, pw []byte) bool {
@@ -100,7 +100,7 @@ func TestAwkwardRoleNames(t *testing.T) {
 // CloneRole, neither the old nor the new passwords appear in it (in any
 // common encoding), only SCRAM verifiers.
 func TestServerLogHasNoPasswords(t *testing.T) {
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	admin := superConn(t)
 	role, clone := uniqueRole("logcheck"), uniqueRole("logcheck_clone")
 	oldPw, newPw, clonePw := []byte("OldLogSecret-5d1e9a"), []byte("NewLogSecret-c47b2f"), []byte("CloneLogSecret-88aa01")

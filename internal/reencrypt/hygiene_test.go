@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // forms returns the ways a 32-byte key could appear in text.
@@ -26,6 +27,7 @@ func keyForms(t testing.TB, k rekey.Value) []string {
 // server log, in error messages or in the printed Job and Result; the
 // server only ever sees ciphertexts.
 func TestHygiene(t *testing.T) {
+	cluster := testkit.Cluster(t)
 	dsn, conn := newDB(t, false) // log_statement = all
 	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 64}
 	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")

@@ -16,10 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/pgtest"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
-
-var cluster *pgtest.Cluster
 
 // childEnv names the variable that turns the test binary into a
 // re-encryption child (see runChild): the value is a spec file path.
@@ -36,14 +34,10 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(codecEnv); mode != "" {
 		os.Exit(runCodecHelper(mode))
 	}
-	os.Exit(pgtest.Main(m, &cluster))
+	testkit.Main(m)
 }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return testkit.Ctx(t, 90*time.Second) }
 
 var dbSeq atomic.Int64
 
@@ -52,7 +46,7 @@ var dbSeq atomic.Int64
 // for it (big tests).
 func newDB(t testing.TB, quiet bool) (string, *pgx.Conn) {
 	t.Helper()
-	c := pgtest.Need(t, cluster)
+	c := testkit.Cluster(t)
 	name := fmt.Sprintf("re_%s_%d", strings.ToLower(sanitize(t.Name())), dbSeq.Add(1))
 	if len(name) > 60 {
 		name = name[len(name)-60:]

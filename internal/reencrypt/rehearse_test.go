@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestRehearse: on both copy paths — CREATE DATABASE ... TEMPLATE when
@@ -17,7 +18,7 @@ import (
 // growth), the copy is dropped, and the source is untouched. Corrupt rows
 // are reported by the rehearsal as by Run.
 func TestRehearse(t *testing.T) {
-	c := cluster
+	c := testkit.Cluster(t)
 	for _, tc := range []struct {
 		name, method  string
 		stayConnected bool

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 func flipChar(s string, i int) string {
@@ -510,7 +511,8 @@ func TestRunNoCheckpointPrivilege(t *testing.T) {
 	mustExec(t, conn, `CREATE ROLE `+quoteIdent(role)+` LOGIN PASSWORD 'app-pass'`)
 	mustExec(t, conn, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
 	mustExec(t, conn, `GRANT SELECT ON patients TO `+quoteIdent(role))
-	appDSN := strings.Replace(dsn, cluster.SuperUser+":"+cluster.SuperPassword, role+":app-pass", 1)
+	cl := testkit.Cluster(t)
+	appDSN := strings.Replace(dsn, cl.SuperUser+":"+cl.SuperPassword, role+":app-pass", 1)
 	_, err := Run(testCtx(t), job(appDSN, cfg, oldK, newK, "noupdate"))
 	if err == nil || rekey.ErrorCode(err) != rekey.CodeUnsafe || !strings.Contains(err.Error(), "may not read and update") {
 		t.Fatalf("no UPDATE: %v", err)

@@ -13,18 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needGit skips without git, or fails when REKEY_TEST_DISALLOW_SKIP=1 (CI).
-func needGit(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		if os.Getenv("REKEY_TEST_DISALLOW_SKIP") == "1" {
-			t.Fatalf("git not available and REKEY_TEST_DISALLOW_SKIP=1: %v", err)
-		}
-		t.Skipf("git not available: %v", err)
-	}
-}
+	"github.com/rekeyhq/rekey/internal/testkit"
+)
 
 // repo is a generated git repository with deterministic dates.
 type repo struct {
@@ -34,7 +25,7 @@ type repo struct {
 }
 
 func newRepo(t *testing.T) *repo {
-	needGit(t)
+	testkit.RequireGit(t)
 	r := &repo{t: t, dir: t.TempDir()}
 	r.git("init", "-q", "-b", "main")
 	return r

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // smallWindows makes every input bigger than a few hundred bytes stream in
@@ -220,9 +222,7 @@ func TestValueStraddlesChunkBoundary(t *testing.T) {
 // raises the heap by less than 100 MiB: nothing holds a whole file or blob.
 // (cmd/rekey's TestScanMemoryBounded measures the binary's peak RSS.)
 func TestScanHeapBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("scans 400 MB")
-	}
+	testkit.Long(t, "scans 400 MB")
 	repo := newRepo(t)
 	v := "rk_" + strings.Repeat("Qy7", 10)
 	p := filepath.Join(repo.dir, "big.bin")

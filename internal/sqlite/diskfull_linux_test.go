@@ -13,17 +13,18 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // smallFS mounts a 200 KB tmpfs for the test and unmounts it at the end.
 func smallFS(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "mounting a small tmpfs needs root (euid %d)", os.Geteuid())
+		testkit.SkipOrFail(t, "mounting a small tmpfs needs root (euid %d)", os.Geteuid())
 	}
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=200k,mode=0700"); err != nil {
-		skipOrFail(t, "cannot mount a tmpfs on %s: %v", dir, err)
+		testkit.SkipOrFail(t, "cannot mount a tmpfs on %s: %v", dir, err)
 	}
 	// Registered after t.TempDir's removal, so it runs before it; stores
 	// opened later are closed before it.

@@ -19,20 +19,6 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// disallowSkipEnv set to 1 turns skipOrFail's skip into a failure (CI).
-const disallowSkipEnv = "REKEY_TEST_DISALLOW_SKIP"
-
-// skipOrFail skips the test with a reason, or fails it when
-// REKEY_TEST_DISALLOW_SKIP=1.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	reason := fmt.Sprintf(format, args...)
-	if os.Getenv(disallowSkipEnv) == "1" {
-		t.Fatalf("cannot run (and %s=1 forbids skipping): %s", disallowSkipEnv, reason)
-	}
-	t.Skip(reason)
-}
-
 func newKey(t *testing.T) seal.Key {
 	t.Helper()
 	k, err := seal.GenerateKey()

@@ -8,18 +8,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
-var cluster *pgtest.Cluster
-
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 // The test codec: AES-256-GCM, nonce||ciphertext, base64 (the atlas app's
 // layout). The real one comes from the codec package through the Opener.
@@ -71,7 +69,7 @@ func testOpener(s rekey.DecryptSample, key rekey.Value) (func([]byte) error, err
 // setup creates a database with a login role and a patients table: rows
 // 1-4 encrypted under keyA, row 5 under keyB, row 6 NULL.
 func setup(t *testing.T) (c *pgtest.Cluster, url string, keyA, keyB []byte) {
-	c = pgtest.Need(t, cluster)
+	c = testkit.Cluster(t)
 	ctx := context.Background()
 	db := "verify_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
 	// Fresh under -count=N too: one cluster serves every run of the binary.
