@@ -25,6 +25,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/engine"
 )
 
 var (
@@ -487,15 +490,28 @@ func (p *ctProject) statusVersion() int {
 	return 0
 }
 
-// The fault points of a rotation that succeeds, in order (engine.go: Rotate,
-// step and finish). rollback:before and rollback:after are reached only on
-// the rollback path.
-var ctRotationPoints = []string{
-	"create:before", "create:after",
-	"apply:before", "apply:after",
-	"publish:before", "publish:after",
-	"verify:before", "verify:after",
-	"finish:before", "finish:after",
+// The fault points of a rotation that succeeds, in order, from the engine's
+// step table: the steps every rotation runs and apply (a PostgreSQL
+// password's). rollback:before and rollback:after are reached only on the
+// rollback path. A new step of the table is a new case here.
+var ctRotationPoints = ctPointNames(engine.FaultPoints(engine.NeedApplier))
+
+func ctPointNames(ps []engine.FaultPoint) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Point)
+	}
+	return out
+}
+
+// ctPoint is the fault point named point (of a rotation, or of its rollback).
+func ctPoint(point string) engine.FaultPoint {
+	for _, p := range engine.FaultPoints(engine.NeedApplier, engine.NeedFailure) {
+		if p.Point == point {
+			return p
+		}
+	}
+	panic("no fault point " + point)
 }
 
 // ctOutcome is what recovery did with a crashed rotation.
@@ -522,10 +538,10 @@ func (o ctOutcome) recoverSays() string {
 // the create transaction itself when there is nothing to apply (as it does
 // for a generated secret), so create:after allows both.
 func ctAllowed(point string) []ctOutcome {
-	switch point {
-	case "create:before":
+	switch ctPoint(point).Recovery {
+	case engine.NotCreated:
 		return []ctOutcome{ctNotCreated}
-	case "rollback:before", "rollback:after":
+	case engine.RolledBack:
 		return []ctOutcome{ctRolledBack}
 	}
 	return []ctOutcome{ctCompleted}
@@ -533,8 +549,7 @@ func ctAllowed(point string) []ctOutcome {
 
 // ctPublished reports whether the .env holds the new value right after a crash at point.
 func ctPublished(point string) bool {
-	i := slices.Index(ctRotationPoints, point)
-	return i >= slices.Index(ctRotationPoints, "publish:after")
+	return ctPoint(point).Published
 }
 
 // ctCheckOutcome finds what recovery did with the rotation from version old
@@ -622,7 +637,7 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 				t.Fatalf("recovery published another value than the one the .env held")
 			}
 			msg := got.recoverSays()
-			if point == "finish:after" || !reached {
+			if ctPoint(point).Recovery == engine.Finished || !reached {
 				msg = "nothing to recover" // it had finished
 			}
 			if !strings.Contains(s.recover.stdout, msg) {
@@ -657,14 +672,28 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 func TestCrashDuringRecovery(t *testing.T) {
 	type tc struct{ first, second string }
 	var cases []tc
-	for _, first := range []string{"create:after", "apply:before", "apply:after"} {
-		for _, second := range []string{"rollback:before", "rollback:after"} {
-			cases = append(cases, tc{first, second})
+	// From the engine's step table: a first crash after create that no
+	// target saw (then the rollback points), or one from publish on (then
+	// every point that completing a rotation of JWT_SECRET runs again).
+	var rollback, again []string
+	for _, p := range engine.FaultPoints(engine.NeedFailure) {
+		switch {
+		case p.Needs == engine.NeedFailure:
+			rollback = append(rollback, p.Point)
+		case p.Recovery != engine.NotCreated && p.Step != rekey.StepCreate:
+			again = append(again, p.Point)
 		}
 	}
-	for _, first := range []string{"publish:before", "publish:after", "verify:after", "finish:before"} {
-		for _, second := range []string{"publish:before", "publish:after", "verify:before", "verify:after", "finish:before", "finish:after"} {
-			cases = append(cases, tc{first, second})
+	for _, first := range engine.FaultPoints(engine.NeedApplier) {
+		if first.Recovery != engine.Completed {
+			continue
+		}
+		seconds := again
+		if !first.Published && first.Step != rekey.StepPublish {
+			seconds = rollback
+		}
+		for _, second := range seconds {
+			cases = append(cases, tc{first.Point, second})
 		}
 	}
 	for i, c := range cases {
