@@ -4,35 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/sqlite"
 	"github.com/spf13/cobra"
 )
-
-// anchorDir is where the audit anchors live: $XDG_STATE_HOME/rekey/anchors,
-// else ~/.local/state/rekey/anchors — outside the project, so someone who
-// can write the project folder cannot roll the anchor back with the store.
-func (a *app) anchorDir() string {
-	if d := a.stateDir(); d != "" {
-		return filepath.Join(d, "anchors")
-	}
-	return ""
-}
-
-func (a *app) anchorOpts() []sqlite.Option {
-	dir := a.anchorDir()
-	if dir == "" {
-		a.warnf("no HOME or XDG_STATE_HOME: the audit anchor is not kept, so a copy of .rekey/rekey.db put back over it would not be noticed")
-		return nil
-	}
-	opts := []sqlite.Option{sqlite.WithAnchor(dir)}
-	if a.anchorReset {
-		opts = append(opts, sqlite.WithAnchorReset())
-	}
-	return opts
-}
 
 // runAuditVerify checks everything the store can prove about itself: the
 // hash chain, every row's authentication, the anchor outside the store, and
@@ -98,7 +73,7 @@ accepts the store as it is now; the reset and its reason are audited.`,
 			if !reset && reason != "" {
 				return rekey.Errorf(rekey.CodeInvalid, "--reason goes with --reset")
 			}
-			a.anchorReset = reset
+			a.s().AnchorReset = reset
 			_, st, err := a.openStore(cmd.Context())
 			if err != nil {
 				return err
@@ -115,7 +90,7 @@ accepts the store as it is now; the reset and its reason are audited.`,
 				fmt.Fprintf(a.out(), "anchor: %s\nanchor records: %s\nstore is at: entry %d\n", an.Path, state, an.StoreSeq)
 				return nil
 			}
-			if err := a.audit(cmd.Context(), st, rekey.AuditEntry{Action: "anchor.reset", Outcome: "ok", Detail: reason}); err != nil {
+			if err := a.s().Audit(cmd.Context(), st, rekey.AuditEntry{Action: "anchor.reset", Outcome: "ok", Detail: reason}); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out(), "anchor reset: the store is accepted at entry %d (%s)\n", st.Anchor().StoreSeq, an.Path)

@@ -65,7 +65,7 @@ func (a *app) runReport(ctx context.Context, format, output, title string) error
 		_, err = a.out().Write(buf.Bytes())
 		return err
 	}
-	p, err := a.abs(output)
+	p, err := a.s().Abs(output)
 	if err != nil {
 		return err
 	}
