@@ -37,7 +37,7 @@ func checkFile(t *testing.T, path, want string, perm fs.FileMode) {
 		t.Fatal(err)
 	}
 	if string(got) != want {
-		t.Errorf("contents: %s", bytesDiff(got, []byte(want)))
+		t.Errorf("contents: %s", testkit.BytesDiff(got, []byte(want)))
 	}
 	fi, err := os.Stat(path)
 	if err != nil {

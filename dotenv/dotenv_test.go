@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -134,7 +135,7 @@ func TestParse(t *testing.T) {
 			f := mustParse(t, tt.in)
 			compareBindings(t, bindings(f), tt.want)
 			if got := f.Bytes(); string(got) != tt.in {
-				t.Errorf("Bytes() differs from input: %s", bytesDiff(got, []byte(tt.in)))
+				t.Errorf("Bytes() differs from input: %s", testkit.BytesDiff(got, []byte(tt.in)))
 			}
 			if _, ok := f.Get("ABSENT"); ok {
 				t.Error("Get(ABSENT) reports ok")
@@ -154,7 +155,7 @@ func TestParseDoesNotAliasInput(t *testing.T) {
 	}
 	copy(in, "Z=9\nY=8")
 	if got := string(f.Bytes()); got != "A=1\nB=2" {
-		t.Errorf("Bytes() changed with the input slice: %s", bytesDiff([]byte(got), []byte("A=1\nB=2")))
+		t.Errorf("Bytes() changed with the input slice: %s", testkit.BytesDiff([]byte(got), []byte("A=1\nB=2")))
 	}
 	b := f.Bytes()
 	b[0] = 'X'
@@ -294,7 +295,7 @@ func TestSet(t *testing.T) {
 				t.Fatalf("Set: %v", err)
 			}
 			if got := f.Bytes(); string(got) != tt.want {
-				t.Errorf("Bytes(): %s", bytesDiff(got, []byte(tt.want)))
+				t.Errorf("Bytes(): %s", testkit.BytesDiff(got, []byte(tt.want)))
 			}
 			if got, _ := f.Get(tt.key); got != tt.value {
 				t.Errorf("Get after Set: %s", valueDiff(got, tt.value))
@@ -418,7 +419,7 @@ func TestDelete(t *testing.T) {
 				t.Fatal("Delete reported the key absent")
 			}
 			if got := f.Bytes(); string(got) != tt.want {
-				t.Errorf("Bytes(): %s", bytesDiff(got, []byte(tt.want)))
+				t.Errorf("Bytes(): %s", testkit.BytesDiff(got, []byte(tt.want)))
 			}
 			if _, ok := f.Get(tt.key); ok || f.Line(tt.key) != 0 {
 				t.Error("key still defined")
@@ -468,14 +469,14 @@ func TestGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := f.Bytes(); string(got) != string(in) {
-		t.Fatalf("round trip: %s", bytesDiff(got, in))
+		t.Fatalf("round trip: %s", testkit.BytesDiff(got, in))
 	}
 
 	var sb strings.Builder
 	for _, b := range bindings(f) {
 		fmt.Fprintf(&sb, "%d %s=%q\n", b.Line, b.Key, b.Value)
 	}
-	golden(t, "tricky.values.golden", []byte(sb.String()))
+	testkit.Golden(t, "tricky.values.golden", []byte(sb.String()), *update, testkit.BytesDiff)
 
 	sets := []struct{ key, value string }{
 		{"API_KEY", "rotated-PLAIN_1"},                   // export kept, unquoted
@@ -498,7 +499,7 @@ func TestGolden(t *testing.T) {
 		}
 	}
 	out := f.Bytes()
-	golden(t, "tricky.set.golden", out)
+	testkit.Golden(t, "tricky.set.golden", out, *update, testkit.BytesDiff)
 	g, err := Parse("tricky.set.golden", out)
 	if err != nil {
 		t.Fatalf("re-parse: %v", err)
@@ -514,23 +515,5 @@ func TestGolden(t *testing.T) {
 			t.Errorf("Delete(%s) = false", k)
 		}
 	}
-	golden(t, "tricky.delete.golden", g.Bytes())
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s: %s (inspect with go test -update && git diff)", name, bytesDiff(got, want))
-	}
+	testkit.Golden(t, "tricky.delete.golden", g.Bytes(), *update, testkit.BytesDiff)
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // Failure messages here never print the input; go test saves a failing
@@ -62,7 +64,7 @@ func FuzzRoundTrip(f *testing.F) {
 			return
 		}
 		if got := file.Bytes(); !bytes.Equal(got, data) {
-			t.Fatalf("round trip: %s", bytesDiff(got, data))
+			t.Fatalf("round trip: %s", testkit.BytesDiff(got, data))
 		}
 		seen := map[string]bool{}
 		for _, k := range file.Keys() {

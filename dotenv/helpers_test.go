@@ -1,28 +1,17 @@
 package dotenv
 
 import (
-	"bytes"
-	"fmt"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // Test messages follow the package's rule: they never print a value, only
 // keys, lengths and positions.
 
-// bytesDiff describes where got and want differ without showing either.
-func bytesDiff(got, want []byte) string {
-	n := min(len(got), len(want))
-	i := 0
-	for i < n && got[i] == want[i] {
-		i++
-	}
-	line := 1 + bytes.Count(want[:i], []byte("\n"))
-	return fmt.Sprintf("first difference at byte %d (line %d); got %d bytes, want %d", i, line, len(got), len(want))
-}
-
 // valueDiff describes how two values differ without showing either.
 func valueDiff(got, want string) string {
-	return bytesDiff([]byte(got), []byte(want))
+	return testkit.BytesDiff([]byte(got), []byte(want))
 }
 
 // mapDiff lists the keys whose values differ between got and want.

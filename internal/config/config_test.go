@@ -50,10 +50,7 @@ func TestLoadFull(t *testing.T) {
 	if err != nil {
 		t.Skip("no home folder:", err)
 	}
-	c, err := Load("testdata/full.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustLoad(t, "testdata/full.yaml")
 	dir, err := filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -113,11 +110,18 @@ func TestLoadFull(t *testing.T) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
-	c, err := Load("testdata/full.yaml")
+// mustLoad loads the rekey.yaml at path, or fails the test.
+func mustLoad(t *testing.T, path string) *Config {
+	t.Helper()
+	c, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	c := mustLoad(t, "testdata/full.yaml")
 	out, err := Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -223,10 +227,7 @@ func TestMarshalRejectsInvalid(t *testing.T) {
 }
 
 func TestAccessors(t *testing.T) {
-	c, err := Load("testdata/full.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustLoad(t, "testdata/full.yaml")
 	if s, ok := c.Secret("PG_ADMIN_URL"); !ok || s.Kind != rekey.KindManual {
 		t.Errorf("Secret(PG_ADMIN_URL) = %v, %v", s, ok)
 	}

@@ -3,21 +3,16 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
-	"os"
 	"testing"
+
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestLoadDigest: Load records the exact text it parsed and its SHA-256
 // (what `rekey config trust` approves), and the record is a copy.
 func TestLoadDigest(t *testing.T) {
-	data, err := os.ReadFile("testdata/full.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Load("testdata/full.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := []byte(testkit.ReadFile(t, "testdata/full.yaml"))
+	c := mustLoad(t, "testdata/full.yaml")
 	if !bytes.Equal(c.Raw, data) || c.Digest != sha256.Sum256(data) {
 		t.Fatalf("Raw/Digest are not the text parsed")
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,16 +10,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // FuzzParse checks that Parse never panics, that it fails only with an
 // *Error at a line, and that whatever it accepts survives Marshal.
 func FuzzParse(f *testing.F) {
-	full, err := os.ReadFile("testdata/full.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(full)
+	f.Add([]byte(testkit.ReadFile(f, "testdata/full.yaml")))
 	for _, tc := range errorCases {
 		f.Add([]byte(tc.yaml))
 	}

@@ -23,10 +23,7 @@ var cmpTemplates = cmp.Comparer(func(a, b *rekey.Template) bool {
 })
 
 func TestServicesAndChecks(t *testing.T) {
-	c, err := Load("testdata/services.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustLoad(t, "testdata/services.yaml")
 	argv := func(a ...string) rekey.Command { return rekey.Command{Argv: a, Timeout: rekey.DefaultServiceTimeout} }
 	status := func(a ...string) rekey.Command { return rekey.Command{Argv: a, Timeout: rekey.DefaultStatusTimeout} }
 	composeStatus := status("sh", "-c", `test -n "$(docker compose "$@")"`, "sh", "-f", "deploy/compose.yml", "ps", "--status", "running", "--quiet", "web")
@@ -133,10 +130,7 @@ func TestServicesAndChecks(t *testing.T) {
 // TestServicesMarshal checks that what servicesAndChecks writes reads back
 // as the same services and checks.
 func TestServicesMarshal(t *testing.T) {
-	c, err := Load("testdata/services.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustLoad(t, "testdata/services.yaml")
 	base, err := Marshal(c)
 	if err != nil {
 		t.Fatal(err)

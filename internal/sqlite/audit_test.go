@@ -10,6 +10,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/internal/testkit"
 	"github.com/rekeyhq/rekey/seal"
 )
 
@@ -93,7 +94,7 @@ func newAuditFixture(t testing.TB) auditFixture {
 func (f auditFixture) tamper(t testing.TB, edit func(db *sql.DB) error) error {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tampered.db")
-	copyFile(t, f.path, path)
+	testkit.CopyFile(t, f.path, path)
 	db := rawDB(t, path)
 	if err := edit(db); err != nil {
 		db.Close()

@@ -1,7 +1,6 @@
 package sqlite_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/internal/testkit"
 	"github.com/rekeyhq/rekey/seal"
 )
 
@@ -16,16 +16,12 @@ import (
 // made before this change) and finds every value, label, attribute,
 // rotation and audit entry as it was, now authenticated.
 func TestUpgradeFormat2(t *testing.T) {
-	b, err := os.ReadFile("testdata/format2.key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := seal.ParseKey(strings.TrimSpace(string(b)))
+	key, err := seal.ParseKey(strings.TrimSpace(testkit.ReadFile(t, "testdata/format2.key")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "rekey.db")
-	copyFile(t, "testdata/format2.db", path)
+	testkit.CopyFile(t, "testdata/format2.db", path)
 	s, err := sqlite.Open(t.Context(), path, key)
 	if err != nil {
 		t.Fatalf("Open of a format 2 store: %v", err)
@@ -144,7 +140,7 @@ func TestAnchorRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := filepath.Join(t.TempDir(), "old.db")
-	copyFile(t, path, old)
+	testkit.CopyFile(t, path, old)
 	s, err = sqlite.Open(t.Context(), path, key, sqlite.WithAnchor(dir))
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +150,7 @@ func TestAnchorRollback(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, old, path)
+	testkit.CopyFile(t, old, path)
 	_, err = sqlite.Open(t.Context(), path, key, sqlite.WithAnchor(dir))
 	if rekey.ErrorCode(err) != rekey.CodeAuth || !strings.Contains(err.Error(), "older than this machine last saw") {
 		t.Fatalf("Open of a rolled-back store: %v", err)

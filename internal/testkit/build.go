@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -40,15 +39,12 @@ func goBuild(pkg string, tags []string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, name)
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	args := []string{"build", "-o", bin}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	if out, err := exec.Command(gobin, append(args, pkg)...).CombinedOutput(); err != nil {
+	// go test puts its own go first on the test's PATH.
+	if out, err := exec.Command("go", append(args, pkg)...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go %s %s: %v\n%s", strings.Join(args, " "), pkg, err, out)
 	}
 	return bin, nil

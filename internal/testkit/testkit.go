@@ -4,16 +4,15 @@
 // throwaway PostgreSQL clusters (on top of internal/pgtest).
 //
 // Only tests and bench import it (internal/archtest places it in the test
-// layer, which no production package may import). It imports no package
-// of the module but the domain, internal/pgtest and internal/postgres, so
-// that the in-package tests of the other packages can use it; the
-// in-package tests of internal/postgres cannot.
+// layer, which no production package may import). Of the module it imports
+// internal/pgtest and internal/postgres (and through it the domain) only,
+// so that the in-package tests of every other package can use it; those
+// of internal/postgres cannot.
 package testkit
 
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,48 +59,4 @@ func CleanEnv(extra ...string) []string {
 		}
 	}
 	return append(env, extra...)
-}
-
-// WriteFile writes data to path (its folder created) with mode, or fails
-// the test.
-func WriteFile(tb testing.TB, path, data string, mode os.FileMode) {
-	tb.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(data), mode); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// ReadFile returns the content of path, or fails the test.
-func ReadFile(tb testing.TB, path string) string {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(b)
-}
-
-// CopyFile copies from to to (mode 0600), or fails the test.
-func CopyFile(tb testing.TB, from, to string) {
-	tb.Helper()
-	WriteFile(tb, to, ReadFile(tb, from), 0o600)
-}
-
-// EditFile replaces the first old in the file at path by new (appends new
-// when old is ""), keeping mode 0644, or fails the test when old is not
-// there. It returns the new content.
-func EditFile(tb testing.TB, path, old, new string) string {
-	tb.Helper()
-	text := ReadFile(tb, path)
-	next := text + new
-	if old != "" {
-		if next = strings.Replace(text, old, new, 1); next == text {
-			tb.Fatalf("no %q in %s:\n%s", old, filepath.Base(path), text)
-		}
-	}
-	WriteFile(tb, path, next, 0o644)
-	return next
 }
