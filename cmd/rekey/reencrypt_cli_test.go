@@ -13,15 +13,18 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"github.com/rekeyhq/rekey"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 type rcProject struct {
@@ -64,20 +67,11 @@ func rcNewProject(t *testing.T, db string, rows int, extraEnv ...string) *rcProj
 	if err := c.CreateDatabase(db); err != nil {
 		t.Fatal(err)
 	}
-	ctRekeyBin(t)
-	dir := t.TempDir()
 	key := ctRandB64(32, base64.StdEncoding)
 	p := &rcProject{url: c.ConnString(c.SuperUser, c.SuperPassword, db), plain: map[int64][2]string{}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, p.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `CREATE TABLE patients (id bigint PRIMARY KEY, email text, ssn text)`); err != nil {
-		t.Fatal(err)
-	}
+	// The project: a manual DATABASE_URL (no password rotation here) and the key.
+	p.ctProject = ctBareProject(t, "DATABASE_URL="+p.url+"\nENCRYPTION_KEY="+key+"\nRUST_LOG=info\n"+strings.Join(extraEnv, ""), "reencrypt-test")
+	p.exec(`CREATE TABLE patients (id bigint PRIMARY KEY, email text, ssn text)`)
 	var src [][]any
 	for i := int64(1); i <= int64(rows); i++ {
 		email, ssn := fmt.Sprintf("patient%d@example.com", i), fmt.Sprintf("%03d-%02d-%04d", i%1000, i%100, i)
@@ -88,35 +82,28 @@ func rcNewProject(t *testing.T, db string, rows int, extraEnv ...string) *rcProj
 		p.plain[i] = [2]string{email, ssn}
 		src = append(src, row)
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "email", "ssn"}, pgx.CopyFromRows(src)); err != nil {
-		t.Fatal(err)
-	}
-	// The project: a manual DATABASE_URL (no password rotation here) and the key.
-	p.ctProject = &ctProject{t: t, dir: dir, envPath: filepath.Join(dir, ".env")}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REKEY_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			p.env = append(p.env, kv)
+	p.withDB(func(ctx context.Context, conn *pgx.Conn) {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "email", "ssn"}, pgx.CopyFromRows(src)); err != nil {
+			t.Fatal(err)
 		}
-	}
-	p.env = append(p.env, "REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR=reencrypt-test")
-	text := "DATABASE_URL=" + p.url + "\nENCRYPTION_KEY=" + key + "\nRUST_LOG=info\n" + strings.Join(extraEnv, "")
-	if err := os.WriteFile(p.envPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
 	p.must("init", "--env-file", ".env")
-	cfg, err := os.ReadFile(filepath.Join(dir, "rekey.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg2 := strings.Replace(string(cfg), "\n  ENCRYPTION_KEY:\n", "\n  ENCRYPTION_KEY:\n    reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [patients.email, patients.ssn], batch_size: 500}\n", 1)
-	if cfg2 == string(cfg) {
-		t.Fatalf("no ENCRYPTION_KEY in rekey.yaml:\n%s", cfg)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "rekey.yaml"), []byte(cfg2), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.EditFile(t, filepath.Join(p.dir, "rekey.yaml"), "\n  ENCRYPTION_KEY:\n", "\n  ENCRYPTION_KEY:\n    reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [patients.email, patients.ssn], batch_size: 500}\n")
 	p.must("config", "trust") // the operator approves the edit
 	return p
+}
+
+// withDB runs f on a connection to the project's database, closed after.
+func (p *rcProject) withDB(f func(ctx context.Context, conn *pgx.Conn)) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	f(ctx, conn)
 }
 
 // envKeys returns ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS of the .env.
@@ -132,13 +119,13 @@ func (p *rcProject) envKeys() (string, string) {
 func (p *rcProject) check(key string, skip ...int64) {
 	t := p.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, p.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	p.withDB(func(ctx context.Context, conn *pgx.Conn) { p.checkRows(ctx, conn, key, skip) })
+}
+
+// checkRows is check on conn.
+func (p *rcProject) checkRows(ctx context.Context, conn *pgx.Conn, key string, skip []int64) {
+	t := p.t
+	t.Helper()
 	rows, err := conn.Query(ctx, `SELECT id, email, ssn FROM patients ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +140,7 @@ func (p *rcProject) check(key string, skip ...int64) {
 			t.Fatal(err)
 		}
 		n++
-		if contains64(skip, id) {
+		if slices.Contains(skip, id) {
 			continue
 		}
 		want := p.plain[id]
@@ -175,27 +162,13 @@ func (p *rcProject) check(key string, skip ...int64) {
 	}
 }
 
-func contains64(xs []int64, x int64) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
 func (p *rcProject) exec(sql string, args ...any) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, p.url)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		p.t.Fatal(err)
-	}
+	p.withDB(func(ctx context.Context, conn *pgx.Conn) {
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			p.t.Fatal(err)
+		}
+	})
 }
 
 func TestReencryptRotation(t *testing.T) {
@@ -281,15 +254,9 @@ func TestReencryptCorruptRow(t *testing.T) {
 	}
 	p.check(key, 7)
 	var email string
-	func() {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, p.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
+	p.withDB(func(ctx context.Context, conn *pgx.Conn) {
 		conn.QueryRow(ctx, `SELECT email FROM patients WHERE id = 7`).Scan(&email)
-	}()
+	})
 	if email != "bm90IGEgY2lwaGVydGV4dCBhdCBhbGwsIGp1c3QgdGV4dA==" {
 		t.Fatal("the corrupt row was changed")
 	}
@@ -328,34 +295,23 @@ func TestSessionsSQLHook(t *testing.T) {
 	p.exec(`CREATE TABLE sessions (id int PRIMARY KEY, token text)`)
 	p.exec(`INSERT INTO sessions SELECT g, 'tok' || g FROM generate_series(1, 3) g`)
 	cfgPath := filepath.Join(p.dir, "rekey.yaml")
-	cfg, _ := os.ReadFile(cfgPath)
 	hook := "\n  JWT_SECRET:\n    sessions: {mode: immediate, on_rotate: [{sql: DELETE FROM sessions, database: DATABASE_URL}]}\n"
-	cfg2 := strings.Replace(string(cfg), "\n  JWT_SECRET:\n", hook, 1)
-	if cfg2 == string(cfg) {
-		t.Fatalf("no JWT_SECRET in rekey.yaml:\n%s", cfg)
-	}
-	os.WriteFile(cfgPath, []byte(cfg2), 0o644)
+	testkit.EditFile(t, cfgPath, "\n  JWT_SECRET:\n", hook)
 	p.must("config", "trust")
 	r := p.run("rotate", "JWT_SECRET")
 	if r.code != 0 || !strings.Contains(r.stderr, "on_rotate: DELETE FROM sessions (3 rows)") {
 		t.Fatalf("%v", r)
 	}
 	var n int
-	func() {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, p.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
+	p.withDB(func(ctx context.Context, conn *pgx.Conn) {
 		conn.QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&n)
-	}()
+	})
 	if n != 0 {
 		t.Fatalf("%d sessions left after the rotation", n)
 	}
 	// A hook that fails: the rotation rolls back.
 	before, _ := ctEnvValue(p.readEnv(), "JWT_SECRET")
-	os.WriteFile(cfgPath, []byte(strings.Replace(cfg2, "DELETE FROM sessions", "DELETE FROM no_such_table", 1)), 0o644)
+	testkit.EditFile(t, cfgPath, "DELETE FROM sessions", "DELETE FROM no_such_table")
 	p.must("config", "trust")
 	r = p.run("rotate", "JWT_SECRET")
 	if r.code != 7 || !strings.Contains(r.stderr, "sql hook failed") || !strings.Contains(r.stderr, "rotation rolled back") {
@@ -388,14 +344,7 @@ func TestReencryptCommandCodecStderrRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(p.dir, "rekey.yaml")
-	cfg, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg2 := strings.Replace(string(cfg), "codec: aes-256-gcm", "codec: command, command: [python3, "+script+"]", 1)
-	if err := os.WriteFile(cfgPath, []byte(cfg2), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.EditFile(t, cfgPath, "codec: aes-256-gcm", "codec: command, command: [python3, "+script+"]")
 	p.must("config", "trust")
 	old, _ := p.envKeys()
 	r := p.run("rotate", "ENCRYPTION_KEY")

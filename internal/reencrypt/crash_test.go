@@ -165,8 +165,7 @@ func TestConcurrentWriter(t *testing.T) {
 	const n = 20_000
 	dsn, conn := newDB(t, true)
 	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 200}
-	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
-	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
+	oldK, newK, oldC, newC := keyPair(t, cfg)
 	seedTable(t, conn, "patients", cfg, oldC, n)
 
 	app, err := pgx.Connect(testCtx(t), dsn)

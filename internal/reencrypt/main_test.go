@@ -106,6 +106,14 @@ func newKey32(t testing.TB, enc string) rekey.Value {
 	}
 }
 
+// keyPair returns an old and a new random key (base64 of 32 bytes) and
+// their ciphers for cfg.
+func keyPair(t testing.TB, cfg rekey.ReencryptSpec) (oldK, newK rekey.Value, oldC, newC *Cipher) {
+	t.Helper()
+	oldK, newK = newKey32(t, "base64"), newKey32(t, "base64")
+	return oldK, newK, mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
+}
+
 func mustCipher(t testing.TB, cfg rekey.ReencryptSpec, k rekey.Value) *Cipher {
 	t.Helper()
 	c, err := NewCipher(cfg, k, nil)

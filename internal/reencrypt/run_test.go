@@ -170,8 +170,7 @@ func TestRunCompositeAndNamedKeys(t *testing.T) {
 	cfg := rekey.ReencryptSpec{Encoding: EncodingHex, BatchSize: 7, Columns: []string{
 		"app.accounts.token", "notes(tenant, n).body",
 	}}
-	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
-	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
+	oldK, newK, oldC, newC := keyPair(t, cfg)
 	mustExec(t, conn, `CREATE SCHEMA app`)
 	mustExec(t, conn, `CREATE TABLE app.accounts (tenant text, id int, token text, PRIMARY KEY (tenant, id))`)
 	mustExec(t, conn, `CREATE TABLE notes (tenant text NOT NULL, n bigint NOT NULL, body varchar(500))`)
@@ -241,8 +240,7 @@ func TestRunCompositeAndNamedKeys(t *testing.T) {
 func TestRunPartitioned(t *testing.T) {
 	dsn, conn := newDB(t, false)
 	cfg := rekey.ReencryptSpec{Columns: []string{"events.payload"}, BatchSize: 50}
-	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
-	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
+	oldK, newK, oldC, newC := keyPair(t, cfg)
 	mustExec(t, conn, `CREATE TABLE events (id bigint PRIMARY KEY, payload text) PARTITION BY RANGE (id)`)
 	mustExec(t, conn, `CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (100)`)
 	mustExec(t, conn, `CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (100) TO (1000)`)
@@ -353,8 +351,7 @@ func TestRunCorruptRows(t *testing.T) {
 func TestRunCASRevisit(t *testing.T) {
 	dsn, conn := newDB(t, false)
 	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 50}
-	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
-	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
+	oldK, newK, oldC, newC := keyPair(t, cfg)
 	seedTable(t, conn, "patients", cfg, oldC, 400)
 	app, err := pgx.Connect(testCtx(t), dsn)
 	if err != nil {
@@ -431,8 +428,7 @@ func TestRunCASRevisit(t *testing.T) {
 func TestRunResume(t *testing.T) {
 	dsn, conn := newDB(t, false)
 	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email", "patients.ssn"}, BatchSize: 100}
-	oldK, newK := newKey32(t, "base64"), newKey32(t, "base64")
-	oldC, newC := mustCipher(t, cfg, oldK), mustCipher(t, cfg, newK)
+	oldK, newK, oldC, newC := keyPair(t, cfg)
 	seedTable(t, conn, "patients", cfg, oldC, 3000)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	j := job(dsn, cfg, oldK, newK, "resume-1")
