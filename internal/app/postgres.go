@@ -22,18 +22,8 @@ func (s *Session) PostgresApplier(cfg *config.Config, env *config.Environment) r
 			}
 			out := map[string]rekey.Value{}
 			err := s.store.View(ctx, func(tx rekey.Tx) error {
-				cur, err := tx.AllLabeled(name, rekey.LabelCurrent)
-				if err != nil {
-					return err
-				}
-				for n, v := range cur {
-					val, err := tx.Value(name, n, v.N)
-					if err != nil {
-						return err
-					}
-					out[n] = val
-				}
-				return nil
+				_, err := eachLive(tx, cfg, name, Current, func(sp *rekey.Spec, _ rekey.Version, val rekey.Value) { out[sp.Name] = val })
+				return err
 			})
 			return out, err
 		},
