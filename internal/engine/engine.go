@@ -17,7 +17,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rekeyhq/rekey"
@@ -127,7 +128,7 @@ func (e *Engine) targetOrder() []string {
 	if len(e.TargetOrder) > 0 {
 		return e.TargetOrder
 	}
-	return sortedKeys(e.Targets)
+	return slices.Sorted(maps.Keys(e.Targets))
 }
 
 // derivedOf lists the derived values built from one of names, in order.
@@ -189,15 +190,6 @@ func newID(now time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func uniq(in []string) []string {

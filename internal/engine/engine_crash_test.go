@@ -14,7 +14,6 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/rekeyhq/rekey"
@@ -24,95 +23,6 @@ import (
 )
 
 const ecEnv = "production"
-
-// ecCrash is the panic value of a simulated crash.
-type ecCrash struct{ point string }
-
-// ecTarget is an in-memory .env. It outlives the simulated crashes.
-type ecTarget struct {
-	mu   sync.Mutex
-	vals map[string]string
-	// lie makes Read report a wrong value for every key once the target has
-	// been written to (so the drift check before a rotation passes and its
-	// verification fails).
-	lie, written bool
-}
-
-// arm makes the target lie after the next write, or stop lying.
-func (m *ecTarget) arm(lie bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.lie, m.written = lie, false
-}
-
-func (m *ecTarget) Name() string { return "app (memory)" }
-
-func (m *ecTarget) Read(_ context.Context, keys []string) (map[string]rekey.Value, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[string]rekey.Value{}
-	for _, k := range keys {
-		if v, ok := m.vals[k]; ok {
-			if m.lie && m.written {
-				v += "-not-what-was-written"
-			}
-			out[k] = rekey.NewValueString(v)
-		}
-	}
-	return out, nil
-}
-
-func (m *ecTarget) Write(_ context.Context, set map[string]rekey.Value, del []string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.written = true
-	for k, v := range set {
-		m.vals[k] = v.RevealString()
-	}
-	for _, k := range del {
-		delete(m.vals, k)
-	}
-	return nil
-}
-
-func (m *ecTarget) get(k string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.vals[k]
-}
-
-func (m *ecTarget) snapshot() map[string]string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return maps.Clone(m.vals)
-}
-
-// ecDatabase is the backing system of a password secret: the value it
-// accepts. Apply and Revert are idempotent, as the Applier contract asks.
-type ecDatabase struct {
-	mu       sync.Mutex
-	accepted map[string]string
-}
-
-func (d *ecDatabase) Apply(_ context.Context, _ string, s *rekey.Spec, pending, _ rekey.VersionValue) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.accepted[s.Name] = pending.Value.RevealString()
-	return nil
-}
-
-func (d *ecDatabase) Revert(_ context.Context, _ string, s *rekey.Spec, _, current rekey.VersionValue) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.accepted[s.Name] = current.Value.RevealString()
-	return nil
-}
-
-func (d *ecDatabase) get(k string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.accepted[k]
-}
 
 // ecWorld is a store file, a target and a database that survive crashes.
 type ecWorld struct {

@@ -8,13 +8,11 @@ package engine_test
 // data key are small in-memory systems that record what was done to them.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,107 +21,6 @@ import (
 	"github.com/rekeyhq/rekey/internal/sqlite"
 	"github.com/rekeyhq/rekey/seal"
 )
-
-// fwServices records restarts, stops and starts with what the target held.
-type fwServices struct {
-	mu     sync.Mutex
-	target *ecTarget
-	log    []string
-	// sees is what the running app was last (re)started with.
-	sees map[string]string
-	// failRestarts makes that many restarts fail.
-	failRestarts int
-}
-
-func (s *fwServices) record(what string, keys []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := slices.Clone(keys)
-	slices.Sort(k)
-	s.log = append(s.log, what+" "+strings.Join(k, ","))
-	if what != "stop" {
-		s.sees = s.target.snapshot()
-	}
-}
-func (s *fwServices) Restart(_ context.Context, keys []string) error {
-	s.record("restart", keys)
-	if s.failRestarts > 0 {
-		s.failRestarts--
-		return rekey.Errorf(rekey.CodeVerifyFailed, "restart of service api failed").WithHint("its output ended with: config invalid")
-	}
-	return nil
-}
-func (s *fwServices) Stop(_ context.Context, keys []string) error { s.record("stop", keys); return nil }
-func (s *fwServices) Start(_ context.Context, keys []string) error {
-	s.record("start", keys)
-	return nil
-}
-func (s *fwServices) entries() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.log)
-}
-
-// fwChecks passes while ok says so about what the app was started with.
-type fwChecks struct {
-	svc  *fwServices
-	ok   func(sees map[string]string) bool
-	runs int
-}
-
-func (c *fwChecks) Run(context.Context) error {
-	c.runs++
-	c.svc.mu.Lock()
-	sees := c.svc.sees
-	c.svc.mu.Unlock()
-	if c.ok(sees) {
-		return nil
-	}
-	return rekey.Errorf(rekey.CodeVerifyFailed, "check login failed")
-}
-
-// fwRows is a table whose rows are "encrypted" under a key: each row holds
-// the key value it was written with. Migrate moves rows from old to new.
-type fwRows struct {
-	mu      sync.Mutex
-	rows    []string
-	corrupt map[int]bool
-	// during is called inside Migrate, to look at the world meanwhile.
-	during func()
-	fault  func(done int) // called after each row (crash injection)
-	calls  int            // Migrate calls
-}
-
-func (d *fwRows) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
-	return nil
-}
-func (d *fwRows) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
-	return nil
-}
-func (d *fwRows) Migrate(_ context.Context, _ string, _ *rekey.Spec, pending, current rekey.VersionValue, _ string) error {
-	d.calls++
-	if d.during != nil {
-		d.during()
-	}
-	failed := 0
-	for i := range d.rows {
-		d.mu.Lock()
-		switch {
-		case d.corrupt[i]:
-			failed++
-		case d.rows[i] == current.Value.RevealString():
-			d.rows[i] = pending.Value.RevealString()
-		}
-		d.mu.Unlock()
-		if d.fault != nil {
-			d.fault(i)
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d rows open with neither key: %w", failed, rekey.ErrIncomplete)
-	}
-	return nil
-}
 
 type fwWorld struct {
 	t      *testing.T
@@ -216,6 +113,17 @@ func (w *fwWorld) labeled(name string, l rekey.Label) rekey.Version {
 		w.t.Fatal(err)
 	}
 	return v
+}
+
+// rowsOn fails the test unless every row is on key (what the failure says
+// of the row: "is not on the new key" ...).
+func (w *fwWorld) rowsOn(key, what string) {
+	w.t.Helper()
+	for i, r := range w.rows.rows {
+		if r != key {
+			w.t.Fatalf("row %d %s", i, what)
+		}
+	}
 }
 
 var (
@@ -365,11 +273,7 @@ func TestFlowDataKeyOnline(t *testing.T) {
 		t.Error("the app was not running with the new key and ENCRYPTION_KEY_PREVIOUS while rows moved")
 	}
 	_, cur := w.current("ENCRYPTION_KEY")
-	for i, r := range w.rows.rows {
-		if r != cur {
-			t.Fatalf("row %d is not on the new key", i)
-		}
-	}
+	w.rowsOn(cur, "is not on the new key")
 	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok || w.target.get("ENCRYPTION_KEY") != cur {
 		t.Error("after re-encryption the .env should hold the new key alone")
 	}
@@ -483,11 +387,7 @@ func TestFlowDataKeyCrashes(t *testing.T) {
 			if point == "migrate:after" && w.rows.calls != 1 {
 				t.Errorf("recovery after a finished migration migrated again (%d calls)", w.rows.calls)
 			}
-			for i, r := range w.rows.rows {
-				if r != cur {
-					t.Fatalf("row %d is not on the new key after recovery", i)
-				}
-			}
+			w.rowsOn(cur, "is not on the new key after recovery")
 			if snap := w.target.snapshot(); snap["ENCRYPTION_KEY"] != cur || snap["ENCRYPTION_KEY_PREVIOUS"] != "" {
 				t.Fatalf("the .env after recovery: new key %v, previous still there %v", snap["ENCRYPTION_KEY"] == cur, snap["ENCRYPTION_KEY_PREVIOUS"] != "")
 			}
@@ -531,11 +431,7 @@ func TestFlowFinishMigration(t *testing.T) {
 	if v.Attrs[rekey.AttrReencrypt] != "" {
 		t.Errorf("mark not cleared: %v", v.Attrs)
 	}
-	for i, r := range w.rows.rows {
-		if r != cur {
-			t.Fatalf("row %d not on the new key", i)
-		}
-	}
+	w.rowsOn(cur, "not on the new key")
 	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok {
 		t.Error("ENCRYPTION_KEY_PREVIOUS still published")
 	}
@@ -560,11 +456,7 @@ func TestFlowDataKeyChecksFailAfterMigration(t *testing.T) {
 	if v.N != 2 || w.target.get("ENCRYPTION_KEY") != cur || v.Attrs[rekey.AttrReencrypt] != "" {
 		t.Fatalf("want v2 current, published and not marked (rows moved): v%d %v", v.N, v.Attrs)
 	}
-	for i, r := range w.rows.rows {
-		if r != cur {
-			t.Fatalf("row %d not on the kept key", i)
-		}
-	}
+	w.rowsOn(cur, "not on the kept key")
 }
 
 // An emergency rotation whose restart fails before the rows moved keeps the
@@ -589,11 +481,7 @@ func TestFlowEmergencyRestartFailsBeforeMigration(t *testing.T) {
 	if did, err := w.engine(nil, nil).FinishMigration(t.Context(), "ENCRYPTION_KEY"); !did || err != nil {
 		t.Fatalf("FinishMigration = %v, %v", did, err)
 	}
-	for i, r := range w.rows.rows {
-		if r != cur {
-			t.Fatalf("row %d not moved", i)
-		}
-	}
+	w.rowsOn(cur, "not moved")
 }
 
 // A rotation of a signing secret and a data key whose check fails after the
@@ -618,11 +506,7 @@ func TestFlowPartialRollbackKeepsMovedDataKey(t *testing.T) {
 	if p := w.labeled("ENCRYPTION_KEY", rekey.LabelPrevious); p.N != 1 {
 		t.Errorf("the old key should be previous, is v%d", p.N)
 	}
-	for i, r := range w.rows.rows {
-		if r != key {
-			t.Fatalf("row %d is not on the kept key", i)
-		}
-	}
+	w.rowsOn(key, "is not on the kept key")
 	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok {
 		t.Error("ENCRYPTION_KEY_PREVIOUS left behind")
 	}

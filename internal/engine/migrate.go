@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/rekeyhq/rekey"
 )
@@ -24,7 +26,7 @@ func (e *Engine) dataKeys(names []string) []string {
 // migratingIn lists the data keys of r re-encrypted in the given mode.
 func (e *Engine) migratingIn(r *rekey.Rotation, mode string) []string {
 	var out []string
-	for _, name := range e.dataKeys(sortedKeys(r.Secrets)) {
+	for _, name := range e.dataKeys(slices.Sorted(maps.Keys(r.Secrets))) {
 		s, _ := e.Spec(name)
 		m := s.Reencrypt.Mode
 		if m == "" {
@@ -77,7 +79,7 @@ func (e *Engine) markUnmigrated(ctx context.Context, r *rekey.Rotation) error {
 	if migrated(r) {
 		return nil
 	}
-	return e.markIncomplete(ctx, r, e.dataKeys(sortedKeys(r.Secrets)))
+	return e.markIncomplete(ctx, r, e.dataKeys(slices.Sorted(maps.Keys(r.Secrets))))
 }
 
 // markIncomplete marks the version r made current of each of names as

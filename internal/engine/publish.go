@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/rekeyhq/rekey"
@@ -49,7 +51,7 @@ func (e *Engine) writeValues(ctx context.Context, verb string, names []string, o
 		if err := t.Write(ctx, set, del); err != nil {
 			return rekey.Wrap(rekey.ErrorCode(err), err, "write %s", t.Name())
 		}
-		e.say("%s %s: %s", verb, t.Name(), strings.Join(sortedKeys(set), ", "))
+		e.say("%s %s: %s", verb, t.Name(), strings.Join(slices.Sorted(maps.Keys(set)), ", "))
 	}
 	return nil
 }
@@ -178,11 +180,11 @@ func (e *Engine) verifyTargets(ctx context.Context, x *run) error {
 			continue
 		}
 		t := e.Targets[tn]
-		got, err := t.Read(ctx, sortedKeys(want))
+		got, err := t.Read(ctx, slices.Sorted(maps.Keys(want)))
 		if err != nil {
 			return rekey.Wrap(rekey.ErrorCode(err), err, "read back %s", t.Name())
 		}
-		for _, k := range sortedKeys(want) {
+		for _, k := range slices.Sorted(maps.Keys(want)) {
 			if g, ok := got[k]; !ok || !g.Equal(want[k]) {
 				return rekey.Errorf(rekey.CodeVerifyFailed, "%s does not hold the new %s", t.Name(), k)
 			}

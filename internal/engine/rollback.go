@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -211,5 +212,5 @@ func (e *Engine) keptOnRollback(r *rekey.Rotation) []string {
 	if !migrated(r) {
 		return nil
 	}
-	return e.dataKeys(sortedKeys(r.Secrets))
+	return e.dataKeys(slices.Sorted(maps.Keys(r.Secrets)))
 }
