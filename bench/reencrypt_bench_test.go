@@ -329,8 +329,8 @@ func runReencryptChild(b *testing.B, dsn string, cfg rekey.ReencryptSpec, from, 
 	if err := json.Unmarshal([]byte(line), out); err != nil {
 		return nil, fmt.Errorf("reencrypt child: no result: %v\n%s", err, stdout.String())
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		out.MaxRSSKiB = ru.Maxrss // KiB on Linux
+	if kib, ok := testkit.PeakRSSKiB(cmd.ProcessState); ok {
+		out.MaxRSSKiB = kib
 	}
 	return out, nil
 }

@@ -15,11 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // The history fixture of BenchmarkScanHistory: a deterministic git repository
@@ -124,8 +124,8 @@ func benchScan(b *testing.B, f *scanFixture, extra ...string) {
 		if err == nil {
 			b.Fatalf("rekey scan --history: exit 0, want 1 (findings)\n%s", stderr.String())
 		}
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			maxRSS = max(maxRSS, ru.Maxrss) // KiB on Linux
+		if kib, ok := testkit.PeakRSSKiB(cmd.ProcessState); ok {
+			maxRSS = max(maxRSS, kib)
 		}
 		b.StopTimer()
 		findings = checkScanFindings(b, f, stdout.Bytes())

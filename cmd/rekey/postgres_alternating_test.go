@@ -109,8 +109,9 @@ func (p *pgaProject) runLog(args ...string) ctResult {
 	return r
 }
 
-// envURL returns the .env's DATABASE_URL, its user and password.
-func (p *pgaProject) envURL() (u, user, pw string) {
+// envURL returns the .env's DATABASE_URL, its user and password (failing
+// unless DATABASE_PASSWORD is the URL's password).
+func (p *pgcProject) envURL() (u, user, pw string) {
 	p.t.Helper()
 	data := p.readEnv()
 	u, ok := ctEnvValue(data, "DATABASE_URL")

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/rekeyhq/rekey/internal/testkit"
@@ -67,11 +66,11 @@ func checkScanOf400MB(t *testing.T, p *ctProject, how string, newlines []int64, 
 	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("scan: want exit 1 (findings): %v\n%s", err, stderr)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	kib, ok := testkit.PeakRSSKiB(cmd.ProcessState)
 	if !ok {
 		t.Fatal("no rusage")
 	}
-	peak := ru.Maxrss / 1024 // KiB on Linux
+	peak := kib / 1024
 	t.Logf("peak RSS of rekey scan --history over a 400 MB file and blob (%s): %d MiB", how, peak)
 	if peak >= 200 {
 		t.Errorf("blob %s: peak RSS %d MiB, want under 200 MiB", how, peak)

@@ -8,16 +8,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-const tlsBase = `version: 1
-environments:
-  production:
-    targets:
-      app: {type: dotenv, path: .env}
-secrets:
-  JWT_SECRET:
-    kind: generated
-    generator: {bytes: 64, encoding: base64}
-`
+// tlsBase is a valid file of 9 lines (errors_test.go's head and gen) that
+// the cases continue with a tls: section.
+const tlsBase = head + "secrets:\n" + gen
 
 func TestTLSSection(t *testing.T) {
 	dir := t.TempDir()
