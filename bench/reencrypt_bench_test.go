@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -302,18 +300,8 @@ type reencryptChildSpec struct {
 // binary, TestReencryptBenchChild), so that its peak RSS is its own. The
 // spec (DSN and keys) goes through a 0600 file, not argv.
 func runReencryptChild(b *testing.B, dsn string, cfg rekey.ReencryptSpec, from, to rekey.Value, job string) (*reencryptChildOut, error) {
-	dir := b.TempDir()
-	spec, _ := json.Marshal(reencryptChildSpec{DSN: dsn, Config: cfg, Old: from.RevealString(), New: to.RevealString(), JobID: job})
-	path := filepath.Join(dir, "spec.json")
-	if err := os.WriteFile(path, spec, 0o600); err != nil {
-		return nil, err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, "-test.run=^TestReencryptBenchChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), reencryptChildEnv+"="+path)
+	spec := reencryptChildSpec{DSN: dsn, Config: cfg, Old: from.RevealString(), New: to.RevealString(), JobID: job}
+	cmd := testkit.Child(b, reencryptChildEnv, spec, "-test.run=^TestReencryptBenchChild$", "-test.count=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // TestReleaseBuildIgnoresTestHooks builds rekey exactly as the README says
@@ -62,13 +63,7 @@ func TestReleaseBuildIgnoresTestHooks(t *testing.T) {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REKEY_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
+	env := testkit.CleanEnv(
 		"REKEY_MASTER_KEY="+base64.StdEncoding.EncodeToString(key),
 		"XDG_CONFIG_HOME="+t.TempDir(),
 		"REKEY_ACTOR=release-test",

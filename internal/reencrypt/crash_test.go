@@ -4,13 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // plaintextSum is a checksum over (id, plaintext of each column) of every
@@ -77,19 +74,12 @@ func TestKill9Resume(t *testing.T) {
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), n)
 	want := expectedSum(n, "email", "ssn")
 
-	dir := t.TempDir()
-	spec, _ := json.Marshal(childSpec{DSN: dsn, Config: cfg, Old: oldK.RevealString(), New: newK.RevealString(), JobID: "kill9"})
-	specPath := filepath.Join(dir, "spec.json")
-	if err := os.WriteFile(specPath, spec, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	exe, _ := os.Executable()
+	spec := childSpec{DSN: dsn, Config: cfg, Old: oldK.RevealString(), New: newK.RevealString(), JobID: "kill9"}
 	rng := rand.New(rand.NewPCG(4, 2))
 	kills, finished := 0, false
 	var checkpoints []int64
 	for attempt := 0; attempt < 12 && !finished; attempt++ {
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), childEnv+"="+specPath)
+		cmd := testkit.Child(t, childEnv, spec)
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
