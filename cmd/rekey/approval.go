@@ -17,6 +17,7 @@ import (
 var readOnlyCommands = map[string]bool{
 	"rekey status": true, "rekey history": true, "rekey get": true, "rekey report": true,
 	"rekey audit": true, "rekey audit verify": true, "rekey audit anchor": true,
+	"rekey doctor": true, "rekey scan": true, "rekey example": true, "rekey demo": true,
 	"rekey init": true, "rekey config trust": true, "rekey config diff": true,
 }
 

@@ -20,11 +20,11 @@ import (
 //	stop             committed    maintenance data key      roll back       forward
 //	migrate          committed    maintenance, not moved    keep            forward (not run again once it ended ok)
 //	publish          intent       always                    roll back       forward
-//	start            none         maintenance data key      roll back       forward
-//	restart          none         services declared         roll back       forward
+//	start            with next    maintenance data key      roll back       forward
+//	restart          with next    services declared         roll back       forward
 //	migrate          committed    online, not moved         keep            forward (not run again once it ended ok)
-//	remove-previous  none         online data key           roll back       forward
-//	hooks            none         on_rotate hooks           roll back       forward
+//	remove-previous  with next    online data key           roll back       forward
+//	hooks            with next    on_rotate hooks           roll back       forward
 //	verify           with next    always                    roll back       forward
 //	finish           atomic       always                    return error    forward (before) / done
 //	end-grace        none         emergency                 return error    done
@@ -64,14 +64,14 @@ func init() {
 		{name: rekey.StepPublish, journal: intent, undo: undoRollBack, resume: forward, do: (*Engine).publish, plan: planPublish, publishes: true,
 			help: "the .env targets get the new values and every derived value\n(DATABASE_URL) in one atomic write each; other bytes stay identical.\n" +
 				"A signing secret with sessions: {mode: graceful} also publishes the\nold value as NAME_PREVIOUS until its grace ends; an online data key\npublishes the old key as NAME_PREVIOUS while rows move"},
-		{name: stepStart, journal: unjournaled, needs: NeedMaintenance, undo: undoRollBack, resume: forward, do: (*Engine).start},
-		{name: stepRestart, journal: unjournaled, needs: NeedServices, undo: undoRollBack, resume: forward, do: (*Engine).restart, plan: planRestart,
+		{name: stepStart, journal: withNext, needs: NeedMaintenance, undo: undoRollBack, resume: forward, do: (*Engine).start},
+		{name: stepRestart, journal: withNext, needs: NeedServices, undo: undoRollBack, resume: forward, do: (*Engine).restart, plan: planRestart,
 			help: "the services (rekey.yaml services:) that consume a changed key"},
 		{name: rekey.StepMigrate, journal: committed, needs: NeedOnline, skip: alreadyMigrated, undo: undoKeep, resume: forward,
 			moves: func(x *run) []string { return x.online }, do: (*Engine).migrateOnline, plan: planMigrateOnline,
 			help: "a data key: every configured column is re-encrypted from the old\nkey to the new one (resumable; see `rekey reencrypt`); then\nNAME_PREVIOUS is removed and its consumers restarted"},
-		{name: stepRemovePrevious, journal: unjournaled, needs: NeedOnline, undo: undoRollBack, resume: forward, do: (*Engine).removePrevious},
-		{name: stepHooks, journal: unjournaled, needs: NeedHooks, undo: undoRollBack, resume: forward, do: (*Engine).runHooks, plan: planHooks,
+		{name: stepRemovePrevious, journal: withNext, needs: NeedOnline, undo: undoRollBack, resume: forward, do: (*Engine).removePrevious},
+		{name: stepHooks, journal: withNext, needs: NeedHooks, undo: undoRollBack, resume: forward, do: (*Engine).runHooks, plan: planHooks,
 			help: "on_rotate hooks (DELETE FROM sessions, a command)"},
 		{name: rekey.StepVerify, journal: withNext, undo: undoRollBack, resume: forward, do: (*Engine).verify, plan: planVerify,
 			help: "the targets are read back, the database accepts the new password,\nand every check (rekey.yaml checks:) passes"},
@@ -133,7 +133,8 @@ const (
 	// migration ended.
 	committed
 	// withNext: the entry is kept in memory and reaches the store with the
-	// next commit of the rotation (apply, verify). It is placed before the
+	// next commit of the rotation (apply, start, restart, remove-previous,
+	// hooks, verify). It is placed before the
 	// intent entries of the steps after it, so the journal reads create,
 	// apply, publish.
 	withNext
@@ -141,10 +142,9 @@ const (
 	// that commit on, recovery completes the rotation. Its outcome reaches
 	// the store with the next commit.
 	intent
-	// unjournaled: no entry (start, restart, remove-previous, hooks,
-	// end-grace). Each is idempotent and runs again when recovery completes
-	// the rotation; the journal stays what earlier rekeys wrote, and their
-	// fault points exist all the same.
+	// unjournaled: no entry (end-grace: it runs after finish closed the
+	// journal; ending a grace is audited as grace.expire). Its fault points
+	// exist all the same.
 	unjournaled
 )
 
