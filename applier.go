@@ -60,9 +60,10 @@ type Prober interface {
 	Accepts(ctx context.Context, env string, spec *Spec, candidate VersionValue) (bool, error)
 }
 
-// Migrator is an Applier whose data must move from the current value to the
-// pending one after publish (re-encryption of a data key). Migrate must be
-// resumable: after a crash it is called again and continues.
+// Migrator moves the data protected by a secret (the rows a data key
+// encrypts) from the current value to the pending one after publish. It is
+// not an Applier: the backing system holds data under the key, not the key.
+// Migrate must be resumable: after a crash it is called again and continues.
 type Migrator interface {
 	Migrate(ctx context.Context, env string, spec *Spec, pending, current VersionValue, rotationID string) error
 }

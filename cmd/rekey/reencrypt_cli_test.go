@@ -215,7 +215,7 @@ func TestReencryptRotation(t *testing.T) {
 func TestReencryptCrashMatrix(t *testing.T) {
 	p := rcNewProject(t, "atlas", 1200)
 	var points []string
-	for _, fp := range engine.FaultPoints(engine.NeedApplier, engine.NeedOnline) {
+	for _, fp := range engine.FaultPoints(engine.NeedOnline) {
 		if fp.Recovery != engine.NotCreated {
 			points = append(points, fp.Point)
 		}

@@ -10,23 +10,14 @@ import (
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
-// dataKeyApplier re-encrypts the columns a data key encrypts, as the migrate
-// step of its rotation. Apply and Revert have nothing to do: the database
-// holds no key, only data under it.
-type dataKeyApplier struct{ w *wiring }
+// dataKeyMigrator re-encrypts the columns a data key encrypts, as the
+// migrate step of its rotation.
+type dataKeyMigrator struct{ w *wiring }
 
-var _ rekey.Migrator = (*dataKeyApplier)(nil)
-
-func (d *dataKeyApplier) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
-	return nil
-}
-
-func (d *dataKeyApplier) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
-	return nil
-}
+var _ rekey.Migrator = (*dataKeyMigrator)(nil)
 
 // Migrate implements rekey.Migrator.
-func (d *dataKeyApplier) Migrate(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.VersionValue, rotationID string) error {
+func (d *dataKeyMigrator) Migrate(ctx context.Context, env string, spec *rekey.Spec, pending, current rekey.VersionValue, rotationID string) error {
 	res, err := d.w.reencrypt(ctx, spec, current.Value, pending.Value, rotationID)
 	if res == nil {
 		return err

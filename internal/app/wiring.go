@@ -28,7 +28,7 @@ func (s *Session) wire(e *engine.Engine, cfg *config.Config, env *config.Environ
 		e.Checks = w
 	}
 	e.Hooks = w
-	e.Appliers[rekey.KindDataKey] = &dataKeyApplier{w: w}
+	e.Migrators = map[rekey.Kind]rekey.Migrator{rekey.KindDataKey: &dataKeyMigrator{w: w}}
 }
 
 type wiring struct {

@@ -45,9 +45,12 @@ type Engine struct {
 	// TargetOrder is the order targets are written in (defaults to sorted names).
 	TargetOrder []string
 	Appliers    map[rekey.Kind]rekey.Applier
-	Actor       string
-	Now         func() time.Time
-	Rand        io.Reader
+	// Migrators move the data a secret of their kind protects (the rows a
+	// data key encrypts) during its rotation.
+	Migrators map[rekey.Kind]rekey.Migrator
+	Actor     string
+	Now       func() time.Time
+	Rand      io.Reader
 	// KeepVersions prunes unlabeled versions beyond this many after a rotation (0 = keep all).
 	KeepVersions int
 	// Fault is called at every step boundary with its name ("create:after" ...,
@@ -107,6 +110,15 @@ func (e *Engine) applier(name string) (*rekey.Spec, rekey.Applier) {
 		return nil, nil
 	}
 	return s, e.Appliers[s.Kind]
+}
+
+// migrator returns the migrator of a secret's kind, if any.
+func (e *Engine) migrator(name string) (*rekey.Spec, rekey.Migrator) {
+	s, ok := e.Spec(name)
+	if !ok {
+		return nil, nil
+	}
+	return s, e.Migrators[s.Kind]
 }
 
 func (e *Engine) targetNames(s *rekey.Spec) []string {

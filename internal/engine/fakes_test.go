@@ -174,12 +174,6 @@ type fwRows struct {
 	calls  int            // Migrate calls
 }
 
-func (d *fwRows) Apply(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
-	return nil
-}
-func (d *fwRows) Revert(context.Context, string, *rekey.Spec, rekey.VersionValue, rekey.VersionValue) error {
-	return nil
-}
 func (d *fwRows) Migrate(_ context.Context, _ string, _ *rekey.Spec, pending, current rekey.VersionValue, _ string) error {
 	d.calls++
 	if d.during != nil {

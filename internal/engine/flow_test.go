@@ -76,9 +76,9 @@ func fwNewWorld(t *testing.T, specs ...rekey.Spec) *fwWorld {
 func (w *fwWorld) engine(checks rekey.Checks, fault func(string)) *engine.Engine {
 	e := &engine.Engine{
 		Store: w.st, Env: ecEnv, Specs: w.specs,
-		Targets:  map[string]rekey.Target{"app": w.target},
-		Appliers: map[rekey.Kind]rekey.Applier{rekey.KindDataKey: w.rows},
-		Actor:    "flow-test", Services: w.svc, Checks: checks, Fault: fault,
+		Targets:   map[string]rekey.Target{"app": w.target},
+		Migrators: map[rekey.Kind]rekey.Migrator{rekey.KindDataKey: w.rows},
+		Actor:     "flow-test", Services: w.svc, Checks: checks, Fault: fault,
 		Now: func() time.Time { return w.now },
 	}
 	return e
@@ -337,11 +337,12 @@ func TestFlowDataKeyIncomplete(t *testing.T) {
 // migrate) and in the middle of the re-encryption: recovery completes the
 // rotation, every row ends on the new key and the .env holds it alone.
 func TestFlowDataKeyCrashes(t *testing.T) {
-	// Every fault point of this rotation (an online data key, services)
+	// Every fault point of this rotation (an online data key: no applier, a
+	// migrator; services)
 	// after which recovery completes it, from the engine's step table, and
 	// one in the middle of the rows.
 	points := []string{"row:7"}
-	for _, p := range engine.FaultPoints(engine.NeedApplier, engine.NeedServices, engine.NeedOnline) {
+	for _, p := range engine.FaultPoints(engine.NeedServices, engine.NeedOnline) {
 		if p.Recovery == engine.Completed {
 			points = append(points, p.Point)
 		}

@@ -14,10 +14,8 @@ import (
 func (e *Engine) dataKeys(names []string) []string {
 	var out []string
 	for _, n := range names {
-		if s, a := e.applier(n); s != nil && s.Reencrypt != nil {
-			if _, ok := a.(rekey.Migrator); ok {
-				out = append(out, n)
-			}
+		if s, m := e.migrator(n); s != nil && s.Reencrypt != nil && m != nil {
+			out = append(out, n)
 		}
 	}
 	return out
@@ -60,13 +58,13 @@ func (e *Engine) migrateOnline(ctx context.Context, x *run) error {
 // migrate moves the data of names to their pending values.
 func (e *Engine) migrate(ctx context.Context, x *run, names []string) error {
 	for _, name := range names {
-		s, a := e.applier(name)
+		s, m := e.migrator(name)
 		if _, ok := x.current[name]; !ok {
 			continue // a first version: no data under an older key
 		}
 		e.say("re-encrypting the data of %s (v%d → v%d)", name, x.cv[name].N, x.pv[name].N)
 		p, c := x.pair(name)
-		if err := a.(rekey.Migrator).Migrate(ctx, e.Env, s, p, c, x.r.ID); err != nil {
+		if err := m.Migrate(ctx, e.Env, s, p, c, x.r.ID); err != nil {
 			return rekey.Wrap(rekey.ErrorCode(err), err, "re-encrypt %s", name)
 		}
 	}
@@ -114,12 +112,11 @@ func (e *Engine) markIncomplete(ctx context.Context, r *rekey.Rotation, names []
 // mark is cleared, NAME_PREVIOUS leaves the targets and its consumers restart.
 // It reports false when there was nothing to finish.
 func (e *Engine) FinishMigration(ctx context.Context, name string) (bool, error) {
-	s, a := e.applier(name)
+	s, m := e.migrator(name)
 	if s == nil {
 		return false, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name)
 	}
-	m, ok := a.(rekey.Migrator)
-	if !ok || s.Reencrypt == nil {
+	if m == nil || s.Reencrypt == nil {
 		return false, rekey.Errorf(rekey.CodeInvalid, "%s is not a data key with a reencrypt section", name)
 	}
 	var cur, prev rekey.VersionValue

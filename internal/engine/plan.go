@@ -48,7 +48,7 @@ func (e *Engine) refusal(s *rekey.Spec, given bool) *rekey.Error {
 		return rekey.Errorf(rekey.CodeUnsafe, "%s is user-managed: rekey cannot generate it", s.Name).
 			WithHint("rotate it at the provider, then record it with `rekey set %s` (value on stdin)", s.Name)
 	case rekey.KindDataKey:
-		if _, ok := e.Appliers[rekey.KindDataKey].(rekey.Migrator); !ok || s.Reencrypt == nil {
+		if e.Migrators[rekey.KindDataKey] == nil || s.Reencrypt == nil {
 			return rekey.Errorf(rekey.CodeUnsafe, "refusing to rotate %s: it is a data-encryption key and rekey.yaml does not say what it encrypts", s.Name).
 				WithHint("a new %s without re-encrypting the existing rows makes every encrypted row unreadable: add reencrypt: {database: DATABASE_URL, codec: aes-256-gcm, encoding: base64, columns: [table.column]} to %s", s.Name, s.Name)
 		}
