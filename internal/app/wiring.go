@@ -31,6 +31,12 @@ func (s *Session) wire(e *engine.Engine, cfg *config.Config, env *config.Environ
 	e.Migrators = map[rekey.Kind]rekey.Migrator{rekey.KindDataKey: &dataKeyMigrator{w: w}}
 }
 
+var (
+	_ rekey.Services = (*wiring)(nil)
+	_ rekey.Checks   = (*wiring)(nil)
+	_ rekey.Hooks    = (*wiring)(nil)
+)
+
 type wiring struct {
 	s   *Session
 	cfg *config.Config

@@ -15,6 +15,16 @@ import (
 	"github.com/rekeyhq/rekey"
 )
 
+// The applier implements every optional interface of rekey.Applier.
+var (
+	_ rekey.Applier     = (*Applier)(nil)
+	_ rekey.Preflighter = (*Applier)(nil)
+	_ rekey.Attributer  = (*Applier)(nil)
+	_ rekey.Expirer     = (*Applier)(nil)
+	_ rekey.Verifier    = (*Applier)(nil)
+	_ rekey.Prober      = (*Applier)(nil)
+)
+
 // Applier is the rekey.Applier of rekey.KindPostgresPassword secrets: it
 // changes the role's password in the database inside the journaled
 // rotation, always with a SCRAM verifier computed here.
