@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,8 +53,6 @@ type e2eOptions struct {
 	sessions string // immediate or graceful
 }
 
-var e2eSeq atomic.Int64
-
 // e2eAppBin builds the reference app once per test process, beside the
 // rekey binary of ctRekeyBin (and removed with it), or in a temporary
 // folder when REKEY_TEST_BIN names a binary built elsewhere.
@@ -89,7 +85,7 @@ func e2eCtx(t testing.TB) context.Context { return testkit.Ctx(t, time.Minute) }
 // rekey.yaml with services, checks, sessions and reencrypt.
 func e2eSetup(t *testing.T, c *pgtest.Cluster, outputs *[]string, o e2eOptions) *e2eProject {
 	t.Helper()
-	name := fmt.Sprintf("atlas_e2e%d", e2eSeq.Add(1))
+	name := testkit.Unique("atlas_e2e")
 	key := atlasdemo.Random(32, base64.StdEncoding)
 	app := e2eApp(t)
 	db, err := atlasdemo.Provision(e2eCtx(t), atlasdemo.ProvisionOptions{SuperURL: c.SuperConnString("postgres"), Name: name, Patients: e2ePatients, Key: key, App: app})

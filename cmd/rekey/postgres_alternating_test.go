@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,8 +54,7 @@ func pgaCtx(t testing.TB) context.Context { return testkit.Ctx(t, time.Minute) }
 // hold it, and runs `rekey init` (with --postgres-alternating if asked).
 func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 	t.Helper()
-	n := pgcRoleSeq.Add(1)
-	suffix := fmt.Sprintf("%d_%d", os.Getpid(), n)
+	suffix := testkit.Unique(strconv.Itoa(os.Getpid()))
 	p := &pgaProject{pgcProject: &pgcProject{c: c, vals: map[int]string{}}, owner: "app_owner_" + suffix, table: "t_" + suffix, blue: o.blue, green: o.green}
 	if p.blue == "" {
 		p.blue = "app_" + suffix + "_blue"

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,8 +30,6 @@ import (
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 func testCtx(t testing.TB) context.Context { return testkit.Ctx(t, 60*time.Second) }
-
-var seq atomic.Int64
 
 func randomBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
@@ -58,8 +55,8 @@ type appDB struct {
 func newAppDB(t *testing.T) *appDB {
 	t.Helper()
 	c := testkit.Cluster(t)
-	n := seq.Add(1)
-	d := &appDB{role: "atlas_" + strconv.FormatInt(n, 10), password: secretText(t), db: "atlas_" + strconv.FormatInt(n, 10)}
+	name := testkit.Unique("atlas")
+	d := &appDB{role: name, password: secretText(t), db: name}
 	admin, err := c.Connect(testCtx(t), "")
 	if err != nil {
 		t.Fatal(err)

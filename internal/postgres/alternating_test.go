@@ -111,8 +111,8 @@ func TestApplierParamsRole(t *testing.T) {
 func pair(t *testing.T, blueAttrs string, noGreen bool) (spec *rekey.Spec, a *postgres.Applier, blue, green string) {
 	t.Helper()
 	admin := superConn(t)
-	owner := uniqueRole("pair_owner")
-	blue, green = uniqueRole(`Pair "Blue" X`), uniqueRole("pair_green")
+	owner := testkit.Unique("pair_owner")
+	blue, green = testkit.Unique(`Pair "Blue" X`), testkit.Unique("pair_green")
 	mustExec(t, admin, "CREATE ROLE "+postgres.QuoteIdent(owner)+" NOLOGIN")
 	mustExec(t, admin, "CREATE ROLE "+postgres.QuoteIdent(blue)+" LOGIN "+blueAttrs+" IN ROLE "+postgres.QuoteIdent(owner))
 	if !noGreen {
@@ -274,7 +274,7 @@ func TestApplierAlternatingPrivilege(t *testing.T) {
 func TestApplierAdmin(t *testing.T) {
 	admin := superConn(t)
 	c := testkit.Cluster(t)
-	role := uniqueRole(`Admin's "Quoted" Role`)
+	role := testkit.Unique(`Admin's "Quoted" Role`)
 	createLoginRole(t, admin, role, []byte("old-password-1"))
 	adminURL := c.SuperConnString("postgres")
 	values := func(context.Context) (map[string]rekey.Value, error) {
@@ -321,7 +321,7 @@ func TestApplierAdmin(t *testing.T) {
 	}
 
 	// Alternating through the admin: neither role has any privilege.
-	green := uniqueRole(`Admin's "Green" Role`)
+	green := testkit.Unique(`Admin's "Green" Role`)
 	created, err := postgres.EnsurePair(ctx, admin, role, green)
 	if err != nil || !created {
 		t.Fatalf("EnsurePair: %v, %v", created, err)

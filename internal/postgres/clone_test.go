@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 type membership struct {
@@ -76,7 +77,7 @@ func roleSettings(t *testing.T, conn *pgx.Conn, role string) map[string][]string
 // the table through app_owner.
 func TestCloneRole(t *testing.T) {
 	admin := superConn(t)
-	suffix := uniqueRole("")
+	suffix := testkit.Unique("")
 	owner, blue, green := "app_owner"+suffix, "app_blue"+suffix, "app_green"+suffix
 	reader := "app_reader" + suffix
 	q := postgres.QuoteIdent
@@ -148,7 +149,7 @@ func TestCloneRole(t *testing.T) {
 // (the usual "admin connection") can clone an ordinary role.
 func TestCloneRoleByCreateRoleAdmin(t *testing.T) {
 	super := superConn(t)
-	suffix := uniqueRole("")
+	suffix := testkit.Unique("")
 	adminRole, group, blue, green := "rekey_admin"+suffix, "grp"+suffix, "blue"+suffix, "green"+suffix
 	adminPw := []byte("Admin-Pw-1")
 	createLoginRole(t, super, adminRole, adminPw)

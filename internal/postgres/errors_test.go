@@ -67,7 +67,7 @@ func TestErrorClasses(t *testing.T) {
 	c := testkit.Cluster(t)
 	admin := superConn(t)
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-	role := uniqueRole("errs")
+	role := testkit.Unique("errs")
 	pw := []byte("Errs-Right-Pw-1")
 	createLoginRole(t, admin, role, pw)
 
@@ -123,7 +123,7 @@ func TestErrorClasses(t *testing.T) {
 	})
 
 	t.Run("privilege", func(t *testing.T) {
-		other := uniqueRole("errs_other")
+		other := testkit.Unique("errs_other")
 		otherPw := []byte("Errs-Other-Pw-3")
 		createLoginRole(t, admin, other, otherPw)
 		conn := login(t, role, pw)
@@ -142,7 +142,7 @@ func TestErrorClasses(t *testing.T) {
 		newPw := []byte("Errs-New-Pw-5")
 		err := postgres.SetPassword(testCtx(t), admin, "no_such_role", newPw)
 		checkClass(t, err, postgres.ErrRoleMissing, addr, "no_such_role", newPw)
-		err = postgres.CloneRole(testCtx(t), admin, "no_such_role", uniqueRole("errs_clone"), newPw)
+		err = postgres.CloneRole(testCtx(t), admin, "no_such_role", testkit.Unique("errs_clone"), newPw)
 		checkClass(t, err, postgres.ErrRoleMissing, addr, "no_such_role", newPw)
 	})
 

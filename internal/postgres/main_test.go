@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,13 +37,6 @@ func mustExec(t testing.TB, conn *pgx.Conn, sql string, args ...any) {
 	}
 }
 
-var seq atomic.Int64
-
-// uniqueRole returns a role name not used before in this test binary.
-func uniqueRole(prefix string) string {
-	return prefix + "_" + strconv.FormatInt(seq.Add(1), 10)
-}
-
 // params are connection parameters for role/password on the test cluster.
 func params(t testing.TB, role string, pw []byte) postgres.Params {
 	c := testkit.Cluster(t)
@@ -66,7 +58,7 @@ func createLoginRole(t testing.TB, admin *pgx.Conn, role string, pw []byte) {
 func newLoginRole(t testing.TB, prefix string, pw []byte) (*pgx.Conn, string) {
 	t.Helper()
 	admin := superConn(t)
-	role := uniqueRole(prefix)
+	role := testkit.Unique(prefix)
 	createLoginRole(t, admin, role, pw)
 	return admin, role
 }

@@ -23,7 +23,7 @@ func mustTryLogin(t *testing.T, role string, pw []byte) bool {
 // in with the current one; the new one logs in, the old one is refused.
 func TestSetPasswordRotation(t *testing.T) {
 	admin := superConn(t)
-	role := uniqueRole("rotate")
+	role := testkit.Unique("rotate")
 	oldPw, newPw := []byte("Old-Pw-9f2c1a7e"), []byte("New-Pw-3b8d0e44")
 	createLoginRole(t, admin, role, oldPw)
 	if !mustTryLogin(t, role, oldPw) {
@@ -56,7 +56,7 @@ func TestAwkwardRoleNames(t *testing.T) {
 	admin := superConn(t)
 	for _, name := range []string{`My "App" Role`, "UPPER case", `x"`, "robert'); DROP ROLE postgres; --"} {
 		t.Run(name, func(t *testing.T) {
-			role := uniqueRole(name)
+			role := testkit.Unique(name)
 			pw1, pw2, pw3 := []byte("first:p@ss/1 %"), []byte("second #2 ?x"), []byte("third\u00e9 3")
 			createLoginRole(t, admin, role, pw1)
 			conn := login(t, role, pw1)
@@ -102,7 +102,7 @@ func TestAwkwardRoleNames(t *testing.T) {
 func TestServerLogHasNoPasswords(t *testing.T) {
 	c := testkit.Cluster(t)
 	admin := superConn(t)
-	role, clone := uniqueRole("logcheck"), uniqueRole("logcheck_clone")
+	role, clone := testkit.Unique("logcheck"), testkit.Unique("logcheck_clone")
 	oldPw, newPw, clonePw := []byte("OldLogSecret-5d1e9a"), []byte("NewLogSecret-c47b2f"), []byte("CloneLogSecret-88aa01")
 	createLoginRole(t, admin, role, oldPw)
 	self := login(t, role, oldPw)
@@ -116,7 +116,7 @@ func TestServerLogHasNoPasswords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A refused statement is logged too (with its error): still no password.
-	other := uniqueRole("logcheck_other")
+	other := testkit.Unique("logcheck_other")
 	createLoginRole(t, admin, other, []byte("OtherLogSecret-1"))
 	if err := postgres.SetPassword(testCtx(t), self, other, newPw); err == nil {
 		t.Fatal("unprivileged ALTER ROLE succeeded")

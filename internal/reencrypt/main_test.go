@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,15 +38,13 @@ func TestMain(m *testing.M) {
 
 func testCtx(t testing.TB) context.Context { return testkit.Ctx(t, 90*time.Second) }
 
-var dbSeq atomic.Int64
-
 // newDB creates a fresh database and returns its DSN and a superuser
 // connection to it (closed at cleanup). quiet turns off statement logging
 // for it (big tests).
 func newDB(t testing.TB, quiet bool) (string, *pgx.Conn) {
 	t.Helper()
 	c := testkit.Cluster(t)
-	name := fmt.Sprintf("re_%s_%d", strings.ToLower(sanitize(t.Name())), dbSeq.Add(1))
+	name := testkit.Unique("re_" + strings.ToLower(sanitize(t.Name())))
 	if len(name) > 60 {
 		name = name[len(name)-60:]
 		name = "r" + name[1:]

@@ -13,7 +13,9 @@ package testkit
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,4 +61,12 @@ func CleanEnv(extra ...string) []string {
 		}
 	}
 	return append(env, extra...)
+}
+
+var unique atomic.Int64
+
+// Unique is prefix_N with an N no other call of this test process got: a
+// name for a role, a database or a table of a shared cluster.
+func Unique(prefix string) string {
+	return prefix + "_" + strconv.FormatInt(unique.Add(1), 10)
 }
