@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // scramVectors exercise SASLprep: pure ASCII (untouched), mapping,
@@ -39,7 +40,7 @@ func TestSCRAMVerifierMatchesServer(t *testing.T) {
 	// The plaintext of these test vectors must not reach the log either.
 	mustExec(t, admin, "SET log_statement = 'none'")
 	mustExec(t, admin, "SET password_encryption = 'scram-sha-256'")
-	role := uniqueRole("scram_vector")
+	role := testkit.Unique("scram_vector")
 	mustExec(t, admin, "CREATE ROLE "+postgres.QuoteIdent(role))
 	for _, v := range scramVectors {
 		t.Run(v.name, func(t *testing.T) {
