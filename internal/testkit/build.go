@@ -15,8 +15,9 @@ var builds sync.Map // "pkg tags" → func() (string, error)
 // GoBuild builds the main package in the folder pkg (relative to the test's
 // package, as `go build` takes it) with the build tags, once per test
 // process, and returns the binary, named after the folder. It goes into a
-// temporary folder that is not removed (a benchmark may run for minutes
-// after its parent returns; the folder is named after the binary).
+// temporary folder of its own that is not removed: nothing runs at the end
+// of a test process but TestMain, and a benchmark's log may name the binary
+// for profiling by hand.
 func GoBuild(tb testing.TB, pkg string, tags ...string) string {
 	tb.Helper()
 	key := pkg + " " + strings.Join(tags, ",")

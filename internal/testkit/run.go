@@ -50,14 +50,3 @@ func (c Cmd) Run(tb testing.TB, bin string, args ...string) Result {
 	}
 	return r
 }
-
-// Must is Run, failing the test unless the child exits 0; it returns the
-// child's stdout.
-func (c Cmd) Must(tb testing.TB, bin string, args ...string) string {
-	tb.Helper()
-	r := c.Run(tb, bin, args...)
-	if r.Code != 0 {
-		tb.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), r)
-	}
-	return r.Stdout
-}
