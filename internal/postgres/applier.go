@@ -74,15 +74,6 @@ type Applier struct {
 	untouched map[string]bool
 }
 
-var (
-	_ rekey.Applier     = (*Applier)(nil)
-	_ rekey.Attributer  = (*Applier)(nil)
-	_ rekey.Expirer     = (*Applier)(nil)
-	_ rekey.Verifier    = (*Applier)(nil)
-	_ rekey.Prober      = (*Applier)(nil)
-	_ rekey.Preflighter = (*Applier)(nil)
-)
-
 func (a *Applier) setUntouched(name string, v bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

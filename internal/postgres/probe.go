@@ -36,19 +36,12 @@ func LoginQuery(ctx context.Context, p Params) error {
 // can skip (with a warning) a database that is not there instead of
 // failing the whole rotation.
 func (a *Applier) Preflight(ctx context.Context, env string, spec *rekey.Spec, currentV rekey.VersionValue) error {
-	if err := supported(spec); err != nil {
-		return err
-	}
-	p, err := a.ParamsFor(ctx, spec, currentV)
-	if err != nil {
-		return err
-	}
-	ok, err := TryLogin(ctx, p)
+	role, ok, err := a.login(ctx, spec, currentV)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("the current password of role %s is refused", p.User)
+		return fmt.Errorf("the current password of role %s is refused", role)
 	}
 	if byAdmin(spec) {
 		conn, err := a.adminConn(ctx, spec)
@@ -63,12 +56,21 @@ func (a *Applier) Preflight(ctx context.Context, env string, spec *rekey.Spec, c
 // Accepts reports whether candidate logs in as its role (for `rekey
 // recover --probe`).
 func (a *Applier) Accepts(ctx context.Context, env string, spec *rekey.Spec, candidateV rekey.VersionValue) (bool, error) {
+	_, ok, err := a.login(ctx, spec, candidateV)
+	return ok, err
+}
+
+// login reports whether the password of version v logs in as its role,
+// and names the role (for messages). Errors are those of supported,
+// ParamsFor and TryLogin, as they are.
+func (a *Applier) login(ctx context.Context, spec *rekey.Spec, v rekey.VersionValue) (role string, ok bool, err error) {
 	if err := supported(spec); err != nil {
-		return false, err
+		return "", false, err
 	}
-	p, err := a.ParamsFor(ctx, spec, candidateV)
+	p, err := a.ParamsFor(ctx, spec, v)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
-	return TryLogin(ctx, p)
+	ok, err = TryLogin(ctx, p)
+	return p.User, ok, err
 }
