@@ -48,10 +48,6 @@ Without --environment, every environment is listed.`,
 }
 
 func (a *app) runAudit(ctx context.Context, secret, since string, limit int, asJSON bool) error {
-	_, st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
 	f := rekey.AuditFilter{Env: a.envName, Secret: secret, Limit: limit}
 	if since != "" {
 		d, err := rekey.ParseDuration(since)
@@ -60,11 +56,8 @@ func (a *app) runAudit(ctx context.Context, secret, since string, limit int, asJ
 		}
 		f.Since = a.now().Add(-d)
 	}
-	var entries []rekey.AuditEntry
-	if err := st.View(ctx, func(tx rekey.Tx) error {
-		entries, err = tx.AuditLog(f)
-		return err
-	}); err != nil {
+	entries, err := a.s().AuditLog(ctx, f)
+	if err != nil {
 		return err
 	}
 	if asJSON {

@@ -122,3 +122,17 @@ func (s *Session) Rollback(ctx context.Context, name, force string, narrate func
 	}
 	return &RolledBack{From: prev.N, Version: res.Versions[name], Exposed: exposed}, nil
 }
+
+// AuditLog reads the audit records f selects.
+func (s *Session) AuditLog(ctx context.Context, f rekey.AuditFilter) ([]rekey.AuditEntry, error) {
+	_, st, err := s.OpenStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var entries []rekey.AuditEntry
+	err = st.View(ctx, func(tx rekey.Tx) error {
+		entries, err = tx.AuditLog(f)
+		return err
+	})
+	return entries, err
+}
