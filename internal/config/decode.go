@@ -223,6 +223,21 @@ func (d *decoder) decode(n *yaml.Node, s section) (map[string]*yaml.Node, bool) 
 	return seen, true
 }
 
+// decodeRequired is decode for a mapping in which key must be set: when it
+// is missing, that is reported at v (with hint) as "WHAT has no KEY". It
+// reports whether v is a mapping that sets key.
+func (d *decoder) decodeRequired(v *yaml.Node, s section, key, hint string) bool {
+	seen, ok := d.decode(v, s)
+	if !ok {
+		return false
+	}
+	if seen[key] == nil {
+		d.missing(v, v, hint, "%s has no %s", s.what, key)
+		return false
+	}
+	return true
+}
+
 // key checks that k is a plain key and returns its text.
 func (d *decoder) key(k *yaml.Node, where string) (string, bool) {
 	switch {

@@ -136,8 +136,7 @@ func (d *decoder) template(v *yaml.Node, what string) *rekey.Template {
 func (d *decoder) httpCheck(v *yaml.Node, check string) *rekey.HTTPCheck {
 	h := &rekey.HTTPCheck{Method: "GET"}
 	what := "http of " + check
-	var urlKey *yaml.Node
-	_, ok := d.decode(v, section{
+	ok := d.decodeRequired(v, section{
 		what: what,
 		fields: []field{
 			{"method", func(k, v *yaml.Node) {
@@ -153,7 +152,6 @@ func (d *decoder) httpCheck(v *yaml.Node, check string) *rekey.HTTPCheck {
 				h.Method = m
 			}},
 			{"url", func(k, v *yaml.Node) {
-				urlKey = k
 				h.URL = d.template(v, "url of "+check)
 				if h.URL != nil {
 					src := h.URL.Source()
@@ -205,15 +203,8 @@ func (d *decoder) httpCheck(v *yaml.Node, check string) *rekey.HTTPCheck {
 				}
 			}},
 		},
-	})
-	if !ok {
-		return nil
-	}
-	if urlKey == nil {
-		d.missing(v, v, "add url: http://localhost:8080/health", "%s has no url", what)
-		return nil
-	}
-	if h.URL == nil {
+	}, "url", "add url: http://localhost:8080/health")
+	if !ok || h.URL == nil {
 		return nil
 	}
 	return h
@@ -261,12 +252,10 @@ func (d *decoder) statuses(v *yaml.Node, what string) []int {
 func (d *decoder) tcpCheck(v *yaml.Node, check string) *rekey.TCPCheck {
 	t := &rekey.TCPCheck{}
 	what := "tcp of " + check
-	var addrKey *yaml.Node
-	_, ok := d.decode(v, section{
+	ok := d.decodeRequired(v, section{
 		what: what,
 		fields: []field{
 			{"address", func(k, v *yaml.Node) {
-				addrKey = k
 				t.Address = d.template(v, "address of "+check)
 				if t.Address != nil && len(t.Address.Refs()) == 0 {
 					if _, port, err := net.SplitHostPort(t.Address.Source()); err != nil || port == "" {
@@ -276,15 +265,8 @@ func (d *decoder) tcpCheck(v *yaml.Node, check string) *rekey.TCPCheck {
 				}
 			}},
 		},
-	})
-	if !ok {
-		return nil
-	}
-	if addrKey == nil {
-		d.missing(v, v, "add address: localhost:5432", "%s has no address", what)
-		return nil
-	}
-	if t.Address == nil {
+	}, "address", "add address: localhost:5432")
+	if !ok || t.Address == nil {
 		return nil
 	}
 	return t
@@ -308,17 +290,9 @@ func (d *decoder) urlName(v *yaml.Node, what string) string {
 // dbCheck decodes the keys shared by the database checks (url) and more,
 // the type's own keys. It reports whether url was read.
 func (d *decoder) dbCheck(v *yaml.Node, what, check string, url *string, more ...field) bool {
-	var urlKey *yaml.Node
-	fields := append([]field{{"url", func(k, v *yaml.Node) { urlKey = k; *url = d.urlName(v, "url of "+check) }}}, more...)
-	_, ok := d.decode(v, section{what: what, fields: fields})
-	if !ok {
-		return false
-	}
-	if urlKey == nil {
-		d.missing(v, v, "add url: DATABASE_URL (the secret or derived value holding the connection URL)", "%s has no url", what)
-		return false
-	}
-	return *url != ""
+	fields := append([]field{{"url", func(k, v *yaml.Node) { *url = d.urlName(v, "url of "+check) }}}, more...)
+	ok := d.decodeRequired(v, section{what: what, fields: fields}, "url", "add url: DATABASE_URL (the secret or derived value holding the connection URL)")
+	return ok && *url != ""
 }
 
 func (d *decoder) postgresCheck(v *yaml.Node, check string) *rekey.PostgresCheck {

@@ -245,8 +245,7 @@ func (d *decoder) systemd(v *yaml.Node, svc string) *rekey.Service {
 func (d *decoder) compose(v *yaml.Node, svc string) *rekey.Service {
 	what := "compose of " + svc
 	var file, name string
-	var nameKey *yaml.Node
-	_, ok := d.decode(v, section{
+	ok := d.decodeRequired(v, section{
 		what: what,
 		fields: []field{
 			{"file", func(k, v *yaml.Node) {
@@ -259,20 +258,10 @@ func (d *decoder) compose(v *yaml.Node, svc string) *rekey.Service {
 					file = f
 				}
 			}},
-			{"service", func(k, v *yaml.Node) {
-				nameKey = k
-				name, _ = d.word(v, "service of "+what, "service: web")
-			}},
+			{"service", func(k, v *yaml.Node) { name, _ = d.word(v, "service of "+what, "service: web") }},
 		},
-	})
-	if !ok {
-		return nil
-	}
-	if nameKey == nil {
-		d.missing(v, v, "add service: NAME (the service's name in the compose file)", "%s has no service", what)
-		return nil
-	}
-	if name == "" {
+	}, "service", "add service: NAME (the service's name in the compose file)")
+	if !ok || name == "" {
 		return nil
 	}
 	base := []string{"docker", "compose"}
