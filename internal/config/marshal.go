@@ -56,16 +56,10 @@ func Marshal(c *Config) ([]byte, error) {
 		secrets.add(s.Name, m.secret(s))
 	}
 	root.add("secrets", secrets)
-	if len(c.Derived) > 0 {
-		dm, err := derivedNode(c.Derived)
-		if err != nil {
-			return nil, err
-		}
-		root.add("derived", dm)
+	if err := addDerived(root, c.Derived); err != nil {
+		return nil, err
 	}
-	if len(c.TLS) > 0 {
-		root.add("tls", m.tls(c.TLS))
-	}
+	addNamed(root, "tls", c.TLS, m.tlsCert)
 	m.servicesAndChecks(c, root)
 
 	path := c.Path
@@ -163,30 +157,23 @@ func (m *marshaler) environments(es []Environment) (*mapNode, error) {
 			targets.add(t.Name, tm)
 		}
 		em.add("targets", targets)
-		if len(e.Derived) > 0 {
-			dm, err := derivedNode(e.Derived)
-			if err != nil {
-				return nil, err
-			}
-			em.add("derived", dm)
+		if err := addDerived(em, e.Derived); err != nil {
+			return nil, err
 		}
 		envs.add(e.Name, em)
 	}
 	return envs, nil
 }
 
-func (m *marshaler) tls(certs []TLSCert) *mapNode {
-	tm := newMap()
-	for _, t := range certs {
-		cm := newMap()
-		if t.File != "" {
-			cm.add("file", strNode(m.rel(t.File)))
-		} else {
-			cm.add("endpoint", strNode(t.Endpoint))
-		}
-		tm.add(t.Name, cm)
+// tlsCert is the entry of one certificate in tls:.
+func (m *marshaler) tlsCert(t TLSCert) (string, *mapNode) {
+	cm := newMap()
+	if t.File != "" {
+		cm.add("file", strNode(m.rel(t.File)))
+	} else {
+		cm.add("endpoint", strNode(t.Endpoint))
 	}
-	return tm
+	return t.Name, cm
 }
 
 func (m *marshaler) secret(s rekey.Spec) *mapNode {
@@ -208,9 +195,7 @@ func (m *marshaler) secret(s rekey.Spec) *mapNode {
 	addText(n, "storage", s.Storage)
 	addText(n, "encryption", s.Encryption)
 	addText(n, "access", s.Access)
-	if len(s.Targets) > 0 {
-		n.add("targets", flowList(s.Targets))
-	}
+	addList(n, "targets", s.Targets)
 	if p := s.Postgres; p != nil && s.Kind == rekey.KindPostgresPassword {
 		if pm := postgresNode(p); len(pm.Content) > 0 {
 			n.add("postgres", pm)
@@ -230,6 +215,26 @@ func addText(n *mapNode, key, v string) {
 	if v != "" {
 		n.add(key, strNode(v))
 	}
+}
+
+// addList adds key: [items...] to n when there is any item.
+func addList(n *mapNode, key string, items []string) {
+	if len(items) > 0 {
+		n.add(key, flowList(items))
+	}
+}
+
+// addNamed adds key: to n when there is any item: a mapping of one entry
+// per item, the name and the node entry returns for it, in order.
+func addNamed[T any](n *mapNode, key string, items []T, entry func(T) (string, *mapNode)) {
+	if len(items) == 0 {
+		return
+	}
+	m := newMap()
+	for _, it := range items {
+		m.add(entry(it))
+	}
+	n.add(key, m)
 }
 
 func generatorNode(gen rekey.Generator) *mapNode {
@@ -263,9 +268,7 @@ func postgresNode(p *rekey.PostgresSpec) *mapNode {
 	if p.Strategy != "single" {
 		addText(pm, "strategy", p.Strategy)
 	}
-	if len(p.Roles) > 0 {
-		pm.add("roles", flowList(p.Roles))
-	}
+	addList(pm, "roles", p.Roles)
 	addDuration(pm, "grace", p.Grace, 0)
 	return pm
 }
@@ -301,9 +304,7 @@ func reencryptNode(r *rekey.ReencryptSpec) *mapNode {
 	rm.add("codec", strNode(r.Codec))
 	rm.add("encoding", strNode(r.Encoding))
 	rm.add("columns", flowList(r.Columns))
-	if len(r.Command) > 0 {
-		rm.add("command", flowList(r.Command))
-	}
+	addList(rm, "command", r.Command)
 	if r.KeyID {
 		rm.add("key_id", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
 	}
@@ -320,15 +321,20 @@ func reencryptNode(r *rekey.ReencryptSpec) *mapNode {
 	return rm
 }
 
-func derivedNode(ds []rekey.Derived) (*mapNode, error) {
-	n := newMap()
+// addDerived adds derived: to n when there is any derived value.
+func addDerived(n *mapNode, ds []rekey.Derived) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	dm := newMap()
 	for _, d := range ds {
 		if d.Template == nil {
-			return nil, fmt.Errorf("config: derived value %s has no template", d.Name)
+			return fmt.Errorf("config: derived value %s has no template", d.Name)
 		}
-		n.add(d.Name, strNode(d.Template.Source()))
+		dm.add(d.Name, strNode(d.Template.Source()))
 	}
-	return n, nil
+	n.add("derived", dm)
+	return nil
 }
 
 // spaceOut puts a blank line between the top-level sections, between the

@@ -12,40 +12,27 @@ import (
 
 // servicesAndChecks adds the services: and checks: sections of c to root.
 func (m *marshaler) servicesAndChecks(c *Config, root *mapNode) {
-	if n := servicesNode(c.Services); n != nil {
-		root.add("services", n)
-	}
-	if n := checksNode(c.Checks); n != nil {
-		root.add("checks", n)
-	}
+	addNamed(root, "services", c.Services, serviceNode)
+	addNamed(root, "checks", c.Checks, checkNode)
 }
 
-// servicesNode returns the services: mapping, or nil when there is none.
-func servicesNode(svcs []rekey.Service) *mapNode {
-	if len(svcs) == 0 {
-		return nil
+// serviceNode is the entry of one service in services:.
+func serviceNode(s rekey.Service) (string, *mapNode) {
+	n := newMap()
+	addCommand(n, "restart", s.Restart, rekey.DefaultServiceTimeout)
+	addCommand(n, "start", s.Start, rekey.DefaultServiceTimeout)
+	addCommand(n, "stop", s.Stop, rekey.DefaultServiceTimeout)
+	addCommand(n, "status", s.Status, rekey.DefaultStatusTimeout)
+	if s.ConsumesAll {
+		n.add("consumes", strNode("all"))
+	} else {
+		n.add("consumes", flowList(s.Consumes))
 	}
-	sm := newMap()
-	for _, s := range svcs {
-		n := newMap()
-		addCommand(n, "restart", s.Restart, rekey.DefaultServiceTimeout)
-		addCommand(n, "start", s.Start, rekey.DefaultServiceTimeout)
-		addCommand(n, "stop", s.Stop, rekey.DefaultServiceTimeout)
-		addCommand(n, "status", s.Status, rekey.DefaultStatusTimeout)
-		if s.ConsumesAll {
-			n.add("consumes", strNode("all"))
-		} else {
-			n.add("consumes", flowList(s.Consumes))
-		}
-		if s.Order != 0 {
-			n.add("order", intNode(s.Order))
-		}
-		if len(s.Environments) > 0 {
-			n.add("environments", flowList(s.Environments))
-		}
-		sm.add(s.Name, n)
+	if s.Order != 0 {
+		n.add("order", intNode(s.Order))
 	}
-	return sm
+	addList(n, "environments", s.Environments)
+	return s.Name, n
 }
 
 // addCommand adds key: c to n, as {run: c, timeout: D} when c's timeout is
@@ -74,29 +61,20 @@ func commandNode(c rekey.Command) *yaml.Node {
 	return strNode(c.Shell)
 }
 
-// checksNode returns the checks: mapping, or nil when there is none.
-func checksNode(checks []rekey.Check) *mapNode {
-	if len(checks) == 0 {
-		return nil
+// checkNode is the entry of one check in checks:.
+func checkNode(k rekey.Check) (string, *mapNode) {
+	n := newMap()
+	if typ, t := checkTypeNode(k); t != nil {
+		n.add(typ, t)
 	}
-	cm := newMap()
-	for _, k := range checks {
-		n := newMap()
-		if typ, t := checkTypeNode(k); t != nil {
-			n.add(typ, t)
-		}
-		if k.Retries != rekey.DefaultCheckRetries {
-			n.add("retries", intNode(k.Retries))
-		}
-		addDuration(n, "backoff", k.Backoff, rekey.DefaultCheckBackoff)
-		addDuration(n, "timeout", k.Timeout, rekey.DefaultCheckTimeout)
-		addDuration(n, "deadline", k.Deadline, rekey.DefaultCheckDeadline)
-		if len(k.Environments) > 0 {
-			n.add("environments", flowList(k.Environments))
-		}
-		cm.add(k.Name, n)
+	if k.Retries != rekey.DefaultCheckRetries {
+		n.add("retries", intNode(k.Retries))
 	}
-	return cm
+	addDuration(n, "backoff", k.Backoff, rekey.DefaultCheckBackoff)
+	addDuration(n, "timeout", k.Timeout, rekey.DefaultCheckTimeout)
+	addDuration(n, "deadline", k.Deadline, rekey.DefaultCheckDeadline)
+	addList(n, "environments", k.Environments)
+	return k.Name, n
 }
 
 // addDuration adds key: d to n unless d is def.
