@@ -28,33 +28,23 @@ func testPrune(t *testing.T, s rekey.Store) {
 		_, err := tx.AddVersion(env, "OTHER", nv("o1", rekey.LabelNone))
 		return err
 	})
-	prune := func(keep int) int {
-		t.Helper()
-		var k int
-		update(t, s, func(tx rekey.Tx) error {
-			var err error
-			k, err = tx.Prune(env, name, keep)
-			return err
-		})
-		return k
-	}
 	// Unlabeled: 1 3 4 6 7. Keep 10: nothing to do.
-	if k := prune(10); k != 0 {
+	if k := prune(t, s, env, name, 10); k != 0 {
 		t.Errorf("Prune(keep=10) deleted %d, want 0", k)
 	}
 	// Keep 2 of the unlabeled (6, 7): 1 3 4 go.
-	if k := prune(2); k != 3 {
+	if k := prune(t, s, env, name, 2); k != 3 {
 		t.Errorf("Prune(keep=2) deleted %d, want 3", k)
 	}
 	if got := numbers(versions(t, s, env, name)); !slices.Equal(got, []int{2, 5, 6, 7, 8}) {
 		t.Errorf("after Prune(keep=2): versions %v, want [2 5 6 7 8]", got)
 	}
 	// Again: idempotent.
-	if k := prune(2); k != 0 {
+	if k := prune(t, s, env, name, 2); k != 0 {
 		t.Errorf("second Prune(keep=2) deleted %d, want 0", k)
 	}
 	// Keep 0: every unlabeled version goes, no labeled one.
-	if k := prune(0); k != 2 {
+	if k := prune(t, s, env, name, 0); k != 2 {
 		t.Errorf("Prune(keep=0) deleted %d, want 2", k)
 	}
 	vs := versions(t, s, env, name)
@@ -81,7 +71,7 @@ func testPrune(t *testing.T, s rekey.Store) {
 	}
 	// A label removed makes its version prunable.
 	update(t, s, func(tx rekey.Tx) error { return tx.SetLabel(env, name, 0, rekey.LabelPrevious) })
-	if k := prune(1); k != 1 {
+	if k := prune(t, s, env, name, 1); k != 1 {
 		t.Errorf("Prune(keep=1) after removing previous deleted %d, want 1 (v2)", k)
 	}
 	if got := numbers(versions(t, s, env, name)); !slices.Equal(got, []int{5, 8, 9}) {
@@ -94,10 +84,7 @@ func testPruneNeverReusesNumbers(t *testing.T, s rekey.Store) {
 	add(t, s, "prod", "R", nv("r1", rekey.LabelCurrent))
 	add(t, s, "prod", "R", nv("r2", rekey.LabelNone))
 	add(t, s, "prod", "R", nv("r3", rekey.LabelNone))
-	update(t, s, func(tx rekey.Tx) error {
-		_, err := tx.Prune("prod", "R", 0)
-		return err
-	})
+	prune(t, s, "prod", "R", 0)
 	if got := numbers(versions(t, s, "prod", "R")); !slices.Equal(got, []int{1}) {
 		t.Fatalf("after Prune(keep=0): versions %v, want [1]", got)
 	}
@@ -112,16 +99,9 @@ func testPruneEverything(t *testing.T, s rekey.Store) {
 	add(t, s, "prod", "KEEP", nv("k", rekey.LabelCurrent))
 	add(t, s, "prod", "GONE", nv("g1", rekey.LabelNone))
 	add(t, s, "prod", "GONE", nv("g2", rekey.LabelNone))
-	update(t, s, func(tx rekey.Tx) error {
-		k, err := tx.Prune("prod", "GONE", 0)
-		if err != nil {
-			return err
-		}
-		if k != 2 {
-			t.Errorf("Prune(keep=0) deleted %d, want 2", k)
-		}
-		return nil
-	})
+	if k := prune(t, s, "prod", "GONE", 0); k != 2 {
+		t.Errorf("Prune(keep=0) deleted %d, want 2", k)
+	}
 	view(t, s, func(tx rekey.Tx) error {
 		vs, err := tx.Versions("prod", "GONE")
 		if err != nil && !errors.Is(err, rekey.ErrNotFound) {
@@ -138,5 +118,14 @@ func testPruneEverything(t *testing.T, s rekey.Store) {
 			t.Errorf("Names(prod) after pruning every version of GONE (-want +got):\n%s", d)
 		}
 		return nil
+	})
+}
+
+// prune runs Prune in its own Update and returns how many versions it
+// deleted.
+func prune(t *testing.T, s rekey.Store, env, name string, keep int) int {
+	t.Helper()
+	return inTx(t, s, update, fmt.Sprintf("Prune(%s, %s, %d)", env, name, keep), func(tx rekey.Tx) (int, error) {
+		return tx.Prune(env, name, keep)
 	})
 }

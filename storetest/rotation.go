@@ -16,21 +16,23 @@ func rotation(id, env string, state rekey.RotationState, started time.Time) *rek
 
 func getRotation(t *testing.T, s rekey.Store, id string) *rekey.Rotation {
 	t.Helper()
-	var r *rekey.Rotation
-	view(t, s, func(tx rekey.Tx) error {
-		var err error
-		r, err = tx.Rotation(id)
-		if err != nil {
-			return fmt.Errorf("Rotation(%s): %w", id, err)
-		}
-		return nil
+	return inTx(t, s, view, fmt.Sprintf("Rotation(%s)", id), func(tx rekey.Tx) (*rekey.Rotation, error) {
+		return tx.Rotation(id)
 	})
-	return r
 }
 
 func putRotation(t *testing.T, s rekey.Store, r *rekey.Rotation) {
 	t.Helper()
 	update(t, s, func(tx rekey.Tx) error { return tx.PutRotation(r) })
+}
+
+// pruneRotations runs PruneRotations in its own Update and returns how
+// many rotations it deleted.
+func pruneRotations(t *testing.T, s rekey.Store, env string, keep int) int {
+	t.Helper()
+	return inTx(t, s, update, fmt.Sprintf("PruneRotations(%s, %d)", env, keep), func(tx rekey.Tx) (int, error) {
+		return tx.PruneRotations(env, keep)
+	})
 }
 
 func testRotationPutAndReplace(t *testing.T, s rekey.Store) {
@@ -212,13 +214,7 @@ func testPruneRotations(t *testing.T, s rekey.Store) {
 		}
 		return tx.PutRotation(rotation("other", "staging", rekey.StateDone, t0))
 	})
-	var n int
-	update(t, s, func(tx rekey.Tx) error {
-		var err error
-		n, err = tx.PruneRotations("prod", 2)
-		return err
-	})
-	if n != 4 {
+	if n := pruneRotations(t, s, "prod", 2); n != 4 {
 		t.Errorf("PruneRotations(prod, 2) deleted %d, want 4", n)
 	}
 	var got []string
@@ -233,12 +229,7 @@ func testPruneRotations(t *testing.T, s rekey.Store) {
 	if want := []string{"p7", "p6", "p5", "p1", "other"}; !slices.Equal(got, want) {
 		t.Errorf("after PruneRotations(prod, 2): %q, want %q", got, want)
 	}
-	update(t, s, func(tx rekey.Tx) error {
-		var err error
-		n, err = tx.PruneRotations("prod", 0)
-		return err
-	})
-	if n != 2 {
+	if n := pruneRotations(t, s, "prod", 0); n != 2 {
 		t.Errorf("PruneRotations(prod, 0) deleted %d, want 2 (running ones stay)", n)
 	}
 }

@@ -166,19 +166,29 @@ func view(t *testing.T, s rekey.Store, fn func(rekey.Tx) error) {
 	}
 }
 
-// add appends one version in its own Update and returns it.
-func add(t *testing.T, s rekey.Store, env, name string, nv rekey.NewVersion) rekey.Version {
+// inTx runs get in a transaction of txn (view or update) and returns what
+// get returns; its error, named by what (the call, e.g. "Versions(prod,
+// A)"), fails the test.
+func inTx[T any](t *testing.T, s rekey.Store, txn func(*testing.T, rekey.Store, func(rekey.Tx) error), what string, get func(rekey.Tx) (T, error)) T {
 	t.Helper()
-	var v rekey.Version
-	update(t, s, func(tx rekey.Tx) error {
+	var out T
+	txn(t, s, func(tx rekey.Tx) error {
 		var err error
-		v, err = tx.AddVersion(env, name, nv)
+		out, err = get(tx)
 		if err != nil {
-			return fmt.Errorf("AddVersion(%s, %s): %w", env, name, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	})
-	return v
+	return out
+}
+
+// add appends one version in its own Update and returns it.
+func add(t *testing.T, s rekey.Store, env, name string, nv rekey.NewVersion) rekey.Version {
+	t.Helper()
+	return inTx(t, s, update, fmt.Sprintf("AddVersion(%s, %s)", env, name), func(tx rekey.Tx) (rekey.Version, error) {
+		return tx.AddVersion(env, name, nv)
+	})
 }
 
 // nv is a NewVersion of a string value.
@@ -189,16 +199,9 @@ func nv(value string, l rekey.Label) rekey.NewVersion {
 // versions reads a secret's versions in a View.
 func versions(t *testing.T, s rekey.Store, env, name string) []rekey.Version {
 	t.Helper()
-	var vs []rekey.Version
-	view(t, s, func(tx rekey.Tx) error {
-		var err error
-		vs, err = tx.Versions(env, name)
-		if err != nil {
-			return fmt.Errorf("Versions(%s, %s): %w", env, name, err)
-		}
-		return nil
+	return inTx(t, s, view, fmt.Sprintf("Versions(%s, %s)", env, name), func(tx rekey.Tx) ([]rekey.Version, error) {
+		return tx.Versions(env, name)
 	})
-	return vs
 }
 
 // numbers lists the version numbers of vs.
@@ -261,16 +264,9 @@ func labeledN(t *testing.T, s rekey.Store, env, name string, l rekey.Label) int 
 // readValue reads one value in a View.
 func readValue(t *testing.T, s rekey.Store, env, name string, n int) rekey.Value {
 	t.Helper()
-	var v rekey.Value
-	view(t, s, func(tx rekey.Tx) error {
-		var err error
-		v, err = tx.Value(env, name, n)
-		if err != nil {
-			return fmt.Errorf("Value(%s, %s, %d): %w", env, name, n, err)
-		}
-		return nil
+	return inTx(t, s, view, fmt.Sprintf("Value(%s, %s, %d)", env, name, n), func(tx rekey.Tx) (rekey.Value, error) {
+		return tx.Value(env, name, n)
 	})
-	return v
 }
 
 // wantNotFound fails unless err is rekey.ErrNotFound.
@@ -284,16 +280,9 @@ func wantNotFound(t *testing.T, what string, err error) {
 // auditLog reads the audit log in a View.
 func auditLog(t *testing.T, s rekey.Store, f rekey.AuditFilter) []rekey.AuditEntry {
 	t.Helper()
-	var out []rekey.AuditEntry
-	view(t, s, func(tx rekey.Tx) error {
-		var err error
-		out, err = tx.AuditLog(f)
-		if err != nil {
-			return fmt.Errorf("AuditLog(%+v): %w", f, err)
-		}
-		return nil
+	return inTx(t, s, view, fmt.Sprintf("AuditLog(%+v)", f), func(tx rekey.Tx) ([]rekey.AuditEntry, error) {
+		return tx.AuditLog(f)
 	})
-	return out
 }
 
 // seqs lists the Seq of entries.
