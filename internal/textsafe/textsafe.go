@@ -88,6 +88,10 @@ func Lines(s string) string {
 
 const hexDigits = "0123456789abcdef"
 
+// cEscapes holds the letter of the C escape of each control character that
+// has one (\a ... \v), 0 for the others.
+var cEscapes = [...]byte{'\a': 'a', '\b': 'b', '\t': 't', '\n': 'n', '\v': 'v', '\f': 'f', '\r': 'r'}
+
 // escape escapes the unsafe characters of s except those in keep; with keep
 // empty it also escapes `"` and `\` (for a quoted string).
 func escape(s, keep string) string {
@@ -107,20 +111,9 @@ func escape(s, keep string) string {
 			b.WriteByte(c)
 		case !Unsafe(r) || (r < utf8.RuneSelf && strings.IndexByte(keep, c) >= 0):
 			b.WriteString(s[i : i+size])
-		case r == '\a':
-			b.WriteString(`\a`)
-		case r == '\b':
-			b.WriteString(`\b`)
-		case r == '\f':
-			b.WriteString(`\f`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\v':
-			b.WriteString(`\v`)
+		case int(r) < len(cEscapes) && cEscapes[r] != 0:
+			b.WriteByte('\\')
+			b.WriteByte(cEscapes[r])
 		case r < utf8.RuneSelf:
 			b.WriteString(`\x`)
 			b.WriteByte(hexDigits[c>>4])
