@@ -102,6 +102,14 @@ func Validate(c rekey.ReencryptSpec) error {
 	return err
 }
 
+// prepare returns c with the defaults of this package applied and the
+// tables it names, or validate's error.
+func prepare(c rekey.ReencryptSpec) (rekey.ReencryptSpec, []TableSpec, error) {
+	c = normalized(c)
+	specs, err := validate(c)
+	return c, specs, err
+}
+
 func validate(c rekey.ReencryptSpec) ([]TableSpec, error) {
 	c = normalized(c)
 	switch c.Codec {

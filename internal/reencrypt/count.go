@@ -72,8 +72,7 @@ func (c *Counts) Neither() int64 {
 // only SELECT). `rekey reencrypt --verify` and the rule that an old key is
 // kept while any value still needs it rest on it.
 func Count(ctx context.Context, job CountJob) (*Counts, error) {
-	cfg := normalized(job.Config)
-	specs, err := validate(cfg)
+	cfg, specs, err := prepare(job.Config)
 	if err != nil {
 		return nil, err
 	}

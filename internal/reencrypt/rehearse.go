@@ -54,8 +54,8 @@ type TableGrowth struct {
 // used). The error is Run's (ErrUndecryptable when values open with
 // neither key), returned with the Rehearsal.
 func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
-	cfg := normalized(job.Config)
-	if _, err := validate(cfg); err != nil {
+	cfg, specs, err := prepare(job.Config)
+	if err != nil {
 		return nil, err
 	}
 	cc, err := job.connConfig()
@@ -91,7 +91,7 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 
 	copyCC := cc.Copy()
 	copyCC.Database = rh.Copy
-	before, err := rh.sizes(ctx, copyCC, cfg)
+	before, err := rh.sizes(ctx, copyCC, specs, cfg.Encoding)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 	if res == nil {
 		return rh, runErr
 	}
-	if after, err := rh.sizes(ctx, copyCC, cfg); err == nil {
+	if after, err := rh.sizes(ctx, copyCC, specs, cfg.Encoding); err == nil {
 		for i := range rh.Tables {
 			rh.Tables[i].Before, rh.Tables[i].After = before[i], after[i]
 		}
@@ -143,16 +143,15 @@ func copyDatabase(ctx context.Context, admin *pgx.Conn, cc *pgx.ConnConfig, src,
 	}
 }
 
-// sizes measures the tables of cfg in the database of cc (on its first
-// call, it lists them in rh.Tables).
-func (rh *Rehearsal) sizes(ctx context.Context, cc *pgx.ConnConfig, cfg rekey.ReencryptSpec) ([]int64, error) {
+// sizes measures the tables of specs (values in encoding) in the database
+// of cc (on its first call, it lists them in rh.Tables).
+func (rh *Rehearsal) sizes(ctx context.Context, cc *pgx.ConnConfig, specs []TableSpec, encoding string) ([]int64, error) {
 	conn, err := connect(ctx, cc)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-	specs, _ := validate(cfg)
-	tables, err := resolveTables(ctx, conn, specs, cfg.Encoding, false)
+	tables, err := resolveTables(ctx, conn, specs, encoding, false)
 	if err != nil {
 		return nil, err
 	}

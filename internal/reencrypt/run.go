@@ -172,8 +172,7 @@ type runner struct {
 }
 
 func newRunner(ctx context.Context, job Job) (*runner, error) {
-	cfg := normalized(job.Config)
-	specs, err := validate(cfg)
+	cfg, specs, err := prepare(job.Config)
 	if err != nil {
 		return nil, err
 	}
