@@ -64,18 +64,11 @@ func (a *app) runServicesStatus(ctx context.Context, names []string, asJSON bool
 	if err != nil {
 		return err
 	}
-	var onResult func(services.Result)
-	if !asJSON {
-		w := nameWidth(svcs)
-		onResult = func(r services.Result) { printService(a.out(), r, w, true) }
-	}
-	res, err := a.s().ServicesStatus(ctx, svcs, onResult)
-	if asJSON && res != nil {
-		if jerr := a.printJSON(res); jerr != nil {
-			return jerr
-		}
-	}
-	return err
+	w := nameWidth(svcs)
+	return printResults(a, asJSON, func(r services.Result) { printService(a.out(), r, w, true) },
+		func(onResult func(services.Result)) ([]services.Result, error) {
+			return a.s().ServicesStatus(ctx, svcs, onResult)
+		})
 }
 
 func (a *app) runServicesRestart(ctx context.Context, names []string) error {

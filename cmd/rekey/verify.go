@@ -55,17 +55,29 @@ func (a *app) runVerify(ctx context.Context, names []string, asJSON bool) error 
 	if err != nil {
 		return err
 	}
-	var onResult func(verify.Result)
-	if !asJSON {
-		w := 0
-		for _, c := range checks {
-			w = max(w, len(c.Name))
-		}
-		onResult = func(r verify.Result) { printCheck(a.out(), r, w) }
+	w := 0
+	for _, c := range checks {
+		w = max(w, len(c.Name))
 	}
-	_, results, err := a.s().Verify(ctx, names, onResult)
-	if asJSON && results != nil {
-		if jerr := a.printJSON(results); jerr != nil {
+	return printResults(a, asJSON, func(r verify.Result) { printCheck(a.out(), r, w) },
+		func(onResult func(verify.Result)) ([]verify.Result, error) {
+			_, results, err := a.s().Verify(ctx, names, onResult)
+			return results, err
+		})
+}
+
+// printResults runs a command whose results come one at a time (run
+// passes each to its onResult): they are printed as they come with line,
+// or, with asJSON, all together as JSON at the end, also when the command
+// failed part way. It returns the command's error.
+func printResults[R any](a *app, asJSON bool, line func(R), run func(onResult func(R)) ([]R, error)) error {
+	var onResult func(R)
+	if !asJSON {
+		onResult = line
+	}
+	res, err := run(onResult)
+	if asJSON && res != nil {
+		if jerr := a.printJSON(res); jerr != nil {
 			return jerr
 		}
 	}
