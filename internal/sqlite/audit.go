@@ -187,8 +187,7 @@ func encodeBlock(es []rekey.AuditEntry) ([]byte, error) {
 		raw = binary.AppendVarint(raw, tm-prevTime)
 		prevTime = tm
 		for _, f := range []string{e.Actor, e.Action, e.Env, e.Secret, e.Fingerprint, e.Outcome, e.Detail} {
-			raw = binary.AppendUvarint(raw, uint64(len(f)))
-			raw = append(raw, f...)
+			raw = appendString(raw, f)
 		}
 		raw = binary.AppendUvarint(raw, uint64(e.Version))
 		h, err := hex.DecodeString(e.Hash)
@@ -228,15 +227,6 @@ func decodeBlock(first int64, data []byte) ([]blockEntry, error) {
 	}
 	out := make([]blockEntry, 0, n)
 	var tm int64
-	str := func() (string, error) {
-		l, err := binary.ReadUvarint(r)
-		if err != nil || l > uint64(r.Len()) {
-			return "", errBlock
-		}
-		b := make([]byte, l)
-		io.ReadFull(r, b)
-		return string(b), nil
-	}
 	for i := uint64(0); i < n; i++ {
 		d, err := binary.ReadVarint(r)
 		if err != nil {
@@ -245,8 +235,9 @@ func decodeBlock(first int64, data []byte) ([]blockEntry, error) {
 		tm += d
 		e := rekey.AuditEntry{Seq: first + int64(i), Time: time.Unix(0, tm).UTC()}
 		for _, f := range []*string{&e.Actor, &e.Action, &e.Env, &e.Secret, &e.Fingerprint, &e.Outcome, &e.Detail} {
-			if *f, err = str(); err != nil {
-				return nil, err
+			var ok bool
+			if *f, ok = readString(r); !ok {
+				return nil, errBlock
 			}
 		}
 		v, err := binary.ReadUvarint(r)

@@ -246,10 +246,7 @@ func encodeAttrs(a map[int]map[string]string) string {
 		b = binary.AppendUvarint(b, uint64(n))
 		b = binary.AppendUvarint(b, uint64(len(keys)))
 		for _, k := range keys {
-			for _, f := range []string{k, a[n][k]} {
-				b = binary.AppendUvarint(b, uint64(len(f)))
-				b = append(b, f...)
-			}
+			b = appendString(appendString(b, k), a[n][k])
 		}
 	}
 	return string(b)
@@ -261,15 +258,6 @@ var errAttrs = errors.New("malformed attributes")
 func decodeAttrs(s string) (map[int]map[string]string, error) {
 	out := map[int]map[string]string{}
 	rd := strings.NewReader(s)
-	str := func() (string, error) {
-		l, err := binary.ReadUvarint(rd)
-		if err != nil || l > uint64(rd.Len()) {
-			return "", errAttrs
-		}
-		b := make([]byte, l)
-		rd.Read(b)
-		return string(b), nil
-	}
 	prevN := 0
 	for rd.Len() > 0 {
 		n, err := binary.ReadUvarint(rd)
@@ -283,9 +271,9 @@ func decodeAttrs(s string) (map[int]map[string]string, error) {
 		m := make(map[string]string, count)
 		prevK := ""
 		for i := range count {
-			k, err1 := str()
-			v, err2 := str()
-			if err1 != nil || err2 != nil || (i > 0 && k <= prevK) {
+			k, ok1 := readString(rd)
+			v, ok2 := readString(rd)
+			if !ok1 || !ok2 || (i > 0 && k <= prevK) {
 				return nil, errAttrs
 			}
 			m[k], prevK = v, k
@@ -384,7 +372,6 @@ func newManifest() *manifest {
 
 func (m *manifest) encode() []byte {
 	b := []byte("rekey-manifest-v2")
-	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
 	keys := make([]string, 0, len(m.secrets))
 	for k := range m.secrets {
 		keys = append(keys, k)
@@ -394,7 +381,7 @@ func (m *manifest) encode() []byte {
 	for _, k := range keys {
 		e := m.secrets[k]
 		b = binary.AppendUvarint(b, uint64(e.id))
-		str(k)
+		b = appendString(b, k)
 		b = append(b, fitTag(e.tag)...)
 	}
 	keys = keys[:0]
@@ -404,8 +391,7 @@ func (m *manifest) encode() []byte {
 	sort.Strings(keys)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
-		str(k)
-		str(m.rotations[k].env)
+		b = appendString(appendString(b, k), m.rotations[k].env)
 		b = append(b, fitTag(m.rotations[k].tag)...)
 	}
 	b = binary.AppendUvarint(b, uint64(m.auditSeq))
@@ -420,15 +406,6 @@ func decodeManifest(p []byte) (*manifest, error) {
 		return nil, bad
 	}
 	rd := bytes.NewReader(r)
-	str := func() (string, bool) {
-		l, err := binary.ReadUvarint(rd)
-		if err != nil || l > uint64(rd.Len()) {
-			return "", false
-		}
-		b := make([]byte, l)
-		rd.Read(b)
-		return string(b), true
-	}
 	tag := func() ([]byte, bool) {
 		if rd.Len() < manifestTag {
 			return nil, false
@@ -444,7 +421,7 @@ func decodeManifest(p []byte) (*manifest, error) {
 	}
 	for range n {
 		id, err := binary.ReadUvarint(rd)
-		k, ok1 := str()
+		k, ok1 := readString(rd)
 		t, ok2 := tag()
 		if err != nil || !ok1 || !ok2 {
 			return nil, bad
@@ -455,8 +432,8 @@ func decodeManifest(p []byte) (*manifest, error) {
 		return nil, bad
 	}
 	for range n {
-		id, ok1 := str()
-		env, ok2 := str()
+		id, ok1 := readString(rd)
+		env, ok2 := readString(rd)
 		t, ok3 := tag()
 		if !ok1 || !ok2 || !ok3 {
 			return nil, bad

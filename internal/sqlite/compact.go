@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
 
@@ -172,4 +173,32 @@ func unpackValue(p []byte) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("unknown value form %d", p[0])
+}
+
+// appendString appends s to b in the length-prefixed form of the store's
+// binary encodings (audit blocks, attributes, the manifest): its length as
+// a uvarint, then its bytes (any byte may stand in it).
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// byteReader is a bytes.Reader or a strings.Reader: what the decoders of
+// the store's binary encodings read from.
+type byteReader interface {
+	io.ByteReader
+	io.Reader
+	Len() int
+}
+
+// readString reads a string appendString wrote; false when r ends before it
+// does.
+func readString(r byteReader) (string, bool) {
+	l, err := binary.ReadUvarint(r)
+	if err != nil || l > uint64(r.Len()) {
+		return "", false
+	}
+	b := make([]byte, l)
+	io.ReadFull(r, b)
+	return string(b), true
 }
