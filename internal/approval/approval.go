@@ -202,30 +202,9 @@ func Write(stateDir, cfgPath string, text []byte) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s\npath %s\nsha256 %s\n\n", magic, strconv.Quote(cfgPath), hex.EncodeToString(sum[:]))
 	b.Write(text)
-	tmp, err := os.CreateTemp(dir, ".approval-*") // 0600, O_EXCL
-	if err != nil {
+	if err := safefile.Replace(file, ".approval-*", b.Bytes()); err != nil {
 		return err
 	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return err
-	}
-	done = true
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()

@@ -6,6 +6,9 @@
 //
 // A refusal is a *rekey.Error with CodeUnsafe (exit 5) naming the file, what
 // is wrong with it and what to do.
+//
+// Replace writes a small file of rekey's own (an approval, the audit
+// anchor) through a temporary file renamed over it.
 package safefile
 
 import (

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/safefile"
 )
 
 // The anchor: the audit head (sequence number and hash) kept outside the
@@ -171,23 +172,7 @@ func (s *DB) saveAnchor() error {
 		return fmt.Errorf("save the audit anchor: %w", err)
 	}
 	body := fmt.Sprintf("rekey-anchor v1\nstore %s\nseq %d\nhash %x\nmac %x\n", s.storeID, s.headSeq, s.headHash, s.anchorMAC(s.headSeq, s.headHash))
-	tmp, err := os.CreateTemp(s.anchor.dir, ".anchor-*")
-	if err != nil {
-		return fmt.Errorf("save the audit anchor: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(body); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save the audit anchor: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save the audit anchor: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save the audit anchor: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := safefile.Replace(path, ".anchor-*", []byte(body)); err != nil {
 		return fmt.Errorf("save the audit anchor: %w", err)
 	}
 	s.anchor.found, s.anchor.reset, s.anchor.seq, s.anchor.hash = true, false, s.headSeq, s.headHash
