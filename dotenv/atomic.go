@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/rekeyhq/rekey/internal/fileperm"
 )
 
 // Hooks replaced by tests to inject failures.
@@ -56,7 +58,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("%s: not a regular file", target)
 		}
-		uid, gid = fileOwner(fi)
+		uid, gid = fileperm.IDs(fi)
 	case errors.Is(err, fs.ErrNotExist):
 	default:
 		return err

@@ -4,17 +4,9 @@ package dotenv
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 )
-
-func fileOwner(fi fs.FileInfo) (uid, gid int) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return int(st.Uid), int(st.Gid)
-	}
-	return -1, -1
-}
 
 // syncDir makes a rename in dir durable. File systems that cannot sync a
 // directory (EINVAL, ENOTSUP) are not an error.
