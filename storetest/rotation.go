@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -232,4 +233,197 @@ func testPruneRotations(t *testing.T, s rekey.Store) {
 	if n := pruneRotations(t, s, "prod", 0); n != 2 {
 		t.Errorf("PruneRotations(prod, 0) deleted %d, want 2 (running ones stay)", n)
 	}
+}
+
+// appendAudit appends entries in one Update and returns them as Audit did.
+func appendAudit(t *testing.T, s rekey.Store, es ...rekey.AuditEntry) []rekey.AuditEntry {
+	t.Helper()
+	var out []rekey.AuditEntry
+	update(t, s, func(tx rekey.Tx) error {
+		for _, e := range es {
+			got, err := tx.Audit(e)
+			if err != nil {
+				return fmt.Errorf("Audit(%s): %w", e.Action, err)
+			}
+			out = append(out, got)
+		}
+		return nil
+	})
+	return out
+}
+
+// checkChain checks Seq 1, 2, 3 ... and that each PrevHash is the previous Hash.
+func checkChain(t *testing.T, es []rekey.AuditEntry) {
+	t.Helper()
+	hashes := map[string]int64{}
+	for i, e := range es {
+		if e.Seq != int64(i+1) {
+			t.Errorf("entry #%d has Seq %d, want %d", i+1, e.Seq, i+1)
+		}
+		if e.Hash == "" {
+			t.Errorf("entry %d has no hash", e.Seq)
+		}
+		if prev, ok := hashes[e.Hash]; ok {
+			t.Errorf("entries %d and %d have the same hash", prev, e.Seq)
+		}
+		hashes[e.Hash] = e.Seq
+		if i > 0 && e.PrevHash != es[i-1].Hash {
+			t.Errorf("entry %d PrevHash %q is not the hash of entry %d (%q)", e.Seq, e.PrevHash, es[i-1].Seq, es[i-1].Hash)
+		}
+	}
+}
+
+func testAuditChain(t *testing.T, s rekey.Store) {
+	in := []rekey.AuditEntry{
+		{Time: t0, Actor: "alice", Action: "init", Env: "prod", Outcome: "ok", Detail: "3 secrets imported"},
+		{Time: t0.Add(time.Second + 1), Actor: "alice", Action: "rotate.create", Env: "prod", Secret: "DB_PASSWORD", Version: 2, Fingerprint: "fp:0123456789abcdef", Outcome: "ok"},
+	}
+	got := appendAudit(t, s, in...)
+	more := []rekey.AuditEntry{
+		{Time: t0.Add(2 * time.Second).In(time.FixedZone("X", -7*3600)), Actor: "cron", Action: "rotate.verify", Env: "prod", Secret: "DB_PASSWORD", Version: 2, Outcome: "error", Detail: "ünïcode détail"},
+		{Time: t0.Add(3 * time.Second), Actor: "cron", Action: "rotate.rollback", Env: "prod", Secret: "DB_PASSWORD", Version: 1, Outcome: "ok"},
+		{Actor: "bob", Action: "get", Env: "staging", Secret: "API_KEY", Version: 1, Outcome: "ok"}, // zero time: now
+	}
+	before := time.Now()
+	got = append(got, appendAudit(t, s, more...)...)
+	after := time.Now()
+	in = append(in, more...)
+	checkChain(t, got)
+	for i, e := range got {
+		want := in[i]
+		want.Seq, want.PrevHash, want.Hash = e.Seq, e.PrevHash, e.Hash
+		if want.Time.IsZero() {
+			const slack = time.Minute
+			if e.Time.Before(before.Add(-slack)) || e.Time.After(after.Add(slack)) {
+				t.Errorf("entry %d with a zero Time got %s, want about now", e.Seq, e.Time.Format(time.RFC3339Nano))
+			}
+			want.Time = e.Time
+		}
+		if d := cmp.Diff(want, e); d != "" {
+			t.Errorf("Audit returned for entry %d (-given +returned):\n%s", e.Seq, d)
+		}
+	}
+	log := auditLog(t, s, rekey.AuditFilter{})
+	if d := cmp.Diff(got, log); d != "" {
+		t.Errorf("AuditLog differs from what Audit returned (-returned +log):\n%s", d)
+	}
+	for _, e := range log {
+		if e.Time.Location() != time.UTC {
+			t.Errorf("entry %d Time is in %v, want UTC", e.Seq, e.Time.Location())
+		}
+	}
+	if !log[2].Time.Equal(in[2].Time) || log[1].Time.Nanosecond() != in[1].Time.Nanosecond() {
+		t.Errorf("audit times are not kept to the nanosecond")
+	}
+	verifyAudit(t, s, 5)
+	// Appending after verification goes on with the chain.
+	got = append(got, appendAudit(t, s, rekey.AuditEntry{Actor: "bob", Action: "status", Outcome: "ok"})...)
+	checkChain(t, got)
+	verifyAudit(t, s, 6)
+}
+
+func testAuditFilters(t *testing.T, s rekey.Store) {
+	type spec struct{ env, secret string }
+	specs := []spec{
+		{"prod", ""},            // 1
+		{"prod", "A"},           // 2
+		{"staging", "A"},        // 3
+		{"prod", "B"},           // 4
+		{"", ""},                // 5
+		{"prod", "A"},           // 6
+		{"staging", "B"},        // 7
+		{"prod", "A"},           // 8
+		{"staging", "A"},        // 9
+		{"prod", "AB"},          // 10: a prefix of no filter
+		{"production", "A"},     // 11
+		{"prod", "DB_PASSWORD"}, // 12
+	}
+	var es []rekey.AuditEntry
+	for i, sp := range specs {
+		es = append(es, rekey.AuditEntry{Time: t0.Add(time.Duration(i) * time.Minute), Actor: "t", Action: "act", Env: sp.env, Secret: sp.secret, Outcome: "ok"})
+	}
+	appendAudit(t, s, es[:6]...)
+	appendAudit(t, s, es[6:]...)
+	for _, c := range []struct {
+		name string
+		f    rekey.AuditFilter
+		want []int64
+	}{
+		{"none", rekey.AuditFilter{}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
+		{"env", rekey.AuditFilter{Env: "prod"}, []int64{1, 2, 4, 6, 8, 10, 12}},
+		{"env staging", rekey.AuditFilter{Env: "staging"}, []int64{3, 7, 9}},
+		{"secret", rekey.AuditFilter{Secret: "A"}, []int64{2, 3, 6, 8, 9, 11}},
+		{"env and secret", rekey.AuditFilter{Env: "prod", Secret: "A"}, []int64{2, 6, 8}},
+		{"missing env", rekey.AuditFilter{Env: "dev"}, nil},
+		{"since exact", rekey.AuditFilter{Since: t0.Add(9 * time.Minute)}, []int64{10, 11, 12}},
+		{"since between", rekey.AuditFilter{Since: t0.Add(8*time.Minute + time.Nanosecond)}, []int64{10, 11, 12}},
+		{"since in another zone", rekey.AuditFilter{Since: t0.Add(9 * time.Minute).In(time.FixedZone("Y", 5*3600))}, []int64{10, 11, 12}},
+		{"since before all", rekey.AuditFilter{Since: t0.Add(-time.Hour)}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
+		{"since after all", rekey.AuditFilter{Since: t0.Add(time.Hour)}, nil},
+		{"limit", rekey.AuditFilter{Limit: 3}, []int64{10, 11, 12}},
+		{"limit 1", rekey.AuditFilter{Limit: 1}, []int64{12}},
+		{"limit above count", rekey.AuditFilter{Limit: 100}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
+		{"env and limit", rekey.AuditFilter{Env: "prod", Limit: 2}, []int64{10, 12}},
+		{"secret and limit", rekey.AuditFilter{Secret: "A", Limit: 4}, []int64{6, 8, 9, 11}},
+		{"all filters", rekey.AuditFilter{Env: "prod", Secret: "A", Since: t0.Add(2 * time.Minute), Limit: 1}, []int64{8}},
+		{"since and limit", rekey.AuditFilter{Since: t0.Add(3 * time.Minute), Limit: 20}, []int64{4, 5, 6, 7, 8, 9, 10, 11, 12}},
+	} {
+		got := auditLog(t, s, c.f)
+		if !slices.Equal(seqs(got), c.want) {
+			t.Errorf("AuditLog %s (%+v) = %v, want %v", c.name, c.f, seqs(got), c.want)
+		}
+		for _, e := range got {
+			want := es[e.Seq-1]
+			if e.Env != want.Env || e.Secret != want.Secret || !e.Time.Equal(want.Time) {
+				t.Errorf("AuditLog %s: entry %d is %s/%s at %s, want %s/%s at %s", c.name, e.Seq, e.Env, e.Secret, e.Time, want.Env, want.Secret, want.Time)
+			}
+		}
+	}
+	verifyAudit(t, s, len(specs))
+}
+
+func testAuditFailedUpdate(t *testing.T, s rekey.Store) {
+	got := appendAudit(t, s,
+		rekey.AuditEntry{Time: t0, Actor: "t", Action: "one", Outcome: "ok"},
+		rekey.AuditEntry{Time: t0.Add(time.Second), Actor: "t", Action: "two", Outcome: "ok"},
+	)
+	for attempt := range 2 {
+		err := s.Update(ctx(t), func(tx rekey.Tx) error {
+			for i := range 3 {
+				e, err := tx.Audit(rekey.AuditEntry{Time: t0.Add(time.Minute), Actor: "t", Action: fmt.Sprintf("lost-%d-%d", attempt, i), Outcome: "ok"})
+				if err != nil {
+					return err
+				}
+				if e.Seq != int64(3+i) {
+					t.Errorf("Audit in an Update returned Seq %d, want %d", e.Seq, 3+i)
+				}
+			}
+			return errAbort
+		})
+		if !errors.Is(err, errAbort) {
+			t.Fatalf("Update returned %v, want the error fn returned", err)
+		}
+		verifyAudit(t, s, 2)
+	}
+	if log := auditLog(t, s, rekey.AuditFilter{}); !slices.Equal(seqs(log), []int64{1, 2}) {
+		t.Errorf("audit log after failed Updates lists %v, want [1 2]", seqs(log))
+	}
+	got = append(got, appendAudit(t, s, rekey.AuditEntry{Time: t0.Add(time.Hour), Actor: "t", Action: "three", Outcome: "ok"})...)
+	checkChain(t, got)
+	if log := auditLog(t, s, rekey.AuditFilter{}); !slices.Equal(seqs(log), []int64{1, 2, 3}) || log[2].Action != "three" {
+		t.Errorf("audit log lists %v, want [1 2 3] ending with the entry of the successful Update", seqs(log))
+	}
+	verifyAudit(t, s, 3)
+}
+
+func testAuditEmpty(t *testing.T, s rekey.Store) {
+	verifyAudit(t, s, 0)
+	if log := auditLog(t, s, rekey.AuditFilter{Limit: 5}); len(log) != 0 {
+		t.Errorf("AuditLog of an empty store lists %v", seqs(log))
+	}
+	got := appendAudit(t, s, rekey.AuditEntry{Actor: "t", Action: "first", Outcome: "ok"})
+	if got[0].Seq != 1 || got[0].Hash == "" {
+		t.Errorf("first audit entry has Seq %d and hash %q, want Seq 1 and a hash", got[0].Seq, got[0].Hash)
+	}
+	verifyAudit(t, s, 1)
 }
