@@ -2,14 +2,11 @@ package app
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
-	"github.com/rekeyhq/rekey/internal/sqlite"
-	"github.com/rekeyhq/rekey/seal"
 )
 
 // TestResolveValues: the one resolver reads current (or pending, for Live)
@@ -18,26 +15,9 @@ import (
 // not render instead of leaving it out silently.
 func TestResolveValues(t *testing.T) {
 	ctx := context.Background()
-	key, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Create(ctx, filepath.Join(t.TempDir(), "rekey.db"), key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	add := func(name, val string, l rekey.Label, attrs map[string]string) {
-		t.Helper()
-		if err := st.Update(ctx, func(tx rekey.Tx) error {
-			_, err := tx.AddVersion("production", name, rekey.NewVersion{Value: rekey.NewValueString(val), Label: l, Attrs: attrs})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add("DATABASE_PASSWORD", "current-pw", rekey.LabelCurrent, map[string]string{"role": "app_blue"})
-	add("DATABASE_PASSWORD", "pending-pw", rekey.LabelPending, map[string]string{"role": "app_green"})
+	st := newStore(t,
+		testVersion{"DATABASE_PASSWORD", "current-pw", rekey.LabelCurrent, map[string]string{"role": "app_blue"}},
+		testVersion{"DATABASE_PASSWORD", "pending-pw", rekey.LabelPending, map[string]string{"role": "app_green"}})
 	cfg := &config.Config{
 		Secrets: []rekey.Spec{{Name: "DATABASE_PASSWORD", Kind: rekey.KindPostgresPassword}, {Name: "API_KEY", Kind: rekey.KindManual}},
 		Derived: []rekey.Derived{

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rekeyhq/rekey"
-	"github.com/rekeyhq/rekey/internal/sqlite"
-	"github.com/rekeyhq/rekey/seal"
 )
 
 // TestRedactingWriter: what a command codec prints on stderr — a stored
@@ -18,22 +15,8 @@ import (
 // reaches the terminal redacted.
 func TestRedactingWriter(t *testing.T) {
 	ctx := context.Background()
-	key, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Create(ctx, filepath.Join(t.TempDir(), "rekey.db"), key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	old := base64.StdEncoding.EncodeToString([]byte("an old data key of 32 bytes!!!!!"))
-	if err := st.Update(ctx, func(tx rekey.Tx) error {
-		_, err := tx.AddVersion("production", "ENCRYPTION_KEY", rekey.NewVersion{Value: rekey.NewValueString(old), Label: rekey.LabelCurrent})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	st := newStore(t, testVersion{"ENCRYPTION_KEY", old, rekey.LabelCurrent, nil})
 	newKey := rekey.NewValueString(base64.StdEncoding.EncodeToString([]byte("a new data key, not stored yet!!")))
 	var out bytes.Buffer
 	w := New(Options{Stderr: &out}).RedactedStderr(ctx, st, newKey)
