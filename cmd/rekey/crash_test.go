@@ -791,49 +791,48 @@ func TestRecoverRemovesStaleTempFile(t *testing.T) {
 	}
 }
 
-// TestKillRandomly kills `rekey rotate` at a random moment 50 times and
-// checks the environment is consistent after each.
-func TestKillRandomly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	p := ctNewProject(t)
-	known := map[int]string{1: p.get(0)}
-
-	// How long a normal rotation takes, process start to exit.
+// ctKillLoop is the random kill loop of TestKillRandomly and
+// TestPostgresKillLoop: it times three normal rotations of secret, then up to
+// 50 times (within budget) rotates it and kills the process after a random
+// delay no longer than a normal rotation (seeded by stream and
+// REKEY_TEST_SEED), and checks with consistent (which runs `rekey recover`)
+// that the environment is in one consistent state: the old version unchanged
+// if it is still current (and the rotation did not exit 0), otherwise a new
+// current version with a new value. afterKill runs right after each kill,
+// before recovery; afterRecover after the checks. known gains every value
+// that was ever current.
+func ctKillLoop(t *testing.T, k ctKiller, secret string, stream uint64, budget time.Duration, known map[int]string,
+	afterKill func(i int, delay time.Duration, cur int), afterRecover func(i int, s ctState, cur int)) ctKillStats {
+	t.Helper()
 	var normal time.Duration
 	for range 3 {
-		r := p.run("rotate", "JWT_SECRET")
-		if r.code != 0 {
+		r := k.run("rotate", secret)
+		if r.code != 0 || r.sig != 0 {
 			t.Fatalf("%v", r)
 		}
 		normal = max(normal, r.dur)
 	}
-	s := p.consistent(known)
+	s := k.consistent(known)
 	known[s.cur] = s.val
-
-	rng := ctRand(t, 0x5eed, normal)
-
-	const iterations = 50
-	budget := time.Now().Add(50 * time.Second)
-	var killed, finished, rolledBackN, completedN, untouched, leftTemp int
-	i := 0
-	for ; i < iterations && time.Now().Before(budget); i++ {
-		cur, val := s.cur, s.val
+	rng := ctRand(t, stream, normal)
+	start := time.Now()
+	var st ctKillStats
+	for ; st.iterations < 50 && time.Since(start) < budget; st.iterations++ {
+		i, cur, val := st.iterations, s.cur, s.val
 		delay := time.Duration(rng.Int64N(int64(normal) + 1))
-		r := p.killAfter(delay, "rotate", "JWT_SECRET")
+		r := k.killAfter(delay, "rotate", secret)
 		switch {
 		case r.sig == syscall.SIGKILL:
-			killed++
+			st.killed++
 		case r.code == 0 && r.sig == 0:
-			finished++
+			st.finished++
 		default:
 			t.Fatalf("iteration %d (kill after %v): %v", i, delay, r)
 		}
-		if m, _ := filepath.Glob(filepath.Join(p.dir, "..env.rekey-*.tmp")); len(m) > 0 {
-			leftTemp++ // killed inside the .env's atomic write: recovery must remove it
+		if afterKill != nil {
+			afterKill(i, delay, cur)
 		}
-		s = p.consistent(map[int]string{cur: val})
+		s = k.consistent(map[int]string{cur: val})
 		switch {
 		case s.cur == cur:
 			if s.val != val {
@@ -845,19 +844,56 @@ func TestKillRandomly(t *testing.T) {
 		case s.val == val:
 			t.Fatalf("iteration %d: new current v%d holds the old value", i, s.cur)
 		}
+		if afterRecover != nil {
+			afterRecover(i, s, cur)
+		}
 		switch out := s.recover.stdout; {
 		case strings.Contains(out, "rolled back rotation"):
-			rolledBackN++
+			st.rolledBack++
 		case strings.Contains(out, "completed rotation"):
-			completedN++
+			st.completed++
 		default:
-			untouched++
+			st.untouched++
 		}
 		known[s.cur] = s.val
 	}
-	if i < iterations {
-		t.Logf("time budget spent after %d iterations", i)
+	st.took = time.Since(start)
+	if st.iterations < 50 {
+		t.Logf("time budget spent after %d iterations", st.iterations)
 	}
+	if st.killed == 0 {
+		t.Errorf("no rotation was killed mid-way: the delays are too long")
+	}
+	return st
+}
+
+// ctKiller runs rekey in a project and kills it.
+type ctKiller interface {
+	run(args ...string) ctResult
+	killAfter(delay time.Duration, args ...string) ctResult
+	consistent(known map[int]string) ctState
+}
+
+// ctKillStats counts what ctKillLoop saw.
+type ctKillStats struct {
+	iterations, killed, finished, rolledBack, completed, untouched int
+	took                                                           time.Duration
+}
+
+// TestKillRandomly kills `rekey rotate` at a random moment 50 times and
+// checks the environment is consistent after each.
+func TestKillRandomly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	p := ctNewProject(t)
+	known := map[int]string{1: p.get(0)}
+	leftTemp := 0
+	st := ctKillLoop(t, p, "JWT_SECRET", 0x5eed, 50*time.Second, known, func(int, time.Duration, int) {
+		if m, _ := filepath.Glob(filepath.Join(p.dir, "..env.rekey-*.tmp")); len(m) > 0 {
+			leftTemp++ // killed inside the .env's atomic write: recovery must remove it
+		}
+	}, nil)
 	// Every value ever current is still in the history.
 	for _, n := range slices.Sorted(maps.Keys(known)) {
 		if got := p.get(n); got != known[n] {
@@ -865,10 +901,7 @@ func TestKillRandomly(t *testing.T) {
 		}
 	}
 	t.Logf("%d rotations: %d killed mid-way, %d finished before the kill; recovery rolled back %d, completed %d, found nothing to do %d; %d kill(s) left a temporary file beside the .env",
-		i, killed, finished, rolledBackN, completedN, untouched, leftTemp)
-	if killed == 0 {
-		t.Errorf("no rotation was killed mid-way: the delays are too long")
-	}
+		st.iterations, st.killed, st.finished, st.rolledBack, st.completed, st.untouched, leftTemp)
 }
 
 // --- read-only and full file systems ---------------------------------------

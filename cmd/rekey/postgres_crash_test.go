@@ -167,23 +167,16 @@ func (p *pgcProject) someStoredLogsIn(when string, prefer ...int) int {
 	return 0
 }
 
-// pgcState is what the consistency check found.
-type pgcState struct {
-	cur     int
-	val     string
-	rows    []ctHistRow
-	recover ctResult
-}
-
+// ctState is what the consistency check found.
 // consistent runs `rekey recover` and checks: it exits 0; exactly one
 // current version and no pending one; the role logs in with the store's
 // current value and with no other stored version; the .env's
 // DATABASE_PASSWORD is that value and its DATABASE_URL embeds it and logs
 // in; every value in known (version → value) is still in history; the
 // audit chain verifies.
-func (p *pgcProject) consistent(known map[int]string) pgcState {
+func (p *pgcProject) consistent(known map[int]string) ctState {
 	p.t.Helper()
-	var s pgcState
+	var s ctState
 	s.recover = p.run("recover")
 	if s.recover.code != 0 || s.recover.sig != 0 {
 		p.t.Fatalf("recover failed: %v", s.recover)
@@ -349,76 +342,21 @@ func TestPostgresKillLoop(t *testing.T) {
 	p := pgcNewProject(t, c)
 	known := map[int]string{1: p.value(1)}
 
-	var normal time.Duration
-	for range 3 {
-		r := p.run("rotate", "DATABASE_PASSWORD")
-		if r.code != 0 || r.sig != 0 {
-			t.Fatalf("%v", r)
-		}
-		normal = max(normal, r.dur)
-	}
-	s := p.consistent(known)
-	known[s.cur] = s.val
-
-	rng := ctRand(t, 0x9e5, normal)
-
-	const iterations = 50
-	start := time.Now()
-	budget := start.Add(55 * time.Second)
-	var killed, finished, rolledBackN, completedN, untouched, dbOnNew int
-	i := 0
-	for ; i < iterations && time.Now().Before(budget); i++ {
-		cur, val := s.cur, s.val
-		delay := time.Duration(rng.Int64N(int64(normal) + 1))
-		r := p.killAfter(delay, "rotate", "DATABASE_PASSWORD")
-		switch {
-		case r.sig == syscall.SIGKILL:
-			killed++
-		case r.code == 0 && r.sig == 0:
-			finished++
-		default:
-			t.Fatalf("iteration %d (kill after %v): %v", i, delay, r)
-		}
+	dbOnNew := 0
+	st := ctKillLoop(t, p, "DATABASE_PASSWORD", 0x9e5, 55*time.Second, known, func(i int, delay time.Duration, cur int) {
 		if who := p.someStoredLogsIn(fmt.Sprintf("iteration %d, right after the kill (%v)", i, delay), cur, cur+1); who != cur {
 			dbOnNew++
 		}
-		s = p.consistent(map[int]string{cur: val})
-		switch {
-		case s.cur == cur:
-			if s.val != val {
-				t.Fatalf("iteration %d: v%d changed its value", i, cur)
-			}
-			if r.sig == 0 {
-				t.Fatalf("iteration %d: the rotation exited 0 but v%d is still current", i, cur)
-			}
-		case s.val == val:
-			t.Fatalf("iteration %d: new current v%d holds the old value", i, s.cur)
-		default:
-			if r, _ := ctRowN(s.rows, cur); r.Label != "previous" {
-				t.Fatalf("iteration %d: the old current v%d is not previous: %+v", i, cur, s.rows)
-			}
+	}, func(i int, s ctState, cur int) {
+		if r, _ := ctRowN(s.rows, cur); s.cur != cur && r.Label != "previous" {
+			t.Fatalf("iteration %d: the old current v%d is not previous: %+v", i, cur, s.rows)
 		}
-		switch out := s.recover.stdout; {
-		case strings.Contains(out, "rolled back rotation"):
-			rolledBackN++
-		case strings.Contains(out, "completed rotation"):
-			completedN++
-		default:
-			untouched++
-		}
-		known[s.cur] = s.val
-	}
-	if i < iterations {
-		t.Logf("time budget spent after %d iterations", i)
-	}
+	})
 	for n, v := range known {
 		if got := p.must("get", "DATABASE_PASSWORD", "-n", "--version", strconv.Itoa(n)); got != v {
 			t.Fatalf("DATABASE_PASSWORD v%d lost its value", n)
 		}
 	}
 	t.Logf("%d rotations in %v: %d killed mid-way, %d finished before the kill; %d left the database on the new password before recovery; recovery rolled back %d, completed %d, found nothing to do %d",
-		i, time.Since(start).Round(time.Millisecond), killed, finished, dbOnNew, rolledBackN, completedN, untouched)
-	if killed == 0 {
-		t.Errorf("no rotation was killed mid-way: the delays are too long")
-	}
+		st.iterations, st.took.Round(time.Millisecond), st.killed, st.finished, dbOnNew, st.rolledBack, st.completed, st.untouched)
 }
