@@ -7,7 +7,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/demo/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/engine"
 )
 
@@ -89,13 +89,8 @@ func ctSkipOrFail(t *testing.T, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-func ctRandB64(n int, enc *base64.Encoding) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return enc.EncodeToString(b)
-}
+// ctRandB64 is n random bytes in enc.
+var ctRandB64 = atlasdemo.Random
 
 // ctProject is a directory with a .env and an initialized rekey store.
 type ctProject struct {
