@@ -28,6 +28,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/demo/atlasdemo"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 var (
@@ -113,28 +114,23 @@ func ctNewProject(t *testing.T) *ctProject {
 // and runs `rekey init --env-file envRel` in dir.
 func ctSetupProject(t *testing.T, dir, envRel string) *ctProject {
 	t.Helper()
-	ctRekeyBin(t)
-	var env []string
-	for _, kv := range os.Environ() {
-		// The developer's own REKEY_* settings (a fault point, an environment) must not leak in.
-		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env,
-		"REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding),
-		"XDG_CONFIG_HOME="+t.TempDir(),
-		"REKEY_ACTOR=crash-test",
-	)
 	pw := ctRandB64(24, base64.RawURLEncoding)
-	text := "# comment\n" +
-		"DATABASE_URL=postgres://postgres:" + pw + "@localhost:5432/atlas\n" +
-		"DATABASE_PASSWORD=" + pw + "\n" +
-		"JWT_SECRET=" + ctRandB64(64, base64.StdEncoding) + "\n" +
-		"ENCRYPTION_KEY=" + ctRandB64(32, base64.StdEncoding) + "\n" +
-		"ANTHROPIC_API_KEY=sk-ant-api03-" + ctRandB64(30, base64.RawURLEncoding) + "\n" +
-		"RUST_LOG=info\n"
+	return ctInitProject(t, dir, envRel, "crash-test", "# comment\n"+
+		"DATABASE_URL=postgres://postgres:"+pw+"@localhost:5432/atlas\n"+
+		"DATABASE_PASSWORD="+pw+"\n"+
+		"JWT_SECRET="+ctRandB64(64, base64.StdEncoding)+"\n"+
+		"ENCRYPTION_KEY="+ctRandB64(32, base64.StdEncoding)+"\n"+
+		"ANTHROPIC_API_KEY=sk-ant-api03-"+ctRandB64(30, base64.RawURLEncoding)+"\n"+
+		"RUST_LOG=info\n")
+}
+
+// ctInitProject writes text to dir/envRel and runs `rekey init --env-file
+// envRel` in dir, as actor, under a fresh master key and none of the
+// developer's own REKEY_* settings.
+func ctInitProject(t *testing.T, dir, envRel, actor, text string) *ctProject {
+	t.Helper()
+	ctRekeyBin(t)
+	env := testkit.CleanEnv("REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR="+actor)
 	p := &ctProject{t: t, dir: dir, envPath: filepath.Join(dir, envRel), env: env, orig: []byte(text)}
 	if err := os.WriteFile(p.envPath, p.orig, 0o600); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // pgcProject is a project whose DATABASE_PASSWORD is the password of its own
@@ -40,52 +41,15 @@ var pgcRoleSeq atomic.Int64
 // whose DATABASE_URL and DATABASE_PASSWORD hold it, and runs `rekey init`.
 func pgcNewProject(t *testing.T, c *pgtest.Cluster) *pgcProject {
 	t.Helper()
-	ctRekeyBin(t)
 	role := fmt.Sprintf("rekey_crash_%d_%d", os.Getpid(), pgcRoleSeq.Add(1))
 	pw := ctRandB64(24, base64.RawURLEncoding)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
-		t.Fatal(err)
-	}
-	su, err := postgres.ParseURL(c.SuperConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := postgres.Connect(ctx, su)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A SCRAM verifier computed client-side: the password never reaches the server log.
-	err = postgres.SetPassword(ctx, conn, role, []byte(pw))
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	testkit.Exec(t, c, "CREATE ROLE "+role+" LOGIN")
+	testkit.SetPassword(t, c.SuperConnString("postgres"), role, pw)
 	dir := t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "REKEY_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env,
-		"REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding),
-		"XDG_CONFIG_HOME="+t.TempDir(),
-		"REKEY_ACTOR=pg-crash-test",
-	)
-	text := "# comment\n" +
-		"DATABASE_URL=" + c.ConnString(role, pw, "postgres") + "\n" +
-		"DATABASE_PASSWORD=" + pw + "\n" +
-		"RUST_LOG=info\n"
-	cp := &ctProject{t: t, dir: dir, envPath: dir + "/.env", env: env, orig: []byte(text)}
-	if err := os.WriteFile(cp.envPath, cp.orig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cp.allowed = map[string][]string{dir: {".env", "rekey.yaml", ".gitignore", ".rekey"}}
-	cp.must("init", "--env-file", ".env")
+	cp := ctInitProject(t, dir, ".env", "pg-crash-test", "# comment\n"+
+		"DATABASE_URL="+c.ConnString(role, pw, "postgres")+"\n"+
+		"DATABASE_PASSWORD="+pw+"\n"+
+		"RUST_LOG=info\n")
 	cfg, err := os.ReadFile(dir + "/rekey.yaml")
 	if err != nil {
 		t.Fatal(err)
