@@ -85,7 +85,7 @@ func ctBareProject(t *testing.T, dotenv, actor string) *ctProject {
 	ctRekeyBin(t)
 	dir := t.TempDir()
 	p := &ctProject{t: t, dir: dir, envPath: filepath.Join(dir, ".env"), orig: []byte(dotenv),
-		env: testkit.CleanEnv("REKEY_MASTER_KEY="+ctRandB64(32, base64.StdEncoding), "XDG_CONFIG_HOME="+t.TempDir(), "REKEY_ACTOR="+actor)}
+		env: ctChildEnv(t, actor)}
 	testkit.WriteFile(t, p.envPath, dotenv, 0o600)
 	return p
 }

@@ -146,14 +146,7 @@ func (p *pgcProject) consistent(known map[int]string) ctState {
 		p.t.Fatalf("recover failed: %v", s.recover)
 	}
 	s.rows = p.history()
-	cur, n := ctLabeled(s.rows, "current")
-	if n != 1 {
-		p.t.Fatalf("want one current version, got %d: %+v", n, s.rows)
-	}
-	if _, n := ctLabeled(s.rows, "pending"); n != 0 {
-		p.t.Fatalf("a pending version survived recovery: %+v", s.rows)
-	}
-	s.cur = cur.N
+	s.cur = ctOneCurrent(p.t, s.rows)
 	s.val = p.current()
 	if s.val != p.value(s.cur) {
 		p.t.Fatalf("get DATABASE_PASSWORD differs from get --version %d", s.cur)
