@@ -143,6 +143,16 @@ func ctInitProject(t *testing.T, dir, envRel, actor, text string) *ctProject {
 	return p
 }
 
+// recoverOK runs `rekey recover` and fails unless it exits 0.
+func (p *ctProject) recoverOK() ctResult {
+	p.t.Helper()
+	r := p.run("recover")
+	if r.code != 0 || r.sig != 0 {
+		p.t.Fatalf("recover after the crash failed: %v", r)
+	}
+	return r
+}
+
 // ctChildEnv is the environment of a project's rekey children: a fresh
 // master key, a config folder of its own, actor, and none of the
 // developer's own REKEY_* settings.
@@ -394,11 +404,7 @@ type ctState struct {
 // verifies; no temporary file is left beside the .env.
 func (p *ctProject) consistent(known map[int]string) ctState {
 	p.t.Helper()
-	var s ctState
-	s.recover = p.run("recover")
-	if s.recover.code != 0 || s.recover.sig != 0 {
-		p.t.Fatalf("recover after the crash failed: %v", s.recover)
-	}
+	s := ctState{recover: p.recoverOK()}
 	data := p.readEnv()
 	envVal, ok := ctEnvValue(data, "JWT_SECRET")
 	if !ok {
