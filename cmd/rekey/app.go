@@ -198,10 +198,12 @@ until then rotate, recover, verify, run and the other commands that act on
 it refuse it (exit 5). init approves the rekey.yaml it writes.
 
 ` + exitCodesHelp,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print rekey's version (as `rekey version`)")
 	root.PersistentFlags().StringVar(&a.cfgPath, "config", "", "path of rekey.yaml (default: found by walking up from the working directory)")
 	root.PersistentFlags().StringVarP(&a.envName, "environment", "e", "", "environment (default: production, or the only one in rekey.yaml)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -212,9 +214,9 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
 		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
-		a.configCommand(),
+		a.configCommand(), a.versionCommand(),
 	)
-	root.SetHelpCommand(&cobra.Command{Hidden: true})
+	root.SetHelpCommand(helpCommand(root))
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { a.s().ReadOnly = readOnlyCommand(c); return nil }
 	root.PersistentPostRunE = func(*cobra.Command, []string) error { a.close(); return nil }
 	return root

@@ -96,7 +96,7 @@ func postgresPassword(cfg *config.Config, name string) (*rekey.Spec, error) {
 	}
 	spec, ok := cfg.Secret(name)
 	if !ok {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
+		return nil, rekey.UnknownSecret(name, cfg.Secrets)
 	}
 	if spec.Kind != rekey.KindPostgresPassword {
 		return nil, rekey.Errorf(rekey.CodeInvalid, "%s is a %s secret, not a postgres-password", name, spec.Kind)

@@ -10,9 +10,12 @@ import (
 // environment for `rekey get`. The read is recorded in the same
 // transaction: if the record cannot be written, no value is returned.
 func (s *Session) Get(ctx context.Context, name string, n int) (rekey.Value, error) {
-	_, st, env, err := s.openEnv(ctx)
+	cfg, st, env, err := s.openEnv(ctx)
 	if err != nil {
 		return rekey.Value{}, err
+	}
+	if _, ok := cfg.Secret(name); !ok && n == 0 {
+		return rekey.Value{}, rekey.UnknownSecret(name, cfg.Secrets)
 	}
 	var val rekey.Value
 	err = st.Update(ctx, func(tx rekey.Tx) error {

@@ -26,7 +26,7 @@ func (s *Session) History(ctx context.Context, name string) ([]HistoryVersion, e
 		return nil, err
 	}
 	if _, ok := cfg.Secret(name); !ok {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
+		return nil, rekey.UnknownSecret(name, cfg.Secrets)
 	}
 	var vs []rekey.Version
 	var exposed map[int]*rekey.Exposure

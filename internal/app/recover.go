@@ -66,7 +66,7 @@ func (s *Session) Publish(ctx context.Context, names []string) error {
 	}
 	for _, n := range names {
 		if _, ok := cfg.Secret(n); !ok {
-			return rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", n)
+			return rekey.UnknownSecret(n, cfg.Secrets)
 		}
 	}
 	return e.Publish(ctx, names)
@@ -89,7 +89,7 @@ func (s *Session) Rollback(ctx context.Context, name, force string, narrate func
 		return nil, err
 	}
 	if _, ok := cfg.Secret(name); !ok {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name)
+		return nil, rekey.UnknownSecret(name, cfg.Secrets)
 	}
 	var prev rekey.Version
 	var val rekey.Value

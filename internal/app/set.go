@@ -34,7 +34,7 @@ func (s *Session) Set(ctx context.Context, r SetRequest, narrate func(format str
 	name := r.Name
 	sp, ok := cfg.Secret(name)
 	if !ok {
-		return rekey.Version{}, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
+		return rekey.Version{}, rekey.UnknownSecret(name, cfg.Secrets)
 	}
 	var val rekey.Value
 	source, note := rekey.SourceManual, "set by a person"

@@ -114,7 +114,7 @@ func (e *Engine) markIncomplete(ctx context.Context, r *rekey.Rotation, names []
 func (e *Engine) FinishMigration(ctx context.Context, name string) (bool, error) {
 	s, m := e.migrator(name)
 	if s == nil {
-		return false, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name)
+		return false, rekey.UnknownSecret(name, e.Specs)
 	}
 	if m == nil || s.Reencrypt == nil {
 		return false, rekey.Errorf(rekey.CodeInvalid, "%s is not a data key with a reencrypt section", name)

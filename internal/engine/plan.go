@@ -97,7 +97,7 @@ func (e *Engine) plan(ctx context.Context, names []string, mode rekey.Mode, give
 func (e *Engine) planSecret(tx rekey.Tx, name string, mode rekey.Mode, given bool) (*PlanSecret, error) {
 	s, ok := e.Spec(name)
 	if !ok {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name).WithHint("`rekey status` lists the managed secrets")
+		return nil, rekey.UnknownSecret(name, e.Specs)
 	}
 	if r := e.refusal(s, given); r != nil {
 		return nil, r

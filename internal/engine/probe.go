@@ -67,7 +67,7 @@ func (e *Engine) ProbeRepair(ctx context.Context, names []string) ([]ProbeResult
 func (e *Engine) probe(ctx context.Context, name string) (*ProbeResult, error) {
 	s, a := e.applier(name)
 	if s == nil {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "no secret %s in rekey.yaml", name)
+		return nil, rekey.UnknownSecret(name, e.Specs)
 	}
 	pr, ok := a.(rekey.Prober)
 	if !ok {
