@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,10 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 // a wrong number of arguments (cobra's own messages, typed here so that the
 // exit status never depends on their wording). Flag errors are
 // rekey.CodeInvalid errors (SetFlagErrorFunc).
-type usageError struct{ err error }
+type usageError struct {
+	err error
+	cmd string // the command whose help to see ("" for rekey's)
+}
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
@@ -117,13 +121,13 @@ func typeUsageErrors(c *cobra.Command) {
 			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 			}
-			return &usageError{errors.New(msg)}
+			return &usageError{err: errors.New(msg)}
 		}
 	}
 	if check := c.Args; check != nil {
 		c.Args = func(c *cobra.Command, args []string) error {
 			if err := check(c, args); err != nil {
-				return &usageError{err}
+				return &usageError{err: err, cmd: c.CommandPath()}
 			}
 			return nil
 		}
@@ -145,7 +149,9 @@ func (a *app) printError(err error) {
 	if h := rekey.ErrorHint(err); h != "" {
 		fmt.Fprintf(a.m.Stderr, "rekey: hint: %s\n", textsafe.Lines(h))
 	} else if isUsage(err) {
-		fmt.Fprintf(a.m.Stderr, "rekey: hint: see `rekey --help`\n")
+		var ue *usageError
+		errors.As(err, &ue)
+		fmt.Fprintf(a.m.Stderr, "rekey: hint: see `%s --help`\n", cmp.Or(ue.cmd, "rekey"))
 	}
 }
 

@@ -16,7 +16,10 @@ func (a *app) auditCommand() *cobra.Command {
 	var asJSON bool
 	var limit int
 	c := &cobra.Command{
-		Use:   "audit [--secret NAME] [--since 30d] [--json] | audit verify",
+		Use: "audit [--secret NAME] [--since 30d] [--json] | audit verify",
+		Example: `  rekey audit --secret JWT_SECRET --since 30d
+  rekey audit --json | jq 'select(.action == "get")'
+  rekey audit verify`,
 		Short: "List the hash-chained audit log of every read and change; `audit verify` checks the chain",
 		Long: `audit lists the audit log: time, actor, action, environment, secret,
 version, fingerprint and outcome of every read and change. It never holds a
@@ -37,9 +40,10 @@ Without --environment, every environment is listed.`,
 	c.Flags().IntVar(&limit, "limit", 0, "only the newest N records")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 	c.AddCommand(&cobra.Command{
-		Use:   "verify",
-		Short: "Check the audit chain, every row of the store, the anchor, and that every version and rotation is audited",
-		Args:  cobra.NoArgs,
+		Use:     "verify",
+		Example: `  rekey audit verify`,
+		Short:   "Check the audit chain, every row of the store, the anchor, and that every version and rotation is audited",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runAuditVerify(cmd.Context())
 		},

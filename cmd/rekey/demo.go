@@ -19,7 +19,10 @@ func (a *app) demoCommand() *cobra.Command {
 	var o demo.Options
 	var withPostgres bool
 	c := &cobra.Command{
-		Use:   "demo [--dir DIR] [--with-postgres [--keep] [--app PATH]]",
+		Use: "demo [--dir DIR] [--with-postgres [--keep] [--app PATH]]",
+		Example: `  rekey demo
+  rekey demo --with-postgres
+  rekey demo --with-postgres --keep --dir /tmp/rekey-demo`,
 		Short: "A 1-minute tour in a temporary folder: init, status, rotate, report (no server needed)",
 		Long: `demo writes a .env shaped like the Atlas PharmaTech backend's (fake values)
 and the team's rotation log into a new folder, then runs, narrating each step:

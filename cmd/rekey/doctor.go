@@ -14,7 +14,9 @@ import (
 func (a *app) doctorCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "doctor [--json]",
+		Use: "doctor [--json]",
+		Example: `  rekey doctor
+  rekey doctor --json`,
 		Short: "Check the project against the runbook's best practices",
 		Long: `doctor checks the project against the Best Practices of the rotation
 runbook and prints one line per practice, PASS, WARN or FAIL, with a fix for

@@ -10,7 +10,9 @@ func (a *app) exampleCommand() *cobra.Command {
 	var output string
 	var force bool
 	c := &cobra.Command{
-		Use:   "example [--output .env.example] [--force]",
+		Use: "example [--output .env.example] [--force]",
+		Example: `  rekey example
+  rekey example --output config/.env.example --force`,
 		Short: "Write a .env.example: the .env's lines, every value but known non-secret ones (PORT, LOG_LEVEL) replaced by a placeholder",
 		Long: `example writes a .env.example from the environment's first .env target:
 the same lines in the same order, comments kept byte for byte, and every

@@ -11,7 +11,9 @@ func (a *app) getCommand() *cobra.Command {
 	var version int
 	var noNewline bool
 	c := &cobra.Command{
-		Use:   "get NAME [--version N]",
+		Use: "get NAME [--version N]",
+		Example: `  rekey get JWT_SECRET
+  rekey get JWT_SECRET --version 3 -n`,
 		Short: "Print a secret's value (current, or version N); every read is audited",
 		Long: `get prints a secret's current value, or version N, followed by a newline
 (-n: none). The read is recorded in the audit log before the value is printed:

@@ -12,9 +12,10 @@ import (
 
 func (a *app) historyCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "history NAME",
-		Short: "List a secret's versions: dates, labels, sources, fingerprints (never values)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "history NAME",
+		Example: `  rekey history DATABASE_PASSWORD`,
+		Short:   "List a secret's versions: dates, labels, sources, fingerprints (never values)",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runHistory(cmd.Context(), args[0])
 		},

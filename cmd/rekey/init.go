@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -44,7 +45,15 @@ in the runbook's Markdown format (--import-log, its "Rotation Schedule" table).
 Running init for a second environment adds it to the existing rekey.yaml.
 init never prompts unless --passphrase is given on a terminal.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runInit(cmd.Context(), o) },
+		Example: `  rekey init --env-file .env
+  rekey init --env-file .env.staging --environment staging
+  rekey init --env-file .env --rotated JWT_SECRET=2026-09-01 --import-log docs/secret-rotation-log.md`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.envFile == "" {
+				return &usageError{err: errors.New("init needs --env-file: the .env to inventory"), cmd: cmd.CommandPath()}
+			}
+			return a.runInit(cmd.Context(), o)
+		},
 	}
 	c.Flags().StringVar(&o.envFile, "env-file", "", "the .env file to inventory (required)")
 	c.Flags().StringArrayVar(&o.rotated, "rotated", nil, "NAME=YYYY-MM-DD: when NAME was last rotated (repeatable)")
@@ -54,7 +63,6 @@ init never prompts unless --passphrase is given on a terminal.`,
 	c.Flags().StringVar(&o.keyFile, "key-file", "", "where to create the master key file (default: ~/.config/rekey/keys/PROJECT-ID.key)")
 	c.Flags().StringVar(&o.pgAlternating, "postgres-alternating", "", "set up the alternating strategy for the database password: create the second login role (ROLE, default derived from the URL's user: app_blue -> app_green) as a copy of the URL's role")
 	c.Flags().Lookup("postgres-alternating").NoOptDefVal = "auto"
-	_ = c.MarkFlagRequired("env-file")
 	return c
 }
 

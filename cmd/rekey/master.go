@@ -11,7 +11,9 @@ func (a *app) masterCommand() *cobra.Command {
 	c := &cobra.Command{Use: "master", Short: "Manage the master key (rotate)"}
 	var passphrase bool
 	rot := &cobra.Command{
-		Use:   "rotate [--passphrase]",
+		Use: "rotate [--passphrase]",
+		Example: `  rekey master rotate
+  rekey master rotate --passphrase`,
 		Short: "Re-seal every value under a new master key; no secret changes",
 		Long: `master rotate re-seals every version and the store's internal keys under a
 new master key, in one transaction: either all of it is under the new key or

@@ -27,7 +27,9 @@ type addRoleOptions struct {
 func (a *app) postgresAddRoleCommand() *cobra.Command {
 	var o addRoleOptions
 	c := &cobra.Command{
-		Use:   "add-role [NAME] [--role ROLE] [--grace DURATION]",
+		Use: "add-role [NAME] [--role ROLE] [--grace DURATION]",
+		Example: `  rekey postgres add-role
+  rekey postgres add-role DATABASE_PASSWORD --role app_green --grace 24h`,
 		Short: "Switch a database password to the alternating strategy: create the second login role",
 		Long: `add-role switches the PostgreSQL password NAME (default: the only
 postgres-password secret) from the single strategy to the alternating one.

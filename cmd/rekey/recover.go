@@ -12,7 +12,9 @@ import (
 func (a *app) recoverCommand() *cobra.Command {
 	var probe bool
 	c := &cobra.Command{
-		Use:   "recover [--probe]",
+		Use: "recover [--probe]",
+		Example: `  rekey recover
+  rekey recover --probe`,
 		Short: "Complete or roll back interrupted rotations; check the store and the .env agree",
 		Long: `recover brings the environment back to one consistent state after a crash,
 a kill or a full disk: a rotation whose new values were sealed is completed
@@ -81,9 +83,10 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 
 func (a *app) publishCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "publish NAME...",
-		Short: "Write the store's current values (and derived values) to the .env again",
-		Args:  cobra.MinimumNArgs(1),
+		Use:     "publish NAME...",
+		Example: `  rekey publish JWT_SECRET DATABASE_PASSWORD`,
+		Short:   "Write the store's current values (and derived values) to the .env again",
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.s().Publish(cmd.Context(), args); err != nil {
 				return err
@@ -98,7 +101,9 @@ func (a *app) rollbackCommand() *cobra.Command {
 	var force bool
 	var reason string
 	c := &cobra.Command{
-		Use:   "rollback NAME [--force --reason TEXT]",
+		Use: "rollback NAME [--force --reason TEXT]",
+		Example: `  rekey rollback JWT_SECRET
+  rekey rollback JWT_SECRET --force --reason "the exposure was a false alarm (INC-42)"`,
 		Short: "Republish a secret's previous version, as a new journaled and audited rotation",
 		Long: `rollback makes the previous version's value current again. It is a new
 rotation (a new version whose value is the previous one's, source "rollback"),

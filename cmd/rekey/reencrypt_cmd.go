@@ -23,7 +23,10 @@ type reencryptOptions struct {
 func (a *app) reencryptCommand() *cobra.Command {
 	var o reencryptOptions
 	c := &cobra.Command{
-		Use:   "reencrypt [NAME...] [--verify | --rehearse]",
+		Use: "reencrypt [NAME...] [--verify | --rehearse]",
+		Example: `  rekey reencrypt --verify
+  rekey reencrypt --rehearse ENCRYPTION_KEY
+  rekey reencrypt`,
 		Short: "Finish, check or rehearse the re-encryption of data-key columns",
 		Long: `A rotation of a data key (kind data-key, with a reencrypt: section in
 rekey.yaml) re-encrypts every configured column from the old key to the new

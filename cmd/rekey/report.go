@@ -14,7 +14,9 @@ import (
 func (a *app) reportCommand() *cobra.Command {
 	var format, output, title string
 	c := &cobra.Command{
-		Use:   "report [--format md|json] [--output FILE] [--title NAME]",
+		Use: "report [--format md|json] [--output FILE] [--title NAME]",
+		Example: `  rekey report
+  rekey report --format json -o rotation-log.json`,
 		Short: "Regenerate the rotation log (runbook format) from the store's truth",
 		Long: `report writes the team's rotation log in the runbook's structure: the latest
 rotation date, the rotated secrets with their strength in bits, the secrets

@@ -13,7 +13,11 @@ import (
 func (a *app) rotateCommand() *cobra.Command {
 	var o rkapp.RotateRequest
 	c := &cobra.Command{
-		Use:   "rotate NAME... | --due | --all [--environment E] [--dry-run] [--emergency]",
+		Use: "rotate NAME... | --due | --all [--environment E] [--dry-run] [--emergency]",
+		Example: `  rekey rotate JWT_SECRET --dry-run
+  rekey rotate JWT_SECRET DATABASE_PASSWORD
+  rekey rotate --due
+  rekey rotate --all --emergency`,
 		Short: "Rotate secrets: generate, seal, publish to the .env, verify, finish (crash-safe)",
 		Long: `rotate replaces secrets with new random values as one journaled rotation:
 

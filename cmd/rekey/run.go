@@ -12,7 +12,9 @@ import (
 
 func (a *app) runCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "run [--environment E] -- CMD ARGS...",
+		Use: "run [--environment E] -- CMD ARGS...",
+		Example: `  rekey run -- ./target/release/atlas-api
+  rekey run --environment staging -- env`,
 		Short: "Run a command with the environment's current secrets in its environment (audited)",
 		Long: `run starts CMD with every managed secret and derived value of the
 environment added to its environment variables (never to its argv), after

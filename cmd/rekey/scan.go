@@ -25,7 +25,10 @@ type scanOptions struct {
 func (a *app) scanCommand() *cobra.Command {
 	var o scanOptions
 	c := &cobra.Command{
-		Use:   "scan [PATH] [--history] [--staged] [--since DATE] [--format text|json|sarif] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
+		Use: "scan [PATH] [--history] [--staged] [--since DATE] [--format text|json|sarif] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
+		Example: `  rekey scan
+  rekey scan --history --format sarif > rekey.sarif
+  rekey scan --install-hook`,
 		Short: "Find leaks: every managed version exactly, and well-known secret formats, in files and the whole git history",
 		Long: `scan looks for every value the store holds — current, previous and retired
 versions of every environment — in the working tree (default: the project

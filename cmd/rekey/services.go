@@ -13,7 +13,9 @@ import (
 
 func (a *app) servicesCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "services",
+		Use: "services",
+		Example: `  rekey services status
+  rekey services restart api`,
 		Short: "Show the status of the services that read the secrets, or restart them",
 		Long: `services runs the commands listed under services: in rekey.yaml. A
 service has a restart command (or stop and start), an optional status
@@ -33,7 +35,9 @@ and JSON forms, as rekey scan finds them).`,
 	}
 	var asJSON bool
 	status := &cobra.Command{
-		Use:   "status [--json] [NAME...]",
+		Use: "status [--json] [NAME...]",
+		Example: `  rekey services status
+  rekey services status --json api`,
 		Short: "Run each service's status command",
 		Long: `status runs the status command of each service of the environment (or
 of those named) and prints one line each: ok, FAIL with the last lines of the
@@ -45,7 +49,9 @@ error, tail, duration_ms}.`,
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	restart := &cobra.Command{
-		Use:   "restart [NAME...]",
+		Use: "restart [NAME...]",
+		Example: `  rekey services restart
+  rekey services restart api worker`,
 		Short: "Restart the environment's services (or those named), in order",
 		Long: `restart restarts each service of the environment (or each one named), in
 restart order (order:, then file order), each with its timeout; a service

@@ -20,7 +20,9 @@ func (a *app) setCommand() *cobra.Command {
 	var fromTarget, force bool
 	var reason string
 	c := &cobra.Command{
-		Use:   "set NAME [--from-target] [--force --reason TEXT]",
+		Use: "set NAME [--from-target] [--force --reason TEXT]",
+		Example: `  rekey set ANTHROPIC_API_KEY < new-key.txt
+  rekey set JWT_SECRET --from-target`,
 		Short: "Record a new value given by a person (stdin) and publish it: user-managed keys",
 		Long: `set records a value you obtained elsewhere, for example a third-party API key
 rotated in the provider's dashboard, as a new version, and publishes it to the

@@ -16,7 +16,10 @@ import (
 func (a *app) statusCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "status [--json]",
+		Use: "status [--json]",
+		Example: `  rekey status
+  rekey status --json
+  rekey status || notify-oncall   # exits 8 when something needs attention`,
 		Short: "Show every secret's version, last rotation, next due date and state",
 		Long: `status prints one line per secret of the environment: kind, version, last
 rotated, next due, and a state: ok, due-soon (within 14 days or a sixth of the

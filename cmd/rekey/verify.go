@@ -19,7 +19,9 @@ import (
 func (a *app) verifyCommand() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "verify [--environment E] [--json] [CHECK...]",
+		Use: "verify [--environment E] [--json] [CHECK...]",
+		Example: `  rekey verify
+  rekey verify login db --json`,
 		Short: "Run the checks of rekey.yaml: login works, the database accepts the password, data decrypts",
 		Long: `verify runs the checks listed under checks: in rekey.yaml (all of the
 environment's, or those named) — the runbook's "test the application" step —

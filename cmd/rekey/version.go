@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -78,7 +79,7 @@ func helpCommand(root *cobra.Command) *cobra.Command {
 						msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 					}
 				}
-				return &usageError{fmt.Errorf("%s", msg)}
+				return &usageError{err: errors.New(msg)}
 			}
 			return cmd.Help()
 		},
