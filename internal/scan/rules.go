@@ -117,6 +117,7 @@ func DefaultRules() *RuleSet {
 				re(`^\$`),                          // ${VAR}, $VAR
 				re(`^\{\{`),                        // templates
 				re(`^(?:process\.env|os\.|env\.)`), // code reading the environment
+				re(`^file:`),                       // a reference to a file (rekey.yaml's master_key: file:PATH)
 			}}}},
 	}}
 	rs.index()

@@ -106,6 +106,7 @@ github: ghp_tooShort
 -----BEGIN PUBLIC KEY-----
 header: eyJhbGciOi.notajwt
 the key to success is a long sentence without any digits at all
+  master_key: file:~/.config/rekey/keys/atlas-mk_5e2e50dc20a4062a.key
 `
 	if fs := ruleScan(t, map[string]string{"main.go": clean}, DefaultRules()); len(fs) != 0 {
 		t.Fatalf("clean control: %d findings %+v", len(fs), fs)
