@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,11 +48,14 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	root.SetErr(m.Stderr)
 	err := root.ExecuteContext(ctx)
 	a.close() // also on error: release the lock and close the store at once
+	var ee *exitError
+	if sig := a.signal(); sig != nil && !errors.As(err, &ee) {
+		return a.interrupted(sig)
+	}
 	if err == nil {
 		return a.exit
 	}
 	a.printError(err)
-	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
 	}
@@ -61,6 +65,31 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	code := exitCode(rekey.ErrorCode(err))
 	if code == 1 && a.findingsExit {
 		code = 2 // scan: 1 means findings, so an error is 2
+	}
+	return code
+}
+
+// signal is the signal that interrupted the run, or nil.
+func (a *app) signal() os.Signal {
+	if a.m.Interrupted == nil {
+		return nil
+	}
+	return a.m.Interrupted()
+}
+
+// interrupted ends a run that SIGINT or SIGTERM cut short: one line that
+// says where things stand and the next command (never the error of the step
+// that was cut, which would blame a service or a database that was not at
+// fault), and the shell's status for the signal (130, 143).
+func (a *app) interrupted(sig os.Signal) int {
+	name, code := "SIGINT", 130
+	if sig == syscall.SIGTERM {
+		name, code = "SIGTERM", 143
+	}
+	if a.ses != nil && a.ses.Acted() {
+		fmt.Fprintf(a.m.Stderr, "rekey: interrupted (%s): what it had started is journaled in the store; run `rekey recover` to complete it or roll it back\n", name)
+	} else {
+		fmt.Fprintf(a.m.Stderr, "rekey: interrupted (%s): nothing was changed\n", name)
 	}
 	return code
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -22,11 +23,34 @@ func main() {
 			fmt.Fprintf(os.Stderr, "rekey: warning: REKEY_CPUPROFILE: %v (no profile written)\n", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := (&Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(ctx, os.Args[1:])
-	stop()
+	code := runProcess(os.Args[1:])
 	pprof.StopCPUProfile()
 	os.Exit(code)
+}
+
+// runProcess runs rekey as a process: the standard streams, and SIGINT or
+// SIGTERM cancel the run (exit 130 or 143, Main.Run).
+func runProcess(args []string) int {
+	ctx, interrupted := onInterrupt()
+	return (&Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Interrupted: interrupted}).Run(ctx, args)
+}
+
+// onInterrupt returns a context that SIGINT or SIGTERM cancels, and the
+// signal that did (nil before). After the first signal the default
+// handling is back: a second Ctrl-C ends rekey at once (what it had started
+// is journaled; `rekey recover` completes or rolls it back).
+func onInterrupt() (context.Context, func() os.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Value
+	go func() {
+		s := <-sigs
+		got.Store(s)
+		signal.Stop(sigs)
+		cancel()
+	}()
+	return ctx, func() os.Signal { s, _ := got.Load().(os.Signal); return s }
 }
 
 // createProfile creates a new file for a CPU profile. It never opens an
@@ -46,4 +70,7 @@ type Main struct {
 	Dir string
 	// Env overrides environment variables (a key mapped to "" unsets it).
 	Env map[string]string
+	// Interrupted returns the signal (SIGINT, SIGTERM) that cancelled the
+	// run's context, or nil; nil when not wired (in-process tests).
+	Interrupted func() os.Signal
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,9 +14,7 @@ func TestMain(m *testing.M) {
 	// alike) go to one folder of their own, not the user's state directory.
 	os.Setenv("XDG_STATE_HOME", filepath.Join(os.TempDir(), "rekey-test-state"))
 	testscript.Main(m, map[string]func(){
-		"rekey": func() {
-			os.Exit((&Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(context.Background(), os.Args[1:]))
-		},
+		"rekey": func() { os.Exit(runProcess(os.Args[1:])) },
 	})
 }
 

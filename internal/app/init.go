@@ -83,6 +83,7 @@ type initRun struct {
 // its master key, and imports the values as version 1, audited. The store
 // stays open in the session.
 func (s *Session) Init(ctx context.Context, o InitOptions) (*Inventory, error) {
+	s.locked = true // it writes a store and rekey.yaml (Acted)
 	r, err := s.readEnvFile(o)
 	if err != nil {
 		return nil, err

@@ -75,7 +75,12 @@ type Session struct {
 	store      *sqlite.DB
 	lock       *flock.Lock
 	extraLocks []*flock.Lock
+	locked     bool // a lock was taken: the command acted on an environment
 }
+
+// Acted reports whether the session took an environment's lock to act on
+// it (and so may have started what `rekey recover` completes).
+func (s *Session) Acted() bool { return s.locked }
 
 // New returns a session that opens nothing until asked.
 func New(o Options) *Session { return &Session{Opts: o} }
@@ -306,6 +311,7 @@ func (s *Session) LockName(cfg *config.Config, env string) error {
 		}
 		return err
 	}
+	s.locked = true
 	if s.lock == nil {
 		s.lock = l
 	} else {

@@ -58,7 +58,11 @@ func (w *wiring) serviceOptions(ctx context.Context) services.Options {
 		o.Redact = func(string) string { return RedactionUnavailable }
 	}
 	o.OnResult = func(r services.Result) {
-		if r.Skipped == "" {
+		switch {
+		case r.Skipped != "":
+		case !r.OK && ctx.Err() != nil:
+			w.say("%s %s: interrupted", r.Action, r.Service) // not the service's fault
+		default:
 			w.say("%s %s: %s", r.Action, r.Service, map[bool]string{true: "ok", false: "FAILED"}[r.OK])
 		}
 	}
