@@ -35,6 +35,8 @@ const exitCodesHelp = `Exit codes:
      or a data key whose rows moved); a check, service command or
      re-encryption failed (rekey verify, services, reencrypt)
   8  status: something is overdue, weak, missing or re-encryption incomplete
+  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: after a command that
+     acted on an environment, run ` + "`rekey recover`" + `
 `
 
 // Run runs the program with args and returns the exit code.
