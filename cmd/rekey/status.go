@@ -26,8 +26,12 @@ rotated, next due, and a state: ok, due-soon (within 14 days or a sixth of the
 period), overdue, manual (user-managed), weak (below 256 bits for signing and
 data keys, 128 for passwords) or missing (no value).
 
+A rotation running now is named ("rotation in progress (pid N since T)");
+one a crash or Ctrl-C left open is named with the step it reached and the
+next command (` + "`rekey recover`" + `).
+
 It exits 0 when everything is in order and 8 when anything is overdue, weak or
-missing. --json prints an array of objects with name, environment, kind,
+missing, a re-encryption is incomplete, or a rotation was interrupted. --json prints an array of objects with name, environment, kind,
 version, last_rotated, next_due, period, state, bits and fingerprint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runStatus(cmd.Context(), asJSON) },
@@ -60,8 +64,13 @@ func (a *app) runStatus(ctx context.Context, asJSON bool) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), q(string(r.State)))
 	}
 	w.Flush()
-	for _, r := range s.Interrupted {
-		a.warnf("rotation %s was interrupted: run `rekey recover`", textsafe.Quote(r.ID))
+	switch {
+	case s.Running != "":
+		a.warnf("rotation in progress (%s): wait for it to finish; this status is from before its end", s.Running)
+	default:
+		for _, r := range s.Interrupted {
+			a.warnf("rotation %s was interrupted (at %s): run `rekey recover` to complete it or roll it back", textsafe.Quote(r.ID), r.LastStep().Name)
+		}
 	}
 	return nil
 }

@@ -303,8 +303,7 @@ func (s *Session) Lock(cfg *config.Config, env string) error {
 
 // LockName takes one environment's lock (several may be held).
 func (s *Session) LockName(cfg *config.Config, env string) error {
-	path := filepath.Join(filepath.Dir(cfg.Store.Path), "lock-"+env)
-	l, err := flock.Acquire(path)
+	l, err := flock.Acquire(s.lockPath(cfg, env))
 	if err != nil {
 		if errors.Is(err, flock.ErrBusy) {
 			return &rekey.Error{Code: rekey.CodeConflict, Msg: fmt.Sprintf("another rekey is working on %s (%v)", env, err), Hint: "wait for it to finish; a lock held by a process that died is released by the kernel", Err: rekey.ErrLocked}
@@ -318,6 +317,11 @@ func (s *Session) LockName(cfg *config.Config, env string) error {
 		s.extraLocks = append(s.extraLocks, l)
 	}
 	return nil
+}
+
+// lockPath is the lock file of an environment, beside the store.
+func (s *Session) lockPath(cfg *config.Config, env string) string {
+	return filepath.Join(filepath.Dir(cfg.Store.Path), "lock-"+env)
 }
 
 // Engine builds the rotation engine of an environment with its adapters.

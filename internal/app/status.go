@@ -6,18 +6,27 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/flock"
 )
 
 // Status is what `rekey status` reports of the session's environment.
 type Status struct {
 	// Rows are one per secret, in rekey.yaml order.
 	Rows []rekey.SecretStatus
-	// Interrupted are the rotations a crash left open (`rekey recover`).
+	// Interrupted are the rotations a crash left open (`rekey recover`);
+	// when Running is set, they are the running rotation's, not a crash's.
 	Interrupted []*rekey.Rotation
+	// Running names the process working on the environment now ("pid N
+	// since T"), or is "".
+	Running string
 }
 
-// NeedsAttention: something is overdue, weak or missing (status exits 8).
+// NeedsAttention: something is overdue, weak or missing, or a rotation was
+// interrupted and waits for `rekey recover` (status exits 8).
 func (s *Status) NeedsAttention() bool {
+	if len(s.Interrupted) > 0 && s.Running == "" {
+		return true
+	}
 	for _, r := range s.Rows {
 		if r.NeedsAttention() {
 			return true
@@ -42,6 +51,9 @@ func (s *Session) Status(ctx context.Context) (*Status, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if holder, held, err := flock.Held(s.lockPath(cfg, env.Name)); err == nil && held {
+		out.Running = holder
 	}
 	return out, nil
 }
