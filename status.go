@@ -16,6 +16,9 @@ const (
 	// StateIncomplete: a data key whose re-encryption has not finished (rows
 	// still need the previous key); `rekey reencrypt` finishes it.
 	StateIncomplete = "reencrypt-incomplete"
+	// StateDrift: a target holds a value the store does not know (a hand
+	// edit of the .env): rekey will not publish over it.
+	StateDrift = "drift"
 )
 
 // SecretStatus is one row of `rekey status`.
@@ -34,7 +37,7 @@ type SecretStatus struct {
 
 // NeedsAttention reports whether the state makes `rekey status` exit non-zero.
 func (s SecretStatus) NeedsAttention() bool {
-	return s.State == StateOverdue || s.State == StateWeak || s.State == StateMissing || s.State == StateIncomplete
+	return s.State == StateOverdue || s.State == StateWeak || s.State == StateMissing || s.State == StateIncomplete || s.State == StateDrift
 }
 
 // DueSoonWindow is how long before its due date a secret is due-soon:

@@ -24,14 +24,17 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `status prints one line per secret of the environment: kind, version, last
 rotated, next due, and a state: ok, due-soon (within 14 days or a sixth of the
 period), overdue, manual (user-managed), weak (below 256 bits for signing and
-data keys, 128 for passwords) or missing (no value).
+data keys, 128 for passwords), missing (no value), reencrypt-incomplete or
+drift (a .env holds a value the store does not know: a hand edit; the
+warning says how to record it or restore the stored one).
 
 A rotation running now is named ("rotation in progress (pid N since T)");
 one a crash or Ctrl-C left open is named with the step it reached and the
 next command (` + "`rekey recover`" + `).
 
-It exits 0 when everything is in order and 8 when anything is overdue, weak or
-missing, a re-encryption is incomplete, or a rotation was interrupted. --json prints an array of objects with name, environment, kind,
+It exits 0 when everything is in order and 8 when anything is overdue, weak,
+missing or drifting, a re-encryption is incomplete, or a rotation was
+interrupted. --json prints an array of objects with name, environment, kind,
 version, last_rotated, next_due, period, state, bits and fingerprint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runStatus(cmd.Context(), asJSON) },
@@ -64,6 +67,16 @@ func (a *app) runStatus(ctx context.Context, asJSON bool) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), q(string(r.State)))
 	}
 	w.Flush()
+	if s.DriftErr != nil {
+		a.warnf("could not compare the targets with the store: %v", s.DriftErr)
+	}
+	for _, d := range s.Drift {
+		what := "holds a value rekey does not know (edited by hand?)"
+		if d.Missing {
+			what = "has no value for it"
+		}
+		a.warnf("drift: %s in %s %s: `rekey set %s --from-target` records the file's value, `rekey publish %s` writes the store's", d.Key, textsafe.Quote(d.Target), what, d.Key, d.Key)
+	}
 	switch {
 	case s.Running != "":
 		a.warnf("rotation in progress (%s): wait for it to finish; this status is from before its end", s.Running)

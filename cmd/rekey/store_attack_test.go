@@ -216,7 +216,11 @@ func TestAttackWholeStoreRolledBack(t *testing.T) {
 		t.Fatalf("anchor --reset without a reason: exit %d\n%s", code, errs)
 	}
 	p.must("audit", "anchor", "--reset", "--reason", "restored last night's backup")
-	p.must("status")
+	// The backup predates the rotation whose value the .env holds: status
+	// says so (drift, exit 8) and how to record it.
+	if out, errs, code := p.run("status"); code != 8 || !strings.Contains(out, "drift") || !strings.Contains(errs, "rekey set JWT_SECRET --from-target") {
+		t.Fatalf("status after restoring an older store: exit %d\n%s%s", code, out, errs)
+	}
 	if out := p.must("audit"); !strings.Contains(out, "anchor.reset") {
 		t.Fatalf("the reset is not audited:\n%s", out)
 	}

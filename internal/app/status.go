@@ -6,6 +6,7 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/flock"
 )
 
@@ -19,12 +20,17 @@ type Status struct {
 	// Running names the process working on the environment now ("pid N
 	// since T"), or is "".
 	Running string
+	// Drift lists the target keys whose value is not the store's current
+	// one (their rows have the state drift).
+	Drift []engine.DriftItem
+	// DriftErr says why the targets could not be compared with the store.
+	DriftErr error
 }
 
 // NeedsAttention: something is overdue, weak or missing, or a rotation was
 // interrupted and waits for `rekey recover` (status exits 8).
 func (s *Status) NeedsAttention() bool {
-	if len(s.Interrupted) > 0 && s.Running == "" {
+	if len(s.Interrupted) > 0 && s.Running == "" || s.DriftErr != nil {
 		return true
 	}
 	for _, r := range s.Rows {
@@ -55,7 +61,25 @@ func (s *Session) Status(ctx context.Context) (*Status, error) {
 	if holder, held, err := flock.Held(s.lockPath(cfg, env.Name)); err == nil && held {
 		out.Running = holder
 	}
+	if out.Running == "" { // a running rotation is publishing: not drift
+		// A target that cannot be read (a .env deleted, unparsable) does
+		// not hide the rest of the status: it is reported beside it.
+		out.Drift, out.DriftErr = s.Engine(cfg, st, env).Drift(ctx, nil)
+		markDrift(out.Rows, out.Drift)
+	}
 	return out, nil
+}
+
+// markDrift gives the rows of drifting secrets the state drift (a target
+// lacking the key altogether is drift too: publish restores it).
+func markDrift(rows []rekey.SecretStatus, drift []engine.DriftItem) {
+	for _, d := range drift {
+		for i := range rows {
+			if rows[i].Name == d.Key && rows[i].State != rekey.StateMissing {
+				rows[i].State = rekey.StateDrift
+			}
+		}
+	}
 }
 
 // ComputeStatus computes the status rows of env's secrets at now; it
