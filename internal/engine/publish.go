@@ -227,7 +227,10 @@ func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error)
 			names = append(names, s.Name)
 		}
 	}
-	want := map[string]rekey.Value{}
+	// The targets' values are compared with the current versions'
+	// fingerprints (authenticated metadata): nothing is unsealed, so the
+	// check every mutating command runs first costs no decryption.
+	want := map[string]string{}
 	byTarget := map[string][]string{}
 	err := e.Store.View(ctx, func(tx rekey.Tx) error {
 		cur, err := currentOf(tx, e.Env, names)
@@ -240,9 +243,7 @@ func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error)
 			if !ok || !has {
 				continue
 			}
-			if want[name], err = tx.Value(e.Env, name, v.N); err != nil {
-				return err
-			}
+			want[name] = v.Fingerprint
 			for _, tn := range e.targetNames(s) {
 				byTarget[tn] = append(byTarget[tn], name)
 			}
@@ -267,9 +268,10 @@ func (e *Engine) Drift(ctx context.Context, names []string) ([]DriftItem, error)
 			g, ok := got[k]
 			if !ok {
 				out = append(out, DriftItem{Target: t.Name(), Key: k, Missing: true})
-			} else if !g.Equal(want[k]) {
+			} else if e.Store.Fingerprint(g) != want[k] {
 				out = append(out, DriftItem{Target: t.Name(), Key: k})
 			}
+			g.Wipe()
 		}
 	}
 	return out, nil
