@@ -26,7 +26,7 @@ func closest(name string, specs []Spec) []string {
 	var cs []cand
 	max := 1 + len(name)/5
 	for _, s := range specs {
-		d := editDistance(strings.ToUpper(name), strings.ToUpper(s.Name))
+		d := EditDistance(strings.ToUpper(name), strings.ToUpper(s.Name))
 		if d <= max || sameWords(name, s.Name) {
 			cs = append(cs, cand{s.Name, d})
 		}
@@ -61,23 +61,28 @@ func sameWords(a, b string) bool {
 	return true
 }
 
-// editDistance is the Levenshtein distance of a and b (bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
+// EditDistance is the Levenshtein distance between a and b, in runes.
+func EditDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) > 64 || len(rb) > 64 {
+		// Not a typo of anything; avoid quadratic work on long keys.
+		return max(len(ra), len(rb))
+	}
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
 	for j := range prev {
 		prev[j] = j
 	}
-	for i := 1; i <= len(a); i++ {
+	for i := 1; i <= len(ra); i++ {
 		cur[0] = i
-		for j := 1; j <= len(b); j++ {
+		for j := 1; j <= len(rb); j++ {
 			cost := 1
-			if a[i-1] == b[j-1] {
+			if ra[i-1] == rb[j-1] {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
 		}
 		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return prev[len(rb)]
 }

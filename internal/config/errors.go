@@ -120,7 +120,7 @@ func closest[T ~string](s string, candidates []T) (string, bool) {
 	limit := max(1, min(3, utf8.RuneCountInString(s)/3))
 	for _, c := range candidates {
 		lc := strings.ToLower(string(c))
-		d := editDistance(ls, lc)
+		d := rekey.EditDistance(ls, lc)
 		if d > limit && min(len(ls), len(lc)) >= 3 && (strings.HasPrefix(ls, lc) || strings.HasPrefix(lc, ls)) {
 			d = limit // "hostname" for "host", "PG_ADMIN" for "PG_ADMIN_URL"
 		}
@@ -137,32 +137,6 @@ func didYouMean[T ~string](s string, candidates []T) string {
 		return "did you mean " + c + "? "
 	}
 	return ""
-}
-
-// editDistance is the Levenshtein distance between a and b, in runes.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		// Not a typo of anything; avoid quadratic work on long keys.
-		return max(len(ra), len(rb))
-	}
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // yamlLine matches yaml.v3's "yaml: line N: msg" errors.
