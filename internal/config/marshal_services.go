@@ -118,6 +118,9 @@ func checkTypeNode(k rekey.Check) (string, *yaml.Node) {
 			t.add("expect", l)
 		}
 		add("json_field", h.JSONField)
+		if h.FollowRedirects != "" && h.FollowRedirects != rekey.RedirectsNone {
+			add("follow_redirects", h.FollowRedirects)
+		}
 		return rekey.CheckHTTP, t.Node
 	case k.TCP != nil:
 		add("address", k.TCP.Address.Source())
