@@ -33,8 +33,14 @@ asked for without echo.
 --from-target records the value the .env holds now (after a hand edit that
 rekey reported as drift), so nothing the file held is lost.
 
-A value equal to an earlier version is recorded with a warning (a value used
-before may already be known; the value is never printed). A value equal to an
+A value weak for the secret's kind is recorded with a warning that says why
+and what to do: a signing secret or data-encryption key below 256 estimated
+bits, a database password below 128, an API key shorter than 20 characters or
+below 96 bits, or any long value repeating a few characters. A value equal to
+an earlier version (compared by fingerprint) is recorded with a warning too (a
+value used before may already be known). Warnings go to stderr and never
+print the value; the set still happens, so a key you have no better one for
+yet (an emergency) is not held up. A value equal to an
 exposed version (one an emergency rotation superseded: ` + "`rekey history`" + ` shows
 exposed=…) is refused (exit 5) unless --force --reason TEXT, which is audited.`,
 		Args: cobra.ExactArgs(1),

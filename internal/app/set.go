@@ -25,7 +25,10 @@ type SetRequest struct {
 
 // Set records a value given by a person as a new version of a secret of
 // the session's environment and publishes it like a rotation. A value
-// equal to an earlier version is warned about; narrate hears each step.
+// weak for the secret's kind (rekey.Weakness) or equal to an earlier
+// version (by fingerprint) is warned about and recorded anyway: the person
+// may have no better one yet (a provider's key in an emergency), and the
+// warning says what to do. narrate hears each step.
 func (s *Session) Set(ctx context.Context, r SetRequest, narrate func(format string, args ...any)) (rekey.Version, error) {
 	cfg, _, env, e, err := s.Mutate(ctx)
 	if err != nil {
@@ -58,6 +61,9 @@ func (s *Session) Set(ctx context.Context, r SetRequest, narrate func(format str
 	}
 	if val.IsZero() {
 		return rekey.Version{}, rekey.Errorf(rekey.CodeInvalid, "empty value for %s", name).WithHint("pipe the value on stdin: `rekey set %s < file`", name)
+	}
+	if why := rekey.Weakness(sp, val); why != "" {
+		s.warnf("the new value of %s is weak: %s; recorded anyway: %s", name, why, rekey.WeakFix(sp))
 	}
 	exposed, err := s.warnReused(ctx, e.Store, env.Name, name, val)
 	if err != nil {
