@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -165,6 +167,25 @@ func TestCanaryChildEnv(t *testing.T) {
 				return stdout
 			}
 			must("", "init", "--env-file", ".env")
+			// Key material in the .env itself (put there by mistake), and a
+			// key rekey does not manage: run passes the .env's other keys,
+			// never these.
+			inFile := tpKeyVars()
+			f, err := os.OpenFile(filepath.Join(dir, ".env"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range sortedKeys(inFile) {
+				fmt.Fprintf(f, "%s=%s\n", k, inFile[k])
+			}
+			fmt.Fprintf(f, "CANARY_PLAIN=plain-from-the-env-file\n")
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			allKeys := maps.Clone(keys)
+			for k, v := range inFile {
+				allKeys[k+" (in the .env)"] = v
+			}
 			p := &tpProject{t: t, dir: dir}
 			dump := func(name string) string { return `[sh, -c, "env > ` + name + `.env"]` }
 			p.configure(
@@ -189,7 +210,7 @@ func TestCanaryChildEnv(t *testing.T) {
 			}
 			check := func(what, f string, allowed map[string]string) {
 				t.Helper()
-				checkChildEnv(t, what, filepath.Join(dir, f+".env"), keys, managed, allowed)
+				checkChildEnv(t, what, filepath.Join(dir, f+".env"), allKeys, managed, allowed)
 				os.Remove(filepath.Join(dir, f+".env"))
 			}
 			check("on_rotate hook", "hook", nil)
@@ -201,11 +222,19 @@ func TestCanaryChildEnv(t *testing.T) {
 			check("service status", "status", nil)
 			must("", "services", "restart")
 			check("service restart", "restart", nil)
-			must("", "run", "--", "sh", "-c", "env > run.env")
-			check("rekey run's command", "run", map[string]string{
+			current := map[string]string{
 				"JWT_SECRET":        must("", "get", "JWT_SECRET", "-n"),
 				"ANTHROPIC_API_KEY": must("", "get", "ANTHROPIC_API_KEY", "-n"),
-			})
+			}
+			// The default passes the whole .env; --secrets-only the managed values.
+			for _, mode := range [][]string{nil, {"--secrets-only"}} {
+				must("", append(append([]string{"run"}, mode...), "--", "sh", "-c", "env > run.env")...)
+				plain := readEnvDump(t, filepath.Join(dir, "run.env"))["CANARY_PLAIN"]
+				if want := map[bool]string{true: "", false: "plain-from-the-env-file"}[mode != nil]; plain != want {
+					t.Errorf("rekey run %v: the child's CANARY_PLAIN is %q, want %q", mode, plain, want)
+				}
+				check(fmt.Sprintf("rekey run %v's command", mode), "run", current)
+			}
 		})
 	}
 }

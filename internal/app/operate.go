@@ -2,12 +2,18 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
+	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/dotenv"
 	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/envfile"
 	"github.com/rekeyhq/rekey/internal/postgres"
 	"github.com/rekeyhq/rekey/internal/services"
 	"github.com/rekeyhq/rekey/internal/verify"
@@ -221,14 +227,174 @@ func (s *Session) ServicesRestart(ctx context.Context, svcs []rekey.Service, onR
 	return rerr
 }
 
+// RunEnv is what `rekey run` adds to its command's environment.
+type RunEnv struct {
+	// Values are the managed values, from the store: every secret and
+	// derived value of the environment and, where the .env holds one, a
+	// NAME_PREVIOUS key with the secret's previous version.
+	*Values
+	// Plain are the keys of the environment's .env files that rekey does
+	// not manage, KEY=VALUE in file order (a key in two files: the first
+	// file's), never rekey's key material. Empty unless the .env was read.
+	Plain []string
+	// Notes are for the operator (names, never values): a managed key whose
+	// .env value is not the store's, key material left out, a missing file.
+	Notes []string
+	// managed are the names the store provides (secrets, derived values).
+	managed map[string]bool
+}
+
 // RunValues reads the current values of the session's environment for
-// `rekey run`, recording the read (the secrets read and what) first.
-func (s *Session) RunValues(ctx context.Context, what string) (*Values, error) {
+// `rekey run`, recording the read (the secrets read and what) first. With
+// envFile it also reads the environment's .env files: their other keys
+// become Plain, and their managed keys are compared with the store (which
+// wins; a difference is a note).
+func (s *Session) RunValues(ctx context.Context, what string, envFile bool) (*RunEnv, error) {
 	cfg, st, env, err := s.openEnv(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return ResolveValues(ctx, st, cfg, env.Name, Current, func(names []string) rekey.AuditEntry {
+	re := &RunEnv{}
+	var files []loadedEnvFile
+	if envFile {
+		if files, re.Notes, err = loadEnvFiles(cfg, env); err != nil {
+			return nil, err
+		}
+	}
+	prev, plainNames := re.sortKeys(cfg, env.Name, files)
+	if envFile {
+		what += "; .env keys: " + strings.Join(plainNames, ",")
+		if len(prev) > 0 {
+			what += "; previous: " + strings.Join(slices.Sorted(maps.Keys(prev)), ",")
+		}
+	}
+	vals, err := ResolveValues(ctx, st, cfg, env.Name, Current, func(names []string) rekey.AuditEntry {
 		return rekey.AuditEntry{Actor: s.Actor(), Action: "run", Env: env.Name, Outcome: "ok", Detail: "secrets: " + strings.Join(names, ",") + "; " + what}
 	})
+	if err != nil {
+		return nil, err
+	}
+	re.Values = vals
+	if err := re.addPrevious(ctx, st, env.Name, prev); err != nil {
+		vals.Wipe()
+		return nil, err
+	}
+	re.compare(files)
+	return re, nil
+}
+
+// loadedEnvFile is one .env of the environment, parsed.
+type loadedEnvFile struct {
+	rel string
+	f   *dotenv.File
+}
+
+// loadEnvFiles parses the environment's .env files; a missing one is a
+// note, a malformed one the error (file and line).
+func loadEnvFiles(cfg *config.Config, env *config.Environment) ([]loadedEnvFile, []string, error) {
+	var out []loadedEnvFile
+	var notes []string
+	for _, t := range env.Targets {
+		tg := envfile.New(t.Name, t.Path, cfg.Dir, nil)
+		f, err := tg.Load()
+		if errors.Is(err, fs.ErrNotExist) || rekey.ErrorCode(err) == rekey.CodeNotFound {
+			notes = append(notes, tg.Rel()+" does not exist: the command gets the managed values only")
+			continue
+		}
+		if err != nil {
+			hint := rekey.ErrorHint(err)
+			if hint != "" {
+				hint += "; "
+			}
+			return nil, nil, rekey.Wrap(rekey.ErrorCode(err), err, "").WithHint("%sor run with --secrets-only (the managed values only: %s is not read)", hint, tg.Rel())
+		}
+		out = append(out, loadedEnvFile{tg.Rel(), f})
+	}
+	return out, notes, nil
+}
+
+// sortKeys files the keys of the .env files: a NAME_PREVIOUS key of a
+// secret goes to prev (key → secret), a managed key stays out (the store
+// has it), rekey's key material stays out (a note), every other key joins
+// re.Plain. It returns prev and the plain keys' names.
+func (re *RunEnv) sortKeys(cfg *config.Config, env string, files []loadedEnvFile) (map[string]string, []string) {
+	managed, prevOf := map[string]bool{}, map[string]string{}
+	re.managed = managed
+	for i := range cfg.Secrets {
+		managed[cfg.Secrets[i].Name] = true
+		if k := cfg.Secrets[i].PreviousKey(); k != "" {
+			prevOf[k] = cfg.Secrets[i].Name
+		}
+	}
+	for _, d := range cfg.DerivedFor(env) {
+		managed[d.Name] = true
+	}
+	prev, seen := map[string]string{}, map[string]bool{}
+	var names []string
+	for _, lf := range files {
+		for _, k := range lf.f.Keys() {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			switch {
+			case prevOf[k] != "":
+				prev[k] = prevOf[k]
+			case managed[k]:
+			case rekey.IsKeyMaterialVar(k):
+				re.Notes = append(re.Notes, fmt.Sprintf("%s (%s, line %d) is not passed to the command: it names rekey's key material, which no child gets", k, lf.rel, lf.f.Line(k)))
+			default:
+				v, _ := lf.f.Get(k)
+				re.Plain = append(re.Plain, k+"="+v)
+				names = append(names, k)
+			}
+		}
+	}
+	return prev, names
+}
+
+// addPrevious adds each NAME_PREVIOUS key of prev with the store's
+// previous version of its secret; a secret without one is a note.
+func (re *RunEnv) addPrevious(ctx context.Context, st rekey.Store, env string, prev map[string]string) error {
+	if len(prev) == 0 {
+		return nil
+	}
+	return st.View(ctx, func(tx rekey.Tx) error {
+		for _, k := range slices.Sorted(maps.Keys(prev)) {
+			ver, err := tx.Labeled(env, prev[k], rekey.LabelPrevious)
+			if rekey.ErrorCode(err) == rekey.CodeNotFound {
+				re.Notes = append(re.Notes, fmt.Sprintf("%s is not passed to the command: the store has no previous version of %s", k, prev[k]))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			val, err := tx.Value(env, prev[k], ver.N)
+			if err != nil {
+				return err
+			}
+			re.m[k] = val
+		}
+		return nil
+	})
+}
+
+// compare notes every managed key whose .env value is not the value the
+// command gets from the store (a hand edit, or a rotation under way).
+func (re *RunEnv) compare(files []loadedEnvFile) {
+	for _, lf := range files {
+		for _, k := range lf.f.Keys() {
+			stored, ok := re.m[k]
+			if !ok {
+				if _, failed := re.failed[k]; !failed && re.managed[k] {
+					re.Notes = append(re.Notes, fmt.Sprintf("%s (%s, line %d) is not passed to the command: the store has no current value of it (`rekey status`)", k, lf.rel, lf.f.Line(k)))
+				}
+				continue
+			}
+			v, _ := lf.f.Get(k)
+			if subtle.ConstantTimeCompare([]byte(v), stored.Reveal()) != 1 {
+				re.Notes = append(re.Notes, fmt.Sprintf("%s in %s (line %d) is not the store's value: the command gets the store's (`rekey status` shows the drift and its fix)", k, lf.rel, lf.f.Line(k)))
+			}
+		}
+	}
 }
