@@ -170,10 +170,8 @@ func Tour(ctx context.Context, o Options) error {
 		}
 	}
 	fmt.Fprintf(s.w, `
-== Try next (in %s):
-  export XDG_CONFIG_HOME=%s   # where the demo's master key file is
-  export XDG_STATE_HOME=%s    # where its rekey.yaml approval and audit anchor are
-  rekey rotate JWT_SECRET --dry-run
+== Try next:
+%s  rekey rotate JWT_SECRET --dry-run
   rekey rollback JWT_SECRET
   rekey get JWT_SECRET          # prints the value; the read is audited
   rekey run -- env              # a command with the secrets in its environment
@@ -183,6 +181,6 @@ a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
 never plaintext) and the database whose PII rows ENCRYPTION_KEY protects
 (rekey re-encrypts them). `+"`rekey demo --with-postgres`"+` does all of it against a
 real app.
-`, s.proj, s.config(), s.state())
+`, s.tryNextHeader())
 	return nil
 }

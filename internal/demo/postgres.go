@@ -33,7 +33,6 @@ const (
 type pgDemo struct {
 	*session
 	app     string // the reference app's binary
-	self    string // the rekey executable
 	cluster *pgcluster.Cluster
 	db      *atlasdemo.DB
 	listen  string // 127.0.0.1:PORT of the app
@@ -52,9 +51,6 @@ func Postgres(ctx context.Context, o Options) error {
 		return err
 	}
 	d := &pgDemo{session: s, t0: time.Now()}
-	if d.self, err = os.Executable(); err != nil {
-		return err
-	}
 	if d.app, err = FindApp(ctx, o, s.dir); err != nil {
 		return err
 	}
@@ -268,7 +264,7 @@ func (d *pgDemo) graceEnds(ctx context.Context, old *before, rotatedAt time.Time
 }
 
 func (d *pgDemo) tryNext(running bool) {
-	cd := fmt.Sprintf("  cd %s\n  export XDG_CONFIG_HOME=%s XDG_STATE_HOME=%s\n  alias rekey=%s\n", d.proj, d.config(), d.state(), d.self)
+	cd := d.tryNextHeader()
 	if running {
 		d.say(`
 == Try next, in another terminal:
