@@ -1,10 +1,8 @@
 package app
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/dotenv"
@@ -24,12 +22,15 @@ func (s *Session) ApproveWritten(cfgPath string, text []byte) {
 
 // rewriteConfig writes cfg back to its rekey.yaml and approves it,
 // refusing when that would lose anything config.Marshal does not write.
+// The comment blocks at the end of a secret and of the file (init's
+// stanzas) are kept; it warns when other comments are lost.
 func (s *Session) rewriteConfig(cfg *config.Config) error {
 	old, err := os.ReadFile(cfg.Path)
 	if err != nil {
 		return rekey.Wrap(rekey.CodeNotFound, err, "read %s", cfg.Path)
 	}
-	text, err := config.Marshal(cfg)
+	kept, lost := config.KeptComments(old)
+	text, err := config.MarshalWith(cfg, kept)
 	if err != nil {
 		return err
 	}
@@ -42,24 +43,12 @@ func (s *Session) rewriteConfig(cfg *config.Config) error {
 		return rekey.Errorf(rekey.CodeInternal, "cannot rewrite %s without losing some of it", envfile.RelTo(cfg.Dir, cfg.Path)).
 			WithHint("edit it by hand: under the secret's postgres: strategy: alternating, roles: [FIRST, SECOND], grace: 1d; in the URL template write {{ NAME.role | urlquery }} as the user")
 	}
-	if hasComments(old) {
-		s.warnf("%s is rewritten without its comments", envfile.RelTo(cfg.Dir, cfg.Path))
+	if lost > 0 {
+		s.warnf("%s is rewritten without %d of its comment lines (rekey keeps those at the end of a secret and of the file)", envfile.RelTo(cfg.Dir, cfg.Path), lost)
 	}
 	if err := dotenv.WriteFileAtomic(cfg.Path, text, 0o644); err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "write %s", cfg.Path)
 	}
 	s.ApproveWritten(cfg.Path, text)
 	return nil
-}
-
-// hasComments reports whether a rekey.yaml has comment lines besides the
-// header config.Marshal writes.
-func hasComments(text []byte) bool {
-	for _, l := range bytes.Split(text, []byte("\n")) {
-		t := strings.TrimSpace(string(l))
-		if strings.HasPrefix(t, "#") && !strings.HasPrefix(t, "# rekey.yaml") && !strings.HasPrefix(t, "# It names the secrets") && !strings.HasPrefix(t, "# holds no secret values") {
-			return true
-		}
-	}
-	return false
 }

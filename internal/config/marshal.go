@@ -27,7 +27,13 @@ const header = `# rekey.yaml — the inventory of secrets rekey manages for this
 // The result is checked by parsing it: Marshal returns an error rather
 // than text that Parse would reject. For a Config returned by Parse,
 // Parse(c.Path, Marshal(c)) equals c except for line numbers.
-func Marshal(c *Config) ([]byte, error) {
+func Marshal(c *Config) ([]byte, error) { return MarshalWith(c, Comments{}) }
+
+// MarshalWith is Marshal with comment blocks: each of cm.Secrets at the end
+// of its secret's mapping (a block of a secret c does not have is
+// dropped), and cm.Trailer at the end of the file. The comments must keep
+// the text valid YAML: each line empty or starting with "#".
+func MarshalWith(c *Config, cm Comments) ([]byte, error) {
 	if c == nil {
 		return nil, fmt.Errorf("config: Marshal of a nil Config")
 	}
@@ -66,12 +72,12 @@ func Marshal(c *Config) ([]byte, error) {
 	if path == "" {
 		path = filepath.Join(dir, FileName)
 	}
-	return encode(root, path)
+	return encode(root, path, cm)
 }
 
 // encode writes root as the text of rekey.yaml, and checks that Parse
 // reads it back.
-func encode(root *mapNode, path string) ([]byte, error) {
+func encode(root *mapNode, path string, cm Comments) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -81,11 +87,32 @@ func encode(root *mapNode, path string) ([]byte, error) {
 	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("config: encode rekey.yaml: %w", err)
 	}
-	out := append([]byte(header), spaceOut(buf.Bytes())...)
+	if err := checkComments(cm); err != nil {
+		return nil, err
+	}
+	out := append([]byte(header), spaceOut(insertComments(buf.Bytes(), cm))...)
 	if _, err := Parse(path, out); err != nil {
 		return nil, fmt.Errorf("config: the Config does not make a valid rekey.yaml: %w", err)
 	}
 	return out, nil
+}
+
+// checkComments refuses a comment line that is not a comment.
+func checkComments(cm Comments) error {
+	check := func(ls []string) error {
+		for _, l := range ls {
+			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") || strings.ContainsAny(l, "\n\r") {
+				return fmt.Errorf("config: comment line %q is not a comment", l)
+			}
+		}
+		return nil
+	}
+	for _, b := range cm.Secrets {
+		if err := check(b); err != nil {
+			return err
+		}
+	}
+	return check(cm.Trailer)
 }
 
 type marshaler struct {

@@ -1,0 +1,196 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/rekeyhq/rekey"
+)
+
+// This file writes the ready-to-uncomment stanzas `rekey init` leaves in
+// rekey.yaml: services: and checks: at the end of the file, sessions:
+// under a signing secret, reencrypt: under a data key. Each stanza is a
+// run of lines starting with "# " (at the indentation of where it goes);
+// removing that "# " from each of its lines gives a valid rekey.yaml.
+// Notes start with "##" and stay comments when a stanza is uncommented.
+
+// Suggestions are what `rekey init` found, to fill the stanzas with.
+type Suggestions struct {
+	// Service is the service found to restart: a systemd unit
+	// (Systemd) or a compose service (ComposeService in ComposeFile,
+	// relative to the project); Found says where it was found. Empty
+	// ServiceName: nothing was found, the stanza is an example.
+	ServiceName, Systemd, ComposeFile, ComposeService, Found string
+	// DatabaseURL names the secret or derived value holding the
+	// application's PostgreSQL URL ("" = none).
+	DatabaseURL string
+	// Port is the application's port, from the .env ("" = none): an http
+	// check is suggested on it.
+	Port string
+	// Columns are the encrypted columns found, by data key.
+	Columns map[string]DetectedColumns
+	// ColumnsNote is a note about the detection for every data key (what
+	// was sampled, or why nothing was); "" = none.
+	ColumnsNote string
+}
+
+// DetectedColumns are the columns found encrypted under one data key.
+type DetectedColumns struct {
+	Columns  []string // table.column (schema.table.column outside public)
+	Encoding string   // base64, base64url or bytea
+	KeyID    bool     // the values carry rekey's key-id header
+	Note     string   // how they were found
+}
+
+// StanzaIntro is the first note of the trailer Stanzas writes.
+const StanzaIntro = "## Ready-to-uncomment stanzas, filled with what `rekey init` found."
+
+// Stanzas returns the commented stanzas for c: services: and checks: (each
+// unless c declares some), sessions: under each signing secret and
+// reencrypt: under each data key without them.
+func Stanzas(c *Config, s Suggestions) Comments {
+	cm := Comments{Secrets: map[string][]string{}}
+	var t []string
+	if len(c.Services) == 0 {
+		t = append(t, "##", "## services: restarted after a rotation changes what they read.")
+		t = append(t, serviceStanza(s)...)
+	}
+	if checks := checkStanza(c, s); len(c.Checks) == 0 && len(checks) > 0 {
+		t = append(t, "##", "## checks: run after every rotation (and by `rekey verify`); a failure rolls the rotation back.")
+		t = append(t, checks...)
+	}
+	if len(t) > 0 {
+		t = append([]string{StanzaIntro,
+			`## To use one, remove the leading "# " of its lines (the "##" lines are notes),`,
+			"## then review it and run `rekey config trust`."}, t...)
+		cm.Trailer = t
+	}
+	signing := signingSecrets(c.Secrets)
+	for _, sp := range c.Secrets {
+		switch {
+		case sp.Kind == rekey.KindGenerated && sp.Sessions == nil && signing[sp.Name]:
+			cm.Secrets[sp.Name] = []string{
+				"## sessions: what a rotation does to the sessions (tokens) signed with the old value.",
+				"# sessions:",
+				"#   mode: graceful  ## or immediate (the default): every session ends at once",
+				"#   grace: 1d       ## no shorter than the longest token lifetime; " + sp.Name + "_PREVIOUS holds the old value",
+			}
+		case sp.Kind == rekey.KindDataKey && sp.Reencrypt == nil:
+			if b := reencryptStanza(sp.Name, s); len(b) > 0 {
+				cm.Secrets[sp.Name] = b
+			}
+		}
+	}
+	return cm
+}
+
+var reSigning = regexp.MustCompile(`(?i)JWT|SESSION|SIGN|COOKIE|HMAC|SECRET_KEY_BASE|TOKEN_SECRET`)
+
+// signingSecrets are the generated secrets that sign sessions: those named
+// like it, else the first generated secret.
+func signingSecrets(specs []rekey.Spec) map[string]bool {
+	out := map[string]bool{}
+	first := ""
+	for _, sp := range specs {
+		if sp.Kind != rekey.KindGenerated {
+			continue
+		}
+		if first == "" {
+			first = sp.Name
+		}
+		if reSigning.MatchString(sp.Name) {
+			out[sp.Name] = true
+		}
+	}
+	if len(out) == 0 && first != "" {
+		out[first] = true
+	}
+	return out
+}
+
+func serviceStanza(s Suggestions) []string {
+	switch {
+	case s.ServiceName != "" && s.Systemd != "":
+		return []string{"# services:", "#   " + s.ServiceName + ":",
+			"#     systemd: " + yamlWord(s.Systemd) + "  ## found " + s.Found,
+			"#     consumes: all  ## or the list of what it reads: [JWT_SECRET, DATABASE_URL]"}
+	case s.ServiceName != "" && s.ComposeService != "":
+		return []string{"# services:", "#   " + s.ServiceName + ":",
+			"#     compose: {file: " + yamlWord(s.ComposeFile) + ", service: " + yamlWord(s.ComposeService) + "}  ## found " + s.Found,
+			"#     consumes: all  ## or the list of what it reads: [JWT_SECRET, DATABASE_URL]"}
+	}
+	return []string{"## No systemd unit or compose service named after the project was found: an example.",
+		"# services:", "#   app:",
+		"#     restart: [systemctl, restart, app.service]  ## or systemd: UNIT, or compose: {service: NAME}",
+		"#     consumes: all"}
+}
+
+func checkStanza(c *Config, s Suggestions) []string {
+	var out []string
+	if s.DatabaseURL != "" {
+		out = append(out, "#   db:", "#     postgres: {url: "+s.DatabaseURL+"}  ## logs in with the URL rekey publishes")
+		for _, sp := range c.Secrets {
+			d, ok := s.Columns[sp.Name]
+			if sp.Kind != rekey.KindDataKey || !ok || len(d.Columns) == 0 {
+				continue
+			}
+			out = append(out, "#   "+strings.ToLower(strings.ReplaceAll(sp.Name, "_", "-"))+"-sample:",
+				fmt.Sprintf("#     decrypt-sample: {url: %s, column: %s, rows: 10, key: %s, codec: aes-256-gcm, encoding: %s}", s.DatabaseURL, d.Columns[0], sp.Name, d.Encoding))
+		}
+	}
+	if s.Port != "" {
+		out = append(out, "#   health:", `#     http: {url: "http://localhost:`+s.Port+`/health"}  ## the path of your health endpoint`)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return append([]string{"# checks:"}, out...)
+}
+
+func reencryptStanza(name string, s Suggestions) []string {
+	out := []string{"## reencrypt: the columns encrypted with " + name + ", re-encrypted by its rotation."}
+	if s.DatabaseURL == "" {
+		return append(out, "## It needs the database URL as a secret or derived value of rekey.yaml (database: DATABASE_URL).")
+	}
+	d, found := s.Columns[name]
+	if s.ColumnsNote != "" {
+		out = append(out, "## "+s.ColumnsNote)
+	}
+	cols, enc := "[TABLE.COLUMN]", "base64"
+	if found && len(d.Columns) > 0 {
+		cols, enc = "["+strings.Join(d.Columns, ", ")+"]", d.Encoding
+		if d.Note != "" {
+			out = append(out, "## "+d.Note)
+		}
+	} else {
+		out = append(out, "## Replace TABLE.COLUMN with the encrypted columns (`rekey init --detect-columns` looks for them).")
+	}
+	out = append(out, "# reencrypt:", "#   database: "+s.DatabaseURL, "#   codec: aes-256-gcm  ## or chacha20-poly1305, fernet, command",
+		"#   encoding: "+enc, "#   columns: "+cols)
+	if d.KeyID {
+		out = append(out, "#   key_id: true  ## the values carry rekey's key-id header")
+	}
+	return append(out, "#   mode: online  ## or maintenance: stop the services, re-encrypt, start them")
+}
+
+// yamlWord quotes s for a flow context when it is not a plain word.
+func yamlWord(s string) string {
+	if regexp.MustCompile(`^[A-Za-z0-9_./@-]+$`).MatchString(s) && !strings.HasPrefix(s, "-") {
+		return s
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// ServiceName makes a service name (letters, digits, - and _) of a
+// project folder's name; "" when nothing is left.
+func ServiceName(dir string) string {
+	b := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, dir)
+	b = strings.TrimLeft(b, "-_")
+	return b
+}
