@@ -33,12 +33,18 @@ each that does not pass:
                        master key file are 0600; a .env its group can read is a
                        warning; the detail says who can read each file
   env-distinct         no secret has the same current value in two environments
-  strength             no secret is weak
+  strength             no secret is weak for its kind, neither the current value
+                       in the store nor the value a .env target holds (a hand
+                       edit): the file, line and name are reported, never the
+                       value, with the fix (` + "`rekey rotate NAME`" + `; an API key:
+                       a new one from the provider, ` + "`rekey set NAME`" + `)
   schedule             nothing is overdue (due-soon is a warning)
   log-level            the production .env does not log at debug or trace
   tracked-values       no managed value, old or current, is in a file tracked by git
   audit-chain          the audit log's hash chain is intact
   master-key-outside   the master key file is outside the project and the repository
+  tls-expiry           no certificate listed under tls: in rekey.yaml (a PEM file
+                       or a host:port endpoint) expires within 30 days
   config-approved      rekey.yaml is approved on this machine as it is (` + "`rekey config trust`" + `)
 
 A check that cannot run (not a git repository, git not installed) is a WARN

@@ -496,3 +496,47 @@ func TestExampleQuotingAndUnmanaged(t *testing.T) {
 		t.Errorf(".env.example:\n%q\nwant:\n%q", got, want)
 	}
 }
+
+// TestDoctorStrengthReadsEnv: a weak value a .env holds (a hand edit the
+// store does not know) fails strength with the file, line and name and the
+// fix for its kind, never the value; an API key too, which the store's
+// status never calls weak.
+func TestDoctorStrengthReadsEnv(t *testing.T) {
+	p := newDocProject(t, true)
+	env := docEnvFile("hunter2hunter2", "info")
+	env = strings.Replace(env, "ANTHROPIC_API_KEY="+docAPI, "ANTHROPIC_API_KEY=sk-test-123", 1)
+	p.write(".env", env, 0o600)
+	checks := p.doctor(1)
+	wantCheck(t, checks, "strength", checkFail,
+		".env:4: JWT_SECRET (production) is weak: an estimated", "below the 256 a signing secret needs",
+		".env:5: ANTHROPIC_API_KEY (production) is weak: 11 characters, short for an API key")
+	c := checks["strength"]
+	for _, v := range []string{"hunter2", "sk-test-123"} {
+		if strings.Contains(c.Detail+c.Fix, v) {
+			t.Errorf("strength holds the value %q: %+v", v, c)
+		}
+	}
+	if !strings.Contains(c.Fix, "JWT_SECRET: let rekey generate one: `rekey rotate JWT_SECRET`") || !strings.Contains(c.Fix, "ANTHROPIC_API_KEY: issue a new key at the provider, then `rekey set ANTHROPIC_API_KEY`") {
+		t.Errorf("fix: %s", c.Fix)
+	}
+}
+
+// TestDoctorHelpListsEveryCheck: `rekey doctor --help` lists every check
+// doctor runs, in the order it runs them.
+func TestDoctorHelpListsEveryCheck(t *testing.T) {
+	p := newDocProject(t, true)
+	out, _, _ := p.rekey("doctor", "--json")
+	var checks []doctorCheck
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatal(err)
+	}
+	help, _, _ := p.rekey("doctor", "--help")
+	at := 0
+	for _, c := range checks {
+		i := strings.Index(help[at:], "\n  "+c.Check+" ")
+		if i < 0 {
+			t.Fatalf("doctor --help does not list %s (after the previous check):\n%s", c.Check, help)
+		}
+		at += i + 1
+	}
+}
