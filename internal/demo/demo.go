@@ -174,7 +174,7 @@ func Tour(ctx context.Context, o Options) error {
 %s  rekey rotate JWT_SECRET --dry-run
   rekey rollback JWT_SECRET
   rekey get JWT_SECRET          # prints the value; the read is audited
-  rekey run -- env              # a command with the secrets in its environment
+  rekey run -- env              # a command with the .env, its secrets from the store
   rekey recover                 # what every command runs first after a crash
 DATABASE_PASSWORD and ENCRYPTION_KEY were skipped: rotating them safely needs
 a reachable PostgreSQL (rekey sets the new password with a SCRAM verifier,
