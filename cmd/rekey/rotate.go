@@ -33,7 +33,11 @@ until ` + "`rekey reencrypt`" + ` finishes. Only one rotation per environment ru
 
 --due rotates the secrets whose rotation period has passed; --all every
 secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + `;
-so are databases rekey cannot reach). Every mutating command first ends the
+so are databases rekey cannot reach). An --emergency names the user-managed
+keys still to revoke and reissue at their providers, and the ` + "`rekey set NAME`" + `
+that records each, before it starts and again after it ends. A secret no
+service in rekey.yaml consumes gets a warning (also with --dry-run): running
+processes keep the old value until restarted; declare them under services:. Every mutating command first ends the
 grace periods that have passed (NAME_PREVIOUS removed; the idle role of an
 alternating PostgreSQL pair gets a random password nobody knows).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -77,6 +81,9 @@ func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
 		}
 	}
 	res, err := p.Run(ctx, a.narrate)
+	if r := p.Reminder(); r != "" { // the user-managed keys an emergency leaves to the person, also after a failure
+		a.warnf("%s", r)
+	}
 	if err != nil {
 		return err
 	}

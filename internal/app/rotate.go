@@ -3,9 +3,14 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/services"
 )
 
 // RotateRequest is what `rekey rotate` asks for: the secrets named, or
@@ -19,9 +24,13 @@ type RotateRequest struct {
 // not yet run.
 type PlannedRotation struct {
 	// Plan is what it will do; nil when Due or All found nothing to rotate.
-	Plan  *engine.Plan
-	e     *engine.Engine
-	names []string
+	Plan *engine.Plan
+	// UserManaged are the user-managed keys an emergency rotation cannot
+	// rotate: each must be revoked and reissued at its provider, then
+	// recorded with `rekey set NAME` (Reminder says so).
+	UserManaged []string
+	e           *engine.Engine
+	names       []string
 }
 
 // PlanRotation plans a rotation. A dry run only opens the store (its plan
@@ -39,22 +48,24 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 		return nil, rekey.Errorf(rekey.CodeInvalid, "name the secrets to rotate, or pass --due or --all (one of them)").WithHint("`rekey status` lists the secrets and what is due")
 	}
 	var e *engine.Engine
+	var cfg *config.Config
+	var env *config.Environment
 	if r.DryRun {
 		// A plan of named secrets only prints, so it may show what an
 		// unapproved rekey.yaml would do; Due and All log in to each
 		// database first (Preflight), so they need approval.
 		s.ReadOnly = !r.Due && !r.All
-		cfg, st, env, err := s.openEnv(ctx)
+		c, st, en, err := s.openEnv(ctx)
 		if err != nil {
 			return nil, err
 		}
-		e = s.Engine(cfg, st, env)
+		cfg, env, e = c, en, s.Engine(c, st, en)
 	} else {
-		_, _, _, eng, err := s.Mutate(ctx)
+		c, _, en, eng, err := s.Mutate(ctx)
 		if err != nil {
 			return nil, err
 		}
-		e = eng
+		cfg, env, e = c, en, eng
 	}
 	mode := rekey.ModeManual
 	switch {
@@ -64,6 +75,16 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 		mode = rekey.ModeScheduled
 	}
 	p := &PlannedRotation{e: e, names: r.Names}
+	if r.Emergency {
+		p.names, p.UserManaged = splitUserManaged(cfg, r.Names, r.Due || r.All)
+		if len(p.UserManaged) > 0 && len(r.Names) > 0 && len(p.names) == 0 { // an emergency of user-managed keys only
+			return nil, rekey.Errorf(rekey.CodeUnsafe, "%s: rekey cannot rotate a key at its provider", userManagedPhrase(p.UserManaged)).
+				WithHint("revoke and reissue %s at the provider now, then record the new value: %s (value on stdin)", itOrEach(p.UserManaged), setCommands(p.UserManaged))
+		}
+		if len(p.UserManaged) > 0 {
+			s.warnf("%s", p.Reminder())
+		}
+	}
 	if r.Due || r.All {
 		names, err := s.rotatable(ctx, e, mode, r.Due)
 		if err != nil || len(names) == 0 {
@@ -76,7 +97,32 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 	if err != nil {
 		return nil, err
 	}
+	warnNoConsumer(p.Plan, cfg, env.Name)
 	return p, nil
+}
+
+// warnNoConsumer adds a warning to the plan of each secret that no service
+// of the environment consumes (the secret, a value derived from it, or its
+// NAME_PREVIOUS): rekey publishes the new value, but a process that read
+// the old one keeps it until someone restarts it. The warning shows the
+// rekey.yaml stanza that makes rekey restart it.
+func warnNoConsumer(p *engine.Plan, cfg *config.Config, env string) {
+	svcs, derived := cfg.ServicesFor(env), cfg.DerivedFor(env)
+	for i := range p.Secrets {
+		ps := &p.Secrets[i]
+		keys := append([]string{ps.Name}, ps.Derived...)
+		if sp, ok := cfg.Secret(ps.Name); ok && sp.PreviousKey() != "" {
+			keys = append(keys, sp.PreviousKey())
+		}
+		if len(services.Affected(svcs, keys, derived)) > 0 {
+			continue
+		}
+		how := fmt.Sprintf("declare the service that reads it in %s so rekey restarts it after publishing: `services: {api: {restart: [systemctl, restart, api], consumes: [%s]}}` (README: rekey.yaml)", config.FileName, ps.Name)
+		if len(svcs) > 0 {
+			how = fmt.Sprintf("add %s to the consumes: list of the service that reads it (services: in %s), so rekey restarts it after publishing", ps.Name, config.FileName)
+		}
+		ps.Warnings = append(ps.Warnings, fmt.Sprintf("no service in %s consumes %s (environment %s): a running process that read it keeps the old value until it is restarted; %s", config.FileName, ps.Name, env, how))
+	}
 }
 
 // rotatable are the secrets of e's environment that rekey can rotate now
@@ -116,4 +162,59 @@ func (s *Session) rotatable(ctx context.Context, e *engine.Engine, mode rekey.Mo
 func (p *PlannedRotation) Run(ctx context.Context, narrate func(format string, args ...any)) (*engine.Result, error) {
 	p.e.Progress = narrate
 	return p.e.Rotate(ctx, p.names, p.Plan.Mode, nil)
+}
+
+// splitUserManaged separates the user-managed keys from names; with all,
+// every user-managed key of rekey.yaml is named (an emergency concerns
+// them all).
+func splitUserManaged(cfg *config.Config, names []string, all bool) (rest, manual []string) {
+	if all {
+		for _, sp := range cfg.Secrets {
+			if sp.Kind == rekey.KindManual {
+				manual = append(manual, sp.Name)
+			}
+		}
+		return names, manual
+	}
+	for _, n := range names {
+		if sp, ok := cfg.Secret(n); ok && sp.Kind == rekey.KindManual {
+			if !slices.Contains(manual, n) {
+				manual = append(manual, n)
+			}
+			continue
+		}
+		rest = append(rest, n)
+	}
+	return rest, manual
+}
+
+// Reminder names the user-managed keys an emergency rotation leaves to the
+// person and the commands that record their new values, or is "".
+func (p *PlannedRotation) Reminder() string {
+	if len(p.UserManaged) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("emergency: %s: rekey cannot rotate a key at its provider; revoke and reissue %s there now, then record the new value: %s (value on stdin)", userManagedPhrase(p.UserManaged), itOrEach(p.UserManaged), setCommands(p.UserManaged))
+}
+
+func userManagedPhrase(names []string) string {
+	if len(names) == 1 {
+		return names[0] + " is user-managed"
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + " are user-managed"
+}
+
+func itOrEach(names []string) string {
+	if len(names) == 1 {
+		return "it"
+	}
+	return "each"
+}
+
+func setCommands(names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "`rekey set " + n + "`"
+	}
+	return strings.Join(out, ", ")
 }
