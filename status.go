@@ -33,6 +33,47 @@ type SecretStatus struct {
 	State       string    `json:"state"`
 	Bits        int       `json:"bits"`
 	Fingerprint string    `json:"fingerprint,omitempty"`
+	// ValueOf is the version that first held the current value when a
+	// rollback restored it (LastRotated is that version's creation);
+	// RolledBackAt is when the rollback happened.
+	ValueOf      int       `json:"value_of,omitempty"`
+	RolledBackAt time.Time `json:"rolled_back_at,omitzero"`
+}
+
+// Attributes of a version created by `rekey rollback`: its value is an
+// earlier version's, so its age is that version's, not the rollback's.
+const (
+	AttrValueSince = "value_since" // RFC 3339: when the value was first created
+	AttrValueOf    = "value_of"    // the number of the version that first held it
+)
+
+// ValueSince is when v's value was first created: the creation of the
+// version that first held it (AttrValueSince, set by a rollback), else v's
+// own creation.
+func (v Version) ValueSince() time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, v.Attrs[AttrValueSince]); err == nil && t.Before(v.CreatedAt) {
+		return t.UTC()
+	}
+	return v.CreatedAt
+}
+
+// ValueOf is the number of the version that first held v's value: v.N
+// unless a rollback copied an earlier one's (AttrValueOf).
+func (v Version) ValueOf() int {
+	if n, err := strconv.Atoi(v.Attrs[AttrValueOf]); err == nil && n > 0 && n < v.N {
+		return n
+	}
+	return v.N
+}
+
+// RollbackAttrs are the attributes of a version that restores prev's
+// value: the creation and number of the version that first held it (prev,
+// or the one prev itself restored).
+func RollbackAttrs(prev Version) map[string]string {
+	return map[string]string{
+		AttrValueSince: prev.ValueSince().UTC().Format(time.RFC3339Nano),
+		AttrValueOf:    strconv.Itoa(prev.ValueOf()),
+	}
 }
 
 // NeedsAttention reports whether the state makes `rekey status` exit non-zero.
@@ -65,9 +106,14 @@ func ComputeStatus(env string, specs []Spec, current map[string]Version, bits ma
 			out = append(out, st)
 			continue
 		}
-		st.Version, st.LastRotated, st.Fingerprint, st.Bits = v.N, v.CreatedAt, v.Fingerprint, bits[s.Name]
+		// A value a rollback restored is as old as the version that first
+		// held it: that is when it was last rotated, and when it falls due.
+		st.Version, st.LastRotated, st.Fingerprint, st.Bits = v.N, v.ValueSince(), v.Fingerprint, bits[s.Name]
+		if n := v.ValueOf(); n != v.N {
+			st.ValueOf, st.RolledBackAt = n, v.CreatedAt
+		}
 		if s.Period > 0 {
-			st.NextDue = v.CreatedAt.Add(s.Period)
+			st.NextDue = st.LastRotated.Add(s.Period)
 		}
 		switch {
 		case v.Attrs[AttrReencrypt] == "incomplete":

@@ -116,7 +116,10 @@ func (s *Session) Rollback(ctx context.Context, name, force string, narrate func
 	if exposed != nil {
 		note += ", forced although exposed"
 	}
-	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &engine.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: note, Force: force})
+	// The new version keeps the value's true age (rekey.RollbackAttrs):
+	// status counts its period from the version that first held it.
+	res, err := e.Rotate(ctx, []string{name}, rekey.ModeRollback, &engine.NewValues{Values: map[string]rekey.Value{name: val}, Source: rekey.SourceRollback, Note: note, Force: force,
+		Attrs: map[string]map[string]string{name: rekey.RollbackAttrs(prev)}})
 	if err != nil {
 		return nil, err
 	}

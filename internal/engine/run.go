@@ -33,6 +33,9 @@ type NewValues struct {
 	// emergency rotation superseded it: AttrExposed). Without one Rotate
 	// refuses such a value (CodeUnsafe); with one it is audited.
 	Force string
+	// Attrs are attributes of the new versions by secret name (a rollback's
+	// rekey.RollbackAttrs), added to those the appliers give.
+	Attrs map[string]map[string]string
 }
 
 // run is the state of one rotation while the engine drives it.
@@ -67,6 +70,7 @@ type creation struct {
 	note    string
 	exposed map[string]*rekey.Exposure // given values that were exposed, forced
 	force   string
+	attrs   map[string]map[string]string // given attributes by secret
 }
 
 // extraKey is a key published next to a secret on its targets (NAME_PREVIOUS).
@@ -121,7 +125,7 @@ func (e *Engine) newValues(plan *Plan, given *NewValues) (*creation, error) {
 				return nil, rekey.Errorf(rekey.CodeInternal, "no value given for %s", ps.Name)
 			}
 			c.values[ps.Name] = v
-			c.source, c.note = given.Source, given.Note
+			c.source, c.note, c.attrs = given.Source, given.Note, given.Attrs
 			continue
 		}
 		v, err := ps.Generator.Generate(e.Rand)
@@ -219,6 +223,9 @@ func (e *Engine) createVersion(tx rekey.Tx, x *run, ps *PlanSecret) error {
 			return err
 		}
 		nv.Attrs = at.Attrs(spec, cur)
+	}
+	for k, v := range c.attrs[ps.Name] {
+		nv.Attrs = rekey.WithAttr(nv.Attrs, k, v)
 	}
 	v, err := tx.AddVersion(e.Env, ps.Name, nv)
 	if err != nil {

@@ -21,6 +21,7 @@ type Report struct {
 	Generated      time.Time            `json:"generated"`
 	LatestRotation time.Time            `json:"latest_rotation,omitzero"`
 	Rotated        []RotatedSecret      `json:"rotated"`
+	RolledBack     []RolledBackSecret   `json:"rolled_back,omitempty"`
 	NotRotated     []NotRotated         `json:"not_rotated"`
 	Schedule       []ScheduleRow        `json:"schedule"`
 	Inventory      []InventoryRow       `json:"inventory"`
@@ -35,6 +36,20 @@ type RotatedSecret struct {
 	Fingerprint string `json:"fingerprint"`
 	Encoding    string `json:"encoding,omitempty"`
 	State       string `json:"state,omitempty"`
+}
+
+// RolledBackSecret is one line of "Rolled Back": a secret whose current
+// value an earlier version held, restored by `rekey rollback`. It is not a
+// rotation: the value is as old as ValueSince.
+type RolledBackSecret struct {
+	Name         string    `json:"name"`
+	Version      int       `json:"version"`
+	ValueOf      int       `json:"value_of"`
+	ValueSince   time.Time `json:"value_since"`
+	RolledBackAt time.Time `json:"rolled_back_at"`
+	NextDue      time.Time `json:"next_due,omitzero"`
+	Fingerprint  string    `json:"fingerprint"`
+	State        string    `json:"state"`
 }
 
 // NotRotated is one line of "NOT Rotated (Requires User Action)".
@@ -67,7 +82,7 @@ func Build(title, env string, specs []rekey.Spec, status []rekey.SecretStatus, n
 	byName := map[string]rekey.SecretStatus{}
 	for _, s := range status {
 		byName[s.Name] = s
-		if s.Kind != rekey.KindManual && s.LastRotated.After(r.LatestRotation) {
+		if s.Kind != rekey.KindManual && s.ValueOf == 0 && s.LastRotated.After(r.LatestRotation) {
 			r.LatestRotation = s.LastRotated
 		}
 	}
@@ -79,6 +94,8 @@ func Build(title, env string, specs []rekey.Spec, status []rekey.SecretStatus, n
 			r.NotRotated = append(r.NotRotated, NotRotated{Name: sp.Name, Reason: "user-managed: rotate at the provider, then `rekey set " + sp.Name + "`"})
 		case st.State == rekey.StateMissing:
 			r.NotRotated = append(r.NotRotated, NotRotated{Name: sp.Name, Reason: "no value in the store"})
+		case st.ValueOf != 0: // a rollback restored an earlier value: not a rotation
+			r.RolledBack = append(r.RolledBack, RolledBackSecret{Name: sp.Name, Version: st.Version, ValueOf: st.ValueOf, ValueSince: st.LastRotated, RolledBackAt: st.RolledBackAt, NextDue: st.NextDue, Fingerprint: st.Fingerprint, State: st.State})
 		case !r.LatestRotation.IsZero() && st.LastRotated.UTC().Format("2006-01-02") == latestDay:
 			r.Rotated = append(r.Rotated, RotatedSecret{Name: sp.Name, Bits: st.Bits, Version: st.Version, Fingerprint: st.Fingerprint, Encoding: string(sp.Generator.Encoding), State: st.State})
 		default:
@@ -137,6 +154,19 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(&b, "- ✅ %s (%d-bit cryptographically random, v%d, %s)\n", s.Name, s.Bits, s.Version, s.Fingerprint)
+	}
+	if len(r.RolledBack) > 0 {
+		b.WriteString("\n### Rolled Back (an earlier value restored, not a rotation):\n")
+	}
+	for _, s := range r.RolledBack {
+		fmt.Fprintf(&b, "- ↩️ %s (v%d restores v%d's value, created %s; rolled back %s, %s", s.Name, s.Version, s.ValueOf, day(s.ValueSince), day(s.RolledBackAt), s.Fingerprint)
+		switch {
+		case s.State == rekey.StateOverdue:
+			fmt.Fprintf(&b, "; overdue since %s: run `rekey rotate %s`", day(s.NextDue), s.Name)
+		case !s.NextDue.IsZero():
+			fmt.Fprintf(&b, "; due %s", day(s.NextDue))
+		}
+		b.WriteString(")\n")
 	}
 	b.WriteString("\n### NOT Rotated (Requires User Action):\n")
 	if len(r.NotRotated) == 0 {

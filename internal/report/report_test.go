@@ -114,3 +114,43 @@ func TestIncompleteReencryption(t *testing.T) {
 		t.Error("an incomplete re-encryption does not make status exit non-zero")
 	}
 }
+
+// TestRolledBack: a value a rollback restored is listed as rolled back,
+// with the age of the version that first held it, never as a fresh
+// rotation, and does not move the latest rotation date.
+func TestRolledBack(t *testing.T) {
+	specs := []rekey.Spec{
+		{Name: "JWT_SECRET", Kind: rekey.KindGenerated, Generator: rekey.JWTGenerator, Period: 180 * rekey.Day},
+		{Name: "ENCRYPTION_KEY", Kind: rekey.KindDataKey, Generator: rekey.DataKeyGenerator, Period: 90 * rekey.Day},
+	}
+	v1 := rekey.Version{N: 1, CreatedAt: date("2025-01-10")}
+	current := map[string]rekey.Version{
+		"JWT_SECRET":     {N: 3, CreatedAt: date("2025-08-01"), Fingerprint: "fp:0123456789abcdef", Source: rekey.SourceRollback, Attrs: rekey.RollbackAttrs(v1)},
+		"ENCRYPTION_KEY": {N: 2, CreatedAt: date("2025-07-01"), Fingerprint: "fp:1111111111111111"},
+	}
+	now := date("2025-08-02")
+	st := rekey.ComputeStatus("production", specs, current, map[string]int{"JWT_SECRET": 512, "ENCRYPTION_KEY": 256}, now)
+	r := Build("Atlas", "production", specs, st, now)
+	if len(r.RolledBack) != 1 || r.RolledBack[0].Name != "JWT_SECRET" || r.RolledBack[0].ValueOf != 1 || !r.RolledBack[0].ValueSince.Equal(date("2025-01-10")) {
+		t.Fatalf("rolled back: %+v", r.RolledBack)
+	}
+	for _, s := range r.Rotated {
+		if s.Name == "JWT_SECRET" {
+			t.Error("a rollback is listed as a rotation")
+		}
+	}
+	if !r.LatestRotation.Equal(date("2025-07-01")) {
+		t.Errorf("latest rotation %v, want the data key's 2025-07-01", r.LatestRotation)
+	}
+	var b strings.Builder
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "### Rolled Back (an earlier value restored, not a rotation):\n- ↩️ JWT_SECRET (v3 restores v1's value, created 2025-01-10; rolled back 2025-08-01, fp:0123456789abcdef; overdue since 2025-07-09: run `rekey rotate JWT_SECRET`)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("markdown:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if !strings.Contains(b.String(), "| JWT_SECRET | 2025-01-10 | 2025-07-09 | 180 days | overdue |") {
+		t.Errorf("schedule row:\n%s", b.String())
+	}
+}
