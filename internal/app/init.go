@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,8 +27,14 @@ type InitOptions struct {
 	Rotated []string
 	// ImportLog is a rotation log in the runbook's Markdown format.
 	ImportLog string
-	// Force replaces an existing rekey.yaml and store.
+	// Force replaces the environment when rekey.yaml has it already: its
+	// targets, derived values and current values (the other environments
+	// are untouched; when it is the only one, rekey.yaml and the store are
+	// created anew).
 	Force bool
+	// DetectColumns samples the database of the .env's PostgreSQL URL for
+	// columns encrypted with AES-GCM, for the commented reencrypt: stanza.
+	DetectColumns bool
 	// Passphrase derives the master key from a passphrase, read by
 	// NewPassphrase (REKEY_PASSPHRASE or the terminal).
 	Passphrase    bool
@@ -58,6 +67,23 @@ type Inventory struct {
 	// Warnings are what the operator should know: keys that look like
 	// secrets rekey cannot rotate, rotations counted from today.
 	Warnings []string
+	// Replaced describes the environment init replaced ("" = none);
+	// Found what it filled the commented stanzas with.
+	Replaced string
+	Found    []string
+	// Stanzas are the commented stanzas rekey.yaml has (services,
+	// checks, sessions, reencrypt), in that order.
+	Stanzas []string
+	// Counts are the .env's keys by what init did with them.
+	Counts InitCounts
+}
+
+// InitCounts count the keys of the .env init read: secrets imported whose
+// new values rekey generates (generated, database passwords, data keys)
+// or that are user-managed, secrets without a value (not imported),
+// derived values, and the other variables, left alone.
+type InitCounts struct {
+	Generated, UserManaged, Empty, Derived, Other int
 }
 
 // initRun is one `rekey init`: read everything and decide before writing
@@ -76,6 +102,14 @@ type initRun struct {
 	key                                seal.Key
 	kdf                                string
 	storeExists                        bool
+	// replacing: --force replaces the environment in an inventory that
+	// has others (envAt is where it was); fresh: rekey.yaml and the store
+	// are created anew (the environment was the only one).
+	replacing, fresh bool
+	envAt            int
+	replacedWhat     string
+	found            config.Suggestions
+	comments         config.Comments
 }
 
 // Init is `rekey init`: it classifies every key of an existing .env, writes
@@ -90,6 +124,7 @@ func (s *Session) Init(ctx context.Context, o InitOptions) (*Inventory, error) {
 	}
 	steps := []func() error{
 		r.readDates, r.loadExisting, func() error { return r.addEnvironment(ctx) },
+		func() (err error) { r.comments, err = r.commentBlocks(ctx); return err },
 		r.masterKey, func() error { return r.createStore(ctx) }, r.writeConfig,
 	}
 	for _, step := range steps {
@@ -168,33 +203,79 @@ func (r *initRun) readDates() error {
 }
 
 // loadExisting reads an existing inventory: init adds an environment to
-// it, or refuses without --force.
+// it, or replaces one with --force (never the others).
 func (r *initRun) loadExisting() error {
 	existing, err := config.Load(r.cfgPath)
-	r.existing = existing
+	rel := envfile.RelTo(r.wd, r.cfgPath)
 	switch {
-	case err == nil && !r.o.Force:
+	case err == nil:
 		// Never bless someone else's edit: merge only into what is approved.
 		if r.s.Opts.Approve != nil {
 			if err := r.s.Opts.Approve(existing); err != nil {
 				return err
 			}
 		}
-		if _, ok := existing.Environment(r.env); ok {
-			return rekey.Errorf(rekey.CodeConflict, "%s already has environment %s", envfile.RelTo(r.wd, r.cfgPath), r.env).
-				WithHint("pass --force to replace the inventory and the store (their secrets are lost unless backed up), or --environment to add another")
+		r.existing, r.cfg = existing, existing
+		if i := slices.IndexFunc(existing.Environments, func(e config.Environment) bool { return e.Name == r.env }); i >= 0 {
+			if err := r.replace(existing, i, rel); err != nil {
+				return err
+			}
 		}
-		r.cfg = existing
-	case err == nil && r.o.Force:
 	case errors.Is(err, os.ErrNotExist):
-	default:
-		if !r.o.Force {
-			return ConfigErr(err)
+		if p := filepath.Join(r.projDir, ".rekey", "rekey.db"); fileExists(p) {
+			return rekey.Errorf(rekey.CodeConflict, "a store already exists at %s, without %s", envfile.RelTo(r.wd, p), rel).
+				WithHint("restore %s (the store may hold every environment's secrets), or move %s away to start over", rel, envfile.RelTo(r.wd, p))
 		}
+	default:
+		if p := filepath.Join(r.projDir, ".rekey", "rekey.db"); fileExists(p) || !r.o.Force {
+			return rekey.Wrap(rekey.ErrorCode(ConfigErr(err)), ConfigErr(err), "init cannot tell which environments %s declares", rel).
+				WithHint("fix %s (`rekey config check`), or move it and .rekey/ away to start over", rel)
+		}
+		r.s.warnf("replacing %s, which does not parse", rel)
 	}
 	if r.cfg == nil {
 		r.cfg = &config.Config{Path: r.cfgPath, Dir: r.projDir, Version: 1, Store: config.Store{Path: filepath.Join(r.projDir, ".rekey", "rekey.db"), MasterKey: "env"}}
 	}
+	return nil
+}
+
+// replace decides what to do with environment i of the existing inventory,
+// which init was asked for again: refuse without --force, naming what it
+// would replace; with it, take it out of the inventory (to be added from
+// the .env) or, when it is the only one, start anew.
+func (r *initRun) replace(existing *config.Config, i int, rel string) error {
+	e := existing.Environments[i]
+	var targets []string
+	for _, t := range e.Targets {
+		targets = append(targets, t.Name+" ("+envfile.RelTo(r.wd, t.Path)+")")
+	}
+	only := len(existing.Environments) == 1
+	what := fmt.Sprintf("environment %s: its targets %s, its derived values and the current values of its secrets (the old ones stay in the store's history)", r.env, strings.Join(targets, ", "))
+	if only {
+		what = fmt.Sprintf("environment %s, the only one: %s and the store %s are created anew (its secrets' history and audit log are lost unless backed up)",
+			r.env, rel, envfile.RelTo(r.wd, existing.Store.Path))
+	}
+	if !r.o.Force {
+		var others []string
+		for _, o := range existing.Environments {
+			if o.Name != r.env {
+				others = append(others, o.Name)
+			}
+		}
+		hint := "pass --force to replace " + what
+		if len(others) > 0 {
+			hint += "; environments " + strings.Join(others, ", ") + " stay as they are"
+		}
+		return rekey.Errorf(rekey.CodeConflict, "%s already has environment %s", rel, r.env).
+			WithHint("%s; or pass --environment NAME to add another", hint)
+	}
+	r.replacedWhat = what
+	if only {
+		r.fresh, r.existing, r.cfg = true, nil, nil
+		return nil
+	}
+	r.replacing, r.envAt = true, i
+	existing.Environments = slices.Delete(existing.Environments, i, i+1)
 	return nil
 }
 
@@ -234,7 +315,11 @@ func (r *initRun) addEnvironment(ctx context.Context) error {
 	} else {
 		env.Derived = derived
 	}
-	cfg.Environments = append(cfg.Environments, env)
+	if r.replacing {
+		cfg.Environments = slices.Insert(cfg.Environments, r.envAt, env)
+	} else {
+		cfg.Environments = append(cfg.Environments, env)
+	}
 	return nil
 }
 
@@ -266,7 +351,7 @@ func postgresFromURLs(specs []rekey.Spec, derived []rekey.Derived) {
 func (r *initRun) masterKey() error {
 	cfg := r.cfg
 	r.storeExists = fileExists(cfg.Store.Path)
-	if r.storeExists && !r.o.Force && r.existing != nil {
+	if r.storeExists && r.existing != nil {
 		k, err := r.s.MasterKey(cfg)
 		r.key = k
 		return err
@@ -318,13 +403,13 @@ func (r *initRun) masterKey() error {
 // version 1, audited. The session keeps the store open.
 func (r *initRun) createStore(ctx context.Context) error {
 	cfg := r.cfg
-	if strings.HasPrefix(cfg.Store.MasterKey, "file:") && !(r.storeExists && r.existing != nil && !r.o.Force) {
+	if strings.HasPrefix(cfg.Store.MasterKey, "file:") && !(r.storeExists && r.existing != nil) {
 		if err := seal.WriteKeyFile(strings.TrimPrefix(cfg.Store.MasterKey, "file:"), r.key); err != nil {
 			return rekey.Wrap(rekey.CodeConflict, err, "write master key file")
 		}
 	}
-	if r.storeExists && (r.o.Force || r.existing == nil) {
-		if !r.o.Force {
+	if r.storeExists && r.existing == nil {
+		if !r.fresh {
 			return rekey.Errorf(rekey.CodeConflict, "a store already exists at %s", envfile.RelTo(r.wd, cfg.Store.Path)).WithHint("pass --force to replace it (its secrets are lost unless backed up)")
 		}
 		if err := os.Remove(cfg.Store.Path); err != nil {
@@ -350,7 +435,14 @@ func (r *initRun) createStore(ctx context.Context) error {
 // importValues imports every secret with a value as its current version 1.
 func (r *initRun) importValues(tx rekey.Tx) error {
 	actor, now := r.s.Actor(), r.s.Now()
-	if _, err := tx.Audit(rekey.AuditEntry{Actor: actor, Action: "init", Env: r.env, Outcome: "ok", Detail: "inventory of " + envfile.RelTo(r.projDir, r.envPath)}); err != nil {
+	detail := "inventory of " + envfile.RelTo(r.projDir, r.envPath)
+	if r.replacing {
+		detail = "environment replaced (--force) by the inventory of " + envfile.RelTo(r.projDir, r.envPath)
+		if err := r.supersede(tx); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Audit(rekey.AuditEntry{Actor: actor, Action: "init", Env: r.env, Outcome: "ok", Detail: detail}); err != nil {
 		return err
 	}
 	for _, c := range r.classes {
@@ -373,12 +465,39 @@ func (r *initRun) importValues(tx rekey.Tx) error {
 	return nil
 }
 
+// supersede prepares the replacement of the environment: it refuses while
+// a rotation of it is unfinished, and takes the current label off the
+// secrets the new .env does not hold (their versions stay in the history).
+func (r *initRun) supersede(tx rekey.Tx) error {
+	open, err := tx.Rotations(r.env, true)
+	if err != nil {
+		return err
+	}
+	if len(open) > 0 {
+		return rekey.Errorf(rekey.CodeConflict, "environment %s has an unfinished rotation (%s)", r.env, open[0].ID).
+			WithHint("run `rekey recover -e %s` first, then init again", r.env)
+	}
+	cur, err := tx.AllLabeled(r.env, rekey.LabelCurrent)
+	if err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(cur)) {
+		if r.values[name] != "" && slices.ContainsFunc(r.classes, func(c rekey.Class) bool { return c.Key == name && c.Secret }) {
+			continue // imported again below: the label moves to the new version
+		}
+		if err := tx.SetLabel(r.env, name, 0, rekey.LabelCurrent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeConfig ignores .rekey/ in git, then writes rekey.yaml and approves it.
 func (r *initRun) writeConfig() error {
 	if err := ensureGitignore(r.projDir, ".rekey/"); err != nil {
 		r.s.warnf("could not add .rekey/ to .gitignore: %v", err)
 	}
-	text, err := config.Marshal(r.cfg)
+	text, err := config.MarshalWith(r.cfg, r.comments)
 	if err != nil {
 		return err
 	}
@@ -392,11 +511,23 @@ func (r *initRun) writeConfig() error {
 // inventory is what the run decided, for the command to tell.
 func (r *initRun) inventory() *Inventory {
 	inv := &Inventory{Config: r.cfg, ConfigRel: envfile.RelTo(r.wd, r.cfgPath), StoreRel: envfile.RelTo(r.wd, r.cfg.Store.Path), Env: r.env,
-		Classes: r.classes, Added: r.added, Imported: map[string]bool{}, Dates: r.dates}
+		Classes: r.classes, Added: r.added, Imported: map[string]bool{}, Dates: r.dates, Replaced: r.replacedWhat, Found: describeFound(r.found), Stanzas: stanzaNames(r.comments)}
 	if p, ok := strings.CutPrefix(r.cfg.Store.MasterKey, "file:"); ok && !(r.storeExists && r.existing != nil) {
 		inv.KeyFile = p
 	}
 	for _, c := range r.classes {
+		switch {
+		case c.Secret && r.values[c.Key] == "":
+			inv.Counts.Empty++
+		case c.Secret && c.Spec.Kind == rekey.KindManual:
+			inv.Counts.UserManaged++
+		case c.Secret:
+			inv.Counts.Generated++
+		case c.Derived != nil:
+			inv.Counts.Derived++
+		default:
+			inv.Counts.Other++
+		}
 		if c.Secret && r.values[c.Key] != "" {
 			inv.Imported[c.Key] = true
 		}

@@ -2,11 +2,20 @@ package app
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/postgres"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
 // DefaultPostgresGrace is how long the previous role of an alternating
@@ -195,4 +204,240 @@ func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, sp
 			WithHint("it needs DATABASE_PASSWORD and a DATABASE_URL with that password; or set strategy: alternating in rekey.yaml by hand")
 	}
 	return attrs, nil
+}
+
+// Column detection (`rekey init --detect-columns`). A column is reported
+// as encrypted when every value sampled from it (up to sampleRows non-null
+// values) has the shape of an AES-GCM ciphertext as rekey's aes-256-gcm
+// codec stores it (nonce 12 bytes || ciphertext || tag 16 bytes):
+//   - a text column: strict base64 (standard or URL-safe, padded or not)
+//     that is not only hex digits (that would be hex), not a Fernet token
+//     (gAAAAA...), decoding to at least 12+16 bytes (28; 36 with the key-id
+//     header "rki\x01" + 4 bytes);
+//   - a bytea column: at least 28 bytes;
+//   - and the bytes look random: fewer than 3/4 printable ASCII (base64 of
+//     text decodes to text; random bytes are about 37% printable).
+//
+// A column is attributed to the .env's data key that opens a sample
+// (aes-256-gcm); one no key opens goes to the first data key, with a note.
+const (
+	sampleRows    = 5
+	maxColumns    = 400
+	minCipherLen  = 12 + 16
+	maxPrintable  = 0.75
+	keyIDHeaderSz = 8
+)
+
+// detectColumns fills s.Columns and s.ColumnsNote from the database the
+// .env's PostgreSQL URL names (DATABASE_URL, else an admin URL).
+func (r *initRun) detectColumns(ctx context.Context, s *config.Suggestions) error {
+	urlKey := r.databaseURLName()
+	if urlKey == "" {
+		for _, c := range r.classes {
+			v := r.values[c.Key]
+			if strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://") {
+				urlKey = c.Key
+				break
+			}
+		}
+	}
+	if urlKey == "" {
+		return rekey.Errorf(rekey.CodeInvalid, "--detect-columns: %s has no PostgreSQL URL (postgres://...) to sample the columns through", r.o.EnvFile).
+			WithHint("add DATABASE_URL to the .env, or run init without --detect-columns and fill reencrypt: columns by hand")
+	}
+	p, err := postgres.ParseURL(r.values[urlKey])
+	if err != nil {
+		return rekey.Wrap(rekey.ErrorCode(err), err, "--detect-columns: %s", urlKey)
+	}
+	conn, err := postgres.Connect(ctx, p)
+	if err != nil {
+		return rekey.Wrap(rekey.ErrorCode(postgres.RekeyError(err)), postgres.RekeyError(err), "--detect-columns: connect with %s", urlKey)
+	}
+	defer conn.Close(context.Background())
+	cols, err := textColumns(ctx, conn)
+	if err != nil {
+		return rekey.Wrap(rekey.ErrorCode(postgres.RekeyError(err)), postgres.RekeyError(err), "--detect-columns: list the columns through %s", urlKey)
+	}
+	var keys []string
+	for _, c := range r.classes {
+		if c.Secret && c.Spec.Kind == rekey.KindDataKey && r.values[c.Key] != "" {
+			keys = append(keys, c.Key)
+		}
+	}
+	s.Columns = map[string]config.DetectedColumns{}
+	unreadable := 0
+	for _, col := range cols {
+		vals, err := sampleColumn(ctx, conn, col)
+		if err != nil {
+			unreadable++
+			continue
+		}
+		enc, keyID, ok := cipherShape(vals, col.bytea)
+		if !ok || len(keys) == 0 {
+			continue
+		}
+		key, note := keys[0], "look like AES-GCM ciphertexts; no data key of the .env opens them (an older key, or another codec?)"
+		for _, k := range keys {
+			if opensWith(vals, r.values[k], enc, keyID) {
+				key, note = k, "open with "+k+" (aes-256-gcm)"
+				break
+			}
+		}
+		d := s.Columns[key]
+		name := col.name()
+		switch {
+		case d.Encoding == "" || d.Encoding == enc:
+			d.Encoding, d.KeyID = enc, d.KeyID || keyID
+			d.Columns = append(d.Columns, name)
+			d.Note = joinNote(d.Note, name+": "+note)
+		default:
+			d.Note = joinNote(d.Note, name+" is "+enc+", not "+d.Encoding+": give it a data key of its own")
+		}
+		s.Columns[key] = d
+	}
+	s.ColumnsNote = fmt.Sprintf("--detect-columns sampled %d text and bytea columns through %s (up to %d rows each)", len(cols)-unreadable, urlKey, sampleRows)
+	if unreadable > 0 {
+		s.ColumnsNote += fmt.Sprintf("; %d could not be read", unreadable)
+	}
+	if len(keys) == 0 && len(cols) > 0 {
+		s.ColumnsNote += "; the .env has no data key to attribute them to"
+	}
+	return nil
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// column is a text or bytea column of a user table.
+type column struct {
+	schema, table, col string
+	bytea              bool
+}
+
+// name is the column as reencrypt: columns writes it.
+func (c column) name() string {
+	if c.schema == "public" {
+		return c.table + "." + c.col
+	}
+	return c.schema + "." + c.table + "." + c.col
+}
+
+// textColumns lists the text, varchar and bytea columns of the tables the
+// connection's user can see, outside the system schemas.
+func textColumns(ctx context.Context, conn *pgx.Conn) ([]column, error) {
+	rows, err := conn.Query(ctx, `SELECT c.table_schema, c.table_name, c.column_name, c.data_type = 'bytea'
+		FROM information_schema.columns c
+		JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+		WHERE t.table_type = 'BASE TABLE'
+		  AND c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema NOT LIKE 'pg\_%'
+		  AND c.data_type IN ('text', 'character varying', 'bytea')
+		ORDER BY c.table_schema, c.table_name, c.ordinal_position
+		LIMIT $1`, maxColumns)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (column, error) {
+		var c column
+		err := row.Scan(&c.schema, &c.table, &c.col, &c.bytea)
+		return c, err
+	})
+}
+
+// sampleColumn reads up to sampleRows non-null values of col.
+func sampleColumn(ctx context.Context, conn *pgx.Conn, col column) ([][]byte, error) {
+	ident := pgx.Identifier{col.col}.Sanitize()
+	q := "SELECT " + ident + "::bytea FROM " + pgx.Identifier{col.schema, col.table}.Sanitize() + " WHERE " + ident + " IS NOT NULL LIMIT " + strconv.Itoa(sampleRows)
+	if !col.bytea {
+		q = "SELECT convert_to(" + ident + ", 'UTF8') FROM " + pgx.Identifier{col.schema, col.table}.Sanitize() + " WHERE " + ident + " IS NOT NULL LIMIT " + strconv.Itoa(sampleRows)
+	}
+	rows, err := conn.Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) ([]byte, error) {
+		var b []byte
+		err := row.Scan(&b)
+		return b, err
+	})
+}
+
+// cipherShape reports whether every value has the shape of an AES-GCM
+// ciphertext (see above), with the column encoding and whether they carry
+// the key-id header.
+func cipherShape(vals [][]byte, bytea bool) (enc string, keyID, ok bool) {
+	if len(vals) == 0 {
+		return "", false, false
+	}
+	enc = "bytea"
+	if !bytea {
+		enc = "base64"
+	}
+	keyID = true
+	for _, v := range vals {
+		raw := v
+		if !bytea {
+			s := string(v)
+			if strings.Trim(s, "0123456789abcdefABCDEF") == "" || strings.HasPrefix(s, "gAAAAA") {
+				return "", false, false
+			}
+			var e string
+			if raw, e = decodeBase64(s); raw == nil {
+				return "", false, false
+			}
+			if e == "base64url" {
+				enc = e
+			}
+		}
+		header := len(raw) >= keyIDHeaderSz && string(raw[:4]) == "rki\x01"
+		keyID = keyID && header
+		if len(raw) < minCipherLen || printable(raw) >= maxPrintable {
+			return "", false, false
+		}
+	}
+	return enc, keyID, true
+}
+
+// decodeBase64 decodes s as strict base64, standard or URL-safe, padded or
+// not; nil when it is neither.
+func decodeBase64(s string) ([]byte, string) {
+	for _, e := range []struct {
+		enc  *base64.Encoding
+		name string
+	}{{base64.StdEncoding, "base64"}, {base64.RawStdEncoding, "base64"}, {base64.URLEncoding, "base64url"}, {base64.RawURLEncoding, "base64url"}} {
+		if b, err := e.enc.Strict().DecodeString(s); err == nil {
+			return b, e.name
+		}
+	}
+	return nil, ""
+}
+
+// printable is the share of printable ASCII bytes of b.
+func printable(b []byte) float64 {
+	n := 0
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f {
+			n++
+		}
+	}
+	return float64(n) / float64(len(b))
+}
+
+// opensWith reports whether a sampled value opens with key under the
+// aes-256-gcm codec.
+func opensWith(vals [][]byte, key, enc string, keyID bool) bool {
+	c, err := reencrypt.NewCipher(rekey.ReencryptSpec{Codec: "aes-256-gcm", Encoding: enc, KeyID: keyID}, rekey.NewValueString(key), io.Discard)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	for _, v := range vals {
+		if _, err := c.Decrypt(v); err == nil {
+			return true
+		}
+	}
+	return false
 }

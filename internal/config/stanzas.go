@@ -22,6 +22,7 @@ type Suggestions struct {
 	// relative to the project); Found says where it was found. Empty
 	// ServiceName: nothing was found, the stanza is an example.
 	ServiceName, Systemd, ComposeFile, ComposeService, Found string
+	SystemdUser                                              bool // Systemd is a user unit (systemctl --user)
 	// DatabaseURL names the secret or derived value holding the
 	// application's PostgreSQL URL ("" = none).
 	DatabaseURL string
@@ -111,6 +112,14 @@ func signingSecrets(specs []rekey.Spec) map[string]bool {
 
 func serviceStanza(s Suggestions) []string {
 	switch {
+	case s.ServiceName != "" && s.Systemd != "" && s.SystemdUser:
+		u := yamlWord(s.Systemd)
+		return []string{"# services:", "#   " + s.ServiceName + ":",
+			"#     restart: [systemctl, --user, restart, " + u + "]  ## found " + s.Found,
+			"#     start: [systemctl, --user, start, " + u + "]",
+			"#     stop: [systemctl, --user, stop, " + u + "]",
+			"#     status: [systemctl, --user, is-active, --quiet, " + u + "]",
+			"#     consumes: all  ## or the list of what it reads: [JWT_SECRET, DATABASE_URL]"}
 	case s.ServiceName != "" && s.Systemd != "":
 		return []string{"# services:", "#   " + s.ServiceName + ":",
 			"#     systemd: " + yamlWord(s.Systemd) + "  ## found " + s.Found,

@@ -65,6 +65,7 @@ func TestStanzasUncomment(t *testing.T) {
 	for name, s := range map[string]Suggestions{
 		"systemd": {ServiceName: "atlas", Systemd: "atlas.service", Found: "/etc/systemd/system/atlas.service", DatabaseURL: "DATABASE_URL", Port: "8080", Columns: cols, ColumnsNote: "sampled 4 columns"},
 		"compose": {ServiceName: "atlas", ComposeFile: "docker-compose.yml", ComposeService: "atlas", Found: "docker-compose.yml", DatabaseURL: "DATABASE_URL"},
+		"user":    {ServiceName: "atlas", Systemd: "atlas.service", SystemdUser: true, Found: "~/.config/systemd/user/atlas.service"},
 		"nothing": {},
 		"no-db":   {Port: "3000"},
 	} {
