@@ -92,35 +92,47 @@ func (a *app) runReencryptCheck(ctx context.Context, o reencryptOptions, names [
 	return a.s().CountKeys(ctx, names, func(k rkapp.KeyCount) { a.printCounts(k) })
 }
 
-// printCounts prints the values of a data key's columns per key.
+// printCounts prints the values of a data key's columns per key: current,
+// previous, and pending (a rotation created and not finished), so a value
+// sealed under the pending key is never counted as opening with neither.
 func (a *app) printCounts(k rkapp.KeyCount) {
-	heads := []string{fmt.Sprintf("v%d (current)", k.CurN)}
-	if k.PrevN != 0 {
-		heads = append(heads, fmt.Sprintf("v%d (previous)", k.PrevN))
+	var heads []string
+	for _, ck := range k.Keys {
+		heads = append(heads, fmt.Sprintf("v%d (%s)", ck.N, ck.Label))
 	}
 	tw := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\tCOLUMN\t%s\tNEITHER\tEMPTY\n", k.Spec.Name, strings.Join(heads, "\t"))
-	var neither, onPrev int64
 	for _, c := range k.Counts.Columns {
 		row := []string{c.Table + "." + c.Column}
 		for _, n := range c.ByKey {
 			row = append(row, fmt.Sprint(n))
 		}
 		fmt.Fprintf(tw, "\t%s\t%d\t%d\n", strings.Join(row, "\t"), c.Neither, c.Empty)
-		neither += c.Neither
-		if len(c.ByKey) > 1 {
-			onPrev += c.ByKey[1]
-		}
 	}
 	tw.Flush()
-	switch {
-	case neither > 0:
-		fmt.Fprintf(a.out(), "%s: %d values open with neither key\n", k.Spec.Name, neither)
+	name := k.Spec.Name
+	var prev, pend *rkapp.CountedKey
+	var onPrev, onPend int64
+	for i := range k.Keys {
+		switch k.Keys[i].Label {
+		case rekey.LabelPrevious:
+			prev, onPrev = &k.Keys[i], k.Counts.ByKey(i)
+		case rekey.LabelPending:
+			pend, onPend = &k.Keys[i], k.Counts.ByKey(i)
+		}
+	}
+	if n := k.Counts.Neither(); n > 0 {
+		fmt.Fprintf(a.out(), "%s: %d values open with neither key\n", name, n)
 		a.exit = exitCode(rekey.CodeVerifyFailed)
+	}
+	switch {
+	case pend != nil:
+		fmt.Fprintf(a.out(), "%s: a rotation to v%d is not finished: %d values already on v%d (pending), %d on v%d (current); `rekey status` says whether it is running, `rekey recover` completes one that was interrupted\n",
+			name, pend.N, onPend, pend.N, k.Counts.ByKey(0), k.Keys[0].N)
 	case onPrev > 0:
-		fmt.Fprintf(a.out(), "%s: %d values still need v%d: keep it (run `rekey reencrypt`)\n", k.Spec.Name, onPrev, k.PrevN)
-	default:
-		fmt.Fprintf(a.out(), "%s: every value is on the current key\n", k.Spec.Name)
+		fmt.Fprintf(a.out(), "%s: %d values still need v%d: keep it (run `rekey reencrypt`)\n", name, onPrev, prev.N)
+	case k.Counts.Neither() == 0:
+		fmt.Fprintf(a.out(), "%s: every value is on the current key\n", name)
 	}
 }
 

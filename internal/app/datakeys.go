@@ -44,20 +44,46 @@ func DataKeys(specs []rekey.Spec, names []string) ([]*rekey.Spec, error) {
 }
 
 // KeyCount is what `rekey reencrypt --verify` counted for one data key:
-// the values of its columns under its current and previous versions.
+// the values of its columns under its current version, its previous one
+// and the pending one (a rotation created and not finished: interrupted,
+// or running now), each a known key.
 type KeyCount struct {
-	Spec        *rekey.Spec
-	CurN, PrevN int
-	Counts      *reencrypt.Counts
+	Spec *rekey.Spec
+	// Keys are the versions counted, in the order of the Counts' ByKey:
+	// current first, then previous and pending when they exist.
+	Keys   []CountedKey
+	Counts *reencrypt.Counts
 }
 
-// dataKeyRun is one data key's current and previous values and the
-// database its rows are in, for --verify and --rehearse.
+// CountedKey is one version --verify counted under, and its label.
+type CountedKey struct {
+	N     int
+	Label rekey.Label
+}
+
+// dataKeyRun is one data key's current, previous and pending values and
+// the database its rows are in, for --verify and --rehearse.
 type dataKeyRun struct {
-	spec        *rekey.Spec
-	cur, prev   rekey.Value
-	curN, prevN int
-	dsn         rekey.Value
+	spec               *rekey.Spec
+	cur, prev, pend    rekey.Value
+	curN, prevN, pendN int
+	dsn                rekey.Value
+}
+
+// keys returns the versions k holds (current, previous, pending), with
+// their values.
+func (k dataKeyRun) keys() ([]CountedKey, []rekey.Value) {
+	ck := []CountedKey{{N: k.curN, Label: rekey.LabelCurrent}}
+	vals := []rekey.Value{k.cur}
+	if k.prevN != 0 {
+		ck = append(ck, CountedKey{N: k.prevN, Label: rekey.LabelPrevious})
+		vals = append(vals, k.prev)
+	}
+	if k.pendN != 0 {
+		ck = append(ck, CountedKey{N: k.pendN, Label: rekey.LabelPending})
+		vals = append(vals, k.pend)
+	}
+	return ck, vals
 }
 
 // eachDataKey reads, for each data key named (all when none), its current
@@ -94,8 +120,17 @@ func (s *Session) eachDataKey(ctx context.Context, names []string, action string
 			}
 			if p, err := tx.Labeled(env.Name, sp.Name, rekey.LabelPrevious); err == nil {
 				k.prevN = p.N
-				k.prev, err = tx.Value(env.Name, sp.Name, p.N)
-				return err
+				if k.prev, err = tx.Value(env.Name, sp.Name, p.N); err != nil {
+					return err
+				}
+			}
+			// A rotation created and not finished: rows may already be
+			// sealed under its key.
+			if p, err := tx.Labeled(env.Name, sp.Name, rekey.LabelPending); err == nil && p.N != k.curN {
+				k.pendN = p.N
+				if k.pend, err = tx.Value(env.Name, sp.Name, p.N); err != nil {
+					return err
+				}
 			}
 			return nil
 		}); err != nil {
@@ -112,15 +147,12 @@ func (s *Session) eachDataKey(ctx context.Context, names []string, action string
 }
 
 // CountKeys counts, per data key named (all when none), the values of its
-// columns under its current and previous versions (`rekey reencrypt
-// --verify`); fn hears each key's figures.
+// columns under its current, previous and pending versions (`rekey
+// reencrypt --verify`); fn hears each key's figures.
 func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCount)) error {
 	return s.eachDataKey(ctx, names, "reencrypt.verify", func(st rekey.Store, k dataKeyRun) error {
-		keys := []rekey.Value{k.cur}
-		if k.prevN != 0 {
-			keys = append(keys, k.prev)
-		}
-		stderr := s.RedactedStderr(ctx, st, k.cur, k.prev, k.dsn)
+		counted, keys := k.keys()
+		stderr := s.RedactedStderr(ctx, st, k.cur, k.prev, k.pend, k.dsn)
 		progress, done := s.progress("counting " + k.spec.Name)
 		counts, err := reencrypt.Count(ctx, reencrypt.CountJob{DSN: k.dsn.RevealString(), Config: *k.spec.Reencrypt, Keys: keys,
 			Progress: progress, Stderr: stderr})
@@ -129,7 +161,7 @@ func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCoun
 		if err != nil {
 			return rekey.Wrap(rekey.ErrorCode(err), err, "count the values of %s", k.spec.Name)
 		}
-		fn(KeyCount{Spec: k.spec, CurN: k.curN, PrevN: k.prevN, Counts: counts})
+		fn(KeyCount{Spec: k.spec, Keys: counted, Counts: counts})
 		return nil
 	})
 }
@@ -140,7 +172,8 @@ func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCoun
 // (reencrypt.ErrUndecryptable, not an error of the run).
 func (s *Session) RehearseKeys(ctx context.Context, names []string, fn func(*rekey.Spec, *reencrypt.Rehearsal, error)) error {
 	return s.eachDataKey(ctx, names, "reencrypt.rehearse", func(st rekey.Store, k dataKeyRun) error {
-		reh, err := s.Rehearse(ctx, st, k.spec, k.cur, k.dsn)
+		_, keys := k.keys()
+		reh, err := s.Rehearse(ctx, st, k.spec, keys, k.dsn)
 		fn(k.spec, reh, err)
 		if errors.Is(err, reencrypt.ErrUndecryptable) {
 			return nil

@@ -85,9 +85,11 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 }
 
 // Rehearse runs the re-encryption of spec on a copy of its database, from
-// the current key cur to a fresh throwaway one (never stored), and returns
+// its keys (keys[0] the current one; the others, previous and pending,
+// open values too) to a fresh throwaway one (never stored), and returns
 // the figures (the command prints them). The copy is dropped.
-func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec, cur, dsn rekey.Value) (*reencrypt.Rehearsal, error) {
+func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec, keys []rekey.Value, dsn rekey.Value) (*reencrypt.Rehearsal, error) {
+	cur := keys[0]
 	gen := spec.Generator
 	if gen.Bytes == 0 {
 		gen = rekey.DataKeyGenerator
@@ -97,10 +99,10 @@ func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec
 		return nil, err
 	}
 	defer throwaway.Wipe()
-	stderr := s.RedactedStderr(ctx, st, cur, throwaway, dsn)
+	stderr := s.RedactedStderr(ctx, st, append([]rekey.Value{throwaway, dsn}, keys...)...)
 	defer stderr.Close()
 	progress, done := s.progress("rehearsing " + spec.Name)
-	job := reencrypt.Job{DSN: dsn.RevealString(), Config: *spec.Reencrypt, Old: cur, New: throwaway,
+	job := reencrypt.Job{DSN: dsn.RevealString(), Config: *spec.Reencrypt, Old: cur, New: throwaway, Also: keys[1:],
 		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: progress, Stderr: stderr}
 	reh, err := reencrypt.Rehearse(ctx, job)
 	done()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/rekeyhq/rekey"
 )
@@ -24,6 +26,10 @@ type Job struct {
 
 	Config   rekey.ReencryptSpec
 	Old, New rekey.Value
+	// Also are more keys values may be under (a data key's previous or
+	// pending version): a value that opens with one of them is
+	// re-encrypted to New as one under Old is, and is not a failure.
+	Also []rekey.Value
 	// JobID names the job's checkpoint (the rotation id): a run with the
 	// same JobID resumes where the last one stopped.
 	JobID string
@@ -127,6 +133,13 @@ const (
 	writerConns   = 2 // batches written in parallel (the server's UPDATE work is most of a run)
 	maxRevisits   = 5
 	advisoryClass = int64(0x726b6579) // "rkey"
+	// writeGrace is how long the batches in flight may still take to
+	// commit after the run is cancelled (Ctrl-C) before they are cancelled.
+	writeGrace = 3 * time.Second
+	// cancelDeadline is how long a cancelled statement may take to end
+	// after the server was asked to cancel it, before its connection is
+	// closed.
+	cancelDeadline = 5 * time.Second
 )
 
 // Run re-encrypts every configured column of every row from job.Old to
@@ -186,7 +199,11 @@ func newRunner(ctx context.Context, job Job) (*runner, error) {
 			r.close()
 		}
 	}()
-	if r.kr, r.cmd, err = newRing(cfg, []rekey.Value{job.Old, job.New}, []string{"old key", "new key"}, job.Stderr); err != nil {
+	keys, names := []rekey.Value{job.Old, job.New}, []string{"old key", "new key"}
+	for i, k := range job.Also {
+		keys, names = append(keys, k), append(names, fmt.Sprintf("other key %d", i+1))
+	}
+	if r.kr, r.cmd, err = newRing(cfg, keys, names, job.Stderr); err != nil {
 		return nil, err
 	}
 	r.kr.sealWith = 1
@@ -271,8 +288,17 @@ func (j Job) connConfig() (*pgx.ConnConfig, error) {
 	return cc, nil
 }
 
+// connect connects with cc. A cancelled context cancels the statement
+// running on the server (a cancel request: the statement and its
+// transaction end there and then, the connection stays usable), rather
+// than closing the connection under a statement that would go on
+// waiting, and maybe commit, after rekey has gone.
 func connect(ctx context.Context, cc *pgx.ConnConfig) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, cc.Copy())
+	c := cc.Copy()
+	c.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: cancelDeadline}
+	}
+	conn, err := pgx.ConnectConfig(ctx, c)
 	if err != nil {
 		return nil, dbError(err, "connect to the database")
 	}

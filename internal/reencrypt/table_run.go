@@ -53,6 +53,13 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 	// pctx stops the pipeline: on the first error, or when every batch is written.
 	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
+	// The writes in flight when ctx is cancelled finish (a clean stop),
+	// unless one is still waiting writeGrace later (on a row another
+	// session holds locked): then it is cancelled too, and the server
+	// rolls the batch back with its checkpoint (one statement).
+	wctx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrites()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(writeGrace, cancelWrites) })()
 
 	pl := newPool(2*pipelineDepth + 2*len(r.writers) + 2)
 	ordered := make(chan *batch, pipelineDepth+len(r.writers))
@@ -89,7 +96,7 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 				if testHookBeforeWrite != nil && b.err == nil {
 					testHookBeforeWrite(t.display, b.seq)
 				}
-				if err := tr2.write(ctx, w, b); err != nil {
+				if err := tr2.write(ctx, wctx, w, b); err != nil {
 					tr2.fail(err)
 					stop()
 				}
@@ -137,14 +144,17 @@ func (tr *tableRun) fail(err error) {
 	}
 }
 
-// write writes one processed batch and accounts for it. The batch is
-// written even when ctx is cancelled meanwhile (a stop is clean: after
-// the batches in flight).
-func (tr *tableRun) write(ctx context.Context, w *pgx.Conn, b *batch) error {
+// write writes one processed batch on wctx and accounts for it. The batch
+// is written even when ctx is cancelled meanwhile (a stop is clean: after
+// the batches in flight), unless wctx is cancelled too (see runTable).
+func (tr *tableRun) write(ctx, wctx context.Context, w *pgx.Conn, b *batch) error {
 	if b.err != nil {
 		return b.err
 	}
-	if err := tr.r.writeBatch(context.WithoutCancel(ctx), w, tr.t, b, &tr.wm); err != nil {
+	if err := tr.r.writeBatch(wctx, w, tr.t, b, &tr.wm); err != nil {
+		if ctx.Err() != nil {
+			return interrupted(tr.t)
+		}
 		return err
 	}
 	var tot Totals
@@ -297,8 +307,8 @@ func (r *runner) processRow(rw *row, w *worker, out *arena) error {
 		case 1:
 			rw.out[c] = outNew
 			w.pref = 1
-		case 0:
-			w.pref = 0
+		default: // the old key, or one of Job.Also
+			w.pref = o.idx
 			nv, err := r.kr.seal(o.pt, o.meta, o.st, &w.sc, out)
 			wipe(o.pt)
 			if err != nil {
