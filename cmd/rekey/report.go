@@ -20,7 +20,9 @@ func (a *app) reportCommand() *cobra.Command {
 		Short: "Regenerate the rotation log (runbook format) from the store's truth",
 		Long: `report writes the team's rotation log in the runbook's structure: the latest
 rotation date, the rotated secrets with their strength in bits, the secrets
-not rotated that require user action, the rotation schedule (last rotated,
+rolled back (` + "`rekey rollback`" + ` restored an earlier value: listed with the version
+that first held it and that value's age, never as a fresh rotation), the
+secrets not rotated that require user action, the rotation schedule (last rotated,
 next due, frequency) and the secret inventory (purpose, storage, encryption,
 access). It never contains a value; fingerprints identify versions.`,
 		Args: cobra.NoArgs,
