@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -41,15 +42,16 @@ const exitCodesHelp = `Exit codes:
 
 // Run runs the program with args and returns the exit code.
 func (m *Main) Run(ctx context.Context, args []string) int {
-	a := &app{m: m}
+	a := &app{m: m, started: time.Now()}
 	root := a.rootCommand()
 	typeUsageErrors(root)
 	root.SetArgs(args)
 	root.SetIn(m.Stdin)
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
-	err := root.ExecuteContext(ctx)
-	a.close() // also on error: release the lock and close the store at once
+	cmd, err := root.ExecuteContextC(ctx)
+	a.jsonOut = a.jsonOut || wantsJSON(cmd) // also when a flag did not parse
+	a.close()                               // also on error: release the lock and close the store at once
 	var ee *exitError
 	if sig := a.signal(); sig != nil && !errors.As(err, &ee) {
 		return a.interrupted(sig)
@@ -57,16 +59,22 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if err == nil {
 		return a.exit
 	}
-	a.printError(err)
-	if errors.As(err, &ee) {
-		return ee.code
+	code := 1
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case isUsage(err):
+		code = 2
+	default:
+		code = exitCode(rekey.ErrorCode(err))
+		if code == 1 && a.findingsExit {
+			code = 2 // scan: 1 means findings, so an error is 2
+		}
 	}
-	if isUsage(err) {
-		return 2
-	}
-	code := exitCode(rekey.ErrorCode(err))
-	if code == 1 && a.findingsExit {
-		code = 2 // scan: 1 means findings, so an error is 2
+	if a.jsonOut && !errors.As(err, &ee) { // an exit status (run, demo) says nothing more
+		a.printJSONError(err, code)
+	} else {
+		a.printError(err)
 	}
 	return code
 }
@@ -88,10 +96,15 @@ func (a *app) interrupted(sig os.Signal) int {
 	if sig == syscall.SIGTERM {
 		name, code = "SIGTERM", 143
 	}
+	msg, hint := "interrupted ("+name+"): nothing was changed", ""
 	if a.ses != nil && a.ses.Acted() {
-		fmt.Fprintf(a.m.Stderr, "rekey: interrupted (%s): what it had started is journaled in the store; run `rekey recover` to complete it or roll it back\n", name)
+		msg = "interrupted (" + name + "): what it had started is journaled in the store; run `rekey recover` to complete it or roll it back"
+		hint = "rekey recover"
+	}
+	if a.jsonOut {
+		a.printJSONError(&rekey.Error{Code: rekey.CodeInternal, Msg: msg, Hint: hint}, code)
 	} else {
-		fmt.Fprintf(a.m.Stderr, "rekey: interrupted (%s): nothing was changed\n", name)
+		fmt.Fprintf(a.m.Stderr, "rekey: %s\n", msg)
 	}
 	return code
 }
@@ -200,6 +213,13 @@ type app struct {
 	findingsExit bool
 	// progressOpen: a progress line is being redrawn on stderr.
 	progressOpen bool
+	// quiet and verbose are the global flags (outputHelp); jsonOut: the
+	// command was asked for JSON (errors are JSON too, json.go).
+	quiet, verbose, jsonOut bool
+	// colourOn caches whether stdout is coloured (colour.go).
+	colourOn *bool
+	// started and lastStep time the narration (--verbose).
+	started, lastStep time.Time
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -234,6 +254,7 @@ review it with ` + "`rekey config diff`" + ` and approve it with ` + "`rekey con
 until then rotate, recover, verify, run and the other commands that act on
 it refuse it (exit 5). init approves the rekey.yaml it writes.
 
+` + outputHelp + `
 ` + exitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -243,6 +264,8 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 	root.Flags().Bool("version", false, "print rekey's version (as `rekey version`)")
 	root.PersistentFlags().StringVar(&a.cfgPath, "config", "", "path of rekey.yaml (default: found by walking up from the working directory)")
 	root.PersistentFlags().StringVarP(&a.envName, "environment", "e", "", "environment (default: production, or the only one in rekey.yaml)")
+	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print only warnings, errors and the data asked for (no step narration, progress or notes)")
+	root.PersistentFlags().BoolVar(&a.verbose, "verbose", false, "also print the config and environment used, each step's time and the commands run for services")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &rekey.Error{Code: rekey.CodeInvalid, Msg: err.Error(), Hint: "see `" + c.CommandPath() + " --help`"}
 	})
@@ -254,7 +277,15 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 		a.configCommand(), a.versionCommand(),
 	)
 	root.SetHelpCommand(helpCommand(root))
-	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { a.s().ReadOnly = readOnlyCommand(c); return nil }
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		a.jsonOut = wantsJSON(c)
+		if a.quiet && a.verbose {
+			return &rekey.Error{Code: rekey.CodeInvalid, Msg: "--quiet and --verbose cannot be used together", Hint: "pass one of them"}
+		}
+		a.s().ReadOnly = readOnlyCommand(c)
+		a.verboseStart(c)
+		return nil
+	}
 	root.PersistentPostRunE = func(*cobra.Command, []string) error { a.close(); return nil }
 	return root
 }
@@ -291,6 +322,9 @@ func (a *app) s() *rkapp.Session {
 			Now: a.now, Stderr: a.errw(), Warn: a.warnf, Passphrase: a.passphrase, Approve: a.requireApproval,
 			StateDir: a.stateDir(), Fault: a.fault(), Progress: a.progressPrinter,
 		})
+		if a.quiet {
+			a.ses.Opts.Progress = nil // no progress lines
+		}
 	}
 	return a.ses
 }
@@ -337,3 +371,100 @@ func (a *app) environment(cfg *config.Config) (*config.Environment, error) {
 }
 func (a *app) actor() string       { return a.s().Actor() }
 func (a *app) wd() (string, error) { return a.s().Wd() }
+
+// outputHelp is the global flags' part of `rekey --help`.
+const outputHelp = `Output: tables and results on stdout; warnings, errors and the steps of a
+change (narration) on stderr.
+  -q, --quiet  only warnings, errors and the data asked for (tables, values,
+               JSON, the one result line of a change); no step narration, no
+               progress, no notes such as "nothing to recover"
+  --verbose    also the rekey.yaml and environment used and which REKEY_*
+               variables are set (names only), each step's time, and the
+               command each service status or restart ran
+  --json       (status, doctor, verify, services status, audit, history,
+               rotate, recover, rollback, version; report and scan: --format
+               json) one JSON document on stdout, snake_case keys; an error
+               is {"error": {"code", "message", "hint", "exit_code"}} on
+               stderr, with the same exit status
+Colour marks states (ok, overdue, FAIL...) on a terminal only: never in a
+pipe, a file or JSON, nor when NO_COLOR is set or TERM=dumb.
+`
+
+// infof prints an informational line on stdout (a note, not the data the
+// command was asked for): --quiet drops it.
+func (a *app) infof(format string, args ...any) {
+	if !a.quiet {
+		fmt.Fprintf(a.out(), format+"\n", args...)
+	}
+}
+
+// verbosef prints a --verbose detail on stderr.
+func (a *app) verbosef(format string, args ...any) {
+	if a.verbose {
+		fmt.Fprintf(a.errw(), "rekey: %s\n", textsafe.Lines(fmt.Sprintf(format, args...)))
+	}
+}
+
+// verboseStart prints, with --verbose, the rekey.yaml and environment the
+// command uses and the names of the REKEY_* variables set (never a value).
+func (a *app) verboseStart(c *cobra.Command) {
+	if !a.verbose {
+		return
+	}
+	var set []string
+	for _, kv := range a.environ0() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "REKEY_") {
+			set = append(set, k)
+		}
+	}
+	sort.Strings(set)
+	a.verbosef("variables set: %s", cmp.Or(strings.Join(slices.Compact(set), ", "), "none of REKEY_*"))
+	if c.Name() == "init" || c.Name() == "demo" || c.Name() == "version" {
+		return
+	}
+	path, err := a.s().ConfigPath()
+	if err != nil {
+		return
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		a.verbosef("config %s", path)
+		return
+	}
+	env, err := a.s().Environment(cfg)
+	if err != nil {
+		a.verbosef("config %s", path)
+		return
+	}
+	a.verbosef("config %s, environment %s (%s)", path, env.Name, envSource(a))
+}
+
+// envSource says where the environment's name came from.
+func envSource(a *app) string {
+	switch {
+	case a.envName != "":
+		return "--environment"
+	case a.getenv("REKEY_ENVIRONMENT") != "":
+		return "REKEY_ENVIRONMENT"
+	}
+	return "default"
+}
+
+// environ0 is rekey's environment with Main.Env applied (key material
+// included: only names are read from it).
+func (a *app) environ0() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !hasKey(a.m.Env, k) {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range a.m.Env {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }

@@ -84,9 +84,9 @@ func (a *app) runDoctor(ctx context.Context, asJSON bool) error {
 	} else {
 		w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
 		for _, c := range checks {
-			fmt.Fprintf(w, "%s\t%s\t%s\n", c.Status, c.Check, c.Detail)
+			fmt.Fprintf(w, "%s\t%s\t%s\n", a.paint(string(c.Status)), c.Check, c.Detail)
 			if c.Status != doctor.Pass && c.Fix != "" {
-				fmt.Fprintf(w, "\t\tfix: %s\n", c.Fix)
+				fmt.Fprintf(w, "%s\t\tfix: %s\n", a.paint(""), c.Fix) // as wide as a coloured status
 			}
 		}
 		w.Flush()

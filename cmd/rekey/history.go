@@ -11,21 +11,34 @@ import (
 )
 
 func (a *app) historyCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "history NAME",
-		Example: `  rekey history DATABASE_PASSWORD`,
-		Short:   "List a secret's versions: dates, labels, sources, fingerprints (never values)",
-		Args:    cobra.ExactArgs(1),
+	c := &cobra.Command{
+		Use: "history NAME [--json]",
+		Example: `  rekey history DATABASE_PASSWORD
+  rekey history JWT_SECRET --json`,
+		Short: "List a secret's versions: dates, labels, sources, fingerprints (never values)",
+		Long: `history lists a secret's versions, oldest first: version, label (current,
+previous, pending or none), when it was created, its source (generated,
+imported, set, rollback...), its fingerprint and a note (attributes such as
+role=, exposed=). It never prints a value.
+
+--json prints an array of {version, label, created_at, source, fingerprint,
+rotation_id, note, attributes}.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runHistory(cmd.Context(), args[0])
 		},
 	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
 }
 
 func (a *app) runHistory(ctx context.Context, name string) error {
 	vs, err := a.s().History(ctx, name)
 	if err != nil {
 		return err
+	}
+	if a.jsonOut {
+		return a.printJSON(historyView(vs))
 	}
 	w := tabwriter.NewWriter(a.out(), 2, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "VERSION\tLABEL\tCREATED\tSOURCE\tFINGERPRINT\tNOTE\n")

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
+	"github.com/rekeyhq/rekey/internal/engine"
 )
 
 func (a *app) recoverCommand() *cobra.Command {
 	var probe bool
 	c := &cobra.Command{
-		Use: "recover [--probe]",
+		Use: "recover [--probe] [--json]",
 		Example: `  rekey recover
   rekey recover --probe`,
 		Short: "Complete or roll back interrupted rotations; check the store and the .env agree",
@@ -28,21 +32,47 @@ this recovery first.
 current, previous, then older versions) and, when it is not the current one
 (the store and the database disagree), makes it current and writes it to the
 .env again; the repair is audited. If no stored version logs in, it says so
-and changes nothing.`,
+and changes nothing.
+
+--json prints {environment, completed, rolled_back, probe, drift,
+consistent}: the rotations completed and rolled back (ids), the probe's
+answers ({name, accepted_version, current_version, repaired}) and the drift
+({target, key, missing}).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRecover(cmd.Context(), probe) },
 	}
 	c.Flags().BoolVar(&probe, "probe", false, "ask the databases which stored password they accept and repair the labels")
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
 }
 
-// narrate prints an engine step on stderr.
-func (a *app) narrate(format string, args ...any) { fmt.Fprintf(a.errw(), "  "+format+"\n", args...) }
+// narrate prints an engine step on stderr: nothing with --quiet; with
+// --verbose, followed by the time since the previous step's line (or the
+// command's start).
+func (a *app) narrate(format string, args ...any) {
+	if a.quiet {
+		return
+	}
+	line := fmt.Sprintf("  "+format, args...)
+	if a.verbose {
+		now := time.Now()
+		since := cmp.Or(a.lastStep, a.started)
+		if since.IsZero() {
+			since = now
+		}
+		line += fmt.Sprintf("  (+%s)", shortDuration(now.Sub(since)))
+		a.lastStep = now
+	}
+	fmt.Fprintln(a.errw(), line)
+}
 
 func (a *app) runRecover(ctx context.Context, probe bool) error {
 	r, err := a.s().Recover(ctx, probe, a.narrate)
 	if r == nil {
 		return err
+	}
+	if a.jsonOut {
+		return a.recoverJSON(r, err)
 	}
 	rep := r.Report
 	for _, id := range rep.RolledForward {
@@ -69,16 +99,36 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 			fmt.Fprintf(a.out(), "drift: %s holds a %s that is not the store's current value\n", d.Target, d.Key)
 		}
 	}
-	if len(rep.Drift) > 0 {
-		return rekey.Errorf(rekey.CodeConflict, "%d value(s) in the targets differ from the store", len(rep.Drift)).
-			WithHint("`rekey set NAME --from-target` records the file's value; `rekey publish NAME` writes the store's")
+	if err := driftErr(rep.Drift); err != nil {
+		return err
 	}
 	if len(rep.RolledForward)+len(rep.RolledBack) == 0 {
-		fmt.Fprintf(a.out(), "%s: consistent, nothing to recover\n", r.Env)
+		a.infof("%s: consistent, nothing to recover", r.Env)
 	} else {
-		fmt.Fprintf(a.out(), "%s: consistent\n", r.Env)
+		a.infof("%s: consistent", r.Env)
 	}
 	return nil
+}
+
+// driftErr is the error of a recovery that left drift (exit 4).
+func driftErr(drift []engine.DriftItem) error {
+	if len(drift) == 0 {
+		return nil
+	}
+	return rekey.Errorf(rekey.CodeConflict, "%d value(s) in the targets differ from the store", len(drift)).
+		WithHint("`rekey set NAME --from-target` records the file's value; `rekey publish NAME` writes the store's")
+}
+
+// recoverJSON prints what recover did as JSON, then returns its error
+// (err, or the drift's).
+func (a *app) recoverJSON(r *rkapp.Recovered, err error) error {
+	if jerr := a.printJSON(recoverView(r)); jerr != nil {
+		return jerr
+	}
+	if err != nil {
+		return err
+	}
+	return driftErr(r.Report.Drift)
 }
 
 func (a *app) publishCommand() *cobra.Command {
@@ -91,7 +141,7 @@ func (a *app) publishCommand() *cobra.Command {
 			if err := a.s().Publish(cmd.Context(), args); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out(), "published %d secret(s)\n", len(args))
+			a.infof("published %d secret(s)", len(args))
 			return nil
 		},
 	}
@@ -113,7 +163,9 @@ It refuses (exit 5) when that value was exposed: an emergency rotation
 superseded it (` + "`rekey history`" + ` shows exposed=emergency ROTATION), or it is
 the same value as such a version. Rotate instead. If you know the value is
 safe after all, --force --reason TEXT republishes it; the reason goes into
-the audit log (rotate.force).`,
+the audit log (rotate.force).
+
+--json prints {name, from_version, version, fingerprint, exposed}.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			why, err := forceReason(force, reason)
@@ -125,6 +177,7 @@ the audit log (rotate.force).`,
 	}
 	c.Flags().BoolVar(&force, "force", false, "roll back even to an exposed value (needs --reason)")
 	c.Flags().StringVar(&reason, "reason", "", "why an exposed value is safe to publish again (audited)")
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return c
 }
 
@@ -135,6 +188,13 @@ func (a *app) runRollback(ctx context.Context, name, force string) error {
 	}
 	if x := r.Exposed; x != nil {
 		a.warnf("%s v%d was exposed (%s): rolled back anyway (--force); the reason is in the audit log", name, x.Version, x)
+	}
+	if a.jsonOut {
+		out := rollbackJSON{Name: name, FromVersion: r.From, Version: r.Version.N, Fingerprint: r.Version.Fingerprint}
+		if r.Exposed != nil {
+			out.Exposed = r.Exposed.String()
+		}
+		return a.printJSON(out)
 	}
 	fmt.Fprintf(a.out(), "rolled %s back to the value of v%d (now v%d %s)\n", name, r.From, r.Version.N, r.Version.Fingerprint)
 	return nil

@@ -49,6 +49,7 @@ alternating PostgreSQL pair gets a random password nobody knows).`,
 	c.Flags().BoolVar(&o.All, "all", false, "rotate every secret rekey can rotate")
 	c.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing")
 	c.Flags().BoolVar(&o.Emergency, "emergency", false, "a secret was exposed: never roll back to the old values")
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print the plan or the result as JSON")
 	return c
 }
 
@@ -58,6 +59,9 @@ func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
 		return err
 	}
 	plan := p.Plan
+	if a.jsonOut {
+		return a.rotateJSON(ctx, p, o)
+	}
 	if plan == nil {
 		fmt.Fprintln(a.out(), "nothing to rotate")
 		return nil
@@ -75,15 +79,7 @@ func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
 		}
 		return nil
 	}
-	for _, s := range plan.Secrets {
-		for _, w := range s.Warnings {
-			a.warnf("%s", w)
-		}
-	}
-	res, err := p.Run(ctx, a.narrate)
-	if r := p.Reminder(); r != "" { // the user-managed keys an emergency leaves to the person, also after a failure
-		a.warnf("%s", r)
-	}
+	res, err := a.runPlanned(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -94,4 +90,46 @@ func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
 	}
 	fmt.Fprintf(a.out(), "rotated %s (rotation %s)\n", strings.Join(parts, ", "), res.Rotation.ID)
 	return nil
+}
+
+// runPlanned runs a planned rotation after printing its warnings, and
+// reminds of the user-managed keys an emergency leaves to the person (also
+// after a failure).
+func (a *app) runPlanned(ctx context.Context, p *rkapp.PlannedRotation) (*engine.Result, error) {
+	for _, s := range p.Plan.Secrets {
+		for _, w := range s.Warnings {
+			a.warnf("%s", w)
+		}
+	}
+	res, err := p.Run(ctx, a.narrate)
+	if r := p.Reminder(); r != "" {
+		a.warnf("%s", r)
+	}
+	return res, err
+}
+
+// rotateJSON prints the plan (--dry-run), or runs it and prints the result,
+// as one JSON document; a failed run prints the rotation (rolled back or
+// kept) and then returns its error.
+func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.RotateRequest) error {
+	switch {
+	case p.Plan == nil:
+		out := &rotationJSON{Environment: a.envName, Outcome: "nothing", Secrets: []rotatedSecretJSON{}}
+		if cfg, err := a.s().Config(); err == nil {
+			if env, err := a.s().Environment(cfg); err == nil {
+				out.Environment = env.Name
+			}
+		}
+		return a.printJSON(out)
+	case o.DryRun:
+		return a.printJSON(planView(p.Plan, "planned"))
+	}
+	res, err := a.runPlanned(ctx, p)
+	if res == nil {
+		return err
+	}
+	if jerr := a.printJSON(resultView(p.Plan, res)); jerr != nil {
+		return jerr
+	}
+	return err
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
@@ -71,7 +70,7 @@ func (a *app) runServicesStatus(ctx context.Context, names []string, asJSON bool
 		return err
 	}
 	w := nameWidth(svcs)
-	return printResults(a, asJSON, func(r services.Result) { printService(a.out(), r, w, true) },
+	return printResults(a, asJSON, func(r services.Result) { a.printService(r, w, true) },
 		func(onResult func(services.Result)) ([]services.Result, error) {
 			return a.s().ServicesStatus(ctx, svcs, onResult)
 		})
@@ -83,7 +82,7 @@ func (a *app) runServicesRestart(ctx context.Context, names []string) error {
 		return err
 	}
 	w := nameWidth(svcs)
-	return a.s().ServicesRestart(ctx, svcs, func(r services.Result) { printService(a.out(), r, w, false) })
+	return a.s().ServicesRestart(ctx, svcs, func(r services.Result) { a.printService(r, w, false) })
 }
 
 func nameWidth(svcs []rekey.Service) int {
@@ -95,19 +94,24 @@ func nameWidth(svcs []rekey.Service) int {
 }
 
 // printService prints one command's result; withTail adds the end of a
-// failing command's output (restart leaves it to the error's hint).
-func printService(w io.Writer, r services.Result, width int, withTail bool) {
+// failing command's output (restart leaves it to the error's hint). With
+// --verbose, the command it ran follows on a line of its own.
+func (a *app) printService(r services.Result, width int, withTail bool) {
+	w := a.out()
 	switch {
 	case r.Skipped != "":
-		fmt.Fprintf(w, "-     %-*s  %s\n", width, r.Service, r.Skipped)
+		fmt.Fprintf(w, "%s  %-*s  %s\n", a.paintPadded("-", 4), width, r.Service, r.Skipped)
 	case r.OK:
-		fmt.Fprintf(w, "ok    %-*s  %s (%s)\n", width, r.Service, r.Action, shortDuration(r.Duration))
+		fmt.Fprintf(w, "%s  %-*s  %s (%s)\n", a.paintPadded("ok", 4), width, r.Service, r.Action, shortDuration(r.Duration))
 	default:
-		fmt.Fprintf(w, "FAIL  %-*s  %s: %s (%s)\n", width, r.Service, r.Action, r.Err, shortDuration(r.Duration))
+		fmt.Fprintf(w, "%s  %-*s  %s: %s (%s)\n", a.paint("FAIL"), width, r.Service, r.Action, r.Err, shortDuration(r.Duration))
 		if withTail {
 			for _, l := range r.Tail {
 				fmt.Fprintf(w, "      %-*s  | %s\n", width, "", l)
 			}
 		}
+	}
+	if a.verbose && r.Command != "" {
+		fmt.Fprintf(w, "      %-*s  ran: %s\n", width, "", r.Command)
 	}
 }

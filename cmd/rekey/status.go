@@ -64,7 +64,7 @@ func (a *app) runStatus(ctx context.Context, asJSON bool) error {
 	fmt.Fprintf(w, "SECRET\tENVIRONMENT\tKIND\tVERSION\tLAST ROTATED\tNEXT DUE\tSTATE\n")
 	q := textsafe.Quote
 	for _, r := range s.Rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), q(string(r.State)))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q(r.Name), q(r.Environment), q(string(r.Kind)), ver(r.Version), day(r), due(r), a.paint(q(string(r.State))))
 	}
 	w.Flush()
 	if s.DriftErr != nil {

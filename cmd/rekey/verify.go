@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"slices"
@@ -61,7 +60,7 @@ func (a *app) runVerify(ctx context.Context, names []string, asJSON bool) error 
 	for _, c := range checks {
 		w = max(w, len(c.Name))
 	}
-	return printResults(a, asJSON, func(r verify.Result) { printCheck(a.out(), r, w) },
+	return printResults(a, asJSON, func(r verify.Result) { a.printCheck(r, w) },
 		func(onResult func(verify.Result)) ([]verify.Result, error) {
 			_, results, err := a.s().Verify(ctx, names, onResult)
 			return results, err
@@ -88,17 +87,18 @@ func printResults[R any](a *app, asJSON bool, line func(R), run func(onResult fu
 
 // printCheck prints one result line: status, name, message and counts, then
 // the hint of a failure on a line of its own.
-func printCheck(w io.Writer, r verify.Result, width int) {
+func (a *app) printCheck(r verify.Result, width int) {
+	w := a.out()
 	attempts := fmt.Sprintf("%d attempts", r.Attempts)
 	if r.Attempts == 1 {
 		attempts = "1 attempt"
 	}
 	counts := "(" + attempts + ", " + shortDuration(r.Duration) + ")"
 	if r.OK {
-		fmt.Fprintf(w, "ok    %-*s  %s\n", width, r.Name, counts)
+		fmt.Fprintf(w, "%s  %-*s  %s\n", a.paintPadded("ok", 4), width, r.Name, counts)
 		return
 	}
-	fmt.Fprintf(w, "FAIL  %-*s  %s %s\n", width, r.Name, r.Message, counts)
+	fmt.Fprintf(w, "%s  %-*s  %s %s\n", a.paint("FAIL"), width, r.Name, r.Message, counts)
 	if r.Hint != "" {
 		fmt.Fprintf(w, "      %-*s  hint: %s\n", width, "", r.Hint)
 	}

@@ -10,16 +10,25 @@ import (
 )
 
 func (a *app) versionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
+	c := &cobra.Command{
+		Use:     "version [--json]",
 		Short:   "Print rekey's version: module version, VCS revision and Go version (from the build)",
-		Example: "  rekey version\n  rekey --version",
-		Args:    cobra.NoArgs,
+		Example: "  rekey version\n  rekey --version\n  rekey version --json",
+		Long: `version prints "rekey VERSION (REVISION, TIME) GO": the module version
+(` + "`go install …@vX`" + `; "(devel)" for a build from a checkout), the VCS revision
+and its time, and the Go version, from the build information. --json prints
+{version, revision, time, modified, go_version}.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if a.jsonOut {
+				return a.printJSON(versionView())
+			}
 			fmt.Fprintln(a.out(), versionLine())
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return c
 }
 
 // versionLine is "rekey VERSION (REVISION[, modified], BUILT) GO", read from
