@@ -218,8 +218,9 @@ func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, sp
 //   - and the bytes look random: fewer than 3/4 printable ASCII (base64 of
 //     text decodes to text; random bytes are about 37% printable).
 //
-// A column is attributed to the .env's data key that opens a sample
-// (aes-256-gcm); one no key opens goes to the first data key, with a note.
+// A column goes to the .env's data key that opens a sample (aes-256-gcm);
+// those no key opens are only named in a note, unless no column opens with
+// any key: then they are the first data key's best guess, said so.
 const (
 	sampleRows    = 5
 	maxColumns    = 400
@@ -266,6 +267,7 @@ func (r *initRun) detectColumns(ctx context.Context, s *config.Suggestions) erro
 	}
 	s.Columns = map[string]config.DetectedColumns{}
 	unreadable := 0
+	var unopened []string
 	for _, col := range cols {
 		vals, err := sampleColumn(ctx, conn, col)
 		if err != nil {
@@ -276,24 +278,40 @@ func (r *initRun) detectColumns(ctx context.Context, s *config.Suggestions) erro
 		if !ok || len(keys) == 0 {
 			continue
 		}
-		key, note := keys[0], "look like AES-GCM ciphertexts; no data key of the .env opens them (an older key, or another codec?)"
+		key := ""
 		for _, k := range keys {
 			if opensWith(vals, r.values[k], enc, keyID) {
-				key, note = k, "open with "+k+" (aes-256-gcm)"
+				key = k
 				break
 			}
 		}
+		if key == "" {
+			unopened = append(unopened, col.name())
+			continue
+		}
 		d := s.Columns[key]
-		name := col.name()
-		switch {
-		case d.Encoding == "" || d.Encoding == enc:
+		if d.Encoding == "" || d.Encoding == enc {
 			d.Encoding, d.KeyID = enc, d.KeyID || keyID
-			d.Columns = append(d.Columns, name)
-			d.Note = joinNote(d.Note, name+": "+note)
-		default:
-			d.Note = joinNote(d.Note, name+" is "+enc+", not "+d.Encoding+": give it a data key of its own")
+			d.Columns = append(d.Columns, col.name())
+		} else {
+			d.Notes = append(d.Notes, col.name()+" also opens with "+key+", but is "+enc+", not "+d.Encoding+": give it a data key of its own")
 		}
 		s.Columns[key] = d
+	}
+	for _, k := range keys {
+		if d, ok := s.Columns[k]; ok {
+			d.Opened = true
+			d.Notes = append([]string{"found by --detect-columns: their sampled values open with " + k + " (aes-256-gcm)"}, d.Notes...)
+			if len(unopened) > 0 {
+				d.Notes = append(d.Notes, "also look encrypted but open with no data key of the .env (an older key, another codec?): "+strings.Join(unopened, ", "))
+			}
+			s.Columns[k] = d
+		}
+	}
+	if len(s.Columns) == 0 && len(unopened) > 0 {
+		// No key of the .env opens anything: the shape is the best guess.
+		s.Columns[keys[0]] = config.DetectedColumns{Columns: unopened, Encoding: "base64",
+			Notes: []string{"found by --detect-columns: they look like AES-GCM ciphertexts, but no data key of the .env opens them: check the key and codec"}}
 	}
 	s.ColumnsNote = fmt.Sprintf("--detect-columns sampled %d text and bytea columns through %s (up to %d rows each)", len(cols)-unreadable, urlKey, sampleRows)
 	if unreadable > 0 {
@@ -303,13 +321,6 @@ func (r *initRun) detectColumns(ctx context.Context, s *config.Suggestions) erro
 		s.ColumnsNote += "; the .env has no data key to attribute them to"
 	}
 	return nil
-}
-
-func joinNote(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
 }
 
 // column is a text or bytea column of a user table.

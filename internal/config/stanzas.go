@@ -41,7 +41,8 @@ type DetectedColumns struct {
 	Columns  []string // table.column (schema.table.column outside public)
 	Encoding string   // base64, base64url or bytea
 	KeyID    bool     // the values carry rekey's key-id header
-	Note     string   // how they were found
+	Opened   bool     // the values open with the data key (else a guess from their shape)
+	Notes    []string // how they were found
 }
 
 // StanzaIntro is the first note of the trailer Stanzas writes.
@@ -141,7 +142,7 @@ func checkStanza(c *Config, s Suggestions) []string {
 		out = append(out, "#   db:", "#     postgres: {url: "+s.DatabaseURL+"}  ## logs in with the URL rekey publishes")
 		for _, sp := range c.Secrets {
 			d, ok := s.Columns[sp.Name]
-			if sp.Kind != rekey.KindDataKey || !ok || len(d.Columns) == 0 {
+			if sp.Kind != rekey.KindDataKey || !ok || len(d.Columns) == 0 || !d.Opened {
 				continue
 			}
 			out = append(out, "#   "+strings.ToLower(strings.ReplaceAll(sp.Name, "_", "-"))+"-sample:",
@@ -169,8 +170,8 @@ func reencryptStanza(name string, s Suggestions) []string {
 	cols, enc := "[TABLE.COLUMN]", "base64"
 	if found && len(d.Columns) > 0 {
 		cols, enc = "["+strings.Join(d.Columns, ", ")+"]", d.Encoding
-		if d.Note != "" {
-			out = append(out, "## "+d.Note)
+		for _, n := range d.Notes {
+			out = append(out, "## "+n)
 		}
 	} else {
 		out = append(out, "## Replace TABLE.COLUMN with the encrypted columns (`rekey init --detect-columns` looks for them).")

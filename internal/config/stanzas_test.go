@@ -61,7 +61,7 @@ func uncomment(lines []string, r [2]int) string {
 // TestStanzasUncomment: every stanza init writes, uncommented alone or all
 // together, gives a rekey.yaml that parses, and declares what it says.
 func TestStanzasUncomment(t *testing.T) {
-	cols := map[string]DetectedColumns{"ENCRYPTION_KEY": {Columns: []string{"patients.email", "billing.card_number"}, Encoding: "base64", KeyID: true, Note: "found by --detect-columns"}}
+	cols := map[string]DetectedColumns{"ENCRYPTION_KEY": {Columns: []string{"patients.email", "billing.card_number"}, Encoding: "base64", KeyID: true, Opened: true, Notes: []string{"found by --detect-columns"}}}
 	for name, s := range map[string]Suggestions{
 		"systemd": {ServiceName: "atlas", Systemd: "atlas.service", Found: "/etc/systemd/system/atlas.service", DatabaseURL: "DATABASE_URL", Port: "8080", Columns: cols, ColumnsNote: "sampled 4 columns"},
 		"compose": {ServiceName: "atlas", ComposeFile: "docker-compose.yml", ComposeService: "atlas", Found: "docker-compose.yml", DatabaseURL: "DATABASE_URL"},
