@@ -13,7 +13,9 @@ import (
 )
 
 // progressPrinter renders re-encryption progress on stderr: a line redrawn
-// in place on a terminal, a log line every 10 seconds otherwise.
+// in place on a terminal, a log line every 10 seconds otherwise. The total
+// is the exact row count whenever the table's statistics are stale
+// (reencrypt's estimateRows), so a log line carries the true total.
 func (a *app) progressPrinter(what string) (func(reencrypt.Progress), func()) {
 	w := a.errw()
 	tty := false

@@ -2,9 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
@@ -37,4 +43,49 @@ func TestRowProgress(t *testing.T) {
 	if strings.Contains(tty.String(), "\n") {
 		t.Fatal("a terminal progress line ended with a newline")
 	}
+}
+
+// TestReencryptProgressStaleStats: the patients table was analyzed at 100
+// rows, then 4,900 more were loaded without ANALYZE (autovacuum off for it:
+// pg_class.reltuples still says 100). Without a terminal, the progress log
+// lines of the rotation and of --verify carry the true total, 5,000.
+func TestReencryptProgressStaleStats(t *testing.T) {
+	const first, rows = 100, 5000
+	p := rcNewProject(t, "atlas", first)
+	p.exec(`ALTER TABLE patients SET (autovacuum_enabled = false)`)
+	p.exec(`ANALYZE patients`)
+	key, _ := p.envKeys()
+	var src [][]any
+	for i := int64(first + 1); i <= rows; i++ {
+		email := fmt.Sprintf("patient%d@example.com", i)
+		p.plain[i] = [2]string{email, ""}
+		src = append(src, []any{i, rcSeal(t, key, email)})
+	}
+	p.withDB(func(ctx context.Context, conn *pgx.Conn) {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "email"}, pgx.CopyFromRows(src)); err != nil {
+			t.Fatal(err)
+		}
+		var reltuples float64
+		if err := conn.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE relname = 'patients'`).Scan(&reltuples); err != nil || reltuples != first {
+			t.Fatalf("the statistics should still say %d rows: %v %v", first, reltuples, err)
+		}
+	})
+	progressLine := regexp.MustCompile(`(?m)^  (re-encrypting|counting) ENCRYPTION_KEY: .* (\d+)/(\d+) rows`)
+	for _, args := range [][]string{{"reencrypt", "--verify"}, {"rotate", "ENCRYPTION_KEY"}} {
+		r := p.run(args...)
+		if r.code != 0 {
+			t.Fatalf("%v", r)
+		}
+		lines := progressLine.FindAllStringSubmatch(r.stderr, -1)
+		if len(lines) == 0 {
+			t.Fatalf("rekey %s printed no progress line with a total:\n%s", strings.Join(args, " "), r.stderr)
+		}
+		for _, l := range lines {
+			if l[3] != strconv.Itoa(rows) {
+				t.Fatalf("rekey %s: progress total %s, want the true %d:\n%s", strings.Join(args, " "), l[3], rows, r.stderr)
+			}
+		}
+	}
+	key, _ = p.envKeys()
+	p.check(key)
 }

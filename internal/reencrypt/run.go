@@ -46,7 +46,7 @@ type Job struct {
 type Progress struct {
 	Table         string  // schema.table being processed
 	Done          int64   // rows done so far (all tables, resumed rows included)
-	Total         int64   // estimate of all rows (pg_class.reltuples, or count(*))
+	Total         int64   // all rows: pg_class.reltuples when fresh, else count(*) (see estimateRows)
 	RowsPerSecond float64 // since this run started
 	Elapsed       time.Duration
 }
@@ -426,19 +426,57 @@ func lockTable(ctx context.Context, conn *pgx.Conn, t *table) error {
 	}
 }
 
+// estimateRows is the total of rows of t that progress is measured
+// against. The statistics (pg_class.reltuples) are used only when they
+// are fresh; otherwise the rows are counted exactly (count(*), one scan,
+// cheaper than the run that follows), so that a progress bar is never
+// stuck at 100% of a wrong total. The statistics are stale when:
+//
+//   - the table was never analyzed (reltuples < 0) or is empty by them;
+//   - its size on disk differs by more than 10% from the size they were
+//     taken at (relpages): a bulk load (or a mass delete) since the last
+//     ANALYZE, immediately visible, whatever the autovacuum settings;
+//   - more than 10% of its rows were inserted, updated or deleted since
+//     the last ANALYZE (pg_stat_user_tables.n_mod_since_analyze).
 func estimateRows(ctx context.Context, conn *pgx.Conn, t *table) (int64, error) {
-	var n float64
-	if err := conn.QueryRow(ctx, `SELECT reltuples::float8 FROM pg_class WHERE oid = $1`, t.oid).Scan(&n); err != nil {
+	var est float64
+	var relPages, curPages, modified int64
+	err := conn.QueryRow(ctx, `SELECT c.reltuples::float8, c.relpages::bigint,
+			pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+			coalesce((SELECT s.n_mod_since_analyze FROM pg_stat_all_tables s WHERE s.relid = c.oid), 0)
+		FROM pg_class c WHERE c.oid = $1`, t.oid).Scan(&est, &relPages, &curPages, &modified)
+	if err != nil {
 		return 0, dbError(err, "estimate the rows of %s", t.display)
 	}
-	if n > 0 {
-		return int64(n), nil
+	if !statsStale(est, relPages, curPages, modified) {
+		return int64(est), nil
 	}
 	var c int64
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+t.ident).Scan(&c); err != nil {
 		return 0, dbError(err, "count the rows of %s", t.display)
 	}
 	return c, nil
+}
+
+// statsStale applies estimateRows's rule to reltuples, relpages, the
+// current size in pages and n_mod_since_analyze.
+func statsStale(reltuples float64, relPages, curPages, modified int64) bool {
+	switch {
+	case reltuples < 1 || relPages <= 0:
+		return true
+	case 10*abs64(curPages-relPages) > relPages:
+		return true
+	case float64(10*modified) > reltuples:
+		return true
+	}
+	return false
+}
+
+func abs64(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // String describes the job without its DSN (which may hold a password)
