@@ -35,10 +35,14 @@ func TestInitDetectColumns(t *testing.T) {
 		"ALTER TABLE public.legacy OWNER TO app", "ALTER TABLE vault.cards OWNER TO app",
 	)
 	testkit.SetPassword(t, c.SuperConnString("postgres"), "app", appPW)
-	plain := sealer(t, key, "base64", false)
-	headed := sealer(t, key, "base64", true)
-	raw := sealer(t, key, "bytea", false)
-	old := sealer(t, other, "base64", false)
+	var stored []string // what the columns hold: never in rekey.yaml nor the output
+	keep := func(f func(string) string) func(string) string {
+		return func(v string) string { c := f(v); stored = append(stored, c, v); return c }
+	}
+	plain := keep(sealer(t, key, "base64", false))
+	headed := keep(sealer(t, key, "base64", true))
+	raw := keep(sealer(t, key, "bytea", false))
+	old := keep(sealer(t, other, "base64", false))
 	for i := 0; i < 3; i++ {
 		name := fmt.Sprintf("patient %d", i)
 		testkit.Exec(t, c,
@@ -75,6 +79,11 @@ func TestInitDetectColumns(t *testing.T) {
 	for _, not := range []string{"patients.name", "patients.note", "digests.", "columns: [legacy", appPW, key} {
 		if strings.Contains(y, not) {
 			t.Errorf("rekey.yaml has %q:\n%s", not, y)
+		}
+	}
+	for _, v := range stored {
+		if strings.Contains(y, v) || strings.Contains(out, v) {
+			t.Errorf("a sampled value (or its plaintext) reached rekey.yaml or the output of init")
 		}
 	}
 
