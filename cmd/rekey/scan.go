@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,16 +19,17 @@ import (
 
 type scanOptions struct {
 	rkapp.ScanRequest
-	format             string
+	format, reportPath string
 	installHook, force bool
 }
 
 func (a *app) scanCommand() *cobra.Command {
 	var o scanOptions
 	c := &cobra.Command{
-		Use: "scan [PATH] [--history] [--staged] [--since DATE] [--format text|json|sarif] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
+		Use: "scan [PATH] [--history] [--staged] [--since DATE] [--report-format text|json|sarif|gitleaks] [--report-path FILE] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
 		Example: `  rekey scan
-  rekey scan --history --format sarif > rekey.sarif
+  rekey scan --history --report-format sarif > rekey.sarif
+  rekey scan --history --report-format gitleaks --report-path gitleaks-report.json
   rekey scan --install-hook`,
 		Short: "Find leaks: every managed version exactly, and well-known secret formats, in files and the whole git history",
 		Long: `scan looks for every value the store holds — current, previous and retired
@@ -98,7 +100,10 @@ On a terminal, a long --history scan shows its progress on stderr.`,
 	c.Flags().BoolVar(&o.History, "history", false, "scan every object of the git repository")
 	c.Flags().BoolVar(&o.Staged, "staged", false, "scan the blobs in the git index")
 	c.Flags().StringVar(&o.Since, "since", "", "with --history, only commits newer than DATE (as git log --since)")
-	c.Flags().StringVar(&o.format, "format", "text", "text, json or sarif")
+	c.Flags().StringVar(&o.format, "report-format", "text", "text, json, sarif or gitleaks (gitleaks' JSON report)")
+	c.Flags().StringVar(&o.format, "format", "text", "the same as --report-format")
+	c.Flags().StringVar(&o.reportPath, "report-path", "", "write the report to `FILE` instead of stdout")
+	c.Flags().BoolVar(&o.NoGitleaksIgnore, "no-gitleaksignore", false, "do not honour the repository's .gitleaksignore")
 	c.Flags().StringVar(&o.Rules, "rules", "", "gitleaks-format TOML rules `FILE` (replaces the built-in rules unless [extend] useDefault = true)")
 	c.Flags().BoolVar(&o.NoRules, "no-rules", false, "look for managed values only")
 	c.Flags().StringVar(&o.Allow, "allow", "", "`FILE` of finding ids not to report, one a line")
@@ -110,8 +115,10 @@ On a terminal, a long --history scan shows its progress on stderr.`,
 
 func (a *app) runScan(ctx context.Context, o scanOptions) error {
 	a.findingsExit = true
-	if o.format != "text" && o.format != "json" && o.format != "sarif" {
-		return rekey.Errorf(rekey.CodeInvalid, "--format %q: want text, json or sarif", o.format)
+	switch o.format {
+	case "text", "json", "sarif", "gitleaks":
+	default:
+		return rekey.Errorf(rekey.CodeInvalid, "--report-format %q: want text, json, sarif or gitleaks", o.format)
 	}
 	if o.installHook {
 		h, err := a.s().InstallHook(ctx, o.Path, o.force)
@@ -132,24 +139,54 @@ func (a *app) runScan(ctx context.Context, o scanOptions) error {
 	if err != nil {
 		return err
 	}
+	if r.NoProject {
+		fmt.Fprintf(a.m.Stderr, "rekey: %s\n", rkapp.NoProjectNote)
+	}
 	if len(r.Findings) > 0 {
 		a.exit = 1
 	}
+	w, done, err := a.reportWriter(o.reportPath)
+	if err != nil {
+		return err
+	}
 	switch o.format {
 	case "sarif":
-		return scan.WriteSARIF(a.out(), r.Findings, r.Rules, "")
+		err = scan.WriteSARIF(w, r.Findings, r.Rules, "")
+	case "gitleaks":
+		err = scan.WriteGitleaks(w, r.Findings, r.Rules)
 	case "json":
-		return a.printJSON(append([]scan.Finding{}, r.Findings...)) // [] when none, never null
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(append([]scan.Finding{}, r.Findings...)) // [] when none, never null
+	default:
+		a.printFindings(w, r)
 	}
-	a.printFindings(r)
-	return nil
+	return done(err)
+}
+
+// reportWriter is where the report goes: stdout, or the file path (created
+// or truncated; done closes it).
+func (a *app) reportWriter(path string) (io.Writer, func(error) error, error) {
+	if path == "" {
+		return a.out(), func(err error) error { return err }, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, nil, rekey.Wrap(rekey.CodeInvalid, err, "--report-path")
+	}
+	return f, func(err error) error {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = rekey.Wrap(rekey.CodeInternal, cerr, "--report-path")
+		}
+		return err
+	}, nil
 }
 
 // printFindings prints a scan's findings as text. Paths, rule ids and the
 // matched text come from the repository and the rules file: quoted when
 // they hold a control character (textsafe), so they cannot rewrite or add
 // lines.
-func (a *app) printFindings(r *rkapp.ScanReport) {
+func (a *app) printFindings(w io.Writer, r *rkapp.ScanReport) {
 	q := textsafe.Quote
 	for _, f := range r.Findings {
 		loc := q(f.Path)
@@ -161,24 +198,28 @@ func (a *app) printFindings(r *rkapp.ScanReport) {
 			where += " " + q(f.Commit[:min(12, len(f.Commit))]) + " " + f.AuthorDate.UTC().Format("2006-01-02")
 		}
 		if f.Rule != "" {
-			fmt.Fprintf(a.out(), "%s:%d: %s %s [%s] %s — not managed by rekey: revoke it where it was issued\n", loc, f.Line, q(f.Rule), q(f.Redacted), where, q(f.ID))
+			fmt.Fprintf(w, "%s:%d: %s %s [%s] %s — not managed by rekey: revoke it where it was issued\n", loc, f.Line, q(f.Rule), q(f.Redacted), where, q(f.ID))
 			continue
 		}
 		state := "retired"
 		if f.Current {
 			state = "CURRENT: rotate now"
 		}
-		fmt.Fprintf(a.out(), "%s:%d: %s v%d (%s) %s as %s [%s] %s — %s\n", loc, f.Line, q(f.Secret), f.Version, q(f.Env), q(f.Redacted), f.Encoding, where, q(f.Fingerprint), state)
+		fmt.Fprintf(w, "%s:%d: %s v%d (%s) %s as %s [%s] %s — %s\n", loc, f.Line, q(f.Secret), f.Version, q(f.Env), q(f.Redacted), f.Encoding, where, q(f.Fingerprint), state)
 	}
 	if len(r.Findings) == 0 {
 		rs := ""
 		if r.Rules != nil {
 			rs = fmt.Sprintf("; no rule matched (%d rules)", len(r.Rules.Rules))
 		}
-		fmt.Fprintf(a.out(), "no managed value found (%d versions searched)%s\n", r.Versions, rs)
+		if r.NoProject {
+			fmt.Fprintf(w, "no rule matched (%d rules)\n", len(r.Rules.Rules))
+		} else {
+			fmt.Fprintf(w, "no managed value found (%d versions searched)%s\n", r.Versions, rs)
+		}
 	}
 	if r.Suppressed > 0 {
-		fmt.Fprintf(a.out(), "%d findings suppressed by --allow/--baseline\n", r.Suppressed)
+		fmt.Fprintf(w, "%d findings suppressed by --allow/--baseline/.gitleaksignore\n", r.Suppressed)
 	}
 }
 

@@ -1,12 +1,11 @@
 package app
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/gitsafe"
 	"github.com/rekeyhq/rekey/internal/scan"
+	"github.com/rekeyhq/rekey/internal/sqlite"
 )
 
 // ScanRequest is what `rekey scan` looks in and for.
@@ -31,8 +31,10 @@ type ScanRequest struct {
 	Rules   string
 	NoRules bool
 	// Allow and Baseline are files of findings not to report: ids one a
-	// line, and a previous --format json report.
+	// line, and a previous --report-format json (or gitleaks) report.
 	Allow, Baseline string
+	// NoGitleaksIgnore ignores the repository's .gitleaksignore.
+	NoGitleaksIgnore bool
 	// Progress, when set, is called as a repository scan starts and returns
 	// its progress callback and the func ending it.
 	Progress func() (update func(done, total int64), done func())
@@ -46,11 +48,21 @@ type ScanReport struct {
 	// Versions is how many stored versions were looked for.
 	Versions   int
 	Suppressed int
+	// NoProject: there is no rekey project (no rekey.yaml found): pattern
+	// rules only, no managed value looked for, nothing audited.
+	NoProject bool
+	// IgnoreFiles are the .gitleaksignore files honoured.
+	IgnoreFiles []string
 }
+
+// NoProjectNote is the one line a scan without a rekey project prints.
+const NoProjectNote = "no rekey project here (no rekey.yaml): pattern rules only; the values rekey manages are not checked: `rekey init --env-file .env` makes a project, then scan finds every version of every secret too"
 
 // Scan looks for every version of every secret the store holds (and, with
 // rules, for well-known secret formats) in a folder or its git repository.
-// The scan is audited; the values stay in memory only.
+// The scan is audited; the values stay in memory only. Without a rekey
+// project (no rekey.yaml found, no --config) it runs the pattern rules only,
+// in any folder or git repository.
 func (s *Session) Scan(ctx context.Context, r ScanRequest) (*ScanReport, error) {
 	rules, err := s.scanRules(r)
 	if err != nil {
@@ -60,21 +72,32 @@ func (s *Session) Scan(ctx context.Context, r ScanRequest) (*ScanReport, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg, st, err := s.OpenStore(ctx)
+	cfg, st, err := s.scanProject(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if cfg == nil && rules == nil {
+		return nil, rekey.Errorf(rekey.CodeInvalid, "--no-rules without a rekey project: nothing to look for (no rekey.yaml here or above)").WithHint("drop --no-rules to run the pattern rules, or run scan in a rekey project (`rekey init --env-file .env`)")
 	}
 	dir, err := s.scanDir(cfg, r.Path)
 	if err != nil {
 		return nil, err
 	}
+	out := &ScanReport{Rules: rules, NoProject: cfg == nil}
+	if !r.NoGitleaksIgnore {
+		if out.IgnoreFiles, err = readGitleaksIgnore(ctx, dir, skip); err != nil {
+			return nil, err
+		}
+	}
 	// Every version of every secret of every environment.
 	var secrets []scan.Secret
-	err = EachVersion(ctx, st, func(v rekey.Version, val rekey.Value) {
-		secrets = append(secrets, scan.Secret{Env: v.Env, Name: v.Name, Version: v.N, Current: v.Label == rekey.LabelCurrent, Fingerprint: v.Fingerprint, Value: val})
-	})
-	if err != nil {
-		return nil, err
+	if st != nil {
+		err = EachVersion(ctx, st, func(v rekey.Version, val rekey.Value) {
+			secrets = append(secrets, scan.Secret{Env: v.Env, Name: v.Name, Version: v.N, Current: v.Label == rekey.LabelCurrent, Fingerprint: v.Fingerprint, Value: val})
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	m := scan.NewMatcher(secrets)
 	defer m.Wipe()
@@ -86,22 +109,68 @@ func (s *Session) Scan(ctx context.Context, r ScanRequest) (*ScanReport, error) 
 	if err != nil {
 		return nil, err
 	}
-	out := &ScanReport{Rules: rules, Versions: len(secrets)}
+	out.Versions = len(secrets)
 	for _, f := range findings {
 		f.ID = scan.FindingID(f)
 		// A managed version's fingerprint (fp:…) in the allow file suppresses
 		// every finding of that version (e.g. a value kept in a test fixture);
 		// a baseline's ids are locations, never fingerprints.
-		if skip[f.ID] || (f.Fingerprint != "" && skip[f.Fingerprint]) {
+		if skip.Suppresses(f) {
 			out.Suppressed++
 			continue
 		}
 		out.Findings = append(out.Findings, f)
 	}
+	if st == nil {
+		return out, nil
+	}
 	if err := s.Audit(ctx, st, rekey.AuditEntry{Action: "scan", Outcome: fmt.Sprintf("%d findings", len(out.Findings)), Detail: fmt.Sprintf("history=%v staged=%v rules=%v suppressed=%d", r.History, r.Staged, rules != nil, out.Suppressed)}); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// scanProject opens the project's store; nil, nil when there is no project
+// (no rekey.yaml here or above, and no --config): a scan then runs the
+// pattern rules only.
+func (s *Session) scanProject(ctx context.Context) (*config.Config, *sqlite.DB, error) {
+	if s.Opts.ConfigPath == "" {
+		wd, err := s.Wd()
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := config.Find(wd); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+	}
+	return s.OpenStore(ctx)
+}
+
+// readGitleaksIgnore adds the fingerprints of the .gitleaksignore of dir
+// and of its git repository's top level (as gitleaks reads the one of the
+// folder it scans) to ig, and returns the files read.
+func readGitleaksIgnore(ctx context.Context, dir string, ig scan.Ignore) ([]string, error) {
+	dirs := []string{dir}
+	if top, err := gitsafe.Command(ctx, dir, "rev-parse", "--show-toplevel").Output(); err == nil {
+		if t := strings.TrimSpace(string(top)); t != "" && t != dir {
+			dirs = append(dirs, t)
+		}
+	}
+	var read []string
+	for _, d := range dirs {
+		p := filepath.Join(d, ".gitleaksignore")
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // none (or not a regular file: never followed)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, rekey.Wrap(rekey.CodeInternal, err, "read %s", p)
+		}
+		scan.ParseIgnore(b, ig)
+		read = append(read, p)
+	}
+	return read, nil
 }
 
 // scanRules are the pattern rules a scan uses: none, a file's, or the
@@ -141,8 +210,11 @@ func (s *Session) scanRules(r ScanRequest) (*scan.RuleSet, error) {
 // scanDir is the folder a scan (or the hook) is about: path, else the
 // project's.
 func (s *Session) scanDir(cfg *config.Config, path string) (string, error) {
-	if path == "" {
+	if path == "" && cfg != nil {
 		return cfg.Dir, nil
+	}
+	if path == "" {
+		return s.Wd()
 	}
 	return s.Abs(path)
 }
@@ -152,9 +224,11 @@ func (s *Session) scanDir(cfg *config.Config, path string) (string, error) {
 // the values belong, while git ignores them.
 func scanWhere(ctx context.Context, cfg *config.Config, dir string, m *scan.Matcher, r ScanRequest) ([]scan.Finding, error) {
 	targets := map[string]bool{}
-	for _, env := range cfg.Environments {
-		for _, t := range env.Targets {
-			targets[t.Path] = true
+	if cfg != nil {
+		for _, env := range cfg.Environments {
+			for _, t := range env.Targets {
+				targets[t.Path] = true
+			}
 		}
 	}
 	ignore := func(root string) func(string) bool {
@@ -221,33 +295,34 @@ func (s *Session) readFlagFile(flag, name string) ([]byte, error) {
 }
 
 // suppressedIDs are the ids of the findings not to report: those of the
-// allow file (one a line; blank lines and # comments ignored) and of the
-// findings of a previous --format json report (recomputed, so reports
-// without IDs work too).
-func (s *Session) suppressedIDs(allow, baseline string) (map[string]bool, error) {
-	ids := map[string]bool{}
+// allow file (one a line, as a .gitleaksignore: blank lines and # comments
+// ignored) and of the findings of a previous --report-format json report
+// (recomputed, so reports without ids work too) or gitleaks report (its
+// fingerprints).
+func (s *Session) suppressedIDs(allow, baseline string) (scan.Ignore, error) {
+	ids := scan.Ignore{}
 	b, err := s.readFlagFile("--allow", allow)
 	if err != nil {
 		return nil, err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if i := strings.Index(line, "#"); i >= 0 {
-			line = strings.TrimSpace(line[:i])
-		}
-		if line != "" {
-			ids[line] = true
-		}
-	}
+	scan.ParseIgnore(b, ids)
 	if b, err = s.readFlagFile("--baseline", baseline); err != nil || b == nil {
 		return ids, err
 	}
-	var fs []scan.Finding
+	var fs []map[string]any
 	if err := json.Unmarshal(b, &fs); err != nil {
-		return nil, rekey.Errorf(rekey.CodeInvalid, "--baseline %s: not a `rekey scan --format json` report: %v", baseline, err).WithHint("create one with `rekey scan --history --format json > %s`", baseline)
+		return nil, rekey.Errorf(rekey.CodeInvalid, "--baseline %s: not a `rekey scan --report-format json` (or gitleaks) report: %v", baseline, err).WithHint("create one with `rekey scan --history --report-format json > %s`", baseline)
 	}
-	for _, f := range fs {
+	for _, m := range fs {
+		if fp, ok := m["Fingerprint"].(string); ok && m["RuleID"] != nil {
+			ids[fp] = true // a gitleaks report
+			continue
+		}
+		var f scan.Finding
+		raw, _ := json.Marshal(m)
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, rekey.Errorf(rekey.CodeInvalid, "--baseline %s: not a `rekey scan --report-format json` report: %v", baseline, err)
+		}
 		ids[scan.FindingID(f)] = true
 	}
 	return ids, nil

@@ -25,30 +25,37 @@ const (
 // Finding is one occurrence of a managed secret, or a match of a pattern
 // rule (Rule set; Secret, Env, Version and Fingerprint empty). It never holds
 // the value or an encoded form of it; Redacted shows at most the first 4
-// characters of the matched text.
+// characters of the matched text. Its JSON (rekey scan --report-format
+// json) has snake_case keys and no zero-valued field but current.
 type Finding struct {
-	Rule        string // the pattern rule's id, for a secret rekey does not manage
-	Secret      string // the secret's name
-	Env         string
-	Version     int
-	Current     bool
-	Fingerprint string
+	Rule        string `json:"rule,omitempty"`   // the pattern rule's id, for a secret rekey does not manage
+	Secret      string `json:"secret,omitempty"` // the secret's name
+	Env         string `json:"environment,omitempty"`
+	Version     int    `json:"version,omitempty"`
+	Current     bool   `json:"current"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 
-	Encoding string // raw | base64 | base64url | hex | url | json
-	Where    string // worktree | index | commit | stash | unreachable
+	Encoding string `json:"encoding,omitempty"` // raw | base64 | base64url | hex | url | json, "-wrapped" when split across lines
+	Where    string `json:"where"`              // worktree | index | commit | stash | unreachable
 
-	Commit     string // commit that introduced the blob (commit, stash); empty otherwise
-	Author     string // "Name <email>" of Commit
-	AuthorDate time.Time
-	Blob       string // git object id of the blob (index, commit, stash, unreachable)
-	Path       string // slash-separated, relative to the repository/dir root; empty for unreachable
-	Line       int    // 1-based line of the match's start
-	Column     int    // 1-based byte column of the match's start
+	Commit     string    `json:"commit,omitempty"`     // commit that introduced the line (commit, stash); empty otherwise
+	Author     string    `json:"author,omitempty"`     // author name of Commit
+	Email      string    `json:"email,omitempty"`      // author email of Commit
+	AuthorDate time.Time `json:"author_date,omitzero"` // author date of Commit
+	Message    string    `json:"message,omitempty"`    // message of Commit
+	Blob       string    `json:"blob,omitempty"`       // git object id of the blob (index, commit, stash, unreachable)
+	Path       string    `json:"path,omitempty"`       // slash-separated, relative to the repository/dir root; empty for unreachable
+	Line       int       `json:"line,omitempty"`       // 1-based line of the match's start
+	Column     int       `json:"column,omitempty"`     // 1-based byte column of the match's start
+	EndLine    int       `json:"end_line,omitempty"`   // 1-based line of the match's last byte
+	EndColumn  int       `json:"end_column,omitempty"` // 1-based byte column of the match's last byte
 
-	Redacted string // e.g. "c2Vj…(88 chars)"
-	ID       string `json:",omitempty"` // FindingID, set by the caller
+	Redacted string `json:"redacted,omitempty"` // e.g. "c2Vj…(88 chars)"
+	ID       string `json:"id,omitempty"`       // FindingID, set by the caller
 
-	pending []*Allowlist // allowlists to judge on the location (rules)
+	pending  []*Allowlist // allowlists to judge on the location (rules)
+	fragLine int          // first line of the gitleaks fragment (diff hunk) holding it; 0: 1
+	entropy  float32      // Shannon entropy of the secret (rules), for the gitleaks report
 }
 
 // redact previews matched text: at most 4 leading characters, and no more
@@ -58,10 +65,11 @@ func redact(match []byte) string {
 	return fmt.Sprintf("%s…(%d chars)", match[:n], len(match))
 }
 
-// position returns the 1-based line and column of each offset (offsets ascending).
-func positions(data []byte, ms []Match) (lines, cols []int) {
-	lines = make([]int, len(ms))
-	cols = make([]int, len(ms))
+// positions returns the 1-based line and column of the first and of the
+// last byte of each match (offsets ascending).
+func positions(data []byte, ms []Match) (lines, cols, endLines, endCols []int) {
+	lines, cols = make([]int, len(ms)), make([]int, len(ms))
+	endLines, endCols = make([]int, len(ms)), make([]int, len(ms))
 	line, lineStart, pos := 1, 0, 0
 	for i, m := range ms {
 		for pos < m.Offset {
@@ -76,20 +84,29 @@ func positions(data []byte, ms []Match) (lines, cols []int) {
 		}
 		lines[i] = line
 		cols[i] = m.Offset - lineStart + 1
+		last := m.Offset + max(m.Len, 1) - 1
+		el, els := line, lineStart
+		if last < len(data) {
+			if n := bytes.Count(data[m.Offset:last], []byte{'\n'}); n > 0 {
+				el += n
+				els = m.Offset + bytes.LastIndexByte(data[m.Offset:last], '\n') + 1
+			}
+		}
+		endLines[i], endCols[i] = el, last-els+1
 	}
-	return lines, cols
+	return lines, cols, endLines, endCols
 }
 
 // findings turns the matches in data into findings sharing base's location fields.
 func (m *Matcher) findings(data []byte, ms []Match, base Finding) []Finding {
-	lines, cols := positions(data, ms)
+	lines, cols, endLines, endCols := positions(data, ms)
 	out := make([]Finding, 0, len(ms))
 	for i, mt := range ms {
 		s := m.secrets[mt.SecretIndex]
 		f := base
 		f.Secret, f.Env, f.Version, f.Current, f.Fingerprint = s.Name, s.Env, s.Version, s.Current, s.Fingerprint
 		f.Encoding = mt.Encoding
-		f.Line, f.Column = lines[i], cols[i]
+		f.Line, f.Column, f.EndLine, f.EndColumn = lines[i], cols[i], endLines[i], endCols[i]
 		f.Redacted = redact(data[mt.Offset : mt.Offset+mt.Len])
 		out = append(out, f)
 	}

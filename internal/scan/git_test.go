@@ -221,7 +221,7 @@ func TestScanRepoHistory(t *testing.T) {
 		if f.Blob == "" || f.Env != "prod" || f.Fingerprint != "fp-"+w.secret {
 			t.Errorf("%s: blob/env/fingerprint not set: %+v", w.secret, f)
 		}
-		if w.commit != "" && (f.Author != "Dev One <dev@example.test>" || f.AuthorDate.IsZero()) {
+		if w.commit != "" && (f.Author != "Dev One" || f.Email != "dev@example.test" || f.AuthorDate.IsZero()) {
 			t.Errorf("%s: author = %q %v", w.secret, f.Author, f.AuthorDate)
 		}
 	}
@@ -339,11 +339,15 @@ func TestParseRaw(t *testing.T) {
 		{":::100644 100644 000000 100644 " + a + " " + a + " " + z + " " + b + " MMA\tx", b, "x", true},
 		{":000000 160000 " + z + " " + a + " A\tsub", "", "", false},
 		{":000000 100644 " + z + " " + a + " A\t\"tab\\there \\303\\251\"", a, "tab\there é", true},
+		{":100644 100644 " + a + " " + b + " R087\told.txt\tnew.txt", b, "new.txt", true},
 	}
 	for _, c := range cases {
-		blob, path, ok := parseRaw(c.line)
+		blob, path, from, ok := parseRaw(c.line)
 		if blob != c.blob || path != c.path || ok != c.ok {
 			t.Errorf("parseRaw(%q) = %q %q %v", c.line, blob, path, ok)
+		}
+		if ok && len(from) != strings.Count(c.line[:strings.IndexByte(c.line, ' ')], ":") {
+			t.Errorf("parseRaw(%q): parents %q", c.line, from)
 		}
 	}
 }

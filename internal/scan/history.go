@@ -37,7 +37,11 @@ func scanHistory(ctx context.Context, root string, m *Matcher, opt Options, inde
 	if err := h.reachOrphans(ctx, root, hits); err != nil {
 		return nil, err
 	}
-	return h.findings(hits, h.stash(tips), index, opt.Since), nil
+	fs, err := h.findings(ctx, root, hits, h.stash(tips), index, opt.Since)
+	if err != nil {
+		return nil, err
+	}
+	return fs, h.messages(ctx, root, fs)
 }
 
 // listBlobs lists every blob of the object store, and their total size.
@@ -133,16 +137,19 @@ func stashTips(ctx context.Context, root string) (map[string]bool, error) {
 	return tips, nil
 }
 
-// intro is a commit introducing a blob at a path.
+// intro is a commit introducing a blob at a path; from are the blobs at
+// that path in the commit's parents (the old path's, for a rename; the
+// zero id where the parent had none).
 type intro struct {
 	commit, path string
+	from         []string
 }
 
 // commitMeta is what a finding says of its commit.
 type commitMeta struct {
-	parents []string
-	author  string
-	date    time.Time
+	parents       []string
+	author, email string
+	date          time.Time
 }
 
 // history is what git says of the matching blobs: the commits that
@@ -159,7 +166,7 @@ type history struct {
 // `git log --all --reflog -c --raw` (commits newer than since, if set).
 func readHistory(ctx context.Context, root, since string, hits map[string][]Finding) (*history, error) {
 	args := []string{"-c", "core.quotePath=false", "log", "--all", "--reflog", "--root", "-c", "--raw",
-		"--no-renames", "--no-abbrev", "--no-textconv", "--no-ext-diff", "--format=%x1e%H%x1f%P%x1f%an <%ae>%x1f%aI"}
+		"--find-renames", "--no-abbrev", "--no-textconv", "--no-ext-diff", "--format=%x1e%H%x1f%P%x1f%an%x1f%ae%x1f%aI"}
 	if since != "" {
 		args = append(args, "--since="+since)
 	}
@@ -169,17 +176,17 @@ func readHistory(ctx context.Context, root, since string, hits map[string][]Find
 		switch {
 		case strings.HasPrefix(line, "\x1e"):
 			f := strings.Split(line[1:], "\x1f")
-			if len(f) != 4 {
+			if len(f) != 5 {
 				return fmt.Errorf("scan: unexpected git log line")
 			}
-			d, _ := time.Parse(time.RFC3339, f[3])
+			d, _ := time.Parse(time.RFC3339, f[4])
 			cur = f[0]
-			h.commits[cur] = commitMeta{parents: strings.Fields(f[1]), author: f[2], date: d}
+			h.commits[cur] = commitMeta{parents: strings.Fields(f[1]), author: f[2], email: f[3], date: d}
 		case strings.HasPrefix(line, ":"):
-			blob, path, ok := parseRaw(line)
+			blob, path, from, ok := parseRaw(line)
 			if ok && cur != "" {
 				if _, hit := hits[blob]; hit {
-					h.intros[blob] = append(h.intros[blob], intro{cur, path})
+					h.intros[blob] = append(h.intros[blob], intro{cur, path, from})
 				}
 			}
 		}
@@ -230,10 +237,11 @@ func (h *history) reachOrphans(ctx context.Context, root string, hits map[string
 }
 
 // findings attributes the findings of each matching blob: to the commits
-// that introduce it (in a stash or not), else to the path it is reachable
-// at (unless since is set: then it came before), else, unless the index
-// holds it (Options.Staged reports those), to no place at all.
-func (h *history) findings(hits map[string][]Finding, stash map[string]bool, index map[string][]string, since string) []Finding {
+// that introduce it (in a stash or not), each finding only where its line
+// is one the commit added (see addedLines), else to the path it is
+// reachable at (unless since is set: then it came before), else, unless the
+// index holds it (Options.Staged reports those), to no place at all.
+func (h *history) findings(ctx context.Context, root string, hits map[string][]Finding, stash map[string]bool, index map[string][]string, since string) ([]Finding, error) {
 	var out []Finding
 	for oid, fs := range hits {
 		for _, in := range h.intros[oid] {
@@ -242,8 +250,16 @@ func (h *history) findings(hits map[string][]Finding, stash map[string]bool, ind
 			if stash[in.commit] {
 				where = WhereStash
 			}
+			added, err := addedLines(ctx, root, in.from, oid)
+			if err != nil {
+				return nil, err
+			}
 			for _, f := range fs {
-				f.Where, f.Commit, f.Author, f.AuthorDate, f.Path = where, in.commit, md.author, md.date, in.path
+				frag, ok := added(f.Line)
+				if !ok {
+					continue // the line was there before this commit: reported where it was added
+				}
+				f.Where, f.Commit, f.Author, f.Email, f.AuthorDate, f.Path, f.fragLine = where, in.commit, md.author, md.email, md.date, in.path, frag
 				out = append(out, f)
 			}
 		}
@@ -269,16 +285,54 @@ func (h *history) findings(hits map[string][]Finding, stash map[string]bool, ind
 			out = append(out, f)
 		}
 	}
-	return out
+	return out, nil
 }
 
-// parseRaw parses a `--raw` line of git log, ordinary (":m m sha sha S\tpath")
-// or combined ("::m m m sha sha sha SS\tpath"), and returns the resulting blob
-// and its path; ok is false for deletions and non-blobs.
-func parseRaw(line string) (blob, path string, ok bool) {
+// messages sets the commit message of the findings (as gitleaks reports
+// it: the subject, then a blank line and the body when there is one), from
+// one git log of their commits.
+func (h *history) messages(ctx context.Context, root string, fs []Finding) error {
+	var commits []string
+	seen := map[string]bool{}
+	for _, f := range fs {
+		if f.Commit != "" && !seen[f.Commit] {
+			seen[f.Commit] = true
+			commits = append(commits, f.Commit)
+		}
+	}
+	if len(commits) == 0 {
+		return nil
+	}
+	b, err := gitOutput(ctx, root, append([]string{"log", "--no-walk=unsorted", "--format=%H%x1f%s%x1f%b%x00"}, commits...)...)
+	if err != nil {
+		return err
+	}
+	msg := map[string]string{}
+	for _, rec := range strings.Split(string(b), "\x00") {
+		f := strings.SplitN(strings.TrimLeft(rec, "\n"), "\x1f", 3)
+		if len(f) != 3 {
+			continue
+		}
+		m := f[1]
+		if body := strings.TrimRight(f[2], " \t\n"); body != "" {
+			m += "\n\n" + body
+		}
+		msg[f[0]] = m
+	}
+	for i := range fs {
+		fs[i].Message = msg[fs[i].Commit]
+	}
+	return nil
+}
+
+// parseRaw parses a `--raw` line of git log, ordinary (":m m sha sha S\tpath",
+// "... R100\told\tnew" for a rename) or combined ("::m m m sha sha sha
+// SS\tpath"), and returns the resulting blob, its path and the parents' blobs
+// at that path; ok is false for deletions and non-blobs.
+func parseRaw(line string) (blob, path string, from []string, ok bool) {
 	meta, path, found := strings.Cut(line, "\t")
 	if !found {
-		return "", "", false
+		return "", "", nil, false
 	}
 	n := 0
 	for n < len(meta) && meta[n] == ':' {
@@ -287,13 +341,22 @@ func parseRaw(line string) (blob, path string, ok bool) {
 	f := strings.Fields(meta[n:])
 	// n parents: n+1 modes, n+1 object ids, status.
 	if len(f) != 2*(n+1)+1 {
-		return "", "", false
+		return "", "", nil, false
 	}
 	mode, blob := f[n], f[2*n+1]
 	if !strings.HasPrefix(mode, "100") && mode != "120000" || strings.Trim(blob, "0") == "" {
-		return "", "", false
+		return "", "", nil, false
 	}
-	return blob, unquote(path), true
+	if st := f[2*n+2]; n == 1 && (st[0] == 'R' || st[0] == 'C') {
+		_, path, _ = strings.Cut(path, "\t") // "old\tnew"
+	}
+	for i := range n {
+		from = append(from, f[n+1+i])
+		if pm := f[i]; !strings.HasPrefix(pm, "100") && pm != "120000" {
+			from[i] = zeroOID // a directory or submodule before: nothing to diff
+		}
+	}
+	return blob, unquote(path), from, true
 }
 
 // unquote undoes git's C-style quoting of unusual paths.

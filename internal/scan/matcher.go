@@ -166,10 +166,24 @@ func (m *Matcher) Wipe() {
 	m.byPrefix = nil
 }
 
-// Scan returns every match in data, ordered by offset, then secret index.
-// A match contained in a longer match of the same secret is dropped.
+// Scan returns every match in data, ordered by offset, then secret index:
+// exact ones, and those across the lines of a wrapped value (see
+// scanWrapped). A match contained in a longer match of the same secret is
+// dropped.
 func (m *Matcher) Scan(data []byte) []Match {
 	if len(m.patterns) == 0 || len(data) < window {
+		return nil
+	}
+	out := m.scanExact(data)
+	if w := m.scanWrapped(data); len(w) > 0 {
+		out = dropContained(append(out, w...))
+	}
+	return out
+}
+
+// scanExact returns the matches of the patterns as they are.
+func (m *Matcher) scanExact(data []byte) []Match {
+	if len(data) < window {
 		return nil
 	}
 	var out []Match
@@ -236,6 +250,9 @@ type form struct {
 // caller deduplicates.
 func forms(v []byte) []form {
 	fs := []form{{EncRaw, append([]byte(nil), v...)}}
+	if b := unwrappedBody(v); b != nil {
+		fs = append(fs, form{EncRaw, b}) // a PEM key's body, however wrapped
+	}
 	for _, e := range []struct {
 		name string
 		enc  *base64.Encoding

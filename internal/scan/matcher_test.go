@@ -195,9 +195,16 @@ func TestRedactAndPositions(t *testing.T) {
 		t.Fatalf("redact short = %q", got)
 	}
 	data := []byte("l1\nline2 SECRET\n\nx SECRET")
-	lines, cols := positions(data, []Match{{Offset: 9}, {Offset: 19}})
+	if _, _, el, ec := positions(data, []Match{{Offset: 9, Len: 10}}); el[0] != 4 || ec[0] != 2 {
+		t.Fatalf("a match across lines ends at %d:%d", el[0], ec[0])
+	}
+	lines, cols, endLines, endCols := positions(data, []Match{{Offset: 9, Len: 6}, {Offset: 19, Len: 6}, {Offset: 19, Len: 1}})
 	if lines[0] != 2 || cols[0] != 7 || lines[1] != 4 || cols[1] != 3 {
 		t.Fatalf("positions = %v %v", lines, cols)
+	}
+	// The last byte: "SECRET" ends at column 12 of line 2, at column 8 of line 4.
+	if endLines[0] != 2 || endCols[0] != 12 || endLines[1] != 4 || endCols[1] != 8 || endLines[2] != 4 || endCols[2] != 3 {
+		t.Fatalf("end positions = %v %v", endLines, endCols)
 	}
 }
 

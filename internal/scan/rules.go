@@ -28,6 +28,8 @@ type Rule struct {
 	// Path, if not nil, limits the rule to the paths it matches.
 	Path       *regexp.Regexp
 	Allowlists []Allowlist
+	// Tags are the rules file's tags (gitleaks' report carries them).
+	Tags []string
 
 	// assignment: the rule only matches where a keyword is followed by an
 	// optional quote, blanks and ':' or '=' (built-in generic-secret); lines
@@ -82,20 +84,29 @@ func (rs *RuleSet) index() {
 }
 
 // DefaultRules returns the built-in rules: AWS access key ids, GitHub and
-// GitLab tokens, Anthropic, OpenAI and Slack keys, PEM private keys, JWTs, and
+// GitLab tokens (with gitleaks' rule ids), Anthropic, OpenAI and Slack keys, PEM private keys, JWTs, and
 // high-entropy values assigned to names ending in SECRET, KEY, PASSWORD or
 // TOKEN.
 func DefaultRules() *RuleSet {
 	re := regexp.MustCompile
 	rs := &RuleSet{Rules: []Rule{
-		{ID: "aws-access-key-id", Description: "AWS access key id",
-			Regex: re(`\b((?:AKIA|ASIA)[A-Z2-7]{16})\b`), Entropy: 3, Keywords: []string{"akia", "asia"}},
-		{ID: "github-token", Description: "GitHub token (personal, OAuth, user-to-server, server-to-server, refresh)",
-			Regex: re(`\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36})\b`), Keywords: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}},
+		// The ids, regexes and entropy thresholds of the rules gitleaks also
+		// has are gitleaks' (its default config, v8.30), so a .gitleaksignore
+		// line and a gitleaks report consumer see the same rule ids.
+		{ID: "aws-access-token", Description: "AWS access key id",
+			Regex: re(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`), Entropy: 3, Keywords: []string{"a3t", "akia", "asia", "abia", "acca"}},
+		{ID: "github-pat", Description: "GitHub personal access token",
+			Regex: re(`ghp_[0-9a-zA-Z]{36}`), Entropy: 3, Keywords: []string{"ghp_"}},
+		{ID: "github-oauth", Description: "GitHub OAuth access token",
+			Regex: re(`gho_[0-9a-zA-Z]{36}`), Entropy: 3, Keywords: []string{"gho_"}},
+		{ID: "github-app-token", Description: "GitHub App token (user-to-server, server-to-server)",
+			Regex: re(`(?:ghu|ghs)_[0-9a-zA-Z]{36}`), Entropy: 3, Keywords: []string{"ghu_", "ghs_"}},
+		{ID: "github-refresh-token", Description: "GitHub refresh token",
+			Regex: re(`ghr_[0-9a-zA-Z]{36}`), Entropy: 3, Keywords: []string{"ghr_"}},
 		{ID: "github-fine-grained-pat", Description: "GitHub fine-grained personal access token",
-			Regex: re(`\b(github_pat_[A-Za-z0-9_]{82})\b`), Keywords: []string{"github_pat_"}},
+			Regex: re(`github_pat_\w{82}`), Entropy: 3, Keywords: []string{"github_pat_"}},
 		{ID: "gitlab-pat", Description: "GitLab personal access token",
-			Regex: re(`\b(glpat-[A-Za-z0-9_\-]{20,})`), Keywords: []string{"glpat-"}},
+			Regex: re(`glpat-[\w-]{20}`), Entropy: 3, Keywords: []string{"glpat-"}},
 		{ID: "anthropic-api-key", Description: "Anthropic API key",
 			Regex: re(`\b(sk-ant-[A-Za-z0-9_\-]{32,})`), Keywords: []string{"sk-ant-"}},
 		{ID: "openai-api-key", Description: "OpenAI API key",
@@ -174,9 +185,10 @@ func (al *Allowlist) locationMet(path, commit string) bool {
 // ruleMatch is a match of a rule in data: the secret's byte range, and the
 // allowlists still to judge on the finding's location.
 type ruleMatch struct {
-	rule       *Rule
-	start, end int
-	pending    []*Allowlist
+	rule         *Rule
+	start, end   int // the secret (its group)
+	mstart, mend int // the whole match, its line breaks trimmed (as gitleaks)
+	pending      []*Allowlist
 }
 
 // scan runs every rule over data, skipping matches that overlap a managed
@@ -242,7 +254,7 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 				continue
 			}
 			secret, match := data[s:e], data[loc[0]:loc[1]]
-			if r.Entropy > 0 && rekey.Entropy(secret) < r.Entropy {
+			if r.Entropy > 0 && rekey.Entropy(secret) <= r.Entropy { // as gitleaks: the threshold itself is too low
 				continue
 			}
 			ls, le := lineBounds(data, s, e)
@@ -268,7 +280,8 @@ func (rs *RuleSet) scan(data []byte, managed []Match) []ruleMatch {
 				}
 			}
 			taken = append(taken, span{s, e})
-			out = append(out, ruleMatch{rule: r, start: s, end: e, pending: pending})
+			mend := loc[0] + len(bytes.Trim(match, "\n"))
+			out = append(out, ruleMatch{rule: r, start: s, end: e, mstart: loc[0], mend: max(mend, loc[0]+1), pending: pending})
 		}
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].start < out[b].start })

@@ -22,8 +22,8 @@ func samples(r *rand.Rand) map[string][2]string {
 	pw := randString(r, 20, alnum) + "7q"
 	out := map[string][2]string{}
 	add := func(id, secret, line string) { out[id] = [2]string{secret, strings.ReplaceAll(line, "%s", secret)} }
-	add("aws-access-key-id", "AKIA"+randString(r, 16, upper27), "aws_access_key_id = %s\n")
-	add("github-token", "ghp_"+randString(r, 36, alnum), "git clone https://%s@github.com/o/r\n")
+	add("aws-access-token", "AKIA"+randString(r, 16, upper27), "aws_access_key_id = %s\n")
+	add("github-pat", "ghp_"+randString(r, 36, alnum), "git clone https://%s@github.com/o/r\n")
 	add("github-fine-grained-pat", "github_pat_"+randString(r, 82, alnum+"_"), "GH=%s\n")
 	add("gitlab-pat", "glpat-"+randString(r, 20, alnum), "export CI_TOKEN_X=%s\n")
 	add("anthropic-api-key", "sk-ant-api03-"+randString(r, 93, alnum+"-_")+"AA", "client = Anthropic(api_key='%s')\n")
@@ -125,11 +125,11 @@ func TestRulesManagedReportedOnce(t *testing.T) {
 func TestInlineAllow(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	s := samples(r)
-	gh, aws := s["github-token"][0], s["aws-access-key-id"][0]
+	gh, aws := s["github-pat"][0], s["aws-access-token"][0]
 	managed := "rk_" + randString(r, 29, alnum)
 	data := "x = " + gh + " # rekey:allow\ny = " + aws + " // gitleaks:allow\nz = " + managed + " # rekey:allow\nw = " + aws + "\n"
 	fs := ruleScan(t, map[string]string{"f.txt": data}, DefaultRules(), secret("M", managed))
-	if len(fs) != 1 || fs[0].Line != 4 || fs[0].Rule != "aws-access-key-id" {
+	if len(fs) != 1 || fs[0].Line != 4 || fs[0].Rule != "aws-access-token" {
 		t.Fatalf("want only line 4, got %+v", fs)
 	}
 }
@@ -184,7 +184,7 @@ path = '''\.p12$'''
 	if _, ok := rs.Rule("jwt"); ok {
 		t.Fatal("disabled rule kept")
 	}
-	if _, ok := rs.Rule("github-token"); !ok {
+	if _, ok := rs.Rule("github-pat"); !ok {
 		t.Fatal("useDefault: built-in rules missing")
 	}
 	if len(rs.Skipped) != 1 || rs.Skipped[0] != "pkcs12" {
@@ -201,7 +201,7 @@ path = '''\.p12$'''
 		"testdata/fixture": "acme_key: " + key + "\n",                 // allowed: global path
 		"deploy.yaml":      "id: internal-" + hexv + "\n",
 		"deploy.txt":       "id: internal-" + hexv + "\n", // rule path: yaml only
-		"ghp.txt":          s0(samples(r), "github-token"),
+		"ghp.txt":          s0(samples(r), "github-pat"),
 		"jwt.txt":          s0(samples(r), "jwt"), // disabled
 	}
 	fs := ruleScan(t, files, rs)
@@ -209,7 +209,7 @@ path = '''\.p12$'''
 	for _, f := range fs {
 		got = append(got, f.Rule+"@"+f.Path)
 	}
-	want := "acme-api-key@app.cfg only-in-yaml@deploy.yaml github-token@ghp.txt"
+	want := "acme-api-key@app.cfg only-in-yaml@deploy.yaml github-pat@ghp.txt"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("got %v, want %s", got, want)
 	}

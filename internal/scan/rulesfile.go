@@ -127,7 +127,7 @@ type ruleLoader struct {
 // rule compiles one rule (that has a regex).
 func (l ruleLoader) rule(tr tomlRule) (Rule, error) {
 	var err error
-	r := Rule{ID: tr.ID, Description: tr.Description, SecretGroup: tr.SecretGroup, Entropy: tr.Entropy}
+	r := Rule{ID: tr.ID, Description: tr.Description, SecretGroup: tr.SecretGroup, Entropy: tr.Entropy, Tags: tr.Tags}
 	if r.Regex, err = l.compile(tr.ID, "regex", tr.Regex); err != nil {
 		return r, err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+
+	"github.com/rekeyhq/rekey"
 )
 
 // SetRules makes the matcher also run pattern rules (nil: none, the
@@ -59,15 +61,16 @@ func (m *Matcher) scanRange(data []byte, base Finding, lo, hi int) []Finding {
 		if len(rms) > 0 {
 			pos := make([]Match, len(rms))
 			for i, rm := range rms {
-				pos[i] = Match{Offset: rm.start, Len: rm.end - rm.start}
+				pos[i] = Match{Offset: rm.mstart, Len: rm.mend - rm.mstart}
 			}
-			lines, cols := positions(data, pos)
+			lines, cols, endLines, endCols := positions(data, pos)
 			for i, rm := range rms {
 				f := base
 				f.Rule = rm.rule.ID
 				f.Current = true
-				f.Line, f.Column = lines[i], cols[i]
+				f.Line, f.Column, f.EndLine, f.EndColumn = lines[i], cols[i], endLines[i], endCols[i]
 				f.Redacted = redact(data[rm.start:rm.end])
+				f.entropy = float32(rekey.Entropy(data[rm.start:rm.end]))
 				f.pending = rm.pending
 				out = append(out, f)
 			}

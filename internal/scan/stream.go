@@ -115,7 +115,11 @@ func (m *Matcher) scanWindow(w part, base Finding) []Finding {
 		if fs[i].Line == 1 {
 			fs[i].Column += w.col
 		}
+		if fs[i].EndLine == 1 {
+			fs[i].EndColumn += w.col
+		}
 		fs[i].Line += w.line
+		fs[i].EndLine += w.line
 	}
 	return fs
 }

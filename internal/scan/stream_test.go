@@ -180,7 +180,7 @@ func TestValueStraddlesChunkBoundary(t *testing.T) {
 	smallWindows(t, 1024)
 	o := m.overlap()
 	pw := samples(rand.New(rand.NewPCG(3, 4)))["generic-secret"][0]
-	for _, c := range []struct{ text, prefix, what string }{{v, "", "S"}, {"DB_PASSWORD=" + pw + " ", "DB_PASSWORD=", "generic-secret"}} {
+	for _, c := range []struct{ text, prefix, what string }{{v, "", "S"}, {"DB_PASSWORD=" + pw + " ", "DB_", "generic-secret"}} { // a rule's column is its match's (from the keyword)
 		// The first window is data[:1024+3o] and owns the matches starting
 		// in data[:1024+2o].
 		for at := 1024 + 2*o - len(c.text) - 2; at < 1024+3*o+2; at++ {
