@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rekeyhq/rekey"
 	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/spf13/cobra"
@@ -114,7 +115,14 @@ func (a *app) runPlanned(ctx context.Context, p *rkapp.PlannedRotation) (*engine
 func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.RotateRequest) error {
 	switch {
 	case p.Plan == nil:
-		out := &rotationJSON{Environment: a.envName, Outcome: "nothing", Secrets: []rotatedSecretJSON{}}
+		mode := rekey.ModeManual
+		switch {
+		case o.Emergency:
+			mode = rekey.ModeEmergency
+		case o.Due:
+			mode = rekey.ModeScheduled
+		}
+		out := &rotationJSON{Environment: a.envName, Mode: string(mode), Outcome: "nothing", Secrets: []rotatedSecretJSON{}}
 		if cfg, err := a.s().Config(); err == nil {
 			if env, err := a.s().Environment(cfg); err == nil {
 				out.Environment = env.Name
