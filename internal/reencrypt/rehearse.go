@@ -31,6 +31,7 @@ const (
 type Rehearsal struct {
 	Copy     string        // the copy's name (dropped when Rehearse returns)
 	Method   string        // CopyTemplate or CopyDump
+	Admin    bool          // the copy was made (and dropped) through the admin connection
 	CopyTime time.Duration // making the copy
 	RunTime  time.Duration // the re-encryption on the copy
 	Result   *Result       // the re-encryption's result (rows, failures)
@@ -49,10 +50,18 @@ type TableGrowth struct {
 // no one else is connected to it, else pg_dump | pg_restore, streamed
 // through a pipe: no dump file), runs the whole re-encryption on the copy
 // and drops the copy (also on failure or cancellation). The source
-// database is only read. The role needs CREATEDB (and, for the template
-// copy, to own the source or be superuser; otherwise the pg_dump path is
-// used). The error is Run's (ErrUndecryptable when values open with
-// neither key), returned with the Rehearsal.
+// database is only read; its configured tables and columns are looked up
+// first, before any copy is made.
+//
+// The copy is made by the job's role, which then needs CREATEDB (and, for
+// the template copy, to own the source or be superuser; otherwise the
+// pg_dump path is used), or, with job.AdminDSN, through that admin
+// connection (same server), so the application's role needs no CREATEDB:
+// the re-encryption then runs on a template copy as the job's role (the
+// copy keeps the tables' owners and grants) and on a pg_dump copy as the
+// admin (its objects are the admin's). Without CREATEDB the error wraps
+// ErrNoCreateDB. The error is Run's (ErrUndecryptable when values open
+// with neither key), returned with the Rehearsal.
 func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 	cfg, specs, err := prepare(job.Config)
 	if err != nil {
@@ -66,11 +75,26 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 	if src == "" {
 		return nil, invalid("the connection string names no database")
 	}
-	admin, err := connectAdmin(ctx, cc)
+	checkPID, err := checkTables(ctx, cc, specs, cfg.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	creator := cc // the role that makes and drops the copy
+	if job.AdminDSN != "" {
+		if creator, err = (Job{DSN: job.AdminDSN}).connConfig(); err != nil {
+			return nil, rekey.Wrap(rekey.CodeInvalid, err, "reencrypt: the admin connection")
+		}
+		if creator.Host != cc.Host || creator.Port != cc.Port {
+			return nil, invalid("the admin connection is to another server than the database (%s:%d, not %s:%d)", creator.Host, creator.Port, cc.Host, cc.Port).
+				WithHint("the admin URL must name the server the database is on")
+		}
+	}
+	admin, err := connectAdmin(ctx, creator)
 	if err != nil {
 		return nil, err
 	}
 	defer admin.Close(context.Background())
+	waitGone(ctx, admin, checkPID) // not one of the "others" on the source
 
 	rh := &Rehearsal{Copy: copyName(job.JobID)}
 	t0 := time.Now()
@@ -83,13 +107,17 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 		defer cancel()
 		_ = dropDatabase(dctx, admin, rh.Copy)
 	}()
-	rh.Method, created, err = copyDatabase(ctx, admin, cc, src, rh.Copy, job.PGBinDir)
+	rh.Admin = job.AdminDSN != ""
+	rh.Method, created, err = copyDatabase(ctx, admin, creator, src, rh.Copy, job.PGBinDir)
 	if err != nil {
 		return nil, err
 	}
 	rh.CopyTime = time.Since(t0)
 
 	copyCC := cc.Copy()
+	if rh.Admin && rh.Method == CopyDump {
+		copyCC = creator.Copy() // restored without owners: the admin's objects
+	}
 	copyCC.Database = rh.Copy
 	before, err := rh.sizes(ctx, copyCC, specs, cfg.Encoding)
 	if err != nil {
@@ -135,12 +163,23 @@ func copyDatabase(ctx context.Context, admin *pgx.Conn, cc *pgx.ConnConfig, src,
 		return CopyTemplate, true, nil
 	case code == "55006" || code == "42501": // others are connected to it; or not ours to copy
 		if _, err := admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(dst)); err != nil {
-			return "", false, dbError(err, "create the rehearsal database").WithHint("the role needs CREATEDB")
+			return "", false, createError(err, cc.User, "create the rehearsal database")
 		}
 		return CopyDump, true, dumpRestore(ctx, cc, src, dst, binDir, admin)
 	default:
-		return "", false, dbError(err, "copy the database").WithHint("the role needs CREATEDB")
+		return "", false, createError(err, cc.User, "copy the database")
 	}
+}
+
+// createError is the error of a CREATE DATABASE by role: ErrNoCreateDB,
+// with the grant, when the role may not.
+func createError(err error, role, what string) *rekey.Error {
+	if pgCode(err) == "42501" {
+		return (&rekey.Error{Code: rekey.CodeUnsafe, Err: ErrNoCreateDB,
+			Msg: fmt.Sprintf("reencrypt: role %s may not create databases: the rehearsal's copy needs CREATEDB", displayIdent(role))}).
+			WithHint("grant it (as a superuser: ALTER ROLE %s CREATEDB), or make the copy through an admin connection", quoteIdent(role))
+	}
+	return dbError(err, "%s", what)
 }
 
 // sizes measures the tables of specs (values in encoding) in the database

@@ -73,7 +73,9 @@ func TestRehearse(t *testing.T) {
 			}
 		})
 	}
-	// A failure (here: a table that does not exist) still drops the copy.
+	// A table that does not exist: found before any copy is made (and a
+	// failure after the copy drops it: the run's errors go through the
+	// same path).
 	dsn, _ := newDB(t, true)
 	_, err := Rehearse(testCtx(t), job(dsn, rekey.ReencryptSpec{Columns: []string{"nope.c"}}, newKey32(t, "base64"), newKey32(t, "base64"), "rh-fail"))
 	if err == nil || !strings.Contains(err.Error(), "not found") {

@@ -40,6 +40,10 @@ type Job struct {
 	Stderr io.Writer
 	// PGBinDir is where Rehearse looks for pg_dump and pg_restore first.
 	PGBinDir string
+	// AdminDSN, when set, is the connection (same server as DSN) through
+	// which Rehearse makes and drops its copy: the job's role then needs no
+	// CREATEDB. Never quoted in errors.
+	AdminDSN string
 }
 
 // Progress is reported after every batch.

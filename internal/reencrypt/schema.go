@@ -70,8 +70,15 @@ func resolveTable(ctx context.Context, conn *pgx.Conn, sp TableSpec, encoding st
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.oid = to_regclass($1)`, qualified).Scan(&oid, &t.schema, &t.name, &kind)
 	if err == pgx.ErrNoRows || (err == nil && oid == nil) {
-		return nil, rekey.Errorf(rekey.CodeNotFound, "reencrypt: table %s not found", sp.Name()).
-			WithHint("check the columns of the reencrypt section and the database's search_path")
+		e := rekey.Errorf(rekey.CodeNotFound, "reencrypt: table %s not found", sp.Name())
+		names, lerr := tableNames(ctx, conn, sp.Schema)
+		if lerr != nil {
+			return nil, dbError(lerr, "list the tables")
+		}
+		if near := nearest(sp.Table, names); len(near) > 0 {
+			return nil, e.WithHint("did you mean %s? (the columns of the reencrypt section name table.column)", strings.Join(near, " or "))
+		}
+		return nil, e.WithHint("check the columns of the reencrypt section and the database's search_path")
 	}
 	if err != nil {
 		return nil, dbError(err, "look up table %s", sp.Name())
@@ -91,7 +98,7 @@ func resolveTable(ctx context.Context, conn *pgx.Conn, sp TableSpec, encoding st
 	for _, name := range sp.Columns {
 		a, ok := attrs[name]
 		if !ok {
-			return nil, rekey.Errorf(rekey.CodeNotFound, "reencrypt: column %s.%s not found", t.display, displayIdent(name))
+			return nil, columnNotFound("column", t, name, attrs)
 		}
 		if a.generated {
 			return nil, invalid("column %s.%s is generated: it cannot be updated", t.display, displayIdent(name))
@@ -121,7 +128,7 @@ func resolveTable(ctx context.Context, conn *pgx.Conn, sp TableSpec, encoding st
 		for _, p := range pkNames {
 			a, ok := attrs[p]
 			if !ok {
-				return nil, rekey.Errorf(rekey.CodeNotFound, "reencrypt: key column %s.%s not found", t.display, displayIdent(p))
+				return nil, columnNotFound("key column", t, p, attrs)
 			}
 			if !a.notNull {
 				return nil, invalid("key column %s.%s may be NULL", t.display, displayIdent(p)).
@@ -151,6 +158,59 @@ func resolveTable(ctx context.Context, conn *pgx.Conn, sp TableSpec, encoding st
 			WithHint("grant SELECT and UPDATE on it to the role rekey connects as")
 	}
 	return t, nil
+}
+
+// columnNotFound is the error for a configured column t does not have:
+// by name, with the nearest of its columns (a typo), else all of them.
+func columnNotFound(what string, t *table, name string, attrs map[string]attr) *rekey.Error {
+	e := rekey.Errorf(rekey.CodeNotFound, "reencrypt: %s %s.%s not found", what, t.display, displayIdent(name))
+	var have []string
+	for a := range attrs {
+		have = append(have, a)
+	}
+	sort.Strings(have)
+	if near := nearest(name, have); len(near) > 0 {
+		return e.WithHint("did you mean %s.%s?", t.display, strings.Join(near, " or "+t.display+"."))
+	}
+	for i, h := range have {
+		have[i] = displayIdent(h)
+	}
+	return e.WithHint("%s has the columns %s", t.display, strings.Join(have, ", "))
+}
+
+// nearest lists the names within a small edit distance of name (case
+// aside), nearest first, at most three: rekey.EditDistance, as the config's
+// and the secret names' did-you-mean.
+func nearest(name string, names []string) []string {
+	type cand struct {
+		name string
+		d    int
+	}
+	var cs []cand
+	limit := 1 + len([]rune(name))/5
+	for _, n := range names {
+		if d := rekey.EditDistance(strings.ToLower(name), strings.ToLower(n)); d <= limit && n != name {
+			cs = append(cs, cand{n, d})
+		}
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].d < cs[j].d })
+	var out []string
+	for i := 0; i < len(cs) && i < 3; i++ {
+		out = append(out, displayIdent(cs[i].name))
+	}
+	return out
+}
+
+// tableNames lists the tables of schema, or those visible on the search
+// path when schema is "".
+func tableNames(ctx context.Context, conn *pgx.Conn, schema string) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND CASE WHEN $1 = '' THEN pg_table_is_visible(c.oid) ELSE n.nspname = $1 END
+		ORDER BY 1`, schema)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 type attr struct {
