@@ -105,7 +105,7 @@ func benchScan(b *testing.B, f *scanFixture, extra ...string) {
 	)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(bin, append([]string{"scan", "--history", "--format", "json"}, extra...)...)
+		cmd := exec.Command(bin, append([]string{"scan", "--history", "--report-format", "json"}, extra...)...)
 		cmd.Dir = f.dir
 		cmd.Env = append(os.Environ(), "REKEY_MASTER_KEY="+f.key)
 		var stdout, stderr bytes.Buffer
@@ -170,7 +170,12 @@ func pollHWM(pid int) <-chan int64 {
 // each found once, and returns their number.
 func checkScanFindings(b *testing.B, f *scanFixture, out []byte) int {
 	var fs []struct {
-		Rule, Secret, Where, Commit, Path, Encoding string
+		Rule     string `json:"rule"`
+		Secret   string `json:"secret"`
+		Where    string `json:"where"`
+		Commit   string `json:"commit"`
+		Path     string `json:"path"`
+		Encoding string `json:"encoding"`
 	}
 	if err := json.Unmarshal(out, &fs); err != nil {
 		b.Fatalf("rekey scan --history: bad JSON: %v", err)
