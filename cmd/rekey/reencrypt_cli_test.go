@@ -24,13 +24,15 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 type rcProject struct {
 	*ctProject
-	url   string
-	plain map[int64][2]string // id → email, ssn
+	cluster *pgtest.Cluster
+	url     string
+	plain   map[int64][2]string // id → email, ssn
 }
 
 func rcSeal(t *testing.T, key, plaintext string) string {
@@ -68,7 +70,7 @@ func rcNewProject(t *testing.T, db string, rows int, extraEnv ...string) *rcProj
 		t.Fatal(err)
 	}
 	key := ctRandB64(32, base64.StdEncoding)
-	p := &rcProject{url: c.ConnString(c.SuperUser, c.SuperPassword, db), plain: map[int64][2]string{}}
+	p := &rcProject{cluster: c, url: c.ConnString(c.SuperUser, c.SuperPassword, db), plain: map[int64][2]string{}}
 	// The project: a manual DATABASE_URL (no password rotation here) and the key.
 	p.ctProject = ctBareProject(t, "DATABASE_URL="+p.url+"\nENCRYPTION_KEY="+key+"\nRUST_LOG=info\n"+strings.Join(extraEnv, ""), "reencrypt-test")
 	p.exec(`CREATE TABLE patients (id bigint PRIMARY KEY, email text, ssn text)`)

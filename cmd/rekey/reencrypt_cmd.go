@@ -18,6 +18,7 @@ import (
 
 type reencryptOptions struct {
 	verify, rehearse bool
+	adminSecret      string
 }
 
 func (a *app) reencryptCommand() *cobra.Command {
@@ -26,6 +27,7 @@ func (a *app) reencryptCommand() *cobra.Command {
 		Use: "reencrypt [NAME...] [--verify | --rehearse]",
 		Example: `  rekey reencrypt --verify
   rekey reencrypt --rehearse ENCRYPTION_KEY
+  rekey reencrypt --rehearse --admin-secret PG_ADMIN_URL
   rekey reencrypt`,
 		Short: "Finish, check or rehearse the re-encryption of data-key columns",
 		Long: `A rotation of a data key (kind data-key, with a reencrypt: section in
@@ -39,13 +41,29 @@ one as part of ` + "`rekey rotate`" + `. This command is for around it:
                                and its consumers restart. Resumes from its
                                checkpoint after a crash.
   rekey reencrypt --verify     count, per column, the values under the current
-                               key, the previous key, neither, and empty ones.
+                               key, the previous key, the pending key (a rotation
+                               created and not finished: running, or interrupted
+                               until ` + "`rekey recover`" + `), neither, and empty ones.
                                The old key is needed while its count is not zero.
   rekey reencrypt --rehearse   copy the database (CREATE DATABASE ... TEMPLATE, or
                                pg_dump | pg_restore when others are connected), run
                                the whole re-encryption on the copy with a fresh
                                throwaway key, report time, rows, failures and
-                               table growth, and drop the copy.
+                               table growth, and drop the copy. The copy needs
+                               CREATEDB: the app's role's, or an admin
+                               connection's (--admin-secret NAME, or the
+                               admin_secret of a postgres secret with
+                               changed_by: admin on the same server, used
+                               automatically), so the app's role needs none.
+
+The configured tables and columns are looked up first (also before a
+rotation of the data key creates anything): a typo is named, with the
+nearest name the database has. Progress totals are exact (count(*)) when
+the table's statistics are stale. Ctrl-C stops after the batches in flight
+(at most a few seconds, even on a row another session holds locked):
+exit 130; ` + "`rekey status`" + ` then reports the rotation or re-encryption
+left open (exit 8), and ` + "`rekey recover`" + ` or ` + "`rekey reencrypt`" + ` resumes
+from the checkpoint.
 
 Keyset pagination by primary key, one short transaction per batch,
 compare-and-swap writes (a concurrent application write is never lost: the
@@ -56,12 +74,16 @@ it is listed (table, key, column) and the run exits 7.`,
 	}
 	c.Flags().BoolVar(&o.verify, "verify", false, "count the values under each key, per column; change nothing")
 	c.Flags().BoolVar(&o.rehearse, "rehearse", false, "run the re-encryption on a throwaway copy of the database")
+	c.Flags().StringVar(&o.adminSecret, "admin-secret", "", "with --rehearse: the secret (or derived value) of rekey.yaml holding a postgres:// URL of a role with CREATEDB on the database's server, to make the copy")
 	return c
 }
 
 func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []string) error {
 	if o.verify && o.rehearse {
 		return rekey.Errorf(rekey.CodeInvalid, "--verify and --rehearse are separate runs").WithHint("pass one of them")
+	}
+	if o.adminSecret != "" && !o.rehearse {
+		return rekey.Errorf(rekey.CodeInvalid, "--admin-secret is for --rehearse (the copy of the database)").WithHint("rekey reencrypt --rehearse --admin-secret %s", o.adminSecret)
 	}
 	if o.verify || o.rehearse {
 		return a.runReencryptCheck(ctx, o, names)
@@ -82,7 +104,7 @@ func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []stri
 // copy of the database). Neither changes the store or the application's data.
 func (a *app) runReencryptCheck(ctx context.Context, o reencryptOptions, names []string) error {
 	if o.rehearse {
-		return a.s().RehearseKeys(ctx, names, func(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) {
+		return a.s().RehearseKeys(ctx, names, o.adminSecret, func(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) {
 			printRehearsal(a.out(), spec, reh)
 			if errors.Is(err, reencrypt.ErrUndecryptable) {
 				a.exit = exitCode(rekey.CodeVerifyFailed)
@@ -141,7 +163,11 @@ func printRehearsal(out io.Writer, spec *rekey.Spec, reh *reencrypt.Rehearsal) {
 	if reh == nil {
 		return
 	}
-	fmt.Fprintf(out, "%s: rehearsal on a copy of the database (%s, made in %s, dropped)\n", spec.Name, reh.Method, reh.CopyTime.Round(time.Millisecond))
+	via := ""
+	if reh.Admin {
+		via = " through the admin connection"
+	}
+	fmt.Fprintf(out, "%s: rehearsal on a copy of the database (%s, made%s in %s, dropped)\n", spec.Name, reh.Method, via, reh.CopyTime.Round(time.Millisecond))
 	if res := reh.Result; res != nil {
 		rate := 0.0
 		if reh.RunTime > 0 {

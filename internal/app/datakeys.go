@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
@@ -62,13 +63,18 @@ type CountedKey struct {
 }
 
 // dataKeyRun is one data key's current, previous and pending values and
-// the database its rows are in, for --verify and --rehearse.
+// the database its rows are in, for --verify and --rehearse (and, for
+// --rehearse, the admin connection that makes the copy, if any).
 type dataKeyRun struct {
 	spec               *rekey.Spec
 	cur, prev, pend    rekey.Value
 	curN, prevN, pendN int
 	dsn                rekey.Value
+	admin              rekey.Value
 }
+
+// adminFunc picks the admin connection of a data key's rehearsal.
+type adminFunc func(cfg *config.Config, vals *Values, spec *rekey.Spec, dsn rekey.Value) (rekey.Value, error)
 
 // keys returns the versions k holds (current, previous, pending), with
 // their values.
@@ -89,7 +95,7 @@ func (k dataKeyRun) keys() ([]CountedKey, []rekey.Value) {
 // eachDataKey reads, for each data key named (all when none), its current
 // and previous values and its database, recording the read (action) first,
 // and calls fn. Neither changes the store or the application's data.
-func (s *Session) eachDataKey(ctx context.Context, names []string, action string, fn func(st rekey.Store, k dataKeyRun) error) error {
+func (s *Session) eachDataKey(ctx context.Context, names []string, action string, admin adminFunc, fn func(st rekey.Store, k dataKeyRun) error) error {
 	cfg, st, env, err := s.openEnv(ctx)
 	if err != nil {
 		return err
@@ -139,6 +145,11 @@ func (s *Session) eachDataKey(ctx context.Context, names []string, action string
 		if k.dsn, err = vals.Resolve(sp.Reencrypt.Database); err != nil {
 			return err
 		}
+		if admin != nil {
+			if k.admin, err = admin(cfg, vals, sp, k.dsn); err != nil {
+				return err
+			}
+		}
 		if err := fn(st, k); err != nil {
 			return err
 		}
@@ -150,7 +161,7 @@ func (s *Session) eachDataKey(ctx context.Context, names []string, action string
 // columns under its current, previous and pending versions (`rekey
 // reencrypt --verify`); fn hears each key's figures.
 func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCount)) error {
-	return s.eachDataKey(ctx, names, "reencrypt.verify", func(st rekey.Store, k dataKeyRun) error {
+	return s.eachDataKey(ctx, names, "reencrypt.verify", nil, func(st rekey.Store, k dataKeyRun) error {
 		counted, keys := k.keys()
 		stderr := s.RedactedStderr(ctx, st, k.cur, k.prev, k.pend, k.dsn)
 		progress, done := s.progress("counting " + k.spec.Name)
@@ -169,11 +180,16 @@ func (s *Session) CountKeys(ctx context.Context, names []string, fn func(KeyCoun
 // RehearseKeys rehearses the re-encryption of each data key named (all when
 // none) on a copy of its database (`rekey reencrypt --rehearse`); fn hears
 // each rehearsal, and whether values opened with neither key
-// (reencrypt.ErrUndecryptable, not an error of the run).
-func (s *Session) RehearseKeys(ctx context.Context, names []string, fn func(*rekey.Spec, *reencrypt.Rehearsal, error)) error {
-	return s.eachDataKey(ctx, names, "reencrypt.rehearse", func(st rekey.Store, k dataKeyRun) error {
+// (reencrypt.ErrUndecryptable, not an error of the run). The copy is made
+// through an admin connection when there is one (rehearsalAdmin), so the
+// application's role needs no CREATEDB; adminSecret names it explicitly.
+func (s *Session) RehearseKeys(ctx context.Context, names []string, adminSecret string, fn func(*rekey.Spec, *reencrypt.Rehearsal, error)) error {
+	admin := func(cfg *config.Config, vals *Values, spec *rekey.Spec, dsn rekey.Value) (rekey.Value, error) {
+		return rehearsalAdmin(cfg, vals, adminSecret, spec, dsn)
+	}
+	return s.eachDataKey(ctx, names, "reencrypt.rehearse", admin, func(st rekey.Store, k dataKeyRun) error {
 		_, keys := k.keys()
-		reh, err := s.Rehearse(ctx, st, k.spec, keys, k.dsn)
+		reh, err := s.Rehearse(ctx, st, k.spec, keys, k.dsn, k.admin)
 		fn(k.spec, reh, err)
 		if errors.Is(err, reencrypt.ErrUndecryptable) {
 			return nil
@@ -182,16 +198,58 @@ func (s *Session) RehearseKeys(ctx context.Context, names []string, fn func(*rek
 	})
 }
 
+// rehearsalAdmin is the admin connection of spec's rehearsal: the secret
+// named (--admin-secret), which must be a URL of the server spec's
+// database is on; else the admin_secret of a postgres-password secret
+// changed by the admin (changed_by: admin) whose URL is on that server;
+// else none (the zero Value: the role makes the copy itself).
+func rehearsalAdmin(cfg *config.Config, vals *Values, name string, spec *rekey.Spec, dsn rekey.Value) (rekey.Value, error) {
+	if name != "" {
+		if !slices.Contains(vals.Keys(), name) {
+			return rekey.Value{}, rekey.UnknownSecret(name, cfg.Secrets)
+		}
+		v, err := vals.Resolve(name)
+		if err != nil {
+			return rekey.Value{}, err
+		}
+		if !reencrypt.SameServer(v, dsn) {
+			v.Wipe()
+			return rekey.Value{}, rekey.Errorf(rekey.CodeInvalid, "--admin-secret %s is not a postgres:// URL of the server %s's database (%s) is on", name, spec.Name, spec.Reencrypt.Database).
+				WithHint("name a secret holding the URL of a role with CREATEDB on that server")
+		}
+		return v, nil
+	}
+	for _, sp := range cfg.Secrets {
+		if sp.Postgres == nil || sp.Postgres.ChangedBy != "admin" || sp.Postgres.AdminSecret == "" {
+			continue
+		}
+		if v, err := vals.Resolve(sp.Postgres.AdminSecret); err == nil {
+			if reencrypt.SameServer(v, dsn) {
+				return v, nil
+			}
+			v.Wipe()
+		}
+	}
+	return rekey.Value{}, nil
+}
+
 // FinishReencryption resumes the re-encryption of each data key named (all
 // when none) whose rotation left rows on the previous key; done hears each
 // key that finished. It returns how many did.
 func (s *Session) FinishReencryption(ctx context.Context, names []string, narrate func(string, ...any), done func(name string)) (int, error) {
-	cfg, _, _, e, err := s.Mutate(ctx)
+	cfg, st, env, e, err := s.Mutate(ctx)
 	if err != nil {
 		return 0, err
 	}
 	specs, err := DataKeys(cfg.Secrets, names)
 	if err != nil {
+		return 0, err
+	}
+	var sn []string
+	for _, sp := range specs {
+		sn = append(sn, sp.Name)
+	}
+	if err := s.checkDataKeyColumns(ctx, st, cfg, env.Name, sn, true); err != nil {
 		return 0, err
 	}
 	e.Progress = narrate

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
@@ -87,8 +88,9 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 // Rehearse runs the re-encryption of spec on a copy of its database, from
 // its keys (keys[0] the current one; the others, previous and pending,
 // open values too) to a fresh throwaway one (never stored), and returns
-// the figures (the command prints them). The copy is dropped.
-func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec, keys []rekey.Value, dsn rekey.Value) (*reencrypt.Rehearsal, error) {
+// the figures (the command prints them). The copy is made (and dropped)
+// through admin when it is set, else by the role of dsn.
+func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec, keys []rekey.Value, dsn, admin rekey.Value) (*reencrypt.Rehearsal, error) {
 	cur := keys[0]
 	gen := spec.Generator
 	if gen.Bytes == 0 {
@@ -99,13 +101,20 @@ func (s *Session) Rehearse(ctx context.Context, st rekey.Store, spec *rekey.Spec
 		return nil, err
 	}
 	defer throwaway.Wipe()
-	stderr := s.RedactedStderr(ctx, st, append([]rekey.Value{throwaway, dsn}, keys...)...)
+	stderr := s.RedactedStderr(ctx, st, append([]rekey.Value{throwaway, dsn, admin}, keys...)...)
 	defer stderr.Close()
 	progress, done := s.progress("rehearsing " + spec.Name)
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: *spec.Reencrypt, Old: cur, New: throwaway, Also: keys[1:],
-		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: progress, Stderr: stderr}
+		JobID: time.Now().UTC().Format("20060102T150405Z"), Progress: progress, Stderr: stderr, AdminDSN: admin.RevealString()}
 	reh, err := reencrypt.Rehearse(ctx, job)
 	done()
+	if errors.Is(err, reencrypt.ErrNoCreateDB) {
+		hint := rekey.ErrorHint(err) + ": pass --admin-secret NAME (a secret of rekey.yaml holding a postgres:// URL of a role with CREATEDB on that server), or declare one on the database password's secret (postgres: {changed_by: admin, admin_secret: NAME}): the rehearsal uses it"
+		if admin.Len() > 0 {
+			hint = "the admin connection's role needs CREATEDB (or superuser) on that server"
+		}
+		return reh, rekey.Wrap(rekey.ErrorCode(err), err, "rehearse the re-encryption of %s", spec.Name).WithHint("%s", hint)
+	}
 	if err != nil && !errors.Is(err, reencrypt.ErrUndecryptable) {
 		return reh, rekey.Wrap(rekey.ErrorCode(err), err, "rehearse the re-encryption of %s", spec.Name)
 	}
@@ -121,4 +130,48 @@ func (s *Session) progress(what string) (func(reencrypt.Progress), func()) {
 		return nil, func() {}
 	}
 	return s.Opts.Progress(what)
+}
+
+// checkDataKeyColumns looks the configured tables and columns of each data
+// key among names up in its database (the catalog only), before a
+// rotation creates anything: a typo (patients.emial) is named with the
+// nearest column, and no new key is sealed or published. With
+// warnUnreachable (a dry run; reencrypt, whose run would say it) a
+// database that cannot be reached is a warning, not an error.
+func (s *Session) checkDataKeyColumns(ctx context.Context, st rekey.Store, cfg *config.Config, env string, names []string, warnUnreachable bool) error {
+	var specs []*rekey.Spec
+	for _, n := range names {
+		if sp, ok := cfg.Secret(n); ok && sp.Kind == rekey.KindDataKey && sp.Reencrypt != nil {
+			specs = append(specs, sp)
+		}
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	vals, err := ResolveValues(ctx, st, cfg, env, Current, nil)
+	if err != nil {
+		return err
+	}
+	defer vals.Wipe()
+	for _, sp := range specs {
+		if err := reencrypt.Validate(*sp.Reencrypt); err != nil {
+			return rekey.Wrap(rekey.CodeInvalid, err, "reencrypt of %s (rekey.yaml line %d)", sp.Name, sp.Line)
+		}
+		dsn, err := vals.Resolve(sp.Reencrypt.Database)
+		if err != nil {
+			return err
+		}
+		err = reencrypt.Check(ctx, dsn.RevealString(), *sp.Reencrypt)
+		dsn.Wipe()
+		switch {
+		case err == nil:
+		case rekey.ErrorCode(err) == rekey.CodeNotFound:
+			return rekey.Wrap(rekey.CodeNotFound, err, "reencrypt of %s (rekey.yaml line %d): nothing was rotated", sp.Name, sp.Line)
+		case warnUnreachable:
+			s.warnf("could not look up the columns of %s: %v", sp.Name, err)
+		default:
+			return rekey.Wrap(rekey.ErrorCode(err), err, "look up the columns of %s before rotating it (nothing was rotated)", sp.Name)
+		}
+	}
+	return nil
 }

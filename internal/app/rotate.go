@@ -97,6 +97,9 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, r.DryRun); err != nil {
+		return nil, err // a typo in a data key's columns: before anything is created
+	}
 	warnNoConsumer(p.Plan, cfg, env.Name)
 	return p, nil
 }
