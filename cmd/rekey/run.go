@@ -32,8 +32,8 @@ What CMD gets:
     online re-encryption), with the store's previous version;
   - every other key of the environment's .env files (PORT, RUST_LOG, ...),
     unless a variable of that name is already set (as dotenv loaders do;
-    a key in two files: the first file's). --secrets-only leaves these out
-    and does not read the .env at all.
+    a key in two files: the first file's).
+--secrets-only passes the first only: the .env is not read.
 
 CMD gets rekey's environment without rekey's own key material:
 REKEY_MASTER_KEY, REKEY_PASSPHRASE, REKEY_NEW_* and any other REKEY_*
