@@ -39,7 +39,17 @@ commit of every branch and tag, merge commits' own changes, stashes, and blobs
 that no ref reaches any more (a value "removed" by a rewrite is still in the
 object store). --staged scans the index. Each value is looked for raw, as
 base64 and base64url at every byte alignment, as hex, URL-encoded and
-JSON-escaped. The values stay in memory only.
+JSON-escaped, also when it is wrapped across lines (a PEM body, MIME base64
+at 64 or 76 columns, an indented YAML block: encoding "raw-wrapped",
+"base64-wrapped"...). The values stay in memory only.
+
+Without a rekey project (no rekey.yaml here or above, no --config), scan
+runs the pattern rules only, in any folder or git repository, and says so
+in one line on stderr: a team can run it in CI before adopting the rest.
+
+In the history a finding is reported once, at the commit that added its
+line (as gitleaks reports what "git log -p" adds): a secret that stays in
+a file through later edits and renames is not reported again for each.
 
 A .env that rekey publishes to is where the values belong: it is not a
 finding while git ignores it; the same file tracked by git is.
@@ -61,16 +71,28 @@ built-in rules unless it has [extend] useDefault = true. Regexes are Go RE2
 values only.
 
 Suppressing findings: a line carrying "rekey:allow" or "gitleaks:allow"
-(e.g. in a comment) reports nothing. --allow FILE lists finding ids, one a
-line (# comments): the ID of --format json, "[COMMIT:]PATH:RULE:LINE" (a
-.gitleaksignore line) or "[COMMIT:]PATH:SECRET/ENV/vN:LINE", or a managed
-version's fingerprint ("fp:…", as rekey history prints it) to suppress
-every finding of that version. Ids are made of the location, never of the
-value. --baseline FILE takes a previous
---format json report: the findings it holds are not reported again.
+(e.g. in a comment) reports nothing. The .gitleaksignore of the scanned
+folder and of the repository's top level is honoured as gitleaks reads it:
+"COMMIT:PATH:RULE:LINE" hides that commit's finding, "PATH:RULE:LINE" that
+line in every commit and in the worktree (--no-gitleaksignore ignores it;
+the built-in rules that gitleaks also has carry gitleaks' rule ids).
+--allow FILE lists ids in the same forms, one a line (# comments): the id
+of --report-format json, "[COMMIT:]PATH:RULE:LINE" or
+"[COMMIT:]PATH:SECRET/ENV/vN:LINE", or a managed version's fingerprint
+("fp:…", as rekey history prints it) to suppress every finding of that
+version. Ids are made of the location, never of the value. --baseline FILE
+takes a previous --report-format json (or gitleaks) report: the findings
+it holds are not reported again.
 
---format sarif writes SARIF 2.1.0 (for code-scanning dashboards): a current
-managed value or a rule match is an error, a retired version a warning.
+--report-format (or --format) json writes rekey's findings (snake_case
+keys, no empty field); sarif writes SARIF 2.1.0 (for code-scanning
+dashboards): a current managed value or a rule match is an error, a
+retired version a warning; gitleaks writes gitleaks' JSON report (RuleID,
+StartLine, Commit, Fingerprint... as gitleaks v8 writes them, columns
+counted as gitleaks counts them) so what reads gitleaks' reports reads
+rekey's: Secret and Match are always "REDACTED" (rekey never writes the
+matched text), a managed value's RuleID is "rekey-managed-secret".
+--report-path FILE writes the report to FILE instead of stdout.
 
 --install-hook writes the repository's pre-commit hook to run
 "rekey scan --staged" (this binary, this rekey.yaml) and block a commit on
@@ -86,7 +108,7 @@ line longer than 64 KiB may not apply to a match far from it.
 
 In text output a path, rule or preview holding a control character (an
 escape sequence, a line break) or a bidi override is printed quoted with
-escapes ("a\x1b[2K.env"), as git does; --format json keeps it exact.
+escapes ("a\x1b[2K.env"), as git does; the JSON reports keep it exact.
 
 On a terminal, a long --history scan shows its progress on stderr.`,
 		Args: cobra.MaximumNArgs(1),

@@ -167,7 +167,13 @@ func readGitleaksIgnore(ctx context.Context, dir string, ig scan.Ignore) ([]stri
 		if err != nil {
 			return nil, rekey.Wrap(rekey.CodeInternal, err, "read %s", p)
 		}
-		scan.ParseIgnore(b, ig)
+		lines := scan.Ignore{}
+		scan.ParseIgnore(b, lines)
+		for id := range lines {
+			if !strings.HasPrefix(id, "fp:") { // a managed version is suppressed by --allow only
+				ig[id] = true
+			}
+		}
 		read = append(read, p)
 	}
 	return read, nil

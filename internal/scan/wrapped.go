@@ -25,8 +25,26 @@ const minWrapTail = 16
 // wrapped is the suffix of the encoding of a match found across lines.
 const wrapped = "-wrapped"
 
-func isWrapChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=' || c == '-' || c == '_'
+// wrapChars is the alphabet of a wrapped value: base64, base64url and hex.
+var wrapChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=' || c == '-' || c == '_'
+	}
+	return t
+}()
+
+func isWrapChar(c byte) bool { return wrapChars[c] }
+
+// seg is a piece of a joined run: joined[at:] comes from data[from:].
+type seg struct{ at, from int }
+
+// offset maps an offset of the joined text to the data's.
+func offset(segs []seg, j int) int {
+	k := len(segs) - 1
+	for k > 0 && segs[k].at > j {
+		k--
+	}
+	return segs[k].from + j - segs[k].at
 }
 
 // scanWrapped returns the matches in data that cross a line break of a run
@@ -34,7 +52,7 @@ func isWrapChar(c byte) bool {
 func (m *Matcher) scanWrapped(data []byte) []Match {
 	var out []Match
 	var joined []byte
-	var offs []int // offset in data of each byte of joined
+	var segs []seg // where each line's piece of joined comes from
 	for i := 0; i < len(data); {
 		j := bytes.IndexByte(data[i:], '\n')
 		if j < 0 {
@@ -56,17 +74,15 @@ func (m *Matcher) scanWrapped(data []byte) []Match {
 		for s > i && isWrapChar(data[s-1]) {
 			s--
 		}
-		joined, offs = joined[:0], offs[:0]
-		var breaks []int // indexes in joined where a break was removed
-		next := joinRun(data, s, e, &joined, &offs)
+		joined, segs = joined[:0], segs[:0]
+		next := joinRun(data, s, e, &joined, &segs)
 		for p := nl + 1; ; {
-			breaks = append(breaks, len(joined))
 			k := skipBlanks(data, p)
 			r := k
-			for r < len(data) && isWrapChar(data[r]) {
+			for r < len(data) && wrapChars[data[r]] {
 				r++
 			}
-			next = joinRun(data, k, r, &joined, &offs)
+			next = joinRun(data, k, r, &joined, &segs)
 			le := r
 			if le < len(data) && data[le] == '\r' {
 				le++
@@ -77,7 +93,7 @@ func (m *Matcher) scanWrapped(data []byte) []Match {
 			p = le + 1
 			next = p
 		}
-		out = append(out, m.crossing(joined, offs, breaks)...)
+		out = append(out, m.crossing(joined, segs)...)
 		clear(joined)
 		i = max(next, nl+1)
 	}
@@ -98,24 +114,23 @@ func skipBlanks(data []byte, p int) int {
 	return p
 }
 
-// joinRun appends data[s:e] to joined and its offsets to offs; it returns e.
-func joinRun(data []byte, s, e int, joined *[]byte, offs *[]int) int {
+// joinRun appends data[s:e] to joined and where it comes from to segs; it
+// returns e.
+func joinRun(data []byte, s, e int, joined *[]byte, segs *[]seg) int {
+	*segs = append(*segs, seg{len(*joined), s})
 	*joined = append(*joined, data[s:e]...)
-	for k := s; k < e; k++ {
-		*offs = append(*offs, k)
-	}
 	return e
 }
 
 // crossing returns the matches of joined that cross one of its removed
-// breaks, positioned in the original data.
-func (m *Matcher) crossing(joined []byte, offs, breaks []int) []Match {
+// breaks (the starts of segs but the first), positioned in the data.
+func (m *Matcher) crossing(joined []byte, segs []seg) []Match {
 	var out []Match
 	for _, mt := range m.scanExact(joined) {
 		end := mt.Offset + mt.Len
 		crosses := false
-		for _, b := range breaks {
-			if mt.Offset < b && b < end {
+		for _, sg := range segs[1:] {
+			if mt.Offset < sg.at && sg.at < end {
 				crosses = true
 				break
 			}
@@ -123,8 +138,8 @@ func (m *Matcher) crossing(joined []byte, offs, breaks []int) []Match {
 		if !crosses {
 			continue // found by the exact search
 		}
-		start := offs[mt.Offset]
-		out = append(out, Match{SecretIndex: mt.SecretIndex, Encoding: mt.Encoding + wrapped, Offset: start, Len: offs[end-1] + 1 - start})
+		start := offset(segs, mt.Offset)
+		out = append(out, Match{SecretIndex: mt.SecretIndex, Encoding: mt.Encoding + wrapped, Offset: start, Len: offset(segs, end-1) + 1 - start})
 	}
 	return out
 }

@@ -58,3 +58,43 @@ func TestWrappedValues(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWrappedCost compares the exact search alone with Scan (exact and
+// wrapped) on source-like text: lines of 10 to 100 bytes, a tenth of them
+// ending in a long identifier or a base64 literal, some indented, and a few
+// 76-column base64 blocks. Run both in one process (the ratio is what
+// counts): go test ./internal/scan -run '^$' -bench WrappedCost.
+func BenchmarkWrappedCost(b *testing.B) {
+	r := rand.New(rand.NewPCG(9, 10))
+	var secrets []Secret
+	for i := range 100 {
+		secrets = append(secrets, secret("S"+string(rune('A'+i%26))+randString(r, 4, alnum), randString(r, 32, alnum+"/+-_@:")))
+	}
+	m := NewMatcher(secrets)
+	var sb strings.Builder
+	for sb.Len() < 32<<20 {
+		switch k := r.IntN(1000); {
+		case k < 2: // a MIME block
+			sb.WriteString(wrap(base64.StdEncoding.EncodeToString([]byte(randString(r, 3000, alnum))), 76, ""))
+		case k < 100:
+			sb.WriteString(strings.Repeat(" ", r.IntN(8)) + "value = " + randString(r, 10+r.IntN(60), alnum+"_") + "\n")
+		default:
+			n := 10 + r.IntN(90)
+			line := []byte(randString(r, n, alnum+"     (){};,."))
+			sb.WriteString(strings.Repeat("\t", r.IntN(3)) + string(line) + ";\n")
+		}
+	}
+	data := []byte(sb.String())
+	b.Run("exact", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			_ = m.scanExact(data)
+		}
+	})
+	b.Run("exact+wrapped", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			_ = m.Scan(data)
+		}
+	})
+}
