@@ -23,16 +23,8 @@ type scanOptions struct {
 	installHook, force bool
 }
 
-func (a *app) scanCommand() *cobra.Command {
-	var o scanOptions
-	c := &cobra.Command{
-		Use: "scan [PATH] [--history] [--staged] [--since DATE] [--report-format text|json|sarif|gitleaks] [--report-path FILE] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
-		Example: `  rekey scan
-  rekey scan --history --report-format sarif > rekey.sarif
-  rekey scan --history --report-format gitleaks --report-path gitleaks-report.json
-  rekey scan --install-hook`,
-		Short: "Find leaks: every managed version exactly, and well-known secret formats, in files and the whole git history",
-		Long: `scan looks for every value the store holds — current, previous and retired
+// scanLong is `rekey scan --help`.
+const scanLong = `scan looks for every value the store holds — current, previous and retired
 versions of every environment — in the working tree (default: the project
 folder), and with --history in every object of the git repository: every
 commit of every branch and tag, merge commits' own changes, stashes, and blobs
@@ -110,8 +102,19 @@ In text output a path, rule or preview holding a control character (an
 escape sequence, a line break) or a bidi override is printed quoted with
 escapes ("a\x1b[2K.env"), as git does; the JSON reports keep it exact.
 
-On a terminal, a long --history scan shows its progress on stderr.`,
-		Args: cobra.MaximumNArgs(1),
+On a terminal, a long --history scan shows its progress on stderr.`
+
+func (a *app) scanCommand() *cobra.Command {
+	var o scanOptions
+	c := &cobra.Command{
+		Use: "scan [PATH] [--history] [--staged] [--since DATE] [--report-format text|json|sarif|gitleaks] [--report-path FILE] [--rules FILE] [--allow FILE] [--baseline FILE] [--install-hook]",
+		Example: `  rekey scan
+  rekey scan --history --report-format sarif > rekey.sarif
+  rekey scan --history --report-format gitleaks --report-path gitleaks-report.json
+  rekey scan --install-hook`,
+		Short: "Find leaks: every managed version exactly, and well-known secret formats, in files and the whole git history",
+		Long:  scanLong,
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.Path = args[0]
