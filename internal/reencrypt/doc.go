@@ -147,7 +147,15 @@
 // session. [rekey.ReencryptSpec].RowsPerSecond caps the rows read per second (batches
 // shrink to a quarter of a second's worth). A cancelled context stops the
 // run after the batches being written (Run returns an error wrapping
-// [ErrInterrupted]).
+// [ErrInterrupted]); a write still waiting a few seconds later (on a row
+// another session holds locked) is cancelled on the server, and its batch
+// rolls back with its checkpoint. Progress totals are pg_class.reltuples
+// while the statistics are fresh, else count(*) (estimateRows).
+//
+// Every configured table and column is looked up in the catalog first
+// ([Check] does only that): one the database lacks is named, with the
+// nearest names it has (a typo), before anything is read, copied or
+// written.
 //
 // # Applications during a run
 //
@@ -187,5 +195,9 @@
 // the password in a 0600 passfile), runs the whole job on the copy,
 // reports time, rows, failures and table growth (pg_total_relation_size
 // before and after: every rewritten row leaves a dead version until
-// VACUUM), and drops the copy, also on failure.
+// VACUUM), and drops the copy, also on failure. The copy is made by the
+// job's role (it needs CREATEDB: else [ErrNoCreateDB]) or through
+// Job.AdminDSN, an admin connection to the same server. Job.Also are
+// further keys values may be under (a pending or previous version): they
+// open, and are re-encrypted, as the old key's values are.
 package reencrypt
