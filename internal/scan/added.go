@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // zeroOID is git's id of no object (the parent side of an added file).
@@ -23,18 +25,15 @@ type hunk struct{ start, n int }
 // added): gitleaks counts columns from there. A secret that stays in a file
 // across later commits is so reported once, at the commit that added its
 // line (gitleaks scans `git log -p`'s added lines), not at every later
-// version of the file.
-func addedLines(ctx context.Context, root string, from []string, to string) (func(line int) (frag int, ok bool), error) {
+// version of the file. The diffs are those diffAll computed; a blob larger
+// than wholeLimit is not diffed (git would load it whole): every line of it
+// counts as added.
+func (h *history) addedLines(from []string, to string) func(line int) (frag int, ok bool) {
 	var diffs [][]hunk
 	for _, p := range from {
-		if strings.Trim(p, "0") == "" {
-			continue
+		if hs, ok := h.hunks[[2]string{p, to}]; ok {
+			diffs = append(diffs, hs)
 		}
-		hs, err := diffHunks(ctx, root, p, to)
-		if err != nil {
-			return nil, err
-		}
-		diffs = append(diffs, hs)
 	}
 	return func(line int) (int, bool) {
 		frag := 1
@@ -48,7 +47,52 @@ func addedLines(ctx context.Context, root string, from []string, to string) (fun
 			}
 		}
 		return frag, true
-	}, nil
+	}
+}
+
+// diffAll runs, on a few cores, the diffs addedLines needs: each matching
+// blob with the blob its path held in each parent of each commit that
+// introduced it, unless either is large.
+func (h *history) diffAll(ctx context.Context, root string, hits map[string][]Finding) error {
+	h.hunks = map[[2]string][]hunk{}
+	var todo [][2]string
+	for oid := range hits {
+		for _, in := range h.intros[oid] {
+			for _, p := range in.from {
+				pr := [2]string{p, oid}
+				if _, ok := h.hunks[pr]; ok || strings.Trim(p, "0") == "" || h.big[p] || h.big[oid] {
+					continue
+				}
+				h.hunks[pr] = nil
+				todo = append(todo, pr)
+			}
+		}
+	}
+	var mu sync.Mutex
+	var first error
+	jobs := make(chan [2]string)
+	var wg sync.WaitGroup
+	for range min(len(todo), max(2, runtime.GOMAXPROCS(0))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pr := range jobs {
+				hs, err := diffHunks(ctx, root, pr[0], pr[1])
+				mu.Lock()
+				h.hunks[pr] = hs
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, pr := range todo {
+		jobs <- pr
+	}
+	close(jobs)
+	wg.Wait()
+	return first
 }
 
 func hunkOf(hs []hunk, line int) (hunk, bool) {

@@ -50,3 +50,28 @@ func TestParseHunk(t *testing.T) {
 		t.Error("a hunk that adds nothing")
 	}
 }
+
+// TestHistoryLargeBlobNotDiffed: a blob larger than wholeLimit is not
+// diffed (git would load it whole): each commit that changes it reports
+// the value again, at its line.
+func TestHistoryLargeBlobNotDiffed(t *testing.T) {
+	s := []Secret{secret("K", "rk_large_0123456789abcdefghij")}
+	v := s[0].Value.RevealString()
+	r := newRepo(t)
+	r.commit("add", map[string]string{"big.txt": "K=" + v + "\n"})
+	r.commit("edit", map[string]string{"big.txt": "K=" + v + "\nmore\n"})
+	smallWindows(t, 1024) // every blob is "large"
+	fs, err := ScanRepo(context.Background(), r.dir, NewMatcher(s), Options{History: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range fs {
+		if f.Where == WhereCommit && f.Line == 1 {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("want the value at both commits, got %+v", fs)
+	}
+}

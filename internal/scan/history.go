@@ -18,7 +18,7 @@ import (
 // scanHistory scans every blob of the object store and attributes each
 // matching one to the commits that introduce it (see ScanRepo).
 func scanHistory(ctx context.Context, root string, m *Matcher, opt Options, index map[string][]string) ([]Finding, error) {
-	blobs, total, err := listBlobs(ctx, root)
+	blobs, big, total, err := listBlobs(ctx, root)
 	if err != nil {
 		return nil, err
 	}
@@ -37,21 +37,24 @@ func scanHistory(ctx context.Context, root string, m *Matcher, opt Options, inde
 	if err := h.reachOrphans(ctx, root, hits); err != nil {
 		return nil, err
 	}
-	fs, err := h.findings(ctx, root, hits, h.stash(tips), index, opt.Since)
-	if err != nil {
+	h.big = big
+	if err := h.diffAll(ctx, root, hits); err != nil {
 		return nil, err
 	}
+	fs := h.findings(hits, h.stash(tips), index, opt.Since)
 	return fs, h.messages(ctx, root, fs)
 }
 
-// listBlobs lists every blob of the object store, and their total size.
-func listBlobs(ctx context.Context, root string) ([]string, int64, error) {
+// listBlobs lists every blob of the object store, those larger than
+// wholeLimit, and their total size.
+func listBlobs(ctx context.Context, root string) ([]string, map[string]bool, int64, error) {
 	list, err := gitOutput(ctx, root, "cat-file", "--batch-all-objects", "--unordered",
 		"--batch-check=%(objectname) %(objecttype) %(objectsize)")
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	var blobs []string
+	big := map[string]bool{}
 	var total int64
 	for _, line := range strings.Split(string(list), "\n") {
 		f := strings.Fields(line)
@@ -59,9 +62,12 @@ func listBlobs(ctx context.Context, root string) ([]string, int64, error) {
 			blobs = append(blobs, f[0])
 			n, _ := strconv.ParseInt(f[2], 10, 64)
 			total += n
+			if n > int64(wholeLimit) {
+				big[f[0]] = true
+			}
 		}
 	}
-	return blobs, total, nil
+	return blobs, big, total, nil
 }
 
 // scanBlobs scans the blobs and returns the location-free findings of each
@@ -159,7 +165,9 @@ type history struct {
 	intros  map[string][]intro // blob → introductions
 	commits map[string]commitMeta
 	orphans map[string]bool
-	reach   map[string]string // orphan blob → a path it is reachable at
+	reach   map[string]string    // orphan blob → a path it is reachable at
+	big     map[string]bool      // blobs larger than wholeLimit (not diffed)
+	hunks   map[[2]string][]hunk // (parent's blob, blob) → the lines the diff adds
 }
 
 // readHistory reads the introductions of the blobs of hits from
@@ -241,7 +249,7 @@ func (h *history) reachOrphans(ctx context.Context, root string, hits map[string
 // is one the commit added (see addedLines), else to the path it is
 // reachable at (unless since is set: then it came before), else, unless the
 // index holds it (Options.Staged reports those), to no place at all.
-func (h *history) findings(ctx context.Context, root string, hits map[string][]Finding, stash map[string]bool, index map[string][]string, since string) ([]Finding, error) {
+func (h *history) findings(hits map[string][]Finding, stash map[string]bool, index map[string][]string, since string) []Finding {
 	var out []Finding
 	for oid, fs := range hits {
 		for _, in := range h.intros[oid] {
@@ -250,10 +258,7 @@ func (h *history) findings(ctx context.Context, root string, hits map[string][]F
 			if stash[in.commit] {
 				where = WhereStash
 			}
-			added, err := addedLines(ctx, root, in.from, oid)
-			if err != nil {
-				return nil, err
-			}
+			added := h.addedLines(in.from, oid)
 			for _, f := range fs {
 				frag, ok := added(f.Line)
 				if !ok {
@@ -285,7 +290,7 @@ func (h *history) findings(ctx context.Context, root string, hits map[string][]F
 			out = append(out, f)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // messages sets the commit message of the findings (as gitleaks reports
