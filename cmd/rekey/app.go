@@ -261,7 +261,7 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 		Version:       versionLine(),
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.Flags().Bool("version", false, "print rekey's version (as `rekey version`)")
+	root.Flags().Bool("version", false, "print rekey's version (as rekey version does)")
 	root.PersistentFlags().StringVar(&a.cfgPath, "config", "", "path of rekey.yaml (default: found by walking up from the working directory)")
 	root.PersistentFlags().StringVarP(&a.envName, "environment", "e", "", "environment (default: production, or the only one in rekey.yaml)")
 	root.PersistentFlags().BoolVarP(&a.quiet, "quiet", "q", false, "print only warnings, errors and the data asked for (no step narration, progress or notes)")
@@ -382,10 +382,10 @@ change (narration) on stderr.
                variables are set (names only), each step's time, and the
                command each service status or restart ran
   --json       (status, doctor, verify, services status, audit, history,
-               rotate, recover, rollback, version; report and scan: --format
-               json) one JSON document on stdout, snake_case keys; an error
-               is {"error": {"code", "message", "hint", "exit_code"}} on
-               stderr, with the same exit status
+               rotate, recover, rollback, version; report --format json,
+               scan --report-format json) one JSON document on stdout,
+               snake_case keys; an error is {"error": {"code", "message",
+               "hint", "exit_code"}} on stderr, with the same exit status
 Colour marks states (ok, overdue, FAIL...) on a terminal only: never in a
 pipe, a file or JSON, nor when NO_COLOR is set or TERM=dumb.
 `

@@ -90,7 +90,7 @@ func cmdOr(c string) string {
 }
 
 // wantsJSON reports whether the command line asked c for JSON: --json, or
-// --format json (report, scan).
+// --format json (report), --report-format json (scan).
 func wantsJSON(c *cobra.Command) bool {
 	if c == nil {
 		return false
@@ -98,6 +98,10 @@ func wantsJSON(c *cobra.Command) bool {
 	if f := c.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
 		return true
 	}
-	f := c.Flags().Lookup("format")
-	return f != nil && f.Changed && f.Value.String() == "json"
+	for _, name := range []string{"format", "report-format"} {
+		if f := c.Flags().Lookup(name); f != nil && f.Changed && f.Value.String() == "json" {
+			return true
+		}
+	}
+	return false
 }
