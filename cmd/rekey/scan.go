@@ -77,7 +77,7 @@ takes a previous --report-format json (or gitleaks) report: the findings
 it holds are not reported again.
 
 --report-format (or --format) json writes rekey's findings (snake_case
-keys, no empty field); sarif writes SARIF 2.1.0 (for code-scanning
+keys, no empty field but "current"); sarif writes SARIF 2.1.0 (for code-scanning
 dashboards): a current managed value or a rule match is an error, a
 retired version a warning; gitleaks writes gitleaks' JSON report (RuleID,
 StartLine, Commit, Fingerprint... as gitleaks v8 writes them, columns
