@@ -47,6 +47,7 @@ var jsonCases = map[string][]jsonCase{
 	"history": {{name: "history", setup: [][]string{{"rotate", "JWT_SECRET"}}, args: []string{"history", "JWT_SECRET", "--json"}},
 		{name: "error_not_found", args: []string{"history", "JWT_SECRT", "--json"}}},
 	"rotate": {{name: "rotate", args: []string{"rotate", "JWT_SECRET", "--json"}},
+		{name: "rotate_rolled_back", files: map[string]string{"broken": ""}, args: []string{"rotate", "JWT_SECRET", "--json"}},
 		{name: "rotate_dry_run", args: []string{"rotate", "JWT_SECRET", "--dry-run", "--json"}},
 		{name: "rotate_nothing", args: []string{"rotate", "--due", "--json"}},
 		{name: "error_usage", args: []string{"rotate", "--json"}}},
