@@ -24,7 +24,7 @@ type reencryptOptions struct {
 func (a *app) reencryptCommand() *cobra.Command {
 	var o reencryptOptions
 	c := &cobra.Command{
-		Use: "reencrypt [NAME...] [--verify | --rehearse]",
+		Use: "reencrypt [NAME...] [--verify | --rehearse [--admin-secret NAME]]",
 		Example: `  rekey reencrypt --verify
   rekey reencrypt --rehearse ENCRYPTION_KEY
   rekey reencrypt --rehearse --admin-secret PG_ADMIN_URL
