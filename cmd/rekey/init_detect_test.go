@@ -65,11 +65,11 @@ func TestInitDetectColumns(t *testing.T) {
 	for _, want := range []string{
 		"\n    #   columns: [patients.email, patients.ssn]\n",
 		"\n    #   encoding: base64\n",
-		"\n    #   key_id: true  ## the values carry rekey's key-id header\n",
-		"\n    ## --detect-columns sampled 8 text and bytea columns through DATABASE_URL (up to 5 rows each)\n",
-		"\n    ## found by --detect-columns: their sampled values open with ENCRYPTION_KEY (aes-256-gcm)\n",
-		"\n    ## also look encrypted but open with no data key of the .env (an older key, another codec?): legacy.v\n",
-		"\n    ## vault.cards.card also opens with ENCRYPTION_KEY, but is bytea, not base64: give it a data key of its own\n",
+		"\n    #   key_id: true\n",
+		"\n    ## --detect-columns sampled 8 text and bytea columns through DATABASE_URL (up to 5 rows each).\n",
+		"\n    ## found by --detect-columns: their sampled values open with ENCRYPTION_KEY (aes-256-gcm).\n",
+		"\n    ## also look encrypted but open with no data key of the .env (an older key, another codec?): legacy.v.\n",
+		"\n    ## vault.cards.card also opens with ENCRYPTION_KEY, but is bytea, not base64: give it a data key of its own.\n",
 		"#     decrypt-sample: {url: DATABASE_URL, column: patients.email, rows: 10, key: ENCRYPTION_KEY, codec: aes-256-gcm, encoding: base64}",
 	} {
 		if !strings.Contains(y, want) {

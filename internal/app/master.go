@@ -61,9 +61,13 @@ func (s *Session) RotateMasterKey(ctx context.Context, newPassphrase func() ([]b
 	}
 	old := cfg.Store.MasterKey
 	cfg.Store.MasterKey = out.MasterKey
-	text, err := config.Marshal(cfg)
+	kept, lost := config.KeptComments(cfg.Raw) // init's stanzas stay
+	text, err := config.MarshalWith(cfg, kept)
 	if err != nil {
 		return nil, err
+	}
+	if lost > 0 {
+		s.warnf("rekey.yaml is rewritten without %d of its comment lines (rekey keeps those at the end of a secret and of the file)", lost)
 	}
 	if err := dotenv.WriteFileAtomic(cfg.Path, text, 0o644); err != nil {
 		return nil, rekey.Wrap(rekey.CodeInternal, err, "update rekey.yaml").WithHint("set store.master_key to %s by hand", out.MasterKey)

@@ -97,24 +97,6 @@ func encode(root *mapNode, path string, cm Comments) ([]byte, error) {
 	return out, nil
 }
 
-// checkComments refuses a comment line that is not a comment.
-func checkComments(cm Comments) error {
-	check := func(ls []string) error {
-		for _, l := range ls {
-			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") || strings.ContainsAny(l, "\n\r") {
-				return fmt.Errorf("config: comment line %q is not a comment", l)
-			}
-		}
-		return nil
-	}
-	for _, b := range cm.Secrets {
-		if err := check(b); err != nil {
-			return err
-		}
-	}
-	return check(cm.Trailer)
-}
-
 type marshaler struct {
 	dir, home string
 }
@@ -390,6 +372,18 @@ func spaceOut(text []byte) []byte {
 		}
 	}
 	lines := bytes.SplitAfter(text, []byte("\n"))
+	// The blank line goes above the unindented comments right above a key
+	// (the notes MarshalWith puts before a section).
+	for i := len(lines); i >= 1; i-- {
+		if before[i] && i >= 2 && bytes.HasPrefix(lines[i-2], []byte("#")) {
+			before[i] = false
+			j := i - 1
+			for j >= 2 && bytes.HasPrefix(lines[j-2], []byte("#")) {
+				j--
+			}
+			before[j] = true
+		}
+	}
 	var out bytes.Buffer
 	for i, l := range lines {
 		if before[i+1] {

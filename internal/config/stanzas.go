@@ -74,9 +74,11 @@ func Stanzas(c *Config, s Suggestions) Comments {
 		case sp.Kind == rekey.KindGenerated && sp.Sessions == nil && signing[sp.Name]:
 			cm.Secrets[sp.Name] = []string{
 				"## sessions: what a rotation does to the sessions (tokens) signed with the old value.",
+				"## graceful: " + sp.Name + "_PREVIOUS holds the old value for grace (no shorter than the longest",
+				"## token lifetime); immediate (the default): every session ends at once.",
 				"# sessions:",
-				"#   mode: graceful  ## or immediate (the default): every session ends at once",
-				"#   grace: 1d       ## no shorter than the longest token lifetime; " + sp.Name + "_PREVIOUS holds the old value",
+				"#   mode: graceful",
+				"#   grace: 1d",
 			}
 		case sp.Kind == rekey.KindDataKey && sp.Reencrypt == nil:
 			if b := reencryptStanza(sp.Name, s); len(b) > 0 {
@@ -111,51 +113,65 @@ func signingSecrets(specs []rekey.Spec) map[string]bool {
 	return out
 }
 
+// The notes of a stanza are "##" lines above it, never at the end of one
+// of its lines: uncommented, a stanza sits right below its notes, where a
+// rewrite of rekey.yaml keeps them (see KeptComments).
+
+const consumesNote = "consumes: all, or the list of what it reads ([JWT_SECRET, DATABASE_URL])."
+
 func serviceStanza(s Suggestions) []string {
 	switch {
 	case s.ServiceName != "" && s.Systemd != "" && s.SystemdUser:
 		u := yamlWord(s.Systemd)
-		return []string{"# services:", "#   " + s.ServiceName + ":",
-			"#     restart: [systemctl, --user, restart, " + u + "]  ## found " + s.Found,
+		return []string{"## " + s.ServiceName + ": the user unit found at " + s.Found + "; " + consumesNote,
+			"# services:", "#   " + s.ServiceName + ":",
+			"#     restart: [systemctl, --user, restart, " + u + "]",
 			"#     start: [systemctl, --user, start, " + u + "]",
 			"#     stop: [systemctl, --user, stop, " + u + "]",
 			"#     status: [systemctl, --user, is-active, --quiet, " + u + "]",
-			"#     consumes: all  ## or the list of what it reads: [JWT_SECRET, DATABASE_URL]"}
+			"#     consumes: all"}
 	case s.ServiceName != "" && s.Systemd != "":
-		return []string{"# services:", "#   " + s.ServiceName + ":",
-			"#     systemd: " + yamlWord(s.Systemd) + "  ## found " + s.Found,
-			"#     consumes: all  ## or the list of what it reads: [JWT_SECRET, DATABASE_URL]"}
+		return []string{"## " + s.ServiceName + ": the unit found at " + s.Found + "; " + consumesNote,
+			"# services:", "#   " + s.ServiceName + ":",
+			"#     systemd: " + yamlWord(s.Systemd),
+			"#     consumes: all"}
 	case s.ServiceName != "" && s.ComposeService != "":
-		return []string{"# services:", "#   " + s.ServiceName + ":",
-			"#     compose: {file: " + yamlWord(s.ComposeFile) + ", service: " + yamlWord(s.ComposeService) + "}  ## found " + s.Found,
-			"#     consumes: all  ## or the list of what it reads: [JWT_SECRET, DATABASE_URL]"}
+		return []string{"## " + s.ServiceName + ": the service found in " + s.Found + "; " + consumesNote,
+			"# services:", "#   " + s.ServiceName + ":",
+			"#     compose: {file: " + yamlWord(s.ComposeFile) + ", service: " + yamlWord(s.ComposeService) + "}",
+			"#     consumes: all"}
 	}
-	return []string{"## No systemd unit or compose service named after the project was found: an example.",
+	return []string{"## No systemd unit or compose service named after the project was found: an example",
+		"## (or systemd: UNIT, or compose: {service: NAME}); " + consumesNote,
 		"# services:", "#   app:",
-		"#     restart: [systemctl, restart, app.service]  ## or systemd: UNIT, or compose: {service: NAME}",
+		"#     restart: [systemctl, restart, app.service]",
 		"#     consumes: all"}
 }
 
 func checkStanza(c *Config, s Suggestions) []string {
-	var out []string
+	var out, notes []string
 	if s.DatabaseURL != "" {
-		out = append(out, "#   db:", "#     postgres: {url: "+s.DatabaseURL+"}  ## logs in with the URL rekey publishes")
+		notes = append(notes, "db logs in with the URL rekey publishes")
+		out = append(out, "#   db:", "#     postgres: {url: "+s.DatabaseURL+"}")
 		for _, sp := range c.Secrets {
 			d, ok := s.Columns[sp.Name]
 			if sp.Kind != rekey.KindDataKey || !ok || len(d.Columns) == 0 || !d.Opened {
 				continue
 			}
-			out = append(out, "#   "+strings.ToLower(strings.ReplaceAll(sp.Name, "_", "-"))+"-sample:",
+			name := strings.ToLower(strings.ReplaceAll(sp.Name, "_", "-")) + "-sample"
+			notes = append(notes, name+" opens 10 values of "+d.Columns[0]+" with "+sp.Name)
+			out = append(out, "#   "+name+":",
 				fmt.Sprintf("#     decrypt-sample: {url: %s, column: %s, rows: 10, key: %s, codec: aes-256-gcm, encoding: %s}", s.DatabaseURL, d.Columns[0], sp.Name, d.Encoding))
 		}
 	}
 	if s.Port != "" {
-		out = append(out, "#   health:", `#     http: {url: "http://localhost:`+s.Port+`/health"}  ## the path of your health endpoint`)
+		notes = append(notes, "health: write the path of your health endpoint")
+		out = append(out, "#   health:", `#     http: {url: "http://localhost:`+s.Port+`/health"}`)
 	}
 	if len(out) == 0 {
 		return nil
 	}
-	return append([]string{"# checks:"}, out...)
+	return append([]string{"## " + strings.Join(notes, "; ") + ".", "# checks:"}, out...)
 }
 
 func reencryptStanza(name string, s Suggestions) []string {
@@ -165,23 +181,26 @@ func reencryptStanza(name string, s Suggestions) []string {
 	}
 	d, found := s.Columns[name]
 	if s.ColumnsNote != "" {
-		out = append(out, "## "+s.ColumnsNote)
+		out = append(out, "## "+s.ColumnsNote+".")
 	}
 	cols, enc := "[TABLE.COLUMN]", "base64"
 	if found && len(d.Columns) > 0 {
 		cols, enc = "["+strings.Join(d.Columns, ", ")+"]", d.Encoding
 		for _, n := range d.Notes {
-			out = append(out, "## "+n)
+			out = append(out, "## "+n+".")
 		}
 	} else {
 		out = append(out, "## Replace TABLE.COLUMN with the encrypted columns (`rekey init --detect-columns` looks for them).")
 	}
-	out = append(out, "# reencrypt:", "#   database: "+s.DatabaseURL, "#   codec: aes-256-gcm  ## or chacha20-poly1305, fernet, command",
-		"#   encoding: "+enc, "#   columns: "+cols)
+	out = append(out, "## codec: or chacha20-poly1305, fernet, command; mode: or maintenance (stop the services, re-encrypt, start them).")
 	if d.KeyID {
-		out = append(out, "#   key_id: true  ## the values carry rekey's key-id header")
+		out = append(out, "## key_id: the values carry rekey's key-id header.")
 	}
-	return append(out, "#   mode: online  ## or maintenance: stop the services, re-encrypt, start them")
+	out = append(out, "# reencrypt:", "#   database: "+s.DatabaseURL, "#   codec: aes-256-gcm", "#   encoding: "+enc, "#   columns: "+cols)
+	if d.KeyID {
+		out = append(out, "#   key_id: true")
+	}
+	return append(out, "#   mode: online")
 }
 
 // yamlWord quotes s for a flow context when it is not a plain word.

@@ -102,8 +102,22 @@ func TestStanzasUncomment(t *testing.T) {
 			if diff := cmp.Diff(want, seen); diff != "" {
 				t.Errorf("stanzas (-want +got):\n%s\n%s", diff, out)
 			}
-			if _, err := Parse(c.Path, []byte(strings.Join(all, "\n"))); err != nil {
-				t.Fatalf("uncommenting every stanza: %v\n%s", err, strings.Join(all, "\n"))
+			allText := []byte(strings.Join(all, "\n"))
+			c2, err := Parse(c.Path, allText)
+			if err != nil {
+				t.Fatalf("uncommenting every stanza: %v\n%s", err, allText)
+			}
+			// rekey's own rewrite of the uncommented file keeps every note.
+			kept2, lost2 := KeptComments(allText)
+			if lost2 != 0 {
+				t.Errorf("after uncommenting, a rewrite loses %d comment lines of\n%s", lost2, allText)
+			}
+			again2, err := MarshalWith(c2, kept2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k3, _ := KeptComments(again2); !cmp.Equal(k3, kept2) {
+				t.Errorf("the rewrite of the uncommented file moved comments:\n%s\n--- rewritten\n%s", allText, again2)
 			}
 			// Rewriting the file keeps every stanza and loses nothing.
 			kept, lost := KeptComments(out)
@@ -155,14 +169,26 @@ func TestKeptComments(t *testing.T) {
 	}
 	text := strings.Replace(string(out), "    kind: data-key\n", "    # about the kind\n    kind: data-key\n", 1)
 	text = strings.Replace(text, "  ANTHROPIC_API_KEY:\n", "    # end of the key\n\n    #   of ENCRYPTION_KEY\n  # before ANTHROPIC\n  ANTHROPIC_API_KEY:\n", 1)
+	text = strings.Replace(text, "\nderived:\n", "\n# about derived\n#\nderived:\n", 1)
+	text = strings.Replace(text, "    remind_every: 90d\n", "    remind_every: 90d  # inline\n", 1)
 	text += "\n# my notes\n#   more\n"
 	cm, lost := KeptComments([]byte(text))
-	want := Comments{Secrets: map[string][]string{"ENCRYPTION_KEY": {"# end of the key", "", "#   of ENCRYPTION_KEY"}}, Trailer: []string{"# my notes", "#   more"}}
+	want := Comments{Secrets: map[string][]string{"ENCRYPTION_KEY": {"# end of the key", "", "#   of ENCRYPTION_KEY"}}, Before: map[string][]string{"derived": {"# about derived", "#"}, "secrets.ENCRYPTION_KEY.kind": {"# about the kind"}}, Trailer: []string{"# my notes", "#   more"}}
 	if diff := cmp.Diff(want, cm); diff != "" {
 		t.Errorf("KeptComments (-want +got):\n%s", diff)
 	}
 	if lost != 2 {
-		t.Errorf("lost = %d, want 2 (about the kind, before ANTHROPIC)", lost)
+		t.Errorf("lost = %d, want 2 (before ANTHROPIC, inline)", lost)
+	}
+	// What is kept is written back where it was.
+	back, err := MarshalWith(c, cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"    # about the kind\n    kind: data-key\n", "    # end of the key\n\n    #   of ENCRYPTION_KEY\n\n  ANTHROPIC_API_KEY:", "\n\n# about derived\n#\nderived:\n", "\n\n# my notes\n#   more\n"} {
+		if !strings.Contains(string(back), want) {
+			t.Errorf("rewritten text lacks %q:\n%s", want, back)
+		}
 	}
 	if _, err := MarshalWith(c, Comments{Trailer: []string{"services: {}"}}); err == nil {
 		t.Error("MarshalWith accepted a comment line that is not a comment")
