@@ -91,10 +91,10 @@ var interruptedLine = regexp.MustCompile("(?m)^rekey: interrupted \\(SIGINT\\): 
 // the step that was cut.
 func checkInterrupted(t *testing.T, r ctResult) {
 	t.Helper()
-	if r.code != 130 || !interruptedLine.MatchString(r.stderr) {
+	if r.code != 130 || !interruptedLine.MatchString(r.stderr) || strings.Count(r.stderr, "rekey: interrupted") != 1 {
 		t.Fatalf("want exit 130 and the interrupted line: %v", r)
 	}
-	for _, bad := range []string{"FAILED", "hint:", "open with neither", "rolled back"} {
+	for _, bad := range []string{"rekey: error", "FAILED", "hint:", "open with neither", "rolled back", "re-encrypted "} {
 		if strings.Contains(r.stderr, bad) {
 			t.Fatalf("the interrupted run says %q:\n%s", bad, r.stderr)
 		}
@@ -142,6 +142,9 @@ func TestReencryptInterruptedRotation(t *testing.T) {
 	r := p.interruptWhenBlocked("rotate", "ENCRYPTION_KEY")
 	release()
 	checkInterrupted(t, r)
+	if !strings.Contains(r.stderr, "re-encryption of ENCRYPTION_KEY stopped by the interruption") {
+		t.Fatalf("the narration does not say the re-encryption stopped:\n%s", r.stderr)
+	}
 
 	// Rows are on two keys now: the current (old) one and the pending
 	// rotation's; --verify counts both, none under "neither".

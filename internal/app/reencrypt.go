@@ -68,9 +68,15 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 		Progress: progress, Stderr: stderr}
 	res, err := reencrypt.Run(ctx, job)
 	done()
-	if res != nil {
+	switch {
+	case res != nil && errors.Is(err, reencrypt.ErrInterrupted):
+		w.say("re-encryption of %s stopped by the interruption after %d values in %s: the rest resume from the checkpoint",
+			spec.Name, res.Reencrypted, res.Duration.Round(time.Millisecond))
+	case res != nil:
 		w.say("re-encrypted %d values of %s in %s (%d already on the new key, %d empty, %d revisited after concurrent writes)",
 			res.Reencrypted, spec.Name, res.Duration.Round(time.Millisecond), res.AlreadyNew, res.Empty, res.Revisited)
+	}
+	if res != nil {
 		for _, f := range res.Failures {
 			w.s.warnf("opens with neither key, left as it is: %s", f)
 		}
