@@ -35,9 +35,10 @@ JSON-escaped, also when it is wrapped across lines (a PEM body, MIME base64
 at 64 or 76 columns, an indented YAML block: encoding "raw-wrapped",
 "base64-wrapped"...). The values stay in memory only.
 
-Without a rekey project (no rekey.yaml here or above, no --config), scan
-runs the pattern rules only, in any folder or git repository, and says so
-in one line on stderr: a team can run it in CI before adopting the rest.
+The project is --config's, else the rekey.yaml of the working directory
+or above, else that of the scanned folder or above. Without one, scan runs
+the pattern rules only, in any folder or git repository, and says so in
+one line on stderr: a team can run it in CI before adopting the rest.
 
 In the history a finding is reported once, at the commit that added its
 line (as gitleaks reports what "git log -p" adds): a secret that stays in

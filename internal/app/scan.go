@@ -72,7 +72,7 @@ func (s *Session) Scan(ctx context.Context, r ScanRequest) (*ScanReport, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg, st, err := s.scanProject(ctx)
+	cfg, st, err := s.scanProject(ctx, r.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -130,17 +130,32 @@ func (s *Session) Scan(ctx context.Context, r ScanRequest) (*ScanReport, error) 
 	return out, nil
 }
 
-// scanProject opens the project's store; nil, nil when there is no project
-// (no rekey.yaml here or above, and no --config): a scan then runs the
-// pattern rules only.
-func (s *Session) scanProject(ctx context.Context) (*config.Config, *sqlite.DB, error) {
+// scanProject opens the project's store: --config's, else the rekey.yaml
+// of the working directory or above, else that of the scanned path or
+// above; nil, nil when there is none (a scan then runs the pattern rules
+// only).
+func (s *Session) scanProject(ctx context.Context, path string) (*config.Config, *sqlite.DB, error) {
 	if s.Opts.ConfigPath == "" {
 		wd, err := s.Wd()
 		if err != nil {
 			return nil, nil, err
 		}
 		if _, err := config.Find(wd); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, nil
+			if path == "" {
+				return nil, nil, nil
+			}
+			abs, err := s.Abs(path)
+			if err != nil {
+				return nil, nil, err
+			}
+			p, err := config.Find(abs)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, nil
+			}
+			if err != nil {
+				return nil, nil, ConfigErr(err)
+			}
+			s.Opts.ConfigPath = p
 		}
 	}
 	return s.OpenStore(ctx)
