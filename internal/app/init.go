@@ -209,14 +209,17 @@ func (r *initRun) loadExisting() error {
 	rel := envfile.RelTo(r.wd, r.cfgPath)
 	switch {
 	case err == nil:
-		// Never bless someone else's edit: merge only into what is approved.
-		if r.s.Opts.Approve != nil {
+		i := slices.IndexFunc(existing.Environments, func(e config.Environment) bool { return e.Name == r.env })
+		anew := r.o.Force && i >= 0 && len(existing.Environments) == 1
+		// Never bless someone else's edit: merge only into what is approved
+		// (replacing the only environment keeps nothing of the file).
+		if r.s.Opts.Approve != nil && !anew {
 			if err := r.s.Opts.Approve(existing); err != nil {
 				return err
 			}
 		}
 		r.existing, r.cfg = existing, existing
-		if i := slices.IndexFunc(existing.Environments, func(e config.Environment) bool { return e.Name == r.env }); i >= 0 {
+		if i >= 0 {
 			if err := r.replace(existing, i, rel); err != nil {
 				return err
 			}
@@ -226,10 +229,12 @@ func (r *initRun) loadExisting() error {
 			return rekey.Errorf(rekey.CodeConflict, "a store already exists at %s, without %s", envfile.RelTo(r.wd, p), rel).
 				WithHint("restore %s (the store may hold every environment's secrets), or move %s away to start over", rel, envfile.RelTo(r.wd, p))
 		}
+	case !r.o.Force:
+		return ConfigErr(err)
 	default:
-		if p := filepath.Join(r.projDir, ".rekey", "rekey.db"); fileExists(p) || !r.o.Force {
-			return rekey.Wrap(rekey.ErrorCode(ConfigErr(err)), ConfigErr(err), "init cannot tell which environments %s declares", rel).
-				WithHint("fix %s (`rekey config check`), or move it and .rekey/ away to start over", rel)
+		if p := filepath.Join(r.projDir, ".rekey", "rekey.db"); fileExists(p) {
+			return rekey.Wrap(rekey.ErrorCode(ConfigErr(err)), ConfigErr(err), "--force: init cannot tell which environments %s declares", rel).
+				WithHint("fix %s (the error names the line), or move it and %s away to start over", rel, envfile.RelTo(r.wd, p))
 		}
 		r.s.warnf("replacing %s, which does not parse", rel)
 	}
