@@ -70,15 +70,7 @@ func resolveTable(ctx context.Context, conn *pgx.Conn, sp TableSpec, encoding st
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.oid = to_regclass($1)`, qualified).Scan(&oid, &t.schema, &t.name, &kind)
 	if err == pgx.ErrNoRows || (err == nil && oid == nil) {
-		e := rekey.Errorf(rekey.CodeNotFound, "reencrypt: table %s not found", sp.Name())
-		names, lerr := tableNames(ctx, conn, sp.Schema)
-		if lerr != nil {
-			return nil, dbError(lerr, "list the tables")
-		}
-		if near := nearest(sp.Table, names); len(near) > 0 {
-			return nil, e.WithHint("did you mean %s? (the columns of the reencrypt section name table.column)", strings.Join(near, " or "))
-		}
-		return nil, e.WithHint("check the columns of the reencrypt section and the database's search_path")
+		return nil, tableNotFound(ctx, conn, sp)
 	}
 	if err != nil {
 		return nil, dbError(err, "look up table %s", sp.Name())
@@ -158,6 +150,20 @@ func resolveTable(ctx context.Context, conn *pgx.Conn, sp TableSpec, encoding st
 			WithHint("grant SELECT and UPDATE on it to the role rekey connects as")
 	}
 	return t, nil
+}
+
+// tableNotFound is the error for a configured table the database does not
+// have: by name, with the nearest of its tables (a typo).
+func tableNotFound(ctx context.Context, conn *pgx.Conn, sp TableSpec) *rekey.Error {
+	e := rekey.Errorf(rekey.CodeNotFound, "reencrypt: table %s not found", sp.Name())
+	names, err := tableNames(ctx, conn, sp.Schema)
+	if err != nil {
+		return dbError(err, "list the tables")
+	}
+	if near := nearest(sp.Table, names); len(near) > 0 {
+		return e.WithHint("did you mean %s? (the columns of the reencrypt section name table.column)", strings.Join(near, " or "))
+	}
+	return e.WithHint("check the columns of the reencrypt section and the database's search_path")
 }
 
 // columnNotFound is the error for a configured column t does not have:
