@@ -278,3 +278,107 @@ func writeGitleaksExpected(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// TestScanGitleaksRepos compares rekey with gitleaks on gitleaks' own test
+// repositories (its source's testdata/repos, each dotGit renamed .git) with
+// gitleaks' default rule file: `rekey scan --history --rules
+// config/gitleaks.toml --report-format gitleaks` against `gitleaks git`
+// plus `gitleaks dir` (--redact), field for field but Match (rekey writes
+// REDACTED whole, gitleaks --redact keeps the text around the secret) and
+// Description. The differences it allows are the listed ones. It needs the
+// gitleaks binary and source:
+//
+//	GOBIN=/tmp/gl go install github.com/zricethezav/gitleaks/v8@v8.30.1
+//	go test ./cmd/rekey -run TestScanGitleaksRepos -gitleaks /tmp/gl/gitleaks
+func TestScanGitleaksRepos(t *testing.T) {
+	if *gitleaksBin == "" {
+		t.Skip("needs -gitleaks PATH (a gitleaks v8.30.1 binary)")
+	}
+	modcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(modcache)), "github.com/zricethezav/gitleaks/v8@v8.30.1")
+	if _, err := os.Stat(filepath.Join(src, "testdata/repos")); err != nil {
+		t.Skipf("gitleaks source not in the module cache: %v", err)
+	}
+	// Findings rekey reports and gitleaks does not: commits only a reflog
+	// reaches (an amend, then a reset), and a blob no commit reaches.
+	extra := map[string][]string{
+		"small": {
+			"4f77f1b3cc39d4b17e4cf4ba0a38f5daed9875b4:api/ignore.go:aws-access-token:20",
+			"cada78a9bf157ec05573f19e682d211f811c2e2d:api/ignoreCommit.go:aws-access-token:20",
+			"cada78a9bf157ec05573f19e682d211f811c2e2d:api/ignoreGlobal.go:aws-access-token:20",
+		},
+		"staged": {"6583d6db4a57bbeda62d50fc91649036d499418d:aws-access-token:6"},
+	}
+	for _, name := range []string{"small", "staged", "archives", "nogit", "symlinks"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			if out, err := exec.Command("cp", "-r", filepath.Join(src, "testdata/repos", name), dir).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v\n%s", err, out)
+			}
+			_ = exec.Command("chmod", "-R", "u+w", dir).Run()
+			hasGit := false
+			if _, err := os.Stat(filepath.Join(dir, "dotGit")); err == nil {
+				if err := os.Rename(filepath.Join(dir, "dotGit"), filepath.Join(dir, ".git")); err != nil {
+					t.Fatal(err)
+				}
+				hasGit = true
+			}
+			want := []glFinding{}
+			for _, mode := range []string{"git", "dir"} {
+				if mode == "git" && !hasGit {
+					continue
+				}
+				report := filepath.Join(t.TempDir(), "r.json")
+				c := exec.Command(*gitleaksBin, mode, "--redact", "--no-banner", "--exit-code", "0", "--report-format", "json", "--report-path", report, ".")
+				c.Dir = dir
+				if out, err := c.CombinedOutput(); err != nil {
+					t.Fatalf("gitleaks %s: %v\n%s", mode, err, out)
+				}
+				b, _ := os.ReadFile(report)
+				var fs []glFinding
+				if err := json.Unmarshal(b, &fs); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, fs...)
+			}
+			args := []string{"scan", "--rules", filepath.Join(src, "config/gitleaks.toml"), "--report-format", "gitleaks"}
+			if hasGit {
+				args = append(args, "--history")
+			}
+			out, errs, code := runIn(t, dir, map[string]string{"HOME": t.TempDir()}, "", args...)
+			if code > 1 {
+				t.Fatalf("rekey scan: exit %d\n%s", code, errs)
+			}
+			var got []glFinding
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			skip := map[string]bool{}
+			for _, fp := range extra[name] {
+				skip[fp] = true
+			}
+			kept := []glFinding{}
+			for _, f := range got {
+				if !skip[f.Fingerprint] {
+					kept = append(kept, f)
+				}
+			}
+			if len(got)-len(kept) != len(extra[name]) {
+				t.Fatalf("want the %d listed extra findings, got %d of them", len(extra[name]), len(got)-len(kept))
+			}
+			got = kept
+			for _, fs := range [][]glFinding{want, got} {
+				for i := range fs {
+					fs[i].Match, fs[i].Entropy = "", float32(int(fs[i].Entropy*1000))/1000
+				}
+				sortGL(fs)
+			}
+			if d := cmpJSON(want, got); d != "" {
+				t.Fatalf("rekey differs from gitleaks:\n%s", d)
+			}
+		})
+	}
+}
