@@ -157,7 +157,11 @@ func (a *app) rollbackCommand() *cobra.Command {
 		Short: "Republish a secret's previous version, as a new journaled and audited rotation",
 		Long: `rollback makes the previous version's value current again. It is a new
 rotation (a new version whose value is the previous one's, source "rollback"),
-journaled, verified and audited like any other; nothing is deleted.
+journaled, verified and audited like any other; nothing is deleted. The value
+keeps its true age: ` + "`rekey status`" + ` counts last rotated and next due from the
+version that first held it (history shows value_of=N value_since=T), so a
+rollback to an old value can leave it overdue, and ` + "`rekey report`" + ` lists it
+as rolled back, not as a rotation.
 
 It refuses (exit 5) when that value was exposed: an emergency rotation
 superseded it (` + "`rekey history`" + ` shows exposed=emergency ROTATION), or it is
