@@ -124,7 +124,7 @@ func compareTree(t *testing.T, repoDir, genDir, how string) {
 	}
 	for _, name := range sortedKeys(have) {
 		if _, ok := want[name]; !ok {
-			stale = append(stale, name+" (no such command any more)")
+			stale = append(stale, name+" (generated no more)")
 		}
 	}
 	if len(stale) > 0 {

@@ -80,6 +80,7 @@ var (
 		with string
 	}{
 		{regexp.MustCompile(`fp:[0-9a-f]{16}`), "fp:FINGERPRINT"},
+		{regexp.MustCompile(`sha256 [0-9a-f]{12}`), "sha256 HASH"}, // of rekey.yaml, whose template init owns
 		{regexp.MustCompile(`\d{8}T\d{6}Z-[0-9a-f]{8}`), "ROTATION_ID"},
 		{regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})`), "TIME"},
 		{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}\b`), "DATE"},
