@@ -78,9 +78,9 @@ takes a previous --report-format json (or gitleaks) report: the findings
 it holds are not reported again.
 
 --report-format (or --format) json writes rekey's findings (snake_case
-keys, no empty field but "current"); sarif writes SARIF 2.1.0 (for code-scanning
-dashboards): a current managed value or a rule match is an error, a
-retired version a warning; gitleaks writes gitleaks' JSON report (RuleID,
+keys, no empty field but "current"); sarif writes SARIF 2.1.0 (for
+code-scanning dashboards): a current managed value or a rule match is an
+error, a retired version a warning; gitleaks writes gitleaks' JSON report (RuleID,
 StartLine, Commit, Fingerprint... as gitleaks v8 writes them, columns
 counted as gitleaks counts them) so what reads gitleaks' reports reads
 rekey's: Secret and Match are always "REDACTED" (rekey never writes the
@@ -97,7 +97,9 @@ Files and blobs larger than 4 MiB are read in overlapping windows of 4 MiB,
 never whole: memory stays bounded (tens of MiB) whatever their size, and a
 value across a window boundary is still found at its line. In such an input
 a rule match longer than 64 KiB may be missed, and a "rekey:allow" on a
-line longer than 64 KiB may not apply to a match far from it.
+line longer than 64 KiB may not apply to a match far from it. Such a blob
+is not diffed with its parents' either (git would load both whole): each
+commit that changes it reports its secrets again.
 
 In text output a path, rule or preview holding a control character (an
 escape sequence, a line break) or a bidi override is printed quoted with
