@@ -125,7 +125,7 @@ func ComputeStatus(env string, specs []Spec, current map[string]Version, bits ma
 			}
 		case !st.NextDue.IsZero() && !now.Before(st.NextDue):
 			st.State = StateOverdue
-		case st.Bits < MinBits(s.Kind):
+		case st.Bits < MinBitsFor(&s):
 			st.State = StateWeak
 		case !st.NextDue.IsZero() && now.After(st.NextDue.Add(-DueSoonWindow(s.Period))):
 			st.State = StateDueSoon

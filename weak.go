@@ -19,7 +19,7 @@ const minEntropy = 2.0
 
 // Weakness says why v is weak for a secret of s's kind, or "" when it is
 // not. Generated kinds (signing secret, data-encryption key, database
-// password) need [MinBits] estimated bits ([EstimateBits], the same test
+// password, password) need [MinBitsFor] estimated bits ([EstimateBits], the same test
 // `rekey status` applies); an API key needs [MinAPIKeyLen] characters and
 // [MinAPIKeyBits] bits; a long value that repeats a few characters is weak
 // too. The reason names the kind and never holds the value.
@@ -37,13 +37,24 @@ func Weakness(s *Spec, v Value) string {
 		if bits < MinAPIKeyBits {
 			return fmt.Sprintf("an estimated %d bits, below the %d of an %s", bits, MinAPIKeyBits, what)
 		}
-	} else if min := MinBits(s.Kind); bits < min {
+	} else if min := MinBitsFor(s); bits < min {
 		return fmt.Sprintf("an estimated %d bits, below the %d a %s needs", bits, min, what)
 	}
 	if h := Entropy(str); len(str) >= 16 && h < minEntropy {
 		return fmt.Sprintf("repetitive (%.1f bits of entropy per character)", h)
 	}
 	return ""
+}
+
+// MinBitsFor is the strength below which s's value is weak: MinBits of its
+// kind, but a password rekey generates (KindGenerated named *PASSWORD, whose
+// default generator draws 24 bytes) needs what a database password needs,
+// 128 bits, not a signing key's 256.
+func MinBitsFor(s *Spec) int {
+	if s.Kind == KindGenerated && KindLabel(s) == "password" {
+		return MinBits(KindPostgresPassword)
+	}
+	return MinBits(s.Kind)
 }
 
 // KindLabel names what a secret is for messages: "signing secret",

@@ -3,6 +3,7 @@ package rekey
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWeakness(t *testing.T) {
@@ -42,8 +43,19 @@ func TestWeakness(t *testing.T) {
 			t.Errorf("reason %q holds the value", got)
 		}
 	}
-	if KindLabel(&Spec{Name: "SMTP_PASSWORD", Kind: KindGenerated}) != "password" {
-		t.Error("SMTP_PASSWORD is not a password")
+	// A password rekey generates (24 bytes) is not weak: a password needs
+	// 128 bits, not a signing key's 256; status agrees.
+	smtp := &Spec{Name: "SMTP_PASSWORD", Kind: KindGenerated, Generator: PasswordGenerator, Period: 180 * Day}
+	if KindLabel(smtp) != "password" || MinBitsFor(smtp) != 128 {
+		t.Errorf("SMTP_PASSWORD: %s, %d bits", KindLabel(smtp), MinBitsFor(smtp))
+	}
+	if why := Weakness(smtp, strong(PasswordGenerator)); why != "" {
+		t.Errorf("a generated password is weak: %s", why)
+	}
+	now := time.Now()
+	rows := ComputeStatus("production", []Spec{*smtp}, map[string]Version{"SMTP_PASSWORD": {N: 1, CreatedAt: now}}, map[string]int{"SMTP_PASSWORD": 192}, now)
+	if rows[0].State != StateOK {
+		t.Errorf("status of a generated password: %s", rows[0].State)
 	}
 	if !strings.Contains(WeakFix(api), "rekey set ANTHROPIC_API_KEY") || !strings.Contains(WeakFix(jwt), "rekey rotate JWT_SECRET") {
 		t.Error(WeakFix(api), WeakFix(jwt))
