@@ -123,7 +123,12 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	if inv.Replaced != "" {
 		fmt.Fprintf(a.out(), "replaced %s\n", inv.Replaced)
 	}
-	fmt.Fprintf(a.out(), "wrote %s (environment %s, %d secrets) and the sealed store %s\n", inv.ConfigRel, inv.Env, len(inv.Added), inv.StoreRel)
+	secrets := inv.Counts.Generated + inv.Counts.UserManaged + inv.Counts.Empty
+	added := ""
+	if len(inv.Added) != secrets {
+		added = fmt.Sprintf(", %d new to it", len(inv.Added))
+	}
+	fmt.Fprintf(a.out(), "wrote %s (environment %s, %d secrets%s) and the sealed store %s\n", inv.ConfigRel, inv.Env, secrets, added, inv.StoreRel)
 	if len(inv.Stanzas) > 0 {
 		fmt.Fprintf(a.out(), "%s ends with commented stanzas to uncomment: %s\n", inv.ConfigRel, strings.Join(inv.Stanzas, ", "))
 		for _, f := range inv.Found {
