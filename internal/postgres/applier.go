@@ -341,12 +341,23 @@ func (a *Applier) adminConn(ctx context.Context, spec *rekey.Spec) (*pgx.Conn, e
 	return conn, nil
 }
 
-// setErr explains a failed SetPassword of role on a session of who.
+// setErr explains a failed SetPassword of role on a session of who, with
+// the statement the server's version needs.
 func setErr(spec *rekey.Spec, err error, who, role string) error {
 	e := pgErr(err, codeOf(err))
+	major := 0
+	var pe *Error
+	if errors.As(err, &pe) {
+		major = pe.major
+	}
+	v16 := major >= AdminOptionMajor
 	switch {
+	case errors.Is(err, ErrPrivilege) && byAdmin(spec) && v16:
+		e.Hint = fmt.Sprintf("the admin connection of %s (%s, role %s) may not change the password of role %q: on PostgreSQL %d, as an administrator run %s (and ALTER ROLE %s CREATEROLE if it lacks it)", spec.Name, spec.Postgres.AdminSecret, who, role, major, grantAdmin(role, who), QuoteIdent(who))
 	case errors.Is(err, ErrPrivilege) && byAdmin(spec):
-		e.Hint = fmt.Sprintf("the admin connection of %s (%s, role %s) may not change the password of role %q: use a superuser, or a role with CREATEROLE (PostgreSQL 16 and later: and ADMIN OPTION on %q)", spec.Name, spec.Postgres.AdminSecret, who, role, role)
+		e.Hint = fmt.Sprintf("the admin connection of %s (%s, role %s) may not change the password of role %q: as an administrator run ALTER ROLE %s CREATEROLE (a superuser role's password only a superuser changes)", spec.Name, spec.Postgres.AdminSecret, who, role, QuoteIdent(who))
+	case errors.Is(err, ErrPrivilege) && who != role && v16:
+		e.Hint = fmt.Sprintf("on PostgreSQL %d role %q may change role %q's password only with ADMIN OPTION on it, and the two roles of a pair cannot hold it on each other (PostgreSQL refuses circular memberships): use an admin connection. As an administrator run: %s; then set changed_by: admin and admin_secret: PG_ADMIN_URL (a managed secret holding its URL) in rekey.yaml", major, who, role, strings.Join(AdminSetup(major, who, "", nil)[:1], "; ")+"; "+grantAdmin(who, AdminRoleExample)+"; "+grantAdmin(role, AdminRoleExample))
 	case errors.Is(err, ErrPrivilege) && who != role:
 		e.Hint = fmt.Sprintf("role %q may not change the password of role %q: as an administrator run ALTER ROLE %s CREATEROLE (and the same for the other role of the pair; a superuser role can only be changed by a superuser), or set changed_by: admin and admin_secret: NAME (a managed secret holding an admin connection URL) in rekey.yaml", who, role, QuoteIdent(who))
 	case errors.Is(err, ErrRoleMissing) && alternating(spec):

@@ -239,7 +239,9 @@ func SetPassword(ctx context.Context, conn *pgx.Conn, role string, newPassword [
 	}
 	sql := "ALTER ROLE " + QuoteIdent(role) + " PASSWORD " + quoteLiteral(verifier)
 	if _, err := conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
-		return newError(opSetPass, addr, role, err, newPassword)
+		e := newError(opSetPass, addr, role, err, newPassword)
+		e.major = serverMajor(conn)
+		return e
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ type Error struct {
 	Detail   string // what went wrong; passwords are scrubbed
 	Err      error  // underlying error (from pgx), for errors.As
 	hint     string // overrides the hint of Kind
+	major    int    // the server's major version, when known (SetPassword)
 }
 
 func (e *Error) Error() string {

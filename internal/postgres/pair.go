@@ -100,7 +100,11 @@ func LookupRole(ctx context.Context, conn *pgx.Conn, role string) (RoleInfo, err
 // with a random password nobody knows: the first rotation sets one). It
 // reports whether it created it. An existing second role is kept as it is
 // if it can log in. conn is the session that creates it: first's own
-// (first needs CREATEROLE) or an admin's.
+// (first needs CREATEROLE; PostgreSQL 15 and earlier only) or an admin's
+// (CREATEROLE; from 16, also ADMIN OPTION on first, on second when it
+// exists, and on first's groups when it does not). CheckPair runs first:
+// a missing privilege is refused, with the statements to run, before
+// anything is created.
 func EnsurePair(ctx context.Context, conn *pgx.Conn, first, second string) (bool, error) {
 	if first == second {
 		return false, &Error{Op: opClone, Addr: connAddr(conn), Role: second, Detail: "the two roles of the pair are the same"}
@@ -108,6 +112,17 @@ func EnsurePair(ctx context.Context, conn *pgx.Conn, first, second string) (bool
 	ri, err := LookupRole(ctx, conn, second)
 	if err != nil {
 		return false, err
+	}
+	// What this server version needs, checked before anything is created.
+	pc, err := CheckPair(ctx, conn, first, second, ri.Exists)
+	if err != nil {
+		return false, err
+	}
+	if pc.SelfImpossible {
+		return false, selfImpossibleError(conn, pc.Major, first, second, pc.Groups)
+	}
+	if len(pc.Missing) > 0 {
+		return false, missingError(conn, pc, second)
 	}
 	if ri.Exists {
 		if !ri.CanLogin {
@@ -124,8 +139,8 @@ func EnsurePair(ctx context.Context, conn *pgx.Conn, first, second string) (bool
 	if err := CloneRole(ctx, conn, first, second, pw); err != nil {
 		var e *Error
 		if errors.Is(err, ErrPrivilege) && errors.As(err, &e) && e.hint == "" {
-			e.hint = fmt.Sprintf("role %q may not create role %q: as an administrator run ALTER ROLE %s CREATEROLE (needed anyway by changed_by: self to change the other role's password), or configure changed_by: admin with admin_secret first, or create the role yourself (CREATE ROLE %s LOGIN IN ROLE <the group roles of %s>) and run this again",
-				sessionRole(conn), second, QuoteIdent(sessionRole(conn)), QuoteIdent(second), QuoteIdent(first))
+			e.hint = fmt.Sprintf("role %q may not create role %q on PostgreSQL %d: as an administrator run ALTER ROLE %s CREATEROLE (PostgreSQL 16 and later: and GRANT <each group role of %s> TO %s WITH ADMIN OPTION), or create the role yourself (CREATE ROLE %s LOGIN IN ROLE <the group roles of %s>) and run this again",
+				sessionRole(conn), second, pc.Major, QuoteIdent(sessionRole(conn)), QuoteIdent(first), QuoteIdent(sessionRole(conn)), QuoteIdent(second), QuoteIdent(first))
 		}
 		return false, err
 	}
