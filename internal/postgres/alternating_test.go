@@ -124,6 +124,28 @@ func pair(t *testing.T, blueAttrs string, noGreen bool) (spec *rekey.Spec, a *po
 	return altSpec(blue, green), a, blue, green
 }
 
+// leastAdmin switches spec to changed_by: admin through a login role with
+// the least privilege PostgreSQL 16 and later need: CREATEROLE and ADMIN
+// OPTION on both roles of the pair.
+func leastAdmin(t *testing.T, spec *rekey.Spec, a *postgres.Applier, blue, green string) string {
+	t.Helper()
+	super := superConn(t)
+	role := testkit.Unique("least_admin")
+	createLoginRole(t, super, role, []byte("Least-Admin-Pw-1"))
+	mustExec(t, super, "ALTER ROLE "+postgres.QuoteIdent(role)+" CREATEROLE")
+	for _, r := range []string{blue, green} {
+		mustExec(t, super, "GRANT "+postgres.QuoteIdent(r)+" TO "+postgres.QuoteIdent(role)+" WITH ADMIN OPTION")
+	}
+	c := testkit.Cluster(t)
+	u := "postgres://" + role + ":Least-Admin-Pw-1@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable"
+	a.Values = func(context.Context) (map[string]rekey.Value, error) {
+		return map[string]rekey.Value{"PG_ADMIN_URL": rekey.NewValueString(u)}, nil
+	}
+	spec.Postgres.ChangedBy, spec.Postgres.AdminSecret = "admin", "PG_ADMIN_URL"
+	t.Logf("PostgreSQL %d: changed_by: admin as %s (CREATEROLE, ADMIN OPTION on both roles)", c.Major, role)
+	return role
+}
+
 func vv(n int, role, pw string) rekey.VersionValue {
 	return rekey.VersionValue{Version: rekey.Version{N: n, Attrs: map[string]string{"role": role}}, Value: rekey.NewValueString(pw)}
 }
@@ -143,6 +165,11 @@ func canLogin(t *testing.T, role, pw string) bool {
 func TestApplierAlternating(t *testing.T) {
 	spec, a, blue, green := pair(t, "CREATEROLE", false)
 	admin := superConn(t)
+	if testkit.Cluster(t).Major >= postgres.AdminOptionMajor {
+		// 16 and later: the roles of a pair cannot change each other's
+		// password; an admin role with CREATEROLE and ADMIN OPTION on both does.
+		leastAdmin(t, spec, a, blue, green)
+	}
 	if err := postgres.SetPassword(testCtx(t), admin, blue, []byte("blue-pw-1")); err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +280,14 @@ func TestApplierAlternatingPrivilege(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "pw-") {
 		t.Fatal("the error shows a password")
+	}
+	// The statement the server's version needs.
+	want := "ALTER ROLE " + postgres.QuoteIdent(blue) + " CREATEROLE"
+	if testkit.Cluster(t).Major >= postgres.AdminOptionMajor {
+		want = "GRANT " + postgres.QuoteIdent(green) + ` TO "rekey_admin" WITH ADMIN OPTION`
+	}
+	if !strings.Contains(rekey.ErrorHint(err), want) {
+		t.Fatalf("PostgreSQL %d: the hint does not say %s: %q", testkit.Cluster(t).Major, want, rekey.ErrorHint(err))
 	}
 	if err := a.Revert(ctx, "production", spec, pend, cur); err != nil {
 		t.Fatal(err)

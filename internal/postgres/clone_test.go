@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -160,6 +161,17 @@ func TestCloneRoleByCreateRoleAdmin(t *testing.T) {
 
 	admin := login(t, adminRole, adminPw)
 	greenPw := []byte("Green-Pw-3")
+	if testkit.Cluster(t).Major >= postgres.AdminOptionMajor {
+		// 16 and later: granting membership in grp needs ADMIN OPTION on it.
+		err := postgres.CloneRole(testCtx(t), admin, blue, green, greenPw)
+		if !errors.Is(err, postgres.ErrPrivilege) || !strings.Contains(err.Error(), "permission denied to grant role") {
+			t.Fatalf("CloneRole without ADMIN OPTION on the group: %v", err)
+		}
+		if ri, err := postgres.LookupRole(testCtx(t), super, green); err != nil || ri.Exists {
+			t.Fatalf("a refused CloneRole left role %s behind (%v)", green, err)
+		}
+		mustExec(t, super, "GRANT "+postgres.QuoteIdent(group)+" TO "+postgres.QuoteIdent(adminRole)+" WITH ADMIN OPTION")
+	}
 	if err := postgres.CloneRole(testCtx(t), admin, blue, green, greenPw); err != nil {
 		t.Fatal(err)
 	}
