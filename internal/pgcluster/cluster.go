@@ -60,6 +60,8 @@ type Cluster struct {
 	LogFile       string // server log (stderr of the postmaster)
 	SuperUser     string // "postgres"
 	SuperPassword string
+	Version       string // the server's version, "17.10" (postgres --version)
+	Major         int    // its major version, 17
 
 	binDir  string
 	dataDir string
@@ -88,7 +90,13 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	version, major, err := serverVersion(binDir)
+	if err != nil {
+		return nil, err
+	}
 	c := &Cluster{
+		Version:   version,
+		Major:     major,
 		Host:      "127.0.0.1",
 		Dir:       dir,
 		LogFile:   filepath.Join(dir, "postgres.log"),
@@ -129,6 +137,7 @@ func Start() (*Cluster, error) {
 		}
 		if lastErr = c.startServer(); lastErr == nil {
 			ok = true
+			c.recordCaller()
 			return c, nil
 		}
 		c.kill()

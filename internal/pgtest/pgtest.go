@@ -44,6 +44,7 @@ const (
 	DisallowSkipEnv = pgcluster.DisallowSkipEnv
 	BinDirEnv       = pgcluster.BinDirEnv
 	DefaultHBA      = pgcluster.DefaultHBA
+	RecordEnv       = pgcluster.RecordEnv
 )
 
 var (
@@ -74,7 +75,7 @@ func Main(m *testing.M, c **Cluster) int {
 		return 1
 	}
 	if testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "pgtest: cluster on %s started in %s (dir %s)\n", fmt.Sprintf("%s:%d", cl.Host, cl.Port), time.Since(t0).Round(time.Millisecond), cl.Dir)
+		fmt.Fprintf(os.Stderr, "pgtest: PostgreSQL %s on %s started in %s (dir %s)\n", cl.Version, fmt.Sprintf("%s:%d", cl.Host, cl.Port), time.Since(t0).Round(time.Millisecond), cl.Dir)
 	}
 	*c = cl
 	// On ^C or SIGTERM, stop the cluster before dying. (If the binary dies
@@ -108,6 +109,7 @@ func Main(m *testing.M, c **Cluster) int {
 func Need(t testing.TB, c *Cluster) *Cluster {
 	t.Helper()
 	if c != nil {
+		Note(t, c)
 		return c
 	}
 	reason := skipReason
@@ -123,6 +125,17 @@ func Need(t testing.TB, c *Cluster) *Cluster {
 	}
 	t.Skip(reason)
 	return nil
+}
+
+// Note records that test t uses cluster c (pgcluster.RecordEnv: how
+// scripts/test runs every PostgreSQL test once per major version) and, the
+// first time for its top-level test, logs the server's version (shown by
+// go test -v and with a failure).
+func Note(t testing.TB, c *Cluster) {
+	t.Helper()
+	if c.RecordTest(t.Name()) {
+		t.Logf("PostgreSQL %s (%s)", c.Version, c.BinDir())
+	}
 }
 
 // Eventually calls f until it returns nil, for up to 5 seconds (a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -162,10 +163,15 @@ func copyDatabase(ctx context.Context, admin *pgx.Conn, cc *pgx.ConnConfig, src,
 	case err == nil:
 		return CopyTemplate, true, nil
 	case code == "55006" || code == "42501": // others are connected to it; or not ours to copy
+		// The empty database first: without CREATEDB, that is what to say.
 		if _, err := admin.Exec(ctx, "CREATE DATABASE "+quoteIdent(dst)); err != nil {
 			return "", false, createError(err, cc.User, "create the rehearsal database")
 		}
-		return CopyDump, true, dumpRestore(ctx, cc, src, dst, binDir, admin)
+		dump, restore, err := findDumpTools(binDir, serverMajor(admin))
+		if err != nil {
+			return CopyDump, true, dumpToolsError(err, code, src, serverMajor(admin))
+		}
+		return CopyDump, true, dumpRestore(ctx, cc, src, dst, dump, restore)
 	default:
 		return "", false, createError(err, cc.User, "copy the database")
 	}
@@ -246,18 +252,18 @@ func dropDatabase(ctx context.Context, admin *pgx.Conn, name string) error {
 	return err
 }
 
+// serverMajor is the major version of the server admin is connected to
+// (0 when it does not say).
+func serverMajor(admin *pgx.Conn) int {
+	v := admin.PgConn().ParameterStatus("server_version")
+	major, _ := strconv.Atoi(strings.SplitN(strings.SplitN(v, ".", 2)[0], " ", 2)[0])
+	return major
+}
+
 // dumpRestore streams pg_dump -Fc of src into pg_restore on dst. The
 // password goes through a 0600 passfile (PGPASSFILE), never argv or the
 // environment.
-func dumpRestore(ctx context.Context, cc *pgx.ConnConfig, src, dst, binDir string, admin *pgx.Conn) error {
-	var major int
-	if v := admin.PgConn().ParameterStatus("server_version"); v != "" {
-		major, _ = strconv.Atoi(strings.SplitN(strings.SplitN(v, ".", 2)[0], " ", 2)[0])
-	}
-	dump, restore, err := findDumpTools(binDir, major)
-	if err != nil {
-		return err
-	}
+func dumpRestore(ctx context.Context, cc *pgx.ConnConfig, src, dst, dump, restore string) error {
 	dir, err := os.MkdirTemp("", "rekey-rehearsal-")
 	if err != nil {
 		return rekey.Wrap(rekey.CodeInternal, err, "reencrypt: temp dir")
@@ -353,6 +359,7 @@ func findDumpTools(binDir string, major int) (string, string, error) {
 	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(matches, func(i, j int) bool { return versionOfDir(matches[i]) > versionOfDir(matches[j]) })
 	dirs = append(dirs, matches...)
+	newest, newestDir := 0, ""
 	for _, d := range dirs {
 		dump, restore := filepath.Join(d, "pg_dump"), filepath.Join(d, "pg_restore")
 		if !isExec(dump) || !isExec(restore) {
@@ -366,12 +373,38 @@ func findDumpTools(binDir string, major int) (string, string, error) {
 		if m == nil {
 			continue
 		}
-		if v, _ := strconv.Atoi(string(m[1])); v >= major {
+		v, _ := strconv.Atoi(string(m[1]))
+		if v >= major {
 			return dump, restore, nil
 		}
+		if v > newest {
+			newest, newestDir = v, d
+		}
 	}
-	return "", "", rekey.Errorf(rekey.CodeNotFound, "reencrypt: no pg_dump and pg_restore of PostgreSQL %d or later found", major).
-		WithHint("install the PostgreSQL client tools, or disconnect the other sessions so that the database can be copied with CREATE DATABASE ... TEMPLATE")
+	if newest > 0 {
+		return "", "", rekey.Errorf(rekey.CodeNotFound, "reencrypt: pg_dump %d (%s) cannot dump a PostgreSQL %d server (pg_dump refuses a server newer than itself), and no pg_dump %d or later is installed", newest, newestDir, major, major)
+	}
+	return "", "", rekey.Errorf(rekey.CodeNotFound, "reencrypt: no pg_dump and pg_restore found (of PostgreSQL %d or later)", major)
+}
+
+// dumpToolsError explains why the pg_dump path was needed (code: the
+// TEMPLATE copy's SQLSTATE) and the ways around it.
+func dumpToolsError(err error, code, src string, major int) error {
+	var re *rekey.Error
+	if !errors.As(err, &re) {
+		return err
+	}
+	why := fmt.Sprintf("other sessions are connected to database %s, so it cannot be copied on the server (CREATE DATABASE ... TEMPLATE)", displayIdent(src))
+	hint := "the copy on the server needs no client tools: stop the sessions on the database for the rehearsal (the application, pools), " +
+		"or install the client tools of the server's version (postgresql-client-%d) where rekey runs"
+	if code == "42501" {
+		why = fmt.Sprintf("the role may not copy database %s on the server (CREATE DATABASE ... TEMPLATE needs its owner or a superuser)", displayIdent(src))
+		hint = "the copy on the server needs no client tools: rehearse with --admin-secret NAME (a superuser's or the database owner's connection URL), " +
+			"or install the client tools of the server's version (postgresql-client-%d) where rekey runs"
+	}
+	out := *re
+	out.Msg = re.Msg + "; the rehearsal needs them because " + why
+	return out.WithHint(hint, major)
 }
 
 func versionOfDir(dir string) float64 {

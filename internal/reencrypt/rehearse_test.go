@@ -38,6 +38,9 @@ func TestRehearse(t *testing.T) {
 				conn.Close(context.Background())
 			}
 			rh, err := Rehearse(testCtx(t), job(dsn, cfg, oldK, newK, "rh/"+tc.name))
+			if tc.method == CopyDump && dumpRefused(t, c, err, "stop the sessions on the database") {
+				return // no pg_dump for this server's version: refused, saying why and what to do
+			}
 			if !errors.Is(err, ErrUndecryptable) {
 				t.Fatalf("err = %v", err)
 			}

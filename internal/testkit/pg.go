@@ -26,6 +26,7 @@ func StartCluster(tb testing.TB) *pgtest.Cluster {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	pgtest.Note(tb, c)
 	tb.Cleanup(func() {
 		if err := c.Stop(); err != nil {
 			tb.Error(err)
