@@ -37,6 +37,9 @@ import (
 type pgaProject struct {
 	*pgcProject
 	owner, blue, green, table string
+	// adminURL is the least-privileged admin connection a project uses on
+	// PostgreSQL 16 and later (PG_ADMIN_URL in the .env), "" on 15.
+	adminURL, adminPW         string
 	outputs                   []string // every stdout and stderr of rekey, for the leak check
 }
 
@@ -76,10 +79,22 @@ func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 	)
 	pw := ctRandB64(24, base64.RawURLEncoding)
 	testkit.SetPassword(t, c.SuperConnString("postgres"), p.blue, pw)
+	extra := ""
+	if o.createRole && c.Major >= postgres.AdminOptionMajor {
+		// 16 and later: the roles of a pair cannot change each other's
+		// password; an admin role with what the README's table says does.
+		admin := "rekey_admin_" + suffix
+		p.adminPW = ctRandB64(24, base64.RawURLEncoding)
+		testkit.Exec(t, c, pgaAdminSetup(c.Major, admin, p.owner, p.blue)...)
+		testkit.SetPassword(t, c.SuperConnString("postgres"), admin, p.adminPW)
+		p.adminURL = c.ConnString(admin, p.adminPW, "postgres")
+		extra = "PG_ADMIN_URL=" + p.adminURL + "\n"
+		t.Logf("PostgreSQL %d: changed_by: admin through %s (CREATEROLE, ADMIN OPTION on %s and %s)", c.Major, admin, p.owner, p.blue)
+	}
 	p.ctProject = ctBareProject(t, "# comment\n"+
 		"DATABASE_URL="+c.ConnString(p.blue, pw, "postgres")+"\n"+
 		"DATABASE_PASSWORD="+pw+"\n"+
-		"RUST_LOG=info\n", "pg-alt-test")
+		"RUST_LOG=info\n"+extra, "pg-alt-test")
 	p.allowed = map[string][]string{p.dir: {".env", "rekey.yaml", ".gitignore", ".rekey"}}
 	args := []string{"init", "--env-file", ".env"}
 	if o.initFlag != "" {
@@ -88,6 +103,34 @@ func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 	p.mustLog(args...)
 	p.vals[1] = pw
 	return p
+}
+
+// pgaAdminSetup are the statements the README's privilege table gives for
+// an admin role on major version major, for the pair of first, a member of group.
+func pgaAdminSetup(major int, admin, group, first string) []string {
+	q := postgres.QuoteIdent
+	stmts := []string{"CREATE ROLE " + q(admin) + " LOGIN CREATEROLE"}
+	if major >= postgres.AdminOptionMajor {
+		stmts = append(stmts, "GRANT "+q(group)+" TO "+q(admin)+" WITH ADMIN OPTION", "GRANT "+q(first)+" TO "+q(admin)+" WITH ADMIN OPTION")
+	}
+	return stmts
+}
+
+// useAdmin switches a project inited without --postgres-alternating to
+// changed_by: admin through the .env's PG_ADMIN_URL (init made it a manual
+// secret), as an operator would edit rekey.yaml.
+func (p *pgaProject) useAdmin() {
+	p.t.Helper()
+	cfgPath := filepath.Join(p.dir, "rekey.yaml")
+	cfg, _ := os.ReadFile(cfgPath)
+	text := strings.Replace(string(cfg), "      url_from: DATABASE_URL\n", "      url_from: DATABASE_URL\n      changed_by: admin\n      admin_secret: PG_ADMIN_URL\n", 1)
+	if text == string(cfg) || !strings.Contains(text, "  PG_ADMIN_URL:\n") {
+		p.t.Fatalf("cannot switch rekey.yaml to changed_by: admin:\n%s", cfg)
+	}
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	p.mustLog("config", "trust")
 }
 
 // mustLog is must, keeping the outputs for the leak check.
@@ -153,6 +196,21 @@ func (p *pgaProject) reads(u string) bool {
 	return true
 }
 
+// roleExists reports whether role exists on the cluster.
+func (p *pgaProject) roleExists(role string) bool {
+	p.t.Helper()
+	conn, err := p.c.Connect(pgaCtx(p.t), "postgres")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	ri, err := postgres.LookupRole(pgaCtx(p.t), conn, role)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return ri.Exists
+}
+
 // logsInAs reports whether pw logs in as role.
 func (p *pgaProject) logsInAs(role, pw string) bool {
 	p.t.Helper()
@@ -195,6 +253,9 @@ func (p *pgaProject) checkNoLeak(extra ...string) {
 		p.t.Fatal("the server log has no ALTER ROLE: is log_statement = all?")
 	}
 	pws := append([]string(nil), extra...)
+	if p.adminPW != "" {
+		pws = append(pws, p.adminPW)
+	}
 	for _, v := range p.vals {
 		pws = append(pws, v)
 	}
@@ -318,6 +379,9 @@ func TestPostgresAddRole(t *testing.T) {
 	c := startCluster(t)
 	p := pgaNewProject(t, c, pgaOptions{createRole: true, blue: "app", green: "app_green"})
 	p.mustLog("rotate", "DATABASE_PASSWORD") // single: v2 on role app
+	if p.adminURL != "" {
+		p.useAdmin()
+	}
 	before := p.readEnv()
 	out := p.mustLog("postgres", "add-role", "--grace", "12h")
 	if !strings.Contains(out, `created role "app_green" as a copy of "app"`) || !strings.Contains(out, `the current v2 belongs to role "app"`) {
@@ -415,34 +479,52 @@ func TestPostgresAlternatingPrivilege(t *testing.T) {
 	c := startCluster(t)
 	p := pgaNewProject(t, c, pgaOptions{})
 	r := p.runLog("postgres", "add-role")
-	if r.code == 0 || !strings.Contains(r.stderr, "may not create role") || !strings.Contains(r.stderr, "CREATEROLE") || !strings.Contains(r.stderr, "rekey: hint:") {
-		t.Fatalf("add-role without CREATEROLE: %v", r)
+	if c.Major >= postgres.AdminOptionMajor {
+		// 16 and later: the roles of a pair cannot change each other's
+		// password at all; the refusal names the admin set-up.
+		for _, want := range []string{"changed_by: self cannot alternate", `CREATE ROLE "rekey_admin" LOGIN CREATEROLE`,
+			"GRANT " + postgres.QuoteIdent(p.owner) + ` TO "rekey_admin" WITH ADMIN OPTION`,
+			"GRANT " + postgres.QuoteIdent(p.blue) + ` TO "rekey_admin" WITH ADMIN OPTION`, "PG_ADMIN_URL"} {
+			if r.code != 4 || !strings.Contains(r.stderr, want) {
+				t.Fatalf("PostgreSQL %d: add-role as the app's role should be refused (exit 4) naming %q: %v", c.Major, want, r)
+			}
+		}
+		if cfg, _ := os.ReadFile(filepath.Join(p.dir, "rekey.yaml")); strings.Contains(string(cfg), "alternating") {
+			t.Fatal("a failed add-role changed rekey.yaml")
+		}
+		if p.roleExists(p.green) {
+			t.Fatal("a refused add-role created the second role")
+		}
+		p.checkNoLeak()
+		return
+	}
+	// 15: the app's role needs CREATEROLE; the refusal names the statement.
+	want := "as an administrator run (PostgreSQL " + strconv.Itoa(c.Major) + "): ALTER ROLE " + postgres.QuoteIdent(p.blue) + " CREATEROLE"
+	if r.code != 4 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "rekey: hint:") {
+		t.Fatalf("add-role without CREATEROLE should be refused (exit 4) naming %q: %v", want, r)
 	}
 	if cfg, _ := os.ReadFile(filepath.Join(p.dir, "rekey.yaml")); strings.Contains(string(cfg), "alternating") {
 		t.Fatal("a failed add-role changed rekey.yaml")
 	}
-	// An administrator creates the second role; add-role keeps it.
+	if p.roleExists(p.green) {
+		t.Fatal("a refused add-role created the second role")
+	}
+	// An administrator creates the second role: still refused (the first
+	// role could not change its password at the rotation).
 	testkit.Exec(t, c, "CREATE ROLE "+postgres.QuoteIdent(p.green)+" LOGIN IN ROLE "+postgres.QuoteIdent(p.owner))
+	if r := p.runLog("postgres", "add-role"); r.code != 4 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("add-role with an existing second role but no CREATEROLE: %v", r)
+	}
+	// With what the hint says, it goes through and the pair rotates.
+	testkit.Exec(t, c, "ALTER ROLE "+postgres.QuoteIdent(p.blue)+" CREATEROLE", "ALTER ROLE "+postgres.QuoteIdent(p.green)+" CREATEROLE")
 	if out := p.mustLog("postgres", "add-role"); !strings.Contains(out, "exists: kept") {
 		t.Fatalf("add-role:\n%s", out)
 	}
-	before := p.readEnv()
-	cur := p.must("get", "DATABASE_PASSWORD", "-n")
-	r = p.runLog("rotate", "DATABASE_PASSWORD")
-	t.Logf("rotate without CREATEROLE: %v", r)
-	if r.code != 7 || !strings.Contains(r.stderr, "insufficient privilege") && !strings.Contains(r.stderr, "permission denied") {
-		t.Fatalf("want exit 7 with a privilege error: %v", r)
-	}
-	for _, want := range []string{"CREATEROLE", "changed_by: admin", "rolled back"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("the error does not mention %q:\n%s", want, r.stderr)
+	for _, want := range []string{p.green, p.blue} {
+		p.mustLog("rotate", "DATABASE_PASSWORD")
+		if u, user, _ := p.envURL(); user != want || !p.reads(u) {
+			t.Fatalf("after the rotation the .env should log in as %s (got %s)", want, user)
 		}
-	}
-	if !bytes.Equal(p.readEnv(), before) || p.must("get", "DATABASE_PASSWORD", "-n") != cur {
-		t.Fatal("the failed rotation changed the .env or the store")
-	}
-	if u, _, _ := p.envURL(); !p.reads(u) {
-		t.Fatal("the .env no longer logs in")
 	}
 	p.checkNoLeak()
 }

@@ -98,6 +98,9 @@ func (a *app) reportPair(p rkapp.PgPair) {
 	} else {
 		fmt.Fprintf(a.out(), "postgres: role %q exists: kept\n", p.Second)
 	}
+	if p.AdminSecret != "" {
+		fmt.Fprintf(a.out(), "postgres: the pair's passwords are changed through the admin connection %s (changed_by: admin)\n", p.AdminSecret)
+	}
 	if p.URLChanged {
 		fmt.Fprintf(a.out(), "postgres: %s now takes its user from {{ %s.role }}\n", p.URLFrom, p.Secret)
 	}

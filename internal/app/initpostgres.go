@@ -35,6 +35,9 @@ type PgPair struct {
 	URLFrom string
 	Roles   []string
 	Grace   time.Duration
+	// AdminSecret holds the admin connection that changes the passwords
+	// (changed_by: admin), "" when the roles change them (changed_by: self).
+	AdminSecret string
 }
 
 // makeAlternating switches the postgres-password secret spec to the
@@ -143,6 +146,9 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 		pg.Role = "" // the version's role is the user from now on
 	}
 	res.URLFrom, res.Roles, res.Grace = pg.URLFrom, pg.Roles, pg.Grace
+	if pg.ChangedBy == "admin" {
+		res.AdminSecret = pg.AdminSecret
+	}
 	return res, nil
 }
 
@@ -189,6 +195,12 @@ func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, sp
 		if !found {
 			continue
 		}
+		if admin := adminURLSecret(specs, values, sp); admin != "" && sp.Postgres.ChangedBy != "admin" {
+			// The .env holds an admin connection: it creates the second
+			// role and changes the pair's passwords (PostgreSQL 16 and
+			// later need one: the roles of a pair cannot change each other's).
+			sp.Postgres.ChangedBy, sp.Postgres.AdminSecret = "admin", admin
+		}
 		cur := rekey.VersionValue{Value: rekey.NewValueString(values[sp.Name])}
 		res, err := makeAlternating(ctx, ap, sp, derived, cur, second, DefaultPostgresGrace)
 		if err != nil {
@@ -204,6 +216,28 @@ func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, sp
 			WithHint("it needs DATABASE_PASSWORD and a DATABASE_URL with that password; or set strategy: alternating in rekey.yaml by hand")
 	}
 	return attrs, nil
+}
+
+// adminURLSecret is the managed secret of the .env that holds an admin
+// connection for sp: a manual secret whose name says ADMIN and whose value
+// is a postgres:// URL naming a user. "" when there is none (or several).
+func adminURLSecret(specs []rekey.Spec, values map[string]string, sp *rekey.Spec) string {
+	found := ""
+	for _, o := range specs {
+		v := values[o.Name]
+		if o.Name == sp.Name || o.Kind != rekey.KindManual || !strings.Contains(strings.ToUpper(o.Name), "ADMIN") ||
+			!(strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")) {
+			continue
+		}
+		if p, err := postgres.ParseURL(v); err != nil || p.User == "" {
+			continue
+		}
+		if found != "" {
+			return ""
+		}
+		found = o.Name
+	}
+	return found
 }
 
 // Column detection (`rekey init --detect-columns`). A column is reported
