@@ -39,8 +39,8 @@ type pgaProject struct {
 	owner, blue, green, table string
 	// adminURL is the least-privileged admin connection a project uses on
 	// PostgreSQL 16 and later (PG_ADMIN_URL in the .env), "" on 15.
-	adminURL, adminPW         string
-	outputs                   []string // every stdout and stderr of rekey, for the leak check
+	adminURL, adminPW string
+	outputs           []string // every stdout and stderr of rekey, for the leak check
 }
 
 type pgaOptions struct {
