@@ -185,7 +185,7 @@ func selfImpossibleError(conn *pgx.Conn, major int, first, second string, groups
 		Detail: fmt.Sprintf("on PostgreSQL %d a role may change another role's password only with ADMIN OPTION on it, and PostgreSQL refuses the circular membership that %q and %q holding it on each other would be: changed_by: self cannot alternate between them", major, first, second),
 		hint: "the alternating strategy needs an admin connection on PostgreSQL 16 and later. As an administrator run: " +
 			strings.Join(AdminSetup(major, first, second, groups), "; ") +
-			"; then, in rekey.yaml, set changed_by: admin and admin_secret: PG_ADMIN_URL under postgres: of the password, declare PG_ADMIN_URL as a secret (kind: manual), `rekey config trust`, `rekey set PG_ADMIN_URL` (postgres://rekey_admin:…@host/db), and run `rekey postgres add-role`"}
+			"; then give rekey that role's URL: for `rekey init --postgres-alternating`, as PG_ADMIN_URL=postgres://rekey_admin:…@HOST/DB in the .env; in an existing rekey.yaml, declare PG_ADMIN_URL (kind: manual), set changed_by: admin and admin_secret: PG_ADMIN_URL under postgres: of the password, `rekey config trust`, `rekey set PG_ADMIN_URL`, and run `rekey postgres add-role`"}
 }
 
 // missingError is the refusal when the session lacks privileges for the pair.
