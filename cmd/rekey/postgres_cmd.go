@@ -43,8 +43,13 @@ directly are not copied (grant them to a group role both are members of).
 Its password is random and nobody knows it until the first rotation.
 
 The role is created through the admin connection with changed_by: admin,
-else by the first role itself, which then needs CREATEROLE (it needs it
-anyway to change the other role's password at each rotation).
+else by the first role itself. What each needs depends on the server's
+version (the README's privilege table): on PostgreSQL 15, CREATEROLE (the
+first role needs it anyway to change the other role's password at each
+rotation); on 16 and later changed_by: self cannot alternate (the roles
+cannot hold ADMIN OPTION on each other) and the admin role needs CREATEROLE
+and ADMIN OPTION on the first role and its groups. A missing privilege is
+refused before anything is created, naming the statements to run.
 
 rekey.yaml then says strategy: alternating, roles: [FIRST, SECOND] and
 grace (--grace, default 1d), and the URL's template takes its user from
