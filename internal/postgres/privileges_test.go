@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/postgres"
 	"github.com/rekeyhq/rekey/internal/testkit"
 )
@@ -118,5 +120,45 @@ func TestCheckPairByVersion(t *testing.T) {
 	}
 	if pc := check(login(t, adm2, []byte("Adm2-Pw-1")), true); !reflect.DeepEqual(pc.Missing, want) {
 		t.Fatalf("second admin on %d: missing %q, want %q", c.Major, pc.Missing, want)
+	}
+}
+
+// TestApplierAdminPrivilegeByVersion: an admin connection lacking what the
+// server's version needs to change the idle role's password: Apply fails,
+// the hint names the statement for that version, and with it run the
+// rotation goes through.
+func TestApplierAdminPrivilegeByVersion(t *testing.T) {
+	spec, a, blue, green := pair(t, "", false)
+	super := superConn(t)
+	c := testkit.Cluster(t)
+	ctx := testCtx(t)
+	q := postgres.QuoteIdent
+	adm := testkit.Unique("ap_admin")
+	createLoginRole(t, super, adm, []byte("Ap-Admin-Pw-1"))
+	if err := postgres.SetPassword(ctx, super, blue, []byte("blue-pw-1")); err != nil {
+		t.Fatal(err)
+	}
+	u := "postgres://" + adm + ":Ap-Admin-Pw-1@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable"
+	a.Values = func(context.Context) (map[string]rekey.Value, error) {
+		return map[string]rekey.Value{"PG_ADMIN_URL": rekey.NewValueString(u)}, nil
+	}
+	spec.Postgres.ChangedBy, spec.Postgres.AdminSecret = "admin", "PG_ADMIN_URL"
+	cur, pend := vv(1, blue, "blue-pw-1"), vv(2, green, "green-pw-2")
+
+	fix := "ALTER ROLE " + q(adm) + " CREATEROLE"
+	if c.Major >= postgres.AdminOptionMajor {
+		mustExec(t, super, "ALTER ROLE "+q(adm)+" CREATEROLE")
+		fix = "GRANT " + q(green) + " TO " + q(adm) + " WITH ADMIN OPTION"
+	}
+	err := a.Apply(ctx, "production", spec, pend, cur)
+	if !errors.Is(err, postgres.ErrPrivilege) || !strings.Contains(rekey.ErrorHint(err), fix) {
+		t.Fatalf("PostgreSQL %d: Apply by an admin lacking a privilege: %v\nhint %q lacks %q", c.Major, err, rekey.ErrorHint(err), fix)
+	}
+	mustExec(t, super, fix)
+	if err := a.Apply(ctx, "production", spec, pend, cur); err != nil {
+		t.Fatalf("Apply after %s: %v", fix, err)
+	}
+	if err := a.Verify(ctx, "production", spec, pend, cur); err != nil {
+		t.Fatal(err)
 	}
 }
