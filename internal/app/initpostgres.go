@@ -145,11 +145,16 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 	if pg.Role != "" {
 		pg.Role = "" // the version's role is the user from now on
 	}
-	res.URLFrom, res.Roles, res.Grace = pg.URLFrom, pg.Roles, pg.Grace
-	if pg.ChangedBy == "admin" {
-		res.AdminSecret = pg.AdminSecret
-	}
+	res.URLFrom, res.Roles, res.Grace, res.AdminSecret = pg.URLFrom, pg.Roles, pg.Grace, adminOf(pg)
 	return res, nil
+}
+
+// adminOf is the admin secret of pg with changed_by: admin, else "".
+func adminOf(pg *rekey.PostgresSpec) string {
+	if pg.ChangedBy == "admin" {
+		return pg.AdminSecret
+	}
+	return ""
 }
 
 // initPostgresAlternating is `rekey init --postgres-alternating[=ROLE]`:
