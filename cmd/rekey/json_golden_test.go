@@ -57,7 +57,7 @@ var jsonCases = map[string][]jsonCase{
 	// With a database: TestReencryptJSON (reencrypt_cli_test.go).
 	"reencrypt": {{name: "reencrypt", args: []string{"reencrypt", "--json"}},
 		{name: "reencrypt_verify_none", args: []string{"reencrypt", "--verify", "--json"}}},
-	"report":   {{name: "report", args: []string{"report", "--format", "json"}}},
+	"report": {{name: "report", args: []string{"report", "--format", "json"}}},
 	"scan": {{name: "scan", files: map[string]string{"notes.txt": "jwt: " + strings.Repeat("c2VjcmV0", 12) + "\n"},
 		args: []string{"scan", "--report-format", "json"}}},
 }
