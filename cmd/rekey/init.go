@@ -119,7 +119,7 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Key, kind, every, last, c.Reason)
 	}
 	w.Flush()
-	fmt.Fprintf(a.out(), "\n%s\n", initCounts(inv, o.envFile))
+	a.infof("\n%s", initCounts(inv, o.envFile))
 	if inv.Replaced != "" {
 		fmt.Fprintf(a.out(), "replaced %s\n", inv.Replaced)
 	}
@@ -130,9 +130,9 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	}
 	fmt.Fprintf(a.out(), "wrote %s (environment %s, %d secrets%s) and the sealed store %s\n", inv.ConfigRel, inv.Env, secrets, added, inv.StoreRel)
 	if len(inv.Stanzas) > 0 {
-		fmt.Fprintf(a.out(), "%s ends with commented stanzas to uncomment: %s\n", inv.ConfigRel, strings.Join(inv.Stanzas, ", "))
+		a.infof("%s ends with commented stanzas to uncomment: %s", inv.ConfigRel, strings.Join(inv.Stanzas, ", "))
 		for _, f := range inv.Found {
-			fmt.Fprintf(a.out(), "  found: %s\n", f)
+			a.infof("  found: %s", f)
 		}
 	}
 	if inv.KeyFile != "" {
@@ -142,7 +142,7 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	for _, m := range inv.Warnings {
 		a.warnf("%s", m)
 	}
-	fmt.Fprintf(a.out(), "next: rekey status\n")
+	a.infof("next: rekey status")
 	return nil
 }
 

@@ -54,7 +54,10 @@ var jsonCases = map[string][]jsonCase{
 	"recover":  {{name: "recover", args: []string{"recover", "--json"}}},
 	"rollback": {{name: "rollback", setup: [][]string{{"rotate", "JWT_SECRET"}}, args: []string{"rollback", "JWT_SECRET", "--json"}}},
 	"version":  {{name: "version", args: []string{"version", "--json"}}},
-	"report":   {{name: "report", args: []string{"report", "--format", "json"}}},
+	// With a database: TestReencryptJSON (reencrypt_cli_test.go).
+	"reencrypt": {{name: "reencrypt", args: []string{"reencrypt", "--json"}},
+		{name: "reencrypt_verify_none", args: []string{"reencrypt", "--verify", "--json"}}},
+	"report": {{name: "report", args: []string{"report", "--format", "json"}}},
 	"scan": {{name: "scan", files: map[string]string{"notes.txt": "jwt: " + strings.Repeat("c2VjcmV0", 12) + "\n"},
 		args: []string{"scan", "--report-format", "json"}}},
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -362,5 +363,73 @@ func TestReencryptCommandCodecStderrRedacted(t *testing.T) {
 		if strings.Contains(out, key) || strings.Contains(out, old) {
 			t.Fatalf("a key value appears in rekey's output:\n%s", out)
 		}
+	}
+}
+
+// reencrypt --json (finish, --verify, --rehearse) against a real database:
+// each document parses, its keys are snake_case, and its figures are the
+// rows'. (TestJSONGolden covers the runs without a database.)
+func TestReencryptJSON(t *testing.T) {
+	p := rcNewProject(t, "atlas", 200)
+	p.must("rotate", "ENCRYPTION_KEY")
+	var counts struct {
+		Secrets []struct {
+			Secret  string `json:"secret"`
+			Neither int64  `json:"neither"`
+			Keys    []struct {
+				Version int    `json:"version"`
+				Label   string `json:"label"`
+				Values  int64  `json:"values"`
+			} `json:"keys"`
+			Columns []struct {
+				Table, Column string
+			} `json:"columns"`
+		} `json:"secrets"`
+	}
+	out := p.must("reencrypt", "--verify", "--json")
+	decodeSnake(t, out, &counts)
+	if len(counts.Secrets) != 1 || counts.Secrets[0].Secret != "ENCRYPTION_KEY" || counts.Secrets[0].Neither != 0 ||
+		len(counts.Secrets[0].Keys) == 0 || counts.Secrets[0].Keys[0].Label != "current" || counts.Secrets[0].Keys[0].Values == 0 ||
+		len(counts.Secrets[0].Columns) == 0 {
+		t.Errorf("reencrypt --verify --json:\n%s", out)
+	}
+	var reh struct {
+		Rehearsals []struct {
+			Secret      string `json:"secret"`
+			Method      string `json:"method"`
+			Rows        int64  `json:"rows"`
+			Reencrypted int64  `json:"reencrypted"`
+			Tables      []struct {
+				Table       string `json:"table"`
+				BeforeBytes int64  `json:"before_bytes"`
+			} `json:"tables"`
+		} `json:"rehearsals"`
+	}
+	out = p.must("reencrypt", "--rehearse", "--json")
+	decodeSnake(t, out, &reh)
+	if len(reh.Rehearsals) != 1 || reh.Rehearsals[0].Rows != 200 || reh.Rehearsals[0].Reencrypted == 0 ||
+		len(reh.Rehearsals[0].Tables) == 0 || reh.Rehearsals[0].Tables[0].BeforeBytes == 0 {
+		t.Errorf("reencrypt --rehearse --json:\n%s", out)
+	}
+	var fin struct {
+		Finished []string `json:"finished"`
+	}
+	out = p.must("reencrypt", "--json")
+	decodeSnake(t, out, &fin)
+	if fin.Finished == nil || len(fin.Finished) != 0 {
+		t.Errorf("reencrypt --json with nothing to finish:\n%s", out)
+	}
+}
+
+// decodeSnake parses out into v after checking every key is snake_case.
+func decodeSnake(t *testing.T, out string, v any) {
+	t.Helper()
+	doc, err := parseJSONDoc(out)
+	if err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	checkSnake(t, doc, "$")
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }

@@ -24,10 +24,11 @@ type reencryptOptions struct {
 func (a *app) reencryptCommand() *cobra.Command {
 	var o reencryptOptions
 	c := &cobra.Command{
-		Use: "reencrypt [NAME...] [--verify | --rehearse [--admin-secret NAME]]",
+		Use: "reencrypt [NAME...] [--verify | --rehearse [--admin-secret NAME]] [--json]",
 		Example: `  rekey reencrypt --verify
   rekey reencrypt --rehearse ENCRYPTION_KEY
   rekey reencrypt --rehearse --admin-secret PG_ADMIN_URL
+  rekey reencrypt --verify --json
   rekey reencrypt`,
 		Short: "Finish, check or rehearse the re-encryption of data-key columns",
 		Long: `A rotation of a data key (kind data-key, with a reencrypt: section in
@@ -69,11 +70,19 @@ Keyset pagination by primary key, one short transaction per batch,
 compare-and-swap writes (a concurrent application write is never lost: the
 row is read again and redone), every new ciphertext decrypted and compared
 before it is written. A value that opens with neither key is never written:
-it is listed (table, key, column) and the run exits 7.`,
+it is listed (table, key, column) and the run exits 7.
+
+--json prints one document: {"finished": [NAME...]}; with --verify
+{"secrets": [{secret, keys: [{version, label, values}], columns: [{table,
+column, by_key, neither, empty}], neither, pending, needs_previous}]}; with
+--rehearse {"rehearsals": [{secret, method, admin, copy_ms, run_ms, rows,
+reencrypted, empty, failed, failures, tables: [{table, before_bytes,
+after_bytes}]}]}. The exit status is the same as without it.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runReencrypt(cmd.Context(), o, args) },
 	}
 	c.Flags().BoolVar(&o.verify, "verify", false, "count the values under each key, per column; change nothing")
 	c.Flags().BoolVar(&o.rehearse, "rehearse", false, "run the re-encryption on a throwaway copy of the database")
+	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON: the secrets finished, the counts per key (--verify) or the rehearsal's figures (--rehearse)")
 	c.Flags().StringVar(&o.adminSecret, "admin-secret", "", "with --rehearse: the secret (or derived value) of rekey.yaml holding a postgres:// URL of a role with CREATEDB on the database's server, to make the copy")
 	return c
 }
@@ -88,11 +97,18 @@ func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []stri
 	if o.verify || o.rehearse {
 		return a.runReencryptCheck(ctx, o, names)
 	}
+	finished := reencryptFinishedView{Finished: []string{}}
 	done, err := a.s().FinishReencryption(ctx, names, a.narrate, func(name string) {
-		fmt.Fprintf(a.out(), "%s: every row is on the current key\n", name)
+		finished.Finished = append(finished.Finished, name)
+		if !a.jsonOut {
+			fmt.Fprintf(a.out(), "%s: every row is on the current key\n", name)
+		}
 	})
 	if err != nil {
 		return err
+	}
+	if a.jsonOut {
+		return a.printJSON(finished)
 	}
 	if done == 0 {
 		fmt.Fprintln(a.out(), "nothing to finish: no re-encryption is incomplete (`rekey reencrypt --verify` counts the rows per key)")
@@ -104,14 +120,41 @@ func (a *app) runReencrypt(ctx context.Context, o reencryptOptions, names []stri
 // copy of the database). Neither changes the store or the application's data.
 func (a *app) runReencryptCheck(ctx context.Context, o reencryptOptions, names []string) error {
 	if o.rehearse {
-		return a.s().RehearseKeys(ctx, names, o.adminSecret, func(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) {
-			printRehearsal(a.out(), spec, reh)
+		views := []rehearsalView{}
+		err := a.s().RehearseKeys(ctx, names, o.adminSecret, func(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) {
+			if a.jsonOut {
+				views = append(views, rehearsalJSON(spec, reh, err))
+			} else {
+				printRehearsal(a.out(), spec, reh)
+			}
 			if errors.Is(err, reencrypt.ErrUndecryptable) {
 				a.exit = exitCode(rekey.CodeVerifyFailed)
 			}
 		})
+		if err != nil || !a.jsonOut {
+			return err
+		}
+		return a.printJSON(struct {
+			Rehearsals []rehearsalView `json:"rehearsals"`
+		}{views})
 	}
-	return a.s().CountKeys(ctx, names, func(k rkapp.KeyCount) { a.printCounts(k) })
+	views := []keyCountView{}
+	err := a.s().CountKeys(ctx, names, func(k rkapp.KeyCount) {
+		if a.jsonOut {
+			views = append(views, keyCountJSON(k))
+			if k.Counts.Neither() > 0 {
+				a.exit = exitCode(rekey.CodeVerifyFailed)
+			}
+			return
+		}
+		a.printCounts(k)
+	})
+	if err != nil || !a.jsonOut {
+		return err
+	}
+	return a.printJSON(struct {
+		Secrets []keyCountView `json:"secrets"`
+	}{views})
 }
 
 // printCounts prints the values of a data key's columns per key: current,

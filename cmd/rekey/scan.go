@@ -160,7 +160,7 @@ func (a *app) runScan(ctx context.Context, o scanOptions) error {
 		fmt.Fprintf(a.out(), "installed pre-commit hook %s\nit runs: %s --config %s scan --staged\nit needs the master key (REKEY_MASTER_KEY, or the key file rekey.yaml names) when you commit\n", textsafe.Quote(h.Path), textsafe.Quote(h.Bin), textsafe.Quote(h.ConfigPath))
 		return nil
 	}
-	if f, ok := a.m.Stderr.(*os.File); ok && o.History && term.IsTerminal(int(f.Fd())) {
+	if f, ok := a.m.Stderr.(*os.File); ok && o.History && !a.quiet && term.IsTerminal(int(f.Fd())) {
 		o.Progress = func() (func(done, total int64), func()) { return progressPrinter(f, time.Now, time.Second) }
 	}
 	r, err := a.s().Scan(ctx, o.ScanRequest)

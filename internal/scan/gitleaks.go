@@ -92,15 +92,7 @@ func GitleaksFingerprint(f Finding) string {
 	if rule == "" {
 		rule = ManagedRuleID
 	}
-	loc := f.Path
-	if loc == "" {
-		loc = f.Blob
-	}
-	fp := fmt.Sprintf("%s:%s:%d", loc, rule, f.Line)
-	if f.Commit != "" {
-		fp = f.Commit + ":" + fp
-	}
-	return fp
+	return locationID(f, rule)
 }
 
 // Ignore is a set of finding ids not to report: rekey's ids (FindingID) and

@@ -153,6 +153,12 @@ func FindingID(f Finding) string {
 	if what == "" {
 		what = f.Secret + "/" + f.Env + "/v" + strconv.Itoa(f.Version)
 	}
+	return locationID(f, what)
+}
+
+// locationID is [COMMIT:]PATH:WHAT:LINE (the blob id when the finding has
+// no path): the shape of rekey's finding ids and of gitleaks' fingerprints.
+func locationID(f Finding, what string) string {
 	loc := f.Path
 	if loc == "" {
 		loc = f.Blob
