@@ -674,7 +674,7 @@ func TestPostgresAlternatingKillLoop(t *testing.T) {
 	s := p.consistent()
 	rng := ctRand(t, 0xa17, normal)
 	const iterations = 20
-	budget := time.Now().Add(45 * time.Second)
+	budget := time.Now().Add(testkit.KillBudget(45 * time.Second))
 	killed, flipped := 0, 0
 	i := 0
 	for ; i < iterations && time.Now().Before(budget); i++ {

@@ -296,7 +296,7 @@ func TestPostgresKillLoop(t *testing.T) {
 	known := map[int]string{1: p.value(1)}
 
 	dbOnNew := 0
-	st := ctKillLoop(t, p, "DATABASE_PASSWORD", 0x9e5, 55*time.Second, known, func(i int, delay time.Duration, cur int) {
+	st := ctKillLoop(t, p, "DATABASE_PASSWORD", 0x9e5, testkit.KillBudget(55*time.Second), known, func(i int, delay time.Duration, cur int) {
 		if who := p.someStoredLogsIn(fmt.Sprintf("iteration %d, right after the kill (%v)", i, delay), cur, cur+1); who != cur {
 			dbOnNew++
 		}

@@ -92,3 +92,20 @@ func Cluster(tb testing.TB) *pgtest.Cluster {
 	tb.Helper()
 	return pgtest.Need(tb, shared)
 }
+
+// RepeatEnv names an environment variable that scripts/test sets to 1 when
+// it runs the PostgreSQL tests again against another major version than
+// the first of its matrix (REKEY_TEST_PG_VERSIONS).
+const RepeatEnv = "REKEY_TEST_PG_REPEAT"
+
+// KillBudget is how long a loop of kill -9 at random moments runs against
+// a cluster: d on the first major of the version matrix (and outside it),
+// a quarter of d when the test repeats on another major (RepeatEnv). Each
+// major still runs the loop, and the crash matrices kill at every step
+// boundary on each major; the long random search runs once.
+func KillBudget(d time.Duration) time.Duration {
+	if os.Getenv(RepeatEnv) == "1" {
+		return d / 4
+	}
+	return d
+}
