@@ -56,6 +56,11 @@ one as part of ` + "`rekey rotate`" + `. This command is for around it:
                                admin_secret of a postgres secret with
                                changed_by: admin on the same server, used
                                automatically), so the app's role needs none.
+                               pg_dump must be of the server's major version or
+                               later (PostgreSQL 18 needs pg_dump 18): an older
+                               one is refused, naming both versions, before
+                               anything is copied; the template copy needs no
+                               client tools (stop the app's connections).
 
 The configured tables and columns are looked up first (also before a
 rotation of the data key creates anything): a typo is named, with the
