@@ -95,6 +95,7 @@ func (d *pgDemo) setup(ctx context.Context) error {
 		return err
 	}
 	d.say("Created database atlas: group role %s owns it; login role %s (a member) is the app's; %d patients with email and SSN encrypted (AES-256-GCM under ENCRYPTION_KEY).", d.db.Owner, d.db.Role, patients)
+	d.say("%s", d.pairNote())
 
 	port, err := atlasdemo.FreePort()
 	if err != nil {
@@ -105,7 +106,11 @@ func (d *pgDemo) setup(ctx context.Context) error {
 	if err := d.writeProject(atlasdemo.NewEnv(d.db, key, port).Text()); err != nil {
 		return err
 	}
-	d.say("Wrote a .env shaped like the runbook's backend (DATABASE_URL, DATABASE_PASSWORD, JWT_SECRET, ENCRYPTION_KEY, ANTHROPIC_API_KEY, RUST_LOG, ...) and the team's rotation log.")
+	admin := ""
+	if d.db.Admin != "" {
+		admin = " " + atlasdemo.AdminURLKey + ","
+	}
+	d.say("Wrote a .env shaped like the runbook's backend (DATABASE_URL, DATABASE_PASSWORD,%s JWT_SECRET, ENCRYPTION_KEY, ANTHROPIC_API_KEY, RUST_LOG, ...) and the team's rotation log.", admin)
 
 	d.pidfile = "app.pid"
 	if err := d.runApp(ctx, "start", "--env-file", ".env", "--listen", d.listen, "--pidfile", d.pidfile, "--token-ttl", tokenTTL); err != nil {
@@ -113,6 +118,15 @@ func (d *pgDemo) setup(ctx context.Context) error {
 	}
 	d.say("Started the app (atlas-app, the reference backend of examples/atlas-app: %s) on %s: POST /login issues HS512 tokens (%s lifetime), GET /patients/{id} decrypts PII; SIGHUP reloads its .env.", d.app, d.base, tokenTTL)
 	return d.configure(ctx)
+}
+
+// pairNote says who changes the passwords of the alternating pair, and why
+// (the server's version decides: internal/postgres/privileges.go).
+func (d *pgDemo) pairNote() string {
+	if d.db.Admin == "" {
+		return fmt.Sprintf("PostgreSQL %d: login role %s has CREATEROLE and manages its pair itself (changed_by: self); on PostgreSQL 16 and later the demo creates an admin role instead, as the roles of a pair cannot change each other's password there.", d.db.Major, d.db.Role)
+	}
+	return fmt.Sprintf("PostgreSQL %d: the pair is managed by role %s (CREATEROLE + ADMIN OPTION on %s and %s), as PostgreSQL 16+ requires; the app's login role has no CREATEROLE. Its URL goes in the .env as %s, so init sets changed_by: admin.", d.db.Major, d.db.Admin, d.db.Owner, d.db.Role, atlasdemo.AdminURLKey)
 }
 
 // options are how rekey.yaml runs and checks the app, with app as its
@@ -124,7 +138,11 @@ func (d *pgDemo) options(app string) atlasdemo.RekeyOptions {
 
 // configure runs rekey init, completes rekey.yaml and approves it.
 func (d *pgDemo) configure(ctx context.Context) error {
-	if err := d.rekey(ctx, "1. Inventory the .env: classify every key, seal the current values as v1, read the last rotation dates from the log; --postgres-alternating creates the second login role (atlas_green) so a password rotation never breaks a connection",
+	via := ""
+	if d.db.Admin != "" {
+		via = " through " + atlasdemo.AdminURLKey
+	}
+	if err := d.rekey(ctx, "1. Inventory the .env: classify every key, seal the current values as v1, read the last rotation dates from the log; --postgres-alternating creates the second login role (atlas_green)"+via+" so a password rotation never breaks a connection",
 		nil, "init", "--env-file", ".env", "--import-log", "secret-rotation-log.md", "--postgres-alternating"); err != nil {
 		return err
 	}
@@ -133,8 +151,12 @@ func (d *pgDemo) configure(ctx context.Context) error {
 	}
 	_, reenc, svcs, checks := atlasdemo.Sections(d.options("atlas-app"))
 	d.say("\n== 2. Tell rekey what consumes the secrets and how to check the app (added to rekey.yaml; the runbook's steps 4 to 7):")
-	d.say("secrets:\n  JWT_SECRET:\n    sessions: {mode: graceful, grace: %s}   # old tokens work until they expire\n  ENCRYPTION_KEY:\n    reencrypt:\n%s  DATABASE_PASSWORD:\n    postgres: {strategy: alternating, roles: [atlas_blue, atlas_green], grace: %s, ...}",
-		grace, indent(reenc, "      "), grace)
+	changedBy := "self"
+	if d.db.Admin != "" {
+		changedBy = "admin, admin_secret: " + atlasdemo.AdminURLKey
+	}
+	d.say("secrets:\n  JWT_SECRET:\n    sessions: {mode: graceful, grace: %s}   # old tokens work until they expire\n  ENCRYPTION_KEY:\n    reencrypt:\n%s  DATABASE_PASSWORD:\n    postgres: {strategy: alternating, roles: [atlas_blue, atlas_green], changed_by: %s, grace: %s, ...}",
+		grace, indent(reenc, "      "), changedBy, grace)
 	d.say("services:\n%schecks:\n%s", indent(svcs, "  "), indent(checks, "  "))
 	d.say("rekey runs those commands and sends values where rekey.yaml says, so it acts only on a rekey.yaml approved on this machine: approve the edit.")
 	return d.rekey(ctx, "", nil, "config", "trust")

@@ -42,6 +42,37 @@ type DB struct {
 	Owner    string // NOLOGIN group role owning the database and its tables
 	Role     string // login role of DATABASE_URL, member of Owner
 	Password string // Role's password
+	// Major is the server's major version (server_version_num).
+	Major int
+	// Admin is the role that manages an alternating pair on PostgreSQL 16
+	// and later (AdminStatements), with AdminPassword; "" when Role
+	// manages its pair itself (CREATEROLE, PostgreSQL 15) or there is no
+	// pair.
+	Admin, AdminPassword string
+}
+
+// AdminURL is the admin connection's URL (PG_ADMIN_URL), "" without one.
+func (d *DB) AdminURL() string {
+	if d.Admin == "" {
+		return ""
+	}
+	return d.URLFor(d.Admin, d.AdminPassword)
+}
+
+// AdminStatements create admin, the least-privileged role that manages the
+// alternating pair whose first login role is first, a member of group, on
+// PostgreSQL 16 and later (README's privilege table, alternating with
+// changed_by: admin): CREATEROLE, and ADMIN OPTION on the group (to make the
+// second role a member of it) and on first (to change its password); the
+// second role gets ADMIN OPTION for admin when admin creates it. No password:
+// set it with postgres.SetPassword (a SCRAM verifier, never the plaintext).
+func AdminStatements(admin, group, first string) []string {
+	q := postgres.QuoteIdent
+	return []string{
+		"CREATE ROLE " + q(admin) + " LOGIN CREATEROLE",
+		"GRANT " + q(group) + " TO " + q(admin) + " WITH ADMIN OPTION",
+		"GRANT " + q(first) + " TO " + q(admin) + " WITH ADMIN OPTION",
+	}
 }
 
 // URL is the DATABASE_URL of the login role.
@@ -69,9 +100,15 @@ type ProvisionOptions struct {
 	// Name is the database; the roles are NAME_owner and NAME_app (NAME_blue
 	// with Alternating).
 	Name string
-	// Alternating gives the login role CREATEROLE, so that it can create
-	// its pair and change the idle role's password (the alternating
-	// strategy changed by the role itself).
+	// Alternating names the login role NAME_blue and sets it up for the
+	// alternating strategy with the least privilege the server's version
+	// needs: on PostgreSQL 15 the role gets CREATEROLE, so that it creates
+	// its pair and changes the idle role's password itself (changed_by:
+	// self); on 16 and later, where the roles of a pair cannot change each
+	// other's password, the role gets no privilege and an admin role
+	// NAME_admin (AdminStatements, a random password) does it (DB.Admin;
+	// NewEnv writes its URL as PG_ADMIN_URL, which `rekey init
+	// --postgres-alternating` takes as changed_by: admin).
 	Alternating bool
 	// Patients is the number of demo patients to seed; Key the ENCRYPTION_KEY
 	// (base64 of 32 bytes) they are encrypted under.
@@ -82,37 +119,57 @@ type ProvisionOptions struct {
 }
 
 // Provision creates the group role owning the database and its tables, the
-// login role (a member of it, with a random password) and the database;
-// the app (o.App --seed, as the login role) creates the patients table and
-// the demo patients. Objects then belong to the group role, so both roles
-// of an alternating pair can use them.
+// login role (a member of it, with a random password), with Alternating on
+// PostgreSQL 16 and later the admin role managing the pair (another random
+// password), and the database; the app (o.App --seed, as the login role)
+// creates the patients table and the demo patients. Objects then belong to
+// the group role, so both roles of an alternating pair can use them.
+// Passwords reach the server as SCRAM verifiers only.
 func Provision(ctx context.Context, o ProvisionOptions) (*DB, error) {
 	sp, err := postgres.ParseURL(o.SuperURL)
 	if err != nil {
 		return nil, err
-	}
-	d := &DB{Host: sp.Host, Port: sp.Port, Name: o.Name, Owner: o.Name + "_owner", Role: o.Name + "_app", Password: Random(24, base64.RawURLEncoding)}
-	attrs := "LOGIN"
-	if o.Alternating {
-		d.Role, attrs = o.Name+"_blue", "LOGIN CREATEROLE"
 	}
 	su, err := postgres.Connect(ctx, sp)
 	if err != nil {
 		return nil, err
 	}
 	defer su.Close(context.Background())
+	num, err := postgres.ServerVersionNum(ctx, su)
+	if err != nil {
+		return nil, err
+	}
+	d := &DB{Host: sp.Host, Port: sp.Port, Name: o.Name, Owner: o.Name + "_owner", Role: o.Name + "_app", Password: Random(24, base64.RawURLEncoding), Major: num / 10000}
+	attrs := "LOGIN"
+	if o.Alternating {
+		d.Role = o.Name + "_blue"
+		if d.Major < postgres.AdminOptionMajor {
+			attrs = "LOGIN CREATEROLE"
+		} else {
+			d.Admin, d.AdminPassword = o.Name+"_admin", Random(24, base64.RawURLEncoding)
+		}
+	}
 	q := postgres.QuoteIdent
-	for _, s := range []string{
+	stmts := []string{
 		"CREATE ROLE " + q(d.Owner) + " NOLOGIN",
 		"CREATE ROLE " + q(d.Role) + " " + attrs + " IN ROLE " + q(d.Owner),
 		"CREATE DATABASE " + q(d.Name) + " OWNER " + q(d.Owner),
-	} {
+	}
+	if d.Admin != "" {
+		stmts = append(stmts, AdminStatements(d.Admin, d.Owner, d.Role)...)
+	}
+	for _, s := range stmts {
 		if _, err := su.Exec(ctx, s); err != nil {
 			return nil, fmt.Errorf("atlasdemo: %s: %w", strings.Fields(s)[0]+" "+strings.Fields(s)[1], err)
 		}
 	}
 	if err := postgres.SetPassword(ctx, su, d.Role, []byte(d.Password)); err != nil {
 		return nil, err
+	}
+	if d.Admin != "" {
+		if err := postgres.SetPassword(ctx, su, d.Admin, []byte(d.AdminPassword)); err != nil {
+			return nil, err
+		}
 	}
 	if err := seed(ctx, o, d); err != nil {
 		return nil, err
@@ -143,7 +200,9 @@ func seed(ctx context.Context, o ProvisionOptions, d *DB) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	env := NewEnv(d, o.Key, 0)
+	app := *d
+	app.Admin, app.AdminPassword = "", "" // the seed needs the login role only
+	env := NewEnv(&app, o.Key, 0)
 	envFile := filepath.Join(tmp, ".env")
 	if err := os.WriteFile(envFile, []byte(env.Text()), 0o600); err != nil {
 		return err
@@ -165,7 +224,8 @@ type Env struct {
 // NewEnv returns a .env for db with fresh secrets in the runbook's
 // formats (JWT_SECRET: openssl rand -base64 64; ENCRYPTION_KEY: openssl
 // rand -base64 32), the encryption key given (the one the patients were
-// seeded under), and the app's port.
+// seeded under), and the app's port; with an admin role (DB.Admin), its
+// URL as PG_ADMIN_URL after DATABASE_PASSWORD.
 func NewEnv(db *DB, encryptionKey string, appPort int) *Env {
 	e := &Env{Values: map[string]string{
 		"DATABASE_URL":      db.URL(),
@@ -177,8 +237,15 @@ func NewEnv(db *DB, encryptionKey string, appPort int) *Env {
 		"PORT":              strconv.Itoa(appPort),
 		"HOST":              "127.0.0.1",
 	}, Order: []string{"DATABASE_URL", "DATABASE_PASSWORD", "", "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY", "", "RUST_LOG", "PORT", "HOST"}}
+	if db.Admin != "" {
+		e.Values[AdminURLKey] = db.AdminURL()
+		e.Order = append(e.Order[:2], append([]string{AdminURLKey}, e.Order[2:]...)...)
+	}
 	return e
 }
+
+// AdminURLKey is the .env key of the admin connection (DB.AdminURL).
+const AdminURLKey = "PG_ADMIN_URL"
 
 // Text is the .env file.
 func (e *Env) Text() string {
@@ -197,8 +264,10 @@ func (e *Env) Text() string {
 // Secrets are the values of e that rekey manages.
 func (e *Env) Secrets() []string {
 	var out []string
-	for _, k := range []string{"DATABASE_URL", "DATABASE_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY"} {
-		out = append(out, e.Values[k])
+	for _, k := range []string{"DATABASE_URL", "DATABASE_PASSWORD", AdminURLKey, "JWT_SECRET", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY"} {
+		if v, ok := e.Values[k]; ok {
+			out = append(out, v)
+		}
 	}
 	return out
 }
