@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -55,23 +56,36 @@ func (s *Session) AddRole(ctx context.Context, name, role string, grace time.Dur
 	pg := *spec.Postgres
 	pg.Roles = append([]string(nil), pg.Roles...)
 	sp.Postgres = &pg
-	res, err := makeAlternating(ctx, ap, &sp, cfg.DerivedFor(env.Name), cur, role, grace)
+	// All or nothing: when a step after the second role was created fails,
+	// the role is dropped again (never one that existed before).
+	var created createdRoles
+	res, err := makeAlternating(ctx, ap, &sp, cfg.DerivedFor(env.Name), cur, role, grace, &created)
 	if err != nil {
-		return nil, err
+		return nil, created.undo(ctx, "add-role", err)
 	}
 	if err := s.markRole(ctx, st, env.Name, cur, res, marked); err != nil {
-		return nil, err
+		return nil, created.undo(ctx, "add-role", err)
 	}
 	out := &AddedRole{Pair: res}
 	if wasAlternating && !res.URLChanged {
 		return out, nil
 	}
 	// rekey.yaml: the spec, and the URL template wherever it is defined.
+	saved := *spec
 	*spec = sp
-	if err := roleTemplates(cfg, pg.URLFrom, name); err != nil {
-		return nil, err
+	err = roleTemplates(cfg, pg.URLFrom, name)
+	if err == nil {
+		err = s.rewriteConfig(cfg)
 	}
-	if err := s.rewriteConfig(cfg); err != nil {
+	if err != nil {
+		*spec = saved
+		err = created.undo(ctx, "add-role", err)
+		if u := (*undoneError)(nil); errors.As(err, &u) {
+			// markRole audited the pair: the audit log says it was undone
+			// (best effort: the error is what the caller must see).
+			_ = s.Audit(ctx, st, rekey.AuditEntry{Action: "postgres.add-role", Env: env.Name, Secret: name, Version: cur.N, Outcome: "error",
+				Detail: "rekey.yaml not rewritten; " + u.note})
+		}
 		return nil, err
 	}
 	out.Wrote = envfile.RelTo(cfg.Dir, cfg.Path)

@@ -110,12 +110,20 @@ type initRun struct {
 	replacedWhat     string
 	found            config.Suggestions
 	comments         config.Comments
+	// created are the roles --postgres-alternating created: dropped again
+	// when a later step fails.
+	created createdRoles
 }
 
 // Init is `rekey init`: it classifies every key of an existing .env, writes
 // rekey.yaml (or adds an environment to it), creates the sealed store and
 // its master key, and imports the values as version 1, audited. The store
-// stays open in the session.
+// stays open in the session. With --postgres-alternating it is all or
+// nothing for the database: when a step fails after the second role of a
+// pair was created (a store that exists, a --key-file inside the project,
+// another pair that fails, rekey.yaml that cannot be written), the roles
+// this run created are dropped again (createdRoles.undo), never one that
+// existed before.
 func (s *Session) Init(ctx context.Context, o InitOptions) (*Inventory, error) {
 	s.locked = true // it writes a store and rekey.yaml (Acted)
 	r, err := s.readEnvFile(o)
@@ -129,7 +137,7 @@ func (s *Session) Init(ctx context.Context, o InitOptions) (*Inventory, error) {
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return nil, err
+			return nil, r.created.undo(ctx, "init", err)
 		}
 	}
 	return r.inventory(), nil
@@ -311,7 +319,7 @@ func (r *initRun) addEnvironment(ctx context.Context) error {
 	}
 	postgresFromURLs(cfg.Secrets, derived)
 	var err error
-	r.pgAttrs, err = initPostgresAlternating(ctx, r.o.PostgresAlternating, len(cfg.Environments) > 0, cfg.Secrets, derived, r.values, r.o.OnPair)
+	r.pgAttrs, err = initPostgresAlternating(ctx, r.o.PostgresAlternating, len(cfg.Environments) > 0, cfg.Secrets, derived, r.values, r.o.OnPair, &r.created)
 	if err != nil {
 		return err
 	}

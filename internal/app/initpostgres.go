@@ -50,7 +50,9 @@ type PgPair struct {
 // the admin connection with changed_by: admin, else by the first role
 // itself (which then needs CREATEROLE). Idempotent: on a spec that is
 // already alternating it only makes sure both roles exist.
-func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec, derived []rekey.Derived, cur rekey.VersionValue, second string, grace time.Duration) (PgPair, error) {
+// A role it creates is added to created (when not nil) as soon as it
+// exists, so that the caller can drop it again when a later step fails.
+func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec, derived []rekey.Derived, cur rekey.VersionValue, second string, grace time.Duration, created *createdRoles) (PgPair, error) {
 	pg := spec.Postgres
 	res := PgPair{Secret: spec.Name}
 	if pg == nil || pg.URLFrom == "" {
@@ -121,6 +123,9 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 	if res.Created, err = postgres.EnsurePair(ctx, c, res.First, res.Second); err != nil {
 		return res, postgres.RekeyError(err)
 	}
+	if res.Created {
+		created.add(res.Second, p, adminOf(pg))
+	}
 
 	src := derived[ti].Template.Source()
 	out, changed, err := postgres.RoleTemplate(src, spec.Name)
@@ -165,8 +170,9 @@ func adminOf(pg *rekey.PostgresSpec) string {
 // the attributes of the versions init imports (the URL's user is the role
 // of the imported password). arg "" means the flag was not given;
 // addingEnv that init adds an environment to an existing inventory;
-// onPair, when not nil, hears each pair set up.
-func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, specs []rekey.Spec, derived []rekey.Derived, values map[string]string, onPair func(PgPair)) (map[string]map[string]string, error) {
+// onPair, when not nil, hears each pair set up; created gets each role
+// created (also when a later pair fails: the caller drops them).
+func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, specs []rekey.Spec, derived []rekey.Derived, values map[string]string, onPair func(PgPair), created *createdRoles) (map[string]map[string]string, error) {
 	if arg == "" {
 		return nil, nil
 	}
@@ -200,14 +206,18 @@ func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, sp
 		if !found {
 			continue
 		}
+		cur := rekey.VersionValue{Value: rekey.NewValueString(values[sp.Name])}
 		if admin := adminURLSecret(specs, values, sp); admin != "" && sp.Postgres.ChangedBy != "admin" {
 			// The .env holds an admin connection: it creates the second
 			// role and changes the pair's passwords (PostgreSQL 16 and
 			// later need one: the roles of a pair cannot change each other's).
+			// It is a guess from a name: it must reach the app's server.
+			if err := sameServer(ctx, ap, sp, cur, admin, values[admin]); err != nil {
+				return nil, err
+			}
 			sp.Postgres.ChangedBy, sp.Postgres.AdminSecret = "admin", admin
 		}
-		cur := rekey.VersionValue{Value: rekey.NewValueString(values[sp.Name])}
-		res, err := makeAlternating(ctx, ap, sp, derived, cur, second, DefaultPostgresGrace)
+		res, err := makeAlternating(ctx, ap, sp, derived, cur, second, DefaultPostgresGrace, created)
 		if err != nil {
 			return nil, rekey.Wrap(rekey.ErrorCode(err), err, "--postgres-alternating")
 		}
@@ -222,6 +232,156 @@ func initPostgresAlternating(ctx context.Context, arg string, addingEnv bool, sp
 	}
 	return attrs, nil
 }
+
+// sameServer refuses an admin URL (secret admin, value adminURL) that names
+// another server than the app's URL of sp: init found it by its name, and
+// through it rekey would create the second role and change the pair's
+// passwords on that server, while the app logs in to its own. Roles belong
+// to the whole server (the cluster), not to a database, so the host and
+// port must be the same (compared as written: localhost, 127.0.0.1 and ::1
+// are one; the default port is 5432) and the database may differ (an
+// admin's URL often names postgres). The error names the two secrets and
+// the servers, never a value.
+func sameServer(ctx context.Context, ap *postgres.Applier, sp *rekey.Spec, cur rekey.VersionValue, admin, adminURL string) error {
+	app, err := ap.ParamsFor(ctx, sp, cur)
+	if err != nil {
+		return rekey.Wrap(rekey.ErrorCode(err), err, "--postgres-alternating")
+	}
+	adm, err := postgres.ParseURL(adminURL)
+	if err != nil {
+		return rekey.Wrap(rekey.CodeInvalid, err, "--postgres-alternating: %s", admin)
+	}
+	a, b := serverOf(app), serverOf(adm)
+	if a == b {
+		return nil
+	}
+	urlFrom := sp.Postgres.URLFrom
+	return rekey.Errorf(rekey.CodeInvalid, "--postgres-alternating: the admin URL %s names the server %s, but %s (the URL of %s) names %s: rekey would create the second role and change the passwords on another server than the app's",
+		admin, b, urlFrom, sp.Name, a).
+		WithHint("point %s at the server of %s (the same host and port, written the same way; any database: roles belong to the whole server), or rename %s so that its name has no ADMIN; "+
+			"if both reach the same server under two names (a pooler in front of it), run init without --postgres-alternating, then set changed_by: admin and admin_secret: %s under postgres: of %s in rekey.yaml, `rekey config trust` and `rekey postgres add-role`",
+			admin, urlFrom, admin, admin, sp.Name)
+}
+
+// serverOf is the server a connection goes to, as sameServer compares
+// them: host:port, the host in lower case, loopback names as localhost.
+func serverOf(p postgres.Params) string {
+	h := strings.TrimSuffix(strings.ToLower(strings.Trim(p.Host, "[]")), ".")
+	switch h {
+	case "localhost", "127.0.0.1", "::1":
+		h = "localhost"
+	case "":
+		h = "the default host"
+	}
+	port := p.Port
+	if port == 0 {
+		port = 5432
+	}
+	return h + ":" + strconv.Itoa(port)
+}
+
+// createdRoles are the roles one run of init or `postgres add-role`
+// created: only those (EnsurePair says whether it created the role or
+// kept one that existed), each with the session that created it, so that
+// a run that fails after creating them drops them again (all or nothing).
+// A process killed between the CREATE ROLE and the end of the run (kill -9,
+// power loss) drops nothing: the role stays, and the next run finishes the
+// set-up with it (EnsurePair keeps an existing second role that can log
+// in); that run did not create it, so it never drops it either.
+type createdRoles struct {
+	list []createdRole
+}
+
+type createdRole struct {
+	role string
+	// via is the session that created it: the admin's (admin is then its
+	// secret) or the first role's own. Never printed: it holds a password.
+	via   postgres.Params
+	admin string
+}
+
+func (c *createdRoles) add(role string, via postgres.Params, admin string) {
+	if c != nil {
+		c.list = append(c.list, createdRole{role: role, via: via, admin: admin})
+	}
+}
+
+// undoTimeout bounds dropping the roles: it runs also when ctx was
+// canceled (an interrupt is a failure like another).
+const undoTimeout = 30 * time.Second
+
+// undo drops the roles created, newest first, each through the same kind
+// of session that created it, and returns err (what failed in the run of
+// who: "init", "add-role") saying so; when a role cannot be dropped, the
+// hint says which statement drops it. err itself when nothing was created.
+func (c *createdRoles) undo(ctx context.Context, who string, err error) error {
+	if c == nil || len(c.list) == 0 || err == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	var dropped, left, why, stmts []string
+	for i := len(c.list) - 1; i >= 0; i-- {
+		cr := c.list[i]
+		if e := dropCreated(ctx, cr); e != nil {
+			left = append(left, strconv.Quote(cr.role))
+			why = append(why, e.Error())
+			stmts = append(stmts, postgres.DropRoleStatement(cr.role))
+			continue
+		}
+		dropped = append(dropped, strconv.Quote(cr.role))
+	}
+	c.list = nil
+	var notes []string
+	if len(dropped) > 0 {
+		notes = append(notes, fmt.Sprintf("%s that %s created %s dropped again", roleList(dropped), who, wasWere(dropped)))
+	}
+	hint := rekey.ErrorHint(err)
+	if len(left) > 0 {
+		notes = append(notes, fmt.Sprintf("%s that %s created could not be dropped (%s)", roleList(left), who, strings.Join(why, "; ")))
+		drop := fmt.Sprintf("drop what %s created: as an administrator run %s (or keep it: %s run again uses an existing role that can log in)", who, strings.Join(stmts, "; "), who)
+		if hint == "" {
+			hint = drop
+		} else {
+			hint += "; " + drop
+		}
+	}
+	return &rekey.Error{Code: rekey.ErrorCode(err), Hint: hint, Err: &undoneError{err: err, note: strings.Join(notes, "; ")}}
+}
+
+// dropCreated drops cr.role through a new session like the one that
+// created it.
+func dropCreated(ctx context.Context, cr createdRole) error {
+	c, err := postgres.Connect(ctx, cr.via)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	return postgres.DropRole(ctx, c, cr.role)
+}
+
+func roleList(q []string) string {
+	if len(q) == 1 {
+		return "the role " + q[0]
+	}
+	return "the roles " + strings.Join(q, ", ")
+}
+
+func wasWere(q []string) string {
+	if len(q) == 1 {
+		return "was"
+	}
+	return "were"
+}
+
+// undoneError is a run's error followed by what was undone.
+type undoneError struct {
+	err  error
+	note string
+}
+
+func (e *undoneError) Error() string { return e.err.Error() + "; " + e.note }
+func (e *undoneError) Unwrap() error { return e.err }
 
 // adminURLSecret is the managed secret of the .env that holds an admin
 // connection for sp: a manual secret whose name says ADMIN and whose value
