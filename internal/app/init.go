@@ -86,6 +86,13 @@ type InitCounts struct {
 	Generated, UserManaged, Empty, Derived, Other int
 }
 
+// FaultInitRoleCreated is the point (REKEY_TEST_FAULT, test builds) right
+// after init --postgres-alternating created the second role of a pair and
+// before it writes anything: a kill -9 there cannot drop the role; the next
+// init finds it and uses it (EnsurePair keeps an existing second role
+// that can log in).
+const FaultInitRoleCreated = "init:role-created"
+
 // initRun is one `rekey init`: read everything and decide before writing
 // anything; write rekey.yaml last (its presence means init finished).
 type initRun struct {
@@ -322,6 +329,9 @@ func (r *initRun) addEnvironment(ctx context.Context) error {
 	r.pgAttrs, err = initPostgresAlternating(ctx, r.o.PostgresAlternating, len(cfg.Environments) > 0, cfg.Secrets, derived, r.values, r.o.OnPair, &r.created)
 	if err != nil {
 		return err
+	}
+	if f := r.s.Opts.Fault; f != nil && len(r.created.list) > 0 {
+		f(FaultInitRoleCreated) // test builds: a kill -9 here leaves the role, nothing else
 	}
 	if len(cfg.Environments) == 0 {
 		cfg.Derived = derived

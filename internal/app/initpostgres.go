@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -251,10 +252,10 @@ func sameServer(ctx context.Context, ap *postgres.Applier, sp *rekey.Spec, cur r
 	if err != nil {
 		return rekey.Wrap(rekey.CodeInvalid, err, "--postgres-alternating: %s", admin)
 	}
-	a, b := serverOf(app), serverOf(adm)
-	if a == b {
+	if serverKey(app) == serverKey(adm) {
 		return nil
 	}
+	a, b := serverName(app), serverName(adm)
 	urlFrom := sp.Postgres.URLFrom
 	return rekey.Errorf(rekey.CodeInvalid, "--postgres-alternating: the admin URL %s names the server %s, but %s (the URL of %s) names %s: rekey would create the second role and change the passwords on another server than the app's",
 		admin, b, urlFrom, sp.Name, a).
@@ -263,21 +264,30 @@ func sameServer(ctx context.Context, ap *postgres.Applier, sp *rekey.Spec, cur r
 			admin, urlFrom, admin, admin, sp.Name)
 }
 
-// serverOf is the server a connection goes to, as sameServer compares
-// them: host:port, the host in lower case, loopback names as localhost.
-func serverOf(p postgres.Params) string {
+// serverKey is the server a connection goes to, as sameServer compares
+// them: host:port, the host in lower case, the loopback names as one.
+func serverKey(p postgres.Params) string {
 	h := strings.TrimSuffix(strings.ToLower(strings.Trim(p.Host, "[]")), ".")
-	switch h {
-	case "localhost", "127.0.0.1", "::1":
+	if h == "localhost" || h == "127.0.0.1" || h == "::1" {
 		h = "localhost"
-	case "":
+	}
+	return h + "|" + strconv.Itoa(portOf(p))
+}
+
+// serverName is the host and port of p as written, for a message.
+func serverName(p postgres.Params) string {
+	h := p.Host
+	if h == "" {
 		h = "the default host"
 	}
-	port := p.Port
-	if port == 0 {
-		port = 5432
+	return net.JoinHostPort(h, strconv.Itoa(portOf(p)))
+}
+
+func portOf(p postgres.Params) int {
+	if p.Port == 0 {
+		return 5432
 	}
-	return h + ":" + strconv.Itoa(port)
+	return p.Port
 }
 
 // createdRoles are the roles one run of init or `postgres add-role`
