@@ -115,7 +115,9 @@ func Connect(ctx context.Context, p Params) (*pgx.Conn, error) {
 		}
 		return nil, &Error{Op: opConnect, Addr: addr, Role: p.User, Err: err, Detail: scrub(detail, p.secrets())}
 	}
+	done := watch(ctx, cfg, p.secrets())
 	conn, err := pgx.ConnectConfig(ctx, cfg)
+	done(conn)
 	if err != nil {
 		return nil, newError(opConnect, addrOf(cfg.Host, cfg.Port), cfg.User, err, p.secrets()...)
 	}
@@ -170,20 +172,22 @@ func closeQuietly(conn *pgx.Conn) {
 func sessionRole(conn *pgx.Conn) string { return conn.Config().User }
 
 // CheckSCRAM refuses (ErrNoSCRAM, with a hint) when password_encryption
-// is not scram-sha-256 on this connection, so a caller never falls back to
-// anything weaker. Servers older than 10 (no SCRAM) are refused too.
+// is not scram-sha-256 on this connection — the value that applies to the
+// session's role: postgresql.conf, ALTER SYSTEM, ALTER DATABASE and ALTER
+// ROLE [IN DATABASE] settings — so a caller never falls back to anything
+// weaker. The hint names the statement that fixes it where it is set, and
+// what the server's version says about MD5. Servers older than 10 (no
+// SCRAM) are refused too.
 func CheckSCRAM(ctx context.Context, conn *pgx.Conn) error {
-	addr := connAddr(conn)
 	if err := checkServerVersion(conn, opCheckSCRAM); err != nil {
 		return err
 	}
-	var v string
-	if err := conn.QueryRow(ctx, "SHOW password_encryption", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
-		return newError(opCheckSCRAM, addr, sessionRole(conn), err)
+	s, err := sessionEncryption(ctx, conn)
+	if err != nil {
+		return newError(opCheckSCRAM, connAddr(conn), sessionRole(conn), err)
 	}
-	if v != "scram-sha-256" {
-		return &Error{Op: opCheckSCRAM, Addr: addr, Role: sessionRole(conn), Kind: ErrNoSCRAM,
-			Detail: fmt.Sprintf("password_encryption is %q, not scram-sha-256", v)}
+	if !s.scram() {
+		return noSCRAM(conn, opCheckSCRAM, sessionRole(conn), s)
 	}
 	return nil
 }
@@ -218,7 +222,12 @@ func checkServerVersion(conn *pgx.Conn, op string) error {
 // on conn: either a session of the role itself (logged in with its current
 // password) or an admin connection. Only a verifier computed here with a
 // fresh salt is sent — never the password — through the simple query
-// protocol (utility statements take no bind parameters).
+// protocol (utility statements take no bind parameters); its iteration
+// count is the session's scram_iterations (PostgreSQL 16+), as with libpq,
+// and at least DefaultSCRAMIterations. On an admin connection, a
+// password_encryption other than scram-sha-256 set for the role (ALTER
+// ROLE ... SET, ALTER DATABASE ... SET) is refused as CheckSCRAM refuses
+// the session's. An MD5 password it replaces is told once (WithNotes).
 func SetPassword(ctx context.Context, conn *pgx.Conn, role string, newPassword []byte) error {
 	addr := connAddr(conn)
 	if err := checkRoleName(role); err != nil {
@@ -230,18 +239,31 @@ func SetPassword(ctx context.Context, conn *pgx.Conn, role string, newPassword [
 	if err := checkServerVersion(conn, opSetPass); err != nil {
 		return err
 	}
-	verifier, err := NewSCRAMVerifier(newPassword)
+	if role != sessionRole(conn) {
+		// The session's password_encryption is the changer's (CheckSCRAM);
+		// the role's own settings may say otherwise.
+		s, ok, err := roleEncryption(ctx, conn, role)
+		if err != nil {
+			return newError(opSetPass, addr, role, err)
+		}
+		if ok {
+			return noSCRAM(conn, opSetPass, role, s)
+		}
+	}
+	verifier, err := newVerifier(conn, newPassword)
 	if err != nil {
-		return &Error{Op: opSetPass, Addr: addr, Role: role, Err: err, Detail: "random salt unavailable"}
+		return &Error{Op: opSetPass, Addr: addr, Role: role, Err: err, Detail: "cannot compute the verifier"}
 	}
-	if !isSCRAMVerifier(verifier) {
-		return &Error{Op: opSetPass, Addr: addr, Role: role, Detail: "internal error: malformed verifier"}
-	}
+	n := notesFrom(ctx)
+	wasMD5 := n != nil && (n.hadMD5(role) || storedMD5(ctx, conn, role))
 	sql := "ALTER ROLE " + QuoteIdent(role) + " PASSWORD " + quoteLiteral(verifier)
 	if _, err := conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 		e := newError(opSetPass, addr, role, err, newPassword)
 		e.major = serverMajor(conn)
 		return e
+	}
+	if wasMD5 {
+		n.md5Replaced(role, serverMajor(conn))
 	}
 	return nil
 }
@@ -298,6 +320,13 @@ func CloneRole(ctx context.Context, admin *pgx.Conn, from, to string, pw []byte)
 		return newError(opClone, addr, from, err)
 	}
 
+	// The copy would take the source's password_encryption setting, and
+	// SetPassword would refuse to rotate it.
+	if s, ok, err := roleEncryption(ctx, admin, from); err != nil {
+		return newError(opClone, addr, from, err)
+	} else if ok {
+		return noSCRAM(admin, opClone, from, s)
+	}
 	stmts, err := cloneStatements(ctx, admin, a, to, pw)
 	if err != nil {
 		return newError(opClone, addr, from, err)
@@ -333,12 +362,9 @@ func rollback(pg *pgconn.PgConn) {
 
 // cloneStatements builds CREATE ROLE, GRANT and ALTER ROLE SET statements.
 func cloneStatements(ctx context.Context, admin *pgx.Conn, a roleAttrs, to string, pw []byte) ([]string, error) {
-	verifier, err := NewSCRAMVerifier(pw)
+	verifier, err := newVerifier(admin, pw)
 	if err != nil {
 		return nil, err
-	}
-	if !isSCRAMVerifier(verifier) {
-		return nil, errors.New("internal error: malformed verifier")
 	}
 	flag := func(on bool, name string) string {
 		if on {
