@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -216,4 +217,113 @@ func TestPasswordEncryptionMD5Refused(t *testing.T) {
 			t.Error("CheckSCRAM accepts a session that SET md5")
 		}
 	})
+}
+
+// TestSCRAMIterationsFollowsServer: from PostgreSQL 16 the session's
+// scram_iterations (reported to clients) sets the iteration count of the
+// verifiers rekey computes, as libpq's \password does, never below 4096;
+// 15 has no such setting and gets 4096.
+func TestSCRAMIterationsFollowsServer(t *testing.T) {
+	pw := []byte("Iter-Pw-1")
+	super, role := newLoginRole(t, "iter", pw)
+	major := testkit.Cluster(t).Major
+	sp, err := postgres.ParseURL(testkit.Cluster(t).SuperConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := postgres.Connect(testCtx(t), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, c := range []struct{ set, want16, want15 int }{{8192, 8192, 4096}, {1000, 4096, 4096}} {
+		_, err := admin.Exec(testCtx(t), "SET scram_iterations = "+strconv.Itoa(c.set))
+		if (err == nil) != (major >= postgres.SCRAMIterationsMajor) {
+			t.Fatalf("PostgreSQL %d: SET scram_iterations: %v", major, err)
+		}
+		if err := postgres.SetPassword(testCtx(t), admin, role, pw); err != nil {
+			t.Fatal(err)
+		}
+		want := c.want15
+		if major >= postgres.SCRAMIterationsMajor {
+			want = c.want16
+		}
+		if n, _ := parseVerifier(t, storedVerifier(t, super, role)); n != want {
+			t.Errorf("PostgreSQL %d, scram_iterations %d: verifier has %d iterations, want %d", major, c.set, n, want)
+		}
+		if !mustTryLogin(t, role, pw) {
+			t.Error("the password does not log in")
+		}
+	}
+}
+
+// TestCatalogAcrossVersions: the catalog columns rekey reads exist on
+// every major, with what each major adds: pg_authid's role attributes are
+// the same on 15 to 18 (CloneRole copies all of them but the password
+// and LOGIN, which it sets), pg_auth_members gains inherit_option and
+// set_option in 16 (CloneRole copies them), a non-superuser sees the
+// database and pid of other roles' sessions in pg_stat_activity (what
+// reencrypt's --rehearse counts before a template copy), reads
+// pg_db_role_setting (SetPassword's check of a role's
+// password_encryption) but not pg_authid (so it tells an MD5 password
+// only from the server's md5 request).
+func TestCatalogAcrossVersions(t *testing.T) {
+	pw := []byte("Cat-Pw-1")
+	super, role := newLoginRole(t, "catalog", pw)
+	major := testkit.Cluster(t).Major
+	cols := func(rel string) string {
+		var s string
+		if err := super.QueryRow(testCtx(t), `SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, rel).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got, want := cols("pg_authid"), "oid,rolname,rolsuper,rolinherit,rolcreaterole,rolcreatedb,rolcanlogin,rolreplication,rolbypassrls,rolconnlimit,rolpassword,rolvaliduntil"; got != want {
+		t.Errorf("PostgreSQL %d: pg_authid has %s, CloneRole knows %s", major, got, want)
+	}
+	members := "roleid,member,grantor,admin_option"
+	if major >= 16 {
+		members = "oid,roleid,member,grantor,admin_option,inherit_option,set_option"
+	}
+	if got := cols("pg_auth_members"); got != members {
+		t.Errorf("PostgreSQL %d: pg_auth_members has %s, want %s", major, got, members)
+	}
+
+	other := login(t, role, pw)
+	_, role2 := newLoginRole(t, "catalog2", pw)
+	conn := login(t, role2, pw)
+	var n int
+	if err := conn.QueryRow(testCtx(t), `SELECT count(*) FROM pg_stat_activity WHERE datname = 'postgres' AND pid = $1`,
+		int32(other.PgConn().PID())).Scan(&n); err != nil || n != 1 {
+		t.Errorf("PostgreSQL %d: another role's session in pg_stat_activity: %d, %v", major, n, err)
+	}
+	mustExec(t, super, "ALTER ROLE "+postgres.QuoteIdent(role)+" SET password_encryption = 'scram-sha-256'")
+	if err := conn.QueryRow(testCtx(t), `SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+		WHERE r.rolname = $1`, role).Scan(&n); err != nil || n != 1 {
+		t.Errorf("PostgreSQL %d: pg_db_role_setting as a non-superuser: %d, %v", major, n, err)
+	}
+	if _, err := conn.Exec(testCtx(t), "SELECT rolpassword FROM pg_authid"); !isPrivilegeErr(err) {
+		t.Errorf("PostgreSQL %d: pg_authid as a non-superuser: %v", major, err)
+	}
+}
+
+// TestCloneRoleRefusesMD5Setting: a role whose sessions get
+// password_encryption = md5 (ALTER ROLE ... SET) is not cloned: the copy
+// would get the setting and its rotations would be refused. Nothing is
+// created; the hint names the RESET.
+func TestCloneRoleRefusesMD5Setting(t *testing.T) {
+	super, blue := newLoginRole(t, "clone_md5", []byte("Blue-Pw-1"))
+	q := postgres.QuoteIdent
+	mustExec(t, super, "ALTER ROLE "+q(blue)+" SET password_encryption = 'md5'")
+	green := testkit.Unique("clone_md5_green")
+	err := postgres.CloneRole(testCtx(t), super, blue, green, []byte("Green-Pw-2"))
+	wantNoSCRAM(t, err, "set by ALTER ROLE "+q(blue)+" SET", "ALTER ROLE "+q(blue)+" RESET password_encryption")
+	if ri, err := postgres.LookupRole(testCtx(t), super, green); err != nil || ri.Exists {
+		t.Fatalf("a refused CloneRole left role %s behind (%v)", green, err)
+	}
+	mustExec(t, super, "ALTER ROLE "+q(blue)+" RESET password_encryption")
+	if err := postgres.CloneRole(testCtx(t), super, blue, green, []byte("Green-Pw-2")); err != nil {
+		t.Fatal(err)
+	}
 }
