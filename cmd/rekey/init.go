@@ -84,7 +84,7 @@ store anew. init never prompts unless --passphrase is given on a terminal.`,
 	c.Flags().BoolVar(&o.detectColumns, "detect-columns", false, "sample the database of the .env's PostgreSQL URL for AES-GCM encrypted columns (for the commented reencrypt: stanza)")
 	c.Flags().BoolVar(&o.passphrase, "passphrase", false, "derive the master key from a passphrase (REKEY_PASSPHRASE or a prompt)")
 	c.Flags().StringVar(&o.keyFile, "key-file", "", "where to create the master key file (default: ~/.config/rekey/keys/PROJECT-ID.key)")
-	c.Flags().StringVar(&o.pgAlternating, "postgres-alternating", "", "set up the alternating strategy for the database password: create the second login role (ROLE, default derived from the URL's user: app_blue -> app_green) as a copy of the URL's role")
+	c.Flags().StringVar(&o.pgAlternating, "postgres-alternating", "", "set up the alternating strategy for the database password: create the second login role (ROLE, default derived from the URL's user: app_blue -> app_green) as a copy of the URL's role; on PostgreSQL 16 and later the .env needs an admin URL (a secret whose name contains ADMIN, e.g. PG_ADMIN_URL, holding a postgres:// URL of the same host and port; README \"PostgreSQL privileges per version\" says what its role needs); if init then fails, the role it created is dropped again")
 	c.Flags().Lookup("postgres-alternating").NoOptDefVal = "auto"
 	return c
 }
