@@ -30,7 +30,10 @@ import (
 // its own binary) continuously while `rekey rotate --all` runs b.N
 // times: a graceful rotation of every secret (JWT_SECRET with
 // JWT_SECRET_PREVIOUS for 15m; DATABASE_PASSWORD with the alternating
-// strategy, the app moving from one login role to the other; ENCRYPTION_KEY
+// strategy, the app moving from one login role to the other (the pair is
+// managed as atlasdemo.Provision sets it up for the server's version: by the
+// login role itself on PostgreSQL 15, by the admin role of PG_ADMIN_URL on
+// 16 and later); ENCRYPTION_KEY
 // with online re-encryption of every patient's email and SSN), rekey
 // restarting the app (SIGHUP: same process, same listener) and running
 // its checks. Every request must succeed: the benchmark fails on any
