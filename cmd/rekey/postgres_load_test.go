@@ -137,10 +137,11 @@ func (p *pgaProject) setStdin(val string) {
 // The steps of TestPostgresAlternatingUnderLoad: R rotate, S set (a value
 // on stdin), B rollback, E the end of the previous version's grace
 // (`rotate --due` a day and an hour later). Every kind follows the others:
-// S and B while the previous version is in its grace (B then undoes the
-// S), B right after E (the previous role's password was ended: it is set
-// again), B after B, S after E, R after each; 20 R in all.
-const pglSchedule = "RRSBRRE" + "BBRRE" + "SRRE" + "RRRRRRRRRRRRE"
+// S while the previous version is in its grace; E after S (the version the
+// set superseded is disabled, as after a rotation); B after E (its role's
+// password was ended: it is set again); B after B (back to the set value);
+// E after B; S after E; B undoing an R; E after R; 20 R in all.
+const pglSchedule = "RRSEBBESRBRE" + "RRRRRRRRE" + "RRRRRRRR"
 
 // TestPostgresAlternatingUnderLoad: `rekey init --postgres-alternating`
 // with a non-superuser app role (on 16 and later through the admin role
