@@ -33,6 +33,8 @@ func (s encSetting) where() string {
 		return fmt.Sprintf("set by ALTER ROLE %s IN DATABASE %s SET", QuoteIdent(s.role), QuoteIdent(s.db))
 	case "client":
 		return "set by the connection's options"
+	case "session":
+		return "set in this session (SET)"
 	case "configuration file":
 		if s.file != "" {
 			return "set in " + s.file
