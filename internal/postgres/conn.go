@@ -286,6 +286,10 @@ type roleAttrs struct {
 // granted to `from` directly and objects it owns are not copied: grant
 // them to a group role both are members of. All of it runs in one
 // transaction on admin, which must be idle (not inside a transaction).
+// PostgreSQL 15 to 18 have the same role attributes; 16 added the INHERIT
+// and SET options of memberships. A source whose sessions get
+// password_encryption other than scram-sha-256 (ALTER ROLE ... SET) is
+// refused before anything is created, as SetPassword would refuse it.
 func CloneRole(ctx context.Context, admin *pgx.Conn, from, to string, pw []byte) error {
 	addr := connAddr(admin)
 	fail := func(role, detail string) error {
