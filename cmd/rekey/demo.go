@@ -33,15 +33,21 @@ folder's config/ subfolder, outside the project.
 
 --with-postgres runs the whole runbook against a real application instead:
 it starts a throwaway PostgreSQL cluster (its server binaries must be
-installed) and the reference backend (examples/atlas-app, a binary of its
-own: --app, else $` + demoAppEnv + `, else atlas-app beside rekey, else built
-with go build from the source tree rekey was built from, else atlas-app on
-PATH), seeds encrypted patients, and narrates init, status, verify, rotate
---all (graceful JWT sessions, alternating database roles, online
-re-encryption of the PII, restart of the app, checks), the end of the grace
-period, report and audit verify. Everything is stopped and removed at the
-end, or on Ctrl-C; --keep leaves PostgreSQL and the app running until
-Ctrl-C so you can try more commands.`,
+installed: $REKEY_TEST_PG_BINDIR, else pg_config --bindir, else the newest
+/usr/lib/postgresql/*/bin, else PATH) and the reference backend
+(examples/atlas-app, a binary of its own: --app, else $` + demoAppEnv + `,
+else atlas-app beside rekey, else built with go build from the source tree
+rekey was built from, else atlas-app on PATH), seeds encrypted patients,
+and narrates init, status, verify, rotate --all (graceful JWT sessions,
+alternating database roles, online re-encryption of the PII, restart of
+the app, checks), the end of the grace period, report and audit verify.
+The database roles get the least privilege the server's version needs: on
+PostgreSQL 15 the app's login role has CREATEROLE and manages its pair
+(changed_by: self); on 16 and later an admin role does (PG_ADMIN_URL in the
+.env, changed_by: admin), as the roles of a pair cannot change each
+other's password there. Everything is stopped and removed at the end, or
+on Ctrl-C; --keep leaves PostgreSQL and the app running until Ctrl-C so
+you can try more commands.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !withPostgres && (o.Keep || o.App != "") {
