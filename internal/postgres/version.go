@@ -189,7 +189,7 @@ func (n *notes) md5Replaced(role string, major int) {
 	if major >= MD5DeprecatedMajor {
 		deprecated = fmt.Sprintf(", which PostgreSQL %d deprecates", major)
 	}
-	n.tell(fmt.Sprintf("role %q had an MD5 password%s: it is a SCRAM-SHA-256 verifier now. Clients that log in as %q must support SCRAM (libpq 10 or later, or your driver's equivalent); a pg_hba.conf line with method md5 accepts SCRAM too, and scram-sha-256 there now refuses MD5 logins", role, deprecated, role))
+	n.tell(fmt.Sprintf("role %q had an MD5 password%s: it is a SCRAM-SHA-256 verifier now. Clients that log in as %q must support SCRAM (libpq 10 or later, or your driver's equivalent); pg_hba.conf lines with method md5 keep working (the server then uses SCRAM) and can be changed to scram-sha-256", role, deprecated, role))
 }
 
 // scramIterations is the iteration count for a verifier set on conn: the
