@@ -341,3 +341,58 @@ func (p *pgaProject) checkOutputs(extra ...string) {
 		}
 	}
 }
+
+// TestPostgresAddRoleUndo: `rekey postgres add-role` whose rewrite of
+// rekey.yaml fails (the file made immutable) drops the role it created
+// again and leaves rekey.yaml as it was; once rekey.yaml can be written,
+// add-role goes through and the pair rotates.
+func TestPostgresAddRoleUndo(t *testing.T) {
+	c := startCluster(t)
+	p := piuNewProject(t, c, piuOptions{})
+	p.mustLog("init", "--env-file", ".env")
+	if p.adminURL != "" {
+		p.useAdmin()
+	}
+	cfgPath := filepath.Join(p.dir, "rekey.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var undo func() error
+	if err := ctChattr(cfgPath, "+i"); err == nil {
+		undo = func() error { return ctChattr(cfgPath, "-i") }
+	} else if !ctHaveRoot() {
+		if err := os.Chmod(p.dir, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		undo = func() error { return os.Chmod(p.dir, 0o755) }
+	} else {
+		ctSkipOrFail(t, "cannot make rekey.yaml impossible to replace: %v", err)
+	}
+	t.Cleanup(func() { undo() })
+	r := p.runLog("postgres", "add-role")
+	dropped := fmt.Sprintf("the role %q that add-role created was dropped again", p.green)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "write ") || !strings.Contains(r.stderr, dropped) {
+		t.Fatalf("add-role that cannot rewrite rekey.yaml should fail and say %q: %v", dropped, r)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(r.stderr))
+	if p.roleExists(p.green) {
+		t.Fatalf("the failed add-role left role %s behind", p.green)
+	}
+	if err := undo(); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != string(cfg) {
+		t.Fatal("the failed add-role changed rekey.yaml")
+	}
+	p.checkNoLeftovers()
+	if audit := p.mustLog("audit", "--json"); !strings.Contains(audit, `"error"`) || !strings.Contains(audit, "rekey.yaml not rewritten; the role") ||
+		!strings.Contains(audit, "that add-role created was dropped again") {
+		t.Errorf("the audit log does not say add-role was undone:\n%s", audit)
+	}
+	if out := p.mustLog("postgres", "add-role"); !strings.Contains(out, fmt.Sprintf("created role %q", p.green)) {
+		t.Fatalf("add-role once rekey.yaml can be written:\n%s", out)
+	}
+	p.piuRotates()
+	p.checkNoLeak()
+}
