@@ -100,25 +100,9 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 		}
 	}
 
-	// The session that creates the role: the admin's, or the first role's own.
-	var p postgres.Params
-	var err error
-	if pg.ChangedBy == "admin" {
-		p, err = ap.AdminParams(ctx, spec)
-	} else {
-		p, err = ap.ParamsFor(ctx, spec, cur)
-	}
+	c, p, err := creatorConn(ctx, ap, spec, cur)
 	if err != nil {
 		return res, err
-	}
-	c, err := postgres.Connect(ctx, p)
-	if err != nil {
-		e := postgres.RekeyError(err)
-		if errors.Is(err, postgres.ErrAuthFailed) && pg.ChangedBy != "admin" {
-			e = rekey.Wrap(rekey.CodeConflict, err, "PostgreSQL refuses the current password of %s for role %q", spec.Name, p.User).
-				WithHint("the stored password and the database's disagree: `rekey recover --probe` finds the one it accepts")
-		}
-		return res, e
 	}
 	defer c.Close(context.Background())
 	if res.Created, err = postgres.EnsurePair(ctx, c, res.First, res.Second); err != nil {
@@ -153,6 +137,31 @@ func makeAlternating(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec
 	}
 	res.URLFrom, res.Roles, res.Grace, res.AdminSecret = pg.URLFrom, pg.Roles, pg.Grace, adminOf(pg)
 	return res, nil
+}
+
+// creatorConn opens the session that creates the second role of spec's
+// pair: the admin's with changed_by: admin, else the first role's own
+// (with the current version cur); p is what it connected with.
+func creatorConn(ctx context.Context, ap *postgres.Applier, spec *rekey.Spec, cur rekey.VersionValue) (c *pgx.Conn, p postgres.Params, err error) {
+	self := spec.Postgres.ChangedBy != "admin"
+	if self {
+		p, err = ap.ParamsFor(ctx, spec, cur)
+	} else {
+		p, err = ap.AdminParams(ctx, spec)
+	}
+	if err != nil {
+		return nil, p, err
+	}
+	c, err = postgres.Connect(ctx, p)
+	if err != nil {
+		e := postgres.RekeyError(err)
+		if errors.Is(err, postgres.ErrAuthFailed) && self {
+			e = rekey.Wrap(rekey.CodeConflict, err, "PostgreSQL refuses the current password of %s for role %q", spec.Name, p.User).
+				WithHint("the stored password and the database's disagree: `rekey recover --probe` finds the one it accepts")
+		}
+		return nil, p, e
+	}
+	return c, p, nil
 }
 
 // adminOf is the admin secret of pg with changed_by: admin, else "".
