@@ -49,7 +49,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	root.SetIn(m.Stdin)
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
-	cmd, err := root.ExecuteContextC(ctx)
+	// PostgreSQL's warnings and notes (an MD5 password replaced) as warnings.
+	cmd, err := root.ExecuteContextC(rkapp.WithServerNotes(ctx, a.warnf))
 	a.jsonOut = a.jsonOut || wantsJSON(cmd) // also when a flag did not parse
 	a.close()                               // also on error: release the lock and close the store at once
 	var ee *exitError

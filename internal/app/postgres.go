@@ -41,3 +41,13 @@ func (s *Session) PostgresApplier(cfg *config.Config, env *config.Environment) r
 		},
 	}
 }
+
+// WithServerNotes returns ctx carrying where PostgreSQL's notes go: a
+// server WARNING (with any password removed) and, once per role, that a
+// role's MD5 password was replaced by a SCRAM verifier. warn hears each.
+func WithServerNotes(ctx context.Context, warn func(format string, args ...any)) context.Context {
+	if warn == nil {
+		return ctx
+	}
+	return postgres.WithNotes(ctx, func(note string) { warn("%s", note) })
+}
