@@ -267,6 +267,25 @@ func TestPostgresInitUndoKeepsExisting(t *testing.T) {
 	}
 	p.piuUnchanged(before, "init refused for its --key-file")
 
+	// A session that may not drop the role (what the undo's hint is for):
+	// refused with the statement to run, the role kept.
+	nopriv, noprivPW := "nopriv_"+testkit.Unique(strconv.Itoa(os.Getpid())), ctRandB64(24, base64.RawURLEncoding)
+	testkit.Exec(t, c, "CREATE ROLE "+q(nopriv)+" LOGIN")
+	testkit.SetPassword(t, c.SuperConnString("postgres"), nopriv, noprivPW)
+	np, err := postgres.ParseURL(c.ConnString(nopriv, noprivPW, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := postgres.Connect(pgaCtx(t), np)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = postgres.DropRole(pgaCtx(t), conn, p.green)
+	conn.Close(pgaCtx(t))
+	if want := "DROP ROLE " + q(p.green); err == nil || !strings.Contains(postgres.Hint(err), want) || !p.roleExists(p.green) {
+		t.Fatalf("DropRole as %s should be refused with the hint %q, the role kept: %v (hint %q)", nopriv, want, err, postgres.Hint(err))
+	}
+
 	// kill -9 right after the role was created: it stays; the next init uses it.
 	k := piuNewProject(t, c, piuOptions{})
 	before = piuDir(t, k.dir)
