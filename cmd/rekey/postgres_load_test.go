@@ -150,8 +150,9 @@ const pglSchedule = "RRSEBBESRBRE" + "RRRRRRRRE" + "RRRRRRRR"
 // every 3 ms: zero failed logins. After every command the current version
 // has a role attribute and the .env's URL logs in as that role; set and
 // rollback land on the idle role like a rotation (a rollback to a version
-// whose grace ended sets its password again); the ended role no longer
-// logs in with any stored password; no value leaks.
+// whose grace ended sets its password again); after an end of grace the
+// idle role logs in with none of its passwords; no value leaks. A subtest
+// rolls back across the switch from single to alternating.
 func TestPostgresAlternatingUnderLoad(t *testing.T) {
 	c := startCluster(t)
 	t0 := time.Now()
@@ -342,7 +343,7 @@ func (p *pgaProject) expireStep(i int, vs []pglVersion, curRole string) []pglVer
 		p.t.Fatalf("step %d: rotate --due a day later should end the grace of v%d: %v", i, pv.N, r)
 	}
 	after := p.historyJSON()
-	if len(after) != len(vs) || after[len(after)-1].N != cur || after[len(after)-1].Label != "current" {
+	if last := after[len(after)-1]; len(after) != len(vs) || last.N != cur || last.Label != "current" || last.Attrs["role"] != curRole {
 		p.t.Fatalf("step %d: rotate --due a day later changed the versions", i)
 	}
 	if after[len(after)-2].Attrs[rekey.AttrExpired] == "" {
