@@ -106,12 +106,13 @@ func pgaNewProject(t *testing.T, c *pgtest.Cluster, o pgaOptions) *pgaProject {
 }
 
 // pgaAdminSetup are the statements the README's privilege table gives for
-// an admin role on major version major, for the pair of first, a member of group.
+// an admin role on major version major, for the pair of first, a member of
+// group: on 16 and later ADMIN OPTION only (no INHERIT, no SET).
 func pgaAdminSetup(major int, admin, group, first string) []string {
 	q := postgres.QuoteIdent
 	stmts := []string{"CREATE ROLE " + q(admin) + " LOGIN CREATEROLE"}
 	if major >= postgres.AdminOptionMajor {
-		stmts = append(stmts, "GRANT "+q(group)+" TO "+q(admin)+" WITH ADMIN OPTION", "GRANT "+q(first)+" TO "+q(admin)+" WITH ADMIN OPTION")
+		stmts = append(stmts, "GRANT "+q(group)+" TO "+q(admin)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE", "GRANT "+q(first)+" TO "+q(admin)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE")
 	}
 	return stmts
 }
@@ -483,8 +484,8 @@ func TestPostgresAlternatingPrivilege(t *testing.T) {
 		// 16 and later: the roles of a pair cannot change each other's
 		// password at all; the refusal names the admin set-up.
 		for _, want := range []string{"changed_by: self cannot alternate", `CREATE ROLE "rekey_admin" LOGIN CREATEROLE`,
-			"GRANT " + postgres.QuoteIdent(p.owner) + ` TO "rekey_admin" WITH ADMIN OPTION`,
-			"GRANT " + postgres.QuoteIdent(p.blue) + ` TO "rekey_admin" WITH ADMIN OPTION`, "PG_ADMIN_URL"} {
+			"GRANT " + postgres.QuoteIdent(p.owner) + ` TO "rekey_admin" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`,
+			"GRANT " + postgres.QuoteIdent(p.blue) + ` TO "rekey_admin" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`, "PG_ADMIN_URL"} {
 			if r.code != 4 || !strings.Contains(r.stderr, want) {
 				t.Fatalf("PostgreSQL %d: add-role as the app's role should be refused (exit 4) naming %q: %v", c.Major, want, r)
 			}

@@ -134,7 +134,7 @@ func leastAdmin(t *testing.T, spec *rekey.Spec, a *postgres.Applier, blue, green
 	createLoginRole(t, super, role, []byte("Least-Admin-Pw-1"))
 	mustExec(t, super, "ALTER ROLE "+postgres.QuoteIdent(role)+" CREATEROLE")
 	for _, r := range []string{blue, green} {
-		mustExec(t, super, "GRANT "+postgres.QuoteIdent(r)+" TO "+postgres.QuoteIdent(role)+" WITH ADMIN OPTION")
+		mustExec(t, super, "GRANT "+postgres.QuoteIdent(r)+" TO "+postgres.QuoteIdent(role)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE")
 	}
 	c := testkit.Cluster(t)
 	u := "postgres://" + role + ":Least-Admin-Pw-1@" + c.Host + ":" + itoa(c.Port) + "/postgres?sslmode=disable"
@@ -284,7 +284,7 @@ func TestApplierAlternatingPrivilege(t *testing.T) {
 	// The statement the server's version needs.
 	want := "ALTER ROLE " + postgres.QuoteIdent(blue) + " CREATEROLE"
 	if testkit.Cluster(t).Major >= postgres.AdminOptionMajor {
-		want = "GRANT " + postgres.QuoteIdent(green) + ` TO "rekey_admin" WITH ADMIN OPTION`
+		want = "GRANT " + postgres.QuoteIdent(green) + ` TO "rekey_admin" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`
 	}
 	if !strings.Contains(rekey.ErrorHint(err), want) {
 		t.Fatalf("PostgreSQL %d: the hint does not say %s: %q", testkit.Cluster(t).Major, want, rekey.ErrorHint(err))

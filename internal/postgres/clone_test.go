@@ -170,7 +170,7 @@ func TestCloneRoleByCreateRoleAdmin(t *testing.T) {
 		if ri, err := postgres.LookupRole(testCtx(t), super, green); err != nil || ri.Exists {
 			t.Fatalf("a refused CloneRole left role %s behind (%v)", green, err)
 		}
-		mustExec(t, super, "GRANT "+postgres.QuoteIdent(group)+" TO "+postgres.QuoteIdent(adminRole)+" WITH ADMIN OPTION")
+		mustExec(t, super, "GRANT "+postgres.QuoteIdent(group)+" TO "+postgres.QuoteIdent(adminRole)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE")
 	}
 	if err := postgres.CloneRole(testCtx(t), admin, blue, green, greenPw); err != nil {
 		t.Fatal(err)

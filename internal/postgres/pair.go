@@ -139,7 +139,7 @@ func EnsurePair(ctx context.Context, conn *pgx.Conn, first, second string) (bool
 	if err := CloneRole(ctx, conn, first, second, pw); err != nil {
 		var e *Error
 		if errors.Is(err, ErrPrivilege) && errors.As(err, &e) && e.hint == "" {
-			e.hint = fmt.Sprintf("role %q may not create role %q on PostgreSQL %d: as an administrator run ALTER ROLE %s CREATEROLE (PostgreSQL 16 and later: and GRANT <each group role of %s> TO %s WITH ADMIN OPTION), or create the role yourself (CREATE ROLE %s LOGIN IN ROLE <the group roles of %s>) and run this again",
+			e.hint = fmt.Sprintf("role %q may not create role %q on PostgreSQL %d: as an administrator run ALTER ROLE %s CREATEROLE (PostgreSQL 16 and later: and GRANT <each group role of %s> TO %s WITH ADMIN OPTION, INHERIT FALSE, SET FALSE), or create the role yourself (CREATE ROLE %s LOGIN IN ROLE <the group roles of %s>) and run this again",
 				sessionRole(conn), second, pc.Major, QuoteIdent(sessionRole(conn)), QuoteIdent(first), QuoteIdent(sessionRole(conn)), QuoteIdent(second), QuoteIdent(first))
 		}
 		return false, err

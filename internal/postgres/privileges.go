@@ -77,8 +77,14 @@ func AdminSetup(major int, first, second string, groups []string) []string {
 	return stmts
 }
 
+// grantAdmin is the PostgreSQL 16+ grant of ADMIN OPTION on role to to,
+// and nothing else: a GRANT there defaults to INHERIT TRUE and SET TRUE,
+// which would let to use role's privileges (read the app's tables). ADMIN
+// OPTION alone lets it grant role (a clone's memberships) and, with
+// CREATEROLE, change role's password. It is a delegation, not a boundary:
+// to may grant role to itself (see SECURITY.md).
 func grantAdmin(role, to string) string {
-	return "GRANT " + QuoteIdent(role) + " TO " + QuoteIdent(to) + " WITH ADMIN OPTION"
+	return "GRANT " + QuoteIdent(role) + " TO " + QuoteIdent(to) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
 }
 
 // sessionPrivs are the session role's attributes.

@@ -67,8 +67,8 @@ func TestCheckPairByVersion(t *testing.T) {
 		hint := postgres.Hint(err)
 		for _, want := range []string{
 			`CREATE ROLE "rekey_admin" LOGIN CREATEROLE`,
-			"GRANT " + q(group) + ` TO "rekey_admin" WITH ADMIN OPTION`,
-			"GRANT " + q(blue) + ` TO "rekey_admin" WITH ADMIN OPTION`,
+			"GRANT " + q(group) + ` TO "rekey_admin" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`,
+			"GRANT " + q(blue) + ` TO "rekey_admin" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`,
 			"changed_by: admin",
 		} {
 			if !errors.Is(err, postgres.ErrPrivilege) || !strings.Contains(hint, want) {
@@ -86,7 +86,7 @@ func TestCheckPairByVersion(t *testing.T) {
 	admin := login(t, adm, []byte("Adm-Pw-1"))
 	var want []string
 	if v16 {
-		want = []string{"GRANT " + q(group) + " TO " + q(adm) + " WITH ADMIN OPTION", "GRANT " + q(blue) + " TO " + q(adm) + " WITH ADMIN OPTION"}
+		want = []string{"GRANT " + q(group) + " TO " + q(adm) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE", "GRANT " + q(blue) + " TO " + q(adm) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"}
 	}
 	if pc := check(admin, false); !reflect.DeepEqual(pc.Missing, want) || pc.SelfImpossible {
 		t.Fatalf("admin with CREATEROLE on %d: missing %q, want %q", c.Major, pc.Missing, want)
@@ -115,8 +115,8 @@ func TestCheckPairByVersion(t *testing.T) {
 	createLoginRole(t, super, adm2, []byte("Adm2-Pw-1"))
 	mustExec(t, super, "ALTER ROLE "+q(adm2)+" CREATEROLE")
 	if v16 {
-		mustExec(t, super, "GRANT "+q(blue)+" TO "+q(adm2)+" WITH ADMIN OPTION")
-		want = []string{"GRANT " + q(green) + " TO " + q(adm2) + " WITH ADMIN OPTION"}
+		mustExec(t, super, "GRANT "+q(blue)+" TO "+q(adm2)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE")
+		want = []string{"GRANT " + q(green) + " TO " + q(adm2) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"}
 	}
 	if pc := check(login(t, adm2, []byte("Adm2-Pw-1")), true); !reflect.DeepEqual(pc.Missing, want) {
 		t.Fatalf("second admin on %d: missing %q, want %q", c.Major, pc.Missing, want)
@@ -148,7 +148,7 @@ func TestApplierAdminPrivilegeByVersion(t *testing.T) {
 	fix := "ALTER ROLE " + q(adm) + " CREATEROLE"
 	if c.Major >= postgres.AdminOptionMajor {
 		mustExec(t, super, "ALTER ROLE "+q(adm)+" CREATEROLE")
-		fix = "GRANT " + q(green) + " TO " + q(adm) + " WITH ADMIN OPTION"
+		fix = "GRANT " + q(green) + " TO " + q(adm) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
 	}
 	err := a.Apply(ctx, "production", spec, pend, cur)
 	if !errors.Is(err, postgres.ErrPrivilege) || !strings.Contains(rekey.ErrorHint(err), fix) {

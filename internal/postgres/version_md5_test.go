@@ -152,7 +152,7 @@ func TestMD5PasswordReplacedBySCRAM(t *testing.T) {
 		createLoginRole(t, super, adminRole, adminPw)
 		mustExec(t, super, "ALTER ROLE "+postgres.QuoteIdent(adminRole)+" CREATEROLE")
 		if major >= postgres.AdminOptionMajor {
-			mustExec(t, super, "GRANT "+postgres.QuoteIdent(role)+" TO "+postgres.QuoteIdent(adminRole)+" WITH ADMIN OPTION")
+			mustExec(t, super, "GRANT "+postgres.QuoteIdent(role)+" TO "+postgres.QuoteIdent(adminRole)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE")
 		}
 		ctx, sink := notesCtx(t)
 		admin, err := postgres.Connect(ctx, params(t, adminRole, adminPw))

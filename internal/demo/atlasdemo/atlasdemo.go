@@ -64,14 +64,16 @@ func (d *DB) AdminURL() string {
 // PostgreSQL 16 and later (README's privilege table, alternating with
 // changed_by: admin): CREATEROLE, and ADMIN OPTION on the group (to make the
 // second role a member of it) and on first (to change its password); the
-// second role gets ADMIN OPTION for admin when admin creates it. No password:
+// second role gets ADMIN OPTION for admin when admin creates it. ADMIN
+// OPTION only: INHERIT FALSE and SET FALSE, so admin cannot use the group's
+// privileges (read the app's tables) by default. No password:
 // set it with postgres.SetPassword (a SCRAM verifier, never the plaintext).
 func AdminStatements(admin, group, first string) []string {
 	q := postgres.QuoteIdent
 	return []string{
 		"CREATE ROLE " + q(admin) + " LOGIN CREATEROLE",
-		"GRANT " + q(group) + " TO " + q(admin) + " WITH ADMIN OPTION",
-		"GRANT " + q(first) + " TO " + q(admin) + " WITH ADMIN OPTION",
+		"GRANT " + q(group) + " TO " + q(admin) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
+		"GRANT " + q(first) + " TO " + q(admin) + " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
 	}
 }
 
