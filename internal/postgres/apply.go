@@ -135,6 +135,15 @@ func (a *Applier) ensure(ctx context.Context, spec *rekey.Spec, p Params, open f
 
 // storedRefused is the error for a current password the database refuses.
 func storedRefused(spec *rekey.Spec, role string, err error) error {
+	if alternating(spec) {
+		// rekey set cannot help here: a new version goes to the other role,
+		// whose password only a session of this one may change (changed_by: self).
+		return &rekey.Error{Code: rekey.CodeConflict,
+			Msg: fmt.Sprintf("PostgreSQL refuses the stored password of %s for role %q, the role that changes its pair's passwords: it was changed outside rekey, or a rotation was interrupted (nothing was changed)", spec.Name, role),
+			Err: err,
+			Hint: fmt.Sprintf("run `rekey recover --probe` to find the stored version the database accepts; if role %q's password was changed by hand, set it back to the stored one (`rekey get %s` prints it; in psql, \\password %s), or switch to changed_by: admin, which needs no password of the pair",
+				role, spec.Name, QuoteIdent(role))}
+	}
 	return &rekey.Error{Code: rekey.CodeConflict,
 		// The engine puts its own hint over this one: the message says what to do too.
 		Msg:  fmt.Sprintf("PostgreSQL refuses the stored password of %s for role %q: it was changed outside rekey, or a rotation was interrupted (nothing was changed; run `rekey recover`, or record the database's password with `rekey set %s`)", spec.Name, role, spec.Name),
