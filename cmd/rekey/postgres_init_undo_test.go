@@ -252,7 +252,7 @@ func TestPostgresInitUndoKeepsExisting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stmts = append(stmts, "GRANT "+q(p.green)+" TO "+q(admin.User)+" WITH ADMIN OPTION")
+		stmts = append(stmts, "GRANT "+q(p.green)+" TO "+q(admin.User)+" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE")
 	}
 	testkit.Exec(t, c, stmts...)
 	testkit.SetPassword(t, c.SuperConnString("postgres"), p.green, greenPW)
