@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rekeyhq/rekey/internal/testkit"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -13,9 +14,19 @@ func TestMain(m *testing.M) {
 	// Audit anchors of the tests' stores (in-process and the built binary
 	// alike) go to one folder of their own, not the user's state directory.
 	os.Setenv("XDG_STATE_HOME", filepath.Join(os.TempDir(), "rekey-test-state"))
-	testscript.Main(m, map[string]func(){
+	testscript.Main(templatesM{m}, map[string]func(){
 		"rekey": func() { os.Exit(runProcess(os.Args[1:])) },
 	})
+}
+
+// templatesM runs the tests (not a `rekey` subprocess) with one initdb per
+// PostgreSQL version, copied for each cluster: the tests start one each.
+type templatesM struct{ m *testing.M }
+
+func (t templatesM) Run() int {
+	remove := testkit.UseClusterTemplates()
+	defer remove()
+	return t.m.Run()
 }
 
 // testMasterKey is a fixed master key for scripts (base64 of 32 bytes).

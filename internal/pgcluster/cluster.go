@@ -113,11 +113,15 @@ func Start() (*Cluster, error) {
 		}
 	}()
 
-	if c.SuperPassword, err = randomPassword(); err != nil {
+	if copied, err := c.fromTemplate(); err != nil {
 		return nil, err
-	}
-	if err := c.initdb(); err != nil {
-		return nil, err
+	} else if !copied {
+		if c.SuperPassword, err = randomPassword(); err != nil {
+			return nil, err
+		}
+		if err := c.initdb(); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.writeHBA(DefaultHBA); err != nil {
 		return nil, err
@@ -342,6 +346,7 @@ func (c *Cluster) initdb() error {
 		"--encoding=UTF8",
 		"--no-locale",
 		"--no-sync",
+		"--wal-segsize=1", // 1 MB WAL segments: a throwaway cluster writes 15 MB less
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rekeyhq/rekey/internal/pgcluster"
 	"github.com/rekeyhq/rekey/internal/pgtest"
 	"github.com/rekeyhq/rekey/internal/postgres"
 )
@@ -108,4 +109,13 @@ func KillBudget(d time.Duration) time.Duration {
 		return d / 4
 	}
 	return d
+}
+
+// UseClusterTemplates makes every later StartCluster of this test binary
+// copy the output of one initdb per PostgreSQL version instead of running
+// initdb itself (pgcluster.UseTemplates); the returned func removes the
+// templates. For a TestMain whose tests start many clusters.
+func UseClusterTemplates() (remove func()) {
+	pgcluster.UseTemplates()
+	return pgcluster.RemoveTemplates
 }
