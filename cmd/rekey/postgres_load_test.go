@@ -9,10 +9,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -115,21 +113,10 @@ func (p *pgaProject) historyJSON() []pglVersion {
 	return vs
 }
 
-// setStdin runs `rekey set DATABASE_PASSWORD` with val on stdin.
+// setStdin runs `rekey set DATABASE_PASSWORD` with val on stdin (setResult) and fails unless it succeeds.
 func (p *pgaProject) setStdin(val string) {
 	p.t.Helper()
-	args := []string{"set", "DATABASE_PASSWORD"}
-	cmd, stdout, stderr := p.command(nil, args...)
-	cmd.Stdin = strings.NewReader(val + "\n")
-	start := time.Now()
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		p.t.Fatal(err)
-	}
-	r := p.finish(cmd, err, stdout, stderr, args, start)
-	p.outputs = append(p.outputs, r.stdout, r.stderr)
-	if r.code != 0 || r.sig != 0 {
+	if r := p.setResult(p.t, val); r.code != 0 || r.sig != 0 {
 		p.t.Fatalf("%v", r)
 	}
 }
