@@ -22,15 +22,26 @@ type encSetting struct {
 
 func (s encSetting) scram() bool { return strings.EqualFold(s.value, "scram-sha-256") }
 
-// where says, for an error's detail, what sets the value.
-func (s encSetting) where() string {
+// alter is the statement that holds a per-role or per-database value
+// ("ALTER ROLE x IN DATABASE y"), "" for the other sources.
+func (s encSetting) alter() string {
 	switch s.source {
 	case "user":
-		return fmt.Sprintf("set by ALTER ROLE %s SET", QuoteIdent(s.role))
+		return "ALTER ROLE " + QuoteIdent(s.role)
 	case "database":
-		return fmt.Sprintf("set by ALTER DATABASE %s SET", QuoteIdent(s.db))
+		return "ALTER DATABASE " + QuoteIdent(s.db)
 	case "database user":
-		return fmt.Sprintf("set by ALTER ROLE %s IN DATABASE %s SET", QuoteIdent(s.role), QuoteIdent(s.db))
+		return "ALTER ROLE " + QuoteIdent(s.role) + " IN DATABASE " + QuoteIdent(s.db)
+	}
+	return ""
+}
+
+// where says, for an error's detail, what sets the value.
+func (s encSetting) where() string {
+	if a := s.alter(); a != "" {
+		return "set by " + a + " SET"
+	}
+	switch s.source {
 	case "client":
 		return "set by the connection's options"
 	case "session":
@@ -48,13 +59,10 @@ func (s encSetting) where() string {
 
 // fix is what an administrator runs to make the value scram-sha-256.
 func (s encSetting) fix() string {
+	if a := s.alter(); a != "" {
+		return "as an administrator run " + a + " RESET password_encryption"
+	}
 	switch s.source {
-	case "user":
-		return fmt.Sprintf("as an administrator run ALTER ROLE %s RESET password_encryption", QuoteIdent(s.role))
-	case "database":
-		return fmt.Sprintf("as an administrator run ALTER DATABASE %s RESET password_encryption", QuoteIdent(s.db))
-	case "database user":
-		return fmt.Sprintf("as an administrator run ALTER ROLE %s IN DATABASE %s RESET password_encryption", QuoteIdent(s.role), QuoteIdent(s.db))
 	case "client":
 		return "remove password_encryption from the options of the connection URL (options=-c ...) or from PGOPTIONS"
 	case "command line", "environment variable":
