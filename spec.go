@@ -271,6 +271,9 @@ type ReencryptSpec struct {
 	// TargetFactor times the p99 measured before the run).
 	TargetP99    time.Duration
 	TargetFactor float64 // 0: 2
+	// CheckpointSchema is the schema of the checkpoint table ("": the
+	// first schema of the search_path, normally public).
+	CheckpointSchema string
 }
 
 // Paces of an online re-encryption.
