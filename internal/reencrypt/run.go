@@ -36,6 +36,9 @@ type Job struct {
 	// Progress, when set, is called after every batch is committed, from
 	// Run's writer goroutines but never concurrently; keep it quick.
 	Progress func(Progress)
+	// Control, when set, is asked before every batch is read: it pauses
+	// the run at a batch boundary or lowers its pace (control.go).
+	Control Control
 	// Stderr receives the command codec's stderr (nil: os.Stderr).
 	Stderr io.Writer
 	// PGBinDir is where Rehearse looks for pg_dump and pg_restore first.

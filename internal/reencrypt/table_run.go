@@ -184,6 +184,7 @@ func (tr *tableRun) write(ctx, wctx context.Context, w *pgx.Conn, b *batch) erro
 // rate limit, and hands each to the workers and (in order) to the writers.
 func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl *pool, lastPK []string, limit int, ordered, work chan<- *batch) error {
 	var read int64
+	var g gate
 	start := time.Now()
 	for seq := 0; ; seq++ {
 		if ctx.Err() != nil {
@@ -191,6 +192,9 @@ func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl
 		}
 		if pctx.Err() != nil {
 			return nil
+		}
+		if halt, err := r.control(ctx, pctx, &g, read); halt {
+			return err
 		}
 		if rate := r.cfg.RowsPerSecond; rate > 0 && read > 0 {
 			due := start.Add(time.Duration(float64(read) / float64(rate) * float64(time.Second)))
