@@ -193,7 +193,7 @@ func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl
 		if pctx.Err() != nil {
 			return nil
 		}
-		if halt, err := r.control(ctx, pctx, &g, read); halt {
+		if halt, err := r.control(ctx, pctx, &g, read, &start); halt {
 			return err
 		}
 		if rate := r.cfg.RowsPerSecond; rate > 0 && read > 0 {
