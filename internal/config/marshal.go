@@ -327,6 +327,14 @@ func reencryptNode(r *rekey.ReencryptSpec) *mapNode {
 		rm.add("mode", strNode(r.Mode))
 	}
 	addText(rm, "previous_key", r.PreviousKey)
+	addText(rm, "pace", r.Pace)
+	addText(rm, "probe", r.Probe)
+	switch {
+	case r.TargetP99 > 0:
+		rm.add("target_p99", strNode(r.TargetP99.String()))
+	case r.TargetFactor > 0:
+		rm.add("target_p99", strNode(strconv.FormatFloat(r.TargetFactor, 'g', -1, 64)+"x"))
+	}
 	return rm
 }
 
