@@ -44,9 +44,9 @@ func EffectivePace(pace, ceiling int) int {
 // control waits, before the next batch is read (read rows so far in this
 // pass), while Job.Control says paused or the operator's pace wants it.
 // halt is true when the pass must stop (ctx or pctx done); err is then the
-// readLoop's return value. The time spent paused moves *paced (the start
-// of the configured pace's clock) forward, so a resumed run does not burst
-// to catch up with the time it was paused.
+// readLoop's return value. The time waited here moves *paced (the start
+// of the configured pace's clock) forward, so a run resumed, or back to its
+// configured pace, does not burst to catch up with the time it waited.
 func (r *runner) control(ctx, pctx context.Context, g *gate, read int64, paced *time.Time) (halt bool, err error) {
 	if r.job.Control == nil {
 		return false, nil
@@ -59,7 +59,6 @@ func (r *runner) control(ctx, pctx context.Context, g *gate, read int64, paced *
 		case paused:
 			g.pace = -1 // resuming restarts the pace's clock
 			wait = ControlPoll
-			*paced = paced.Add(wait)
 		case pace != g.pace:
 			*g = gate{pace: pace, start: time.Now(), read0: read}
 		case pace > 0:
@@ -69,6 +68,7 @@ func (r *runner) control(ctx, pctx context.Context, g *gate, read int64, paced *
 		if wait <= 0 {
 			return false, nil
 		}
+		*paced = paced.Add(wait)
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()
