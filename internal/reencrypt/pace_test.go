@@ -1,0 +1,145 @@
+package reencrypt
+
+import (
+	"testing"
+	"time"
+)
+
+const ms = time.Millisecond
+
+// idle is a calibration window of probes at 1ms..2ms.
+func idle() []PaceObservation {
+	var out []PaceObservation
+	for i := range 20 {
+		out = append(out, PaceObservation{Probe: ms + time.Duration(i)*ms/20, Active: 1})
+	}
+	return out
+}
+
+func feed(c *Controller, n int, o PaceObservation) []PaceDecision {
+	var ds []PaceDecision
+	for range n {
+		ds = append(ds, c.Observe(o))
+	}
+	return ds
+}
+
+func TestPaceCalibration(t *testing.T) {
+	c := NewController(PaceConfig{MaxBatch: 2000})
+	d := c.Calibrate(0, idle())
+	if d.Reason != PaceCalibrated || d.P99 != ms+19*ms/20 || d.Target != 2*d.P99 || c.Target() != d.Target {
+		t.Fatalf("calibration %v: want p99 %v and target twice that", d, ms+19*ms/20)
+	}
+	c = NewController(PaceConfig{Factor: 3})
+	if d := c.Calibrate(0, idle()); d.Target != 3*d.P99 {
+		t.Errorf("factor 3: %v", d)
+	}
+	c = NewController(PaceConfig{Target: 7 * ms})
+	if d := c.Calibrate(0, idle()); d.Target != 7*ms {
+		t.Errorf("target_p99 7ms: %v", d)
+	}
+	c = NewController(PaceConfig{})
+	if d := c.Calibrate(0, []PaceObservation{{Probe: 100 * time.Microsecond}}); d.Target != paceMinTarget {
+		t.Errorf("a very fast idle probe: target %v, want the floor %v", d.Target, paceMinTarget)
+	}
+}
+
+func TestPaceBacksOffOnHighP99AndRecoversSlowly(t *testing.T) {
+	c := NewController(PaceConfig{MaxBatch: 2000, StartRate: 10000})
+	c.Calibrate(0, idle())
+	d := c.Observe(PaceObservation{Probe: ms, Active: 1})
+	if d.Reason != PaceUnder || d.NewRate != d.OldRate+paceIncrease {
+		t.Fatalf("under target: %v", d)
+	}
+	d = c.Observe(PaceObservation{Probe: 50 * ms, Active: 1})
+	if d.Reason != PaceOverTarget || d.NewRate != d.OldRate*paceDecrease || d.P99 != 50*ms {
+		t.Fatalf("over target: %v", d)
+	}
+	// Back off quickly: every probe over target halves the rate, down to the floor.
+	for _, d := range feed(c, 20, PaceObservation{Probe: 50 * ms, Active: 1}) {
+		if d.Reason != PaceOverTarget || d.NewRate != max(paceMinRate, d.OldRate*paceDecrease) {
+			t.Fatalf("load: %v", d)
+		}
+	}
+	if c.Rate() != paceMinRate {
+		t.Fatalf("rate after a long load %v, want the floor %v", c.Rate(), paceMinRate)
+	}
+	// Recover slowly: one step per decision, additive.
+	ds := feed(c, 10, PaceObservation{Probe: ms, Active: 1})
+	for i, d := range ds {
+		if d.Reason != PaceUnder || d.NewRate != paceMinRate+float64(i+1)*paceIncrease {
+			t.Fatalf("recovery %d: %v", i, d)
+		}
+	}
+	// Batches shrink with the rate and grow back, bounded.
+	if ds[0].Batch >= 2000 || ds[0].Batch < paceMinBatch || ds[9].Batch <= ds[0].Batch {
+		t.Errorf("batch sizes %d → %d", ds[0].Batch, ds[9].Batch)
+	}
+}
+
+func TestPaceBacksOffOnLockWaitsAndActiveJump(t *testing.T) {
+	c := NewController(PaceConfig{})
+	c.Calibrate(0, idle())
+	d := c.Observe(PaceObservation{Probe: ms, LockWaits: 1, Active: 1})
+	if d.Reason != PaceLockWaits || d.NewRate >= d.OldRate {
+		t.Errorf("lock waits: %v", d)
+	}
+	d = c.Observe(PaceObservation{Probe: ms, Active: 1 + paceActiveSlack})
+	if d.Reason != PaceUnder {
+		t.Errorf("active within slack: %v", d)
+	}
+	d = c.Observe(PaceObservation{Probe: ms, Active: 2 + paceActiveSlack})
+	if d.Reason != PaceActiveJump || d.NewRate >= d.OldRate {
+		t.Errorf("active jump: %v", d)
+	}
+}
+
+func TestPaceNeverExceedsCeiling(t *testing.T) {
+	c := NewController(PaceConfig{Ceiling: 3500, MaxBatch: 2000})
+	if c.Rate() != 3500 {
+		t.Fatalf("start rate %v above the ceiling", c.Rate())
+	}
+	c.Calibrate(0, idle())
+	for i, d := range feed(c, 50, PaceObservation{Probe: ms}) {
+		if d.NewRate > 3500 || d.Batch > 2000 {
+			t.Fatalf("decision %d above the ceiling: %v", i, d)
+		}
+		if i > 0 && d.Reason != PaceCeiling {
+			t.Fatalf("decision %d: %v, want %q", i, d, PaceCeiling)
+		}
+	}
+	c.Observe(PaceObservation{Probe: time.Second})
+	ds := feed(c, 5, PaceObservation{Probe: ms})
+	if last := ds[len(ds)-1]; last.NewRate != 3500 {
+		t.Errorf("after recovery %v, want the ceiling", last)
+	}
+}
+
+func TestPaceFullIgnoresProbes(t *testing.T) {
+	c := NewController(PaceConfig{Full: true, Ceiling: 20000, MaxBatch: 2000})
+	for _, o := range []PaceObservation{{Probe: time.Second}, {LockWaits: 5}, {Active: 100}} {
+		d := c.Observe(o)
+		if d.Reason != PaceFullSpeed || d.NewRate != 20000 || d.Batch != 2000 {
+			t.Errorf("pace full on %+v: %v", o, d)
+		}
+	}
+	if c := NewController(PaceConfig{Full: true}); c.Rate() != paceMaxRate {
+		t.Errorf("pace full without a ceiling: %v", c.Rate())
+	}
+}
+
+func TestP99(t *testing.T) {
+	var lat []time.Duration
+	for i := 1; i <= 100; i++ {
+		lat = append(lat, time.Duration(i))
+	}
+	if p := p99(lat); p != 99 {
+		t.Errorf("p99 of 1..100 = %v", p)
+	}
+	if p := p99(lat[:10]); p != 10 {
+		t.Errorf("p99 of 1..10 = %v", p)
+	}
+	if p := p99(nil); p != 0 {
+		t.Errorf("p99 of nothing = %v", p)
+	}
+}
