@@ -274,6 +274,11 @@ type ReencryptSpec struct {
 	// CheckpointSchema is the schema of the checkpoint table ("": the
 	// first schema of the search_path, normally public).
 	CheckpointSchema string
+	// ReplicaLagCeiling is the replay lag of a streaming replica above
+	// which the run holds its next batch (0: 5s); Replicas name secrets
+	// holding replica URLs whose lag is read there too.
+	ReplicaLagCeiling time.Duration
+	Replicas          []string
 }
 
 // Paces of an online re-encryption.
