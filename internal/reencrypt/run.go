@@ -39,6 +39,13 @@ type Job struct {
 	// Control, when set, is asked before every batch is read: it pauses
 	// the run at a batch boundary or lowers its pace (control.go).
 	Control Control
+	// OnPace, when set, receives every decision of the adaptive pace
+	// (pace_run.go) with its inputs, from its probe goroutine (never
+	// concurrently); keep it quick.
+	OnPace func(table string, d PaceDecision)
+	// PaceCalibration is the adaptive pace's idle window before each
+	// table's pass (0: DefaultPaceCalibration).
+	PaceCalibration time.Duration
 	// Stderr receives the command codec's stderr (nil: os.Stderr).
 	Stderr io.Writer
 	// PGBinDir is where Rehearse looks for pg_dump and pg_restore first.
@@ -56,6 +63,8 @@ type Progress struct {
 	Total         int64   // all rows: pg_class.reltuples when fresh, else count(*) (see estimateRows)
 	RowsPerSecond float64 // since this run started
 	Elapsed       time.Duration
+	Pace          float64       // the adaptive pace's rate in rows/s (0: pace full)
+	ProbeP99      time.Duration // the adaptive pace's recent probe p99
 }
 
 // Result is what a run did. Counts are of values (one per row and
@@ -184,6 +193,9 @@ type runner struct {
 	res     *Result
 	wsMu    sync.Mutex
 	ws      map[*pgx.Conn]*writerState
+
+	ckptSchema string   // schema of the checkpoint table
+	ckptOwners []string // owners of the tables (createCheckpoint, checkCheckpoint)
 
 	total   int64
 	done    int64
@@ -340,7 +352,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	r.res = &Result{JobID: r.job.JobID}
-	if r.ckpt, err = ensureCheckpointTable(ctx, r.writer); err != nil {
+	if err := r.openCheckpoint(ctx); err != nil {
 		return nil, err
 	}
 	r.res.Checkpoint = r.ckpt
