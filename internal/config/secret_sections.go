@@ -195,6 +195,7 @@ func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
 				}
 			}},
 			{"previous_key", d.previousKey(&r.PreviousKey, what)},
+			{"checkpoint_schema", d.textTo(&r.CheckpointSchema, "checkpoint_schema of "+what)},
 			{"pace", func(k, v *yaml.Node) {
 				if p, ok := d.enum(v, "pace of "+what, Paces); ok && p != "" {
 					r.Pace, paceVal = p, v
@@ -202,6 +203,8 @@ func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
 			}},
 			{"probe", d.textTo(&r.Probe, "probe of "+what)},
 			{"target_p99", func(k, v *yaml.Node) { r.TargetP99, r.TargetFactor = d.targetP99(v, "target_p99 of "+what) }},
+			{"replica_lag_ceiling", func(k, v *yaml.Node) { r.ReplicaLagCeiling, _ = d.duration(v, "replica_lag_ceiling of "+what) }},
+			{"replicas", func(k, v *yaml.Node) { r.Replicas = d.secretList(v, "replicas of "+what) }},
 		},
 	})
 	if !ok {
