@@ -29,7 +29,9 @@ func (a *app) reencryptCommand() *cobra.Command {
   rekey reencrypt --rehearse ENCRYPTION_KEY
   rekey reencrypt --rehearse --admin-secret PG_ADMIN_URL
   rekey reencrypt --verify --json
-  rekey reencrypt`,
+  rekey reencrypt
+  rekey reencrypt pause
+  rekey reencrypt pace 2000`,
 		Short: "Finish, check or rehearse the re-encryption of data-key columns",
 		Long: `A rotation of a data key (kind data-key, with a reencrypt: section in
 rekey.yaml) re-encrypts every configured column from the old key to the new
@@ -61,6 +63,11 @@ one as part of ` + "`rekey rotate`" + `. This command is for around it:
                                one is refused, naming both versions, before
                                anything is copied; the template copy needs no
                                client tools (stop the app's connections).
+  rekey reencrypt pause|resume|pace N|pace auto
+                               control a re-encryption running in another
+                               process: hold it at a batch boundary, continue,
+                               go at most N rows/s (capped at rows_per_second),
+                               or back to the configured pace.
 
 The configured tables and columns are looked up first (also before a
 rotation of the data key creates anything): a typo is named, with the
@@ -88,6 +95,7 @@ after_bytes}]}]}. The exit status is the same as without it.`,
 	c.Flags().BoolVar(&o.verify, "verify", false, "count the values under each key, per column; change nothing")
 	c.Flags().BoolVar(&o.rehearse, "rehearse", false, "run the re-encryption on a throwaway copy of the database")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON: the secrets finished, the counts per key (--verify) or the rehearsal's figures (--rehearse)")
+	c.AddCommand(a.reencryptControlCommands()...)
 	c.Flags().StringVar(&o.adminSecret, "admin-secret", "", "with --rehearse: the secret (or derived value) of rekey.yaml holding a postgres:// URL of a role with CREATEDB on the database's server, to make the copy")
 	return c
 }
