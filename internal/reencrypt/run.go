@@ -46,6 +46,12 @@ type Job struct {
 	// PaceCalibration is the adaptive pace's idle window before each
 	// table's pass (0: DefaultPaceCalibration).
 	PaceCalibration time.Duration
+	// Replicas are replica connections named in the config (replicas:),
+	// whose replay lag is read besides pg_stat_replication's (replica.go).
+	Replicas []Replica
+	// OnLag, when set, receives every decision of the replica lag
+	// throttle (replica.go), from the reader goroutine; keep it quick.
+	OnLag func(LagDecision)
 	// Stderr receives the command codec's stderr (nil: os.Stderr).
 	Stderr io.Writer
 	// PGBinDir is where Rehearse looks for pg_dump and pg_restore first.
@@ -65,6 +71,7 @@ type Progress struct {
 	Elapsed       time.Duration
 	Pace          float64       // the adaptive pace's rate in rows/s (0: pace full)
 	ProbeP99      time.Duration // the adaptive pace's recent probe p99
+	ReplicaLag    time.Duration // the largest replay lag of a replica at the last reading (0: none behind)
 }
 
 // Result is what a run did. Counts are of values (one per row and
@@ -194,8 +201,9 @@ type runner struct {
 	wsMu    sync.Mutex
 	ws      map[*pgx.Conn]*writerState
 
-	ckptSchema string   // schema of the checkpoint table
-	ckptOwners []string // owners of the tables (createCheckpoint, checkCheckpoint)
+	ckptSchema string    // schema of the checkpoint table
+	ckptOwners []string  // owners of the tables (createCheckpoint, checkCheckpoint)
+	lag        *lagWatch // the replica lag throttle (replica.go)
 
 	total   int64
 	done    int64
@@ -248,6 +256,9 @@ func newRunner(ctx context.Context, job Job) (*runner, error) {
 		r.writers = append(r.writers, w)
 	}
 	if r.reader, err = connect(ctx, cc); err != nil {
+		return nil, err
+	}
+	if err := r.openReplicas(ctx); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -338,6 +349,7 @@ func (r *runner) close() {
 	if r.cmd != nil {
 		_ = r.cmd.close()
 	}
+	r.lag.close()
 }
 
 func (r *runner) run(ctx context.Context) (*Result, error) {
