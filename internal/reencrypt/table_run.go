@@ -179,7 +179,7 @@ func (tr *tableRun) write(ctx, wctx context.Context, w *pgx.Conn, b *batch) erro
 			rate = float64(tr.r.done-tr.r.doneAt0) / s
 		}
 		pace, p99 := tr.pc.state()
-		tr.r.job.Progress(Progress{Table: tr.t.display, Done: tr.r.done, Total: tr.r.total, RowsPerSecond: rate, Elapsed: el, Pace: pace, ProbeP99: p99})
+		tr.r.job.Progress(Progress{Table: tr.t.display, Done: tr.r.done, Total: tr.r.total, RowsPerSecond: rate, Elapsed: el, Pace: pace, ProbeP99: p99, ReplicaLag: tr.r.replicaLagNow()})
 	}
 	if ctx.Err() != nil {
 		return interrupted(tr.t)
@@ -201,6 +201,9 @@ func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl
 			return nil
 		}
 		if halt, err := r.control(ctx, pctx, &g, read, &start); halt {
+			return err
+		}
+		if halt, err := r.holdForReplicas(ctx, pctx, t, &start); halt || err != nil { // replica.go
 			return err
 		}
 		if pc != nil { // adaptive pace: rows_per_second is its ceiling
