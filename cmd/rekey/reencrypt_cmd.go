@@ -78,6 +78,14 @@ exit 130; ` + "`rekey status`" + ` then reports the rotation or re-encryption
 left open (exit 8), and ` + "`rekey recover`" + ` or ` + "`rekey reencrypt`" + ` resumes
 from the checkpoint.
 
+Online runs pace themselves (pace: adaptive, the default): a probe query
+(probe:, default a primary-key point read on the table) calibrates for 2 s,
+then the batch rate halves whenever its p99 goes over the target
+(target_p99:, default twice the idle p99), lock waits on the table appear
+or active connections jump, and grows by 1,000 rows/s per probe under it;
+smaller batches, evenly spaced; rows_per_second stays the ceiling. pace:
+full (and maintenance mode) goes as fast as rows_per_second allows.
+
 Keyset pagination by primary key, one short transaction per batch,
 compare-and-swap writes (a concurrent application write is never lost: the
 row is read again and redone), every new ciphertext decrypted and compared
