@@ -92,7 +92,7 @@ func (d LagDecision) String() string {
 			d.Table, d.Held.Round(time.Millisecond), time.Duration(float64(d.Ceiling)*LagResumeFraction), d.Replica, d.Lag.Round(time.Millisecond))
 	case LagUnmonitored:
 		return fmt.Sprintf("replica lag: %d streaming replica(s) in pg_stat_replication, but role %s may not see their lag: lag throttling needs `GRANT pg_monitor TO %s`, or replicas: in rekey.yaml naming secrets with the replicas' URLs",
-			d.Count, d.Role, quoteIdent(d.Role))
+			d.Count, d.Role, displayIdent(d.Role))
 	}
 	return "replica lag: " + d.Action
 }
@@ -232,7 +232,7 @@ func (r *runner) readLags(ctx context.Context) (replicaLag, error) {
 		if err != nil {
 			return worst, dbError(err, "read the replay lag of replica %s", r.job.Replicas[i].Name)
 		}
-		if l.name = r.job.Replicas[i].Name; l.lag > worst.lag {
+		if l.name = r.job.Replicas[i].Name; l.lag > worst.lag || worst.name == "" {
 			worst = l
 		}
 	}
