@@ -11,43 +11,30 @@ import (
 	"github.com/rekeyhq/rekey"
 )
 
-// TestPaceBacksOffUnderLoad: a load that slows the probe (a custom probe
-// that sleeps while a flag is set, as a busy server would) makes the
-// adaptive pace back off while it lasts and recover after. The scenario
-// is driven by the decisions themselves (the flag is set after a few
-// decisions under target, cleared after a few back-offs; the run's
-// writes wait until the recovery is seen), so the assertions are on the
-// logged decisions, never on timing.
-func TestPaceBacksOffUnderLoad(t *testing.T) {
-	dsn, conn := newDB(t, false)
-	mustExec(t, conn, `CREATE TABLE pace_flag (slow boolean NOT NULL)`)
-	mustExec(t, conn, `INSERT INTO pace_flag VALUES (false)`)
-	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email"}, BatchSize: 50, Mode: rekey.ReencryptOnline,
-		Probe: `SELECT pg_sleep(CASE WHEN slow THEN 0.1 ELSE 0 END) FROM pace_flag`}
+// Phases of a paceScenario.
+const (
+	paceIdle, paceLoaded, paceRecovering, paceDone = 0, 1, 2, 3
+)
+
+// paceScenario runs a re-encryption of 300 rows at adaptive pace while a
+// load is started and stopped, driven by the decisions themselves: load
+// on after 3 decisions under target, off after 3 back-offs of reason, and
+// the run's writes wait until 5 decisions in a row under target are seen.
+// It returns the decisions by phase and the last progress; the assertions
+// are on them, never on timing.
+func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptSpec, reason string, on, off func()) ([4][]PaceDecision, Progress) {
+	t.Helper()
+	cfg.Columns, cfg.BatchSize, cfg.Mode = []string{"patients.email"}, 50, rekey.ReencryptOnline
 	oldK, newK, _, newC := keyPair(t, cfg)
 	seedTable(t, conn, "patients", cfg, mustCipher(t, cfg, oldK), 300)
-	flag, err := pgx.Connect(testCtx(t), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer flag.Close(context.Background())
 	ctx := testCtx(t)
-
-	const (
-		idle, loaded, recovering, done = 0, 1, 2, 3
-	)
 	var (
 		mu      sync.Mutex
-		phase   = idle
-		log     [4][]PaceDecision // by phase
-		count   int               // decisions of the kind the phase waits for
+		phase   = paceIdle
+		log     [4][]PaceDecision
+		count   int
 		release = make(chan struct{})
 	)
-	setFlag := func(v bool) {
-		if _, err := flag.Exec(ctx, `UPDATE pace_flag SET slow = $1`, v); err != nil {
-			t.Error(err)
-		}
-	}
 	j := job(dsn, cfg, oldK, newK, "pace")
 	j.PaceCalibration = 300 * time.Millisecond
 	j.OnPace = func(table string, d PaceDecision) {
@@ -56,22 +43,22 @@ func TestPaceBacksOffUnderLoad(t *testing.T) {
 		t.Logf("%s: %v", table, d)
 		log[phase] = append(log[phase], d)
 		switch {
-		case phase == idle && d.Reason == PaceUnder:
+		case phase == paceIdle && d.Reason == PaceUnder:
 			if count++; count == 3 {
-				setFlag(true)
-				phase, count = loaded, 0
+				on()
+				phase, count = paceLoaded, 0
 			}
-		case phase == loaded && d.Reason == PaceOverTarget:
+		case phase == paceLoaded && d.Reason == reason:
 			if count++; count == 3 {
-				setFlag(false)
-				phase, count = recovering, 0
+				off()
+				phase, count = paceRecovering, 0
 			}
-		case phase == recovering && d.Reason == PaceUnder:
+		case phase == paceRecovering && d.Reason == PaceUnder:
 			if count++; count == 5 {
-				phase = done
+				phase = paceDone
 				close(release)
 			}
-		case phase == recovering:
+		case phase == paceRecovering:
 			count = 0 // five in a row
 		}
 	}
@@ -91,20 +78,20 @@ func TestPaceBacksOffUnderLoad(t *testing.T) {
 	checkDecrypts(t, conn, "patients", newC, 300, "email")
 	mu.Lock()
 	defer mu.Unlock()
-	if phase != done {
+	if phase != paceDone {
 		t.Fatalf("the run ended in phase %d", phase)
 	}
-	if cal := log[idle][0]; cal.Reason != PaceCalibrated || cal.Target < paceMinTarget || cal.Target < 2*cal.P99 {
+	if cal := log[paceIdle][0]; cal.Reason != PaceCalibrated || cal.Target < paceMinTarget || cal.Target < 2*cal.P99 {
 		t.Fatalf("first decision %v, want the calibration (target twice the idle p99, at least %v)", cal, paceMinTarget)
 	}
 	// While the load lasts: back-offs, each halving the rate.
-	ld := log[loaded]
+	ld := log[paceLoaded]
 	var backoffs int
 	for _, d := range ld {
-		if d.P99 > d.Target && d.Reason != PaceOverTarget {
-			t.Errorf("p99 over target without a back-off: %v", d)
+		if (d.P99 > d.Target || d.LockWaits > 0) && d.NewRate >= d.OldRate && d.OldRate > paceMinRate {
+			t.Errorf("p99 over target or lock waits without a back-off: %v", d)
 		}
-		if d.Reason == PaceOverTarget {
+		if d.Reason == reason {
 			backoffs++
 			if d.NewRate != max(paceMinRate, d.OldRate*paceDecrease) {
 				t.Errorf("back-off not multiplicative: %v", d)
@@ -115,30 +102,101 @@ func TestPaceBacksOffUnderLoad(t *testing.T) {
 		t.Fatalf("under load: %d back-offs, rate %v → %v", backoffs, ld[0].OldRate, ld[len(ld)-1].NewRate)
 	}
 	// After: a slow, additive recovery.
-	rc := log[recovering]
+	rc := log[paceRecovering]
 	tail := rc[len(rc)-5:]
 	for _, d := range tail {
-		if d.Reason != PaceUnder || d.NewRate != d.OldRate+paceIncrease || d.P99 > d.Target {
+		if d.Reason != PaceUnder || d.NewRate != d.OldRate+paceIncrease || d.P99 > d.Target || d.LockWaits != 0 {
 			t.Errorf("recovery: %v", d)
 		}
 	}
 	if tail[4].NewRate <= ld[len(ld)-1].NewRate {
 		t.Errorf("no recovery: %v after %v", tail[4], ld[len(ld)-1])
 	}
-	if last.Pace <= 0 || last.Pace > float64(1e7) {
-		t.Errorf("progress pace %v", last.Pace)
+	return log, last
+}
+
+// TestPaceBacksOffOnProbeLatency: a load that slows the probe (a custom
+// probe that sleeps while a flag is set, as a busy server would) makes the
+// adaptive pace back off while it lasts and recover after; pace: full and
+// maintenance mode probe nothing.
+func TestPaceBacksOffOnProbeLatency(t *testing.T) {
+	dsn, conn := newDB(t, false)
+	mustExec(t, conn, `CREATE TABLE pace_flag (slow boolean NOT NULL)`)
+	mustExec(t, conn, `INSERT INTO pace_flag VALUES (false)`)
+	flag, err := pgx.Connect(testCtx(t), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flag.Close(context.Background())
+	setFlag := func(v bool) func() {
+		return func() {
+			if _, err := flag.Exec(testCtx(t), `UPDATE pace_flag SET slow = $1`, v); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	cfg := rekey.ReencryptSpec{Probe: `SELECT pg_sleep(CASE WHEN slow THEN 0.1 ELSE 0 END) FROM pace_flag`}
+	_, last := paceScenario(t, dsn, conn, cfg, PaceOverTarget, setFlag(true), setFlag(false))
+	if last.Pace <= 0 || last.ProbeP99 <= 0 {
+		t.Errorf("progress: pace %v, probe p99 %v", last.Pace, last.ProbeP99)
 	}
 
-	// pace: full (and maintenance mode) probe nothing.
 	for _, c := range []rekey.ReencryptSpec{{Pace: rekey.PaceFull, Mode: rekey.ReencryptOnline}, {Mode: rekey.ReencryptMaintenance}} {
-		c.Columns, c.BatchSize = cfg.Columns, cfg.BatchSize
+		c.Columns = []string{"patients.email"}
+		oldK, newK, _, _ := keyPair(t, c)
 		called := false
 		j := job(dsn, c, oldK, newK, "pace-full-"+c.Mode)
 		j.OnPace = func(string, PaceDecision) { called = true }
 		j.Progress = func(p Progress) { last = p }
-		res, err := Run(ctx, j)
-		if err != nil || res.AlreadyNew != 300 || called || last.Pace != 0 {
+		res, err := Run(testCtx(t), j)
+		if res == nil || called || last.Pace != 0 {
 			t.Fatalf("%s %s: %v %+v, OnPace called %v, progress %+v", c.Mode, c.Pace, err, res, called, last)
+		}
+	}
+}
+
+// TestPaceBacksOffOnLockWaits: an application session waiting for a row
+// lock on the table (another holds the row) makes the default probe's
+// pace back off ("lock waits") while it waits and recover after.
+func TestPaceBacksOffOnLockWaits(t *testing.T) {
+	dsn, conn := newDB(t, false)
+	holder, err := pgx.Connect(testCtx(t), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	waiter, err := pgx.Connect(testCtx(t), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close(context.Background())
+	var tx pgx.Tx
+	waited := make(chan error, 1)
+	on := func() {
+		var err error
+		if tx, err = holder.Begin(testCtx(t)); err == nil {
+			_, err = tx.Exec(testCtx(t), `SELECT 1 FROM patients WHERE id = 1 FOR UPDATE`)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		go func() {
+			_, err := waiter.Exec(testCtx(t), `UPDATE patients SET name = 'waited' WHERE id = 1`)
+			waited <- err
+		}()
+	}
+	off := func() {
+		if err := tx.Commit(testCtx(t)); err != nil {
+			t.Error(err)
+		}
+		if err := <-waited; err != nil {
+			t.Error(err)
+		}
+	}
+	log, _ := paceScenario(t, dsn, conn, rekey.ReencryptSpec{}, PaceLockWaits, on, off)
+	for _, d := range log[paceLoaded] {
+		if d.Reason == PaceLockWaits && d.LockWaits != 1 {
+			t.Errorf("%v: want the one waiting session", d)
 		}
 	}
 }

@@ -27,12 +27,13 @@ const (
 	paceProbeTimeout       = 200 * time.Millisecond // at least: a probe waiting longer is cut short (and counts)
 )
 
-// paceStats counts the active connections of others and the lock waits on
-// the table ($2) or behind one of the run's connections ($1).
+// paceStats counts the active connections of others ($1: the run's) and
+// the sessions of others waiting for a lock that touch the table ($2: they
+// hold or want a lock on it) or wait behind one of the run's connections.
 const paceStats = `SELECT
  (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> ALL($1::int4[]))::int4,
- (SELECT count(*) FROM pg_locks l WHERE NOT l.granted AND l.pid <> ALL($1::int4[])
-    AND (l.relation = $2::oid OR pg_blocking_pids(l.pid) && $1::int4[]))::int4`
+ (SELECT count(DISTINCT w.pid) FROM pg_locks w WHERE NOT w.granted AND w.pid <> ALL($1::int4[])
+    AND (EXISTS (SELECT 1 FROM pg_locks o WHERE o.pid = w.pid AND o.relation = $2::oid) OR pg_blocking_pids(w.pid) && $1::int4[]))::int4`
 
 // adaptive says whether the run paces itself adaptively: online (Mode set
 // to online) and pace not full.
