@@ -223,19 +223,21 @@ func (r *runner) checkCheckpoint(ctx context.Context, ident string) (bool, error
 	return true, r.judgeCheckpoint(ident, owners, &info)
 }
 
-// judgeCheckpoint is checkCheckpoint's verdict on what it read.
+// judgeCheckpoint is checkCheckpoint's verdict on what it read. The
+// statement that fixes a refusal is in the message itself (callers may
+// replace the hint).
 func (r *runner) judgeCheckpoint(ident string, owners []string, info *ckptInfo) error {
 	display := displayIdent(r.ckptSchema) + "." + CheckpointTable
 	drop := "DROP TABLE " + ident
-	refuse := func(why, hint string, args ...any) error {
+	refuse := func(why, fix string, args ...any) error {
 		return (&rekey.Error{Code: rekey.CodeInvalid, Err: ErrForeignCheckpoint,
-			Msg: fmt.Sprintf("reencrypt: %s (owned by %s) %s; nothing was written", display, info.owner, why)}).WithHint(hint, args...)
+			Msg: fmt.Sprintf("reencrypt: %s (owned by %s) %s; nothing was written. To fix it: %s", display, info.owner, why, fmt.Sprintf(fix, args...))}).
+			WithHint("or set checkpoint_schema: in the reencrypt: section to a schema where only the data's owner can create tables")
 	}
-	other := "or set checkpoint_schema: in the reencrypt: section to a schema only the data's owner can create tables in"
 	shape := info.kind == "r" && info.pkOK && strings.Join(info.cols, ",") == strings.Join(checkpointCols, ",")
 	if !shape {
-		return refuse("is not rekey's checkpoint table (columns: "+strings.Join(info.cols, ", ")+")",
-			"it is never written to: if it is a leftover, drop it (%s), %s", drop, other)
+		return refuse("is not rekey's checkpoint table (columns: "+strings.Join(info.cols, ", ")+"): rekey never writes to it",
+			"if it is a leftover, drop it (%s)", drop)
 	}
 	owner := "the tables' owner"
 	if len(owners) == 1 {
@@ -244,18 +246,19 @@ func (r *runner) judgeCheckpoint(ident string, owners []string, info *ckptInfo) 
 	alter := "ALTER TABLE " + ident + " OWNER TO " + owner
 	if !info.trustedOwner {
 		return refuse("belongs to a role that cannot write the re-encrypted tables itself: its rows could make the run skip rows still on the old key",
-			"as a superuser (or %s), run %s, or %s; %s", info.owner, alter, drop, other)
+			"as a superuser (or %s), run %s if you trust its rows, else %s", info.owner, alter, drop)
 	}
 	if len(info.untrustedWriters) > 0 {
 		return refuse("may be written by "+strings.Join(info.untrustedWriters, ", ")+", who cannot write the re-encrypted tables themselves",
-			"revoke it (REVOKE INSERT, UPDATE, TRIGGER ON %s FROM %s), or %s", ident, strings.Join(info.untrustedWriters, ", "), drop)
+			"REVOKE INSERT, UPDATE, TRIGGER ON %s FROM %s, or %s", ident, strings.Join(info.untrustedWriters, ", "), drop)
 	}
 	if info.extras {
-		return refuse("has triggers, rules, row security, constraints or indexes rekey did not create", "%s (rekey creates it again), %s", drop, other)
+		return refuse("has triggers, rules, row security, constraints or indexes rekey did not create",
+			"%s (rekey creates it again)", drop)
 	}
 	if !info.readable || !info.writable {
 		return refuse("cannot be read and written by this role (left by a run as another role of the pair?)",
-			"as %s or a superuser, run %s (every member of the owner can then use it), or %s: the run then starts over, skipping rows already on the new key", info.owner, alter, drop)
+			"as %s or a superuser, run %s (every member of the owner can then use it and the run resumes), or %s (the run then starts over, skipping rows already on the new key)", info.owner, alter, drop)
 	}
 	return nil
 }
