@@ -145,7 +145,11 @@
 // A session advisory lock per table (class "rkey", the table's oid)
 // keeps two runs off the same table; it goes away with a crashed run's
 // session. [rekey.ReencryptSpec].RowsPerSecond caps the rows read per second (batches
-// shrink to a quarter of a second's worth). A cancelled context stops the
+// shrink to a quarter of a second's worth). Online (Mode online, Pace not
+// full) the rate adapts below that ceiling: a [Controller] (pace.go: a pure
+// AIMD core, decisions logged through [Job].OnPace) is fed by a probe
+// connection (pace_run.go) with the probe query's latency, lock waits on
+// the table and active connections. A cancelled context stops the
 // run after the batches being written (Run returns an error wrapping
 // [ErrInterrupted]); a write still waiting a few seconds later (on a row
 // another session holds locked) is cancelled on the server, and its batch
