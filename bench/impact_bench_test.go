@@ -38,7 +38,9 @@ import (
 // Each run re-encrypts the whole table from one key to the other (they
 // alternate), after a VACUUM and CHECKPOINT outside every measured phase.
 // It prints, side by side, the client's p50/p99/max and achieved rate
-// against its schedule in each phase, and each run's wall time and rows/s.
+// against its schedule in each phase, each run's wall time, rows/s and
+// rows redone after a concurrent write (revisited), and the machine's
+// 1-minute load average at the phase's end (load1: the machine is shared).
 // bench/run runs it; alone:
 //
 //	REKEY_BENCH_ROWS=200000 go test -run '^$' -bench '^BenchmarkReencryptImpact$' -benchtime 1x -count 1 -timeout 60m ./bench/
@@ -159,7 +161,7 @@ func BenchmarkReencryptImpact(b *testing.B) {
 	}
 	fmt.Printf("impact: %d rows x 2 columns (aes-256-gcm; loaded in %s), durable cluster, %d cores; client %d ops/s (10%% writes), latency from each operation's scheduled start\n",
 		n, load.Round(time.Millisecond), runtime.NumCPU(), rate)
-	fmt.Printf("  %-10s %9s %9s %9s %7s  %-17s %9s %9s %9s %9s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "achieved/schedule", "errors", "run wall", "rows/s", "revisited")
+	fmt.Printf("  %-10s %9s %9s %9s %7s  %-17s %9s %9s %9s %9s %6s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "achieved/schedule", "errors", "run wall", "rows/s", "revisited", "load1")
 	idleP := byName["idle"]
 	line := func(name string, r *run) {
 		p := byName[name]
@@ -169,8 +171,8 @@ func BenchmarkReencryptImpact(b *testing.B) {
 			wall = r.wall.Round(10 * time.Millisecond).String()
 			rps = fmt.Sprintf("%.0f", float64(n)/r.wall.Seconds())
 		}
-		fmt.Printf("  %-10s %9.2f %9.2f %9.1f %7.1fx  %6.0f/%-6.0f %3.0f%% %9d %9s %9s %9s\n", name, p.P50, p.P99, p.Max, p.P99/max(idleP.P99, 1e-9),
-			p.Rate, float64(p.Scheduled)/max(p.Seconds, 1e-9), 100*p.Rate/max(float64(p.Scheduled)/max(p.Seconds, 1e-9), 1e-9), p.Errors, wall, rps, rev)
+		fmt.Printf("  %-10s %9.2f %9.2f %9.1f %7.1fx  %6.0f/%-6.0f %3.0f%% %9d %9s %9s %9s %6.1f\n", name, p.P50, p.P99, p.Max, p.P99/max(idleP.P99, 1e-9),
+			p.Rate, float64(p.Scheduled)/max(p.Seconds, 1e-9), 100*p.Rate/max(float64(p.Scheduled)/max(p.Seconds, 1e-9), 1e-9), p.Errors, wall, rps, rev, cl.load[name])
 	}
 	line("idle", nil)
 	for i := range runs {
@@ -241,6 +243,8 @@ type loadClient struct {
 	out   *bufio.Scanner
 	wait  func() error
 	kill  func() error
+	cur   string             // the phase running
+	load  map[string]float64 // the 1-minute load average at each phase's end
 }
 
 func startLoadClient(b *testing.B, spec loadClientSpec) *loadClient {
@@ -257,7 +261,7 @@ func startLoadClient(b *testing.B, spec loadClientSpec) *loadClient {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	cl := &loadClient{b: b, stdin: stdin, out: bufio.NewScanner(stdout), wait: cmd.Wait, kill: cmd.Process.Kill}
+	cl := &loadClient{b: b, stdin: stdin, out: bufio.NewScanner(stdout), wait: cmd.Wait, kill: cmd.Process.Kill, load: map[string]float64{}}
 	cl.out.Buffer(make([]byte, 1<<16), 1<<24)
 	for cl.out.Scan() {
 		if cl.out.Text() == "READY" {
@@ -270,6 +274,8 @@ func startLoadClient(b *testing.B, spec loadClientSpec) *loadClient {
 }
 
 func (cl *loadClient) phase(name string, key int) {
+	cl.endPhase()
+	cl.cur = name
 	if _, err := fmt.Fprintf(cl.stdin, "phase %s %d\n", name, key); err != nil {
 		cl.b.Fatalf("load client: %v", err)
 	}
@@ -277,7 +283,18 @@ func (cl *loadClient) phase(name string, key int) {
 
 func (cl *loadClient) abort() { _ = cl.kill(); _ = cl.wait() }
 
+// endPhase notes the load average as the current phase ends: the machine
+// is shared, and the table must show how busy it was.
+func (cl *loadClient) endPhase() {
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil && cl.cur != "" {
+		if f := strings.Fields(string(raw)); len(f) > 0 {
+			cl.load[cl.cur], _ = strconv.ParseFloat(f[0], 64)
+		}
+	}
+}
+
 func (cl *loadClient) end() []impactPhase {
+	cl.endPhase()
 	if _, err := fmt.Fprintln(cl.stdin, "end"); err != nil {
 		cl.b.Fatalf("load client: %v", err)
 	}

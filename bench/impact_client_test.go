@@ -166,6 +166,13 @@ func runLoadClient(s loadClientSpec, in *bufio.Scanner) ([]impactPhase, error) {
 				write: rng.Float64() < s.WriteFraction, id: 1 + rng.Int64N(int64(s.Rows))})
 		}
 	}()
+	stop := sync.OnceFunc(func() {
+		stopping.Store(true)
+		<-schedDone
+		queue.close()
+		workers.Wait()
+	})
+	defer stop() // on an error
 	fmt.Println("READY")
 	for in.Scan() {
 		f := strings.Fields(in.Text())
@@ -187,10 +194,7 @@ func runLoadClient(s loadClientSpec, in *bufio.Scanner) ([]impactPhase, error) {
 		phase.Store(int32(len(names) - 1))
 	}
 	starts = append(starts, time.Now())
-	stopping.Store(true)
-	<-schedDone
-	queue.close()
-	workers.Wait()
+	stop()
 	return summarize(names, starts, records), nil
 }
 
