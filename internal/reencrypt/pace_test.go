@@ -3,6 +3,8 @@ package reencrypt
 import (
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey"
 )
 
 const ms = time.Millisecond
@@ -141,5 +143,21 @@ func TestP99(t *testing.T) {
 	}
 	if p := p99(nil); p != 0 {
 		t.Errorf("p99 of nothing = %v", p)
+	}
+}
+
+func TestPaceValidate(t *testing.T) {
+	ok := rekey.ReencryptSpec{Columns: []string{"t.c"}}
+	for _, c := range []rekey.ReencryptSpec{{Pace: "fast"}, {TargetP99: -1}, {TargetFactor: 0.5}} {
+		c.Columns = ok.Columns
+		if err := Validate(c); err == nil || rekey.ErrorCode(err) != rekey.CodeInvalid {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	for _, c := range []rekey.ReencryptSpec{ok, {Pace: rekey.PaceFull}, {Pace: rekey.PaceAdaptive, TargetFactor: 3}} {
+		c.Columns = ok.Columns
+		if err := Validate(c); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
 	}
 }
