@@ -85,6 +85,11 @@ then the batch rate halves whenever its p99 goes over the target
 or active connections jump, and grows by 1,000 rows/s per probe under it;
 smaller batches, evenly spaced; rows_per_second stays the ceiling. pace:
 full (and maintenance mode) goes as fast as rows_per_second allows.
+Every run holds before its next batch while a streaming replica (the
+primary's pg_stat_replication, and the replicas: secrets' URLs) lags more
+than 80% of replica_lag_ceiling: (default 5s), until it is under half of it;
+each hold is a line on stderr. The role needs pg_monitor to see the lag in
+pg_stat_replication (rekey warns once when it may not).
 
 Keyset pagination by primary key, one short transaction per batch,
 compare-and-swap writes (a concurrent application write is never lost: the
