@@ -208,3 +208,21 @@ func TestCheckpointSchema(t *testing.T) {
 	}
 	checkDecrypts(t, p.conn, "patients", p.newC, 1000, "email")
 }
+
+// TestCheckpointFallback: when the data's owner may not create tables in
+// the schema (but blue may), the table is created by blue and its
+// privileges granted to the owner: green, the other member, resumes it.
+func TestCheckpointFallback(t *testing.T) {
+	p := newPairDB(t, 1000, "")
+	mustExec(t, p.conn, `REVOKE CREATE ON SCHEMA public FROM `+quoteIdent(p.owner))
+	mustExec(t, p.conn, `GRANT CREATE ON SCHEMA public TO `+quoteIdent(p.blue))
+	p.interrupted(t, p.blue, "fallback-1")
+	if o := p.ckptOwner(t, "public"); o != p.blue {
+		t.Fatalf("owned by %s, want %s (the owner may not create there)", o, p.blue)
+	}
+	res, err := Run(testCtx(t), job(p.dsn[p.green], p.cfg, p.oldK, p.newK, "fallback-1"))
+	if err != nil || !res.Resumed {
+		t.Fatalf("green: %v", err)
+	}
+	checkDecrypts(t, p.conn, "patients", p.newC, 1000, "email")
+}
