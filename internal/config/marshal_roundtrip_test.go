@@ -67,7 +67,7 @@ func everyField(t *testing.T, dir string) *Config {
 					Command: []string{"./codec", "--v2"}, KeyID: true, BatchSize: 250, RowsPerSecond: 1000, Mode: rekey.ReencryptMaintenance, Pace: rekey.PaceFull, TargetFactor: 2.5}},
 			{Name: "DATA_KEY", Kind: rekey.KindDataKey, Generator: rekey.Generator{Bytes: 32, Encoding: rekey.EncBase64},
 				Reencrypt: &rekey.ReencryptSpec{Database: "DATABASE_URL", Codec: "aes-256-gcm", Encoding: "base64", Columns: []string{"notes.body"}, Mode: rekey.ReencryptOnline, PreviousKey: "DATA_KEY_OLD",
-					Pace: rekey.PaceAdaptive, Probe: "SELECT 1 FROM notes WHERE id = 1", TargetP99: 20 * time.Millisecond}},
+					Pace: rekey.PaceAdaptive, Probe: "SELECT 1 FROM notes WHERE id = 1", TargetP99: 20 * time.Millisecond, CheckpointSchema: "rekey_state"}},
 		},
 		Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: tm("postgres://app:{{ DATABASE_PASSWORD | urlquery }}@localhost/atlas")}},
 		TLS:     []TLSCert{{Name: "api", File: filepath.Join(dir, "certs", "api.pem")}, {Name: "edge", Endpoint: "example.com:443"}},

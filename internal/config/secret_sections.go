@@ -32,6 +32,7 @@ import (
 //	    pace: adaptive          # online: adaptive (default) | full
 //	    probe: SELECT 1 FROM patients WHERE id = 1  # default: a point read on the table being moved
 //	    target_p99: 2x          # a duration (20ms), or a factor of the p99 measured before the run
+//	    checkpoint_schema: rekey_state  # default: the first schema of the search_path
 
 // The session modes, re-encryption modes, codecs and encodings.
 var (
