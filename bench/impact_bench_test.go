@@ -161,7 +161,7 @@ func BenchmarkReencryptImpact(b *testing.B) {
 	}
 	fmt.Printf("impact: %d rows x 2 columns (aes-256-gcm; loaded in %s), durable cluster, %d cores; client %d ops/s (10%% writes), latency from each operation's scheduled start\n",
 		n, load.Round(time.Millisecond), runtime.NumCPU(), rate)
-	fmt.Printf("  %-10s %9s %9s %9s %7s  %-17s %9s %9s %9s %9s %6s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "achieved/schedule", "errors", "run wall", "rows/s", "revisited", "load1")
+	fmt.Printf("  %-10s %9s %9s %9s %7s  %-15s %-17s %9s %9s %9s %9s %6s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "p99 read/write", "achieved/schedule", "errors", "run wall", "rows/s", "revisited", "load1")
 	idleP := byName["idle"]
 	line := func(name string, r *run) {
 		p := byName[name]
@@ -171,7 +171,7 @@ func BenchmarkReencryptImpact(b *testing.B) {
 			wall = r.wall.Round(10 * time.Millisecond).String()
 			rps = fmt.Sprintf("%.0f", float64(n)/r.wall.Seconds())
 		}
-		fmt.Printf("  %-10s %9.2f %9.2f %9.1f %7.1fx  %6.0f/%-6.0f %3.0f%% %9d %9s %9s %9s %6.1f\n", name, p.P50, p.P99, p.Max, p.P99/max(idleP.P99, 1e-9),
+		fmt.Printf("  %-10s %9.2f %9.2f %9.1f %7.1fx  %6.1f/%-8.1f %6.0f/%-6.0f %3.0f%% %9d %9s %9s %9s %6.1f\n", name, p.P50, p.P99, p.Max, p.P99/max(idleP.P99, 1e-9), p.P99Read, p.P99Write,
 			p.Rate, float64(p.Scheduled)/max(p.Seconds, 1e-9), 100*p.Rate/max(float64(p.Scheduled)/max(p.Seconds, 1e-9), 1e-9), p.Errors, wall, rps, rev, cl.load[name])
 	}
 	line("idle", nil)

@@ -69,6 +69,8 @@ type impactPhase struct {
 	P50, P99  float64 // ms, over the operations due in the phase
 	Max       float64 // ms
 	Writes    int     // writes due in the phase
+	// P99Read, P99Write: the p99 (ms) of the reads and of the writes alone.
+	P99Read, P99Write float64
 }
 
 type loadOp struct {
@@ -223,6 +225,7 @@ func doLoadOp(ctx context.Context, c *pgx.Conn, s loadClientSpec, ciphers map[in
 func summarize(names []string, starts []time.Time, records []opRecord) []impactPhase {
 	out := make([]impactPhase, len(names))
 	lats := make([][]time.Duration, len(names))
+	rw := make([][2][]time.Duration, len(names)) // reads, writes
 	for i := range out {
 		out[i].Name = names[i]
 		out[i].Seconds = starts[i+1].Sub(starts[i]).Seconds()
@@ -237,6 +240,11 @@ func summarize(names []string, starts []time.Time, records []opRecord) []impactP
 			p.Writes++
 		}
 		lats[r.phase] = append(lats[r.phase], r.lat)
+		w := 0
+		if r.write {
+			w = 1
+		}
+		rw[r.phase][w] = append(rw[r.phase][w], r.lat)
 		// The phase the completion falls in.
 		for i := range out {
 			if !r.done.Before(starts[i]) && r.done.Before(starts[i+1]) {
@@ -246,6 +254,13 @@ func summarize(names []string, starts []time.Time, records []opRecord) []impactP
 		}
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	p99 := func(l []time.Duration) float64 {
+		if len(l) == 0 {
+			return 0
+		}
+		slices.Sort(l)
+		return ms(l[min(len(l)-1, len(l)*99/100)])
+	}
 	for i := range out {
 		l := lats[i]
 		if len(l) == 0 {
@@ -255,6 +270,7 @@ func summarize(names []string, starts []time.Time, records []opRecord) []impactP
 		out[i].P50 = ms(l[len(l)*50/100])
 		out[i].P99 = ms(l[min(len(l)-1, len(l)*99/100)])
 		out[i].Max = ms(l[len(l)-1])
+		out[i].P99Read, out[i].P99Write = p99(rw[i][0]), p99(rw[i][1])
 		out[i].Rate = float64(out[i].Completed) / max(out[i].Seconds, 1e-9)
 	}
 	return out

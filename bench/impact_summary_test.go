@@ -30,10 +30,11 @@ func TestImpactSummarize(t *testing.T) {
 	}
 	got := summarize([]string{"a", "b"}, starts, recs)
 	a, b := got[0], got[1]
-	if a.Name != "a" || a.Scheduled != 100 || a.Completed != 100 || a.P50 != 51 || a.P99 != 100 || a.Max != 100 || a.Rate != 100 {
+	if a.Name != "a" || a.Scheduled != 100 || a.Completed != 100 || a.P50 != 51 || a.P99 != 100 || a.Max != 100 || a.Rate != 100 || a.P99Read != 100 || a.P99Write != 0 {
 		t.Errorf("phase a = %+v", a)
 	}
-	if b.Scheduled != 10 || b.Completed != 9 || b.Errors != 1 || b.Writes != 1 || b.Max != 1500 || b.P50 != 2 || b.Seconds != 2 || b.Rate != 4.5 {
+	if b.Scheduled != 10 || b.Completed != 9 || b.Errors != 1 || b.Writes != 1 || b.Max != 1500 || b.P50 != 2 || b.Seconds != 2 || b.Rate != 4.5 ||
+		b.P99Read != 1500 || b.P99Write != 2 {
 		t.Errorf("phase b = %+v", b)
 	}
 }
