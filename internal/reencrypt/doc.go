@@ -149,7 +149,10 @@
 // full) the rate adapts below that ceiling: a [Controller] (pace.go: a pure
 // AIMD core, decisions logged through [Job].OnPace) is fed by a probe
 // connection (pace_run.go) with the probe query's latency, lock waits on
-// the table and active connections. A cancelled context stops the
+// the table and active connections. Before each batch the reader holds
+// while a streaming replica's replay lag is over 80% of
+// ReplicaLagCeiling (replica.go: pg_stat_replication and the replicas of
+// [Job].Replicas; decisions through [Job].OnLag). A cancelled context stops the
 // run after the batches being written (Run returns an error wrapping
 // [ErrInterrupted]); a write still waiting a few seconds later (on a row
 // another session holds locked) is cancelled on the server, and its batch
