@@ -2,6 +2,7 @@ package reencrypt
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,4 +200,23 @@ func TestPaceBacksOffOnLockWaits(t *testing.T) {
 			t.Errorf("%v: want the one waiting session", d)
 		}
 	}
+}
+
+// TestPaceBadProbe: a probe that fails is refused before anything is
+// written, naming the probe: setting.
+func TestPaceBadProbe(t *testing.T) {
+	dsn, conn := newDB(t, false)
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email"}, Mode: rekey.ReencryptOnline, Probe: "SELECT nope FROM nowhere"}
+	oldK, newK, oldC, _ := keyPair(t, cfg)
+	seedTable(t, conn, "patients", cfg, oldC, 10)
+	j := job(dsn, cfg, oldK, newK, "bad-probe")
+	j.PaceCalibration = 100 * time.Millisecond
+	res, err := Run(testCtx(t), j)
+	if err == nil || !strings.Contains(err.Error(), "probe failed") || !strings.Contains(rekey.ErrorHint(err), "probe:") {
+		t.Fatalf("%v (hint %q)", err, rekey.ErrorHint(err))
+	}
+	if res != nil && res.Reencrypted != 0 {
+		t.Fatalf("%+v", res)
+	}
+	checkDecrypts(t, conn, "patients", oldC, 10, "email")
 }

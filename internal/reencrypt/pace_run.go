@@ -164,9 +164,10 @@ func (p *pacer) observe(ctx context.Context) (PaceObservation, error) {
 	start := time.Now()
 	_, err := p.conn.Exec(qctx, p.probe, args...)
 	o := PaceObservation{Probe: time.Since(start)}
+	cut := qctx.Err() != nil && ctx.Err() == nil // cut short: a slow probe, not a failing one
 	cancel()
-	if err != nil && (ctx.Err() != nil || qctx.Err() == nil) {
-		return o, err // a failing probe, not a slow one
+	if err != nil && !cut {
+		return o, err
 	}
 	o.At = time.Since(p.t0)
 	err = p.conn.QueryRow(ctx, paceStats, p.ours, p.t.oid).Scan(&o.Active, &o.LockWaits)
