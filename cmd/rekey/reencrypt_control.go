@@ -106,14 +106,17 @@ func controlMessage(ca rkapp.ControlAction, o *rkapp.ControlOutcome) string {
 	return msg
 }
 
-// paceText is the pace in force: "at most N rows/s (rows_per_second)".
+// paceText is the pace in force and what sets it: "at most N rows/s
+// (rows_per_second)".
 func paceText(s *rkapp.ReencryptSnapshot) string {
 	n := s.PaceInForce()
 	switch {
 	case n == 0:
 		return "at full speed (no rows_per_second)"
-	case s.Pace > 0:
+	case s.Pace > 0 && n == s.Pace:
 		return fmt.Sprintf("at most %s rows/s (set by `rekey reencrypt pace`)", groupDigits(int64(n)))
+	case s.Adaptive > 0 && n == int(s.Adaptive):
+		return fmt.Sprintf("at most %s rows/s (adaptive pace)", groupDigits(int64(n)))
 	}
 	return fmt.Sprintf("at most %s rows/s (rows_per_second)", groupDigits(int64(n)))
 }

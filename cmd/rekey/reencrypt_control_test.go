@@ -118,7 +118,7 @@ func (r *controlRun) assertHeld() int64 {
 func TestReencryptControl(t *testing.T) {
 	const rows = 3000
 	p := rcNewProject(t, "atlas", rows)
-	testkit.EditFile(t, filepath.Join(p.dir, "rekey.yaml"), "batch_size: 500}", "batch_size: 500, rows_per_second: 500}")
+	testkit.EditFile(t, filepath.Join(p.dir, "rekey.yaml"), "batch_size: 500}", "batch_size: 500, rows_per_second: 500, pace: full}") // the operator's pace alone
 	p.must("config", "trust")
 
 	// Nothing running: exit 3 and the next command.
@@ -173,8 +173,9 @@ func TestReencryptControl(t *testing.T) {
 	if r = p.control("resume"); !strings.Contains(r.stdout, "resumed ENCRYPTION_KEY's re-encryption at ") {
 		t.Fatalf("resume: %v", r)
 	}
-	if res := run.wait(); res.code != 0 {
-		t.Fatalf("the controlled rotation: %v", res)
+	if res := run.wait(); res.code != 0 || !strings.Contains(res.stderr, "re-encryption of ENCRYPTION_KEY: pause, asked by ") ||
+		!strings.Contains(res.stderr, `asked by "mallory\x1b[2J"`) || strings.Contains(res.stderr, "\x1b") {
+		t.Fatalf("the controlled rotation: want exit 0 and each control narrated, quoted: %v", res)
 	}
 	key, _ := p.envKeys()
 	p.check(key)

@@ -70,6 +70,7 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 	progress, done := w.s.progress("re-encrypting " + spec.Name)
 	rc := w.newRunControl(spec) // `rekey reencrypt pause|resume|pace` from another process
 	defer rc.close()
+	rc.endLine = done
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: cfg, Old: old, New: new, JobID: id,
 		Progress: rc.progress(progress), Control: rc.control, Stderr: stderr, Replicas: replicas, OnLag: w.lagNotes}
 	res, err := reencrypt.Run(ctx, job)

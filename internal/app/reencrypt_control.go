@@ -35,6 +35,7 @@ import (
 	"github.com/rekeyhq/rekey/internal/flock"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
 	"github.com/rekeyhq/rekey/internal/safefile"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
 // ReencryptControl is the content of the control file.
@@ -59,6 +60,8 @@ type ReencryptSnapshot struct {
 	Ceiling int  `json:"ceiling"`
 	Pace    int  `json:"pace"`
 	Paused  bool `json:"paused"`
+	// Adaptive is the adaptive pace's rate (rows/s; 0: pace full).
+	Adaptive float64 `json:"adaptive_pace,omitempty"`
 	// By and At are the last control that took effect (At zero: none).
 	By string    `json:"by,omitempty"`
 	At time.Time `json:"at,omitempty"`
@@ -78,12 +81,16 @@ func (s *ReencryptSnapshot) ETA() time.Duration {
 	return (time.Duration(float64(s.Total-s.Done)/s.RowsPerSecond) * time.Second).Round(time.Second)
 }
 
-// PaceInForce is the rows per second the run is held to (0: no limit).
+// PaceInForce is the rows per second the run is held to (0: no limit):
+// the lowest of the operator's pace, the adaptive pace and the ceiling.
 func (s *ReencryptSnapshot) PaceInForce() int {
-	if s.Pace > 0 {
-		return s.Pace
+	n := 0
+	for _, v := range []int{s.Pace, int(s.Adaptive), s.Ceiling} {
+		if v > 0 && (n == 0 || v < n) {
+			n = v
+		}
 	}
-	return s.Ceiling
+	return n
 }
 
 const (
@@ -141,6 +148,8 @@ func writeJSON(path string, v any) error {
 type runControl struct {
 	ctlPath, snapPath string
 	audit             func(ReencryptControl, string)
+	say               func(format string, args ...any) // a line of the run's narration
+	endLine           func()                           // ends the progress line
 
 	mu      sync.Mutex
 	stamp   [2]int64 // the control file's mtime and size when last read
@@ -158,6 +167,7 @@ func (w *wiring) newRunControl(spec *rekey.Spec) *runControl {
 		os.Remove(rc.ctlPath)
 	}
 	os.Remove(rc.snapPath)
+	rc.say, rc.endLine = w.say, func() {}
 	rc.audit = func(c ReencryptControl, what string) {
 		detail := fmt.Sprintf("%s at %d/%d rows, asked by %q at %s through the control file", what, rc.snap.Done, rc.snap.Total, c.By, c.At.UTC().Format(time.RFC3339))
 		if err := w.e.Store.Update(context.Background(), func(tx rekey.Tx) error {
@@ -182,7 +192,10 @@ func (rc *runControl) control(context.Context) (bool, int) {
 		rc.snap.Paused, rc.snap.Pace = c.Paused, reencrypt.EffectivePace(c.Pace, rc.snap.Ceiling)
 		rc.snap.By, rc.snap.At = c.By, c.At
 		if changed {
-			rc.audit(c, describeControl(c, rc.snap.Ceiling))
+			what := describeControl(c, rc.snap.Ceiling)
+			rc.endLine()
+			rc.say("re-encryption of %s: %s, asked by %s, at %d/%d rows", rc.snap.Secret, what, textsafe.Quote(c.By), rc.snap.Done, rc.snap.Total)
+			rc.audit(c, what)
 		}
 		rc.write(true)
 	} else {
@@ -225,9 +238,10 @@ func describeControl(c ReencryptControl, ceiling int) string {
 func (rc *runControl) progress(next func(reencrypt.Progress)) func(reencrypt.Progress) {
 	return func(p reencrypt.Progress) {
 		rc.mu.Lock()
+		defer rc.mu.Unlock() // the progress line and control's narration take turns
 		rc.snap.Table, rc.snap.Done, rc.snap.Total, rc.snap.RowsPerSecond = p.Table, p.Done, p.Total, p.RowsPerSecond
+		rc.snap.Adaptive, rc.snap.ProbeP99, rc.snap.ReplicaLag = p.Pace, p.ProbeP99, p.ReplicaLag
 		rc.write(false)
-		rc.mu.Unlock()
 		if next != nil {
 			next(p)
 		}
