@@ -174,6 +174,15 @@ func TestReplicaLagHold(t *testing.T) {
 	const n = 1000
 	c, rep, conn, rconn := startReplicated(t, cfg, oldC, n)
 	lagBeyond(t, conn, rconn, conn, "SELECT coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication", cfg.ReplicaLagCeiling)
+	// A hold is bounded: past replicaHoldMax the run stops, nothing moved.
+	defer func(d time.Duration) { replicaHoldMax = d }(replicaHoldMax)
+	replicaHoldMax = time.Millisecond
+	if _, err := Run(testCtx(t), job(c.SuperConnString("lag"), cfg, oldK, newK, "lag")); rekey.ErrorCode(err) != rekey.CodeConflict ||
+		!strings.Contains(err.Error(), "over the lag ceiling") || !strings.Contains(rekey.ErrorHint(err), "run again") {
+		t.Fatalf("a hold past replicaHoldMax: %v (%s)", err, rekey.ErrorHint(err))
+	}
+	checkDecrypts(t, conn, "patients", oldC, n, "email", "ssn")
+	replicaHoldMax = 10 * time.Minute
 	_, ds, maxLag := lagRun(t, job(c.SuperConnString("lag"), cfg, oldK, newK, "lag"), conn, rconn, oldC, n)
 	holdsResumed(t, ds, rep.Role, cfg.ReplicaLagCeiling)
 	if containsAction(ds, LagUnmonitored) {
