@@ -50,7 +50,9 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 		limit = max(1, rate/4)
 	}
 	pc, err := r.startPace(ctx, t) // adaptive pace (pace_run.go); nil at pace: full
-	if err != nil {
+	if err != nil && ctx.Err() != nil {
+		return interrupted(t)
+	} else if err != nil {
 		return err
 	}
 	defer pc.stop()
