@@ -68,6 +68,7 @@ func (r *runner) openCheckpoint(ctx context.Context) error {
 	if err != nil || found {
 		if err == nil {
 			r.ckpt = ident
+			r.adoptCheckpoint(ctx)
 		}
 		return err
 	}
@@ -82,6 +83,27 @@ func (r *runner) openCheckpoint(ctx context.Context) error {
 	// Created concurrently by a role we do not trust: check again.
 	_, err = r.checkCheckpoint(ctx, ident)
 	return err
+}
+
+// adoptCheckpoint hands a checkpoint table this role owns (left by an
+// older rekey, or by createCheckpoint's fallback) to the tables' owner, so
+// that the other role of a pair can use it next; when the owner may not
+// own it (no CREATE on the schema), its privileges are granted to the
+// owner instead. Failures are ignored: the table stays usable by this role.
+func (r *runner) adoptCheckpoint(ctx context.Context) {
+	if len(r.ckptOwners) != 1 {
+		return
+	}
+	var mine bool
+	err := r.writer.QueryRow(ctx, `SELECT pg_get_userbyid(relowner) = current_user AND current_user <> $2
+		FROM pg_class WHERE oid = to_regclass($1)`, r.ckpt, r.ckptOwners[0]).Scan(&mine)
+	if err != nil || !mine {
+		return
+	}
+	owner := quoteIdent(r.ckptOwners[0])
+	if _, err := r.writer.Exec(ctx, `ALTER TABLE `+r.ckpt+` OWNER TO `+owner); err != nil {
+		_, _ = r.writer.Exec(ctx, `GRANT SELECT, INSERT, UPDATE, DELETE ON `+r.ckpt+` TO `+owner)
+	}
 }
 
 // dataOwners are the distinct owners of the job's tables.
@@ -258,7 +280,7 @@ func (r *runner) judgeCheckpoint(ident string, owners []string, info *ckptInfo) 
 	}
 	if !info.readable || !info.writable {
 		return refuse("cannot be read and written by this role (left by a run as another role of the pair?)",
-			"as %s or a superuser, run %s (every member of the owner can then use it and the run resumes), or %s (the run then starts over, skipping rows already on the new key)", info.owner, alter, drop)
+			"as %s or a superuser, run %s (every member of the owner can then use it and the run resumes; a run of rekey as %s does it itself), or %s (the run then starts over, skipping rows already on the new key)", info.owner, alter, info.owner, drop)
 	}
 	return nil
 }

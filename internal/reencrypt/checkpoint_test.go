@@ -110,23 +110,27 @@ func TestCheckpointPair(t *testing.T) {
 	checkNoCheckpointTable(t, p.conn)
 }
 
-// TestCheckpointLeftover: a checkpoint left by an older rekey as blue
-// (owned by blue, no grants) is refused to green with the statement that
-// fixes it; after that statement green resumes.
+// TestCheckpointLeftover: a checkpoint table left by an older rekey as
+// blue (owned by blue, no grants) is refused to green with the statement that
+// fixes it; blue's next run hands the table to the owner, and green
+// resumes.
 func TestCheckpointLeftover(t *testing.T) {
 	p := newPairDB(t, 1000, "")
 	mustExec(t, p.conn, `SET ROLE `+quoteIdent(p.blue))
 	mustExec(t, p.conn, `CREATE TABLE rekey_reencrypt_checkpoint (job_id text, table_name text, last_pk text[], done boolean NOT NULL DEFAULT false,
 		rows_done bigint NOT NULL DEFAULT 0, key_fp text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job_id, table_name))`)
 	mustExec(t, p.conn, `RESET ROLE`)
-	p.interrupted(t, p.blue, "left-1")
 	_, err := Run(testCtx(t), job(p.dsn[p.green], p.cfg, p.oldK, p.newK, "left-1"))
 	alter := `ALTER TABLE "public"."rekey_reencrypt_checkpoint" OWNER TO "` + p.owner + `"`
 	if !errors.Is(err, ErrForeignCheckpoint) || !strings.Contains(err.Error(), alter) || !strings.Contains(err.Error(), p.blue) {
 		t.Fatalf("green on blue's table: %v (hint %q)", err, rekey.ErrorHint(err))
 	}
 	t.Logf("refused: %v; hint: %s", err, rekey.ErrorHint(err))
-	mustExec(t, p.conn, alter)
+	// Blue's next run hands its table to the owner: green then resumes.
+	p.interrupted(t, p.blue, "left-1")
+	if o := p.ckptOwner(t, "public"); o != p.owner {
+		t.Fatalf("blue's run left its table owned by %s, want %s", o, p.owner)
+	}
 	res, err := Run(testCtx(t), job(p.dsn[p.green], p.cfg, p.oldK, p.newK, "left-1"))
 	if err != nil || !res.Resumed {
 		t.Fatalf("green after the ALTER: %v", err)

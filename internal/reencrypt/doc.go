@@ -183,7 +183,8 @@
 // (SET LOCAL ROLE to it for the CREATE, when the session's role is a
 // member that may; else created by the session's role and granted to the
 // owner), so that every role of an alternating pair can resume and drop
-// it (checkpoint.go). A batch's statement
+// it (checkpoint.go); a table the session's role owns (left by an older
+// rekey) is handed to the tables' owner the same way. A batch's statement
 // writes the key after which every row is done (batches commit out of
 // order: the end of the longest committed run of batches, never moving
 // back), so the checkpoint is never ahead of the data. A checkpoint made
