@@ -221,6 +221,7 @@ func (rc *runControl) read() ReencryptControl {
 	if err != nil || c == nil || c.PID != os.Getpid() || c.Pace < 0 {
 		return ReencryptControl{}
 	}
+	c.By = limitText(c.By, 64)
 	return *c
 }
 
