@@ -19,11 +19,11 @@ const (
 
 // paceScenario runs a re-encryption of 300 rows at adaptive pace while a
 // load is started and stopped, driven by the decisions themselves: load
-// on after 3 decisions under target, off after 3 back-offs of reason, and
+// on after 3 decisions under target, off after backoffs back-offs of reason, and
 // the run's writes wait until 5 decisions in a row under target are seen.
 // It returns the decisions by phase and the last progress; the assertions
 // are on them, never on timing.
-func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptSpec, reason string, on, off func()) ([4][]PaceDecision, Progress) {
+func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptSpec, reason string, backoffs int, on, off func()) ([4][]PaceDecision, Progress) {
 	t.Helper()
 	cfg.Columns, cfg.BatchSize, cfg.Mode = []string{"patients.email"}, 50, rekey.ReencryptOnline
 	oldK, newK, _, newC := keyPair(t, cfg)
@@ -50,7 +50,7 @@ func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptS
 				phase, count = paceLoaded, 0
 			}
 		case phase == paceLoaded && d.Reason == reason:
-			if count++; count == 3 {
+			if count++; count == backoffs {
 				off()
 				phase, count = paceRecovering, 0
 			}
@@ -87,20 +87,20 @@ func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptS
 	}
 	// While the load lasts: back-offs, each halving the rate.
 	ld := log[paceLoaded]
-	var backoffs int
+	var seen int
 	for _, d := range ld {
 		if (d.P99 > d.Target || d.LockWaits > 0) && d.NewRate >= d.OldRate && d.OldRate > paceMinRate {
 			t.Errorf("p99 over target or lock waits without a back-off: %v", d)
 		}
 		if d.Reason == reason {
-			backoffs++
+			seen++
 			if d.NewRate != max(paceMinRate, d.OldRate*paceDecrease) {
 				t.Errorf("back-off not multiplicative: %v", d)
 			}
 		}
 	}
-	if backoffs != 3 || ld[len(ld)-1].NewRate >= ld[0].OldRate {
-		t.Fatalf("under load: %d back-offs, rate %v → %v", backoffs, ld[0].OldRate, ld[len(ld)-1].NewRate)
+	if seen != backoffs || ld[len(ld)-1].NewRate >= ld[0].OldRate {
+		t.Fatalf("under load: %d back-offs, rate %v → %v", seen, ld[0].OldRate, ld[len(ld)-1].NewRate)
 	}
 	// After: a slow, additive recovery.
 	rc := log[paceRecovering]
@@ -137,7 +137,7 @@ func TestPaceBacksOffOnProbeLatency(t *testing.T) {
 		}
 	}
 	cfg := rekey.ReencryptSpec{Probe: `SELECT pg_sleep(CASE WHEN slow THEN 0.1 ELSE 0 END) FROM pace_flag`}
-	_, last := paceScenario(t, dsn, conn, cfg, PaceOverTarget, setFlag(true), setFlag(false))
+	_, last := paceScenario(t, dsn, conn, cfg, PaceOverTarget, 3, setFlag(true), setFlag(false))
 	if last.Pace <= 0 || last.ProbeP99 <= 0 {
 		t.Errorf("progress: pace %v, probe p99 %v", last.Pace, last.ProbeP99)
 	}
@@ -194,7 +194,7 @@ func TestPaceBacksOffOnLockWaits(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	log, _ := paceScenario(t, dsn, conn, rekey.ReencryptSpec{}, PaceLockWaits, on, off)
+	log, _ := paceScenario(t, dsn, conn, rekey.ReencryptSpec{}, PaceLockWaits, 3, on, off)
 	for _, d := range log[paceLoaded] {
 		if d.Reason == PaceLockWaits && d.LockWaits != 1 {
 			t.Errorf("%v: want the one waiting session", d)
@@ -219,4 +219,20 @@ func TestPaceBadProbe(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 	checkDecrypts(t, conn, "patients", oldC, 10, "email")
+}
+
+// TestPaceProbeReconnects: the probe's connection terminated by the server
+// counts as a probe over target (one back-off), is replaced, and the pace
+// recovers.
+func TestPaceProbeReconnects(t *testing.T) {
+	dsn, conn := newDB(t, false)
+	kill := func() {
+		var n int
+		err := conn.QueryRow(testCtx(t), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%pg_locks w%'`).Scan(&n)
+		if err != nil || n != 1 {
+			t.Errorf("terminated %d probe connections: %v", n, err)
+		}
+	}
+	paceScenario(t, dsn, conn, rekey.ReencryptSpec{}, PaceOverTarget, 1, kill, func() {})
 }

@@ -46,6 +46,7 @@ type pacer struct {
 	r     *runner
 	t     *table
 	conn  *pgx.Conn
+	cc    *pgx.ConnConfig
 	ctl   *Controller
 	probe string // the probe's SQL
 	ours  []int32
@@ -72,7 +73,7 @@ func (r *runner) startPace(ctx context.Context, t *table) (*pacer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pacer{r: r, t: t, t0: time.Now(), stopped: make(chan struct{})}
+	p := &pacer{r: r, t: t, cc: cc, t0: time.Now(), stopped: make(chan struct{})}
 	if p.conn, err = connect(ctx, cc); err != nil {
 		return nil, err
 	}
@@ -184,11 +185,31 @@ func (p *pacer) loop(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			o.Probe = max(o.Probe, p.ctl.Target()+1)
+			o.At, o.Probe = time.Since(p.t0), max(o.Probe, p.ctl.Target()+1)
+			p.reconnect(ctx)
 		}
 		p.publish(p.ctl.Observe(o))
 		if sleep(ctx, paceProbeEvery) != nil {
 			return
+		}
+	}
+}
+
+// reconnect replaces a probe connection the server closed (the probes
+// failed meanwhile count as over target).
+func (p *pacer) reconnect(ctx context.Context) {
+	if !p.conn.IsClosed() {
+		return
+	}
+	c, err := connect(ctx, p.cc)
+	if err != nil {
+		return
+	}
+	pid := int32(p.conn.PgConn().PID())
+	p.conn = c
+	for i, o := range p.ours {
+		if o == pid {
+			p.ours[i] = int32(c.PgConn().PID())
 		}
 	}
 }
