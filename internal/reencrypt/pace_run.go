@@ -9,6 +9,7 @@ package reencrypt
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ func (p *pacer) init(ctx context.Context) error {
 		case err == nil:
 			p.key = key
 			p.probe = "SELECT 1 FROM " + t.ident + " WHERE " + strings.Join(cond, " AND ")
-		case err == pgx.ErrNoRows:
+		case errors.Is(err, pgx.ErrNoRows):
 			p.probe = "SELECT 1 FROM " + t.ident + " LIMIT 1"
 		default:
 			return dbError(err, "adaptive pace: read a key of %s", t.display)
