@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,8 +33,8 @@ import (
 //	full       reencrypt.Run at full speed (pace: full)
 //	50000/s …  reencrypt.Run with rows_per_second 50000, 20000, 10000
 //	           (REKEY_IMPACT_RATES, comma-separated, changes the list)
-//	adaptive   reencrypt.Run at adaptive pace, when rekey.ReencryptSpec has
-//	           a Pace field (else the phase is skipped, and says so)
+//	adaptive   reencrypt.Run at adaptive pace (with a summary of the
+//	           controller's decisions: back-offs, rate and batch ranges)
 //
 // Each run re-encrypts the whole table from one key to the other (they
 // alternate), after a VACUUM and CHECKPOINT outside every measured phase.
@@ -105,40 +106,32 @@ func BenchmarkReencryptImpact(b *testing.B) {
 
 	type run struct {
 		name, note string
-		warn       string
 		wall       time.Duration
 		res        *reencrypt.Result
 	}
 	var runs []run
-	paces := []string{"full"}
+	paces := []string{rekey.PaceFull}
 	for _, r := range rates {
 		paces = append(paces, strconv.Itoa(r))
 	}
-	paces = append(paces, "adaptive")
+	paces = append(paces, rekey.PaceAdaptive)
 	for i, pace := range paces {
-		spec := cfg
-		name, note := pace, ""
-		switch pace {
-		case "full", "adaptive":
-			if !setPace(&spec, pace) && pace == "adaptive" {
-				runs = append(runs, run{name: name, note: "SKIPPED: adaptive pace is missing (rekey.ReencryptSpec has no Pace field yet)"})
-				continue
-			}
-			if pace == "adaptive" && !adaptiveWired() {
-				note = "(WARNING: internal/reencrypt does not call NewController outside pace.go: adaptive pace is not wired into the run yet, so this phase ran at full pace)"
-			}
-		default:
+		spec, name := cfg, pace
+		spec.Mode, spec.Pace = rekey.ReencryptOnline, pace
+		if pace != rekey.PaceFull && pace != rekey.PaceAdaptive {
 			// Today's pace under a hard ceiling.
 			spec.RowsPerSecond, _ = strconv.Atoi(pace)
-			setPace(&spec, "full")
-			name = pace + "/s"
+			spec.Pace, name = rekey.PaceFull, pace+"/s"
 		}
 		cl.phase("_settle", cur)
 		settle()
 		next := 1 - cur
 		cl.phase(name, next) // the application writes with the new key from now on
+		var decisions []reencrypt.PaceDecision
+		var mu sync.Mutex
 		t0 := time.Now()
-		res, err := reencrypt.Run(ctx, reencrypt.Job{DSN: dsn, Config: spec, Old: keys[cur], New: keys[next], JobID: fmt.Sprintf("impact-%d", i)})
+		res, err := reencrypt.Run(ctx, reencrypt.Job{DSN: dsn, Config: spec, Old: keys[cur], New: keys[next], JobID: fmt.Sprintf("impact-%d", i),
+			OnPace: func(_ string, d reencrypt.PaceDecision) { mu.Lock(); decisions = append(decisions, d); mu.Unlock() }})
 		wall := time.Since(t0)
 		if err != nil {
 			cl.abort()
@@ -149,7 +142,11 @@ func BenchmarkReencryptImpact(b *testing.B) {
 			cl.abort()
 			b.Fatalf("%s: re-encrypted %d values, %d already new, %d failed: want %d on the new key", name, res.Reencrypted, res.AlreadyNew, res.Failed, 2*n)
 		}
-		runs = append(runs, run{name: name, wall: wall, res: res, warn: note})
+		note := ""
+		if pace == rekey.PaceAdaptive {
+			note = paceSummary(decisions)
+		}
+		runs = append(runs, run{name: name, wall: wall, res: res, note: note})
 	}
 	cl.phase("_tail", cur)
 	time.Sleep(time.Second)
@@ -177,51 +174,33 @@ func BenchmarkReencryptImpact(b *testing.B) {
 	line("idle", nil)
 	for i := range runs {
 		r := &runs[i]
-		if r.note != "" {
-			fmt.Printf("  %-10s %s\n", r.name, r.note)
-			continue
-		}
 		line(r.name, r)
-		if r.warn != "" {
-			fmt.Printf("  %-10s %s\n", "", r.warn)
+		if r.note != "" {
+			fmt.Printf("  %-10s %s\n", "", r.note)
 		}
 		b.ReportMetric(byName[r.name].P99, "p99-ms-"+strings.TrimSuffix(r.name, "/s"))
 	}
 	b.ReportMetric(idleP.P99, "p99-ms-idle")
 }
 
-// setPace sets spec's Pace field to pace when rekey.ReencryptSpec has one
-// (adaptive pace, issue 14, is being built next to this benchmark); it
-// reports whether it could.
-func setPace(spec *rekey.ReencryptSpec, pace string) bool {
-	f := reflect.ValueOf(spec).Elem().FieldByName("Pace")
-	if !f.IsValid() || f.Kind() != reflect.String {
-		return false
+// paceSummary describes the adaptive pace's decisions: how many, how
+// many backed off, and the range of its rate and batch size.
+func paceSummary(ds []reencrypt.PaceDecision) string {
+	if len(ds) == 0 {
+		return "(no pace decision was logged: the run did not pace itself adaptively)"
 	}
-	f.SetString(pace)
-	return true
-}
-
-// adaptiveWired reports whether internal/reencrypt's run uses its pace
-// controller (NewController called outside pace.go), read from the source
-// next to this benchmark: a run with Pace "adaptive" and no controller is
-// a run at full pace, and the table must say so.
-func adaptiveWired() bool {
-	dir := "../internal/reencrypt"
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		n := e.Name()
-		if !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") || n == "pace.go" {
-			continue
+	var rates []float64
+	backoffs, minB, maxB := 0, ds[0].Batch, ds[0].Batch
+	for _, d := range ds {
+		rates = append(rates, d.NewRate)
+		if d.NewRate < d.OldRate {
+			backoffs++
 		}
-		if src, err := os.ReadFile(dir + "/" + n); err == nil && strings.Contains(string(src), "NewController(") {
-			return true
-		}
+		minB, maxB = min(minB, d.Batch), max(maxB, d.Batch)
 	}
-	return false
+	slices.Sort(rates)
+	return fmt.Sprintf("(adaptive: %d decisions, %d back-offs; target p99 %s; rate min/median/max %.0f/%.0f/%.0f rows/s; batch %d..%d rows)",
+		len(ds), backoffs, ds[len(ds)-1].Target.Round(10*time.Microsecond), rates[0], rates[len(rates)/2], rates[len(rates)-1], minB, maxB)
 }
 
 func impactEnvInt(b *testing.B, name string, def, least int) int {
