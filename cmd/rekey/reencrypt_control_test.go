@@ -185,6 +185,10 @@ func TestReencryptControl(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(p.dir, ".rekey", "reencrypt-*")); len(m) != 0 {
 		t.Fatalf("files left after the run: %v", m)
 	}
+	// Secret names still go to `reencrypt NAME...` beside the subcommands.
+	if r := p.run("reencrypt", "ENCRYPTION_KEY"); r.code != 0 || !strings.Contains(r.stdout, "nothing to finish") {
+		t.Fatalf("reencrypt ENCRYPTION_KEY: %v", r)
+	}
 
 	// kill -9 while paused: recover resumes at the configured pace (the
 	// dead run's pause is not honoured) and every row ends on the new key.
