@@ -230,3 +230,28 @@ func TestCheckpointFallback(t *testing.T) {
 	}
 	checkDecrypts(t, p.conn, "patients", p.newC, 1000, "email")
 }
+
+// TestCheckpointNoSet (PostgreSQL 16 and later): blue inherits the owner's
+// privileges but may not SET ROLE to it: the table is blue's, granted to
+// the owner, and green resumes it.
+func TestCheckpointNoSet(t *testing.T) {
+	p := newPairDB(t, 1000, "")
+	var major int
+	if err := p.conn.QueryRow(testCtx(t), `SELECT current_setting('server_version_num')::int / 10000`).Scan(&major); err != nil {
+		t.Fatal(err)
+	}
+	if major < 16 {
+		t.Skipf("PostgreSQL %d has no SET option on memberships", major)
+	}
+	mustExec(t, p.conn, `REVOKE `+quoteIdent(p.owner)+` FROM `+quoteIdent(p.blue))
+	mustExec(t, p.conn, `GRANT `+quoteIdent(p.owner)+` TO `+quoteIdent(p.blue)+` WITH INHERIT TRUE, SET FALSE`)
+	p.interrupted(t, p.blue, "noset-1")
+	if o := p.ckptOwner(t, "public"); o != p.blue {
+		t.Fatalf("owned by %s, want %s (it may not SET ROLE to the owner)", o, p.blue)
+	}
+	res, err := Run(testCtx(t), job(p.dsn[p.green], p.cfg, p.oldK, p.newK, "noset-1"))
+	if err != nil || !res.Resumed {
+		t.Fatalf("green: %v", err)
+	}
+	checkDecrypts(t, p.conn, "patients", p.newC, 1000, "email")
+}
