@@ -113,7 +113,7 @@ func paceText(s *rkapp.ReencryptSnapshot) string {
 	switch {
 	case n == 0:
 		return "at full speed (no rows_per_second)"
-	case s.Pace > 0 && n == s.Pace:
+	case s.Pace > 0 && n == s.Pace && (s.Ceiling == 0 || s.Pace < s.Ceiling):
 		return fmt.Sprintf("at most %s rows/s (set by `rekey reencrypt pace`)", groupDigits(int64(n)))
 	case s.Adaptive > 0 && n == int(s.Adaptive):
 		return fmt.Sprintf("at most %s rows/s (adaptive pace)", groupDigits(int64(n)))
@@ -131,7 +131,7 @@ func reencryptStatusLine(s *rkapp.ReencryptSnapshot, now time.Time) string {
 	if s.Table != "" {
 		fmt.Fprintf(&b, " in %s", textsafe.Quote(s.Table))
 	}
-	fmt.Fprintf(&b, ", %.0f rows/s, pace %s", s.RowsPerSecond, paceText(s))
+	fmt.Fprintf(&b, ", %.0f rows/s so far, pace: %s", s.RowsPerSecond, paceText(s))
 	if s.ProbeP99 > 0 {
 		fmt.Fprintf(&b, ", probe p99 %s", s.ProbeP99.Round(10*time.Microsecond))
 	}

@@ -210,3 +210,23 @@ func TestReencryptControl(t *testing.T) {
 	}
 	p.check(key2)
 }
+
+// The status line of a running re-encryption: pace and what sets it, the
+// adaptive pace's probe p99 and the replica lag when measured, the ETA,
+// and every string quoted.
+func TestReencryptStatusLine(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	s := &rkapp.ReencryptSnapshot{PID: 42, Secret: "ENCRYPTION_KEY", Table: "public.patients\x1b]0;x\a", Done: 412_000, Total: 1_000_000,
+		RowsPerSecond: 1000, Ceiling: 5000, Adaptive: 1200, ProbeP99: 1500 * time.Microsecond, ReplicaLag: 1200 * time.Millisecond, Updated: now}
+	got := reencryptStatusLine(s, now)
+	want := `re-encryption of ENCRYPTION_KEY (pid 42): 412,000/1,000,000 rows (41%) in "public.patients\x1b]0;x\a", 1000 rows/s so far, pace: at most 1,200 rows/s (adaptive pace), probe p99 1.5ms, replica lag 1.2s, ETA 9m48s`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	s.Pace, s.Paused, s.By, s.At = 800, true, "alice", now
+	got = reencryptStatusLine(s, now.Add(time.Minute))
+	if !strings.Contains(got, "pace: at most 800 rows/s (set by `rekey reencrypt pace`)") || strings.Contains(got, "ETA") ||
+		!strings.Contains(got, "PAUSED by alice at 12:00:00Z: `rekey reencrypt resume` continues (as of 1m0s ago)") {
+		t.Fatalf("paused: %s", got)
+	}
+}
