@@ -144,7 +144,7 @@ func (r *runner) createCheckpoint(ctx context.Context, conn *pgx.Conn) error {
 	for attempt := 0; ; attempt++ {
 		err := createAs(ctx, conn, asOwner, create)
 		if err == nil {
-			return nil
+			return r.checkCreated(ctx, conn)
 		}
 		switch pgCode(err) {
 		case "23505", "42P07": // created concurrently
@@ -157,12 +157,31 @@ func (r *runner) createCheckpoint(ctx context.Context, conn *pgx.Conn) error {
 					return dbError(err, "create the checkpoint table")
 				}
 				_, _ = conn.Exec(ctx, `GRANT SELECT, INSERT, UPDATE, DELETE ON `+r.ckpt+` TO `+quoteIdent(asOwner))
-				return nil
+				return r.checkCreated(ctx, conn)
 			}
 			return err
 		}
 		return dbError(err, "create the checkpoint table")
 	}
+}
+
+// checkCreated refuses the table CREATE TABLE IF NOT EXISTS left in place
+// when it belongs to neither this role nor the tables' owner (planted
+// since it was looked up, or since a finishing job dropped it).
+func (r *runner) checkCreated(ctx context.Context, conn *pgx.Conn) error {
+	var owner string
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT pg_get_userbyid(relowner)::text, pg_get_userbyid(relowner) = current_user OR pg_get_userbyid(relowner)::text = ANY($2::text[])
+		FROM pg_class WHERE oid = to_regclass($1)`, r.ckpt, r.ckptOwners).Scan(&owner, &ok)
+	if err != nil {
+		return dbError(err, "inspect the checkpoint table")
+	}
+	if !ok {
+		return (&rekey.Error{Code: rekey.CodeInvalid, Err: ErrForeignCheckpoint,
+			Msg: fmt.Sprintf("reencrypt: %s was created by %s while this run was creating it; nothing more is written to it. To fix it: DROP TABLE %s", r.ckpt, owner, r.ckpt)}).
+			WithHint("or set checkpoint_schema: in the reencrypt: section to a schema where only the data's owner can create tables")
+	}
+	return nil
 }
 
 // createAs runs create in a transaction, as role (SET LOCAL ROLE) unless
