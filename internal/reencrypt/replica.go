@@ -16,7 +16,9 @@ package reencrypt
 //     then says once what to grant, and throttles on named replicas only.
 //   - named replica connections (Job.Replicas, rekey.yaml's replicas:):
 //     now() - pg_last_xact_replay_timestamp() on the replica, when it
-//     has received WAL it has not replayed yet.
+//     has received WAL it has not replayed yet; at least how long its
+//     replay position has not moved meanwhile (a replica that replayed no
+//     transaction since it started has no timestamp).
 //
 // A replica that has replayed everything is not lagging, whatever its
 // last measured lag says (replay_lag keeps the lag of the last WAL it
@@ -118,7 +120,7 @@ type replicaLag struct {
 // max, which Progress reads).
 type lagWatch struct {
 	ceiling time.Duration
-	named   []*pgx.Conn
+	named   []*namedReplica
 	next    time.Time
 	warned  bool
 	max     atomic.Int64 // the largest lag at the last reading, in ns
@@ -151,7 +153,7 @@ func (r *runner) openReplicas(ctx context.Context) error {
 		if err != nil {
 			return dbError(err, "connect to replica %s", rep.Name).WithHint("check the URL in %s, or remove it from replicas:", rep.Name)
 		}
-		r.lag.named = append(r.lag.named, conn)
+		r.lag.named = append(r.lag.named, &namedReplica{conn: conn})
 		var recovering bool
 		if err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&recovering); err != nil {
 			return dbError(err, "read replica %s", rep.Name)
@@ -167,8 +169,8 @@ func (w *lagWatch) close() {
 	if w == nil {
 		return
 	}
-	for _, c := range w.named {
-		_ = c.Close(context.Background())
+	for _, n := range w.named {
+		_ = n.conn.Close(context.Background())
 	}
 }
 
@@ -227,8 +229,8 @@ func (r *runner) readLags(ctx context.Context) (replicaLag, error) {
 	if err != nil {
 		return worst, err
 	}
-	for i, conn := range r.lag.named {
-		l, err := namedLag(ctx, conn)
+	for i, n := range r.lag.named {
+		l, err := n.read(ctx)
 		if err != nil {
 			return worst, dbError(err, "read the replay lag of replica %s", r.job.Replicas[i].Name)
 		}
@@ -281,14 +283,35 @@ func (r *runner) primaryLags(ctx context.Context) (replicaLag, error) {
 	return worst, nil
 }
 
-// namedLag reads the lag of a replica on its own connection.
-func namedLag(ctx context.Context, conn *pgx.Conn) (replicaLag, error) {
+// namedReplica is a replica connection and how long its replay has been
+// stuck behind at one position.
+type namedReplica struct {
+	conn     *pgx.Conn
+	stuckLSN string
+	since    time.Time
+}
+
+// read reads the lag of a replica on its own connection: while it has WAL
+// to replay, the age of the last transaction it replayed, or (at least) how
+// long its replay has not moved (no transaction replayed since it started:
+// no timestamp).
+func (n *namedReplica) read(ctx context.Context) (replicaLag, error) {
 	var l replicaLag
 	var secs float64
-	err := conn.QueryRow(ctx, `SELECT
+	var lsn string
+	err := n.conn.QueryRow(ctx, `SELECT
 		CASE WHEN pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()
 			THEN coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) ELSE 0 END::float8,
-		coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::int8`).Scan(&secs, &l.bytes)
+		coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::int8,
+		coalesce(pg_last_wal_replay_lsn()::text, '')`).Scan(&secs, &l.bytes, &lsn)
 	l.lag = time.Duration(max(secs, 0) * float64(time.Second))
+	switch {
+	case l.bytes <= 0:
+		n.stuckLSN = ""
+	case lsn != n.stuckLSN:
+		n.stuckLSN, n.since = lsn, time.Now()
+	default:
+		l.lag = max(l.lag, time.Since(n.since))
+	}
 	return l, err
 }

@@ -241,3 +241,58 @@ func TestReplicaLagUnmonitored(t *testing.T) {
 		t.Fatalf("with pg_monitor: %v", said)
 	}
 }
+
+// TestReplicaLagNoReplayedTransaction: a replica that has replayed no
+// transaction since it started (no pg_last_xact_replay_timestamp) and whose
+// replay is stuck behind still reads as lagging: by how long its replay
+// position has not moved.
+func TestReplicaLagNoReplayedTransaction(t *testing.T) {
+	c := testkit.StartCluster(t)
+	testkit.Exec(t, c, "CREATE TABLE stuck (v int)")
+	rep, err := c.StartReplica()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rep.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := testCtx(t)
+	rconn, err := rep.Connect(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rconn.Close(context.Background())
+	mustExec(t, rconn, "SELECT pg_wal_replay_pause()")
+	testkit.Exec(t, c, "INSERT INTO stuck VALUES (1)")
+	n := &namedReplica{conn: rconn}
+	for {
+		l, err := n.read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.lag > 300*time.Millisecond {
+			if l.bytes <= 0 {
+				t.Fatalf("lagging with nothing to replay: %+v", l)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the stuck replica never read as lagging")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var noTS bool
+	if err := rconn.QueryRow(ctx, "SELECT pg_last_xact_replay_timestamp() IS NULL").Scan(&noTS); err != nil || !noTS {
+		t.Fatalf("the replica replayed a transaction (%v): this test measures nothing new", err)
+	}
+	mustExec(t, rconn, "SELECT pg_wal_replay_resume()")
+	if err := rep.WaitReplayed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := n.read(ctx); err != nil || l.lag != 0 || l.bytes != 0 {
+		t.Fatalf("caught up: %+v, %v", l, err)
+	}
+}
