@@ -10,7 +10,7 @@ package reencrypt
 //
 // Two sources, both read when both exist:
 //   - the primary's pg_stat_replication (every streaming replica, no
-//     configuration): replay_lag, and the bytes not replayed yet
+//     configuration; not logical replication's consumers): replay_lag, and the bytes not replayed yet
 //     (pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)). Its columns
 //     are NULL for a role without pg_monitor (pg_read_all_stats): the run
 //     then says once what to grant, and throttles on named replicas only.
@@ -247,7 +247,8 @@ func (r *runner) primaryLags(ctx context.Context) (replicaLag, error) {
 	rows, err := r.reader.Query(ctx, `SELECT coalesce(application_name, ''), state IS NULL,
 		coalesce(extract(epoch FROM replay_lag), 0)::float8,
 		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::int8, current_user::text
-		FROM pg_stat_replication`)
+		FROM pg_stat_replication WHERE pid NOT IN
+			(SELECT active_pid FROM pg_replication_slots WHERE slot_type = 'logical' AND active_pid IS NOT NULL)`)
 	if err != nil {
 		return replicaLag{}, dbError(err, "read pg_stat_replication")
 	}
