@@ -41,7 +41,9 @@ import (
 // It prints, side by side, the client's p50/p99/max and achieved rate
 // against its schedule in each phase, each run's wall time, rows/s and
 // rows redone after a concurrent write (revisited), and the machine's
-// 1-minute load average at the phase's end (load1: the machine is shared).
+// 1-minute load average at the phase's end (load1: the machine is shared),
+// and the most operations that waited for one of the client's 24
+// connections (max queued: at 24 or more, the pool was short).
 // bench/run runs it; alone:
 //
 //	REKEY_BENCH_ROWS=200000 go test -run '^$' -bench '^BenchmarkReencryptImpact$' -benchtime 1x -count 1 -timeout 60m ./bench/
@@ -158,7 +160,7 @@ func BenchmarkReencryptImpact(b *testing.B) {
 	}
 	fmt.Printf("impact: %d rows x 2 columns (aes-256-gcm; loaded in %s), durable cluster, %d cores; client %d ops/s (10%% writes), latency from each operation's scheduled start\n",
 		n, load.Round(time.Millisecond), runtime.NumCPU(), rate)
-	fmt.Printf("  %-10s %9s %9s %9s %7s  %-15s %-17s %9s %9s %9s %9s %6s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "p99 read/write", "achieved/schedule", "errors", "run wall", "rows/s", "revisited", "load1")
+	fmt.Printf("  %-10s %9s %9s %9s %7s  %-15s %-17s %9s %9s %9s %9s %6s %10s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "p99 read/write", "achieved/schedule", "errors", "run wall", "rows/s", "revisited", "load1", "max queued")
 	idleP := byName["idle"]
 	line := func(name string, r *run) {
 		p := byName[name]
@@ -168,8 +170,8 @@ func BenchmarkReencryptImpact(b *testing.B) {
 			wall = r.wall.Round(10 * time.Millisecond).String()
 			rps = fmt.Sprintf("%.0f", float64(n)/r.wall.Seconds())
 		}
-		fmt.Printf("  %-10s %9.2f %9.2f %9.1f %7.1fx  %6.1f/%-8.1f %6.0f/%-6.0f %3.0f%% %9d %9s %9s %9s %6.1f\n", name, p.P50, p.P99, p.Max, p.P99/max(idleP.P99, 1e-9), p.P99Read, p.P99Write,
-			p.Rate, float64(p.Scheduled)/max(p.Seconds, 1e-9), 100*p.Rate/max(float64(p.Scheduled)/max(p.Seconds, 1e-9), 1e-9), p.Errors, wall, rps, rev, cl.load[name])
+		fmt.Printf("  %-10s %9.2f %9.2f %9.1f %7.1fx  %6.1f/%-8.1f %6.0f/%-6.0f %3.0f%% %9d %9s %9s %9s %6.1f %10d\n", name, p.P50, p.P99, p.Max, p.P99/max(idleP.P99, 1e-9), p.P99Read, p.P99Write,
+			p.Rate, float64(p.Scheduled)/max(p.Seconds, 1e-9), 100*p.Rate/max(float64(p.Scheduled)/max(p.Seconds, 1e-9), 1e-9), p.Errors, wall, rps, rev, cl.load[name], p.MaxQueued)
 	}
 	line("idle", nil)
 	for i := range runs {

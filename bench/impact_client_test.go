@@ -71,22 +71,27 @@ type impactPhase struct {
 	Writes    int     // writes due in the phase
 	// P99Read, P99Write: the p99 (ms) of the reads and of the writes alone.
 	P99Read, P99Write float64
+	// MaxQueued is the most operations waiting for a free connection when
+	// one of the phase's was scheduled (near Conns: the pool was short).
+	MaxQueued int
 }
 
 type loadOp struct {
-	due   time.Time
-	phase int32
-	write bool
-	key   int32
-	id    int64
+	due    time.Time
+	queued int // operations already waiting when it was scheduled
+	phase  int32
+	write  bool
+	key    int32
+	id     int64
 }
 
 type opRecord struct {
-	phase int32
-	done  time.Time
-	lat   time.Duration
-	err   bool
-	write bool
+	phase  int32
+	queued int
+	done   time.Time
+	lat    time.Duration
+	err    bool
+	write  bool
 }
 
 // TestImpactLoadClient is BenchmarkReencryptImpact's load client: it does
@@ -147,7 +152,7 @@ func runLoadClient(s loadClientSpec, in *bufio.Scanner) ([]impactPhase, error) {
 				err := doLoadOp(ctx, c, s, ciphers, op)
 				done := time.Now()
 				mu.Lock()
-				records = append(records, opRecord{phase: op.phase, done: done, lat: done.Sub(op.due), err: err != nil, write: op.write})
+				records = append(records, opRecord{phase: op.phase, queued: op.queued, done: done, lat: done.Sub(op.due), err: err != nil, write: op.write})
 				mu.Unlock()
 			}
 		}()
@@ -233,6 +238,7 @@ func summarize(names []string, starts []time.Time, records []opRecord) []impactP
 	for _, r := range records {
 		p := &out[r.phase]
 		p.Scheduled++
+		p.MaxQueued = max(p.MaxQueued, r.queued)
 		if r.err {
 			p.Errors++
 		}
@@ -292,6 +298,7 @@ func newOpQueue() *opQueue {
 
 func (q *opQueue) push(op loadOp) {
 	q.mu.Lock()
+	op.queued = len(q.ops)
 	q.ops = append(q.ops, op)
 	q.mu.Unlock()
 	q.cond.Signal()

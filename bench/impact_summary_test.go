@@ -24,7 +24,7 @@ func TestImpactSummarize(t *testing.T) {
 			r.err, r.write = true, true
 		}
 		if i == 9 {
-			r.done, r.lat = t0.Add(4*time.Second), 1500*time.Millisecond
+			r.done, r.lat, r.queued = t0.Add(4*time.Second), 1500*time.Millisecond, 7
 		}
 		recs = append(recs, r)
 	}
@@ -34,7 +34,7 @@ func TestImpactSummarize(t *testing.T) {
 		t.Errorf("phase a = %+v", a)
 	}
 	if b.Scheduled != 10 || b.Completed != 9 || b.Errors != 1 || b.Writes != 1 || b.Max != 1500 || b.P50 != 2 || b.Seconds != 2 || b.Rate != 4.5 ||
-		b.P99Read != 1500 || b.P99Write != 2 {
+		b.P99Read != 1500 || b.P99Write != 2 || b.MaxQueued != 7 || a.MaxQueued != 0 {
 		t.Errorf("phase b = %+v", b)
 	}
 }
