@@ -42,14 +42,16 @@ import (
 // against its schedule in each phase, each run's wall time, rows/s and
 // rows redone after a concurrent write (revisited), and the machine's
 // 1-minute load average at the phase's end (load1: the machine is shared),
-// and the most operations that waited for one of the client's 24
-// connections (max queued: at 24 or more, the pool was short).
+// and the most operations that waited for one of the client's
+// REKEY_IMPACT_CONNS connections (default 40; the test clusters allow 50:
+// max queued > 0 means all of them were busy, on a stall or a row lock).
 // bench/run runs it; alone:
 //
 //	REKEY_BENCH_ROWS=200000 go test -run '^$' -bench '^BenchmarkReencryptImpact$' -benchtime 1x -count 1 -timeout 60m ./bench/
 func BenchmarkReencryptImpact(b *testing.B) {
 	n := impactEnvInt(b, "REKEY_BENCH_ROWS", 1_000_000, 1000)
 	rate := impactEnvInt(b, "REKEY_IMPACT_RATE", 2000, 1)
+	conns := impactEnvInt(b, "REKEY_IMPACT_CONNS", 40, 1)
 	idle := time.Duration(impactEnvInt(b, "REKEY_IMPACT_IDLE", 5, 1)) * time.Second
 	rates := []int{50000, 20000, 10000}
 	if s := os.Getenv("REKEY_IMPACT_RATES"); s != "" {
@@ -98,7 +100,7 @@ func BenchmarkReencryptImpact(b *testing.B) {
 	}
 	settle()
 
-	cl := startLoadClient(b, loadClientSpec{DSN: dsn, Rows: n, Rate: float64(rate), WriteFraction: 0.1, Conns: 24,
+	cl := startLoadClient(b, loadClientSpec{DSN: dsn, Rows: n, Rate: float64(rate), WriteFraction: 0.1, Conns: conns,
 		Config: cfg, Keys: []string{keys[0].RevealString(), keys[1].RevealString()}})
 	cur := 0
 	cl.phase("_warmup", cur)
@@ -158,8 +160,8 @@ func BenchmarkReencryptImpact(b *testing.B) {
 	for _, p := range phases {
 		byName[p.Name] = p
 	}
-	fmt.Printf("impact: %d rows x 2 columns (aes-256-gcm; loaded in %s), durable cluster, %d cores; client %d ops/s (10%% writes), latency from each operation's scheduled start\n",
-		n, load.Round(time.Millisecond), runtime.NumCPU(), rate)
+	fmt.Printf("impact: %d rows x 2 columns (aes-256-gcm; loaded in %s), durable cluster, %d cores; client %d ops/s (10%% writes, %d connections), latency from each operation's scheduled start\n",
+		n, load.Round(time.Millisecond), runtime.NumCPU(), rate, conns)
 	fmt.Printf("  %-10s %9s %9s %9s %7s  %-15s %-17s %9s %9s %9s %9s %6s %10s\n", "phase", "p50 ms", "p99 ms", "max ms", "p99/idle", "p99 read/write", "achieved/schedule", "errors", "run wall", "rows/s", "revisited", "load1", "max queued")
 	idleP := byName["idle"]
 	line := func(name string, r *run) {
