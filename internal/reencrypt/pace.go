@@ -15,11 +15,16 @@ import (
 // Pace defaults.
 const (
 	paceWindow       = 20                     // probes in the recent p99
+	paceSettle       = 5                      // probes at a new rate before its p99 may back it off again
 	paceStartRate    = 5000.0                 // rows/s before the first decision
 	paceMinRate      = 100.0                  // rows/s: a back-off never goes below
 	paceMaxRate      = 1e7                    // rows/s without rows_per_second: "as fast as it goes"
-	paceIncrease     = 1000.0                 // rows/s added per decision under target
-	paceDecrease     = 0.5                    // rate multiplied per back-off
+	paceIncrease     = 1000.0                 // rows/s added per decision well under the knee
+	paceNearIncrease = 200.0                  // rows/s added per decision near the knee (or past it)
+	paceNear         = 0.85                   // "near the knee": at this fraction of the last back-off's rate
+	paceHeadroom     = 0.8                    // speed up only while the p99 is under this fraction of the target
+	paceDecrease     = 0.7                    // rate multiplied per back-off
+	paceSevere       = 4                      // a probe this many targets long backs off even while settling
 	paceMinTarget    = time.Millisecond       // the calibrated target is never tighter
 	paceBatchSpacing = 100 * time.Millisecond // batches aim at this spacing (smaller batches, evenly spaced)
 	paceMinBatch     = 50
@@ -52,6 +57,8 @@ const (
 	PaceLockWaits  = "lock waits"        // multiplicative decrease
 	PaceActiveJump = "active jump"       // multiplicative decrease
 	PaceUnder      = "under target"      // additive increase
+	PaceNear       = "near target"       // p99 between the headroom and the target: hold
+	PaceSettling   = "settling"          // over target, but too soon after a back-off to judge the new rate: hold
 	PaceCeiling    = "at ceiling"        // under target, already at rows_per_second
 	PaceFullSpeed  = "pace full"         // pace: full ignores probes
 	PaceCalibrated = "calibrated target" // the first decision: the target from the idle probes
@@ -74,13 +81,23 @@ type PaceConfig struct {
 }
 
 // Controller decides the batch rate from observations (AIMD: back off
-// quickly, speed up slowly). It is not safe for concurrent use.
+// quickly, speed up slowly). A back-off multiplies the rate by
+// paceDecrease and remembers the rate it left (the knee); while the
+// recent p99 is under paceHeadroom × the target the rate grows by
+// paceIncrease per decision, by paceNearIncrease only once it is near the
+// knee (so it dwells where it last hurt rather than overshooting it), and
+// holds between the headroom and the target. The probes of paceSettle
+// decisions after a back-off judge the new rate before the p99 may back
+// it off again (one stall is not several back-offs), unless a probe takes
+// paceSevere × the target. It is not safe for concurrent use.
 type Controller struct {
 	cfg     PaceConfig
 	target  time.Duration
 	active0 int // active connections at calibration
 	rate    float64
 	window  []time.Duration
+	knee    float64 // the rate before the last back-off (0: none yet)
+	since   int     // probes since the last back-off
 }
 
 // NewController returns a controller at its start rate. Call Calibrate
@@ -92,7 +109,7 @@ func NewController(cfg PaceConfig) *Controller {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultBatchSize
 	}
-	c := &Controller{cfg: cfg, target: cfg.Target, rate: cfg.StartRate}
+	c := &Controller{cfg: cfg, target: cfg.Target, rate: cfg.StartRate, since: paceSettle}
 	if c.rate <= 0 {
 		c.rate = paceStartRate
 	}
@@ -139,6 +156,7 @@ func (c *Controller) Observe(o PaceObservation) PaceDecision {
 		c.window = c.window[len(c.window)-paceWindow:]
 	}
 	d.P99 = p99(c.window)
+	c.since++
 	switch {
 	case o.LockWaits > 0:
 		d.Reason = PaceLockWaits
@@ -147,21 +165,35 @@ func (c *Controller) Observe(o PaceObservation) PaceDecision {
 	case o.Active > c.active0+max(paceActiveSlack, c.active0):
 		d.Reason = PaceActiveJump
 	}
-	if d.Reason != "" {
+	switch {
+	case d.Reason != "" && c.since < paceSettle && o.Probe <= paceSevere*c.target:
+		d.Reason = PaceSettling
+	case d.Reason != "":
+		c.knee = c.rate
 		c.rate = max(paceMinRate, c.rate*paceDecrease)
 		// The probes so far were taken at the old rate: the next
-		// decision looks at the new one's only.
-		c.window = c.window[:0]
-	} else {
-		c.rate = min(c.ceiling(), c.rate+paceIncrease)
+		// decisions look at the new one's only.
+		c.window, c.since = c.window[:0], 0
+	case d.OldRate >= c.ceiling():
+		d.Reason = PaceCeiling
+	case d.P99 > time.Duration(paceHeadroom*float64(c.target)):
+		d.Reason = PaceNear
+	default:
 		d.Reason = PaceUnder
-		if d.OldRate >= c.ceiling() {
-			d.Reason = PaceCeiling
-		}
+		c.rate += c.step()
 	}
 	c.rate = min(c.rate, c.ceiling())
 	d.NewRate, d.Batch = c.rate, c.Batch()
 	return d
+}
+
+// step is the increase of one decision under target: paceIncrease well
+// under the knee, paceNearIncrease near it or past it.
+func (c *Controller) step() float64 {
+	if c.knee > 0 && c.rate >= paceNear*c.knee {
+		return paceNearIncrease
+	}
+	return paceIncrease
 }
 
 // Rate is the current batch rate in rows per second.

@@ -22,8 +22,9 @@ import (
 )
 
 const (
-	// DefaultPaceCalibration is the idle window probed before a pass.
-	DefaultPaceCalibration = 2 * time.Second
+	// DefaultPaceCalibration is the idle window probed before the run's
+	// first pass (the later tables' passes keep its target and rate).
+	DefaultPaceCalibration = time.Second
 	paceProbeEvery         = 50 * time.Millisecond
 	paceProbeTimeout       = 200 * time.Millisecond // at least: a probe waiting longer is cut short (and counts)
 )
@@ -78,8 +79,10 @@ func (r *runner) startPace(ctx context.Context, t *table) (*pacer, error) {
 	if p.conn, err = connect(ctx, cc); err != nil {
 		return nil, err
 	}
-	p.ctl = NewController(PaceConfig{Ceiling: float64(r.cfg.RowsPerSecond), MaxBatch: r.cfg.BatchSize,
-		Target: r.cfg.TargetP99, Factor: r.cfg.TargetFactor})
+	if p.ctl = r.pace; p.ctl == nil { // the run's first pass: calibrated in init
+		p.ctl = NewController(PaceConfig{Ceiling: float64(r.cfg.RowsPerSecond), MaxBatch: r.cfg.BatchSize,
+			Target: r.cfg.TargetP99, Factor: r.cfg.TargetFactor})
+	}
 	for _, c := range append([]*pgx.Conn{r.reader, p.conn}, r.writers...) {
 		p.ours = append(p.ours, int32(c.PgConn().PID()))
 	}
@@ -89,11 +92,14 @@ func (r *runner) startPace(ctx context.Context, t *table) (*pacer, error) {
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
+	r.pace = p.ctl
 	go p.loop(pctx)
 	return p, nil
 }
 
-// init builds the probe, finds a key and calibrates.
+// init builds the probe, finds a key and, on the run's first pass,
+// calibrates (later passes probe once, to plan the query and warm the
+// cache).
 func (p *pacer) init(ctx context.Context) error {
 	t := p.t
 	p.probe = p.r.cfg.Probe
@@ -130,6 +136,9 @@ func (p *pacer) init(ctx context.Context) error {
 		if err != nil {
 			return rekey.Wrap(rekey.CodeInvalid, err, "reencrypt: the adaptive pace's probe failed before the run").
 				WithHint("check probe: in the reencrypt section (an SQL query this role may run), or set pace: full")
+		}
+		if p.r.pace != nil {
+			return nil // a later pass: the run's first calibrated
 		}
 		if n > 0 { // the first one plans the query and warms the cache
 			idle = append(idle, o)

@@ -57,25 +57,56 @@ func TestPaceBacksOffOnHighP99AndRecoversSlowly(t *testing.T) {
 	if d.Reason != PaceOverTarget || d.NewRate != d.OldRate*paceDecrease || d.P99 != 50*ms {
 		t.Fatalf("over target: %v", d)
 	}
-	// Back off quickly: every probe over target halves the rate, down to the floor.
-	for _, d := range feed(c, 20, PaceObservation{Probe: 50 * ms, Active: 1}) {
-		if d.Reason != PaceOverTarget || d.NewRate != max(paceMinRate, d.OldRate*paceDecrease) {
-			t.Fatalf("load: %v", d)
+	knee := d.OldRate
+	// Back off quickly: a long load backs off every paceSettle probes
+	// (the probes in between judge the new rate), down to the floor.
+	for i, d := range feed(c, 40*paceSettle, PaceObservation{Probe: 5 * ms, Active: 1}) {
+		switch {
+		case (i+1)%paceSettle == 0:
+			if d.Reason != PaceOverTarget || d.NewRate != max(paceMinRate, d.OldRate*paceDecrease) {
+				t.Fatalf("load %d: %v", i, d)
+			}
+		case d.Reason != PaceSettling || d.NewRate != d.OldRate:
+			t.Fatalf("load %d: %v, want settling", i, d)
 		}
 	}
 	if c.Rate() != paceMinRate {
 		t.Fatalf("rate after a long load %v, want the floor %v", c.Rate(), paceMinRate)
 	}
-	// Recover slowly: one step per decision, additive.
-	ds := feed(c, 10, PaceObservation{Probe: ms, Active: 1})
+	// A probe paceSevere targets long backs off at once, settling or not.
+	d = c.Observe(PaceObservation{Probe: 5 * ms, Active: 1})
+	if d.Reason != PaceSettling {
+		t.Fatalf("right after a back-off: %v", d)
+	}
+	c.rate = 1000
+	if d = c.Observe(PaceObservation{Probe: paceSevere*c.Target() + 1, Active: 1}); d.Reason != PaceOverTarget || d.NewRate != 700 {
+		t.Fatalf("a severe probe while settling: %v", d)
+	}
+	// Recover slowly: one additive step per decision under target,
+	// paceIncrease then paceNearIncrease near the knee (the rate the last
+	// back-off left).
+	ds := feed(c, 40, PaceObservation{Probe: ms, Active: 1})
+	near := 0
 	for i, d := range ds {
-		if d.Reason != PaceUnder || d.NewRate != paceMinRate+float64(i+1)*paceIncrease {
-			t.Fatalf("recovery %d: %v", i, d)
+		step := paceIncrease
+		if d.OldRate >= paceNear*1000 {
+			step, near = paceNearIncrease, near+1
+		}
+		if d.Reason != PaceUnder || d.NewRate != d.OldRate+step {
+			t.Fatalf("recovery %d: %v, want +%v", i, d, step)
 		}
 	}
+	if near == 0 || knee == 0 {
+		t.Fatalf("the recovery never came near the knee: %v", ds[len(ds)-1])
+	}
+	// Between the headroom and the target: hold.
+	d = c.Observe(PaceObservation{Probe: c.Target() - 1, Active: 1})
+	if d.Reason != PaceNear || d.NewRate != d.OldRate {
+		t.Fatalf("near target: %v", d)
+	}
 	// Batches shrink with the rate and grow back, bounded.
-	if ds[0].Batch >= 2000 || ds[0].Batch < paceMinBatch || ds[9].Batch <= ds[0].Batch {
-		t.Errorf("batch sizes %d → %d", ds[0].Batch, ds[9].Batch)
+	if ds[0].Batch >= 2000 || ds[0].Batch < paceMinBatch || ds[39].Batch <= ds[0].Batch {
+		t.Errorf("batch sizes %d → %d", ds[0].Batch, ds[39].Batch)
 	}
 }
 
@@ -86,6 +117,7 @@ func TestPaceBacksOffOnLockWaitsAndActiveJump(t *testing.T) {
 	if d.Reason != PaceLockWaits || d.NewRate >= d.OldRate {
 		t.Errorf("lock waits: %v", d)
 	}
+	feed(c, paceSettle, PaceObservation{Probe: ms, Active: 1})
 	d = c.Observe(PaceObservation{Probe: ms, Active: 1 + paceActiveSlack})
 	if d.Reason != PaceUnder {
 		t.Errorf("active within slack: %v", d)
@@ -111,7 +143,7 @@ func TestPaceNeverExceedsCeiling(t *testing.T) {
 		}
 	}
 	c.Observe(PaceObservation{Probe: time.Second})
-	ds := feed(c, 5, PaceObservation{Probe: ms})
+	ds := feed(c, paceSettle+5, PaceObservation{Probe: ms})
 	if last := ds[len(ds)-1]; last.NewRate != 3500 {
 		t.Errorf("after recovery %v, want the ceiling", last)
 	}

@@ -201,9 +201,10 @@ type runner struct {
 	wsMu    sync.Mutex
 	ws      map[*pgx.Conn]*writerState
 
-	ckptSchema string    // schema of the checkpoint table
-	ckptOwners []string  // owners of the tables (createCheckpoint, checkCheckpoint)
-	lag        *lagWatch // the replica lag throttle (replica.go)
+	ckptSchema string      // schema of the checkpoint table
+	ckptOwners []string    // owners of the tables (createCheckpoint, checkCheckpoint)
+	lag        *lagWatch   // the replica lag throttle (replica.go)
+	pace       *Controller // the adaptive pace, calibrated on the first pass (pace_run.go)
 
 	total   int64
 	done    int64
