@@ -51,8 +51,10 @@ one as part of ` + "`rekey rotate`" + `. This command is for around it:
   rekey reencrypt --rehearse   copy the database (CREATE DATABASE ... TEMPLATE, or
                                pg_dump | pg_restore when others are connected), run
                                the whole re-encryption on the copy with a fresh
-                               throwaway key, report time, rows, failures and
-                               table growth, and drop the copy. The copy needs
+                               throwaway key, report time, rows, failures,
+                               table growth and the WAL written (measured, beside
+                               the estimate of ` + "`rekey rotate NAME --dry-run`" + `),
+                               and drop the copy. The copy needs
                                CREATEDB: the app's role's, or an admin
                                connection's (--admin-secret NAME, or the
                                admin_secret of a postgres secret with
@@ -101,8 +103,9 @@ it is listed (table, key, column) and the run exits 7.
 {"secrets": [{secret, keys: [{version, label, values}], columns: [{table,
 column, by_key, neither, empty}], neither, pending, needs_previous}]}; with
 --rehearse {"rehearsals": [{secret, method, admin, copy_ms, run_ms, rows,
-reencrypted, empty, failed, failures, tables: [{table, before_bytes,
-after_bytes}]}]}. The exit status is the same as without it.`,
+reencrypted, empty, failed, failures, wal_bytes, estimated_wal_bytes,
+estimate (per table, as in rotate --dry-run --json), tables: [{table,
+before_bytes, after_bytes}]}]}. The exit status is the same as without it.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runReencrypt(cmd.Context(), o, args) },
 	}
 	c.Flags().BoolVar(&o.verify, "verify", false, "count the values under each key, per column; change nothing")
@@ -247,6 +250,7 @@ func printRehearsal(out io.Writer, spec *rekey.Spec, reh *reencrypt.Rehearsal) {
 		for _, f := range res.Failures {
 			fmt.Fprintf(out, "  opens with neither key: %s\n", f)
 		}
+		fmt.Fprintf(out, "  %s\n", rehearsalWAL(reh))
 	}
 	for _, g := range reh.Tables {
 		pct := 0.0
@@ -255,4 +259,35 @@ func printRehearsal(out io.Writer, spec *rekey.Spec, reh *reencrypt.Rehearsal) {
 		}
 		fmt.Fprintf(out, "  %s: %s before, %s after (%+.0f%%, dead row versions until VACUUM)\n", g.Table, bytesIEC(g.Before), bytesIEC(g.After), pct)
 	}
+}
+
+// rehearsalWAL is the line of a rehearsal's WAL: measured during the run
+// on the copy, beside the model's estimate (made on the source) and how
+// far apart they are.
+func rehearsalWAL(reh *reencrypt.Rehearsal) string {
+	measured := "not measured"
+	if reh.WALBytes >= 0 {
+		measured = bytesIEC(reh.WALBytes) + " measured during the run (the whole server's WAL)"
+	}
+	if reh.Estimate == nil {
+		why := "no estimate"
+		if reh.EstimateErr != nil {
+			why += ": " + reh.EstimateErr.Error()
+		}
+		return "WAL: " + measured + "; " + why
+	}
+	est := reh.Estimate
+	model := est.WALBytes()
+	var fpi int64
+	for _, t := range est.Tables {
+		fpi += t.WAL.FullPageImages
+	}
+	line := fmt.Sprintf("WAL: %s; model ~%s", measured, bytesIEC(model))
+	if reh.WALBytes >= 0 && model > 0 {
+		line += fmt.Sprintf(" (measured ×%.2f of it)", float64(reh.WALBytes)/float64(model))
+	}
+	if !est.FullPageWrites {
+		return line + "; full_page_writes is off: no full-page images"
+	}
+	return line + fmt.Sprintf("; %s of the model are full-page images, logged at a page's first change after a checkpoint: fewer on a copy made just before the run", bytesIEC(fpi))
 }

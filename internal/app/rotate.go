@@ -10,6 +10,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 	"github.com/rekeyhq/rekey/internal/services"
 )
 
@@ -29,8 +30,12 @@ type PlannedRotation struct {
 	// rotate: each must be revoked and reissued at its provider, then
 	// recorded with `rekey set NAME` (Reminder says so).
 	UserManaged []string
-	e           *engine.Engine
-	names       []string
+	// Estimates are, on a dry run, the estimates of the re-encryption of
+	// each data key planned (by name; none when its database could not be
+	// reached: a warning says so).
+	Estimates map[string]*reencrypt.Estimate
+	e         *engine.Engine
+	names     []string
 }
 
 // PlanRotation plans a rotation. A dry run only opens the store (its plan
@@ -97,7 +102,11 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, r.DryRun); err != nil {
+	if r.DryRun { // the same lookups, with the estimate of each re-encryption (reencrypt_estimate.go)
+		if p.Estimates, err = s.estimateDataKeys(ctx, e.Store, cfg, env.Name, p.names); err != nil {
+			return nil, err
+		}
+	} else if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, false); err != nil {
 		return nil, err // a typo in a data key's columns: before anything is created
 	}
 	warnNoConsumer(p.Plan, cfg, env.Name)
