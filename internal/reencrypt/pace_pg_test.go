@@ -38,7 +38,7 @@ func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptS
 		release = make(chan struct{})
 	)
 	j := job(dsn, cfg, oldK, newK, "pace")
-	j.PaceCalibration = 300 * time.Millisecond
+	j.PaceCalibration, j.PaceMinRows = 300*time.Millisecond, -1
 	j.OnPace = func(table string, d PaceDecision) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -214,7 +214,7 @@ func TestPaceBadProbe(t *testing.T) {
 	oldK, newK, oldC, _ := keyPair(t, cfg)
 	seedTable(t, conn, "patients", cfg, oldC, 10)
 	j := job(dsn, cfg, oldK, newK, "bad-probe")
-	j.PaceCalibration = 100 * time.Millisecond
+	j.PaceCalibration, j.PaceMinRows = 100*time.Millisecond, -1
 	res, err := Run(testCtx(t), j)
 	if err == nil || !strings.Contains(err.Error(), "probe failed") || !strings.Contains(rekey.ErrorHint(err), "probe:") {
 		t.Fatalf("%v (hint %q)", err, rekey.ErrorHint(err))
@@ -239,4 +239,32 @@ func TestPaceProbeReconnects(t *testing.T) {
 		}
 	}
 	paceScenario(t, dsn, conn, rekey.ReencryptSpec{}, PaceOverTarget, 1, kill, func() {})
+}
+
+// TestPaceSmallRun: an adaptive run with fewer rows left than
+// DefaultPaceMinRows neither calibrates nor probes (no decision): it goes
+// at the start rate, or rows_per_second when lower.
+func TestPaceSmallRun(t *testing.T) {
+	dsn, conn := newDB(t, false)
+	cfg := rekey.ReencryptSpec{Columns: []string{"patients.email"}, Mode: rekey.ReencryptOnline}
+	oldK, newK, oldC, newC := keyPair(t, cfg)
+	seedTable(t, conn, "patients", cfg, oldC, 300)
+	called := false
+	j := job(dsn, cfg, oldK, newK, "pace-small")
+	j.OnPace = func(string, PaceDecision) { called = true }
+	res, err := Run(testCtx(t), j)
+	if err != nil || res.Reencrypted != 300 || called {
+		t.Fatalf("%v %+v; pace decisions: %t", err, res, called)
+	}
+	checkDecrypts(t, conn, "patients", newC, 300, "email")
+	for _, c := range []struct{ ceiling, want int }{{0, int(paceStartRate)}, {2000, 2000}, {50000, int(paceStartRate)}} {
+		r := &runner{cfg: rekey.ReencryptSpec{Mode: rekey.ReencryptOnline, RowsPerSecond: c.ceiling}, total: 300}
+		if r.smallRun(); r.adaptive() || r.cfg.RowsPerSecond != c.want {
+			t.Errorf("rows_per_second %d: adaptive %t at %d rows/s, want %d unprobed", c.ceiling, r.adaptive(), r.cfg.RowsPerSecond, c.want)
+		}
+	}
+	r := &runner{cfg: rekey.ReencryptSpec{Mode: rekey.ReencryptOnline}, total: DefaultPaceMinRows}
+	if r.smallRun(); !r.adaptive() {
+		t.Errorf("%d rows: want adaptive", DefaultPaceMinRows)
+	}
 }

@@ -25,8 +25,11 @@ const (
 	// DefaultPaceCalibration is the idle window probed before the run's
 	// first pass (the later tables' passes keep its target and rate).
 	DefaultPaceCalibration = time.Second
-	paceProbeEvery         = 50 * time.Millisecond
-	paceProbeTimeout       = 200 * time.Millisecond // at least: a probe waiting longer is cut short (and counts)
+	// DefaultPaceMinRows is Job.PaceMinRows's default: the rows the start
+	// rate moves in the calibration window.
+	DefaultPaceMinRows = int64(paceStartRate * float64(DefaultPaceCalibration/time.Second))
+	paceProbeEvery     = 50 * time.Millisecond
+	paceProbeTimeout   = 200 * time.Millisecond // at least: a probe waiting longer is cut short (and counts)
 )
 
 // paceStats counts the active connections of others ($1: the run's) and
@@ -41,6 +44,22 @@ const paceStats = `SELECT
 // to online) and pace not full.
 func (r *runner) adaptive() bool {
 	return r.cfg.Mode == rekey.ReencryptOnline && r.cfg.Pace != rekey.PaceFull
+}
+
+// smallRun turns an adaptive run with fewer than Job.PaceMinRows rows
+// left into a run at the start rate (at most rows_per_second), unprobed.
+func (r *runner) smallRun() {
+	least := r.job.PaceMinRows
+	if least == 0 {
+		least = DefaultPaceMinRows
+	}
+	if !r.adaptive() || least < 0 || r.total-r.done >= least {
+		return
+	}
+	r.cfg.Pace = rekey.PaceFull
+	if r.cfg.RowsPerSecond <= 0 || r.cfg.RowsPerSecond > int(paceStartRate) {
+		r.cfg.RowsPerSecond = int(paceStartRate)
+	}
 }
 
 // pacer is the adaptive pace of one table's pass.

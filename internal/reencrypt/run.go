@@ -43,9 +43,14 @@ type Job struct {
 	// (pace_run.go) with its inputs, from its probe goroutine (never
 	// concurrently); keep it quick.
 	OnPace func(table string, d PaceDecision)
-	// PaceCalibration is the adaptive pace's idle window before each
-	// table's pass (0: DefaultPaceCalibration).
+	// PaceCalibration is the adaptive pace's idle window before the run's
+	// first pass (0: DefaultPaceCalibration).
 	PaceCalibration time.Duration
+	// PaceMinRows: an adaptive run with fewer rows left than this goes at
+	// the adaptive pace's start rate (at most rows_per_second), with no
+	// calibration and no probe: calibrating would take longer than moving
+	// the rows (0: DefaultPaceMinRows; negative: always probe).
+	PaceMinRows int64
 	// Replicas are replica connections named in the config (replicas:),
 	// whose replay lag is read besides pg_stat_replication's (replica.go).
 	Replicas []Replica
@@ -387,6 +392,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		r.total = r.done
 	}
 	r.started, r.doneAt0 = time.Now(), r.done
+	r.smallRun()
 
 	for _, t := range r.tables {
 		cp, resumed := cps[t.ident]
