@@ -72,7 +72,7 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 	defer rc.close()
 	rc.endLine = done
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: cfg, Old: old, New: new, JobID: id,
-		Progress: rc.progress(progress), Control: rc.control, Stderr: stderr, Replicas: replicas, OnLag: w.lagNotes}
+		Progress: rc.progress(progress), Control: rc.control, Stderr: stderr, Replicas: replicas, OnLag: w.lagNotes, OnPace: w.paceNotes()}
 	res, err := reencrypt.Run(ctx, job)
 	done()
 	switch {
