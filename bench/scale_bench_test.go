@@ -71,6 +71,10 @@ func BenchmarkReencryptScale(b *testing.B) {
 	if err := conn.QueryRow(ctx, `SELECT pg_relation_size('t'), pg_total_relation_size('t')`).Scan(&heap, &total); err != nil {
 		b.Fatal(err)
 	}
+	est, err := reencrypt.EstimateRun(ctx, reencrypt.Job{DSN: dsn, Config: cfg, Old: k1, New: k2, JobID: "scale-estimate"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	var lsn0 string
 	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn0); err != nil {
 		b.Fatal(err)
@@ -95,7 +99,11 @@ func BenchmarkReencryptScale(b *testing.B) {
 		n, mib(heap), mib(total), load.Round(time.Second), runtime.NumCPU(), pace, reencrypt.DefaultBatchSize)
 	fmt.Printf("  wall %s  %.0f rows/s  peak RSS %.1f MiB  client CPU %s\n", child.Elapsed.Round(100*time.Millisecond), float64(n)/child.Elapsed.Seconds(),
 		float64(child.MaxRSSKiB)/1024, child.CPU.Round(100*time.Millisecond))
-	fmt.Printf("  WAL %.0f MiB (%.0f bytes/row, %.2fx the heap)\n", mib(wal), float64(wal)/float64(n), float64(wal)/float64(heap))
+	fmt.Printf("  WAL %.0f MiB (%.0f bytes/row, %.2fx the heap); rotate --dry-run's model said %.0f MiB (measured/model %.2f)\n",
+		mib(wal), float64(wal)/float64(n), float64(wal)/float64(heap), mib(est.WALBytes()), float64(wal)/float64(max(1, est.WALBytes())))
+	for _, t := range est.Tables {
+		fmt.Printf("  estimate of %s: %d rows, read+crypto %.0f rows/s (sample of %d: the run's upper bound)\n", t.Table, t.Rows, t.ReadCryptoRowsPerSecond, t.SampleRows)
+	}
 	fmt.Printf("  longest transaction of the run's connections %s, longest statement %s (sampled every 20ms)\n", longestXact.Round(time.Millisecond), longestActive.Round(time.Millisecond))
 	b.ReportMetric(child.Elapsed.Seconds(), "wall-s")
 	b.ReportMetric(float64(n)/child.Elapsed.Seconds(), "rows/s")
