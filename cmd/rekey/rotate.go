@@ -175,9 +175,12 @@ func estimateLines(est *reencrypt.Estimate, name string) []string {
 		if !est.FullPageWrites {
 			model = "model, full_page_writes off"
 		}
-		line := fmt.Sprintf("re-encrypt %s: ~%s rows (%s), WAL ~%s (%s), read+crypto %s rows/s (sample of %s)",
-			t.Table, groupDigits(t.Rows), bytesIEC(t.HeapBytes+t.IndexBytes), bytesIEC(t.WAL.Total()), model,
-			groupDigits(int64(t.ReadCryptoRowsPerSecond)), groupDigits(int64(t.SampleRows)))
+		line := fmt.Sprintf("re-encrypt %s: ~%s rows (%s), WAL ~%s (%s), ", t.Table, groupDigits(t.Rows), bytesIEC(t.HeapBytes+t.IndexBytes), bytesIEC(t.WAL.Total()), model)
+		if t.ReadCryptoRowsPerSecond > 0 {
+			line += fmt.Sprintf("read+crypto %s rows/s (sample of %s)", groupDigits(int64(t.ReadCryptoRowsPerSecond)), groupDigits(int64(t.SampleRows)))
+		} else {
+			line += "read+crypto not sampled (a dry run starts no command codec)"
+		}
 		if t.SampleRows > 0 && t.WriteFraction < 1 {
 			line += fmt.Sprintf(", %.0f%% of it on the current key", 100*t.WriteFraction)
 		}

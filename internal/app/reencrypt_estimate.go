@@ -76,6 +76,8 @@ func (s *Session) estimateDataKey(ctx context.Context, st rekey.Store, sp *rekey
 	defer throwaway.Wipe()
 	stderr := s.RedactedStderr(ctx, st, cur, throwaway, dsn) // a command codec's stderr
 	defer stderr.Close()
-	return reencrypt.EstimateRun(ctx, reencrypt.Job{DSN: dsn.RevealString(), Config: *sp.Reencrypt, Old: cur, New: throwaway,
+	// NoProgram: a dry run may load a rekey.yaml never approved; its
+	// command codec's program is not handed the key.
+	return reencrypt.EstimateRun(ctx, reencrypt.Job{DSN: dsn.RevealString(), Config: *sp.Reencrypt, Old: cur, New: throwaway, NoProgram: true,
 		JobID: "estimate", Stderr: stderr})
 }

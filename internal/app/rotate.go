@@ -102,15 +102,34 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 	if err != nil {
 		return nil, err
 	}
-	if r.DryRun { // the same lookups, with the estimate of each re-encryption (reencrypt_estimate.go)
+	switch {
+	case r.DryRun && !s.approved(cfg) && hasReencrypt(cfg, p.names):
+		// An unapproved rekey.yaml names the database (a derived value may
+		// embed a secret in the URL of a server of its author's choosing):
+		// the dry run connects nowhere.
+		s.warnf("rekey.yaml is not approved: the dry run does not look up the data keys' columns or estimate their re-encryption (`rekey config trust` after reviewing it)")
+	case r.DryRun: // the same lookups, with the estimate of each re-encryption (reencrypt_estimate.go)
 		if p.Estimates, err = s.estimateDataKeys(ctx, e.Store, cfg, env.Name, p.names); err != nil {
 			return nil, err
 		}
-	} else if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, false); err != nil {
-		return nil, err // a typo in a data key's columns: before anything is created
+	default:
+		if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, false); err != nil {
+			return nil, err // a typo in a data key's columns: before anything is created
+		}
 	}
 	warnNoConsumer(p.Plan, cfg, env.Name)
 	return p, nil
+}
+
+// hasReencrypt says whether one of names is a data key with a reencrypt
+// section.
+func hasReencrypt(cfg *config.Config, names []string) bool {
+	for _, n := range names {
+		if sp, ok := cfg.Secret(n); ok && sp.Kind == rekey.KindDataKey && sp.Reencrypt != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // warnNoConsumer adds a warning to the plan of each secret that no service

@@ -144,11 +144,13 @@ func EstimateRun(ctx context.Context, job Job) (*Estimate, error) {
 		keys, names = append(keys, k), append(names, "other key")
 	}
 	r := &runner{job: job, cfg: cfg, specs: specs}
-	if r.kr, r.cmd, err = newRing(cfg, keys, names, job.Stderr); err != nil {
-		return nil, err
-	}
-	r.kr.sealWith, r.kr.header = 1, cfg.KeyID
 	defer r.close()
+	if cfg.Codec != CodecCommand || !job.NoProgram {
+		if r.kr, r.cmd, err = newRing(cfg, keys, names, job.Stderr); err != nil {
+			return nil, err
+		}
+		r.kr.sealWith, r.kr.header = 1, cfg.KeyID
+	}
 	cc, err := job.connConfig()
 	if err != nil {
 		return nil, err
@@ -232,6 +234,10 @@ func (r *runner) sample(ctx context.Context, t *table, te *TableEstimate) error 
 		return dbError(err, "sample %s", t.display)
 	}
 	te.AvgRowBytes = avg
+	if r.kr == nil { // a command codec's program not started (Job.NoProgram): no crypto sample
+		te.SampleRows, te.NewRowBytes, te.WriteFraction = n, avg, 1
+		return nil
+	}
 	t0 := time.Now()
 	rows, err := t.readAfter(ctx, r.reader, nil, EstimateSampleRows)
 	if err != nil {

@@ -46,6 +46,12 @@ type Job struct {
 	// PaceCalibration is the adaptive pace's idle window before the run's
 	// first pass (0: DefaultPaceCalibration).
 	PaceCalibration time.Duration
+	// NoProgram: EstimateRun starts no command codec's program (the
+	// sample's width is measured, its re-encryption is not: every row
+	// counts as written, no read+crypto speed). A dry run sets it: it may
+	// load a rekey.yaml that was never approved, whose program must not
+	// be handed a key.
+	NoProgram bool
 	// PaceMinRows: an adaptive run with fewer rows left than this goes at
 	// the adaptive pace's start rate (at most rows_per_second), with no
 	// calibration and no probe: calibrating would take longer than moving
