@@ -114,8 +114,8 @@ func paceScenario(t *testing.T, dsn string, conn *pgx.Conn, cfg rekey.ReencryptS
 			t.Errorf("recovery: %v", d)
 		}
 	}
-	if tail[4].NewRate <= ld[len(ld)-1].NewRate {
-		t.Errorf("no recovery: %v after %v", tail[4], ld[len(ld)-1])
+	if tail[4].NewRate <= tail[0].OldRate {
+		t.Errorf("no recovery: %v after %v", tail[4], tail[0])
 	}
 	return log, last
 }
