@@ -64,16 +64,8 @@ func BenchmarkReencryptImpact(b *testing.B) {
 			rates = append(rates, v)
 		}
 	}
-	c := testkit.StartCluster(b)
+	c := benchCluster(b, durableSettings...)
 	ctx := context.Background()
-	for _, s := range []string{"ALTER SYSTEM SET log_statement = 'none'", "ALTER SYSTEM SET fsync = on",
-		"ALTER SYSTEM SET synchronous_commit = on", "ALTER SYSTEM SET full_page_writes = on",
-		"SELECT pg_reload_conf()", "CREATE DATABASE bench"} {
-		if err := c.Exec(ctx, s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // the reload is asynchronous
 	dsn := c.SuperConnString("bench")
 	conn, err := c.Connect(ctx, "bench")
 	if err != nil {

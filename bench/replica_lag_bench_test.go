@@ -13,7 +13,6 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
-	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // BenchmarkReencryptReplicaLag re-encrypts a table of REKEY_BENCH_ROWS rows
@@ -42,18 +41,13 @@ func BenchmarkReencryptReplicaLag(b *testing.B) {
 		}
 		ceiling = d
 	}
-	c := testkit.StartCluster(b)
-	ctx := context.Background()
 	durable := os.Getenv("REKEY_BENCH_DURABLE") == "1"
-	settings := []string{"ALTER SYSTEM SET log_statement = 'none'"}
+	var settings []string
 	if durable {
-		settings = append(settings, "ALTER SYSTEM SET fsync = on", "ALTER SYSTEM SET synchronous_commit = on", "ALTER SYSTEM SET full_page_writes = on")
+		settings = durableSettings
 	}
-	for _, s := range append(settings, "SELECT pg_reload_conf()", "CREATE DATABASE bench") {
-		if err := c.Exec(ctx, s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c := benchCluster(b, settings...)
+	ctx := context.Background()
 	rep, err := c.StartReplica()
 	if err != nil {
 		b.Fatal(err)

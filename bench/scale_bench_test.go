@@ -13,7 +13,6 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/reencrypt"
-	"github.com/rekeyhq/rekey/internal/testkit"
 )
 
 // BenchmarkReencryptScale re-encrypts one table of REKEY_BENCH_ROWS rows
@@ -37,17 +36,8 @@ func BenchmarkReencryptScale(b *testing.B) {
 	if p := os.Getenv("REKEY_BENCH_PACE"); p != "" {
 		pace = p
 	}
-	c := testkit.StartCluster(b)
+	c := benchCluster(b, append(durableSettings, "ALTER SYSTEM SET max_wal_size = '1GB'", "ALTER SYSTEM SET autovacuum = off")...)
 	ctx := context.Background()
-	for _, s := range []string{"ALTER SYSTEM SET log_statement = 'none'", "ALTER SYSTEM SET fsync = on",
-		"ALTER SYSTEM SET synchronous_commit = on", "ALTER SYSTEM SET full_page_writes = on",
-		"ALTER SYSTEM SET max_wal_size = '1GB'", "ALTER SYSTEM SET autovacuum = off",
-		"SELECT pg_reload_conf()", "CREATE DATABASE bench"} {
-		if err := c.Exec(ctx, s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // the reload is asynchronous
 	dsn := c.SuperConnString("bench")
 	conn, err := c.Connect(ctx, "bench")
 	if err != nil {
