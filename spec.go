@@ -261,7 +261,31 @@ type ReencryptSpec struct {
 	RowsPerSecond int
 	Mode          string // ReencryptOnline (default) or ReencryptMaintenance
 	PreviousKey   string // online: the key the old value is published under (NAME_PREVIOUS)
+	// Pace is PaceAdaptive (the default online) or PaceFull (always in
+	// maintenance mode): see internal/reencrypt/pace.go.
+	Pace string
+	// Probe is the adaptive pace's probe query ("": a primary-key point
+	// read on the table being moved).
+	Probe string
+	// TargetP99 is the probe p99 the adaptive pace keeps under (0:
+	// TargetFactor times the p99 measured before the run).
+	TargetP99    time.Duration
+	TargetFactor float64 // 0: 2
+	// CheckpointSchema is the schema of the checkpoint table ("": the
+	// first schema of the search_path, normally public).
+	CheckpointSchema string
+	// ReplicaLagCeiling is the replay lag of a streaming replica above
+	// which the run holds its next batch (0: 5s); Replicas name secrets
+	// holding replica URLs whose lag is read there too.
+	ReplicaLagCeiling time.Duration
+	Replicas          []string
 }
+
+// Paces of an online re-encryption.
+const (
+	PaceAdaptive = "adaptive" // batch rate follows the probe's latency, lock waits, active connections
+	PaceFull     = "full"     // as fast as rows_per_second allows
+)
 
 // PreviousKey is the key under which s's superseded value is published while
 // it is still needed (graceful sessions, online re-encryption), or "".

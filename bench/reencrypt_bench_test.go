@@ -54,19 +54,13 @@ func BenchmarkReencrypt(b *testing.B) {
 		}
 		n = v
 	}
-	c := testkit.StartCluster(b)
-	ctx := context.Background()
-	settings := []string{"ALTER SYSTEM SET log_statement = 'none'"}
 	durable := os.Getenv("REKEY_BENCH_DURABLE") == "1"
+	var settings []string
 	if durable {
-		settings = append(settings, "ALTER SYSTEM SET fsync = on", "ALTER SYSTEM SET synchronous_commit = on", "ALTER SYSTEM SET full_page_writes = on")
+		settings = durableSettings
 	}
-	for _, s := range append(settings, "SELECT pg_reload_conf()", "CREATE DATABASE bench") {
-		if err := c.Exec(ctx, s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // the reload is asynchronous
+	c := benchCluster(b, settings...)
+	ctx := context.Background()
 	dsn := c.SuperConnString("bench")
 	conn, err := c.Connect(ctx, "bench")
 	if err != nil {

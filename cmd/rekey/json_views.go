@@ -1,12 +1,14 @@
 package main
 
 import (
+	"math"
 	"runtime/debug"
 	"time"
 
 	"github.com/rekeyhq/rekey"
 	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 )
 
 // The --json documents of history, rotate, recover, rollback and version:
@@ -62,7 +64,58 @@ type rotatedSecretJSON struct {
 	Derived     []string `json:"derived,omitempty"`
 	Plan        []string `json:"plan,omitempty"`
 	Warnings    []string `json:"warnings,omitempty"`
+	// Reencrypt is, in a dry run's plan of a data key, the estimate of
+	// its re-encryption per table (reencrypt.EstimateRun).
+	Reencrypt []tableEstimateJSON `json:"reencrypt,omitempty"`
 }
+
+// tableEstimateJSON is the estimate of one table's re-encryption: rows,
+// bytes and sample measured; wal_* modelled; min_time_ms a lower bound
+// (rows ÷ rows_per_second, 0 without a ceiling); read_crypto_rows_per_second
+// an upper bound of the speed (the writes are not sampled).
+type tableEstimateJSON struct {
+	Table                   string       `json:"table"`
+	Rows                    int64        `json:"rows"`
+	HeapBytes               int64        `json:"heap_bytes"`
+	IndexBytes              int64        `json:"index_bytes"`
+	Indexes                 int          `json:"indexes"`
+	EncryptedIndexes        int          `json:"encrypted_indexes"`
+	SampleRows              int          `json:"sample_rows"`
+	AvgRowBytes             float64      `json:"avg_row_bytes"`
+	WriteFraction           float64      `json:"write_fraction"`
+	HOTFraction             float64      `json:"hot_fraction"`
+	FullPageWrites          bool         `json:"full_page_writes"`
+	EstimatedWALBytes       int64        `json:"estimated_wal_bytes"`
+	WALModel                walModelJSON `json:"wal_model"`
+	ReadCryptoRowsPerSecond float64      `json:"read_crypto_rows_per_second"`
+	RowsPerSecond           int          `json:"rows_per_second"`
+	MinTimeMS               int64        `json:"min_time_ms"`
+}
+
+type walModelJSON struct {
+	FullPageImages int64 `json:"full_page_images"`
+	Tuples         int64 `json:"tuples"`
+	IndexEntries   int64 `json:"index_entries"`
+	IndexSplits    int64 `json:"index_splits"`
+}
+
+func estimateView(est *reencrypt.Estimate) []tableEstimateJSON {
+	if est == nil {
+		return nil
+	}
+	out := []tableEstimateJSON{}
+	for _, t := range est.Tables {
+		out = append(out, tableEstimateJSON{Table: t.Table, Rows: t.Rows, HeapBytes: t.HeapBytes, IndexBytes: t.IndexBytes,
+			Indexes: t.Indexes, EncryptedIndexes: t.EncryptedIndexes, SampleRows: t.SampleRows, AvgRowBytes: round1(t.AvgRowBytes),
+			WriteFraction: round2(t.WriteFraction), HOTFraction: round2(t.HOTFraction), FullPageWrites: est.FullPageWrites,
+			EstimatedWALBytes: t.WAL.Total(), WALModel: walModelJSON{t.WAL.FullPageImages, t.WAL.Tuples, t.WAL.IndexEntries, t.WAL.IndexSplits},
+			ReadCryptoRowsPerSecond: math.Round(t.ReadCryptoRowsPerSecond), RowsPerSecond: est.RowsPerSecond, MinTimeMS: t.MinTime.Milliseconds()})
+	}
+	return out
+}
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 type stepJSON struct {
 	Name    string    `json:"name"`

@@ -46,6 +46,12 @@ func rowProgress(w io.Writer, tty bool, what string, now func() time.Time, every
 				line += ", ETA " + (time.Duration(float64(p.Total-p.Done)/p.RowsPerSecond) * time.Second).Round(time.Second).String()
 			}
 		}
+		if p.Pace > 0 { // adaptive pace
+			line += fmt.Sprintf(", pace %.0f rows/s (probe p99 %v)", p.Pace, p.ProbeP99.Round(10*time.Microsecond))
+		}
+		if p.ReplicaLag > 0 { // the replica furthest behind (reencrypt/replica.go)
+			line += fmt.Sprintf(", replica lag %v", p.ReplicaLag.Round(time.Millisecond))
+		}
 		if tty {
 			fmt.Fprintf(w, "\r\033[K%s", line)
 			opened()

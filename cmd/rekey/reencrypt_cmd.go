@@ -29,7 +29,9 @@ func (a *app) reencryptCommand() *cobra.Command {
   rekey reencrypt --rehearse ENCRYPTION_KEY
   rekey reencrypt --rehearse --admin-secret PG_ADMIN_URL
   rekey reencrypt --verify --json
-  rekey reencrypt`,
+  rekey reencrypt
+  rekey reencrypt pause
+  rekey reencrypt pace 2000`,
 		Short: "Finish, check or rehearse the re-encryption of data-key columns",
 		Long: `A rotation of a data key (kind data-key, with a reencrypt: section in
 rekey.yaml) re-encrypts every configured column from the old key to the new
@@ -49,8 +51,10 @@ one as part of ` + "`rekey rotate`" + `. This command is for around it:
   rekey reencrypt --rehearse   copy the database (CREATE DATABASE ... TEMPLATE, or
                                pg_dump | pg_restore when others are connected), run
                                the whole re-encryption on the copy with a fresh
-                               throwaway key, report time, rows, failures and
-                               table growth, and drop the copy. The copy needs
+                               throwaway key, report time, rows, failures,
+                               table growth and the WAL written (measured, beside
+                               the estimate of ` + "`rekey rotate NAME --dry-run`" + `),
+                               and drop the copy. The copy needs
                                CREATEDB: the app's role's, or an admin
                                connection's (--admin-secret NAME, or the
                                admin_secret of a postgres secret with
@@ -61,6 +65,11 @@ one as part of ` + "`rekey rotate`" + `. This command is for around it:
                                one is refused, naming both versions, before
                                anything is copied; the template copy needs no
                                client tools (stop the app's connections).
+  rekey reencrypt pause|resume|pace N|pace auto
+                               control a re-encryption running in another
+                               process: hold it at a batch boundary, continue,
+                               go at most N rows/s (capped at rows_per_second),
+                               or back to the configured pace.
 
 The configured tables and columns are looked up first (also before a
 rotation of the data key creates anything): a typo is named, with the
@@ -70,6 +79,22 @@ the table's statistics are stale. Ctrl-C stops after the batches in flight
 exit 130; ` + "`rekey status`" + ` then reports the rotation or re-encryption
 left open (exit 8), and ` + "`rekey recover`" + ` or ` + "`rekey reencrypt`" + ` resumes
 from the checkpoint.
+
+Online runs pace themselves (pace: adaptive, the default): a probe query
+(probe:, default a primary-key point read on the table) calibrates for 1 s
+before the first table, then the batch rate drops by 30% whenever its p99
+goes over the target (target_p99:, default twice the idle p99), lock waits
+on the table appear or active connections jump (then 5 probes judge the
+new rate), and grows under 80% of the target by 1,000 rows/s per probe,
+200 near the rate it last backed off from; smaller batches, evenly spaced;
+rows_per_second stays the ceiling. Under 5,000 rows left: 5,000 rows/s,
+no probe. pace: full (and maintenance mode) goes as fast as
+rows_per_second allows.
+Every run holds before its next batch while a streaming replica (the
+primary's pg_stat_replication, and the replicas: secrets' URLs) lags more
+than 80% of replica_lag_ceiling: (default 5s), until it is under half of it;
+each hold is a line on stderr. The role needs pg_monitor to see the lag in
+pg_stat_replication (rekey warns once when it may not).
 
 Keyset pagination by primary key, one short transaction per batch,
 compare-and-swap writes (a concurrent application write is never lost: the
@@ -81,13 +106,15 @@ it is listed (table, key, column) and the run exits 7.
 {"secrets": [{secret, keys: [{version, label, values}], columns: [{table,
 column, by_key, neither, empty}], neither, pending, needs_previous}]}; with
 --rehearse {"rehearsals": [{secret, method, admin, copy_ms, run_ms, rows,
-reencrypted, empty, failed, failures, tables: [{table, before_bytes,
-after_bytes}]}]}. The exit status is the same as without it.`,
+reencrypted, empty, failed, failures, wal_bytes, estimated_wal_bytes,
+estimate (per table, as in rotate --dry-run --json), tables: [{table,
+before_bytes, after_bytes}]}]}. The exit status is the same as without it.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runReencrypt(cmd.Context(), o, args) },
 	}
 	c.Flags().BoolVar(&o.verify, "verify", false, "count the values under each key, per column; change nothing")
 	c.Flags().BoolVar(&o.rehearse, "rehearse", false, "run the re-encryption on a throwaway copy of the database")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON: the secrets finished, the counts per key (--verify) or the rehearsal's figures (--rehearse)")
+	c.AddCommand(a.reencryptControlCommands()...)
 	c.Flags().StringVar(&o.adminSecret, "admin-secret", "", "with --rehearse: the secret (or derived value) of rekey.yaml holding a postgres:// URL of a role with CREATEDB on the database's server, to make the copy")
 	return c
 }
@@ -226,6 +253,7 @@ func printRehearsal(out io.Writer, spec *rekey.Spec, reh *reencrypt.Rehearsal) {
 		for _, f := range res.Failures {
 			fmt.Fprintf(out, "  opens with neither key: %s\n", f)
 		}
+		fmt.Fprintf(out, "  %s\n", rehearsalWAL(reh))
 	}
 	for _, g := range reh.Tables {
 		pct := 0.0
@@ -234,4 +262,35 @@ func printRehearsal(out io.Writer, spec *rekey.Spec, reh *reencrypt.Rehearsal) {
 		}
 		fmt.Fprintf(out, "  %s: %s before, %s after (%+.0f%%, dead row versions until VACUUM)\n", g.Table, bytesIEC(g.Before), bytesIEC(g.After), pct)
 	}
+}
+
+// rehearsalWAL is the line of a rehearsal's WAL: measured during the run
+// on the copy, beside the model's estimate (made on the source) and how
+// far apart they are.
+func rehearsalWAL(reh *reencrypt.Rehearsal) string {
+	measured := "not measured"
+	if reh.WALBytes >= 0 {
+		measured = bytesIEC(reh.WALBytes) + " measured during the run (the whole server's WAL)"
+	}
+	if reh.Estimate == nil {
+		why := "no estimate"
+		if reh.EstimateErr != nil {
+			why += ": " + reh.EstimateErr.Error()
+		}
+		return "WAL: " + measured + "; " + why
+	}
+	est := reh.Estimate
+	model := est.WALBytes()
+	var fpi int64
+	for _, t := range est.Tables {
+		fpi += t.WAL.FullPageImages
+	}
+	line := fmt.Sprintf("WAL: %s; model ~%s", measured, bytesIEC(model))
+	if reh.WALBytes >= 0 && model > 0 {
+		line += fmt.Sprintf(" (measured ×%.2f of it)", float64(reh.WALBytes)/float64(model))
+	}
+	if !est.FullPageWrites {
+		return line + "; full_page_writes is off: no full-page images"
+	}
+	return line + fmt.Sprintf("; %s of the model are full-page images, logged at a page's first change after a checkpoint: fewer on a copy made just before the run", bytesIEC(fpi))
 }

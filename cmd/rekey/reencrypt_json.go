@@ -64,18 +64,24 @@ func keyCountJSON(k rkapp.KeyCount) keyCountView {
 }
 
 type rehearsalView struct {
-	Secret      string            `json:"secret"`
-	Method      string            `json:"method"`
-	Admin       bool              `json:"admin"`
-	CopyMS      int64             `json:"copy_ms"`
-	RunMS       int64             `json:"run_ms"`
-	Rows        int64             `json:"rows"`
-	Reencrypted int64             `json:"reencrypted"`
-	Empty       int64             `json:"empty"`
-	Failed      int64             `json:"failed"`
-	Failures    []string          `json:"failures,omitempty"`
-	Tables      []tableGrowthView `json:"tables"`
-	Error       string            `json:"error,omitempty"`
+	Secret      string   `json:"secret"`
+	Method      string   `json:"method"`
+	Admin       bool     `json:"admin"`
+	CopyMS      int64    `json:"copy_ms"`
+	RunMS       int64    `json:"run_ms"`
+	Rows        int64    `json:"rows"`
+	Reencrypted int64    `json:"reencrypted"`
+	Empty       int64    `json:"empty"`
+	Failed      int64    `json:"failed"`
+	Failures    []string `json:"failures,omitempty"`
+	// WALBytes is measured during the run on the copy (the whole server's;
+	// -1: not measured); EstimatedWALBytes is the model's, on the source
+	// (-1: no estimate), whose figures per table are in Estimate.
+	WALBytes          int64               `json:"wal_bytes"`
+	EstimatedWALBytes int64               `json:"estimated_wal_bytes"`
+	Estimate          []tableEstimateJSON `json:"estimate,omitempty"`
+	Tables            []tableGrowthView   `json:"tables"`
+	Error             string              `json:"error,omitempty"`
 }
 
 type tableGrowthView struct {
@@ -85,7 +91,7 @@ type tableGrowthView struct {
 }
 
 func rehearsalJSON(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) rehearsalView {
-	v := rehearsalView{Secret: spec.Name, Tables: []tableGrowthView{}}
+	v := rehearsalView{Secret: spec.Name, Tables: []tableGrowthView{}, WALBytes: -1, EstimatedWALBytes: -1}
 	if err != nil {
 		v.Error = err.Error()
 	}
@@ -94,6 +100,10 @@ func rehearsalJSON(spec *rekey.Spec, reh *reencrypt.Rehearsal, err error) rehear
 	}
 	v.Method, v.Admin = reh.Method, reh.Admin
 	v.CopyMS, v.RunMS = reh.CopyTime.Milliseconds(), reh.RunTime.Milliseconds()
+	v.WALBytes = reh.WALBytes
+	if reh.Estimate != nil {
+		v.EstimatedWALBytes, v.Estimate = reh.Estimate.WALBytes(), estimateView(reh.Estimate)
+	}
 	if res := reh.Result; res != nil {
 		v.Rows, v.Reencrypted, v.Empty, v.Failed = res.Rows, res.Reencrypted, res.Empty, res.Failed
 		for _, f := range res.Failures {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rekeyhq/rekey"
 	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 	"github.com/spf13/cobra"
 )
 
@@ -31,6 +33,16 @@ results reported); an --emergency rotation keeps the new values (the old ones
 may be exposed) and exits 7. A data key whose rows have started moving is
 never rolled back: the old key stays sealed and published as NAME_PREVIOUS
 until ` + "`rekey reencrypt`" + ` finishes. Only one rotation per environment runs at a time.
+
+--dry-run prints the plan and changes nothing. For a data key it also
+estimates the re-encryption, per table, reading only (a sample of the first
+2,000 rows, opened and re-encrypted in memory under a throwaway key): rows
+and size (measured), WAL volume (a model: full-page images of every page
+changed, the new row versions, the index entries of non-HOT updates), the
+read+crypto speed of the sample (an upper bound: writes are not sampled), and
+the time: at least rows ÷ rows_per_second when a ceiling is set, else
+measure it with ` + "`rekey reencrypt --rehearse NAME`" + ` (--json: the secret's
+"reencrypt" list). A database it cannot reach is a warning.
 
 --due rotates the secrets whose rotation period has passed; --all every
 secret rekey can rotate (user-managed keys are skipped: see ` + "`rekey set`" + `;
@@ -73,6 +85,9 @@ func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
 			fmt.Fprintf(a.out(), "  %s (%s, %d-bit %s) v%d → v%d\n", s.Name, s.Kind, s.Generator.Bits(), s.Generator.Encoding, s.FromVersion, s.ToVersion)
 			for _, step := range s.Steps {
 				fmt.Fprintf(a.out(), "    - %s\n", step)
+			}
+			for _, line := range estimateLines(p.Estimates[s.Name], s.Name) {
+				fmt.Fprintf(a.out(), "    %s\n", line)
 			}
 			for _, w := range s.Warnings {
 				fmt.Fprintf(a.out(), "    ! %s\n", w)
@@ -130,7 +145,11 @@ func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.
 		}
 		return a.printJSON(out)
 	case o.DryRun:
-		return a.printJSON(planView(p.Plan, "planned"))
+		out := planView(p.Plan, "planned")
+		for i := range out.Secrets {
+			out.Secrets[i].Reencrypt = estimateView(p.Estimates[out.Secrets[i].Name])
+		}
+		return a.printJSON(out)
 	}
 	res, err := a.runPlanned(ctx, p)
 	if res == nil {
@@ -140,4 +159,41 @@ func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.
 		return jerr
 	}
 	return err
+}
+
+// estimateLines are the lines of a dry run's estimate of a data key's
+// re-encryption, one per table: rows and bytes (measured), WAL (modelled),
+// read+crypto speed (measured on a sample: an upper bound), and the time:
+// a lower bound from rows_per_second, else what measures it.
+func estimateLines(est *reencrypt.Estimate, name string) []string {
+	if est == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range est.Tables {
+		model := "model"
+		if !est.FullPageWrites {
+			model = "model, full_page_writes off"
+		}
+		line := fmt.Sprintf("re-encrypt %s: ~%s rows (%s), WAL ~%s (%s), ", t.Table, groupDigits(t.Rows), bytesIEC(t.HeapBytes+t.IndexBytes), bytesIEC(t.WAL.Total()), model)
+		if t.ReadCryptoRowsPerSecond > 0 {
+			line += fmt.Sprintf("read+crypto %s rows/s (sample of %s)", groupDigits(int64(t.ReadCryptoRowsPerSecond)), groupDigits(int64(t.SampleRows)))
+		} else {
+			line += "read+crypto not sampled (a dry run starts no command codec)"
+		}
+		if t.SampleRows > 0 && t.WriteFraction < 1 {
+			line += fmt.Sprintf(", %.0f%% of it on the current key", 100*t.WriteFraction)
+		}
+		if t.MinTime > 0 {
+			d := t.MinTime.Round(time.Second)
+			if t.MinTime < 10*time.Second {
+				d = t.MinTime.Round(time.Millisecond)
+			}
+			line += fmt.Sprintf("; time: at least %s at rows_per_second %s", d, groupDigits(int64(est.RowsPerSecond)))
+		} else {
+			line += "; time: measure with rekey reencrypt --rehearse " + name
+		}
+		out = append(out, line)
+	}
+	return out
 }

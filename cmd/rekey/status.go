@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rekeyhq/rekey"
 	rkapp "github.com/rekeyhq/rekey/internal/app"
@@ -28,7 +29,9 @@ data keys, 128 for passwords), missing (no value), reencrypt-incomplete or
 drift (a .env holds a value the store does not know: a hand edit; the
 warning says how to record it or restore the stored one).
 
-A rotation running now is named ("rotation in progress (pid N since T)");
+A rotation running now is named ("rotation in progress (pid N since T)"),
+with its re-encryption's progress, pace, ETA and whether it is paused (see
+` + "`rekey reencrypt pause`" + `);
 one a crash or Ctrl-C left open is named with the step it reached and the
 next command (` + "`rekey recover`" + `).
 
@@ -80,6 +83,9 @@ func (a *app) runStatus(ctx context.Context, asJSON bool) error {
 	switch {
 	case s.Running != "":
 		a.warnf("rotation in progress (%s): wait for it to finish; this status is from before its end", s.Running)
+		if s.Reencrypt != nil {
+			fmt.Fprintln(a.out(), reencryptStatusLine(s.Reencrypt, time.Now()))
+		}
 	default:
 		for _, r := range s.Interrupted {
 			a.warnf("rotation %s was interrupted (at %s): run `rekey recover` to complete it or roll it back", textsafe.Quote(r.ID), r.LastStep().Name)

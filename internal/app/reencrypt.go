@@ -61,11 +61,18 @@ func (w *wiring) reencrypt(ctx context.Context, spec *rekey.Spec, old, new rekey
 	if err != nil {
 		return nil, err
 	}
+	replicas, err := replicaConns(vals, rs.Replicas) // the lag throttle's named replicas (replicas.go)
+	if err != nil {
+		return nil, err
+	}
 	stderr := w.s.RedactedStderr(ctx, w.e.Store, old, new) // a command codec's stderr
 	defer stderr.Close()
 	progress, done := w.s.progress("re-encrypting " + spec.Name)
+	rc := w.newRunControl(spec) // `rekey reencrypt pause|resume|pace` from another process
+	defer rc.close()
+	rc.endLine = done
 	job := reencrypt.Job{DSN: dsn.RevealString(), Config: cfg, Old: old, New: new, JobID: id,
-		Progress: progress, Stderr: stderr}
+		Progress: rc.progress(progress), Control: rc.control, Stderr: stderr, Replicas: replicas, OnLag: w.lagNotes, OnPace: w.paceNotes()}
 	res, err := reencrypt.Run(ctx, job)
 	done()
 	switch {

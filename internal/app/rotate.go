@@ -10,6 +10,7 @@ import (
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/engine"
+	"github.com/rekeyhq/rekey/internal/reencrypt"
 	"github.com/rekeyhq/rekey/internal/services"
 )
 
@@ -29,8 +30,12 @@ type PlannedRotation struct {
 	// rotate: each must be revoked and reissued at its provider, then
 	// recorded with `rekey set NAME` (Reminder says so).
 	UserManaged []string
-	e           *engine.Engine
-	names       []string
+	// Estimates are, on a dry run, the estimates of the re-encryption of
+	// each data key planned (by name; none when its database could not be
+	// reached: a warning says so).
+	Estimates map[string]*reencrypt.Estimate
+	e         *engine.Engine
+	names     []string
 }
 
 // PlanRotation plans a rotation. A dry run only opens the store (its plan
@@ -97,11 +102,34 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, r.DryRun); err != nil {
-		return nil, err // a typo in a data key's columns: before anything is created
+	switch {
+	case r.DryRun && !s.approved(cfg) && hasReencrypt(cfg, p.names):
+		// An unapproved rekey.yaml names the database (a derived value may
+		// embed a secret in the URL of a server of its author's choosing):
+		// the dry run connects nowhere.
+		s.warnf("rekey.yaml is not approved: the dry run does not look up the data keys' columns or estimate their re-encryption (`rekey config trust` after reviewing it)")
+	case r.DryRun: // the same lookups, with the estimate of each re-encryption (reencrypt_estimate.go)
+		if p.Estimates, err = s.estimateDataKeys(ctx, e.Store, cfg, env.Name, p.names); err != nil {
+			return nil, err
+		}
+	default:
+		if err := s.checkDataKeyColumns(ctx, e.Store, cfg, env.Name, p.names, false); err != nil {
+			return nil, err // a typo in a data key's columns: before anything is created
+		}
 	}
 	warnNoConsumer(p.Plan, cfg, env.Name)
 	return p, nil
+}
+
+// hasReencrypt says whether one of names is a data key with a reencrypt
+// section.
+func hasReencrypt(cfg *config.Config, names []string) bool {
+	for _, n := range names {
+		if sp, ok := cfg.Secret(n); ok && sp.Kind == rekey.KindDataKey && sp.Reencrypt != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // warnNoConsumer adds a warning to the plan of each secret that no service

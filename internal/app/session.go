@@ -176,6 +176,13 @@ func (s *Session) Config() (*config.Config, error) {
 	return cfg, nil
 }
 
+// approved says whether cfg is approved (always, without an approval
+// check): a read-only session loads an unapproved rekey.yaml to report on
+// it, and asks before acting on what it names.
+func (s *Session) approved(cfg *config.Config) bool {
+	return s.Opts.Approve == nil || s.Opts.Approve(cfg) == nil
+}
+
 // ConfigPath is the absolute path of rekey.yaml: --config, else found by
 // walking up from the working directory.
 func (s *Session) ConfigPath() (string, error) {

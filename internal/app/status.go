@@ -20,6 +20,9 @@ type Status struct {
 	// Running names the process working on the environment now ("pid N
 	// since T"), or is "".
 	Running string
+	// Reencrypt is the snapshot of the re-encryption Running is doing
+	// (nil: none): pace, progress, paused.
+	Reencrypt *ReencryptSnapshot
 	// Drift lists the target keys whose value is not the store's current
 	// one (their rows have the state drift).
 	Drift []engine.DriftItem
@@ -60,6 +63,7 @@ func (s *Session) Status(ctx context.Context) (*Status, error) {
 	}
 	if holder, held, err := flock.Held(s.lockPath(cfg, env.Name)); err == nil && held {
 		out.Running = holder
+		out.Reencrypt = s.runningReencryption(cfg, env.Name, holder)
 	}
 	if out.Running == "" { // a running rotation is publishing: not drift
 		// A target that cannot be read (a .env deleted, unparsable) does

@@ -327,6 +327,19 @@ func reencryptNode(r *rekey.ReencryptSpec) *mapNode {
 		rm.add("mode", strNode(r.Mode))
 	}
 	addText(rm, "previous_key", r.PreviousKey)
+	addText(rm, "checkpoint_schema", r.CheckpointSchema)
+	addText(rm, "pace", r.Pace)
+	addText(rm, "probe", r.Probe)
+	switch {
+	case r.TargetP99 > 0:
+		rm.add("target_p99", strNode(r.TargetP99.String()))
+	case r.TargetFactor > 0:
+		rm.add("target_p99", strNode(strconv.FormatFloat(r.TargetFactor, 'g', -1, 64)+"x"))
+	}
+	if r.ReplicaLagCeiling > 0 {
+		rm.add("replica_lag_ceiling", strNode(rekey.FormatDuration(r.ReplicaLagCeiling)))
+	}
+	addList(rm, "replicas", r.Replicas)
 	return rm
 }
 

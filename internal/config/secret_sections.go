@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,10 @@ import (
 //	    encoding: base64
 //	    columns: [patients.email, patients.ssn]
 //	    mode: online            # online (default) | maintenance
+//	    pace: adaptive          # online: adaptive (default) | full
+//	    probe: SELECT 1 FROM patients WHERE id = 1  # default: a point read on the table being moved
+//	    target_p99: 2x          # a duration (20ms), or a factor of the p99 measured before the run
+//	    checkpoint_schema: rekey_state  # default: the first schema of the search_path
 
 // The session modes, re-encryption modes, codecs and encodings.
 var (
@@ -35,7 +40,35 @@ var (
 	ReencryptModes  = []string{rekey.ReencryptOnline, rekey.ReencryptMaintenance}
 	Codecs          = []string{"aes-256-gcm", "chacha20-poly1305", "fernet", "command"}
 	CipherEncodings = []string{"base64", "base64url", "hex", "bytea", "text"}
+	Paces           = []string{rekey.PaceAdaptive, rekey.PaceFull}
 )
+
+// targetP99 reads target_p99: a duration (20ms) or a factor of the idle
+// p99 (3x).
+func (d *decoder) targetP99(v *yaml.Node, what string) (time.Duration, float64) {
+	const hint = "write a duration such as 20ms, or a factor of the p99 measured before the run such as 3x"
+	if isNull(v) {
+		return 0, 0
+	}
+	s, ok := d.text(v, what)
+	if !ok {
+		return 0, 0
+	}
+	if f, found := strings.CutSuffix(s, "x"); found {
+		x, err := strconv.ParseFloat(f, 64)
+		if err != nil || !(x >= 1 && x <= 1000) {
+			d.fail(v, hint, "%s: the factor must be a number from 1 to 1000 followed by x", what)
+			return 0, 0
+		}
+		return 0, x
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil || t <= 0 {
+		d.fail(v, hint, "%s is neither a positive duration nor a factor", what)
+		return 0, 0
+	}
+	return t, 0
+}
 
 // DefaultHookTimeout bounds an on_rotate hook.
 const DefaultHookTimeout = 60 * time.Second
@@ -122,7 +155,7 @@ func (d *decoder) hooks(v *yaml.Node, what string) []rekey.Hook {
 func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
 	what := "reencrypt of " + secret
 	r := &rekey.ReencryptSpec{Codec: "aes-256-gcm", Encoding: "base64", Mode: rekey.ReencryptOnline}
-	var dbKey, colsKey, cmdKey, codecVal, encKey *yaml.Node
+	var dbKey, colsKey, cmdKey, codecVal, encKey, paceVal *yaml.Node
 	_, ok := d.decode(v, section{
 		what: what,
 		fields: []field{
@@ -163,10 +196,23 @@ func (d *decoder) reencrypt(v *yaml.Node, secret string) *rekey.ReencryptSpec {
 				}
 			}},
 			{"previous_key", d.previousKey(&r.PreviousKey, what)},
+			{"checkpoint_schema", d.textTo(&r.CheckpointSchema, "checkpoint_schema of "+what)},
+			{"pace", func(k, v *yaml.Node) {
+				if p, ok := d.enum(v, "pace of "+what, Paces); ok && p != "" {
+					r.Pace, paceVal = p, v
+				}
+			}},
+			{"probe", d.textTo(&r.Probe, "probe of "+what)},
+			{"target_p99", func(k, v *yaml.Node) { r.TargetP99, r.TargetFactor = d.targetP99(v, "target_p99 of "+what) }},
+			{"replica_lag_ceiling", func(k, v *yaml.Node) { r.ReplicaLagCeiling, _ = d.duration(v, "replica_lag_ceiling of "+what) }},
+			{"replicas", func(k, v *yaml.Node) { r.Replicas = d.secretList(v, "replicas of "+what) }},
 		},
 	})
 	if !ok {
 		return r
+	}
+	if r.Mode == rekey.ReencryptMaintenance && r.Pace == rekey.PaceAdaptive {
+		d.fail(paceVal, "leave pace out: maintenance mode always runs at full pace", "%s: pace: adaptive needs mode: online", what)
 	}
 	if dbKey == nil {
 		d.missing(v, v, "add database: DATABASE_URL (the secret or derived value holding the connection URL)", "%s has no database", what)

@@ -193,6 +193,7 @@ func reencryptStanza(name string, s Suggestions) []string {
 		out = append(out, "## Replace TABLE.COLUMN with the encrypted columns (`rekey init --detect-columns` looks for them).")
 	}
 	out = append(out, "## codec: aes-256-gcm, chacha20-poly1305, fernet or command; mode: online, or maintenance (stop the services, re-encrypt, start them).")
+	out = append(out, "## checkpoint_schema: where its resume checkpoint table is created, owned by the tables' owner (default: the first schema of the search_path).")
 	if d.KeyID {
 		out = append(out, "## key_id: the values carry rekey's key-id header.")
 	}

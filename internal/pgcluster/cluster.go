@@ -464,8 +464,9 @@ func (c *Cluster) waitReady() error {
 		}
 		if b, err := os.ReadFile(pidFile); err == nil {
 			lines := strings.Split(string(b), "\n")
-			// Line 8 is the postmaster status (PostgreSQL 10 and later).
-			if len(lines) >= 8 && strings.TrimSpace(lines[7]) == "ready" {
+			// Line 8 is the postmaster status (PostgreSQL 10 and later):
+			// "ready", or "standby" for a hot standby (replica.go).
+			if len(lines) >= 8 && (strings.TrimSpace(lines[7]) == "ready" || strings.TrimSpace(lines[7]) == "standby") {
 				conn, err := net.DialTimeout("tcp", c.addr(), time.Second)
 				if err == nil {
 					conn.Close()

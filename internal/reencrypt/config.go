@@ -51,6 +51,7 @@ const DefaultBatchSize = 2000
 //     package doc). Values with and without it are read either way.
 //   - BatchSize is the number of rows per batch (0: DefaultBatchSize).
 //   - RowsPerSecond caps the rows read per second (0: no limit).
+//   - Pace, Probe, TargetP99, TargetFactor: the adaptive pace (pace.go).
 
 // TableSpec is the set of encrypted columns of one table, as parsed from
 // the spec's Columns.
@@ -149,6 +150,12 @@ func validate(c rekey.ReencryptSpec) ([]TableSpec, error) {
 	}
 	if c.RowsPerSecond < 0 {
 		return nil, invalid("rows per second must be >= 0 (0: no limit)")
+	}
+	if c.Pace != "" && c.Pace != rekey.PaceAdaptive && c.Pace != rekey.PaceFull {
+		return nil, invalid("unknown pace %q", c.Pace).WithHint("pace is adaptive (the default online) or full")
+	}
+	if c.TargetP99 < 0 || c.TargetFactor < 0 || c.TargetFactor > 0 && c.TargetFactor < 1 {
+		return nil, invalid("target_p99 must be a positive duration or a factor of at least 1")
 	}
 	return ParseColumns(c.Columns)
 }

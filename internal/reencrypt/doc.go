@@ -145,7 +145,14 @@
 // A session advisory lock per table (class "rkey", the table's oid)
 // keeps two runs off the same table; it goes away with a crashed run's
 // session. [rekey.ReencryptSpec].RowsPerSecond caps the rows read per second (batches
-// shrink to a quarter of a second's worth). A cancelled context stops the
+// shrink to a quarter of a second's worth). Online (Mode online, Pace not
+// full) the rate adapts below that ceiling: a [Controller] (pace.go: a pure
+// AIMD core, decisions logged through [Job].OnPace) is fed by a probe
+// connection (pace_run.go) with the probe query's latency, lock waits on
+// the table and active connections. Before each batch the reader holds
+// while a streaming replica's replay lag is over 80% of
+// ReplicaLagCeiling (replica.go: pg_stat_replication and the replicas of
+// [Job].Replicas; decisions through [Job].OnLag). A cancelled context stops the
 // run after the batches being written (Run returns an error wrapping
 // [ErrInterrupted]); a write still waiting a few seconds later (on a row
 // another session holds locked) is cancelled on the server, and its batch
@@ -170,8 +177,14 @@
 // # Checkpoint
 //
 // The checkpoint table rekey_reencrypt_checkpoint(job_id, table_name,
-// last_pk text[], done, rows_done, key_fp, updated_at) is created in the
-// first schema of the search_path (CheckpointTable). A batch's statement
+// last_pk text[], done, rows_done, key_fp, updated_at) is created in
+// ReencryptSpec.CheckpointSchema, by default the first schema of the
+// search_path (CheckpointTable), owned by the role that owns the tables
+// (SET LOCAL ROLE to it for the CREATE, when the session's role is a
+// member that may; else created by the session's role and granted to the
+// owner), so that every role of an alternating pair can resume and drop
+// it (checkpoint.go); a table the session's role owns (left by an older
+// rekey) is handed to the tables' owner the same way. A batch's statement
 // writes the key after which every row is done (batches commit out of
 // order: the end of the longest committed run of batches, never moving
 // back), so the checkpoint is never ahead of the data. A checkpoint made
@@ -181,6 +194,20 @@
 // in it. A role that may not create the table runs without a checkpoint
 // ([Result].Checkpoint is empty): after a crash it starts over, skipping
 // what is on the new key.
+//
+// The watermark is trusted: a run skips the rows up to last_pk (every row
+// of a done table) without reading them, so a forged row (job id and
+// key_fp are visible to whoever can read the table) would skip rows still
+// on the old key. An existing table is therefore used only when every role
+// that owns it or may write it (INSERT, UPDATE, TRIGGER, PUBLIC included)
+// could rewrite the data itself (the session's role, a superuser, or a
+// role with the privileges of every owner of the tables), when it has
+// exactly rekey's shape (columns and primary key; no triggers, rules, row
+// security, other constraints or indexes), and when this role may read and
+// write it. Anything else is refused before a row is read
+// ([ErrForeignCheckpoint]), naming the owner and the ALTER TABLE … OWNER
+// TO or DROP TABLE that fixes it: a planted table can make a run refuse,
+// never skip rows, and is never written to.
 //
 // # Count, Rehearse
 //

@@ -37,6 +37,14 @@ type Rehearsal struct {
 	RunTime  time.Duration // the re-encryption on the copy
 	Result   *Result       // the re-encryption's result (rows, failures)
 	Tables   []TableGrowth // size of each table before and after
+	// WALBytes is the WAL the server wrote during the run on the copy
+	// (pg_wal_lsn_diff of pg_current_wal_lsn after and before: the whole
+	// server's, other sessions' included); -1 when it could not be read.
+	WALBytes int64
+	// Estimate is EstimateRun's on the source, made after the copy: the
+	// model's WAL beside the measured one (nil when it failed: EstimateErr).
+	Estimate    *Estimate
+	EstimateErr error
 }
 
 // TableGrowth is pg_total_relation_size (table, indexes, TOAST) of a table
@@ -97,7 +105,7 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 	defer admin.Close(context.Background())
 	waitGone(ctx, admin, checkPID) // not one of the "others" on the source
 
-	rh := &Rehearsal{Copy: copyName(job.JobID)}
+	rh := &Rehearsal{Copy: copyName(job.JobID), WALBytes: -1}
 	t0 := time.Now()
 	created := false
 	defer func() {
@@ -114,6 +122,9 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 		return nil, err
 	}
 	rh.CopyTime = time.Since(t0)
+	// The model, on the source (read-only; after the copy, so that its
+	// session is not one of the others on the source a template copy waits for).
+	rh.Estimate, rh.EstimateErr = EstimateRun(ctx, job)
 
 	copyCC := cc.Copy()
 	if rh.Admin && rh.Method == CopyDump {
@@ -127,9 +138,16 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 	run := job
 	run.DSN, run.ConnConfig = "", copyCC
 	run.JobID = "rehearsal-" + job.JobID
+	lsn0, lsnErr := currentLSN(ctx, admin)
 	t1 := time.Now()
 	res, runErr := Run(ctx, run)
 	rh.RunTime = time.Since(t1)
+	if lsn1, err := currentLSN(ctx, admin); err == nil && lsnErr == nil {
+		var n int64
+		if admin.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::text::pg_lsn, $2::text::pg_lsn)::bigint`, lsn1, lsn0).Scan(&n) == nil {
+			rh.WALBytes = n
+		}
+	}
 	rh.Result = res
 	if res == nil {
 		return rh, runErr
@@ -142,6 +160,14 @@ func Rehearse(ctx context.Context, job Job) (*Rehearsal, error) {
 		return rh, err
 	}
 	return rh, runErr
+}
+
+// currentLSN is the server's current WAL insert position (any role may
+// read it).
+func currentLSN(ctx context.Context, conn *pgx.Conn) (string, error) {
+	var lsn string
+	err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn)
+	return lsn, err
 }
 
 // copyDatabase copies database src to a new database dst: as a template

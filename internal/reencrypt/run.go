@@ -36,6 +36,33 @@ type Job struct {
 	// Progress, when set, is called after every batch is committed, from
 	// Run's writer goroutines but never concurrently; keep it quick.
 	Progress func(Progress)
+	// Control, when set, is asked before every batch is read: it pauses
+	// the run at a batch boundary or lowers its pace (control.go).
+	Control Control
+	// OnPace, when set, receives every decision of the adaptive pace
+	// (pace_run.go) with its inputs, from its probe goroutine (never
+	// concurrently); keep it quick.
+	OnPace func(table string, d PaceDecision)
+	// PaceCalibration is the adaptive pace's idle window before the run's
+	// first pass (0: DefaultPaceCalibration).
+	PaceCalibration time.Duration
+	// NoProgram: EstimateRun starts no command codec's program (the
+	// sample's width is measured, its re-encryption is not: every row
+	// counts as written, no read+crypto speed). A dry run sets it: it may
+	// load a rekey.yaml that was never approved, whose program must not
+	// be handed a key.
+	NoProgram bool
+	// PaceMinRows: an adaptive run with fewer rows left than this goes at
+	// the adaptive pace's start rate (at most rows_per_second), with no
+	// calibration and no probe: calibrating would take longer than moving
+	// the rows (0: DefaultPaceMinRows; negative: always probe).
+	PaceMinRows int64
+	// Replicas are replica connections named in the config (replicas:),
+	// whose replay lag is read besides pg_stat_replication's (replica.go).
+	Replicas []Replica
+	// OnLag, when set, receives every decision of the replica lag
+	// throttle (replica.go), from the reader goroutine; keep it quick.
+	OnLag func(LagDecision)
 	// Stderr receives the command codec's stderr (nil: os.Stderr).
 	Stderr io.Writer
 	// PGBinDir is where Rehearse looks for pg_dump and pg_restore first.
@@ -53,6 +80,9 @@ type Progress struct {
 	Total         int64   // all rows: pg_class.reltuples when fresh, else count(*) (see estimateRows)
 	RowsPerSecond float64 // since this run started
 	Elapsed       time.Duration
+	Pace          float64       // the adaptive pace's rate in rows/s (0: pace full)
+	ProbeP99      time.Duration // the adaptive pace's recent probe p99
+	ReplicaLag    time.Duration // the largest replay lag of a replica at the last reading (0: none behind)
 }
 
 // Result is what a run did. Counts are of values (one per row and
@@ -182,6 +212,11 @@ type runner struct {
 	wsMu    sync.Mutex
 	ws      map[*pgx.Conn]*writerState
 
+	ckptSchema string      // schema of the checkpoint table
+	ckptOwners []string    // owners of the tables (createCheckpoint, checkCheckpoint)
+	lag        *lagWatch   // the replica lag throttle (replica.go)
+	pace       *Controller // the adaptive pace, calibrated on the first pass (pace_run.go)
+
 	total   int64
 	done    int64
 	started time.Time
@@ -233,6 +268,9 @@ func newRunner(ctx context.Context, job Job) (*runner, error) {
 		r.writers = append(r.writers, w)
 	}
 	if r.reader, err = connect(ctx, cc); err != nil {
+		return nil, err
+	}
+	if err := r.openReplicas(ctx); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -323,6 +361,7 @@ func (r *runner) close() {
 	if r.cmd != nil {
 		_ = r.cmd.close()
 	}
+	r.lag.close()
 }
 
 func (r *runner) run(ctx context.Context) (*Result, error) {
@@ -337,7 +376,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	r.res = &Result{JobID: r.job.JobID}
-	if r.ckpt, err = ensureCheckpointTable(ctx, r.writer); err != nil {
+	if err := r.openCheckpoint(ctx); err != nil {
 		return nil, err
 	}
 	r.res.Checkpoint = r.ckpt
@@ -359,6 +398,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		r.total = r.done
 	}
 	r.started, r.doneAt0 = time.Now(), r.done
+	r.smallRun()
 
 	for _, t := range r.tables {
 		cp, resumed := cps[t.ident]

@@ -32,6 +32,7 @@ type tableRun struct {
 	t  *table
 	wm watermark
 
+	pc  *pacer     // adaptive pace (nil: pace full)
 	mu  sync.Mutex // guards tr, the runner's counters and Progress calls
 	tr  *TableResult
 	err error
@@ -48,7 +49,14 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 	if rate := r.cfg.RowsPerSecond; rate > 0 && limit > max(1, rate/4) {
 		limit = max(1, rate/4)
 	}
-	tr2 := &tableRun{r: r, t: t, tr: tr}
+	pc, err := r.startPace(ctx, t) // adaptive pace (pace_run.go); nil at pace: full
+	if err != nil && ctx.Err() != nil {
+		return interrupted(t)
+	} else if err != nil {
+		return err
+	}
+	defer pc.stop()
+	tr2 := &tableRun{r: r, t: t, tr: tr, pc: pc}
 	tr2.wm.init(cp.lastPK, cp.rowsDone)
 	// pctx stops the pipeline: on the first error, or when every batch is written.
 	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -71,7 +79,7 @@ func (r *runner) runTable(ctx context.Context, t *table, cp checkpoint, tr *Tabl
 		defer readers.Done()
 		defer close(ordered)
 		defer close(work)
-		readErr = r.readLoop(ctx, pctx, t, &tr2.wm, pl, cp.lastPK, limit, ordered, work)
+		readErr = r.readLoop(ctx, pctx, t, &tr2.wm, pl, cp.lastPK, limit, ordered, work, pc)
 	}()
 	for i := 0; i < max(1, runtime.GOMAXPROCS(0)); i++ {
 		workers.Add(1)
@@ -172,7 +180,8 @@ func (tr *tableRun) write(ctx, wctx context.Context, w *pgx.Conn, b *batch) erro
 		if s := el.Seconds(); s > 0 {
 			rate = float64(tr.r.done-tr.r.doneAt0) / s
 		}
-		tr.r.job.Progress(Progress{Table: tr.t.display, Done: tr.r.done, Total: tr.r.total, RowsPerSecond: rate, Elapsed: el})
+		pace, p99 := tr.pc.state()
+		tr.r.job.Progress(Progress{Table: tr.t.display, Done: tr.r.done, Total: tr.r.total, RowsPerSecond: rate, Elapsed: el, Pace: pace, ProbeP99: p99, ReplicaLag: tr.r.replicaLagNow()})
 	}
 	if ctx.Err() != nil {
 		return interrupted(tr.t)
@@ -182,8 +191,9 @@ func (tr *tableRun) write(ctx, wctx context.Context, w *pgx.Conn, b *batch) erro
 
 // readLoop reads batches after lastPK until the table ends, honoring the
 // rate limit, and hands each to the workers and (in order) to the writers.
-func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl *pool, lastPK []string, limit int, ordered, work chan<- *batch) error {
+func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl *pool, lastPK []string, limit int, ordered, work chan<- *batch, pc *pacer) error {
 	var read int64
+	var g gate
 	start := time.Now()
 	for seq := 0; ; seq++ {
 		if ctx.Err() != nil {
@@ -192,7 +202,20 @@ func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl
 		if pctx.Err() != nil {
 			return nil
 		}
-		if rate := r.cfg.RowsPerSecond; rate > 0 && read > 0 {
+		if halt, err := r.control(ctx, pctx, &g, read, &start); halt {
+			return err
+		}
+		if halt, err := r.holdForReplicas(ctx, pctx, t, &start); halt || err != nil { // replica.go
+			return err
+		}
+		if pc != nil { // adaptive pace: rows_per_second is its ceiling
+			if pc.wait(ctx, pctx); ctx.Err() != nil {
+				return ctx.Err()
+			} else if pctx.Err() != nil {
+				return nil
+			}
+			limit = pc.batch()
+		} else if rate := r.cfg.RowsPerSecond; rate > 0 && read > 0 {
 			due := start.Add(time.Duration(float64(read) / float64(rate) * float64(time.Second)))
 			if d := time.Until(due); d > 0 {
 				select {
@@ -235,6 +258,7 @@ func (r *runner) readLoop(ctx, pctx context.Context, t *table, wm *watermark, pl
 			b.lastPK = lastPK
 		}
 		wm.add(seq, b.lastPK, len(b.rows), b.last)
+		pc.read(len(b.rows), b.lastPK)
 		select {
 		case ordered <- b:
 		case <-pctx.Done():

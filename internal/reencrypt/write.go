@@ -15,10 +15,6 @@ import (
 	"github.com/rekeyhq/rekey"
 )
 
-// CheckpointTable is the name of the checkpoint table Run creates in the
-// first schema of the search_path.
-const CheckpointTable = "rekey_reencrypt_checkpoint"
-
 // bytesArray is a text[] or bytea[] parameter; a nil element is NULL.
 type bytesArray [][]byte
 
@@ -139,7 +135,7 @@ func (r *runner) writeBatch(ctx context.Context, w *pgx.Conn, t *table, b *batch
 			continue
 		case "42P01": // the checkpoint table was dropped by a finishing job
 			if r.ckpt != "" {
-				if _, err2 := ensureCheckpointTable(ctx, w); err2 != nil {
+				if err2 := r.createCheckpoint(ctx, w); err2 != nil {
 					return err2
 				}
 				r.forgetPrepared(ctx, w)
@@ -457,121 +453,4 @@ func keyString(key [][]byte) string {
 		sb.Write(k)
 	}
 	return sb.String()
-}
-
-type checkpoint struct {
-	lastPK   []string
-	done     bool
-	rowsDone int64
-}
-
-// ensureCheckpointTable creates the checkpoint table when it does not
-// exist and returns its identifier; "" when the role may not create or
-// write it (runs then work without a checkpoint).
-func ensureCheckpointTable(ctx context.Context, conn *pgx.Conn) (string, error) {
-	var schema *string
-	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		return "", dbError(err, "read the current schema")
-	}
-	if schema == nil {
-		return "", nil
-	}
-	ident := quoteIdent(*schema) + "." + quoteIdent(CheckpointTable)
-	for attempt := 0; ; attempt++ {
-		_, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident+` (
-			job_id text NOT NULL,
-			table_name text NOT NULL,
-			last_pk text[],
-			done boolean NOT NULL DEFAULT false,
-			rows_done bigint NOT NULL DEFAULT 0,
-			key_fp text NOT NULL,
-			updated_at timestamptz NOT NULL DEFAULT now(),
-			PRIMARY KEY (job_id, table_name))`)
-		if err == nil {
-			return ident, nil
-		}
-		switch pgCode(err) {
-		case "23505", "42P07": // created concurrently
-			if attempt < 2 {
-				continue
-			}
-		case "42501": // no CREATE on the schema: maybe an admin created it
-			var ok bool
-			if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND has_table_privilege(to_regclass($1), 'SELECT, INSERT, UPDATE, DELETE')`, ident).Scan(&ok); err == nil && ok {
-				return ident, nil
-			}
-			return "", nil
-		}
-		return "", dbError(err, "create the checkpoint table")
-	}
-}
-
-// loadCheckpoints reads this job's checkpoints. One made with other keys
-// (another rotation reusing the id) is discarded.
-func (r *runner) loadCheckpoints(ctx context.Context) (map[string]checkpoint, error) {
-	out := map[string]checkpoint{}
-	if r.ckpt == "" {
-		return out, nil
-	}
-	rows, err := r.writer.Query(ctx, `SELECT table_name, last_pk, done, rows_done, key_fp FROM `+r.ckpt+` WHERE job_id = $1`, r.job.JobID)
-	if err != nil {
-		return nil, dbError(err, "read the checkpoint")
-	}
-	stale := false
-	keys := map[string]int{}
-	for _, t := range r.tables {
-		keys[t.ident] = len(t.pk)
-	}
-	for rows.Next() {
-		var name, fp string
-		var cp checkpoint
-		if err := rows.Scan(&name, &cp.lastPK, &cp.done, &cp.rowsDone, &fp); err != nil {
-			rows.Close()
-			return nil, dbError(err, "read the checkpoint")
-		}
-		nk, ok := keys[name]
-		if fp != r.keyFP || !ok || (cp.lastPK != nil && len(cp.lastPK) != nk) {
-			stale = true
-			continue
-		}
-		out[name] = cp
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbError(err, "read the checkpoint")
-	}
-	if stale {
-		if _, err := r.writer.Exec(ctx, `DELETE FROM `+r.ckpt+` WHERE job_id = $1 AND key_fp <> $2`, r.job.JobID, r.keyFP); err != nil {
-			return nil, dbError(err, "clear a stale checkpoint")
-		}
-	}
-	return out, nil
-}
-
-// finish deletes the job's checkpoint rows, and the table when no other
-// job has rows in it (skipped when another session is using it).
-func (r *runner) finish(ctx context.Context) error {
-	if r.ckpt == "" {
-		return nil
-	}
-	if _, err := r.writer.Exec(ctx, `DELETE FROM `+r.ckpt+` WHERE job_id = $1`, r.job.JobID); err != nil {
-		return dbError(err, "delete the checkpoint")
-	}
-	tx, err := r.writer.Begin(ctx)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `LOCK TABLE `+r.ckpt+` IN ACCESS EXCLUSIVE MODE NOWAIT`); err != nil {
-		return nil
-	}
-	var empty bool
-	if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+r.ckpt+`)`).Scan(&empty); err != nil || !empty {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, `DROP TABLE `+r.ckpt); err != nil {
-		return nil
-	}
-	_ = tx.Commit(ctx)
-	return nil
 }
