@@ -1,11 +1,15 @@
 package rekey
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Template is a derived-value template: literal text with `{{ NAME }}` or
@@ -17,6 +21,11 @@ import (
 //   - json: a JSON string body (without the quotes)
 //   - pgquote: a libpq keyword value (host=… password=…): single-quoted,
 //     with \ and ' escaped by a backslash
+//   - jwt: a JSON Web Token signed with the value as an HS256 key (its
+//     bytes as they are), claims {"sub": "rekey-probe", "iat": now, "exp":
+//     now + 5 minutes}: what a check presents to prove which JWT secret an
+//     application accepts (JWTFilter). It changes at every render, so only
+//     checks may use it, never a derived value.
 type Template struct {
 	src   string
 	parts []tmplPart
@@ -29,7 +38,13 @@ type tmplPart struct {
 }
 
 // Filters lists the template filters.
-var Filters = []string{"urlquery", "urlpath", "json", "pgquote"}
+var Filters = []string{"urlquery", "urlpath", "json", "pgquote", JWTFilter}
+
+// JWTFilter is the filter that turns a secret into a token signed with it.
+const JWTFilter = "jwt"
+
+// JWTProbeSubject is the subject of the tokens the jwt filter makes.
+const JWTProbeSubject = "rekey-probe"
 
 var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z]+\s*)*)\}\}`)
 
@@ -133,6 +148,8 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 				s = string(j[1 : len(j)-1])
 			case "pgquote":
 				s = "'" + pgQuoter.Replace(s) + "'"
+			case JWTFilter:
+				s = probeToken([]byte(s), time.Now())
 			default:
 				return Value{}, fmt.Errorf("unknown filter %q", f)
 			}
@@ -140,6 +157,29 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 		b.WriteString(s)
 	}
 	return NewValueString(b.String()), nil
+}
+
+// Uses says whether the template applies filter f to any reference.
+func (t *Template) Uses(f string) bool {
+	for _, p := range t.parts {
+		for _, pf := range p.filters {
+			if pf == f {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// probeToken is an HS256 JWT under key: header {"alg":"HS256","typ":"JWT"},
+// claims {"sub":"rekey-probe","iat":now,"exp":now+5m}.
+func probeToken(key []byte, now time.Time) string {
+	enc := base64.RawURLEncoding
+	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, JWTProbeSubject, now.Unix(), now.Add(5*time.Minute).Unix())
+	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(claims))
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(signing))
+	return signing + "." + enc.EncodeToString(m.Sum(nil))
 }
 
 // SplitRef splits a template reference into the secret it names and the
