@@ -36,6 +36,8 @@ const exitCodesHelp = `Exit codes:
      or a data key whose rows moved); a check, service command or
      re-encryption failed (rekey verify, services, reencrypt)
   8  status: something is overdue, weak, missing or re-encryption incomplete
+  9  status --due-within: a reason not to deploy (due within the window,
+     overdue, weak, drifted, a rotation interrupted, an open incident)
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: after a command that
      acted on an environment, run ` + "`rekey recover`" + `
 `
