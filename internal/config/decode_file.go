@@ -58,6 +58,7 @@ func (d *decoder) config(root *yaml.Node, abs string) *Config {
 			{"tls", func(k, v *yaml.Node) { c.TLS = d.tlsCerts(v) }},
 			{"services", func(k, v *yaml.Node) { c.Services = named(d, v, "service", "services", d.service) }},
 			{"checks", func(k, v *yaml.Node) { c.Checks = named(d, v, "check", "checks", d.check1) }},
+			{"notify", func(k, v *yaml.Node) { c.Notify = d.notify(v) }},
 		},
 		misplaced: map[string]string{
 			"path": "store", "master_key": "store", "keep_versions": "store",
