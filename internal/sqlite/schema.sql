@@ -91,10 +91,10 @@ CREATE TABLE IF NOT EXISTS incident (
 	opened INTEGER NOT NULL, -- unix nanoseconds
 	doc    TEXT NOT NULL,    -- the rekey.Incident as JSON (no value)
 	mac    BLOB NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS outbox (
-	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         INTEGER PRIMARY KEY,
 	created    INTEGER NOT NULL, -- unix nanoseconds
 	env        TEXT NOT NULL,
 	channel    TEXT NOT NULL,
