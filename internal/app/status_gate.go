@@ -77,12 +77,34 @@ func (s *Session) StatusGate(ctx context.Context, window time.Duration) (*Gate, 
 	return g, nil
 }
 
-// gateIncidents is the hook for open incidents (issue 15, item 1): it
-// returns one GateReason{Reason: GateIncident, Command: "rekey incident
-// status ID"} per incident of the environment still open, once the store
-// records incidents. Until then there is none to report.
-func (s *Session) gateIncidents(context.Context) ([]GateReason, error) {
-	return nil, nil
+// gateIncidents is the hook for incidents (issue 15, item 1): one reason
+// per open incident of the environment, whatever its deadlines (a
+// deployment waits for the incident to be closed), with the command that
+// shows what remains.
+func (s *Session) gateIncidents(ctx context.Context) ([]GateReason, error) {
+	_, st, env, err := s.openEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var open []*rekey.Incident
+	if err := st.View(ctx, func(tx rekey.Tx) error {
+		open, err = tx.Incidents(env.Name, true)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var out []GateReason
+	for _, i := range open {
+		if !i.IsOpen() {
+			continue
+		}
+		text := fmt.Sprintf("incident %s is open (since %s)", i.ID, i.OpenedAt.UTC().Format("2006-01-02 15:04Z"))
+		if n := len(i.Overdue(s.Now())); n > 0 {
+			text += fmt.Sprintf(", %d follow-ups past their deadline", n)
+		}
+		out = append(out, GateReason{Reason: GateIncident, Text: text, Command: "rekey incident status " + i.ID})
+	}
+	return out, nil
 }
 
 // secretReasons are the reasons one secret's row gives. A weak value is
