@@ -160,8 +160,15 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 }
 
 // Uses says whether the template applies filter f to any reference.
-func (t *Template) Uses(f string) bool {
+func (t *Template) Uses(f string) bool { return t.UsesOn("", f) }
+
+// UsesOn says whether the template applies filter f to a reference to ref
+// (any reference when ref is "").
+func (t *Template) UsesOn(ref, f string) bool {
 	for _, p := range t.parts {
+		if ref != "" && p.ref != ref {
+			continue
+		}
 		for _, pf := range p.filters {
 			if pf == f {
 				return true
