@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
 // DefaultPagerDutyURL is the Events API v2 endpoint.
@@ -22,7 +23,7 @@ type PagerDuty struct {
 // DefaultPagerDutyURL) with routing key key.
 func NewPagerDuty(b Base, rawURL string, key rekey.Value) (*PagerDuty, error) {
 	if key.IsZero() {
-		return nil, rekey.Errorf(rekey.CodeInvalid, "pagerduty %s: the routing key is empty", b.ChannelName).
+		return nil, rekey.Errorf(rekey.CodeInvalid, "pagerduty %s: the routing key is empty", textsafe.Quote(b.ChannelName)).
 			WithHint("set the secret its routing_key_secret names")
 	}
 	if rawURL == "" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
 // The headers of a webhook delivery.
@@ -40,13 +41,14 @@ type Webhook struct {
 // of its url_secret) and the signing secret's value.
 func NewWebhook(b Base, rawURL string, secret rekey.Value) (*Webhook, error) {
 	if secret.IsZero() {
-		return nil, rekey.Errorf(rekey.CodeInvalid, "webhook %s: the signing secret is empty", b.ChannelName).
+		return nil, rekey.Errorf(rekey.CodeInvalid, "webhook %s: the signing secret is empty", textsafe.Quote(b.ChannelName)).
 			WithHint("set the secret its `secret:` names (rekey set NAME, or rotate it)")
 	}
 	h, err := newHTTP(b, "webhook", rawURL)
 	if err != nil {
 		return nil, err
 	}
+	h.Redact = hiding(b.Redact, secret)
 	return &Webhook{h: h, secret: secret}, nil
 }
 
