@@ -104,3 +104,42 @@ func TestNotifyTestCLI(t *testing.T) {
 		t.Errorf("unknown channel: exit %d\n%s", code, errs)
 	}
 }
+
+// TestNotifyTestCommandChannel: a command channel (its argv relative to
+// rekey.yaml's folder) gets the message on stdin and an environment
+// without rekey's key material; no value reaches it.
+func TestNotifyTestCommandChannel(t *testing.T) {
+	p := &inProject{t: t, dir: t.TempDir(), env: map[string]string{
+		"REKEY_MASTER_KEY": testMasterKey, "XDG_CONFIG_HOME": t.TempDir(), "XDG_STATE_HOME": t.TempDir(), "REKEY_ACTOR": "notify-test",
+	}}
+	p.init("JWT_SECRET=" + ctRandB64(48, base64.StdEncoding) + "\nPORT=8080\n")
+	jwt := strings.TrimSpace(p.must("get", "JWT_SECRET"))
+	p.write("bin/notify", "#!/bin/sh\ncat > \"$1\"\nenv > \"$2\"\n", 0o700)
+	cfg := filepath.Join(p.dir, "rekey.yaml")
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("notify:\n  channels:\n    script: {type: command, command: [./bin/notify, out/stdin.json, out/env.txt]}\n")
+	_ = f.Close()
+	if err := os.Mkdir(filepath.Join(p.dir, "out"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p.must("config", "trust")
+	if out := p.must("notify", "test", "script"); out != "sent a test message to script (command "+filepath.Join(p.dir, "bin/notify")+": exit 0)\n" {
+		t.Errorf("stdout = %q", out)
+	}
+	stdin, envText := p.read("out/stdin.json"), p.read("out/env.txt")
+	var m notify.Message
+	if err := json.Unmarshal([]byte(stdin), &m); err != nil || m.Event != "test" {
+		t.Fatalf("stdin = %q (%v)", stdin, err)
+	}
+	if strings.Contains(envText, "REKEY_MASTER_KEY") || strings.Contains(envText, testMasterKey) {
+		t.Errorf("the master key reached the command:\n%s", envText)
+	}
+	for _, form := range forms(jwt) {
+		if strings.Contains(stdin+envText, form) {
+			t.Error("a value reached the command")
+		}
+	}
+}
