@@ -277,6 +277,7 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
 		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
+		a.incidentCommand(),
 		a.configCommand(), a.notifyCommand(), a.versionCommand(),
 	)
 	root.SetHelpCommand(helpCommand(root))
