@@ -30,15 +30,16 @@ import (
 	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
-// The events a message reports.
+// The events a message reports: the domain's (rekey.Event*, what the
+// store's outbox records), and a test message.
 const (
-	EventIncidentOpened      = "incident.opened"
-	EventRotationFailed      = "rotation.failed"
-	EventRotationRolledBack  = "rotation.rolled_back"
-	EventRotationScheduled   = "rotation.scheduled"
-	EventDueSoon             = "due.soon"
-	EventOverdue             = "overdue"
-	EventReencryptIncomplete = "reencrypt.incomplete"
+	EventIncidentOpened      = rekey.EventIncidentOpened
+	EventRotationFailed      = rekey.EventRotationFailed
+	EventRotationRolledBack  = rekey.EventRotationRolledBack
+	EventRotationScheduled   = rekey.EventRotationScheduled
+	EventDueSoon             = rekey.EventDueSoon
+	EventOverdue             = rekey.EventOverdue
+	EventReencryptIncomplete = rekey.EventReencryptIncomplete
 	EventTest                = "test"
 )
 
