@@ -221,9 +221,25 @@ func (r *incidentRun) rotate(ctx context.Context, cfg *config.Config, req Incide
 	return r.recordRotation(ctx, out, err)
 }
 
-// recordRotation records a rotation's result: its steps that the runbook
-// names (restart, sessions, verify), then one event per secret rotated.
+// recordRotation records a rotation's result: one event per secret
+// rotated, then its steps that the runbook names (restart, sessions,
+// verify).
 func (r *incidentRun) recordRotation(ctx context.Context, out *engine.Result, runErr error) error {
+	for i := range r.inc.Secrets {
+		sec := &r.inc.Secrets[i]
+		v, ok := out.Versions[sec.Name]
+		if !ok {
+			continue
+		}
+		sec.Replacement, sec.ReplacementFingerprint = v.N, v.Fingerprint
+		outcome, detail := rekey.OutcomeOK, fmt.Sprintf("emergency rotation %s: v%d %s → v%d %s (no grace; v%d marked exposed)", out.Rotation.ID, sec.ExposedVersion, sec.ExposedFingerprint, v.N, v.Fingerprint, sec.ExposedVersion)
+		if runErr != nil {
+			outcome, detail = rekey.OutcomeFailed, detail+"; "+runErr.Error()
+		}
+		if err := r.event(ctx, rekey.ActionRotate, sec.Name, outcome, detail); err != nil {
+			return err
+		}
+	}
 	for _, step := range out.Rotation.Steps {
 		action := ""
 		switch step.Name {
@@ -243,22 +259,11 @@ func (r *incidentRun) recordRotation(ctx context.Context, out *engine.Result, ru
 		case "error":
 			outcome = rekey.OutcomeFailed
 		}
-		if err := r.event(ctx, action, "", outcome, strings.TrimSpace("rotation "+out.Rotation.ID+": "+step.Detail)); err != nil {
-			return err
+		detail := "rotation " + out.Rotation.ID
+		if step.Detail != "" {
+			detail += ": " + step.Detail
 		}
-	}
-	for i := range r.inc.Secrets {
-		sec := &r.inc.Secrets[i]
-		v, ok := out.Versions[sec.Name]
-		if !ok {
-			continue
-		}
-		sec.Replacement, sec.ReplacementFingerprint = v.N, v.Fingerprint
-		outcome, detail := rekey.OutcomeOK, fmt.Sprintf("emergency rotation %s: v%d %s → v%d %s (no grace; v%d marked exposed)", out.Rotation.ID, sec.ExposedVersion, sec.ExposedFingerprint, v.N, v.Fingerprint, sec.ExposedVersion)
-		if runErr != nil {
-			outcome, detail = rekey.OutcomeFailed, detail+"; "+runErr.Error()
-		}
-		if err := r.event(ctx, rekey.ActionRotate, sec.Name, outcome, detail); err != nil {
+		if err := r.event(ctx, action, "", outcome, detail); err != nil {
 			return err
 		}
 	}
