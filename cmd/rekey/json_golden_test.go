@@ -60,6 +60,9 @@ var jsonCases = map[string][]jsonCase{
 	"report": {{name: "report", args: []string{"report", "--format", "json"}}},
 	"scan": {{name: "scan", files: map[string]string{"notes.txt": "jwt: " + strings.Repeat("c2VjcmV0", 12) + "\n"},
 		args: []string{"scan", "--report-format", "json"}}},
+	"incident open": {{name: "incident_open", args: []string{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked", "--json"}}},
+	"incident status": {{name: "incident_status", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
+		args: []string{"incident", "status", "--json"}}},
 }
 
 // jsonDataKeyed are the paths of objects whose keys are data (names of
@@ -85,6 +88,7 @@ var (
 		{regexp.MustCompile(`fp:[0-9a-f]{16}`), "fp:FINGERPRINT"},
 		{regexp.MustCompile(`sha256 [0-9a-f]{12}`), "sha256 HASH"}, // of rekey.yaml, whose template init owns
 		{regexp.MustCompile(`\d{8}T\d{6}Z-[0-9a-f]{8}`), "ROTATION_ID"},
+		{regexp.MustCompile(`INC-\d{8}-[0-9a-f]{6}`), "INCIDENT_ID"},
 		{regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})`), "TIME"},
 		{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}\b`), "DATE"},
 		{regexp.MustCompile(`\b\d+(\.\d+)?(ms|µs|ns|s)\b`), "DURATION"},

@@ -42,7 +42,7 @@ func (a *AccessReview) Summary() string {
 	for _, r := range a.Reads {
 		parts = append(parts, fmt.Sprintf("%s %s %s %s (last %s)", r.Actor, r.Action, strings.Join(r.Secrets, ","), times(r.Count), r.Last.UTC().Format("2006-01-02")))
 	}
-	return fmt.Sprintf("%d reads of the exposed secrets since %s: %s", len(a.Reads), a.Since.UTC().Format("2006-01-02"), strings.Join(parts, "; "))
+	return fmt.Sprintf("reads of the exposed secrets since %s, by actor and action: %s", a.Since.UTC().Format("2006-01-02"), strings.Join(parts, "; "))
 }
 
 // accessReview gathers the review from the verified audit chain and
