@@ -45,7 +45,9 @@ func (a *app) incidentCommand() *cobra.Command {
 func (a *app) incidentOpenCommand() *cobra.Command {
 	var req rkapp.IncidentRequest
 	c := &cobra.Command{
-		Use:   "open --secret NAME... --reason TEXT [--json]",
+		Use: "open --secret NAME... --reason TEXT [--json]",
+		Example: `  rekey incident open --secret JWT_SECRET --reason "pasted in a public issue"
+  rekey incident open --secret JWT_SECRET --secret DATABASE_PASSWORD --reason "pushed to a public fork" --json`,
 		Short: "Record an incident and run its immediate actions",
 		Long: `open records an incident for the exposed secrets (their current versions
 and fingerprints) and runs, in order, saving the incident after each action
@@ -161,7 +163,9 @@ func (a *app) printIncidentSummary(res *rkapp.IncidentResult, next []string) {
 
 func (a *app) incidentStatusCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "status [ID] [--json]",
+		Use: "status [ID] [--json]",
+		Example: `  rekey incident status
+  rekey incident status INC-20261208-0a1b2c --json`,
 		Short: "Show an incident (or every open one): timeline, proofs, follow-ups done, due, overdue",
 		Long: `status shows one incident, or every open incident of the environment: its
 exposed secrets and replacements (fingerprints only), its timeline, and each
@@ -265,7 +269,10 @@ func (a *app) incidentFollowUpCommand() *cobra.Command {
 	var done, note string
 	var rotateAll bool
 	c := &cobra.Command{
-		Use:   "follow-up ID --done KEY [--note TEXT] | --rotate-all",
+		Use: "follow-up ID --done KEY [--note TEXT] | --rotate-all",
+		Example: `  rekey incident follow-up INC-20261208-0a1b2c --rotate-all
+  rekey incident follow-up INC-20261208-0a1b2c --done doctor --note "rekey doctor: clean"
+  rekey incident follow-up INC-20261208-0a1b2c --done provider:STRIPE_SECRET_KEY`,
 		Short: "Mark a follow-up of an incident done, or rotate every other secret",
 		Long: `follow-up marks one follow-up item of an open incident done (audited), with
 an optional note (never a value). --rotate-all rotates every secret of the
@@ -326,7 +333,9 @@ func (a *app) incidentCloseCommand() *cobra.Command {
 	var force bool
 	var reason string
 	c := &cobra.Command{
-		Use:   "close ID [--force --reason TEXT]",
+		Use: "close ID [--force --reason TEXT]",
+		Example: `  rekey incident close INC-20261208-0a1b2c
+  rekey incident close INC-20261208-0a1b2c --force --reason "report written in the tracker (SEC-42)"`,
 		Short: "Close an incident (refused while follow-ups remain, unless --force --reason)",
 		Long: `close closes an incident once every follow-up is done. While items remain
 it refuses (exit 4) and names each with its command; --force closes it
