@@ -83,6 +83,13 @@ func TestIncident(t *testing.T) {
 		return r
 	}
 
+	// The leaked value pasted into --reason is refused, not recorded.
+	if r := run(5, "incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked: "+values[1]); !strings.Contains(r.stderr, "--reason holds the value of JWT_SECRET v1") {
+		t.Fatalf("a value in --reason: %v", r)
+	}
+	if r := run(0, "incident", "status"); !strings.Contains(r.stdout, "no open incident") {
+		t.Fatalf("an incident was recorded: %v", r)
+	}
 	r := run(0, "incident", "open", "--secret", "JWT_SECRET", "--secret", "DATABASE_PASSWORD", "--reason", "leaked", "--json")
 	var open incidentOpenOut
 	if err := json.Unmarshal([]byte(r.stdout), &open); err != nil {

@@ -121,6 +121,9 @@ func (s *Session) OpenIncident(ctx context.Context, req IncidentRequest) (*Incid
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseValueIn(ctx, st, "--reason", req.Reason); err != nil {
+		return nil, err
+	}
 	inc, err := s.newIncident(ctx, cfg, st, env.Name, req)
 	if err != nil {
 		return nil, err

@@ -101,6 +101,13 @@ func (s *Session) updateIncident(ctx context.Context, id string, fn func(*rekey.
 // FollowUpDone marks the follow-up key of incident id done, with a note
 // (never a value), audited as "incident.follow-up".
 func (s *Session) FollowUpDone(ctx context.Context, id, key, note string) (*rekey.Incident, error) {
+	_, st, err := s.OpenStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseValueIn(ctx, st, "--note", note); err != nil {
+		return nil, err
+	}
 	return s.updateIncident(ctx, id, func(inc *rekey.Incident) (rekey.AuditEntry, error) {
 		i := slices.IndexFunc(inc.FollowUps, func(f rekey.FollowUp) bool { return f.Key == key })
 		if i < 0 {
@@ -167,6 +174,13 @@ func (s *Session) CloseIncident(ctx context.Context, id string, force bool, reas
 	reason = strings.TrimSpace(reason)
 	if force && reason == "" {
 		return nil, rekey.Errorf(rekey.CodeInvalid, "--force needs --reason: say why the incident closes with items remaining").WithHint("rekey incident close %s --force --reason \"...\"", id)
+	}
+	_, st, err := s.OpenStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseValueIn(ctx, st, "--reason", reason); err != nil {
+		return nil, err
 	}
 	return s.updateIncident(ctx, id, func(inc *rekey.Incident) (rekey.AuditEntry, error) {
 		rem := inc.Remaining()

@@ -5,6 +5,7 @@ package app
 // and where the exposed versions still appear in the project.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -143,4 +144,29 @@ func (s *Session) ScanExposed(ctx context.Context, inc *rekey.Incident) (string,
 		return fmt.Sprintf("no exposed version found in %s (%d versions looked for)", scope, rep.Versions), nil
 	}
 	return fmt.Sprintf("%d findings of exposed versions in %s: %s", len(found), scope, strings.Join(found, "; ")), nil
+}
+
+// refuseValueIn refuses free text (a reason, a note) that holds a value the
+// store keeps (any version, any environment, at least 8 bytes): pasting the
+// leaked value into --reason must not copy it into the incident and the
+// audit log. The error names the flag, never the value.
+func refuseValueIn(ctx context.Context, st rekey.Store, flag, text string) error {
+	if strings.TrimSpace(text) == "" {
+		return nil
+	}
+	found := ""
+	err := EachVersion(ctx, st, func(v rekey.Version, val rekey.Value) {
+		if found == "" && val.Len() >= 8 && bytes.Contains([]byte(text), val.Reveal()) {
+			found = fmt.Sprintf("%s v%d", v.Name, v.N)
+		}
+		val.Wipe()
+	})
+	if err != nil {
+		return err
+	}
+	if found != "" {
+		return rekey.Errorf(rekey.CodeUnsafe, "%s holds the value of %s: it would be recorded in the incident and the audit log", flag, found).
+			WithHint("describe what happened without the value (name the secret, the place it leaked)")
+	}
+	return nil
 }
