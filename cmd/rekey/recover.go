@@ -39,7 +39,10 @@ consistent}: the rotations completed and rolled back (ids), the probe's
 answers ({name, accepted_version, current_version, repaired}) and the drift
 ({target, key, missing}).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRecover(cmd.Context(), probe) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer a.flushAfter(cmd.Context()) // notifications it recorded (notify.go)
+			return a.runRecover(cmd.Context(), probe)
+		},
 	}
 	c.Flags().BoolVar(&probe, "probe", false, "ask the databases which stored password they accept and repair the labels")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
@@ -172,6 +175,7 @@ the audit log (rotate.force).
 --json prints {name, from_version, version, fingerprint, exposed}.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer a.flushAfter(cmd.Context()) // notifications it recorded (notify.go)
 			why, err := forceReason(force, reason)
 			if err != nil {
 				return err

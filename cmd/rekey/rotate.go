@@ -70,6 +70,7 @@ Every mutating command first ends the
 grace periods that have passed (NAME_PREVIOUS removed; the idle role of an
 alternating PostgreSQL pair gets a random password nobody knows).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer a.flushAfter(cmd.Context()) // notifications it recorded (notify.go)
 			o.Names = args
 			if cmd.Flags().Changed("read-by") || rb.since != "" {
 				return a.runRotateReadBy(cmd.Context(), o, rb)
