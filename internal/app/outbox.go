@@ -26,8 +26,9 @@ import (
 // GiveUpAfter is how long an item is retried before it is given up.
 const GiveUpAfter = 7 * 24 * time.Hour
 
-// never is the next attempt of an item given up or refused: not due again.
-var never = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+// never is the next attempt of an item given up or refused: not due again
+// (the store keeps times as Unix nanoseconds, which end in 2262).
+var never = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // backoff is the wait after each failed attempt (the first, the second...);
 // after the last, every 24 hours.
