@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/rekeyhq/rekey"
 	rkapp "github.com/rekeyhq/rekey/internal/app"
+	"github.com/rekeyhq/rekey/internal/report"
+	"github.com/rekeyhq/rekey/internal/safefile"
 	"github.com/spf13/cobra"
 )
 
@@ -22,23 +25,25 @@ fingerprint.
   rekey incident follow-up ID --done KEY [--note TEXT] mark an item done
   rekey incident follow-up ID --rotate-all             rotate every other secret
   rekey incident close ID [--force --reason TEXT]      close it
+  rekey incident report ID [--format md|json] [-o F]   write the incident report
 
 While an incident is open, ` + "`rekey status --due-within`" + ` fails (a reason not to
 deploy).`
 
 func (a *app) incidentCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "incident open|status|follow-up|close",
+		Use:   "incident open|status|follow-up|close|report",
 		Short: "Handle an exposed secret: rotate now, prove the old value dead, track the follow-ups",
 		Long:  incidentHelp,
 		Example: `  rekey incident open --secret JWT_SECRET --secret DATABASE_PASSWORD --reason "pushed to a public fork"
   rekey incident status
   rekey incident follow-up INC-20261208-0a1b2c --rotate-all
   rekey incident follow-up INC-20261208-0a1b2c --done scan-history --note "rekey scan --history: clean"
-  rekey incident close INC-20261208-0a1b2c`,
+  rekey incident close INC-20261208-0a1b2c
+  rekey incident report INC-20261208-0a1b2c -o incident-report.md`,
 		Args: cobra.NoArgs,
 	}
-	c.AddCommand(a.incidentOpenCommand(), a.incidentStatusCommand(), a.incidentFollowUpCommand(), a.incidentCloseCommand())
+	c.AddCommand(a.incidentOpenCommand(), a.incidentStatusCommand(), a.incidentFollowUpCommand(), a.incidentCloseCommand(), a.incidentReportCommand())
 	return c
 }
 
@@ -357,4 +362,76 @@ anyway with a --reason, which is recorded in the incident and the audit log.`,
 	c.Flags().BoolVar(&force, "force", false, "close even though follow-ups remain (needs --reason)")
 	c.Flags().StringVar(&reason, "reason", "", "why it closes (recorded)")
 	return c
+}
+
+func (a *app) incidentReportCommand() *cobra.Command {
+	var format, output string
+	c := &cobra.Command{
+		Use: "report ID [--format md|json] [-o FILE]",
+		Example: `  rekey incident report INC-20261208-0a1b2c
+  rekey incident report INC-20261208-0a1b2c -o incident-report.md
+  rekey incident report INC-20261208-0a1b2c --format json -o incident-report.json`,
+		Short: "Write the incident report: timeline, replacements, proofs, access review, notifications, follow-ups",
+		Long: `report writes the incident report the runbook asks for, in its style: the
+summary (opened and closed, by whom, when, a forced close's reason, the
+duration), the exposed secrets and their replacements (versions and
+fingerprints only), the timeline (every action with its UTC time, secret,
+outcome and detail), the liveness proofs, the access review, the scan
+findings, the notifications with their delivery status (from the outbox),
+the follow-ups (done, due, overdue: who and when) and the audit entries
+that name the incident. It never contains a value.
+
+-o writes the file atomically, mode 0600; without it the report goes to
+stdout. Writing it is audited (incident.report) and marks the incident's
+report follow-up done.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runIncidentReport(cmd.Context(), args[0], format, output)
+		},
+	}
+	c.Flags().StringVar(&format, "format", "md", "md or json")
+	c.Flags().StringVarP(&output, "output", "o", "", "write to FILE (atomically, mode 0600) instead of stdout")
+	return c
+}
+
+func (a *app) runIncidentReport(ctx context.Context, id, format, output string) error {
+	if format != "md" && format != "json" {
+		return rekey.Errorf(rekey.CodeInvalid, "--format %q: want md or json", format).WithHint("rekey incident report %s --format md", id)
+	}
+	where, path := "stdout", ""
+	if output != "" {
+		p, err := a.s().Abs(output)
+		if err != nil {
+			return err
+		}
+		where, path = output, p
+	}
+	inc, err := a.s().IncidentReport(ctx, id, format, where, func(in report.IncidentInput) error {
+		r := report.BuildIncident(in)
+		var buf bytes.Buffer
+		var err error
+		if format == "json" {
+			err = r.WriteJSON(&buf)
+		} else {
+			err = r.WriteMarkdown(&buf)
+		}
+		if err != nil {
+			return err
+		}
+		if path == "" {
+			_, err = a.out().Write(buf.Bytes())
+			return err
+		}
+		if err := safefile.Replace(path, ".rekey-report-*", buf.Bytes()); err != nil {
+			return rekey.Wrap(rekey.CodeInvalid, err, "-o %s: writing the report", output).WithHint("-o names a file in an existing, writable folder")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if path != "" {
+		fmt.Fprintf(a.out(), "incident %s: report written to %s; %d follow-ups remaining\n", inc.ID, output, len(inc.Remaining()))
+	}
+	return nil
 }
