@@ -59,7 +59,7 @@ func FollowUpCommand(id, key string) string {
 	case strings.HasPrefix(key, rekey.FollowUpReencrypt):
 		return "rekey reencrypt " + strings.TrimPrefix(key, rekey.FollowUpReencrypt) + " --verify, then " + done
 	}
-	return "write the incident report, then " + done
+	return "rekey incident report " + id + " -o incident-report.md (marks it done)"
 }
 
 // updateIncident loads incident id under the environment's lock, lets fn
