@@ -63,7 +63,12 @@ var jsonCases = map[string][]jsonCase{
 	"incident open": {{name: "incident_open", args: []string{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked", "--json"}}},
 	"incident status": {{name: "incident_status", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
 		args: []string{"incident", "status", "--json"}}},
+	"incident report": {{name: "incident_report", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
+		args: []string{"incident", "report", incidentArg, "--format", "json"}}},
 }
+
+// incidentArg, in a case's args, is the ID of the incident its setup opened.
+const incidentArg = "INCIDENT_ID"
 
 // jsonDataKeyed are the paths of objects whose keys are data (names of
 // secrets, attributes), not field names: their keys are not checked.
@@ -76,7 +81,7 @@ var jsonDataKeyed = []string{
 var jsonVolatile = map[string]bool{
 	"started": true, "ended": true, "time": true, "created_at": true, "last_rotated": true, "next_due": true,
 	"generated": true, "latest_rotation": true, "duration_ms": true, "hash": true, "prev_hash": true,
-	"revision": true, "go_version": true, "modified": true, "seq": false,
+	"revision": true, "go_version": true, "modified": true, "seq": false, "duration_seconds": true,
 }
 
 var (
@@ -192,10 +197,15 @@ func runJSONCase(t *testing.T, c jsonCase) map[string]any {
 	for name, data := range c.files {
 		p.write(name, data, 0o644)
 	}
+	var setupOut string
 	for _, s := range c.setup {
-		p.must(s...)
+		setupOut += p.must(s...)
 	}
-	out, errs, code := p.run(c.args...)
+	args := slices.Clone(c.args)
+	if i := slices.Index(args, incidentArg); i >= 0 {
+		args[i] = regexp.MustCompile(`INC-\d{8}-[0-9a-f]{6}`).FindString(setupOut)
+	}
+	out, errs, code := p.run(args...)
 	doc := map[string]any{"args": strings.Join(c.args, " "), "exit_code": code}
 	if strings.TrimSpace(out) != "" {
 		v, err := parseJSONDoc(out)
