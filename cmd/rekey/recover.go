@@ -84,6 +84,9 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 	for _, id := range rep.RolledBack {
 		fmt.Fprintf(a.out(), "rolled back rotation %s\n", id)
 	}
+	for _, id := range r.Incidents {
+		fmt.Fprintf(a.out(), "finished the interrupted actions of incident %s (rekey incident status %s)\n", id, id)
+	}
 	for _, p := range r.Probe {
 		switch {
 		case p.Repaired:
@@ -105,7 +108,7 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 	if err := driftErr(rep.Drift); err != nil {
 		return err
 	}
-	if len(rep.RolledForward)+len(rep.RolledBack) == 0 {
+	if len(rep.RolledForward)+len(rep.RolledBack)+len(r.Incidents) == 0 {
 		a.infof("%s: consistent, nothing to recover", r.Env)
 	} else {
 		a.infof("%s: consistent", r.Env)

@@ -31,8 +31,6 @@ const (
 	IncidentWindow = 90 * 24 * time.Hour
 	// FollowUpDeadline is the runbook's "within 24 hours".
 	FollowUpDeadline = 24 * time.Hour
-	// notBuilt is the detail of a step whose hook is not wired.
-	notBuilt = "not built yet"
 )
 
 // IncidentNotifier is the notify step's hook: it hands the incident's
@@ -55,7 +53,9 @@ type IncidentScanner interface {
 type IncidentRequest struct {
 	Names  []string
 	Reason string
-	// Notify is the notify step; nil: recorded as skipped (not built yet).
+	// Notify replaces the notify step; nil: the incident.opened message is
+	// handed to the outbox (incidentRun.notify), or recorded as skipped when
+	// rekey.yaml routes it to no channel.
 	Notify IncidentNotifier
 	// Scan replaces the session's scan of the project (ScanExposed).
 	Scan IncidentScanner
@@ -90,18 +90,18 @@ type incidentRun struct {
 	st      rekey.Store
 	inc     *rekey.Incident
 	narrate func(rekey.IncidentEvent)
+	// batch is the events of the action being run, not saved yet; inTx,
+	// when set, runs in the transaction that saves them (the outbox).
+	batch []rekey.IncidentEvent
+	inTx  func(tx rekey.Tx) error
 }
 
-// event appends one timeline event and saves the incident.
-func (r *incidentRun) event(ctx context.Context, action, secret, outcome, detail string) error {
+// event appends one timeline event to the action being run; save records
+// them (incident_resume.go).
+func (r *incidentRun) event(_ context.Context, action, secret, outcome, detail string) error {
 	ev := rekey.IncidentEvent{At: r.s.Now().UTC(), Action: action, Secret: secret, Outcome: outcome, Detail: detail}
 	r.inc.Timeline = append(r.inc.Timeline, ev)
-	if err := r.st.Update(ctx, func(tx rekey.Tx) error { return tx.PutIncident(r.inc) }); err != nil {
-		return err
-	}
-	if r.narrate != nil {
-		r.narrate(ev)
-	}
+	r.batch = append(r.batch, ev)
 	return nil
 }
 
@@ -124,26 +124,17 @@ func (s *Session) OpenIncident(ctx context.Context, req IncidentRequest) (*Incid
 	if err := refuseValueIn(ctx, st, "--reason", req.Reason); err != nil {
 		return nil, err
 	}
+	if err := refuseUnfinished(ctx, st, env.Name, req.Names); err != nil {
+		return nil, err
+	}
 	inc, err := s.newIncident(ctx, cfg, st, env.Name, req)
 	if err != nil {
 		return nil, err
 	}
 	run := &incidentRun{s: s, st: st, inc: inc, narrate: req.Narrate}
+	run.fault(FaultIncidentOpened)
 	res := &IncidentResult{Incident: inc}
-	if err := run.rotate(ctx, cfg, req, res); err != nil {
-		return res, err
-	}
-	if err := run.prove(ctx, cfg, res); err != nil {
-		return res, err
-	}
-	if err := run.accessReview(ctx, cfg, res); err != nil {
-		return res, err
-	}
-	if err := run.hooks(ctx, req); err != nil {
-		return res, err
-	}
-	inc.FollowUps = incidentFollowUps(cfg, inc)
-	return res, run.event(ctx, ActionFollowUp, "", rekey.OutcomeOK, fmt.Sprintf("%d follow-ups due by %s", len(inc.FollowUps), inc.OpenedAt.Add(FollowUpDeadline).UTC().Format(time.RFC3339)))
+	return res, run.actions(ctx, cfg, req, res)
 }
 
 // newIncident records the incident (its exposed secrets: their current
@@ -204,6 +195,15 @@ func (r *incidentRun) rotate(ctx context.Context, cfg *config.Config, req Incide
 	}
 	if len(rest) == 0 {
 		return nil
+	}
+	// Resumed after a crash: the rotation this incident started, if one
+	// finished (rekey recover completed it first), is recorded, not redone.
+	if prev, err := r.startedRotation(ctx, rest); err != nil || prev != nil {
+		if err != nil {
+			return err
+		}
+		res.RotationID, res.RotateErr = prev.Rotation.ID, prev.VerifyErr
+		return r.recordRotation(ctx, prev, prev.VerifyErr)
 	}
 	p, err := r.s.PlanRotation(ctx, RotateRequest{Names: rest, Emergency: true})
 	if err != nil {
@@ -312,8 +312,9 @@ func (r *incidentRun) prove(ctx context.Context, cfg *config.Config, res *Incide
 	return nil
 }
 
-// hooks runs the scan and the notify steps, or records them skipped.
-func (r *incidentRun) hooks(ctx context.Context, req IncidentRequest) error {
+// scan looks for the exposed versions in the project (req.Scan, else the
+// session's ScanExposed).
+func (r *incidentRun) scan(ctx context.Context, req IncidentRequest) error {
 	var detail string
 	var err error
 	if req.Scan != nil {
@@ -321,14 +322,7 @@ func (r *incidentRun) hooks(ctx context.Context, req IncidentRequest) error {
 	} else {
 		detail, err = r.s.ScanExposed(ctx, r.inc)
 	}
-	if err := r.outcome(ctx, rekey.ActionScan, detail, err); err != nil {
-		return err
-	}
-	if req.Notify == nil {
-		return r.event(ctx, rekey.ActionNotify, "", rekey.OutcomeSkipped, notBuilt)
-	}
-	detail, err = req.Notify.NotifyIncident(ctx, r.st, r.inc)
-	return r.outcome(ctx, rekey.ActionNotify, detail, err)
+	return r.outcome(ctx, rekey.ActionScan, detail, err)
 }
 
 // outcome records a step's result: ok with its detail, or failed with the
