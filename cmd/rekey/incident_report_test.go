@@ -25,6 +25,9 @@ func TestIncidentReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks := "\nchecks:\n  me:\n    http:\n      url: " + app.URL + "/me\n      headers: {Authorization: \"Bearer {{ JWT_SECRET | jwt }}\"}\n"
+	// Two channels: one delivers (the message on stdin, into a file), one
+	// fails; the report shows each notification with its delivery status.
+	checks += "notify:\n  channels:\n    sec-log: {type: command, command: [sh, -c, 'cat > notified.json']}\n    pager-down: {type: command, command: [sh, -c, 'exit 3']}\n"
 	if err := os.WriteFile(cfg, append(raw, checks...), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +50,7 @@ func TestIncidentReport(t *testing.T) {
 	}
 	id, sec := open.Incident.ID, open.Incident.Secrets[0]
 	values = append(values, p.get(2))
+	run(7, "notify", "flush")
 
 	run(2, "incident", "report", id, "--format", "xml")
 	run(3, "incident", "report", "INC-20000101-000000")
@@ -68,6 +72,11 @@ func TestIncidentReport(t *testing.T) {
 	}
 	md := string(data)
 	outputs = append(outputs, md)
+	if msg, err := os.ReadFile(filepath.Join(p.dir, "notified.json")); err != nil || !strings.Contains(string(msg), id) {
+		t.Errorf("the sec-log channel got no message of %s: %v", id, err)
+	} else {
+		outputs = append(outputs, string(msg))
+	}
 	for _, want := range []string{
 		"# Incident Report - " + id, "Reason: pasted in a public issue.",
 		"| JWT_SECRET | v1 | " + sec.ExposedFingerprint + " | v2 | " + sec.ReplacementFingerprint + " |",
@@ -76,6 +85,7 @@ func TestIncidentReport(t *testing.T) {
 		"- ✅ JWT_SECRET v1 **dead** by check me", "| report-test | get | JWT_SECRET | 1 |",
 		"- [ ] **rotate-all**", "- [x] **report** - write the incident report (done ", "by report-test: rekey incident report (md) to " + out,
 		"| incident.open | ok | incident " + id,
+		"| sec-log | incident.opened | ✅ delivered |", "| pager-down | incident.opened | ❌ failed |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
