@@ -338,9 +338,12 @@ func TestIncidentKillRandomly(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	p.runWant(0, open...)
-	normal := time.Since(start)
-	closeAll()
+	normal := time.Hour
+	for range 2 { // the first is slower (cold caches): the shorter one
+		r := p.runWant(0, open...)
+		normal = min(normal, r.dur)
+		closeAll()
+	}
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0x1c1d))
 	if seed := os.Getenv("REKEY_TEST_SEED"); seed != "" {
 		var s uint64
@@ -348,10 +351,10 @@ func TestIncidentKillRandomly(t *testing.T) {
 		rng = mrand.New(mrand.NewPCG(s, 0x1c1d))
 	}
 	budget := testkit.KillBudget(12 * time.Second)
-	var killed, finished, iterations int
+	var killed, finished, iterations, unrecorded, resumed int
 	for loop := time.Now(); iterations < 20 && time.Since(loop) < budget; iterations++ {
 		exposed := ctOneCurrent(t, p.history())
-		delay := time.Duration(rng.Int64N(int64(normal) + 1))
+		delay := time.Duration(rng.Int64N(int64(normal)*5/4 + 1)) // a quarter past the end: some finish
 		r := p.killAfter(delay, open...)
 		p.outputs = append(p.outputs, r.stdout, r.stderr)
 		switch {
@@ -370,6 +373,7 @@ func TestIncidentKillRandomly(t *testing.T) {
 			if cur := ctOneCurrent(t, p.history()); cur != exposed {
 				t.Fatalf("iteration %d: no incident, yet JWT_SECRET v%d is current (was v%d)", iterations, cur, exposed)
 			}
+			unrecorded++
 			continue
 		case len(incs) != 1:
 			t.Fatalf("iteration %d: want one open incident: %+v", iterations, incs)
@@ -383,6 +387,9 @@ func TestIncidentKillRandomly(t *testing.T) {
 		if interrupted && r.sig == 0 {
 			t.Fatalf("iteration %d: an incident open that exited 0 is marked interrupted", iterations)
 		}
+		if interrupted {
+			resumed++
+		}
 		p.checkFinished(incs[0], exposed, interrupted)
 		closeAll()
 	}
@@ -390,5 +397,6 @@ func TestIncidentKillRandomly(t *testing.T) {
 	if killed == 0 {
 		t.Errorf("no incident open was killed mid-way in %d iterations", iterations)
 	}
-	t.Logf("%d iterations in %v (one incident open: %v): %d killed, %d finished before the kill", iterations, time.Since(start).Round(time.Millisecond), normal.Round(time.Millisecond), killed, finished)
+	t.Logf("%d iterations in %v (one incident open: %v): %d killed (%d before the incident was recorded, %d finished by recover), %d finished before the kill",
+		iterations, time.Since(start).Round(time.Millisecond), normal.Round(time.Millisecond), killed, unrecorded, resumed, finished)
 }
