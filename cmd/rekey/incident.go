@@ -70,12 +70,19 @@ with a timeline event printed on stderr:
   3. review access: every audit entry of the last 90 days that put an
      exposed secret in someone's hands (get, run, set), by actor and action.
   4. scan the project folder (and its git history) for the exposed versions.
-  5. notify (not built yet: recorded as skipped).
+  5. notify: the incident.opened message handed to the outbox, one item per
+     channel rekey.yaml routes it to, keyed by the incident ID and the
+     channel (skipped when there is none); delivered by the next command
+     that flushes (` + "`rekey notify flush`" + `, recover, rotate...).
   6. list the follow-ups, due in 24 hours: rotate-all, scan-history, doctor,
      provider:NAME per user-managed key, reencrypt:NAME per data key with a
      reencrypt section, report.
 
-A failed action is recorded and the next ones still run. Exit 0 when the
+A failed action is recorded and the next ones still run. Each action is
+saved with its events in one transaction: killed half-way, the incident
+stays open and unfinished (a second open for its secrets refuses), and
+` + "`rekey recover`" + ` completes the rotation and runs the actions not done, once
+each, after an "interrupted" and a "recover" event. Exit 0 when the
 exposed values were replaced and every proof is dead (or manual); exit 7
 when a proof is alive or inconclusive or the rotation failed: the incident
 stays open and recorded.`,
