@@ -155,9 +155,10 @@ func (p *icProject) received() map[string]int {
 // v(exposed) replaced by the current version, created by one rotation (a
 // rolled-back attempt leaves one unlabeled version before it), its proof
 // dead, every action once, the follow-ups listed, the notification in the
-// outbox once under the incident's key and received once; interrupted says
-// whether the timeline must show "interrupted" then "recover" (or neither).
-func (p *icProject) checkFinished(inc icIncident, exposed int, interrupted bool) {
+// outbox once under the incident's key and received once; the timeline
+// shows "interrupted" then "recover" as many times as it was interrupted
+// (each interrupted event dated by the event saved just before it).
+func (p *icProject) checkFinished(inc icIncident, exposed int, interruptions int) {
 	t := p.t
 	t.Helper()
 	if inc.State != "open" || len(inc.Secrets) != 1 || inc.Secrets[0].ExposedVersion != exposed {
@@ -202,14 +203,19 @@ func (p *icProject) checkFinished(inc icIncident, exposed int, interrupted bool)
 			t.Errorf("timeline: %q %d times, want once: %+v", k, count[k], inc.Timeline)
 		}
 	}
-	i, j := slices.Index(order, rekey.ActionInterrupted), slices.Index(order, rekey.ActionRecover)
-	switch {
-	case !interrupted && (i >= 0 || j >= 0):
-		t.Errorf("an incident that was not interrupted says so: %v", order)
-	case interrupted && (i < 0 || j != i+1 || count["interrupted "] != 1 || count["recover "] != 1):
-		t.Errorf("want one interrupted event followed by one recover event: %v", order)
-	case interrupted && (inc.Timeline[i].At.After(inc.Timeline[j].At) || (i > 0 && !inc.Timeline[i].At.Equal(inc.Timeline[i-1].At))):
-		t.Errorf("the interruption is not dated by the last event saved before it: %+v", inc.Timeline)
+	if count["interrupted "] != interruptions || count["recover "] != interruptions {
+		t.Errorf("want %d interrupted and recover events: %v", interruptions, order)
+	}
+	for i, a := range order {
+		if a != rekey.ActionInterrupted {
+			continue
+		}
+		switch ev := inc.Timeline[i]; {
+		case i+1 >= len(order) || order[i+1] != rekey.ActionRecover:
+			t.Errorf("interrupted is not followed by recover: %v", order)
+		case ev.At.After(inc.Timeline[i+1].At) || (i > 0 && !ev.At.Equal(inc.Timeline[i-1].At)):
+			t.Errorf("the interruption is not dated by the last event saved before it: %+v", inc.Timeline)
+		}
 	}
 	keys := map[string]bool{}
 	for _, f := range inc.FollowUps {
@@ -283,7 +289,7 @@ func TestIncidentCrashAtEveryPoint(t *testing.T) {
 				t.Logf("%s is not reached by the emergency rotation of JWT_SECRET: it ran to the end", point)
 				inc := p.incidents()
 				p.runWant(0, "recover") // delivers the notification, finishes nothing
-				p.checkFinished(inc[0], 1, false)
+				p.checkFinished(inc[0], 1, 0)
 				p.canary()
 				return
 			}
@@ -308,11 +314,11 @@ func TestIncidentCrashAtEveryPoint(t *testing.T) {
 			if !strings.Contains(rec.stdout, "finished the interrupted actions of incident "+incs[0].ID) {
 				t.Errorf("recover does not say it finished the incident:\n%s", rec.stdout)
 			}
-			p.checkFinished(incs[0], 1, true)
+			p.checkFinished(incs[0], 1, 1)
 			if r := p.runWant(0, "recover"); !strings.Contains(r.stdout, "nothing to recover") {
 				t.Errorf("a second recover: %v", r)
 			}
-			p.checkFinished(p.incidents()[0], 1, true)
+			p.checkFinished(p.incidents()[0], 1, 1)
 			if r := p.runWant(0, "audit", "verify"); r.code != 0 {
 				t.Fatalf("audit: %v", r)
 			}
@@ -378,16 +384,16 @@ func TestIncidentKillRandomly(t *testing.T) {
 		case len(incs) != 1:
 			t.Fatalf("iteration %d: want one open incident: %+v", iterations, incs)
 		}
-		interrupted := slices.ContainsFunc(incs[0].Timeline, func(ev struct {
-			At                              time.Time
-			Action, Secret, Outcome, Detail string
-		}) bool {
-			return ev.Action == rekey.ActionInterrupted
-		})
-		if interrupted && r.sig == 0 {
+		interrupted := 0
+		for _, ev := range incs[0].Timeline {
+			if ev.Action == rekey.ActionInterrupted {
+				interrupted++
+			}
+		}
+		if interrupted > 0 && r.sig == 0 {
 			t.Fatalf("iteration %d: an incident open that exited 0 is marked interrupted", iterations)
 		}
-		if interrupted {
+		if interrupted > 0 {
 			resumed++
 		}
 		p.checkFinished(incs[0], exposed, interrupted)
@@ -399,4 +405,24 @@ func TestIncidentKillRandomly(t *testing.T) {
 	}
 	t.Logf("%d iterations in %v (one incident open: %v): %d killed (%d before the incident was recorded, %d finished by recover), %d finished before the kill",
 		iterations, time.Since(start).Round(time.Millisecond), normal.Round(time.Millisecond), killed, unrecorded, resumed, finished)
+}
+
+// TestIncidentCrashDuringRecover kills `incident open` after its rotation,
+// then kills the `rekey recover` that finishes it after each later action
+// in turn: each recover records one more interruption, and the last one
+// finishes the incident with every action done once.
+func TestIncidentCrashDuringRecover(t *testing.T) {
+	p := icNewProject(t)
+	r := p.crash(rkapp.FaultIncidentAfter(rekey.ActionRotate), "incident", "open", "--secret", "JWT_SECRET", "--reason", "pasted in a public issue")
+	p.outputs = append(p.outputs, r.stdout, r.stderr)
+	later := []string{rekey.ActionProveDead, rekey.ActionScan, rekey.ActionNotify}
+	for _, action := range later {
+		r := p.crash(rkapp.FaultIncidentAfter(action), "recover")
+		p.outputs = append(p.outputs, r.stdout, r.stderr)
+	}
+	if r := p.runWant(0, "recover"); !strings.Contains(r.stdout, "finished the interrupted actions") {
+		t.Fatalf("the last recover: %v", r)
+	}
+	p.checkFinished(p.incidents()[0], 1, 1+len(later))
+	p.canary()
 }
