@@ -254,6 +254,9 @@ func (a *app) printIncident(inc *rekey.Incident, now time.Time) {
 		}
 		fmt.Fprintf(w, "  %s v%d %s, %s\n", s.Name, s.ExposedVersion, s.ExposedFingerprint, repl)
 	}
+	if rkapp.IncidentUnfinished(inc) {
+		fmt.Fprintf(w, "interrupted before its actions completed (not done: %s): rekey recover finishes them\n", strings.Join(rkapp.IncidentRemaining(inc), ", "))
+	}
 	fmt.Fprintln(w, "timeline:")
 	for _, ev := range inc.Timeline {
 		fmt.Fprintf(w, "  %s\n", eventLine(ev))

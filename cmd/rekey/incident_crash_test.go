@@ -306,6 +306,9 @@ func TestIncidentCrashAtEveryPoint(t *testing.T) {
 			if incs := p.incidents(); len(incs) != 1 || len(incs[0].FollowUps) != 0 {
 				t.Fatalf("before recovery: %+v", incs)
 			}
+			if r := p.runWant(0, "incident", "status"); !strings.Contains(r.stdout, "interrupted before its actions completed") || !strings.Contains(r.stdout, "rekey recover") {
+				t.Errorf("incident status before recovery does not say it was interrupted:\n%s", r.stdout)
+			}
 			rec := p.runWant(0, "recover")
 			incs := p.incidents()
 			if len(incs) != 1 {

@@ -88,11 +88,12 @@ func incidentDone(inc *rekey.Incident) map[string]bool {
 // IncidentUnfinished reports whether inc is open with actions of `incident
 // open` not done (it was interrupted): `rekey recover` finishes them.
 func IncidentUnfinished(inc *rekey.Incident) bool {
-	return inc.IsOpen() && len(incidentRemaining(inc)) > 0
+	return inc.IsOpen() && len(IncidentRemaining(inc)) > 0
 }
 
-// incidentRemaining lists the actions of inc not done, in order.
-func incidentRemaining(inc *rekey.Incident) []string {
+// IncidentRemaining lists the actions of `incident open` not done for inc,
+// in order.
+func IncidentRemaining(inc *rekey.Incident) []string {
 	done := incidentDone(inc)
 	var out []string
 	for _, st := range incidentSteps {
@@ -186,7 +187,7 @@ func refuseUnfinished(ctx context.Context, st rekey.Store, env string, names []s
 		}
 		for _, sec := range inc.Secrets {
 			if slices.Contains(names, sec.Name) {
-				return rekey.Errorf(rekey.CodeConflict, "incident %s for %s was interrupted before its actions completed (not done: %s)", inc.ID, sec.Name, strings.Join(incidentRemaining(inc), ", ")).
+				return rekey.Errorf(rekey.CodeConflict, "incident %s for %s was interrupted before its actions completed (not done: %s)", inc.ID, sec.Name, strings.Join(IncidentRemaining(inc), ", ")).
 					WithHint("`rekey recover` finishes it; then `rekey incident status %s`", inc.ID)
 			}
 		}
@@ -314,7 +315,7 @@ func (s *Session) resumeIncident(ctx context.Context, cfg *config.Config, st rek
 		}
 	}
 	run := &incidentRun{s: s, st: st, inc: inc, narrate: say}
-	remaining := strings.Join(incidentRemaining(inc), ", ")
+	remaining := strings.Join(IncidentRemaining(inc), ", ")
 	last, after := inc.OpenedAt, "the incident was recorded"
 	if n := len(inc.Timeline); n > 0 {
 		ev := inc.Timeline[n-1]
