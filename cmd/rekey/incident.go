@@ -87,7 +87,10 @@ exposed values were replaced and every proof is dead (or manual); exit 7
 when a proof is alive or inconclusive or the rotation failed: the incident
 stays open and recorded.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runIncidentOpen(cmd.Context(), req) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer a.flushAfter(cmd.Context()) // the incident.opened messages it recorded (notify.go)
+			return a.runIncidentOpen(cmd.Context(), req)
+		},
 	}
 	c.Flags().StringArrayVar(&req.Names, "secret", nil, "an exposed secret (repeatable)")
 	c.Flags().StringVar(&req.Reason, "reason", "", "what happened (recorded; never put a value here)")
@@ -301,6 +304,7 @@ report (` + "`rekey incident status ID`" + ` lists them).`,
 				return rekey.Errorf(rekey.CodeInvalid, "pass --done KEY or --rotate-all (one of them)").WithHint("rekey incident status %s lists the follow-ups", args[0])
 			}
 			if rotateAll {
+				defer a.flushAfter(cmd.Context()) // the rotation's notifications (notify.go)
 				return a.runIncidentRotateAll(cmd.Context(), args[0])
 			}
 			inc, err := a.s().FollowUpDone(cmd.Context(), args[0], done, note)

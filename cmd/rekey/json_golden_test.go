@@ -65,6 +65,7 @@ var jsonCases = map[string][]jsonCase{
 		args: []string{"incident", "status", "--json"}}},
 	"incident report": {{name: "incident_report", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
 		args: []string{"incident", "report", incidentArg, "--format", "json"}}},
+	"notify status": {{name: "notify_status", args: []string{"notify", "status", "--json"}}},
 }
 
 // incidentArg, in a case's args, is the ID of the incident its setup opened.

@@ -23,8 +23,10 @@ func (a *app) recoverCommand() *cobra.Command {
 		Long: `recover brings the environment back to one consistent state after a crash,
 a kill or a full disk: a rotation whose new values were sealed is completed
 (apply and publish are idempotent), one that was rolling back finishes rolling
-back (the abandoned values stay in history, unlabeled). It then checks the
-store file (SQLite integrity and every sealed value) and reports any .env value
+back (the abandoned values stay in history, unlabeled). An incident whose
+actions an interruption left unfinished (` + "`rekey incident open`" + ` killed part
+way) then gets them run, each once, with "interrupted" and "recover" on its
+timeline. It then checks the store file (SQLite integrity and every sealed value) and reports any .env value
 that differs from the store's current one (drift). Every mutating command runs
 this recovery first.
 

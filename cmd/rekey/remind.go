@@ -17,8 +17,7 @@ func (a *app) remindCommand() *cobra.Command {
 		Use: "remind",
 		Example: `  rekey remind
   rekey remind --within 30d -e staging
-  # cron, every morning at 08:00:
-  0 8 * * *  cd /srv/app && rekey remind --quiet`,
+  rekey remind --quiet     # from cron: 0 8 * * *  cd /srv/app && rekey remind --quiet`,
 		Short: "Send reminders of what is due soon, overdue or stuck (once per item per day)",
 		Long: `remind is the reminder without a server: run it from cron or a systemd
 timer. For the environment it enqueues in the notification outbox
