@@ -3,6 +3,7 @@ package rekey
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -25,7 +26,8 @@ import (
 //     bytes as they are), claims {"sub": "rekey-probe", "iat": now, "exp":
 //     now + 5 minutes}: what a check presents to prove which JWT secret an
 //     application accepts (JWTFilter). It changes at every render, so only
-//     checks may use it, never a derived value.
+//     checks may use it, never a derived value. jwt384 and jwt512 sign
+//     with HS384 and HS512, for applications that accept only those.
 type Template struct {
 	src   string
 	parts []tmplPart
@@ -38,15 +40,20 @@ type tmplPart struct {
 }
 
 // Filters lists the template filters.
-var Filters = []string{"urlquery", "urlpath", "json", "pgquote", JWTFilter}
+var Filters = []string{"urlquery", "urlpath", "json", "pgquote", JWTFilter, "jwt384", "jwt512"}
 
-// JWTFilter is the filter that turns a secret into a token signed with it.
+// JWTFilter is the filter that turns a secret into a token signed with it
+// (HS256; jwt384 and jwt512 are its HS384 and HS512 forms: JWTFilters).
 const JWTFilter = "jwt"
+
+// JWTFilters are the filters that sign a token with the secret, by the
+// JWS algorithm each uses.
+var JWTFilters = map[string]string{JWTFilter: "HS256", "jwt384": "HS384", "jwt512": "HS512"}
 
 // JWTProbeSubject is the subject of the tokens the jwt filter makes.
 const JWTProbeSubject = "rekey-probe"
 
-var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z]+\s*)*)\}\}`)
+var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z][a-z0-9]*\s*)*)\}\}`)
 
 // MustParseTemplate is ParseTemplate for a text known to be valid (a
 // literal, a test's): it panics on an error.
@@ -148,8 +155,8 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 				s = string(j[1 : len(j)-1])
 			case "pgquote":
 				s = "'" + pgQuoter.Replace(s) + "'"
-			case JWTFilter:
-				s = probeToken([]byte(s), time.Now())
+			case JWTFilter, "jwt384", "jwt512":
+				s = probeToken(JWTFilters[f], []byte(s), time.Now())
 			default:
 				return Value{}, fmt.Errorf("unknown filter %q", f)
 			}
@@ -159,7 +166,8 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 	return NewValueString(b.String()), nil
 }
 
-// Uses says whether the template applies filter f to any reference.
+// Uses says whether the template applies filter f to any reference; f ==
+// JWTFilter stands for every filter of JWTFilters.
 func (t *Template) Uses(f string) bool { return t.UsesOn("", f) }
 
 // UsesOn says whether the template applies filter f to a reference to ref
@@ -170,7 +178,7 @@ func (t *Template) UsesOn(ref, f string) bool {
 			continue
 		}
 		for _, pf := range p.filters {
-			if pf == f {
+			if pf == f || f == JWTFilter && JWTFilters[pf] != "" {
 				return true
 			}
 		}
@@ -178,13 +186,20 @@ func (t *Template) UsesOn(ref, f string) bool {
 	return false
 }
 
-// probeToken is an HS256 JWT under key: header {"alg":"HS256","typ":"JWT"},
-// claims {"sub":"rekey-probe","iat":now,"exp":now+5m}.
-func probeToken(key []byte, now time.Time) string {
+// probeToken is a JWT under key with alg (HS256, HS384 or HS512): header
+// {"alg":alg,"typ":"JWT"}, claims {"sub":"rekey-probe","iat":now,"exp":now+5m}.
+func probeToken(alg string, key []byte, now time.Time) string {
 	enc := base64.RawURLEncoding
 	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, JWTProbeSubject, now.Unix(), now.Add(5*time.Minute).Unix())
-	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(claims))
-	m := hmac.New(sha256.New, key)
+	signing := enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(claims))
+	h := sha256.New
+	switch alg {
+	case "HS384":
+		h = sha512.New384
+	case "HS512":
+		h = sha512.New
+	}
+	m := hmac.New(h, key)
 	m.Write([]byte(signing))
 	return signing + "." + enc.EncodeToString(m.Sum(nil))
 }

@@ -35,3 +35,27 @@ func TestTemplateJWT(t *testing.T) {
 		t.Fatal("accepted under another key")
 	}
 }
+
+// TestTemplateJWTAlgorithms: jwt384 and jwt512 sign with HS384 and HS512
+// (an application that accepts only HS512 refuses jwt's HS256), and count
+// as the jwt filter for Uses.
+func TestTemplateJWTAlgorithms(t *testing.T) {
+	for f, alg := range map[string]string{"jwt384": "HS384", "jwt512": "HS512"} {
+		tm := rekey.MustParseTemplate("{{ JWT_SECRET | " + f + " }}")
+		if !tm.Uses(rekey.JWTFilter) || !tm.UsesOn("JWT_SECRET", rekey.JWTFilter) || tm.UsesOn("OTHER", rekey.JWTFilter) {
+			t.Fatalf("%s: Uses", f)
+		}
+		v, err := tm.Render(map[string]rekey.Value{"JWT_SECRET": rekey.NewValueString("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims jwt.RegisteredClaims
+		if _, err := jwt.ParseWithClaims(v.RevealString(), &claims, func(*jwt.Token) (any, error) { return []byte("k"), nil },
+			jwt.WithValidMethods([]string{alg})); err != nil || claims.Subject != rekey.JWTProbeSubject {
+			t.Errorf("%s: not a valid %s token: %v", f, alg, err)
+		}
+		if _, err := jwt.Parse(v.RevealString(), func(*jwt.Token) (any, error) { return []byte("k"), nil }, jwt.WithValidMethods([]string{"HS256"})); err == nil {
+			t.Errorf("%s: accepted as HS256", f)
+		}
+	}
+}
