@@ -35,11 +35,12 @@ A rotation running now is named ("rotation in progress (pid N since T)"),
 with its re-encryption's progress, pace, ETA and whether it is paused (see
 ` + "`rekey reencrypt pause`" + `);
 one a crash or Ctrl-C left open is named with the step it reached and the
-next command (` + "`rekey recover`" + `).
+next command (` + "`rekey recover`" + `). Each open incident is named with the
+follow-ups past their deadline (` + "`rekey incident status ID`" + `).
 
 It exits 0 when everything is in order and 8 when anything is overdue, weak,
-missing or drifting, a re-encryption is incomplete, or a rotation was
-interrupted. --json prints an array of objects with name, environment, kind,
+missing or drifting, a re-encryption is incomplete, a rotation was
+interrupted, or an open incident has a follow-up past its deadline. --json prints an array of objects with name, environment, kind,
 version, last_rotated, next_due, period, state, bits and fingerprint.
 
 --due-within WINDOW is the pre-deploy gate (run it in CI before a
@@ -74,7 +75,7 @@ func (a *app) runStatus(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	if s.NeedsAttention() {
+	if s.NeedsAttention(a.now()) {
 		a.exit = 8
 	}
 	if asJSON {
@@ -113,6 +114,13 @@ func (a *app) printStatus(s *rkapp.Status) {
 		for _, r := range s.Interrupted {
 			a.warnf("rotation %s was interrupted (at %s): run `rekey recover` to complete it or roll it back", textsafe.Quote(r.ID), r.LastStep().Name)
 		}
+	}
+	for _, i := range s.Incidents {
+		late := ""
+		if n := len(i.Overdue(a.now())); n > 0 {
+			late = fmt.Sprintf(", %d follow-up(s) past their deadline", n)
+		}
+		a.warnf("incident %s is open (since %s)%s: `rekey incident status %s`", i.ID, i.OpenedAt.UTC().Format("2006-01-02 15:04Z"), late, i.ID)
 	}
 }
 

@@ -37,10 +37,23 @@ func TestStatusGateOpenIncident(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &g); err != nil || len(g.Reasons) != 1 || g.Reasons[0].Reason != "incident" {
 		t.Errorf("--json reasons: %v %+v\n%s", err, g, out)
 	}
+	// Plain status: exit 8 while a follow-up is past its deadline, naming it.
+	out, errs, code = p.run("status")
+	if code != 8 || !strings.Contains(errs, "incident INC-20260601-0a1b2c is open (since 2026-05-31 23:00Z), 1 follow-up(s) past their deadline: `rekey incident status INC-20260601-0a1b2c`") {
+		t.Errorf("status with an overdue incident: exit %d, want 8 naming it\n%s%s", code, out, errs)
+	}
+	inc.FollowUps[0].Due = readByNow.Add(time.Hour)
+	putIncident(t, p, inc)
+	if out, errs, code = p.run("status"); code != 0 || !strings.Contains(errs, "incident INC-20260601-0a1b2c is open") || strings.Contains(errs, "past their deadline") {
+		t.Errorf("status with an open incident within its deadlines: exit %d, want 0 and the incident named\n%s%s", code, out, errs)
+	}
 	inc.State, inc.ClosedAt, inc.ClosedBy = rekey.IncidentClosed, readByNow, "alice"
 	putIncident(t, p, inc)
 	if out, errs, code := p.run("status", "--due-within", "14d"); code != 0 {
 		t.Errorf("gate after the incident closed: exit %d\n%s%s", code, out, errs)
+	}
+	if out, errs, code := p.run("status"); code != 0 || strings.Contains(errs, "incident") {
+		t.Errorf("status after the incident closed: exit %d\n%s%s", code, out, errs)
 	}
 }
 
