@@ -427,7 +427,10 @@ func TestIncidentE2E(t *testing.T) {
 		incGolden(t, "incident_report.md.golden", incTimeline(t, report))
 	})
 
-	t.Run("receivers-down", func(t *testing.T) {
+	// The outbox's delivery does not depend on the server's version: a
+	// repeat on another major (testkit.Repeating) runs the incident itself
+	// only.
+	receiversDown := func(t *testing.T) {
 		x := incE2ESetup(t, c, &outputs)
 		projects = append(projects, x.e2eProject)
 		x.hook.set(true)
@@ -471,7 +474,10 @@ func TestIncidentE2E(t *testing.T) {
 		if log := x.must("audit"); !strings.Contains(log, "notify.deliver") || !strings.Contains(log, "incident.open") {
 			t.Errorf("audit lacks the incident or the deliveries:\n%s", log)
 		}
-	})
+	}
+	if !testkit.Repeating() {
+		t.Run("receivers-down", receiversDown)
+	}
 	noLeaks(t, c, projects, outputs)
 }
 
