@@ -370,7 +370,7 @@ func TestIncidentKillRandomly(t *testing.T) {
 		fmt.Sscan(seed, &s)
 		rng = mrand.New(mrand.NewPCG(s, 0x1c1d))
 	}
-	budget := testkit.KillBudget(8 * time.Second)
+	budget := testkit.KillBudget(5 * time.Second)
 	var killed, finished, iterations, unrecorded, resumed int
 	for loop := time.Now(); iterations < 20 && time.Since(loop) < budget; iterations++ {
 		exposed := ctOneCurrent(t, p.history())

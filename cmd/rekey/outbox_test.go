@@ -162,7 +162,7 @@ func allValues(p *inProject, names ...string) []string {
 // delivers it at the end of the command, signed, without any value.
 func TestOutboxRolledBackNotified(t *testing.T) {
 	rcv := newObReceiver(t)
-	p := obProject(t, rcv, "", "checks:\n  bad:\n    command: [\"false\"]\n")
+	p := obProject(t, rcv, "", "checks:\n  bad:\n    command: [\"false\"]\n    retries: 0\n")
 	_, errs, code := p.run("rotate", "JWT_SECRET")
 	if code != 7 {
 		t.Fatalf("rotate with a failing check: exit %d\n%s", code, errs)
