@@ -62,17 +62,8 @@ func (r *incidentRun) accessReview(ctx context.Context, _ *config.Config, res *I
 // `rekey run`, a value supplied), grouped by actor and action, in order of
 // first appearance.
 func (s *Session) accessReview(ctx context.Context, st rekey.Store, inc *rekey.Incident, since time.Time) (*AccessReview, error) {
-	n, err := st.VerifyAudit(ctx)
+	entries, n, err := verifiedAudit(ctx, st, "access review", "")
 	if err != nil {
-		return nil, rekey.Wrap(rekey.CodeAuth, err, "access review: the audit log is no evidence: its hash chain is broken").
-			WithHint("`rekey audit verify` names the first entry changed, removed or reordered")
-	}
-	var entries []rekey.AuditEntry
-	if err := st.View(ctx, func(tx rekey.Tx) error {
-		var err error
-		entries, err = tx.AuditLog(rekey.AuditFilter{})
-		return err
-	}); err != nil {
 		return nil, err
 	}
 	exposed := map[string]bool{}

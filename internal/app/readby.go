@@ -158,17 +158,8 @@ func (s *Session) ReadBy(ctx context.Context, actor string, since time.Time) (*R
 	if err != nil {
 		return nil, err
 	}
-	n, err := st.VerifyAudit(ctx)
+	entries, n, err := verifiedAudit(ctx, st, "--read-by", "; restore .rekey/rekey.db from a backup you trust, or rotate every secret (`rekey rotate --all`)")
 	if err != nil {
-		return nil, rekey.Wrap(rekey.CodeAuth, err, "--read-by: the audit log is no evidence: its hash chain is broken").
-			WithHint("`rekey audit verify` names the first entry changed, removed or reordered; restore .rekey/rekey.db from a backup you trust, or rotate every secret (`rekey rotate --all`)")
-	}
-	var entries []rekey.AuditEntry
-	if err := st.View(ctx, func(tx rekey.Tx) error {
-		var err error
-		entries, err = tx.AuditLog(rekey.AuditFilter{})
-		return err
-	}); err != nil {
 		return nil, err
 	}
 	out := &ReadBy{Actor: actor, Environment: env.Name, Since: since, Checked: n, Evidence: []ReadEvidence{}}
@@ -272,4 +263,19 @@ func (s *Session) AuditReadBy(ctx context.Context, rb *ReadBy) error {
 	}
 	detail := fmt.Sprintf("offboarding %s (evidence since %s): rotating %s", rb.Actor, since, strings.Join(rb.Rotatable(), ","))
 	return s.Audit(ctx, st, rekey.AuditEntry{Action: "rotate.read-by", Env: rb.Environment, Outcome: "started", Detail: detail})
+}
+
+// verifiedAudit is the whole audit log, read only after its hash chain
+// verified (n entries): the evidence of who read what. what names the
+// command in the error; more extends its hint.
+func verifiedAudit(ctx context.Context, st rekey.Store, what, more string) (entries []rekey.AuditEntry, n int, err error) {
+	if n, err = st.VerifyAudit(ctx); err != nil {
+		return nil, 0, rekey.Wrap(rekey.CodeAuth, err, "%s: the audit log is no evidence: its hash chain is broken", what).
+			WithHint("`rekey audit verify` names the first entry changed, removed or reordered%s", more)
+	}
+	err = st.View(ctx, func(tx rekey.Tx) error {
+		entries, err = tx.AuditLog(rekey.AuditFilter{})
+		return err
+	})
+	return entries, n, err
 }
