@@ -206,6 +206,28 @@ type Tx interface {
 	// Audit appends an entry; Seq, PrevHash and Hash are assigned.
 	Audit(e AuditEntry) (AuditEntry, error)
 	AuditLog(f AuditFilter) ([]AuditEntry, error)
+
+	// PutIncident inserts or replaces an incident (by ID; ID and Env required).
+	PutIncident(i *Incident) error
+	// Incident returns an incident (ErrNotFound if there is none).
+	Incident(id string) (*Incident, error)
+	// Incidents lists the incidents of env (all envs if env == ""), newest
+	// first (by OpenedAt); only the open ones if open.
+	Incidents(env string, open bool) ([]*Incident, error)
+
+	// Enqueue records a notification in the outbox and returns it with its
+	// ID. An item whose IdempotencyKey (required) is already in the outbox
+	// is not added again: Enqueue returns the existing one. A zero Created
+	// is now; a zero NextAttempt is Created (due at once); LastError is cut
+	// to MaxLastError bytes.
+	Enqueue(o OutboxItem) (OutboxItem, error)
+	// Outbox lists the items f selects, oldest first (by ID).
+	Outbox(f OutboxFilter) ([]OutboxItem, error)
+	// MarkAttempt records a delivery attempt of item id: Attempts grows by
+	// one; delivered (zero: it failed), lastErr (cut to MaxLastError) and
+	// next replace Delivered, LastError and NextAttempt. ErrNotFound if there
+	// is no such item.
+	MarkAttempt(id int64, delivered time.Time, lastErr string, next time.Time) error
 }
 
 // EachVersion calls fn with every version of every secret of every

@@ -1,11 +1,16 @@
 package rekey
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Template is a derived-value template: literal text with `{{ NAME }}` or
@@ -17,6 +22,12 @@ import (
 //   - json: a JSON string body (without the quotes)
 //   - pgquote: a libpq keyword value (host=… password=…): single-quoted,
 //     with \ and ' escaped by a backslash
+//   - jwt: a JSON Web Token signed with the value as an HS256 key (its
+//     bytes as they are), claims {"sub": "rekey-probe", "iat": now, "exp":
+//     now + 5 minutes}: what a check presents to prove which JWT secret an
+//     application accepts (JWTFilter). It changes at every render, so only
+//     checks may use it, never a derived value. jwt384 and jwt512 sign
+//     with HS384 and HS512, for applications that accept only those.
 type Template struct {
 	src   string
 	parts []tmplPart
@@ -29,9 +40,20 @@ type tmplPart struct {
 }
 
 // Filters lists the template filters.
-var Filters = []string{"urlquery", "urlpath", "json", "pgquote"}
+var Filters = []string{"urlquery", "urlpath", "json", "pgquote", JWTFilter, "jwt384", "jwt512"}
 
-var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z]+\s*)*)\}\}`)
+// JWTFilter is the filter that turns a secret into a token signed with it
+// (HS256; jwt384 and jwt512 are its HS384 and HS512 forms: JWTFilters).
+const JWTFilter = "jwt"
+
+// JWTFilters are the filters that sign a token with the secret, by the
+// JWS algorithm each uses.
+var JWTFilters = map[string]string{JWTFilter: "HS256", "jwt384": "HS384", "jwt512": "HS512"}
+
+// JWTProbeSubject is the subject of the tokens the jwt filter makes.
+const JWTProbeSubject = "rekey-probe"
+
+var tmplRef = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:\|\s*[a-z][a-z0-9]*\s*)*)\}\}`)
 
 // MustParseTemplate is ParseTemplate for a text known to be valid (a
 // literal, a test's): it panics on an error.
@@ -133,6 +155,8 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 				s = string(j[1 : len(j)-1])
 			case "pgquote":
 				s = "'" + pgQuoter.Replace(s) + "'"
+			case JWTFilter, "jwt384", "jwt512":
+				s = probeToken(JWTFilters[f], []byte(s), time.Now())
 			default:
 				return Value{}, fmt.Errorf("unknown filter %q", f)
 			}
@@ -140,6 +164,44 @@ func (t *Template) Render(values map[string]Value) (Value, error) {
 		b.WriteString(s)
 	}
 	return NewValueString(b.String()), nil
+}
+
+// Uses says whether the template applies filter f to any reference; f ==
+// JWTFilter stands for every filter of JWTFilters.
+func (t *Template) Uses(f string) bool { return t.UsesOn("", f) }
+
+// UsesOn says whether the template applies filter f to a reference to ref
+// (any reference when ref is "").
+func (t *Template) UsesOn(ref, f string) bool {
+	for _, p := range t.parts {
+		if ref != "" && p.ref != ref {
+			continue
+		}
+		for _, pf := range p.filters {
+			if pf == f || f == JWTFilter && JWTFilters[pf] != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// probeToken is a JWT under key with alg (HS256, HS384 or HS512): header
+// {"alg":alg,"typ":"JWT"}, claims {"sub":"rekey-probe","iat":now,"exp":now+5m}.
+func probeToken(alg string, key []byte, now time.Time) string {
+	enc := base64.RawURLEncoding
+	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, JWTProbeSubject, now.Unix(), now.Add(5*time.Minute).Unix())
+	signing := enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(claims))
+	h := sha256.New
+	switch alg {
+	case "HS384":
+		h = sha512.New384
+	case "HS512":
+		h = sha512.New
+	}
+	m := hmac.New(h, key)
+	m.Write([]byte(signing))
+	return signing + "." + enc.EncodeToString(m.Sum(nil))
 }
 
 // SplitRef splits a template reference into the secret it names and the

@@ -2,8 +2,8 @@
 // implementation passes. It checks the contracts written in rekey's store.go:
 // version numbering and namespaces, labels, exact value round trips and
 // fingerprints, version metadata, pruning, all-or-nothing updates (also when
-// fn panics) and read-only views, rotations, the hash-chained audit log and
-// master key rotation.
+// fn panics) and read-only views, rotations, the hash-chained audit log,
+// master key rotation, incidents and the notification outbox.
 //
 // # Usage
 //
@@ -96,6 +96,12 @@ var tests = []test{
 	{"AuditFailedUpdate", testAuditFailedUpdate},
 	{"AuditEmpty", testAuditEmpty},
 	{"RotateMasterKey", testRotateMasterKey},
+	{"IncidentRoundTrip", testIncidentRoundTrip},
+	{"Incidents", testIncidents},
+	{"OutboxEnqueue", testOutboxEnqueue},
+	{"OutboxFilters", testOutboxFilters},
+	{"OutboxMarkAttempt", testOutboxMarkAttempt},
+	{"IncidentWritesInView", testIncidentWritesInView},
 	{"SecretHygiene", testSecretHygiene},
 }
 

@@ -36,6 +36,8 @@ const exitCodesHelp = `Exit codes:
      or a data key whose rows moved); a check, service command or
      re-encryption failed (rekey verify, services, reencrypt)
   8  status: something is overdue, weak, missing or re-encryption incomplete
+  9  status --due-within: a reason not to deploy (due within the window,
+     overdue, weak, drifted, a rotation interrupted, an open incident)
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: after a command that
      acted on an environment, run ` + "`rekey recover`" + `
 `
@@ -275,7 +277,8 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 		a.setCommand(), a.runCommand(), a.recoverCommand(), a.rollbackCommand(), a.publishCommand(),
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
 		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
-		a.configCommand(), a.versionCommand(),
+		a.incidentCommand(),
+		a.configCommand(), a.notifyCommand(), a.remindCommand(), a.versionCommand(),
 	)
 	root.SetHelpCommand(helpCommand(root))
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {

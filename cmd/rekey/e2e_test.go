@@ -536,7 +536,10 @@ func TestE2EBrokenRotation(t *testing.T) {
 		p.rememberVersions()
 	})
 
-	t.Run("emergency-keeps-new-values", func(t *testing.T) {
+	// The emergency path's server side (ALTER ROLE kept, not rolled back)
+	// is the same statements as the scheduled one above: a repeat on another
+	// major (testkit.Repeating) leaves it to the first major.
+	emergency := func(t *testing.T) {
 		p := e2eSetup(t, c, &outputs, e2eOptions{sessions: "immediate"})
 		projects = append(projects, p)
 		before := p.dotenv()
@@ -576,7 +579,10 @@ func TestE2EBrokenRotation(t *testing.T) {
 			p.t = t
 			p.emergencyFix()
 		})
-	})
+	}
+	if !testkit.Repeating() {
+		t.Run("emergency-keeps-new-values", emergency)
+	}
 
 	t.Run("failed-check-after-reencryption-rolls-back", func(t *testing.T) {
 		p := e2eSetup(t, c, &outputs, e2eOptions{sessions: "immediate"})

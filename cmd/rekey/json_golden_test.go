@@ -60,7 +60,16 @@ var jsonCases = map[string][]jsonCase{
 	"report": {{name: "report", args: []string{"report", "--format", "json"}}},
 	"scan": {{name: "scan", files: map[string]string{"notes.txt": "jwt: " + strings.Repeat("c2VjcmV0", 12) + "\n"},
 		args: []string{"scan", "--report-format", "json"}}},
+	"incident open": {{name: "incident_open", args: []string{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked", "--json"}}},
+	"incident status": {{name: "incident_status", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
+		args: []string{"incident", "status", "--json"}}},
+	"incident report": {{name: "incident_report", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
+		args: []string{"incident", "report", incidentArg, "--format", "json"}}},
+	"notify status": {{name: "notify_status", args: []string{"notify", "status", "--json"}}},
 }
+
+// incidentArg, in a case's args, is the ID of the incident its setup opened.
+const incidentArg = "INCIDENT_ID"
 
 // jsonDataKeyed are the paths of objects whose keys are data (names of
 // secrets, attributes), not field names: their keys are not checked.
@@ -73,7 +82,7 @@ var jsonDataKeyed = []string{
 var jsonVolatile = map[string]bool{
 	"started": true, "ended": true, "time": true, "created_at": true, "last_rotated": true, "next_due": true,
 	"generated": true, "latest_rotation": true, "duration_ms": true, "hash": true, "prev_hash": true,
-	"revision": true, "go_version": true, "modified": true, "seq": false,
+	"revision": true, "go_version": true, "modified": true, "seq": false, "duration_seconds": true,
 }
 
 var (
@@ -85,6 +94,7 @@ var (
 		{regexp.MustCompile(`fp:[0-9a-f]{16}`), "fp:FINGERPRINT"},
 		{regexp.MustCompile(`sha256 [0-9a-f]{12}`), "sha256 HASH"}, // of rekey.yaml, whose template init owns
 		{regexp.MustCompile(`\d{8}T\d{6}Z-[0-9a-f]{8}`), "ROTATION_ID"},
+		{regexp.MustCompile(`INC-\d{8}-[0-9a-f]{6}`), "INCIDENT_ID"},
 		{regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})`), "TIME"},
 		{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}\b`), "DATE"},
 		{regexp.MustCompile(`\b\d+(\.\d+)?(ms|µs|ns|s)\b`), "DURATION"},
@@ -188,10 +198,15 @@ func runJSONCase(t *testing.T, c jsonCase) map[string]any {
 	for name, data := range c.files {
 		p.write(name, data, 0o644)
 	}
+	var setupOut string
 	for _, s := range c.setup {
-		p.must(s...)
+		setupOut += p.must(s...)
 	}
-	out, errs, code := p.run(c.args...)
+	args := slices.Clone(c.args)
+	if i := slices.Index(args, incidentArg); i >= 0 {
+		args[i] = regexp.MustCompile(`INC-\d{8}-[0-9a-f]{6}`).FindString(setupOut)
+	}
+	out, errs, code := p.run(args...)
 	doc := map[string]any{"args": strings.Join(c.args, " "), "exit_code": code}
 	if strings.TrimSpace(out) != "" {
 		v, err := parseJSONDoc(out)

@@ -23,8 +23,10 @@ func (a *app) recoverCommand() *cobra.Command {
 		Long: `recover brings the environment back to one consistent state after a crash,
 a kill or a full disk: a rotation whose new values were sealed is completed
 (apply and publish are idempotent), one that was rolling back finishes rolling
-back (the abandoned values stay in history, unlabeled). It then checks the
-store file (SQLite integrity and every sealed value) and reports any .env value
+back (the abandoned values stay in history, unlabeled). An incident whose
+actions an interruption left unfinished (` + "`rekey incident open`" + ` killed part
+way) then gets them run, each once, with "interrupted" and "recover" on its
+timeline. It then checks the store file (SQLite integrity and every sealed value) and reports any .env value
 that differs from the store's current one (drift). Every mutating command runs
 this recovery first.
 
@@ -39,7 +41,10 @@ consistent}: the rotations completed and rolled back (ids), the probe's
 answers ({name, accepted_version, current_version, repaired}) and the drift
 ({target, key, missing}).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRecover(cmd.Context(), probe) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer a.flushAfter(cmd.Context()) // notifications it recorded (notify.go)
+			return a.runRecover(cmd.Context(), probe)
+		},
 	}
 	c.Flags().BoolVar(&probe, "probe", false, "ask the databases which stored password they accept and repair the labels")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
@@ -81,6 +86,9 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 	for _, id := range rep.RolledBack {
 		fmt.Fprintf(a.out(), "rolled back rotation %s\n", id)
 	}
+	for _, id := range r.Incidents {
+		fmt.Fprintf(a.out(), "finished the interrupted actions of incident %s (rekey incident status %s)\n", id, id)
+	}
 	for _, p := range r.Probe {
 		switch {
 		case p.Repaired:
@@ -102,7 +110,7 @@ func (a *app) runRecover(ctx context.Context, probe bool) error {
 	if err := driftErr(rep.Drift); err != nil {
 		return err
 	}
-	if len(rep.RolledForward)+len(rep.RolledBack) == 0 {
+	if len(rep.RolledForward)+len(rep.RolledBack)+len(r.Incidents) == 0 {
 		a.infof("%s: consistent, nothing to recover", r.Env)
 	} else {
 		a.infof("%s: consistent", r.Env)
@@ -172,6 +180,7 @@ the audit log (rotate.force).
 --json prints {name, from_version, version, fingerprint, exposed}.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer a.flushAfter(cmd.Context()) // notifications it recorded (notify.go)
 			why, err := forceReason(force, reason)
 			if err != nil {
 				return err

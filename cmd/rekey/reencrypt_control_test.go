@@ -106,9 +106,9 @@ func (r *controlRun) assertHeld() int64 {
 	t := r.p.t
 	t.Helper()
 	s := r.waitSnap("paused", func(s *rkapp.ReencryptSnapshot) bool { return s.Paused })
-	s = r.waitSnap("polled 5 times paused", func(x *rkapp.ReencryptSnapshot) bool { return x.Polls >= s.Polls+5 })
+	s = r.waitSnap("polled 3 times paused", func(x *rkapp.ReencryptSnapshot) bool { return x.Polls >= s.Polls+3 })
 	done := s.Done
-	s = r.waitSnap("polled 15 more times paused", func(x *rkapp.ReencryptSnapshot) bool { return x.Polls >= s.Polls+15 })
+	s = r.waitSnap("polled 7 more times paused", func(x *rkapp.ReencryptSnapshot) bool { return x.Polls >= s.Polls+7 })
 	if s.Done != done || !s.Paused || s.Done >= s.Total {
 		t.Fatalf("paused, the run moved from %d to %d rows (of %d)", done, s.Done, s.Total)
 	}

@@ -15,12 +15,14 @@ import (
 
 func (a *app) rotateCommand() *cobra.Command {
 	var o rkapp.RotateRequest
+	var rb readByFlags
 	c := &cobra.Command{
-		Use: "rotate NAME... | --due | --all [--environment E] [--dry-run] [--emergency]",
+		Use: "rotate NAME... | --due | --all | --read-by ACTOR [--since DATE] [--environment E] [--dry-run] [--emergency]",
 		Example: `  rekey rotate JWT_SECRET --dry-run
   rekey rotate JWT_SECRET DATABASE_PASSWORD
   rekey rotate --due
-  rekey rotate --all --emergency`,
+  rekey rotate --all --emergency
+  rekey rotate --read-by alice --since 90d --dry-run`,
 		Short: "Rotate secrets: generate, seal, publish to the .env, verify, finish (crash-safe)",
 		Long: `rotate replaces secrets with new random values as one journaled rotation:
 
@@ -50,14 +52,34 @@ so are databases rekey cannot reach). An --emergency names the user-managed
 keys still to revoke and reissue at their providers, and the ` + "`rekey set NAME`" + `
 that records each, before it starts and again after it ends. A secret no
 service in rekey.yaml consumes gets a warning (also with --dry-run): running
-processes keep the old value until restarted; declare them under services:. Every mutating command first ends the
+processes keep the old value until restarted; declare them under services:.
+
+--read-by ACTOR (offboarding) rotates, as one rotation, every secret of the
+environment the audit log shows ACTOR read (` + "`rekey get`" + `), had injected
+into a command (` + "`rekey run`" + `) or supplied (` + "`rekey set`" + `, init's import),
+since --since (an RFC 3339 date, 2026-09-01, or a duration back from now such
+as 90d; default: the whole log). ACTOR is matched exactly as ` + "`rekey audit`" + `
+lists it (REKEY_ACTOR, else the login name; no host). The plan shows the
+evidence per secret; the audit log's hash chain is verified first and a
+broken one is refused (exit 6): it is no evidence. Checks, service commands
+and publish are not counted: they hand values to rekey.yaml's commands and
+the .env, not to the person. A user-managed key read is named with what to
+do at its provider. An actor who read nothing: exit 0, nothing rotated.
+
+Every mutating command first ends the
 grace periods that have passed (NAME_PREVIOUS removed; the idle role of an
 alternating PostgreSQL pair gets a random password nobody knows).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer a.flushAfter(cmd.Context()) // notifications it recorded (notify.go)
 			o.Names = args
-			return a.runRotate(cmd.Context(), o)
+			if cmd.Flags().Changed("read-by") || rb.since != "" {
+				return a.runRotateReadBy(cmd.Context(), o, rb)
+			}
+			return a.runRotate(cmd.Context(), o, nil)
 		},
 	}
+	c.Flags().StringVar(&rb.actor, "read-by", "", "rotate every secret this actor read, per the audit log (offboarding)")
+	c.Flags().StringVar(&rb.since, "since", "", "with --read-by: only evidence newer than this (2026-09-01, RFC 3339, or 90d)")
 	c.Flags().BoolVar(&o.Due, "due", false, "rotate every secret that is overdue")
 	c.Flags().BoolVar(&o.All, "all", false, "rotate every secret rekey can rotate")
 	c.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing")
@@ -66,14 +88,14 @@ alternating PostgreSQL pair gets a random password nobody knows).`,
 	return c
 }
 
-func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest) error {
+func (a *app) runRotate(ctx context.Context, o rkapp.RotateRequest, rb *rkapp.ReadBy) error {
 	p, err := a.s().PlanRotation(ctx, o)
 	if err != nil {
 		return err
 	}
 	plan := p.Plan
 	if a.jsonOut {
-		return a.rotateJSON(ctx, p, o)
+		return a.rotateJSON(ctx, p, o, rb)
 	}
 	if plan == nil {
 		fmt.Fprintln(a.out(), "nothing to rotate")
@@ -127,7 +149,7 @@ func (a *app) runPlanned(ctx context.Context, p *rkapp.PlannedRotation) (*engine
 // rotateJSON prints the plan (--dry-run), or runs it and prints the result,
 // as one JSON document; a failed run prints the rotation (rolled back or
 // kept) and then returns its error.
-func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.RotateRequest) error {
+func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.RotateRequest, rb *rkapp.ReadBy) error {
 	switch {
 	case p.Plan == nil:
 		mode := rekey.ModeManual
@@ -143,19 +165,19 @@ func (a *app) rotateJSON(ctx context.Context, p *rkapp.PlannedRotation, o rkapp.
 				out.Environment = env.Name
 			}
 		}
-		return a.printJSON(out)
+		return a.printJSON(withReadBy(out, rb))
 	case o.DryRun:
 		out := planView(p.Plan, "planned")
 		for i := range out.Secrets {
 			out.Secrets[i].Reencrypt = estimateView(p.Estimates[out.Secrets[i].Name])
 		}
-		return a.printJSON(out)
+		return a.printJSON(withReadBy(out, rb))
 	}
 	res, err := a.runPlanned(ctx, p)
 	if res == nil {
 		return err
 	}
-	if jerr := a.printJSON(resultView(p.Plan, res)); jerr != nil {
+	if jerr := a.printJSON(withReadBy(resultView(p.Plan, res), rb)); jerr != nil {
 		return jerr
 	}
 	return err

@@ -12,15 +12,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekeyhq/rekey"
+	rkapp "github.com/rekeyhq/rekey/internal/app"
 	"github.com/rekeyhq/rekey/internal/verify"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
 	var asJSON bool
+	var dead []string
+	var version int
 	c := &cobra.Command{
-		Use: "verify [--environment E] [--json] [CHECK...]",
+		Use: "verify [--environment E] [--json] [CHECK... | --dead NAME... [--version N]]",
 		Example: `  rekey verify
-  rekey verify login db --json`,
+  rekey verify login db --json
+  rekey verify --dead JWT_SECRET --dead DATABASE_PASSWORD`,
 		Short: "Run the checks of rekey.yaml: login works, the database accepts the password, data decrypts",
 		Long: `verify runs the checks listed under checks: in rekey.yaml (all of the
 environment's, or those named) — the runbook's "test the application" step —
@@ -44,11 +48,63 @@ material in their environment; their output is shown with every stored
 version of every managed value redacted.
 
 It exits 0 when every check passes and 7 when one fails. --json prints an
-array of {name, type, ok, attempts, duration_ms, message, hint}.`,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runVerify(cmd.Context(), args, asJSON) },
+array of {name, type, ok, attempts, duration_ms, message, hint}.
+
+--dead NAME proves that an exposed value of NAME is dead: the version given
+by --version, else the newest one marked exposed (an emergency rotation
+marks the version it replaces), else the one before the current. It is
+presented to every consumer rekey can reach, with the current value as the
+control: a PostgreSQL password logs in (refused: dead; the current one must
+log in), and each http check whose URL, header or body holds
+{{ NAME | jwt }} (a token signed with the value) runs with a token of the
+exposed version, expecting 401 or 403, and with one of the current version,
+expecting the check to pass. One line per proof: dead, alive, inconclusive
+(unreachable, or the current value refused too) or manual (nothing to
+present it to: a provider's key is proved dead at the provider). It exits 0
+when no proof is alive or inconclusive, else 7. --json prints an array of
+{secret, version, current, method, verdict, detail, hint}.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(dead) > 0 {
+				if len(args) > 0 {
+					return rekey.Errorf(rekey.CodeInvalid, "--dead proves values dead; CHECK names run checks").WithHint("run them apart: rekey verify --dead %s", dead[0])
+				}
+				return a.runProveDead(cmd.Context(), dead, version, asJSON)
+			}
+			if version != 0 {
+				return rekey.Errorf(rekey.CodeInvalid, "--version is for --dead").WithHint("rekey verify --dead NAME --version N")
+			}
+			return a.runVerify(cmd.Context(), args, asJSON)
+		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringArrayVar(&dead, "dead", nil, "prove an exposed value of this secret is dead (repeatable)")
+	c.Flags().IntVar(&version, "version", 0, "with --dead: the version to prove dead (default: the newest exposed one, else the one before current)")
 	return c
+}
+
+// runProveDead prints one line per proof (or JSON) and fails (exit 7) when
+// one is alive or inconclusive.
+func (a *app) runProveDead(ctx context.Context, names []string, version int, asJSON bool) error {
+	ps, err := a.s().ProveDead(ctx, names, version)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := a.printJSON(ps); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range ps {
+			fmt.Fprintf(a.out(), "%s  %s v%d  %s: %s\n", a.paintPadded(p.Verdict, 12), p.Secret, p.Version, p.Method, p.Detail)
+			if p.Hint != "" {
+				fmt.Fprintf(a.out(), "%14s hint: %s\n", "", p.Hint)
+			}
+		}
+	}
+	if rkapp.Dead(ps) {
+		return nil
+	}
+	return rekey.Errorf(rekey.CodeVerifyFailed, "an exposed value is not proved dead").WithHint("each line above says what to do")
 }
 
 func (a *app) runVerify(ctx context.Context, names []string, asJSON bool) error {

@@ -14,10 +14,13 @@ type Recovered struct {
 	Env    string
 	Report *engine.RecoverReport
 	Probe  []engine.ProbeResult
+	// Incidents are the interrupted incidents whose actions it finished.
+	Incidents []string
 }
 
 // Recover checks the store file, then (under the lock) completes or rolls
-// back every interrupted rotation, ends the grace periods that passed and,
+// back every interrupted rotation, ends the grace periods that passed,
+// finishes the actions of interrupted incidents (incident_resume.go) and,
 // with probe, asks the databases which stored password they accept and
 // repairs the labels. Drift is in the report; narrate hears each step.
 func (s *Session) Recover(ctx context.Context, probe bool, narrate func(format string, args ...any)) (*Recovered, error) {
@@ -45,6 +48,9 @@ func (s *Session) Recover(ctx context.Context, probe bool, narrate func(format s
 	ends, err := e.ExpireGrace(ctx)
 	for _, g := range ends {
 		s.warnf("the grace period of %s v%d ended: it no longer works", g.Name, g.Version)
+	}
+	if err == nil {
+		out.Incidents, err = s.resumeIncidents(ctx, cfg, st, env.Name, narrate)
 	}
 	if err != nil || !probe {
 		return out, err

@@ -340,6 +340,7 @@ func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environ
 	}
 	e.Appliers[rekey.KindPostgresPassword] = s.PostgresApplier(cfg, env)
 	s.wire(e, cfg, env)
+	e.Notify = s.rotationNotifier(cfg, env.Name) // rotation events to the outbox (outbox_events.go)
 	for _, t := range env.Targets {
 		e.Targets[t.Name] = envfile.New(t.Name, t.Path, cfg.Dir, s.Opts.Warn)
 		e.TargetOrder = append(e.TargetOrder, t.Name)

@@ -28,13 +28,22 @@ type Status struct {
 	Drift []engine.DriftItem
 	// DriftErr says why the targets could not be compared with the store.
 	DriftErr error
+	// Incidents are the environment's open incidents (newest first); one
+	// with a follow-up past its deadline needs attention.
+	Incidents []*rekey.Incident
 }
 
-// NeedsAttention: something is overdue, weak or missing, or a rotation was
-// interrupted and waits for `rekey recover` (status exits 8).
-func (s *Status) NeedsAttention() bool {
+// NeedsAttention: something is overdue, weak or missing, a rotation was
+// interrupted and waits for `rekey recover`, or an open incident has a
+// follow-up past its deadline (status exits 8); now is the session's clock.
+func (s *Status) NeedsAttention(now time.Time) bool {
 	if len(s.Interrupted) > 0 && s.Running == "" || s.DriftErr != nil {
 		return true
+	}
+	for _, i := range s.Incidents {
+		if len(i.Overdue(now)) > 0 {
+			return true
+		}
 	}
 	for _, r := range s.Rows {
 		if r.NeedsAttention() {
@@ -55,7 +64,10 @@ func (s *Session) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	err = st.View(ctx, func(tx rekey.Tx) error {
-		out.Interrupted, err = tx.Rotations(env.Name, true)
+		if out.Interrupted, err = tx.Rotations(env.Name, true); err != nil {
+			return err
+		}
+		out.Incidents, err = tx.Incidents(env.Name, true)
 		return err
 	})
 	if err != nil {

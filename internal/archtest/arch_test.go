@@ -32,6 +32,7 @@ var layers = map[string]string{
 	"internal/config": "adapter", "internal/sqlite": "adapter", "internal/postgres": "adapter",
 	"internal/reencrypt": "adapter", "internal/services": "adapter", "internal/verify": "adapter",
 	"internal/scan": "adapter", "internal/report": "adapter", "internal/envfile": "adapter",
+	"internal/notify": "adapter",
 
 	"internal/engine": "engine",
 

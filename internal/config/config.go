@@ -69,6 +69,9 @@ type Config struct {
 	// order; see ChecksFor). See services.go.
 	Services []rekey.Service
 	Checks   []rekey.Check
+	// Notify is the notify: section: channels, contacts, event routes
+	// (see notify.go).
+	Notify Notify
 	// Raw is the exact text that was parsed, and Digest its SHA-256: what
 	// `rekey config trust` approves is what was parsed, not what the file
 	// holds a moment later.

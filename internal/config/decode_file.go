@@ -58,6 +58,7 @@ func (d *decoder) config(root *yaml.Node, abs string) *Config {
 			{"tls", func(k, v *yaml.Node) { c.TLS = d.tlsCerts(v) }},
 			{"services", func(k, v *yaml.Node) { c.Services = named(d, v, "service", "services", d.service) }},
 			{"checks", func(k, v *yaml.Node) { c.Checks = named(d, v, "check", "checks", d.check1) }},
+			{"notify", func(k, v *yaml.Node) { c.Notify = d.notify(v) }},
 		},
 		misplaced: map[string]string{
 			"path": "store", "master_key": "store", "keep_versions": "store",
@@ -238,6 +239,10 @@ func (d *decoder) derivedMap(v *yaml.Node, owner string) ([]derivedDecl, bool) {
 			d.fail(v, "write the template as text, in quotes", "%s must be a template, not %s", what, kindOf(v))
 		default:
 			x.d.Template = d.parseTemplate(v, "template of "+what)
+			if x.d.Template != nil && x.d.Template.Uses(rekey.JWTFilter) {
+				d.fail(v, "use the jwt filter in a check's header or body (checks:), where a fresh token is what is wanted",
+					"template of %s: the jwt filter makes a new token at every render, so a derived value would never stay the same", what)
+			}
 		}
 		out = append(out, x)
 	})

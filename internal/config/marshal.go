@@ -67,6 +67,7 @@ func MarshalWith(c *Config, cm Comments) ([]byte, error) {
 	}
 	addNamed(root, "tls", c.TLS, m.tlsCert)
 	m.servicesAndChecks(c, root)
+	m.notify(c.Notify, root)
 
 	path := c.Path
 	if path == "" {

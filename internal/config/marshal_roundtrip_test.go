@@ -79,6 +79,18 @@ func everyField(t *testing.T, dir string) *Config {
 			{Name: "web", Restart: rekey.Command{Shell: "./bin/web restart", Timeout: rekey.DefaultServiceTimeout}, ConsumesAll: true, Order: -1},
 		},
 		Checks: []rekey.Check{httpCheck, tcp, pg, sql, ds, smoke, shell},
+		Notify: Notify{
+			Channels: []NotifyChannel{
+				{Name: "hook", Type: ChannelWebhook, URL: "https://ops.example.com/rekey", Secret: "SMOKE_PASSWORD", Timeout: 5 * time.Second},
+				{Name: "chat", Type: ChannelSlack, URLSecret: "PG_ADMIN_URL"},
+				{Name: "pager", Type: ChannelPagerDuty, RoutingKeySecret: "SMOKE_PASSWORD"},
+				{Name: "mail", Type: ChannelEmail, SMTP: "smtp.example.com:587", TLS: "starttls", Username: "rekey", PasswordSecret: "SMOKE_PASSWORD",
+					From: "rekey@example.com", To: []string{"security@example.com"}, CAFile: filepath.Join(dir, "ca.pem")},
+				{Name: "script", Type: ChannelCommand, Command: []string{"./notify", "--all"}},
+			},
+			Contacts: []Contact{{Role: "security", Channels: []string{"mail", "chat"}}, {Role: "oncall", Channels: []string{"pager"}}},
+			Events:   []EventRoute{{Event: "incident.opened", To: []string{"security", "oncall", "hook"}}},
+		},
 	}
 }
 
@@ -96,7 +108,8 @@ func TestMarshalEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	opts := cmp.Options{ignoreLines, cmpopts.IgnoreFields(rekey.Service{}, "Line"), cmpopts.IgnoreFields(rekey.Check{}, "Line"), cmpopts.IgnoreFields(TLSCert{}, "Line")}
+	opts := cmp.Options{ignoreLines, cmpopts.IgnoreFields(rekey.Service{}, "Line"), cmpopts.IgnoreFields(rekey.Check{}, "Line"), cmpopts.IgnoreFields(TLSCert{}, "Line"),
+		cmpopts.IgnoreFields(NotifyChannel{}, "Line"), cmpopts.IgnoreFields(Contact{}, "Line"), cmpopts.IgnoreFields(EventRoute{}, "Line")}
 	if diff := cmp.Diff(c, back, opts); diff != "" {
 		t.Errorf("Parse(Marshal(c)) differs (-want +got):\n%s\n%s", diff, out)
 	}

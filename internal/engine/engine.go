@@ -65,6 +65,14 @@ type Engine struct {
 	Checks rekey.Checks
 	// Hooks runs on_rotate hooks; nil: none configured.
 	Hooks rekey.Hooks
+	// Notify, when set, is called inside the transaction that records an
+	// event people are told of (rekey.Event*): the end of rotation r
+	// (rotation.failed, rotation.rolled_back, rotation.scheduled) or its
+	// data keys left with rows under the previous key (reencrypt.incomplete);
+	// names are the secrets concerned. It hands the notifications to the
+	// store's outbox, so that they exist if and only if the event does; an
+	// error aborts the transaction.
+	Notify func(tx rekey.Tx, event string, r *rekey.Rotation, names []string) error
 
 	specIndex map[string]int
 }
@@ -74,6 +82,14 @@ func (e *Engine) now() time.Time {
 		return e.Now()
 	}
 	return time.Now()
+}
+
+// notify calls the Notify hook, if any, for event ("" is none).
+func (e *Engine) notify(tx rekey.Tx, event string, r *rekey.Rotation, names []string) error {
+	if e.Notify == nil || event == "" || len(names) == 0 {
+		return nil
+	}
+	return e.Notify(tx, event, r, names)
 }
 
 func (e *Engine) fault(point string) {

@@ -39,6 +39,9 @@ func (e *Engine) commitFinish(ctx context.Context, x *run) error {
 		if err := tx.PutRotation(r); err != nil {
 			return err
 		}
+		if err := e.notify(tx, endEvent(r), r, x.names); err != nil {
+			return err
+		}
 		_, err := tx.PruneRotations(e.Env, KeepRotations)
 		return err
 	})
@@ -97,6 +100,18 @@ func (e *Engine) finishSecret(tx rekey.Tx, x *run, name string, state rekey.Rota
 	detail := "rotation " + x.r.ID + "; published to " + strings.Join(e.targetNamesFor(name), ", ")
 	_, err = tx.Audit(e.audit("rotate.finish", name, n, v.Fingerprint, outcome, detail))
 	return err
+}
+
+// endEvent is the event a finished rotation tells of: its failure, or a
+// scheduled rotation done ("" for a manual or emergency rotation done).
+func endEvent(r *rekey.Rotation) string {
+	switch {
+	case r.State == rekey.StateFailed:
+		return rekey.EventRotationFailed
+	case r.Mode == rekey.ModeScheduled:
+		return rekey.EventRotationScheduled
+	}
+	return ""
 }
 
 // clearPending removes the pending label from version n of name, if it holds it.

@@ -87,6 +87,7 @@ func (e *Engine) markIncomplete(ctx context.Context, r *rekey.Rotation, names []
 		return nil
 	}
 	return e.Store.Update(ctx, func(tx rekey.Tx) error {
+		var marked []string
 		for _, name := range names {
 			v, err := tx.Labeled(e.Env, name, rekey.LabelCurrent)
 			if err != nil {
@@ -101,8 +102,9 @@ func (e *Engine) markIncomplete(ctx context.Context, r *rekey.Rotation, names []
 			if err := tx.SetAttrs(e.Env, name, v.N, rekey.WithAttr(v.Attrs, rekey.AttrReencrypt, "incomplete")); err != nil {
 				return err
 			}
+			marked = append(marked, name)
 		}
-		return nil
+		return e.notify(tx, rekey.EventReencryptIncomplete, r, marked)
 	})
 }
 

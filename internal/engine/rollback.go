@@ -113,6 +113,9 @@ func (e *Engine) rollback(ctx context.Context, x *run, why string) error {
 		if err := tx.PutRotation(r); err != nil {
 			return err
 		}
+		if err := e.notify(tx, rekey.EventRotationRolledBack, r, x.names); err != nil {
+			return err
+		}
 		_, err := tx.PruneRotations(e.Env, KeepRotations)
 		return err
 	})

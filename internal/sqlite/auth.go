@@ -31,6 +31,9 @@ import (
 //     version row that exists but is not in its head's set, or the reverse,
 //     was inserted or deleted outside rekey.
 //   - a rotation row (the journal) has a MAC over every column.
+//   - an incident row and an outbox row have a MAC over their id and every
+//     column (tx_incidents.go, tx_outbox.go); they are not in the manifest,
+//     so their deletion or replay is not detected (SECURITY.md).
 //   - the manifest (a meta row) lists every secret row and rotation row with
 //     the first manifestTag bytes of its MAC, and the audit log's head (last
 //     sequence number and hash). The state MAC (another meta row) covers the

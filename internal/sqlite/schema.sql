@@ -79,3 +79,31 @@ CREATE TABLE audit_block (
 	hash  BLOB NOT NULL,
 	mac   BLOB NOT NULL
 );
+
+-- Since issue 15 (incidents and the notification outbox): also created on
+-- open in a store made before (ensureIncidentTables, from this part of the
+-- file, which is why each statement is IF NOT EXISTS). Each row has a MAC
+-- over its id and every column (tx_incidents.go, tx_outbox.go).
+CREATE TABLE IF NOT EXISTS incident (
+	id     TEXT PRIMARY KEY,
+	env    TEXT NOT NULL,
+	state  TEXT NOT NULL,
+	opened INTEGER NOT NULL, -- unix nanoseconds
+	doc    TEXT NOT NULL,    -- the rekey.Incident as JSON (no value)
+	mac    BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS outbox (
+	id         INTEGER PRIMARY KEY,
+	created    INTEGER NOT NULL, -- unix nanoseconds
+	env        TEXT NOT NULL,
+	channel    TEXT NOT NULL,
+	event      TEXT NOT NULL,
+	idem       TEXT NOT NULL UNIQUE,
+	body       BLOB NOT NULL,    -- the message JSON (no value)
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	next_at    INTEGER NOT NULL, -- unix nanoseconds
+	delivered  INTEGER NOT NULL DEFAULT 0, -- 0: pending
+	last_error TEXT NOT NULL DEFAULT '',
+	mac        BLOB NOT NULL
+);

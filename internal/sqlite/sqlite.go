@@ -183,7 +183,8 @@ func openRaw(path string) (*sql.DB, error) {
 // Open opens an existing store with its master key. A wrong key is
 // rekey.ErrWrongKey; a damaged file is rekey.ErrCorrupt. Nothing is written.
 //
-// A store of format 2 is upgraded in place to format 3 first (upgrade.go).
+// A store of format 2 is upgraded in place to format 3 first (upgrade.go),
+// and a store made before incidents gets their tables (tx_incidents.go).
 // Then the state and every secret and rotation row are authenticated
 // (version rows are, each time one is read), and with WithAnchor the store
 // is compared with the anchor kept outside it (anchor.go): a store rolled
@@ -282,6 +283,9 @@ func (s *DB) load(ctx context.Context, key seal.Key) error {
 			return mapErr(err)
 		}
 	}
+	if err := s.ensureIncidentTables(ctx); err != nil {
+		return fmt.Errorf("add the incident and outbox tables: %w", err)
+	}
 	s.storeID = string(meta["store_id"])
 	return nil
 }
@@ -321,7 +325,8 @@ func (s *DB) IntegrityCheck(ctx context.Context) error {
 
 // Authenticate checks every row of the store, not only those a command
 // reads: every secret head, every version row (with open, that its sealed
-// value opens), every rotation. The error names the first row that fails.
+// value opens), every rotation, incident and outbox item. The error names
+// the first row that fails.
 func (s *DB) Authenticate(ctx context.Context, open bool) error {
 	return s.View(ctx, func(t rekey.Tx) error {
 		tx := t.(*txn)
@@ -347,8 +352,10 @@ func (s *DB) Authenticate(ctx context.Context, open bool) error {
 		if orphans > 0 {
 			return tampered(fmt.Sprintf("%d version rows", orphans), "belong to no secret (inserted)")
 		}
-		_, err = tx.rotations("")
-		return err
+		if _, err = tx.rotations(""); err != nil {
+			return err
+		}
+		return tx.verifyIncidentRows()
 	})
 }
 

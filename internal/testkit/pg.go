@@ -105,11 +105,16 @@ const RepeatEnv = "REKEY_TEST_PG_REPEAT"
 // major still runs the loop, and the crash matrices kill at every step
 // boundary on each major; the long random search runs once.
 func KillBudget(d time.Duration) time.Duration {
-	if os.Getenv(RepeatEnv) == "1" {
+	if Repeating() {
 		return d / 4
 	}
 	return d
 }
+
+// Repeating says whether the test runs again against another major than
+// the first of the version matrix (RepeatEnv): a long schedule may then
+// keep the part that covers every kind of step once.
+func Repeating() bool { return os.Getenv(RepeatEnv) == "1" }
 
 // UseClusterTemplates makes every later StartCluster of this test binary
 // copy the output of one initdb per PostgreSQL version instead of running
