@@ -19,6 +19,7 @@ var readOnlyCommands = map[string]bool{
 	"rekey audit": true, "rekey audit verify": true, "rekey audit anchor": true,
 	"rekey doctor": true, "rekey scan": true, "rekey example": true, "rekey demo": true,
 	"rekey init": true, "rekey config trust": true, "rekey config diff": true,
+	"rekey incident status": true, "rekey notify status": true,
 }
 
 func readOnlyCommand(c *cobra.Command) bool { return readOnlyCommands[c.CommandPath()] }

@@ -300,6 +300,7 @@ func TestConfigReadOnlyCommandsOnChangedConfig(t *testing.T) {
 	for _, args := range [][]string{
 		{"history", "JWT_SECRET"}, {"get", "JWT_SECRET"}, {"audit"}, {"audit", "verify"}, {"audit", "anchor"},
 		{"report"}, {"example", "-o", "env.example"}, {"rotate", "JWT_SECRET", "--dry-run"}, {"scan", "."},
+		{"incident", "status"}, {"notify", "status"},
 	} {
 		if out, errs, code := p.run(args...); code != 0 && !(args[0] == "scan" && code == 1) { // scan: 1 is findings
 			t.Errorf("rekey %s on a changed rekey.yaml: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
