@@ -190,7 +190,7 @@ type incE2E struct {
 // incE2ESetup is e2eSetup (the app provisioned, started, `rekey init`,
 // rekey.yaml completed) with two more managed secrets (the webhook's
 // signing secret, the SMTP password), an http check presenting
-// {{ JWT_SECRET | jwt }} and a notify: section sending incident.opened to
+// {{ JWT_SECRET | jwt512 }} to the app and a notify: section sending incident.opened to
 // the security contact: the webhook and the mailbox.
 func incE2ESetup(t *testing.T, c *pgtest.Cluster, outputs *[]string) *incE2E {
 	t.Helper()
@@ -219,15 +219,12 @@ func incE2ESetup(t *testing.T, c *pgtest.Cluster, outputs *[]string) *incE2E {
 	t.Cleanup(func() { p.runBin(p.app, nil, "stop", "--pidfile", p.pidfile) })
 	p.must("init", "--env-file", ".env")
 
-	// The app's tokens are HS512 and {{ JWT_SECRET | jwt }} is HS256, which
-	// the app refuses: the check goes to a stand-in (jwtApp) that verifies
-	// HS256 under the JWT_SECRET of the same .env.
-	var st jwtAppState
-	me := jwtApp(t, filepath.Join(p.dir, ".env"), &st)
+	// The proof check asks the app itself for a patient with a token of
+	// its own algorithm (HS512: jwt512) signed with JWT_SECRET.
 	cfg := filepath.Join(p.dir, "rekey.yaml")
 	if err := atlasdemo.Configure(cfg, atlasdemo.RekeyOptions{
 		App: p.app, Listen: listen, Pidfile: p.pidfile, Sessions: "immediate", Patients: e2ePatients, DecryptSample: true,
-		ExtraChecks: "me:\n  http:\n    url: " + me.URL + "/me\n    headers: {Authorization: \"Bearer {{ JWT_SECRET | jwt }}\"}\n",
+		ExtraChecks: "me:\n  http:\n    url: " + p.base + "/patients/1\n    headers: {Authorization: \"Bearer {{ JWT_SECRET | jwt512 }}\"}\n",
 	}); err != nil {
 		t.Fatal(err)
 	}
