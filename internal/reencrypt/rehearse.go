@@ -176,9 +176,11 @@ func currentLSN(ctx context.Context, conn *pgx.Conn) (string, error) {
 // when the copy failed.
 func copyDatabase(ctx context.Context, admin *pgx.Conn, cc *pgx.ConnConfig, src, dst, binDir string) (method string, created bool, err error) {
 	// With other sessions on the source, CREATE DATABASE ... TEMPLATE
-	// waits 5 s before it fails: look first.
+	// waits 5 s before it fails: look first. Only clients count: the
+	// server ends an autovacuum worker on the source itself (it used to
+	// send a rehearsal to pg_dump whenever one was at work).
 	var others int
-	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, src).Scan(&others); err != nil {
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, src).Scan(&others); err != nil {
 		return "", false, dbError(err, "list the sessions on the database")
 	}
 	err = &pgconn.PgError{Code: "55006"}
