@@ -140,7 +140,10 @@ func TestPaceBacksOffOnProbeLatency(t *testing.T) {
 			}
 		}
 	}
-	cfg := rekey.ReencryptSpec{Probe: `SELECT pg_sleep(CASE WHEN slow THEN 0.1 ELSE 0 END) FROM pace_flag`}
+	// A fixed target and a slow probe of twice it: a busy machine's idle
+	// probes (tens of ms) stay under it, the slow ones over it (and under
+	// paceSevere times it), whatever the load.
+	cfg := rekey.ReencryptSpec{Probe: `SELECT pg_sleep(CASE WHEN slow THEN 0.6 ELSE 0 END) FROM pace_flag`, TargetP99: 300 * time.Millisecond}
 	_, last := paceScenario(t, dsn, conn, cfg, PaceOverTarget, 3, setFlag(true), setFlag(false))
 	if last.Pace <= 0 || last.ProbeP99 <= 0 {
 		t.Errorf("progress: pace %v, probe p99 %v", last.Pace, last.ProbeP99)
