@@ -31,6 +31,8 @@ import (
 // icProject is a project with JWT_SECRET, an http check presenting
 // {{ JWT_SECRET | jwt }} to an app (jwtApp), and a command notify channel
 // "ops" that appends each message it is given to a log outside the project.
+// Like a real receiver it ignores an empty delivery: rekey killed before it
+// wrote the message closes the script's stdin with nothing on it.
 type icProject struct {
 	*ctProject
 	log     string   // the channel's receiver: one JSON message per line
@@ -45,7 +47,7 @@ func icNewProject(t *testing.T) *icProject {
 	ext := t.TempDir()
 	ip := &icProject{ctProject: p, log: filepath.Join(ext, "received.log")}
 	script := filepath.Join(ext, "notify.sh")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\ntr -d '\\n' >> '"+ip.log+"'\necho >> '"+ip.log+"'\n"), 0o700); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nm=$(tr -d '\\n')\n[ -z \"$m\" ] || printf '%s\\n' \"$m\" >> '"+ip.log+"'\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(p.dir, "rekey.yaml")
