@@ -54,19 +54,22 @@ const (
 // follow-ups). It never holds a value: versions are named by number and
 // fingerprint. The store keeps it as its JSON (snake_case fields).
 type Incident struct {
-	ID          string           `json:"id"` // e.g. "INC-20261208-0a1b2c" (NewIncidentID)
-	Env         string           `json:"environment"`
-	OpenedAt    time.Time        `json:"opened_at"`
-	OpenedBy    string           `json:"opened_by"` // the actor
-	Reason      string           `json:"reason"`
-	State       IncidentState    `json:"state"`
-	ClosedAt    time.Time        `json:"closed_at,omitzero"`
-	ClosedBy    string           `json:"closed_by,omitempty"`
-	CloseReason string           `json:"close_reason,omitempty"`
-	Forced      bool             `json:"forced,omitempty"` // closed with items remaining (--force)
-	Secrets     []IncidentSecret `json:"secrets"`
-	Timeline    []IncidentEvent  `json:"timeline"`
-	FollowUps   []FollowUp       `json:"follow_ups"`
+	ID          string        `json:"id"` // e.g. "INC-20261208-0a1b2c" (NewIncidentID)
+	Env         string        `json:"environment"`
+	OpenedAt    time.Time     `json:"opened_at"`
+	OpenedBy    string        `json:"opened_by"` // the actor
+	Reason      string        `json:"reason"`
+	State       IncidentState `json:"state"`
+	ClosedAt    time.Time     `json:"closed_at,omitzero"`
+	ClosedBy    string        `json:"closed_by,omitempty"`
+	CloseReason string        `json:"close_reason,omitempty"`
+	Forced      bool          `json:"forced,omitempty"` // closed with items remaining (--force)
+	// Stop: the services that consume an exposed secret are stopped before
+	// it is rotated (--stop, or incident: {stop: true} in rekey.yaml).
+	Stop      bool             `json:"stop,omitempty"`
+	Secrets   []IncidentSecret `json:"secrets"`
+	Timeline  []IncidentEvent  `json:"timeline"`
+	FollowUps []FollowUp       `json:"follow_ups"`
 }
 
 // IncidentSecret is one exposed secret: the version that was exposed and

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -14,11 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/demo"
@@ -33,18 +29,21 @@ import (
 // ENCRYPTION_KEY with a reencrypt section over the patients table,
 // DATABASE_PASSWORD, the user-managed ANTHROPIC_API_KEY) against the
 // reference app (examples/atlas-app, its own binary, restarted by rekey as
-// a service) and a real PostgreSQL cluster, from the command to its exit:
-// rotated, the app restarted and checked, the old values proved dead,
-// access reviewed, the project scanned, incident.opened handed to the
-// outbox (a webhook channel). Each run is a fresh incident: the previous
-// one is closed with --force --reason between runs, outside the timing.
-// Printed: median and max of the wall time, and of each step, side by side
-// with the 10-second target and the runbook's one hour. The steps come
-// from the incident's timeline (each event's time minus the previous
-// one's) and, inside the rotation, from its journal (each step's start and
-// end). {{ JWT_SECRET | jwt }} is HS256, which the app (HS512 only)
-// refuses: the check that proves the old JWT_SECRET dead goes to an
-// in-process stand-in verifying HS256 under the same .env's JWT_SECRET.
+// a service) and a real PostgreSQL cluster. The target is measured to the
+// end of the immediate actions: rotated, the app restarted and checked, the
+// old values proved dead, access reviewed, the project scanned,
+// incident.opened handed to the outbox (a webhook channel), the follow-ups
+// listed. Then the same command moves the patients' rows to the new
+// ENCRYPTION_KEY online (the app reads the old key as
+// ENCRYPTION_KEY_PREVIOUS meanwhile): printed apart, with the whole
+// command. Each run is a fresh incident: the previous one is closed with
+// --force --reason between runs, outside the timing. Printed: median and
+// max of each, and of each step, side by side with the 10-second target
+// and the runbook's one hour. The steps come from the incident's timeline
+// (each event's time minus the previous one's) and, inside the rotation,
+// from its journal (each step's start and end). The old JWT_SECRET is
+// proved dead at the app itself: GET /patients/1 with
+// {{ JWT_SECRET | jwt512 }} (its algorithm, HS512).
 // REKEY_INCIDENT_PATIENTS sets the number of patients (default 2000).
 //
 //	go test -run '^$' -bench IncidentOpen -benchtime 10x ./bench/
@@ -70,11 +69,12 @@ type incidentBench struct {
 	pgVersion     string
 }
 
-// incidentRun is one run: its wall time and the time of each step.
+// incidentRun is one run: its wall time, the time to the end of its
+// immediate actions, and the time of each step.
 type incidentRun struct {
-	id    string
-	wall  time.Duration
-	steps map[string]time.Duration
+	id              string
+	wall, immediate time.Duration
+	steps           map[string]time.Duration
 }
 
 func setupIncidentBench(b *testing.B, patients int) *incidentBench {
@@ -108,14 +108,12 @@ func setupIncidentBench(b *testing.B, patients int) *incidentBench {
 	b.Cleanup(func() { _ = exec.Command(app, "stop", "--pidfile", filepath.Join(ib.dir, "app.pid")).Run() })
 	ib.rekey(b, "init", "--env-file", ".env")
 
-	me := httptest.NewServer(jwtStandIn(envPath))
-	b.Cleanup(me.Close)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	b.Cleanup(hook.Close)
 	cfg := filepath.Join(ib.dir, "rekey.yaml")
 	if err := atlasdemo.Configure(cfg, atlasdemo.RekeyOptions{
 		App: app, Listen: listen, Pidfile: "app.pid", Sessions: "immediate", Patients: patients, DecryptSample: true,
-		ExtraChecks: "me:\n  http:\n    url: " + me.URL + "/me\n    headers: {Authorization: \"Bearer {{ JWT_SECRET | jwt }}\"}\n",
+		ExtraChecks: "me:\n  http:\n    url: http://" + listen + "/patients/1\n    headers: {Authorization: \"Bearer {{ JWT_SECRET | jwt512 }}\"}\n",
 	}); err != nil {
 		b.Fatal(err)
 	}
@@ -125,30 +123,6 @@ func setupIncidentBench(b *testing.B, patients int) *incidentBench {
 	ib.rekey(b, "config", "trust") // the operator approves the completed rekey.yaml
 	ib.rekey(b, "verify")
 	return ib
-}
-
-// jwtStandIn answers 200 to a request whose bearer token is an HS256 JWT
-// signed with the JWT_SECRET of the .env at envPath, 401 otherwise.
-func jwtStandIn(envPath string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, err := os.ReadFile(envPath)
-		if err != nil {
-			http.Error(w, "no env", http.StatusInternalServerError)
-			return
-		}
-		secret := ""
-		sc := bufio.NewScanner(bytes.NewReader(raw))
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "JWT_SECRET="); ok {
-				secret = v
-			}
-		}
-		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if _, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return []byte(secret), nil },
-			jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()); err != nil || secret == "" {
-			w.WriteHeader(http.StatusUnauthorized)
-		}
-	})
 }
 
 func (ib *incidentBench) rekey(b *testing.B, args ...string) string {
@@ -198,6 +172,22 @@ func (ib *incidentBench) open(b *testing.B, i int) incidentRun {
 		run.steps[action] += ev.At.Sub(prev)
 		prev = ev.At
 	}
+	run.immediate = prev.Sub(t0)
+	// The re-encryption that follows: until the follow-up
+	// reencrypt:ENCRYPTION_KEY was marked done (read after the command).
+	var incs []rekey.Incident
+	if err := json.Unmarshal([]byte(ib.rekey(b, "incident", "status", inc.ID, "--json")), &incs); err != nil || len(incs) != 1 {
+		b.Fatalf("incident status --json: %v", err)
+	}
+	for _, f := range incs[0].FollowUps {
+		if f.Key == rekey.FollowUpReencrypt+"ENCRYPTION_KEY" {
+			if !f.Done {
+				b.Fatalf("incident %s: the re-encryption of ENCRYPTION_KEY was not marked done", inc.ID)
+			}
+			run.steps["reencrypt (online)"] = f.DoneAt.Sub(prev)
+			prev = f.DoneAt
+		}
+	}
 	run.steps["exit"] = end.Sub(prev)
 	for name, d := range ib.journal(b, out.Rotation) {
 		run.steps["  "+name] = d
@@ -238,7 +228,7 @@ func (ib *incidentBench) journal(b *testing.B, id string) map[string]time.Durati
 // incidentSteps are the rows printed, in order: the timeline's actions,
 // the rotation's journal steps indented under it.
 var incidentSteps = []string{"startup", "rotation", "  create", "  apply", "  publish", "  restart", "  migrate", "  remove-previous", "  hooks", "  verify", "  finish",
-	"prove-dead", "access-review", "scan", "notify", "follow-up", "exit"}
+	"prove-dead", "access-review", "scan", "notify", "follow-up", "reencrypt (online)", "exit"}
 
 func (ib *incidentBench) print(b *testing.B, runs []incidentRun) {
 	stat := func(f func(incidentRun) time.Duration) (med, max time.Duration) {
@@ -265,13 +255,16 @@ func (ib *incidentBench) print(b *testing.B, runs []incidentRun) {
 		m, x := stat(func(r incidentRun) time.Duration { return r.steps[s] })
 		fmt.Printf("  %-20s %10s %10s\n", s, m.Round(time.Millisecond), x.Round(time.Millisecond))
 	}
+	im, ix := stat(func(r incidentRun) time.Duration { return r.immediate })
+	fmt.Printf("  %-20s %10s %10s\n", "immediate actions", im.Round(time.Millisecond), ix.Round(time.Millisecond))
 	fmt.Printf("  %-20s %10s %10s\n", "total (wall)", med.Round(time.Millisecond), max.Round(time.Millisecond))
 	verdict := "met"
-	if max > 10*time.Second {
+	if ix > 10*time.Second {
 		verdict = "NOT met"
 	}
-	fmt.Printf("  target 10s: %s (median %.1fx under, max %.1fx under); the runbook's 1h: median %.0fx faster\n",
-		verdict, float64(10*time.Second)/float64(med), float64(10*time.Second)/float64(max), float64(time.Hour)/float64(med))
+	fmt.Printf("  target 10s to the immediate actions' end: %s (median %.1fx under, max %.1fx under); the runbook's 1h: median %.0fx faster\n",
+		verdict, float64(10*time.Second)/float64(im), float64(10*time.Second)/float64(ix), float64(time.Hour)/float64(im))
+	b.ReportMetric(im.Seconds(), "s/immediate-median")
 	b.ReportMetric(med.Seconds(), "s/median")
 	b.ReportMetric(max.Seconds(), "s/max")
 	b.ReportMetric(0, "ns/op")

@@ -22,7 +22,7 @@ func fullIncident(id, env string, opened time.Time) *rekey.Incident {
 	return &rekey.Incident{
 		ID: id, Env: env, OpenedAt: opened.In(paris), OpenedBy: "alice@laptop",
 		Reason: "JWT secret pasted in a public channel", State: rekey.IncidentClosed,
-		ClosedAt: opened.Add(26 * time.Hour), ClosedBy: "bob@ci", CloseReason: "provider key rotated by hand", Forced: true,
+		ClosedAt: opened.Add(26 * time.Hour), ClosedBy: "bob@ci", CloseReason: "provider key rotated by hand", Forced: true, Stop: true,
 		Secrets: []rekey.IncidentSecret{
 			{Name: "JWT_SECRET", ExposedVersion: 3, ExposedFingerprint: "fp:aa11", Replacement: 4, ReplacementFingerprint: "fp:bb22"},
 			{Name: "DATABASE_PASSWORD", ExposedVersion: 7, ExposedFingerprint: "fp:cc33", Replacement: 8, ReplacementFingerprint: "fp:dd44"},

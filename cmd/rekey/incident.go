@@ -49,6 +49,7 @@ func (a *app) incidentCommand() *cobra.Command {
 
 func (a *app) incidentOpenCommand() *cobra.Command {
 	var req rkapp.IncidentRequest
+	var noReencrypt bool
 	c := &cobra.Command{
 		Use: "open --secret NAME... --reason TEXT [--json]",
 		Example: `  rekey incident open --secret JWT_SECRET --reason "pasted in a public issue"
@@ -89,11 +90,13 @@ stays open and recorded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			defer a.flushAfter(cmd.Context()) // the incident.opened messages it recorded (notify.go)
-			return a.runIncidentOpen(cmd.Context(), req)
+			return a.runIncidentOpen(cmd.Context(), req, noReencrypt)
 		},
 	}
 	c.Flags().StringArrayVar(&req.Names, "secret", nil, "an exposed secret (repeatable)")
 	c.Flags().StringVar(&req.Reason, "reason", "", "what happened (recorded; never put a value here)")
+	c.Flags().BoolVar(&req.Stop, "stop", false, "stop the services that read the exposed secrets before rotating them (also incident: {stop: true} in rekey.yaml)")
+	c.Flags().BoolVar(&noReencrypt, "no-reencrypt", false, "leave the rows of an exposed data key to `rekey reencrypt` (a follow-up) instead of moving them now, after the immediate actions")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print the incident, proofs and access review as JSON")
 	return c
 }
@@ -108,7 +111,7 @@ type incidentOpenJSON struct {
 	Next        []string            `json:"next"`
 }
 
-func (a *app) runIncidentOpen(ctx context.Context, req rkapp.IncidentRequest) error {
+func (a *app) runIncidentOpen(ctx context.Context, req rkapp.IncidentRequest, noReencrypt bool) error {
 	req.Progress = a.narrate
 	req.Narrate = func(ev rekey.IncidentEvent) {
 		a.narrate("%s", eventLine(ev))
@@ -131,6 +134,30 @@ func (a *app) runIncidentOpen(ctx context.Context, req rkapp.IncidentRequest) er
 	}
 	if !res.OK() {
 		return rekey.Errorf(rekey.CodeVerifyFailed, "incident %s: the exposed values are not proved replaced and dead", inc.ID).WithHint("the timeline above says what failed; rekey incident status %s", inc.ID)
+	}
+	return a.incidentReencrypt(ctx, inc.ID, res.Deferred, noReencrypt)
+}
+
+// incidentReencrypt moves the rows of the exposed data keys to their new
+// versions once the immediate actions are done (the app already runs on the
+// new key and reads the old one as NAME_PREVIOUS), at the adaptive pace; it
+// marks the follow-up reencrypt:NAME done. With --no-reencrypt, or
+// interrupted, `rekey reencrypt` does it later.
+func (a *app) incidentReencrypt(ctx context.Context, id string, names []string, skip bool) error {
+	if len(names) == 0 {
+		return nil
+	}
+	if skip {
+		a.narrate("the rows of %s stay on the exposed key until `rekey reencrypt %s` (follow-up of incident %s)", strings.Join(names, ", "), strings.Join(names, " "), id)
+		return nil
+	}
+	a.narrate("the immediate actions are done; re-encrypting the rows of %s online (interrupted, `rekey reencrypt` resumes it)", strings.Join(names, ", "))
+	_, err := a.s().FinishReencryption(ctx, names, a.narrate, func(name string) {
+		a.narrate("%s: every row is on the current key", name)
+	})
+	if err != nil {
+		return rekey.Wrap(rekey.ErrorCode(err), err, "incident %s: re-encrypting the rows of %s", id, strings.Join(names, ", ")).
+			WithHint("the exposed values are replaced and dead; `rekey reencrypt %s` moves the remaining rows", strings.Join(names, " "))
 	}
 	return nil
 }

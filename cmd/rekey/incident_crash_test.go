@@ -36,6 +36,7 @@ import (
 type icProject struct {
 	*ctProject
 	log     string   // the channel's receiver: one JSON message per line
+	svcLog  string   // the service's commands, one per line (stop, start, restart)
 	outputs []string // every stdout and stderr seen
 }
 
@@ -45,9 +46,13 @@ func icNewProject(t *testing.T) *icProject {
 	var st jwtAppState
 	app := jwtApp(t, p.envPath, &st)
 	ext := t.TempDir()
-	ip := &icProject{ctProject: p, log: filepath.Join(ext, "received.log")}
+	ip := &icProject{ctProject: p, log: filepath.Join(ext, "received.log"), svcLog: filepath.Join(ext, "service.log")}
 	script := filepath.Join(ext, "notify.sh")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nm=$(tr -d '\\n')\n[ -z \"$m\" ] || printf '%s\\n' \"$m\" >> '"+ip.log+"'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	svc := filepath.Join(ext, "service.sh")
+	if err := os.WriteFile(svc, []byte("#!/bin/sh\necho \"$1\" >> '"+ip.svcLog+"'\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(p.dir, "rekey.yaml")
@@ -56,7 +61,8 @@ func icNewProject(t *testing.T) *icProject {
 		t.Fatal(err)
 	}
 	extra := "\nchecks:\n  me:\n    http:\n      url: " + app.URL + "/me\n      headers: {Authorization: \"Bearer {{ JWT_SECRET | jwt }}\"}\n" +
-		"notify:\n  channels:\n    ops: {type: command, command: [" + script + "], timeout: 10s}\n"
+		"notify:\n  channels:\n    ops: {type: command, command: [" + script + "], timeout: 10s}\n" +
+		"services:\n  api: {restart: [" + svc + ", restart], stop: [" + svc + ", stop], start: [" + svc + ", start], consumes: [JWT_SECRET]}\n"
 	if err := os.WriteFile(cfg, append(raw, extra...), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +87,7 @@ type icIncident struct {
 	ID      string `json:"id"`
 	Env     string `json:"environment"`
 	State   string `json:"state"`
+	Stop    bool   `json:"stop"`
 	Secrets []struct {
 		Name           string `json:"name"`
 		ExposedVersion int    `json:"exposed_version"`
@@ -207,7 +214,13 @@ func (p *icProject) checkFinished(inc icIncident, exposed int, interruptions int
 			t.Errorf("timeline: %s %s is %s (%s), want %v", ev.Action, ev.Secret, ev.Outcome, ev.Detail, want)
 		}
 	}
-	for _, k := range []string{"rotate JWT_SECRET", "verify ", "prove-dead JWT_SECRET", "access-review ", "scan ", "notify ", "follow-up "} {
+	for _, k := range []string{"stop ", "rotate JWT_SECRET", "restart ", "verify ", "prove-dead JWT_SECRET", "access-review ", "scan ", "notify ", "follow-up "} {
+		if k == "stop " && !inc.Stop {
+			if count[k] != 0 {
+				t.Errorf("timeline: a stop event without --stop: %+v", inc.Timeline)
+			}
+			continue
+		}
 		if count[k] != 1 {
 			t.Errorf("timeline: %q %d times, want once: %+v", k, count[k], inc.Timeline)
 		}
@@ -225,6 +238,16 @@ func (p *icProject) checkFinished(inc icIncident, exposed int, interruptions int
 		case ev.At.After(inc.Timeline[i+1].At) || (i > 0 && !ev.At.Equal(inc.Timeline[i-1].At)):
 			t.Errorf("the interruption is not dated by the last event saved before it: %+v", inc.Timeline)
 		}
+	}
+	// The service (stopped first with --stop) is running again: the last
+	// of its commands started it (the rotation's restart).
+	raw, err := os.ReadFile(p.svcLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := strings.Fields(string(raw))
+	if (inc.Stop && !slices.Contains(cmds, "stop")) || !slices.Contains([]string{"restart", "start"}, cmds[len(cmds)-1]) {
+		t.Errorf("the service's commands: %v, want a stop and the last one a (re)start", cmds)
 	}
 	keys := map[string]bool{}
 	for _, f := range inc.FollowUps {
@@ -271,7 +294,7 @@ func (p *icProject) canary() {
 // step boundaries of its emergency rotation of JWT_SECRET (no applier;
 // rollback's points are not reached by a rotation that succeeds).
 func icCrashPoints() []string {
-	pts := rkapp.IncidentFaultPoints()
+	pts := rkapp.IncidentFaultPoints(true)
 	for _, fp := range engine.FaultPoints() {
 		if fp.Needs == engine.NeedNothing {
 			pts = append(pts, fp.Point)
@@ -287,12 +310,12 @@ func icCrashPoints() []string {
 // (checkFinished, interrupted); a second recover finds nothing; `incident
 // status` exits 0; no value in any output.
 func TestIncidentCrashAtEveryPoint(t *testing.T) {
-	app := rkapp.IncidentFaultPoints()
+	app := rkapp.IncidentFaultPoints(true)
 	for _, point := range icCrashPoints() {
 		t.Run(strings.ReplaceAll(point, ":", "_"), func(t *testing.T) {
 			t.Parallel()
 			p := icNewProject(t)
-			open := []string{"incident", "open", "--secret", "JWT_SECRET", "--reason", "pasted in a public issue", "--json"}
+			open := []string{"incident", "open", "--secret", "JWT_SECRET", "--stop", "--reason", "pasted in a public issue", "--json"}
 			r := p.runEnv([]string{"REKEY_TEST_FAULT=" + point}, open...)
 			p.outputs = append(p.outputs, r.stdout, r.stderr)
 			if r.sig != syscall.SIGKILL {
@@ -353,7 +376,7 @@ func TestIncidentKillRandomly(t *testing.T) {
 		t.Skip("-short")
 	}
 	p := icNewProject(t)
-	open := []string{"incident", "open", "--secret", "JWT_SECRET", "--reason", "pasted in a public issue"}
+	open := []string{"incident", "open", "--secret", "JWT_SECRET", "--stop", "--reason", "pasted in a public issue"}
 	closeAll := func() {
 		for _, inc := range p.incidents() {
 			p.runWant(0, "incident", "close", inc.ID, "--force", "--reason", "crash test iteration")

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,10 +262,10 @@ func (x *incE2E) secret(name string) string {
 // checks what must hold whether or not the receivers are up: rotated, the
 // app healthy on the new values, the old token and the old password
 // refused, the proofs dead, every action of the timeline ok.
-func (x *incE2E) open(before map[string]string, oldTok string) (incidentOpenOut, map[string]string) {
+func (x *incE2E) open(before map[string]string, oldTok string, extra ...string) (incidentOpenOut, map[string]string) {
 	t := x.t
 	t.Helper()
-	r := x.run(nil, "incident", "open", "--secret", "JWT_SECRET", "--secret", "DATABASE_PASSWORD", "--reason", "leaked in a CI log", "--json")
+	r := x.run(nil, append([]string{"incident", "open", "--secret", "JWT_SECRET", "--secret", "DATABASE_PASSWORD", "--reason", "leaked in a CI log", "--json"}, extra...)...)
 	after := x.remember()
 	x.rememberVersions()
 	if r.Code != 0 {
@@ -304,7 +305,13 @@ func (x *incE2E) open(before map[string]string, oldTok string) (incidentOpenOut,
 	for _, ev := range inc.Timeline {
 		actions[ev.Action+" "+ev.Secret] = ev.Outcome
 	}
-	for _, want := range []string{"rotate JWT_SECRET", "rotate DATABASE_PASSWORD", "restart ", "verify ", "prove-dead JWT_SECRET", "prove-dead DATABASE_PASSWORD", "access-review ", "scan ", "notify "} {
+	wants := []string{"rotate JWT_SECRET", "rotate DATABASE_PASSWORD", "restart ", "verify ", "prove-dead JWT_SECRET", "prove-dead DATABASE_PASSWORD", "access-review ", "scan ", "notify "}
+	if slices.Contains(extra, "--stop") {
+		wants = append(wants, "stop ")
+	} else if _, ok := actions["stop "]; ok {
+		t.Errorf("timeline: a stop without --stop: %+v", inc.Timeline)
+	}
+	for _, want := range wants {
 		if actions[want] != rekey.OutcomeOK {
 			t.Errorf("timeline: %q is %q, want ok: %+v", want, actions[want], inc.Timeline)
 		}
@@ -433,7 +440,7 @@ func TestIncidentE2E(t *testing.T) {
 		x.hook.set(true)
 		x.box.stop()
 		before, oldTok := x.dotenv(), x.login()
-		open, _ := x.open(before, oldTok)
+		open, _ := x.open(before, oldTok, "--stop") // the app stopped first, started by the rotation's restart
 		id := open.Incident.ID
 		var items []outboxItemJSON
 		if err := json.Unmarshal([]byte(x.must("notify", "status", "--json")), &items); err != nil {
@@ -471,6 +478,7 @@ func TestIncidentE2E(t *testing.T) {
 		if log := x.must("audit"); !strings.Contains(log, "notify.deliver") || !strings.Contains(log, "incident.open") {
 			t.Errorf("audit lacks the incident or the deliveries:\n%s", log)
 		}
+		x.deferredReencryption()
 	}
 	if !testkit.Repeating() {
 		t.Run("receivers-down", receiversDown)
@@ -531,5 +539,68 @@ func incGolden(t *testing.T, name, got string) {
 	}
 	if string(want) != got {
 		t.Errorf("the report's timeline differs from %s (run with -update if intended):\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+// deferredReencryption opens an incident for ENCRYPTION_KEY with
+// --no-reencrypt: the app runs on the new key at once and reads the rows
+// under the exposed one as ENCRYPTION_KEY_PREVIOUS, the decrypt-sample
+// check passes saying their re-encryption is pending, and the follow-up
+// reencrypt:ENCRYPTION_KEY stays to do; `rekey reencrypt` then moves the
+// rows, removes ENCRYPTION_KEY_PREVIOUS and marks the follow-up done.
+func (x *incE2E) deferredReencryption() {
+	t := x.t
+	t.Helper()
+	before := x.dotenv()
+	r := x.run(nil, "incident", "open", "--secret", "ENCRYPTION_KEY", "--no-reencrypt", "--reason", "key file copied to a laptop", "--json")
+	after := x.remember()
+	x.rememberVersions()
+	if r.Code != 0 {
+		t.Fatalf("incident open ENCRYPTION_KEY --no-reencrypt: %v", r)
+	}
+	var open incidentOpenOut
+	if err := json.Unmarshal([]byte(r.Stdout), &open); err != nil {
+		t.Fatalf("%v\n%s", err, r.Stdout)
+	}
+	id := open.Incident.ID
+	if after["ENCRYPTION_KEY"] == before["ENCRYPTION_KEY"] || after["ENCRYPTION_KEY_PREVIOUS"] != before["ENCRYPTION_KEY"] {
+		t.Fatal("want the new ENCRYPTION_KEY published with the exposed one as ENCRYPTION_KEY_PREVIOUS")
+	}
+	if !strings.Contains(r.Stderr, "rekey reencrypt ENCRYPTION_KEY") {
+		t.Errorf("incident open --no-reencrypt does not name the command that moves the rows:\n%s", r.Stderr)
+	}
+	followUp := func() bool {
+		var incs []struct {
+			FollowUps []struct {
+				Key  string `json:"key"`
+				Done bool   `json:"done"`
+			} `json:"follow_ups"`
+		}
+		if err := json.Unmarshal([]byte(x.must("incident", "status", id, "--json")), &incs); err != nil || len(incs) != 1 {
+			t.Fatalf("incident status --json: %v", err)
+		}
+		for _, f := range incs[0].FollowUps {
+			if f.Key == rekey.FollowUpReencrypt+"ENCRYPTION_KEY" {
+				return f.Done
+			}
+		}
+		t.Fatalf("incident %s has no follow-up reencrypt:ENCRYPTION_KEY: %+v", id, incs[0].FollowUps)
+		return false
+	}
+	if followUp() {
+		t.Error("reencrypt:ENCRYPTION_KEY done before the rows moved")
+	}
+	if out := x.must("verify"); !strings.Contains(out, "with the previous ENCRYPTION_KEY: their re-encryption is pending") {
+		t.Errorf("verify while the rows are pending does not say so:\n%s", out)
+	}
+	x.must("reencrypt", "ENCRYPTION_KEY")
+	if !followUp() {
+		t.Error("rekey reencrypt did not mark reencrypt:ENCRYPTION_KEY done")
+	}
+	if _, ok := x.dotenv()["ENCRYPTION_KEY_PREVIOUS"]; ok {
+		t.Error("ENCRYPTION_KEY_PREVIOUS still published after the re-encryption")
+	}
+	if out := x.must("verify"); strings.Contains(out, "pending") {
+		t.Errorf("verify after the re-encryption:\n%s", out)
 	}
 }

@@ -150,8 +150,13 @@ func (a *app) printCheck(r verify.Result, width int) {
 		attempts = "1 attempt"
 	}
 	counts := "(" + attempts + ", " + shortDuration(r.Duration) + ")"
-	if r.OK {
+	if r.OK && r.Hint == "" {
 		fmt.Fprintf(w, "%s  %-*s  %s\n", a.paintPadded("ok", 4), width, r.Name, counts)
+		return
+	}
+	if r.OK { // passed, with something still to do: say what
+		fmt.Fprintf(w, "%s  %-*s  %s %s\n", a.paintPadded("ok", 4), width, r.Name, r.Message, counts)
+		fmt.Fprintf(w, "      %-*s  note: %s\n", width, "", r.Hint)
 		return
 	}
 	fmt.Fprintf(w, "%s  %-*s  %s %s\n", a.paint("FAIL"), width, r.Name, r.Message, counts)

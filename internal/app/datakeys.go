@@ -235,7 +235,8 @@ func rehearsalAdmin(cfg *config.Config, vals *Values, name string, spec *rekey.S
 
 // FinishReencryption resumes the re-encryption of each data key named (all
 // when none) whose rotation left rows on the previous key; done hears each
-// key that finished. It returns how many did.
+// key that finished, and the follow-up reencrypt:NAME of each open incident
+// is marked done. It returns how many did.
 func (s *Session) FinishReencryption(ctx context.Context, names []string, narrate func(string, ...any), done func(name string)) (int, error) {
 	cfg, st, env, e, err := s.Mutate(ctx)
 	if err != nil {
@@ -262,6 +263,15 @@ func (s *Session) FinishReencryption(ctx context.Context, names []string, narrat
 		if ok {
 			n++
 			done(sp.Name)
+			ids, err := s.completeFollowUp(ctx, st, env.Name, rekey.FollowUpReencrypt+sp.Name, "rekey reencrypt moved every row to the current key")
+			if err != nil {
+				return n, err
+			}
+			for _, id := range ids {
+				if narrate != nil {
+					narrate("incident %s: follow-up %s%s done", id, rekey.FollowUpReencrypt, sp.Name)
+				}
+			}
 		}
 	}
 	return n, nil

@@ -53,6 +53,10 @@ type IncidentScanner interface {
 type IncidentRequest struct {
 	Names  []string
 	Reason string
+	// Stop stops the consumers of the exposed secrets before the rotation
+	// (also when rekey.yaml says incident: {stop: true}); the rotation's
+	// restart step starts them again on the new values.
+	Stop bool
 	// Notify replaces the notify step; nil: the incident.opened message is
 	// handed to the outbox (incidentRun.notify), or recorded as skipped when
 	// rekey.yaml routes it to no channel.
@@ -76,6 +80,9 @@ type IncidentResult struct {
 	RotateErr error
 	// UserManaged are exposed keys rekey cannot rotate (rotate them at the provider).
 	UserManaged []string
+	// Deferred are the exposed data keys whose rows move after the
+	// immediate actions (FinishReencryption; follow-up reencrypt:NAME).
+	Deferred []string
 }
 
 // OK says whether the exposed values were replaced and every proof found
@@ -146,7 +153,8 @@ func (s *Session) newIncident(ctx context.Context, cfg *config.Config, st rekey.
 	if err != nil {
 		return nil, err
 	}
-	inc := &rekey.Incident{ID: id, Env: env, OpenedAt: now, OpenedBy: s.Actor(), Reason: strings.TrimSpace(req.Reason), State: rekey.IncidentOpen, Timeline: []rekey.IncidentEvent{}, FollowUps: []rekey.FollowUp{}}
+	inc := &rekey.Incident{ID: id, Env: env, OpenedAt: now, OpenedBy: s.Actor(), Reason: strings.TrimSpace(req.Reason), State: rekey.IncidentOpen,
+		Stop: req.Stop || cfg.Incident.Stop, Timeline: []rekey.IncidentEvent{}, FollowUps: []rekey.FollowUp{}}
 	var names []string
 	for _, n := range req.Names {
 		if slices.Contains(names, n) {
@@ -178,6 +186,29 @@ func (s *Session) newIncident(ctx context.Context, cfg *config.Config, st rekey.
 	return inc, nil
 }
 
+// stop stops the services that consume the exposed secrets (those rekey
+// rotates and the user-managed ones alike), in reverse restart order; the
+// rotation's restart step starts them on the new values. Skipped when none
+// is declared.
+func (r *incidentRun) stop(ctx context.Context, cfg *config.Config) error {
+	env, err := r.s.Environment(cfg)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, sec := range r.inc.Secrets {
+		names = append(names, sec.Name)
+	}
+	svcs := r.s.Engine(cfg, r.st, env).Services
+	if svcs == nil {
+		return r.event(ctx, rekey.ActionStop, "", rekey.OutcomeSkipped, "no services: in "+config.FileName+" for environment "+env.Name)
+	}
+	if err := svcs.Stop(ctx, names); err != nil {
+		return r.event(ctx, rekey.ActionStop, "", rekey.OutcomeFailed, err.Error()+"; the rotation goes on")
+	}
+	return r.event(ctx, rekey.ActionStop, "", rekey.OutcomeOK, "stopped the consumers of "+strings.Join(names, ", ")+": the rotation's restart starts them on the new values")
+}
+
 // rotate rotates the exposed secrets rekey can rotate as one emergency
 // rotation, records their replacements, and the rotation's restart,
 // sessions (hooks) and verify steps as events.
@@ -205,7 +236,7 @@ func (r *incidentRun) rotate(ctx context.Context, cfg *config.Config, req Incide
 		res.RotationID, res.RotateErr = prev.Rotation.ID, prev.VerifyErr
 		return r.recordRotation(ctx, prev, prev.VerifyErr)
 	}
-	p, err := r.s.PlanRotation(ctx, RotateRequest{Names: rest, Emergency: true})
+	p, err := r.s.PlanRotation(ctx, RotateRequest{Names: rest, Emergency: true, DeferReencrypt: true})
 	if err != nil {
 		res.RotateErr = err
 		return r.event(ctx, rekey.ActionRotate, "", rekey.OutcomeFailed, "planning the emergency rotation: "+err.Error())
@@ -220,7 +251,7 @@ func (r *incidentRun) rotate(ctx context.Context, cfg *config.Config, req Incide
 	if out == nil || out.Rotation == nil {
 		return r.event(ctx, rekey.ActionRotate, "", rekey.OutcomeFailed, fmt.Sprintf("emergency rotation of %s: %v", strings.Join(rest, ","), err))
 	}
-	res.RotationID = out.Rotation.ID
+	res.RotationID, res.Deferred = out.Rotation.ID, out.Deferred
 	return r.recordRotation(ctx, out, err)
 }
 
@@ -236,6 +267,9 @@ func (r *incidentRun) recordRotation(ctx context.Context, out *engine.Result, ru
 		}
 		sec.Replacement, sec.ReplacementFingerprint = v.N, v.Fingerprint
 		outcome, detail := rekey.OutcomeOK, fmt.Sprintf("emergency rotation %s: v%d %s → v%d %s (no grace; v%d marked exposed)", out.Rotation.ID, sec.ExposedVersion, sec.ExposedFingerprint, v.N, v.Fingerprint, sec.ExposedVersion)
+		if slices.Contains(out.Deferred, sec.Name) {
+			detail += fmt.Sprintf("; its rows move to v%d after the immediate actions, online (follow-up %s%s)", v.N, rekey.FollowUpReencrypt, sec.Name)
+		}
 		if runErr != nil {
 			outcome, detail = rekey.OutcomeFailed, detail+"; "+runErr.Error()
 		}

@@ -121,15 +121,51 @@ func (s *Session) FollowUpDone(ctx context.Context, id, key, note string) (*reke
 		if f.Done {
 			return rekey.AuditEntry{}, rekey.Errorf(rekey.CodeConflict, "--done %s: already done (%s by %s)", key, f.DoneAt.UTC().Format("2006-01-02 15:04Z"), f.DoneBy).WithHint("rekey incident status %s", id)
 		}
-		now := s.Now().UTC()
-		f.Done, f.DoneAt, f.DoneBy, f.Note = true, now, s.Actor(), strings.TrimSpace(note)
-		detail := "done: " + key
-		if f.Note != "" {
-			detail += " (" + f.Note + ")"
-		}
-		inc.Timeline = append(inc.Timeline, rekey.IncidentEvent{At: now, Action: ActionFollowUp, Outcome: rekey.OutcomeOK, Detail: detail})
-		return rekey.AuditEntry{Action: "incident.follow-up", Outcome: "ok", Detail: fmt.Sprintf("incident %s: %s", id, detail)}, nil
+		return s.markFollowUp(inc, f, note), nil
 	})
+}
+
+// markFollowUp marks f, a follow-up of inc, done by the session's actor
+// now, with a timeline event, and returns its audit entry.
+func (s *Session) markFollowUp(inc *rekey.Incident, f *rekey.FollowUp, note string) rekey.AuditEntry {
+	now := s.Now().UTC()
+	f.Done, f.DoneAt, f.DoneBy, f.Note = true, now, s.Actor(), strings.TrimSpace(note)
+	detail := "done: " + f.Key
+	if f.Note != "" {
+		detail += " (" + f.Note + ")"
+	}
+	inc.Timeline = append(inc.Timeline, rekey.IncidentEvent{At: now, Action: ActionFollowUp, Outcome: rekey.OutcomeOK, Detail: detail})
+	return rekey.AuditEntry{Actor: s.Actor(), Env: inc.Env, Action: "incident.follow-up", Outcome: "ok", Detail: fmt.Sprintf("incident %s: %s", inc.ID, detail)}
+}
+
+// completeFollowUp marks the follow-up key done, with note, in every open
+// incident of env that lists it not done (audited, one transaction), and
+// returns their IDs: the command that did the work records it (`rekey
+// reencrypt` completing a data key's re-encryption).
+func (s *Session) completeFollowUp(ctx context.Context, st rekey.Store, env, key, note string) ([]string, error) {
+	var ids []string
+	err := st.Update(ctx, func(tx rekey.Tx) error {
+		incs, err := tx.Incidents(env, true)
+		if err != nil {
+			return err
+		}
+		for _, inc := range incs {
+			i := slices.IndexFunc(inc.FollowUps, func(f rekey.FollowUp) bool { return f.Key == key && !f.Done })
+			if !inc.IsOpen() || i < 0 {
+				continue
+			}
+			a := s.markFollowUp(inc, &inc.FollowUps[i], note)
+			if err := tx.PutIncident(inc); err != nil {
+				return err
+			}
+			if _, err := tx.Audit(a); err != nil {
+				return err
+			}
+			ids = append(ids, inc.ID)
+		}
+		return nil
+	})
+	return ids, err
 }
 
 // IncidentRotateAll plans the rotation of every secret of incident id's

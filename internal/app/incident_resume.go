@@ -39,6 +39,9 @@ type incidentStep struct {
 
 // incidentSteps are the actions, in order.
 var incidentSteps = []incidentStep{
+	{rekey.ActionStop, func(r *incidentRun, ctx context.Context, cfg *config.Config, _ IncidentRequest, _ *IncidentResult) error {
+		return r.stop(ctx, cfg)
+	}},
 	{rekey.ActionRotate, func(r *incidentRun, ctx context.Context, cfg *config.Config, req IncidentRequest, res *IncidentResult) error {
 		return r.rotate(ctx, cfg, req, res)
 	}},
@@ -62,11 +65,14 @@ var incidentSteps = []incidentStep{
 
 // IncidentFaultPoints lists, in order, the points of `incident open` a
 // test can crash at (besides the rotation's own, engine.FaultPoints): after
-// the incident is recorded, and after each action but the last.
-func IncidentFaultPoints() []string {
+// the incident is recorded, and after each action but the last (after stop
+// only when the incident stops services).
+func IncidentFaultPoints(stop bool) []string {
 	out := []string{FaultIncidentOpened}
 	for _, st := range incidentSteps[:len(incidentSteps)-1] {
-		out = append(out, FaultIncidentAfter(st.action))
+		if st.action != rekey.ActionStop || stop {
+			out = append(out, FaultIncidentAfter(st.action))
+		}
 	}
 	return out
 }
@@ -74,7 +80,7 @@ func IncidentFaultPoints() []string {
 // incidentDone says which actions of inc are done: those with an event in
 // its timeline, and the follow-ups once listed.
 func incidentDone(inc *rekey.Incident) map[string]bool {
-	done := map[string]bool{ActionFollowUp: len(inc.FollowUps) > 0}
+	done := map[string]bool{ActionFollowUp: len(inc.FollowUps) > 0, rekey.ActionStop: !inc.Stop}
 	for _, ev := range inc.Timeline {
 		for _, st := range incidentSteps[:len(incidentSteps)-1] {
 			if ev.Action == st.action {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -161,5 +162,98 @@ func (v *Values) Wipe() {
 	}
 	for _, val := range v.m {
 		val.Wipe()
+	}
+}
+
+// pendingDataKeys returns, by name, the older key of each data key of env
+// whose rows may not all be on its live version yet: during a rotation
+// that defers their re-encryption (a pending version; the current one is
+// the older key), or after it (the current version marked incomplete; the
+// previous one). The application reads that key as NAME_PREVIOUS
+// meanwhile, so the decrypt-sample checks accept it (verify.Options.Previous).
+func pendingDataKeys(ctx context.Context, st rekey.Store, cfg *config.Config, env string) (map[string]rekey.Value, error) {
+	out := map[string]rekey.Value{}
+	err := st.View(ctx, func(tx rekey.Tx) error {
+		for _, sp := range cfg.Secrets {
+			if sp.Kind != rekey.KindDataKey || sp.Reencrypt == nil || sp.PreviousKey() == "" {
+				continue
+			}
+			cur, err := tx.Labeled(env, sp.Name, rekey.LabelCurrent)
+			if errors.Is(err, rekey.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			older := 0
+			if p, err := tx.Labeled(env, sp.Name, rekey.LabelPending); err == nil && p.N != cur.N {
+				older = cur.N
+			} else if cur.Attrs[rekey.AttrReencrypt] == "incomplete" {
+				if pv, err := tx.Labeled(env, sp.Name, rekey.LabelPrevious); err == nil {
+					older = pv.N
+				}
+			}
+			if older == 0 {
+				continue
+			}
+			v, err := tx.Value(env, sp.Name, older)
+			if err != nil {
+				return err
+			}
+			out[sp.Name] = v
+		}
+		return nil
+	})
+	return out, err
+}
+
+// publishedPrevious is the older key of each data key whose rows may not
+// all be on its live version (pendingDataKeys) and that a target still
+// publishes as NAME_PREVIOUS: the application reads rows under it, so a
+// decrypt-sample check accepts them. Once NAME_PREVIOUS is removed, such a
+// row fails the check, as it fails the application.
+func publishedPrevious(ctx context.Context, st rekey.Store, cfg *config.Config, env string, targets map[string]rekey.Target) (map[string]rekey.Value, error) {
+	cand, err := pendingDataKeys(ctx, st, cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]rekey.Value{}
+	for name, v := range cand {
+		sp, _ := cfg.Secret(name)
+		if publishes(ctx, targets, sp, sp.PreviousKey(), v) {
+			out[name] = v
+		} else {
+			v.Wipe()
+		}
+	}
+	return out, nil
+}
+
+// publishes reports whether one of targets that spec goes to holds key
+// with value v.
+func publishes(ctx context.Context, targets map[string]rekey.Target, spec *rekey.Spec, key string, v rekey.Value) bool {
+	for name, t := range targets {
+		if len(spec.Targets) > 0 && !slices.Contains(spec.Targets, name) {
+			continue
+		}
+		got, err := t.Read(ctx, []string{key})
+		if err != nil {
+			continue
+		}
+		g, ok := got[key]
+		same := ok && g.Equal(v)
+		for _, x := range got {
+			x.Wipe()
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// wipeAll wipes every value of m.
+func wipeAll(m map[string]rekey.Value) {
+	for _, v := range m {
+		v.Wipe()
 	}
 }

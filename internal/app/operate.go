@@ -45,7 +45,12 @@ func (s *Session) Verify(ctx context.Context, names []string, onResult func(veri
 		return checks, nil, err
 	}
 	defer vals.Wipe()
-	opts := verify.Options{Dir: cfg.Dir, Env: s.Environ(), Redact: vals.Redact, Opener: s.opener(), Postgres: postgres.URLDialer{}, OnResult: onResult}
+	prev, err := publishedPrevious(ctx, st, cfg, env.Name, s.Engine(cfg, st, env).Targets)
+	if err != nil {
+		return checks, nil, err
+	}
+	defer wipeAll(prev)
+	opts := verify.Options{Dir: cfg.Dir, Env: s.Environ(), Redact: vals.Redact, Opener: s.opener(), Postgres: postgres.URLDialer{}, Previous: prev, OnResult: onResult}
 	results := verify.Run(ctx, checks, vals.Resolve, opts)
 	verr := verify.Error(results)
 	outcome, detail := "ok", fmt.Sprintf("%d checks passed", len(results))

@@ -19,6 +19,9 @@ import (
 type RotateRequest struct {
 	Names                       []string
 	Due, All, DryRun, Emergency bool
+	// DeferReencrypt leaves the rows of online data keys to move after the
+	// rotation (engine.Engine.DeferOnline): an incident's.
+	DeferReencrypt bool
 }
 
 // PlannedRotation is a rotation of the session's environment, planned and
@@ -72,6 +75,7 @@ func (s *Session) PlanRotation(ctx context.Context, r RotateRequest) (*PlannedRo
 		}
 		cfg, env, e = c, en, eng
 	}
+	e.DeferOnline = r.DeferReencrypt
 	mode := rekey.ModeManual
 	switch {
 	case r.Emergency:

@@ -94,8 +94,8 @@ func (w *wiring) Stop(ctx context.Context, keys []string) error {
 	for i := len(svcs) - 1; i >= 0; i-- {
 		s := svcs[i]
 		if s.Stop.IsZero() {
-			return rekey.Errorf(rekey.CodeInvalid, "service %s has no stop command, and re-encryption in maintenance mode stops it", s.Name).
-				WithHint("add stop: [...] to service %s in %s, or use mode: online", s.Name, config.FileName)
+			return rekey.Errorf(rekey.CodeInvalid, "service %s has no stop command, and it must be stopped (incident --stop, re-encryption in maintenance mode)", s.Name).
+				WithHint("add stop: [...] and start: [...] to service %s in %s (or the shorthand systemd: UNIT)", s.Name, config.FileName)
 		}
 		if r := services.Run(ctx, s.Name, services.ActionStop, s.Stop, o); !r.OK {
 			return rekey.Errorf(rekey.CodeVerifyFailed, "stop of service %s failed: %s", s.Name, r.Err)
@@ -129,7 +129,12 @@ func (w *wiring) Run(ctx context.Context) error {
 		return err
 	}
 	defer vals.Wipe()
-	opts := verify.Options{Dir: w.cfg.Dir, Env: w.s.Environ(), Redact: vals.Redact, Opener: w.s.opener(), Postgres: postgres.URLDialer{},
+	prev, err := publishedPrevious(ctx, w.e.Store, w.cfg, w.env.Name, w.e.Targets)
+	if err != nil {
+		return err
+	}
+	defer wipeAll(prev)
+	opts := verify.Options{Dir: w.cfg.Dir, Env: w.s.Environ(), Redact: vals.Redact, Opener: w.s.opener(), Postgres: postgres.URLDialer{}, Previous: prev,
 		OnResult: func(r verify.Result) {
 			if r.OK {
 				w.say("check %s: ok (%d attempts)", r.Name, r.Attempts)

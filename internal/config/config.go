@@ -72,6 +72,9 @@ type Config struct {
 	// Notify is the notify: section: channels, contacts, event routes
 	// (see notify.go).
 	Notify Notify
+	// Incident is the incident: section: what `rekey incident open` does
+	// without being told.
+	Incident Incident
 	// Raw is the exact text that was parsed, and Digest its SHA-256: what
 	// `rekey config trust` approves is what was parsed, not what the file
 	// holds a moment later.
@@ -253,4 +256,11 @@ func notFound[T any](kind, name string, items []T, nameOf func(T) string) error 
 	}
 	return rekey.Errorf(rekey.CodeNotFound, "no %s %s in %s", kind, quote(name), FileName).
 		WithHint("%s%ss: %s", didYouMean(name, names), kind, listOf(names))
+}
+
+// Incident is the incident: section of rekey.yaml.
+type Incident struct {
+	// Stop stops the services that consume an exposed secret before it is
+	// rotated, as `rekey incident open --stop` does.
+	Stop bool
 }

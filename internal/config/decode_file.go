@@ -59,6 +59,7 @@ func (d *decoder) config(root *yaml.Node, abs string) *Config {
 			{"services", func(k, v *yaml.Node) { c.Services = named(d, v, "service", "services", d.service) }},
 			{"checks", func(k, v *yaml.Node) { c.Checks = named(d, v, "check", "checks", d.check1) }},
 			{"notify", func(k, v *yaml.Node) { c.Notify = d.notify(v) }},
+			{"incident", func(k, v *yaml.Node) { c.Incident = d.incident(v) }},
 		},
 		misplaced: map[string]string{
 			"path": "store", "master_key": "store", "keep_versions": "store",
@@ -275,4 +276,22 @@ func (d *decoder) tlsCerts(v *yaml.Node) []TLSCert {
 		out = append(out, c)
 	})
 	return out
+}
+
+// incident decodes the incident: section.
+func (d *decoder) incident(v *yaml.Node) Incident {
+	var in Incident
+	d.decode(v, section{
+		what: "incident",
+		fields: []field{
+			{"stop", func(k, v *yaml.Node) {
+				if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+					d.fail(v, "write stop: true (stop the services that read an exposed secret before rotating it) or stop: false", "stop of incident must be true or false")
+					return
+				}
+				in.Stop = v.Value == "true"
+			}},
+		},
+	})
+	return in
 }

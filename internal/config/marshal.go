@@ -68,6 +68,11 @@ func MarshalWith(c *Config, cm Comments) ([]byte, error) {
 	addNamed(root, "tls", c.TLS, m.tlsCert)
 	m.servicesAndChecks(c, root)
 	m.notify(c.Notify, root)
+	if c.Incident.Stop {
+		im := newMap()
+		im.add("stop", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+		root.add("incident", im)
+	}
 
 	path := c.Path
 	if path == "" {

@@ -91,6 +91,7 @@ func everyField(t *testing.T, dir string) *Config {
 			Contacts: []Contact{{Role: "security", Channels: []string{"mail", "chat"}}, {Role: "oncall", Channels: []string{"pager"}}},
 			Events:   []EventRoute{{Event: "incident.opened", To: []string{"security", "oncall", "hook"}}},
 		},
+		Incident: Incident{Stop: true},
 	}
 }
 

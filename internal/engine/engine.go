@@ -73,6 +73,14 @@ type Engine struct {
 	// store's outbox, so that they exist if and only if the event does; an
 	// error aborts the transaction.
 	Notify func(tx rekey.Tx, event string, r *rekey.Rotation, names []string) error
+	// DeferOnline leaves the re-encryption of online data keys to after the
+	// rotation (an incident's: services healthy and old values proved dead
+	// first): the old key is published as NAME_PREVIOUS, the migrate and
+	// remove-previous steps do not run, and the finish step marks the new
+	// version's rows incomplete in its transaction, so `rekey reencrypt`
+	// (FinishMigration) moves them and no later rotation strands them. A
+	// rotation completed by Recover is not deferred: it moves the rows.
+	DeferOnline bool
 
 	specIndex map[string]int
 }

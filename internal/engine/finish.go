@@ -28,11 +28,16 @@ func (e *Engine) commitFinish(ctx context.Context, x *run) error {
 	if state == "" {
 		state = rekey.StateDone
 	}
+	var deferred []string
 	err := e.Store.Update(ctx, func(tx rekey.Tx) error {
+		var err error
 		for _, name := range x.names {
 			if err := e.finishSecret(tx, x, name, state); err != nil {
 				return err
 			}
+		}
+		if deferred, err = e.markIncompleteTx(tx, r, x.deferred); err != nil {
+			return err
 		}
 		endStep(&r.Steps[len(r.Steps)-1], e.now(), nil)
 		r.State, r.Ended, r.Error = state, e.now(), truncate(x.why, 500)
@@ -42,11 +47,14 @@ func (e *Engine) commitFinish(ctx context.Context, x *run) error {
 		if err := e.notify(tx, endEvent(r), r, x.names); err != nil {
 			return err
 		}
-		_, err := tx.PruneRotations(e.Env, KeepRotations)
+		_, err = tx.PruneRotations(e.Env, KeepRotations)
 		return err
 	})
 	if err != nil {
 		return rekey.Wrap(rekey.ErrorCode(err), err, "finish rotation")
+	}
+	if x.res != nil {
+		x.res.Deferred = deferred
 	}
 	return nil
 }
@@ -126,5 +134,8 @@ func clearPending(tx rekey.Tx, env, name string, n int) error {
 func (e *Engine) sayCurrent(x *run) {
 	for _, name := range x.names {
 		e.say("%s v%d is current", name, x.r.Secrets[name])
+	}
+	for _, name := range x.deferred {
+		e.say("%s: its rows are re-encrypted after the rotation (rekey reencrypt %s)", name, name)
 	}
 }

@@ -396,6 +396,69 @@ func TestFlowDataKeyCrashes(t *testing.T) {
 	}
 }
 
+// DeferOnline (an incident's emergency rotation): the new key is published
+// with the old one as ENCRYPTION_KEY_PREVIOUS and no row moves; the finish
+// step marks the new version incomplete in its own transaction, so a later
+// rotation of the key is refused until FinishMigration moves the rows,
+// which then drops ENCRYPTION_KEY_PREVIOUS. A crash in the middle is
+// completed by Recover, which moves the rows (it does not defer).
+func TestFlowDataKeyDeferred(t *testing.T) {
+	w := fwNewWorld(t, fwKey)
+	_, old := w.current("ENCRYPTION_KEY")
+	e := w.engine(nil, nil)
+	e.DeferOnline = true
+	res, err := e.Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeEmergency, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Deferred, []string{"ENCRYPTION_KEY"}) || w.rows.calls != 0 {
+		t.Fatalf("Deferred %v, %d migrations; want the key deferred and no row moved", res.Deferred, w.rows.calls)
+	}
+	v, cur := w.current("ENCRYPTION_KEY")
+	if v.Attrs[rekey.AttrReencrypt] != "incomplete" {
+		t.Errorf("current v%d attrs %v, want it marked incomplete", v.N, v.Attrs)
+	}
+	if w.target.get("ENCRYPTION_KEY") != cur || w.target.get("ENCRYPTION_KEY_PREVIOUS") != old {
+		t.Error("the .env should hold the new key and the exposed one as ENCRYPTION_KEY_PREVIOUS")
+	}
+	w.rowsOn(old, "moved although the re-encryption was deferred")
+	if _, err := w.engine(nil, nil).Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeManual, nil); rekey.ErrorCode(err) != rekey.CodeConflict {
+		t.Fatalf("rotating again before the rows moved = %v, want a refusal", err)
+	}
+	if did, err := w.engine(nil, nil).FinishMigration(t.Context(), "ENCRYPTION_KEY"); !did || err != nil {
+		t.Fatalf("FinishMigration = %v, %v", did, err)
+	}
+	w.rowsOn(cur, "not on the new key after FinishMigration")
+	if _, ok := w.target.snapshot()["ENCRYPTION_KEY_PREVIOUS"]; ok {
+		t.Error("ENCRYPTION_KEY_PREVIOUS still published")
+	}
+
+	// Killed after publish: Recover completes the rotation and moves the rows.
+	w = fwNewWorld(t, fwKey)
+	e = w.engine(nil, func(p string) {
+		if p == rekey.StepPublish+":after" {
+			panic(ecCrash{p})
+		}
+	})
+	e.DeferOnline = true
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("no crash after publish")
+			}
+		}()
+		e.Rotate(t.Context(), []string{"ENCRYPTION_KEY"}, rekey.ModeEmergency, nil)
+	}()
+	if rep, err := w.engine(nil, nil).Recover(t.Context()); err != nil || len(rep.RolledForward) != 1 {
+		t.Fatalf("Recover = %+v, %v", rep, err)
+	}
+	v, cur = w.current("ENCRYPTION_KEY")
+	w.rowsOn(cur, "not on the new key after recovery")
+	if v.Attrs[rekey.AttrReencrypt] != "" || w.target.get("ENCRYPTION_KEY_PREVIOUS") != "" {
+		t.Errorf("after recovery: attrs %v, ENCRYPTION_KEY_PREVIOUS published %v", v.Attrs, w.target.get("ENCRYPTION_KEY_PREVIOUS") != "")
+	}
+}
+
 // After an incomplete re-encryption is fixed, FinishMigration moves the rest
 // of the rows, clears the mark, drops ENCRYPTION_KEY_PREVIOUS, and rotating
 // the key is allowed again.

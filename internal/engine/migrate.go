@@ -87,25 +87,35 @@ func (e *Engine) markIncomplete(ctx context.Context, r *rekey.Rotation, names []
 		return nil
 	}
 	return e.Store.Update(ctx, func(tx rekey.Tx) error {
-		var marked []string
-		for _, name := range names {
-			v, err := tx.Labeled(e.Env, name, rekey.LabelCurrent)
-			if err != nil {
-				return err
-			}
-			if v.N != r.Secrets[name] {
-				continue
-			}
-			if _, err := tx.Labeled(e.Env, name, rekey.LabelPrevious); err != nil {
-				continue // a first version: no rows under an older key
-			}
-			if err := tx.SetAttrs(e.Env, name, v.N, rekey.WithAttr(v.Attrs, rekey.AttrReencrypt, "incomplete")); err != nil {
-				return err
-			}
-			marked = append(marked, name)
+		marked, err := e.markIncompleteTx(tx, r, names)
+		if err != nil {
+			return err
 		}
 		return e.notify(tx, rekey.EventReencryptIncomplete, r, marked)
 	})
+}
+
+// markIncompleteTx marks, in tx, the current version of each of names
+// that r made current and that replaced an older one, and returns them.
+func (e *Engine) markIncompleteTx(tx rekey.Tx, r *rekey.Rotation, names []string) ([]string, error) {
+	var marked []string
+	for _, name := range names {
+		v, err := tx.Labeled(e.Env, name, rekey.LabelCurrent)
+		if err != nil {
+			return nil, err
+		}
+		if v.N != r.Secrets[name] {
+			continue
+		}
+		if _, err := tx.Labeled(e.Env, name, rekey.LabelPrevious); err != nil {
+			continue // a first version: no rows under an older key
+		}
+		if err := tx.SetAttrs(e.Env, name, v.N, rekey.WithAttr(v.Attrs, rekey.AttrReencrypt, "incomplete")); err != nil {
+			return nil, err
+		}
+		marked = append(marked, name)
+	}
+	return marked, nil
 }
 
 // FinishMigration resumes the re-encryption of a data key whose rotation

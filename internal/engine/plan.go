@@ -202,9 +202,12 @@ func planRestart(e *Engine, _ *planned) string {
 	return "restart the services that consume it"
 }
 
-func planMigrateOnline(_ *Engine, p *planned) string {
+func planMigrateOnline(e *Engine, p *planned) string {
 	if p.s.Reencrypt == nil || p.maint {
 		return ""
+	}
+	if e.DeferOnline {
+		return "keep " + p.s.PreviousKey() + " published: " + strings.Join(p.s.Reencrypt.Columns, ", ") + " are re-encrypted from v" + fmt.Sprint(p.ps.FromVersion) + " after the rotation (online, `rekey reencrypt`)"
 	}
 	return "re-encrypt " + strings.Join(p.s.Reencrypt.Columns, ", ") + " from v" + fmt.Sprint(p.ps.FromVersion) + " (online), then remove " + p.s.PreviousKey()
 }

@@ -20,6 +20,9 @@ type Result struct {
 	// or with the new values kept (emergency).
 	VerifyErr  error
 	RolledBack bool
+	// Deferred are the data keys whose rows move after the rotation
+	// (Engine.DeferOnline): marked incomplete, NAME_PREVIOUS published.
+	Deferred []string
 }
 
 // NewValues supplies values for Rotate instead of the generator (rekey set, rekey rollback).
@@ -51,8 +54,10 @@ type run struct {
 	pv, cv           map[string]rekey.Version
 	// prev is what is published next to the new values (NAME_PREVIOUS).
 	prev map[string]extraKey
-	// maint and online are the data keys re-encrypted in each mode.
-	maint, online []string
+	// maint and online are the data keys re-encrypted in each mode;
+	// deferred the online ones whose rows move after the rotation
+	// (Engine.DeferOnline).
+	maint, online, deferred []string
 	// published: the targets may hold the new values.
 	published bool
 	// create is what the create step seals (Rotate only).
@@ -299,6 +304,9 @@ func (e *Engine) load(ctx context.Context, r *rekey.Rotation, res *Result) (*run
 		}
 	}
 	x.maint, x.online = e.migratingIn(r, rekey.ReencryptMaintenance), e.migratingIn(r, rekey.ReencryptOnline)
+	if e.DeferOnline && x.res != nil && !migrated(r) {
+		x.deferred, x.online = x.online, nil
+	}
 	return x, nil
 }
 

@@ -140,6 +140,12 @@ func (r *checkRun) decryptSample(ctx context.Context, s *rekey.DecryptSample) (s
 	if oerr != nil {
 		return "", &attemptErr{msg: "cannot use " + s.Key + ": " + errText(oerr), hint: "check key, codec and encoding in the check", final: true}
 	}
+	var openPrev func([]byte) error
+	if pv, ok := r.o.Previous[s.Key]; ok {
+		if openPrev, oerr = r.o.Opener(*s, pv); oerr != nil {
+			return "", &attemptErr{msg: "cannot use the previous " + s.Key + ": " + errText(oerr), hint: "check key, codec and encoding in the check", final: true}
+		}
+	}
 	conn, err := r.connect(ctx, s.URL)
 	if err != nil {
 		return "", err
@@ -148,7 +154,7 @@ func (r *checkRun) decryptSample(ctx context.Context, s *rekey.DecryptSample) (s
 	var tbl pgx.Identifier = strings.Split(s.Table, ".")
 	q := "SELECT " + pgx.Identifier{s.Column}.Sanitize() + " FROM " + tbl.Sanitize() +
 		" WHERE " + pgx.Identifier{s.Column}.Sanitize() + " IS NOT NULL LIMIT " + strconv.Itoa(s.Rows)
-	var n, bad int
+	var n, bad, underPrev int
 	var firstErr string
 	qerr := readOnly(ctx, conn, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, q)
@@ -163,6 +169,10 @@ func (r *checkRun) decryptSample(ctx context.Context, s *rekey.DecryptSample) (s
 			}
 			n++
 			if err := open(bytes.Clone(ct)); err != nil {
+				if openPrev != nil && openPrev(bytes.Clone(ct)) == nil {
+					underPrev++
+					continue
+				}
 				bad++
 				if firstErr == "" {
 					firstErr = errText(err)
@@ -180,6 +190,10 @@ func (r *checkRun) decryptSample(ctx context.Context, s *rekey.DecryptSample) (s
 	if bad > 0 {
 		return "", fail("values written under another key remain: finish the re-encryption before retiring the previous key, or check codec and encoding",
 			"%d of %d sampled values of %s.%s do not open with the current %s (%s)", bad, n, s.Table, s.Column, s.Key, firstErr)
+	}
+	if underPrev > 0 {
+		r.okHint = "the application reads them with " + s.Key + "'s previous key (its NAME_PREVIOUS) until `rekey reencrypt " + s.Key + "` moves them"
+		return fmt.Sprintf("%d sampled values open (%d with the previous %s: their re-encryption is pending)", n, underPrev, s.Key), nil
 	}
 	return fmt.Sprintf("%d sampled values open", n), nil
 }

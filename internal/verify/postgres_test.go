@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -223,6 +224,17 @@ func TestDecryptSample(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 	if r := runOne(t, sample("no-opener", "KEY_A", 1), resolve, Options{}); r.OK || !strings.Contains(r.Message, "no codec") {
+		t.Errorf("%+v", r)
+	}
+	// A re-encryption pending (the application reads the older key as
+	// KEY_A_PREVIOUS): a row under it passes, and the result says so; a
+	// row under neither key still fails.
+	o.Previous = map[string]rekey.Value{"KEY_A": rekey.NewValueString(b64(keyB))}
+	if r := runOne(t, sample("pending", "KEY_A", 100), resolve, o); !r.OK || r.Message != "5 sampled values open (1 with the previous KEY_A: their re-encryption is pending)" {
+		t.Errorf("%+v", r)
+	}
+	o.Previous = map[string]rekey.Value{"KEY_B": rekey.NewValueString(b64(bytes.Repeat([]byte{7}, 32)))}
+	if r := runOne(t, sample("neither", "KEY_B", 100), resolve, o); r.OK || !strings.Contains(r.Message, "4 of 5 sampled values") {
 		t.Errorf("%+v", r)
 	}
 }

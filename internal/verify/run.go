@@ -117,7 +117,7 @@ func RunOne(ctx context.Context, c rekey.Check, resolve Resolver, o Options) Res
 	}
 	r.Duration = time.Since(start)
 	if last == nil {
-		r.OK, r.Message = true, note
+		r.OK, r.Message, r.Hint = true, note, run.okHint
 		return r
 	}
 	r.Message = run.redact(last.msg)
@@ -132,7 +132,10 @@ type checkRun struct {
 	values map[string]rekey.Value
 	// rendered holds the templates rendered with values (to redact too).
 	rendered []rekey.Value
-	red      func(string) string
+	// okHint is what to do although the check passed (rows still under a
+	// data key's previous key).
+	okHint string
+	red    func(string) string
 }
 
 func (r *checkRun) wipe() {

@@ -58,6 +58,12 @@ type Options struct {
 	Postgres Postgres
 	// Opener opens decrypt-sample values; without it those checks fail.
 	Opener Opener
+	// Previous holds, by data key name, the older key its rows may still be
+	// under while their re-encryption is pending (published as
+	// NAME_PREVIOUS, which the application reads too): a decrypt-sample
+	// value that opens with it passes, and the result says how many did.
+	// Run never wipes them: the caller does.
+	Previous map[string]rekey.Value
 	// Dir and Env are the working directory (the project folder) and the
 	// environment (nil: rekey's own) of command checks.
 	Dir string
@@ -81,7 +87,7 @@ type Result struct {
 	Attempts int
 	Duration time.Duration
 	Message  string // what the last attempt found, or a note on success
-	Hint     string // what to do about a failure
+	Hint     string // what to do about a failure (or about a pass that needs more work)
 }
 
 // MarshalJSON writes {name, type, ok, attempts, duration_ms, message, hint}.
