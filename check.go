@@ -50,7 +50,11 @@ type Check struct {
 	SQL           *SQLCheck
 	DecryptSample *DecryptSample
 	Command       *Command // its Timeout is the check's Timeout
-	Line          int
+	// Stdin names the secret a command check reads on its standard input
+	// (never in its argv or environment): how a provider's key is tested
+	// (a request with it must succeed), and proved dead once replaced.
+	Stdin string
+	Line  int
 }
 
 // In reports whether the check applies to environment env.
@@ -87,6 +91,8 @@ func (c Check) Refs() []string {
 		add(c.SQL.URL)
 	case c.DecryptSample != nil:
 		add(c.DecryptSample.URL, c.DecryptSample.Key)
+	case c.Command != nil:
+		add(c.Stdin)
 	}
 	return out
 }

@@ -51,7 +51,7 @@ func (a *app) incidentOpenCommand() *cobra.Command {
 	var req rkapp.IncidentRequest
 	var noReencrypt bool
 	c := &cobra.Command{
-		Use: "open --secret NAME... --reason TEXT [--json]",
+		Use: "open --secret NAME... --reason TEXT [--stop] [--no-reencrypt] [--json]",
 		Example: `  rekey incident open --secret JWT_SECRET --reason "pasted in a public issue"
   rekey incident open --secret JWT_SECRET --secret DATABASE_PASSWORD --reason "pushed to a public fork" --json`,
 		Short: "Record an incident and run its immediate actions",
@@ -59,25 +59,35 @@ func (a *app) incidentOpenCommand() *cobra.Command {
 and fingerprints) and runs, in order, saving the incident after each action
 with a timeline event printed on stderr:
 
-  1. rotate the exposed secrets as one emergency rotation: no grace, the old
+  1. with --stop (or incident: {stop: true} in rekey.yaml), stop the
+     services that consume an exposed secret; the rotation's restart starts
+     them again on the new values.
+  2. rotate the exposed secrets as one emergency rotation: no grace, the old
      alternating PostgreSQL role disabled, the exposed versions marked so
      that rollback and set refuse them; the rotation's restart, sessions
      (on_rotate hooks) and verify steps are events too. A user-managed key
-     is left to its provider (revoke it there, then ` + "`rekey set NAME`" + `).
-  2. prove the old values dead (as ` + "`rekey verify --dead`" + `): the PostgreSQL
+     is left to its provider (revoke it there, then ` + "`rekey set NAME`" + `). An
+     exposed data key is published with the old one as NAME_PREVIOUS: its
+     rows move after the immediate actions (below).
+  3. prove the old values dead (as ` + "`rekey verify --dead`" + `): the PostgreSQL
      server refuses the old password, an http check presenting
      {{ NAME | jwt }} refuses a token signed with the old value; one event
      per proof (dead, alive, inconclusive, manual).
-  3. review access: every audit entry of the last 90 days that put an
-     exposed secret in someone's hands (get, run, set), by actor and action.
-  4. scan the project folder (and its git history) for the exposed versions.
-  5. notify: the incident.opened message handed to the outbox, one item per
+  4. review access: every audit entry of the last 90 days that put an
+     exposed secret in someone's hands (get, run, set), by actor and action,
+     and each process ` + "`rekey run`" + ` started with one that still runs.
+  5. scan the project folder (and its git history) for the exposed versions.
+  6. notify: the incident.opened message handed to the outbox, one item per
      channel rekey.yaml routes it to, keyed by the incident ID and the
      channel (skipped when there is none); delivered by the next command
      that flushes (` + "`rekey notify flush`" + `, recover, rotate...).
-  6. list the follow-ups, due in 24 hours: rotate-all, scan-history, doctor,
+  7. list the follow-ups, due in 24 hours: rotate-all, scan-history, doctor,
      provider:NAME per user-managed key, reencrypt:NAME per data key with a
      reencrypt section, report.
+
+Then the rows of an exposed data key are re-encrypted online, at the
+adaptive pace, and its follow-up reencrypt:NAME is marked done; with
+--no-reencrypt (or interrupted) ` + "`rekey reencrypt NAME`" + ` does it later.
 
 A failed action is recorded and the next ones still run. Each action is
 saved with its events in one transaction: killed half-way, the incident
@@ -96,7 +106,7 @@ stays open and recorded.`,
 	c.Flags().StringArrayVar(&req.Names, "secret", nil, "an exposed secret (repeatable)")
 	c.Flags().StringVar(&req.Reason, "reason", "", "what happened (recorded; never put a value here)")
 	c.Flags().BoolVar(&req.Stop, "stop", false, "stop the services that read the exposed secrets before rotating them (also incident: {stop: true} in rekey.yaml)")
-	c.Flags().BoolVar(&noReencrypt, "no-reencrypt", false, "leave the rows of an exposed data key to `rekey reencrypt` (a follow-up) instead of moving them now, after the immediate actions")
+	c.Flags().BoolVar(&noReencrypt, "no-reencrypt", false, "leave the rows of an exposed data key to a later rekey reencrypt (a follow-up) instead of moving them after the immediate actions")
 	c.Flags().BoolVar(&a.jsonOut, "json", false, "print the incident, proofs and access review as JSON")
 	return c
 }

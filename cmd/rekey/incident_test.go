@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,5 +239,63 @@ func TestIncident(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestIncidentRunProcesses: a process `rekey run` started with the exposed
+// secret before the incident still holds the old value whatever the
+// rotation publishes: the access review names it as still running (pid,
+// command, actor), and the report, written after it exited, says exited.
+func TestIncidentRunProcesses(t *testing.T) {
+	p := ctInitProject(t, t.TempDir(), ".env", "run-review", "JWT_SECRET="+ctRandB64(64, base64.StdEncoding)+"\nRUST_LOG=info\n")
+	cmd, _, _ := p.command(nil, "run", "--", "sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // rekey run and sleep, killed together
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done }
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			kill()
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.must("audit"), "run"); {
+		if time.Now().After(deadline) {
+			t.Fatal("rekey run did not record its read")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var open struct {
+		Incident struct {
+			ID string `json:"id"`
+		} `json:"incident"`
+		Access struct {
+			Processes []struct {
+				Actor, Command string
+				PID            int
+				Running        bool
+				Secrets        []string
+			} `json:"run_processes"`
+		} `json:"access_review"`
+	}
+	r := p.run("incident", "open", "--secret", "JWT_SECRET", "--reason", "pasted in a ticket", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &open); err != nil || r.code != 0 {
+		t.Fatalf("incident open: %v\n%v", err, r)
+	}
+	ps := open.Access.Processes
+	if len(ps) != 1 || !ps[0].Running || ps[0].PID != cmd.Process.Pid || ps[0].Command != "sleep" || ps[0].Actor != "run-review" || len(ps[0].Secrets) != 1 {
+		t.Fatalf("run processes: %+v (rekey run is pid %d)", ps, cmd.Process.Pid)
+	}
+	if !strings.Contains(r.stderr, "STILL RUNNING with an exposed value, started by rekey run: pid "+strconv.Itoa(cmd.Process.Pid)+" sleep") {
+		t.Errorf("incident open does not say the process still runs:\n%s", r.stderr)
+	}
+	kill()
+	report := p.must("incident", "report", open.Incident.ID)
+	if !strings.Contains(report, "| "+strconv.Itoa(cmd.Process.Pid)+" | sleep | run-review | JWT_SECRET |") || !strings.Contains(report, "| exited |") {
+		t.Errorf("the report's run processes:\n%s", report)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -168,5 +169,111 @@ func TestVerifyDeadPostgres(t *testing.T) {
 	a.must("rotate", "DATABASE_PASSWORD", "--emergency") // v3 on blue; green's v2 disabled now
 	if ps := prove(a.ctProject, 0); ps[0].Verdict != "dead" || ps[0].Version != 2 || ps[0].Current != 3 {
 		t.Fatalf("alternating, after an emergency: %+v", ps)
+	}
+}
+
+// TestVerifyDeadProvider: a user-managed key proved dead at its provider by
+// a command check reading it on stdin (the provider here: a file of the
+// keys it accepts; the check is grep -f -, so the key is in no argv). An
+// incident for it leaves the rotation to a person and names the check;
+// after `rekey set`, `verify --dead` finds the old key alive while the
+// provider still accepts it (exit 7, recorded in the incident), then dead
+// once revoked (exit 0), which completes the follow-up
+// provider:STRIPE_API_KEY. No value in any output.
+func TestVerifyDeadProvider(t *testing.T) {
+	v1, v2 := "sk_live_"+ctRandB64(24, base64.RawURLEncoding), "sk_live_"+ctRandB64(24, base64.RawURLEncoding)
+	p := ctInitProject(t, t.TempDir(), ".env", "provider-test", "STRIPE_API_KEY="+v1+"\nRUST_LOG=info\n")
+	valid := filepath.Join(t.TempDir(), "provider-accepts")
+	accept := func(keys ...string) {
+		if err := os.WriteFile(valid, []byte(strings.Join(keys, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accept(v1)
+	cfg := filepath.Join(p.dir, "rekey.yaml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "kind: manual") {
+		t.Fatalf("STRIPE_API_KEY is not user-managed:\n%s", raw)
+	}
+	checks := "\nchecks:\n  stripe:\n    command: [grep, -qxF, -f, -, " + valid + "]\n    stdin: STRIPE_API_KEY\n    retries: 0\n"
+	if err := os.WriteFile(cfg, append(raw, checks...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.must("config", "trust")
+	var outputs []string
+	run := func(want int, stdin string, args ...string) ctResult {
+		t.Helper()
+		cmd, stdout, stderr := p.command(nil, args...)
+		if stdin != "" {
+			cmd.Stdin = strings.NewReader(stdin)
+		}
+		start := time.Now()
+		r := p.finish(cmd, cmd.Run(), stdout, stderr, args, start)
+		outputs = append(outputs, r.stdout, r.stderr)
+		if r.code != want {
+			t.Fatalf("want exit %d: %v", want, r)
+		}
+		return r
+	}
+	run(0, "", "verify", "stripe")
+
+	var open incidentOpenOut
+	r := run(0, "", "incident", "open", "--secret", "STRIPE_API_KEY", "--reason", "key in a screenshot", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &open); err != nil {
+		t.Fatal(err)
+	}
+	id := open.Incident.ID
+	if len(open.Proofs) != 1 || open.Proofs[0].Verdict != "manual" || !strings.Contains(open.Proofs[0].Detail, "with check stripe") {
+		t.Fatalf("the incident's proof of a user-managed key: %+v", open.Proofs)
+	}
+	followUp := func() bool {
+		var incs []struct {
+			FollowUps []struct {
+				Key  string `json:"key"`
+				Done bool   `json:"done"`
+			} `json:"follow_ups"`
+		}
+		if err := json.Unmarshal([]byte(run(0, "", "incident", "status", id, "--json").stdout), &incs); err != nil || len(incs) != 1 {
+			t.Fatalf("incident status: %v", err)
+		}
+		for _, f := range incs[0].FollowUps {
+			if f.Key == "provider:STRIPE_API_KEY" {
+				return f.Done
+			}
+		}
+		t.Fatalf("no follow-up provider:STRIPE_API_KEY: %+v", incs[0].FollowUps)
+		return false
+	}
+
+	// The provider issues v2; v1 is not revoked yet.
+	accept(v1, v2)
+	run(0, v2+"\n", "set", "STRIPE_API_KEY")
+	r = run(7, "", "verify", "--dead", "STRIPE_API_KEY")
+	if !strings.Contains(r.stdout, "alive") || !strings.Contains(r.stdout, "revoke v1 at the provider") || !strings.Contains(r.stderr, "incident "+id+": 1 proofs of STRIPE_API_KEY v1 recorded") {
+		t.Fatalf("v1 still accepted: %v", r)
+	}
+	if followUp() {
+		t.Fatal("follow-up done while the old key is alive")
+	}
+	// Revoked: dead, and the follow-up is done.
+	accept(v2)
+	r = run(0, "", "verify", "--dead", "STRIPE_API_KEY")
+	if !strings.Contains(r.stdout, "dead") || !strings.Contains(r.stdout, "check stripe") || !strings.Contains(r.stderr, "follow-up provider:STRIPE_API_KEY done") {
+		t.Fatalf("v1 revoked: %v", r)
+	}
+	if !followUp() {
+		t.Fatal("follow-up provider:STRIPE_API_KEY not done")
+	}
+	if report := run(0, "", "incident", "report", id).stdout; !strings.Contains(report, "proved dead at the provider") {
+		t.Errorf("the report does not show the provider proof:\n%s", report)
+	}
+	all := strings.Join(outputs, "\n")
+	for _, v := range []string{v1, v2} {
+		if strings.Contains(all, v) {
+			t.Fatal("a STRIPE_API_KEY value in an output")
+		}
 	}
 }

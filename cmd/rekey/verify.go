@@ -38,7 +38,8 @@ Check types: http (method, url, headers, body, expect, json_field), tcp
 (address), postgres (url: the secret or derived value holding the connection
 URL; logs in and runs SELECT 1), sql (url, query, expect; read-only),
 decrypt-sample (url, column: table.col, rows, key, codec, encoding) and
-command (exit 0). Each is retried (retries, backoff) within its deadline.
+command (exit 0; stdin: NAME gives it that secret on its standard input,
+never in argv or its environment). Each is retried (retries, backoff) within its deadline.
 URLs, headers and bodies may reference secrets as {{ NAME }}: they are filled
 with the current values in memory; no value is ever printed. An http check
 follows no redirect (it fails naming the redirect's target host), unless
@@ -58,11 +59,15 @@ control: a PostgreSQL password logs in (refused: dead; the current one must
 log in), and each http check whose URL, header or body holds
 {{ NAME | jwt }} (a token signed with the value) runs with a token of the
 exposed version, expecting 401 or 403, and with one of the current version,
-expecting the check to pass. One line per proof: dead, alive, inconclusive
-(unreachable, or the current value refused too) or manual (nothing to
-present it to: a provider's key is proved dead at the provider). It exits 0
-when no proof is alive or inconclusive, else 7. --json prints an array of
-{secret, version, current, method, verdict, detail, hint}.`,
+expecting the check to pass; each command check with stdin: NAME (a
+provider's key tested at the provider) must pass with the current value
+and fail with the exposed one. One line per proof: dead, alive,
+inconclusive (unreachable, or the current value refused too) or manual
+(nothing to present it to). The proofs of a version an open incident
+exposed are added to its timeline; a user-managed key proved dead there
+completes its follow-up provider:NAME. It exits 0 when no proof is alive or
+inconclusive, else 7. --json prints an array of {secret, version, current,
+method, verdict, detail, hint}.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(dead) > 0 {
 				if len(args) > 0 {
@@ -100,6 +105,14 @@ func (a *app) runProveDead(ctx context.Context, names []string, version int, asJ
 				fmt.Fprintf(a.out(), "%14s hint: %s\n", "", p.Hint)
 			}
 		}
+	}
+	// The proofs of an open incident's exposed versions go to its timeline.
+	recorded, err := a.s().RecordProofs(ctx, ps)
+	if err != nil {
+		return err
+	}
+	for _, line := range recorded {
+		a.narrate("%s", line)
 	}
 	if rkapp.Dead(ps) {
 		return nil

@@ -318,8 +318,15 @@ func (r *incidentRun) prove(ctx context.Context, cfg *config.Config, res *Incide
 		sp, _ := cfg.Secret(sec.Name)
 		switch {
 		case sp != nil && sp.Kind == rekey.KindManual:
-			ps = []Proof{{Secret: sec.Name, Version: sec.ExposedVersion, Method: "none", Verdict: ProofManual,
-				Detail: "user-managed: rotate it at the provider, then test the old key there", Hint: "rekey set " + sec.Name}}
+			p := Proof{Secret: sec.Name, Version: sec.ExposedVersion, Method: "none", Verdict: ProofManual,
+				Detail: "user-managed: rotate it at the provider, then test the old key there", Hint: "rekey set " + sec.Name}
+			for _, c := range cfg.ChecksFor(r.inc.Env) {
+				if c.Command != nil && presents(c, sec.Name) {
+					p.Detail = fmt.Sprintf("user-managed: revoke and reissue it at the provider and `rekey set %s`; then `rekey verify --dead %s --version %d` tests v%d there with check %s", sec.Name, sec.Name, sec.ExposedVersion, sec.ExposedVersion, c.Name)
+					break
+				}
+			}
+			ps = []Proof{p}
 		case sec.Replacement == 0:
 			ps = []Proof{{Secret: sec.Name, Version: sec.ExposedVersion, Method: "none", Verdict: ProofInconclusive,
 				Detail: fmt.Sprintf("v%d was not replaced: the rotation failed", sec.ExposedVersion), Hint: "rekey rotate " + sec.Name + " --emergency"}}

@@ -55,7 +55,8 @@ func FollowUpCommand(id, key string) string {
 	case key == rekey.FollowUpDoctor:
 		return "rekey doctor, then " + done
 	case strings.HasPrefix(key, rekey.FollowUpProvider):
-		return "revoke and reissue it at the provider, rekey set " + strings.TrimPrefix(key, rekey.FollowUpProvider) + ", then " + done
+		name := strings.TrimPrefix(key, rekey.FollowUpProvider)
+		return "revoke and reissue it at the provider, rekey set " + name + ", then rekey verify --dead " + name + " (a command check with stdin: " + name + " proves it and marks this done) or " + done
 	case strings.HasPrefix(key, rekey.FollowUpReencrypt):
 		return "rekey reencrypt " + strings.TrimPrefix(key, rekey.FollowUpReencrypt) + " --verify, then " + done
 	}

@@ -111,9 +111,6 @@ func (s *Session) incidentReportInput(ctx context.Context, st rekey.Store, id st
 		s.warnf("incident %s: the access review is the one recorded at open: %v", id, err)
 		return in, nil
 	}
-	in.Access = &report.AccessReview{Since: rev.Since, Checked: rev.Checked, Reads: []report.AccessRead{}}
-	for _, r := range rev.Reads {
-		in.Access.Reads = append(in.Access.Reads, report.AccessRead{Actor: r.Actor, Action: r.Action, Secrets: r.Secrets, Count: r.Count, Last: r.Last})
-	}
+	in.Access = rev
 	return in, nil
 }

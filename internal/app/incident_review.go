@@ -8,43 +8,21 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/internal/config"
+	"github.com/rekeyhq/rekey/internal/proc"
+	"github.com/rekeyhq/rekey/internal/report"
 )
 
-// AccessRead is every read of exposed secrets by one actor through one
-// action (get, run, a value supplied) in the window.
-type AccessRead struct {
-	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
-	Secrets []string  `json:"secrets"`
-	Count   int       `json:"count"`
-	Last    time.Time `json:"last"`
-}
-
-// AccessReview is the access review of an incident: the reads of its
-// exposed secrets since Since, grouped by actor and action.
-type AccessReview struct {
-	Since   time.Time    `json:"since"`
-	Checked int          `json:"audit_entries_verified"`
-	Reads   []AccessRead `json:"reads"`
-}
-
-// Summary is the review in one line (no value).
-func (a *AccessReview) Summary() string {
-	if len(a.Reads) == 0 {
-		return fmt.Sprintf("no read of the exposed secrets since %s (%d audit entries verified)", a.Since.UTC().Format("2006-01-02"), a.Checked)
-	}
-	var parts []string
-	for _, r := range a.Reads {
-		parts = append(parts, fmt.Sprintf("%s %s %s %s (last %s)", r.Actor, r.Action, strings.Join(r.Secrets, ","), times(r.Count), r.Last.UTC().Format("2006-01-02")))
-	}
-	return fmt.Sprintf("reads of the exposed secrets since %s, by actor and action: %s", a.Since.UTC().Format("2006-01-02"), strings.Join(parts, "; "))
-}
+// AccessReview is the access review of an incident (report.AccessReview):
+// the reads of its exposed secrets since Since, grouped by actor and
+// action, and the processes `rekey run` started with them.
+type AccessReview = report.AccessReview
 
 // accessReview gathers the review from the verified audit chain and
 // records it as one event (failed when the chain is broken: no evidence).
@@ -70,7 +48,7 @@ func (s *Session) accessReview(ctx context.Context, st rekey.Store, inc *rekey.I
 	for _, sec := range inc.Secrets {
 		exposed[sec.Name] = true
 	}
-	out := &AccessReview{Since: since, Checked: n, Reads: []AccessRead{}}
+	out := &AccessReview{Since: since, Checked: n, Reads: []report.AccessRead{}, Processes: []report.RunProcess{}}
 	idx := map[[2]string]int{}
 	for _, e := range entries {
 		if e.Env != inc.Env || e.Time.Before(since) || e.Time.After(inc.OpenedAt) {
@@ -86,7 +64,7 @@ func (s *Session) accessReview(ctx context.Context, st rekey.Store, inc *rekey.I
 			if !ok {
 				i = len(out.Reads)
 				idx[k] = i
-				out.Reads = append(out.Reads, AccessRead{Actor: e.Actor, Action: e.Action})
+				out.Reads = append(out.Reads, report.AccessRead{Actor: e.Actor, Action: e.Action})
 			}
 			rd := &out.Reads[i]
 			rd.Count++
@@ -95,8 +73,55 @@ func (s *Session) accessReview(ctx context.Context, st rekey.Store, inc *rekey.I
 				rd.Secrets = append(rd.Secrets, name)
 			}
 		}
+		if p, ok := runProcessOf(e, exposed); ok {
+			out.Processes = append(out.Processes, p)
+		}
 	}
 	return out, nil
+}
+
+// runProcessMark is what a `rekey run` audit entry records of the process
+// holding the values: "process PID/MARK; " (proc.Started), or "" when the
+// mark cannot be read.
+func runProcessMark() string {
+	pid := os.Getpid()
+	if m, ok := proc.Started(pid); ok {
+		return fmt.Sprintf("process %d/%d; ", pid, m)
+	}
+	return ""
+}
+
+// runProcessOf is the process a `rekey run` entry started with one of the
+// exposed secrets, and whether it still runs (false when the entry does
+// not record one: an older rekey).
+func runProcessOf(e rekey.AuditEntry, exposed map[string]bool) (report.RunProcess, bool) {
+	if e.Action != "run" || e.Outcome != "ok" {
+		return report.RunProcess{}, false
+	}
+	_, names := evidenceOf(e)
+	var held []string
+	for _, n := range names {
+		if exposed[n] {
+			held = append(held, n)
+		}
+	}
+	parts := strings.Split(e.Detail, "; ")
+	if len(held) == 0 || len(parts) < 2 {
+		return report.RunProcess{}, false
+	}
+	var pid int
+	var mark uint64
+	if _, err := fmt.Sscanf(parts[1], "process %d/%d", &pid, &mark); err != nil {
+		return report.RunProcess{}, false
+	}
+	p := report.RunProcess{Actor: e.Actor, PID: pid, Started: e.Time, Secrets: held, Running: proc.Alive(pid, mark)}
+	for _, part := range parts[2:] {
+		if c, ok := strings.CutPrefix(part, "command: "); ok {
+			p.Command = c
+			break
+		}
+	}
+	return p, true
 }
 
 // ScanExposed looks for inc's exposed versions in the project folder (and

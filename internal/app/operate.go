@@ -273,8 +273,9 @@ func (s *Session) RunValues(ctx context.Context, what string, envFile bool) (*Ru
 			what += "; previous: " + strings.Join(slices.Sorted(maps.Keys(prev)), ",")
 		}
 	}
+	proc := runProcessMark()
 	vals, err := ResolveValues(ctx, st, cfg, env.Name, Current, func(names []string) rekey.AuditEntry {
-		return rekey.AuditEntry{Actor: s.Actor(), Action: "run", Env: env.Name, Outcome: "ok", Detail: "secrets: " + strings.Join(names, ",") + "; " + what}
+		return rekey.AuditEntry{Actor: s.Actor(), Action: "run", Env: env.Name, Outcome: "ok", Detail: "secrets: " + strings.Join(names, ",") + "; " + proc + what}
 	})
 	if err != nil {
 		return nil, err

@@ -148,9 +148,14 @@ func (s *Session) proveOne(ctx context.Context, cfg *config.Config, env *config.
 	return out
 }
 
-// presents says whether c is an http check that presents a token signed
-// with name ({{ name | jwt }} in its URL, a header or its body).
+// presents says whether c presents name to a consumer that can refuse it:
+// an http check presenting a token signed with it ({{ name | jwt }} in its
+// URL, a header or its body), or a command check reading it on its stdin
+// (a provider's key tested at the provider).
 func presents(c rekey.Check, name string) bool {
+	if c.Command != nil {
+		return c.Stdin == name
+	}
 	h := c.HTTP
 	if h == nil {
 		return false
@@ -210,8 +215,9 @@ func (s *Session) provePostgres(ctx context.Context, cfg *config.Config, env *co
 }
 
 // proveCheck runs check c with name's current value (the control: it must
-// pass as configured), then with the exposed value expecting 401 or 403;
-// when that fails, once more as configured (passing: the value is alive).
+// pass as configured), then with the exposed value: an http check expecting
+// 401 or 403, and when that fails once more as configured (passing: the
+// value is alive); a command check once (proveCommand).
 func (s *Session) proveCheck(ctx context.Context, cfg *config.Config, c rekey.Check, name string, old, cur rekey.VersionValue, vals *Values, p Proof) Proof {
 	p.Method = "check " + c.Name
 	opts := verify.Options{Dir: cfg.Dir, Env: s.Environ(), Redact: vals.Redact, Postgres: postgres.URLDialer{}}
@@ -235,6 +241,9 @@ func (s *Session) proveCheck(ctx context.Context, cfg *config.Config, c rekey.Ch
 	// backoff for an answer that will not change).
 	once := c
 	once.Retries = 0
+	if c.Command != nil {
+		return proveCommand(ctx, once, name, old, cur, with(old.Value), opts, p)
+	}
 	refused := once
 	h := *c.HTTP
 	h.Expect = []int{401, 403}
@@ -254,4 +263,92 @@ func (s *Session) proveCheck(ctx context.Context, cfg *config.Config, c rekey.Ch
 	p.Verdict = ProofInconclusive
 	p.Detail = fmt.Sprintf("a token signed with v%d got neither 401/403 nor the check's success: %s", old.N, r.Message)
 	return p
+}
+
+// proveCommand runs command check c (its control passed) once with the
+// exposed value on its stdin: failing, the consumer refuses the old value
+// (dead); passing, it still accepts it (alive).
+func proveCommand(ctx context.Context, c rekey.Check, name string, old, cur rekey.VersionValue, withOld verify.Resolver, opts verify.Options, p Proof) Proof {
+	r := verify.RunOne(ctx, c, withOld, opts)
+	if r.OK {
+		p.Verdict = ProofAlive
+		p.Detail = fmt.Sprintf("the check passes with v%d on its stdin: the consumer still accepts the exposed value", old.N)
+		p.Hint = "revoke v" + fmt.Sprint(old.N) + " at the provider (a new key alone does not revoke the old one), then `rekey verify --dead " + name + "`"
+		return p
+	}
+	p.Verdict = ProofDead
+	p.Detail = fmt.Sprintf("the check fails with v%d on its stdin (%s) and passes with v%d", old.N, r.Message, cur.N)
+	return p
+}
+
+// RecordProofs adds ps (from ProveDead) to each open incident of the
+// session's environment that exposed the version proved: one prove-dead
+// event per proof that tested something (not manual). When every such
+// proof of a user-managed key is dead, the incident's follow-up
+// provider:NAME is marked done: the old key was proved dead at its
+// provider. It returns one line per incident changed (no value).
+func (s *Session) RecordProofs(ctx context.Context, ps []Proof) ([]string, error) {
+	cfg, st, env, err := s.openEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = st.Update(ctx, func(tx rekey.Tx) error {
+		incs, err := tx.Incidents(env.Name, true)
+		if err != nil {
+			return err
+		}
+		for _, inc := range incs {
+			if changed := s.recordProofs(cfg, inc, ps); changed != "" {
+				if err := tx.PutIncident(inc); err != nil {
+					return err
+				}
+				if _, err := tx.Audit(rekey.AuditEntry{Actor: s.Actor(), Action: "incident.proof", Env: inc.Env, Outcome: "ok", Detail: "incident " + inc.ID + ": " + changed}); err != nil {
+					return err
+				}
+				out = append(out, "incident "+inc.ID+": "+changed)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// recordProofs adds to inc the proofs of its exposed versions and marks
+// provider:NAME done for a user-managed key proved dead; it says what
+// changed ("" nothing).
+func (s *Session) recordProofs(cfg *config.Config, inc *rekey.Incident, ps []Proof) string {
+	var did []string
+	now := s.Now().UTC()
+	for _, sec := range inc.Secrets {
+		tested, dead := 0, true
+		for _, p := range ps {
+			if p.Secret != sec.Name || p.Version != sec.ExposedVersion || p.Verdict == ProofManual {
+				continue
+			}
+			tested++
+			dead = dead && p.Verdict == ProofDead
+			outcome := rekey.OutcomeOK
+			if p.Verdict != ProofDead {
+				outcome = rekey.OutcomeFailed
+			}
+			inc.Timeline = append(inc.Timeline, rekey.IncidentEvent{At: now, Action: rekey.ActionProveDead, Secret: p.Secret, Outcome: outcome,
+				Detail: fmt.Sprintf("%s (v%d, %s): %s", p.Verdict, p.Version, p.Method, p.Detail)})
+		}
+		if tested == 0 {
+			continue
+		}
+		did = append(did, fmt.Sprintf("%d proofs of %s v%d recorded", tested, sec.Name, sec.ExposedVersion))
+		sp, ok := cfg.Secret(sec.Name)
+		if !ok || sp.Kind != rekey.KindManual || !dead {
+			continue
+		}
+		for i := range inc.FollowUps {
+			if f := &inc.FollowUps[i]; f.Key == rekey.FollowUpProvider+sec.Name && !f.Done {
+				s.markFollowUp(inc, f, fmt.Sprintf("v%d proved dead at the provider (rekey verify --dead)", sec.ExposedVersion))
+				did = append(did, "follow-up "+f.Key+" done")
+			}
+		}
+	}
+	return strings.Join(did, "; ")
 }

@@ -31,6 +31,9 @@ import (
 //	  pii:
 //	    decrypt-sample: {url: DATABASE_URL, column: patients.email, rows: 10, key: ENCRYPTION_KEY, codec: aes-256-gcm, encoding: base64}
 //	  smoke: {command: [./scripts/smoke-test]}
+//	  provider:                             # the key on stdin, never in argv or the environment
+//	    command: [sh, -c, 'curl -sf -H "Authorization: Bearer $(cat)" https://api.example.com/v1/me']
+//	    stdin: STRIPE_KEY
 
 func (d *decoder) check1(key, v *yaml.Node) (rekey.Check, bool) {
 	c := rekey.Check{Name: key.Value, Line: key.Line, Retries: rekey.DefaultCheckRetries, Backoff: rekey.DefaultCheckBackoff, Timeout: rekey.DefaultCheckTimeout, Deadline: rekey.DefaultCheckDeadline}
@@ -49,7 +52,7 @@ func (d *decoder) check1(key, v *yaml.Node) (rekey.Check, bool) {
 			fn(v)
 		}}
 	}
-	var timeoutKey, deadlineKey *yaml.Node
+	var timeoutKey, deadlineKey, stdinKey *yaml.Node
 	_, ok := d.decode(v, section{
 		what: what,
 		fields: []field{
@@ -82,6 +85,13 @@ func (d *decoder) check1(key, v *yaml.Node) (rekey.Check, bool) {
 				}
 			}},
 			{"environments", func(k, v *yaml.Node) { c.Environments = d.envList(v, what) }},
+			{"stdin", func(k, v *yaml.Node) {
+				stdinKey = k
+				if name, ok := d.word(v, "stdin of "+what, "stdin: STRIPE_KEY"); ok {
+					c.Stdin = name
+					d.secretRef(v, name, "stdin of "+what)
+				}
+			}},
 		},
 		misplaced: map[string]string{
 			"url": "the check's type (http: {url: ...}, postgres: {url: ...})", "method": "http", "headers": "http", "body": "http",
@@ -105,6 +115,10 @@ func (d *decoder) check1(key, v *yaml.Node) (rekey.Check, bool) {
 		} else {
 			c.Deadline = c.Timeout
 		}
+	}
+	if stdinKey != nil && c.Command == nil {
+		d.fail(stdinKey, "stdin: is for a command check, which reads the secret on its standard input", "%s has stdin but is not a command check", what)
+		return c, false
 	}
 	if c.Command != nil {
 		c.Command.Timeout = c.Timeout

@@ -65,6 +65,8 @@ var errorCases = []struct {
 	{name: "unknown key in store", yaml: "version: 1\nstore:\n  master-key: env # <-\n" + head[11:] + "secrets:\n" + gen, msg: `unknown key "master-key" in store`, hint: "did you mean master_key?"},
 	{name: "unknown key in postgres", yaml: head + "secrets:\n  DB:\n    kind: postgres-password\n    generator: {}\n    postgres:\n      hostname: db # <-\n", msg: `unknown key "hostname" in postgres settings of secret DB`, hint: "did you mean host?"},
 	{name: "services as list", yaml: head + "secrets:\n" + gen + "services: [api] # <-\n", msg: "services must be a mapping of names, not a list", hint: "NAME:"},
+	{name: "stdin on an http check", yaml: head + "secrets:\n" + gen + "checks:\n  api:\n    http: {url: \"http://localhost/\"}\n    stdin: JWT_SECRET # <-\n", msg: "check api has stdin but is not a command check", hint: "for a command check"},
+	{name: "stdin of an unknown secret", yaml: head + "secrets:\n" + gen + "checks:\n  api:\n    command: [./probe]\n    stdin: JWT_SECRT # <-\n", msg: "JWT_SECRT", hint: "JWT_SECRET"},
 	{name: "unknown key in check", yaml: head + "secrets:\n" + gen + "checks:\n  db:\n    postgres: {url: JWT_SECRET}\n    retrys: 3 # <-\n", msg: `unknown key "retrys" in check db`, hint: "did you mean retries?"},
 	{name: "reencrypt on a generated secret", yaml: head + "secrets:\n" + gen + "    reencrypt: {database: JWT_SECRET, columns: [t.c]} # <-\n", msg: "secret JWT_SECRET is kind generated: reencrypt is not used", hint: "kind data-key"},
 	{name: "reencrypt without columns", yaml: head + "secrets:\n" + "  ENCRYPTION_KEY:\n    kind: data-key\n    generator: {bytes: 32, encoding: base64}\n" + "    reencrypt: {database: ENCRYPTION_KEY} # <-\n", msg: "has no columns", hint: "columns: [table.column"},

@@ -38,7 +38,7 @@ func everyField(t *testing.T, dir string) *Config {
 	ds.Type, ds.DecryptSample = rekey.CheckDecryptSample, &rekey.DecryptSample{URL: "DATABASE_URL", Table: "app.patients", Column: "email", Rows: 3, Key: "ENCRYPTION_KEY", Codec: "aes-256-gcm", Encoding: "base64"}
 	smoke := check("smoke")
 	c := cmd(7*time.Second, "./scripts/smoke", "--fast")
-	smoke.Type, smoke.Command = rekey.CheckCommand, &c
+	smoke.Type, smoke.Command, smoke.Stdin = rekey.CheckCommand, &c, "SMOKE_PASSWORD"
 	shell := check("shell")
 	sh := rekey.Command{Shell: "curl -fsS localhost:8080 >/dev/null", Timeout: 7 * time.Second}
 	shell.Type, shell.Command = rekey.CheckCommand, &sh

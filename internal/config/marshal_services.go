@@ -74,6 +74,9 @@ func checkNode(k rekey.Check) (string, *mapNode) {
 	addDuration(n, "timeout", k.Timeout, rekey.DefaultCheckTimeout)
 	addDuration(n, "deadline", k.Deadline, rekey.DefaultCheckDeadline)
 	addList(n, "environments", k.Environments)
+	if k.Stdin != "" {
+		n.add("stdin", strNode(k.Stdin))
+	}
 	return k.Name, n
 }
 

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,6 +61,10 @@ type Options struct {
 	// KillGrace is the time between SIGTERM and SIGKILL when a command
 	// times out (default DefaultKillGrace).
 	KillGrace time.Duration
+	// Stdin is written to the command's standard input, then closed (nil:
+	// no input). A secret goes here, never in argv or Env; the caller
+	// clears it once Run returns.
+	Stdin []byte
 }
 
 // Result is the outcome of one command.
@@ -99,6 +104,9 @@ func Run(ctx context.Context, what string, c rekey.Command, o Options) Result {
 	}
 	cmd.Env = rekey.ChildEnv(cmd.Env)
 	cmd.Stdin = nil
+	if o.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(o.Stdin)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = WaitDelay
@@ -241,4 +249,34 @@ func (t *tail) lines(n int, redact func(string) string) []string {
 		}
 	}
 	return out
+}
+
+// Started returns an opaque mark of when process pid started (its start
+// time in clock ticks since boot, from /proc/PID/stat on Linux): with the
+// pid it names one process, not a later one that reused the pid. ok is
+// false when it cannot be read (the process is gone, or not Linux).
+func Started(pid int) (mark uint64, ok bool) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses, so
+	// the fields are counted after the last ')'; starttime is field 22.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[19], 10, 64)
+	return n, err == nil
+}
+
+// Alive reports whether the process pid that started at mark (Started)
+// still runs.
+func Alive(pid int, mark uint64) bool {
+	m, ok := Started(pid)
+	return ok && m == mark
 }

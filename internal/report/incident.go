@@ -46,12 +46,67 @@ type AccessRead struct {
 	Last    time.Time `json:"last"`
 }
 
+// RunProcess is a process `rekey run` started with exposed secrets in its
+// environment (the rekey process, parent of the command, by its audit
+// entry): Running says whether it still runs, so still holds the exposed
+// values whatever the rotation published.
+type RunProcess struct {
+	Actor   string    `json:"actor"`
+	Command string    `json:"command"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Secrets []string  `json:"secrets"`
+	Running bool      `json:"running"`
+}
+
 // AccessReview is who read the exposed secrets since Since, by the
-// verified audit log (Checked entries).
+// verified audit log (Checked entries), and the `rekey run` processes
+// started with them.
 type AccessReview struct {
-	Since   time.Time    `json:"since"`
-	Checked int          `json:"audit_entries_verified"`
-	Reads   []AccessRead `json:"reads"`
+	Since     time.Time    `json:"since"`
+	Checked   int          `json:"audit_entries_verified"`
+	Reads     []AccessRead `json:"reads"`
+	Processes []RunProcess `json:"run_processes"`
+}
+
+// StillRunning are the processes still running with an exposed value.
+func (a *AccessReview) StillRunning() []RunProcess {
+	var out []RunProcess
+	for _, p := range a.Processes {
+		if p.Running {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Summary is the review in one line (no value).
+func (a *AccessReview) Summary() string {
+	var s string
+	if len(a.Reads) == 0 {
+		s = fmt.Sprintf("no read of the exposed secrets since %s (%d audit entries verified)", a.Since.UTC().Format("2006-01-02"), a.Checked)
+	} else {
+		var parts []string
+		for _, r := range a.Reads {
+			parts = append(parts, fmt.Sprintf("%s %s %s %s (last %s)", r.Actor, r.Action, strings.Join(r.Secrets, ","), times(r.Count), r.Last.UTC().Format("2006-01-02")))
+		}
+		s = fmt.Sprintf("reads of the exposed secrets since %s, by actor and action: %s", a.Since.UTC().Format("2006-01-02"), strings.Join(parts, "; "))
+	}
+	if run := a.StillRunning(); len(run) > 0 {
+		var ps []string
+		for _, p := range run {
+			ps = append(ps, fmt.Sprintf("pid %d %s (%s, since %s)", p.PID, p.Command, p.Actor, p.Started.UTC().Format("2006-01-02 15:04Z")))
+		}
+		s += fmt.Sprintf("; STILL RUNNING with an exposed value, started by rekey run: %s (restart or stop them)", strings.Join(ps, ", "))
+	}
+	return s
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }
 
 // IncidentReport is the data behind the incident report (its JSON).
@@ -358,6 +413,17 @@ func (r *IncidentReport) accessMD(b *strings.Builder) {
 		}
 		for _, rd := range a.Reads {
 			fmt.Fprintf(b, "| %s | %s | %s | %d | %s |\n", cell(rd.Actor), cell(rd.Action), cell(strings.Join(rd.Secrets, ", ")), rd.Count, stamp(rd.Last))
+		}
+		if len(a.Processes) > 0 {
+			b.WriteString("\nProcesses started by `rekey run` with an exposed secret in their environment:\n\n")
+			b.WriteString("| PID | Command | Actor | Secrets | Started | Now |\n|-----|---------|-------|---------|---------|-----|\n")
+			for _, p := range a.Processes {
+				now := "exited"
+				if p.Running {
+					now = "⚠️ **still running**: restart or stop it"
+				}
+				fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s |\n", p.PID, cell(p.Command), cell(p.Actor), cell(strings.Join(p.Secrets, ", ")), stamp(p.Started), now)
+			}
 		}
 		return
 	}

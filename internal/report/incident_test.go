@@ -62,6 +62,9 @@ func fixtureIncident() IncidentInput {
 		Access: &AccessReview{Since: t0.Add(-90 * 24 * time.Hour), Checked: 42, Reads: []AccessRead{
 			{Actor: "carol", Action: "get", Secrets: []string{"JWT_SECRET"}, Count: 1, Last: time.Date(2026, 12, 1, 14, 30, 0, 0, time.UTC)},
 			{Actor: "ci", Action: "run", Secrets: []string{"JWT_SECRET", "DATABASE_PASSWORD"}, Count: 12, Last: time.Date(2026, 12, 8, 8, 0, 0, 0, time.UTC)},
+		}, Processes: []RunProcess{
+			{Actor: "ci", Command: "./bin/worker", PID: 4242, Started: time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC), Secrets: []string{"JWT_SECRET"}, Running: true},
+			{Actor: "ci", Command: "cargo | test", PID: 4343, Started: time.Date(2026, 12, 8, 8, 0, 0, 0, time.UTC), Secrets: []string{"JWT_SECRET", "DATABASE_PASSWORD"}},
 		}},
 		Outbox: []rekey.OutboxItem{
 			{ID: 7, Created: at(7 * time.Second), Env: "production", Channel: "security", Event: rekey.EventIncidentOpened, IdempotencyKey: "rekey-00112233445566778899aabbccddeeff",
