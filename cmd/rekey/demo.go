@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -70,6 +71,7 @@ you can try more commands.`,
 	c.Flags().StringVar(&o.Dir, "dir", "", "folder to create the demo in (default: a new temporary folder)")
 	c.Flags().BoolVar(&withPostgres, "with-postgres", false, "run the runbook against a throwaway PostgreSQL and the reference app")
 	c.Flags().BoolVar(&o.Keep, "keep", false, "with --with-postgres: keep PostgreSQL and the app running until Ctrl-C")
+	c.Flags().DurationVar(&o.Grace, "grace", demo.DefaultGrace, "with --with-postgres: the token lifetime and the grace of the previous JWT secret and database role (at least 2s)")
 	c.Flags().StringVar(&o.App, "app", "", "with --with-postgres: the reference app's binary (go build ./examples/atlas-app)")
 	return c
 }
@@ -77,6 +79,9 @@ you can try more commands.`,
 // demoOptions completes o: absolute paths, the output, the environment,
 // and rekey run in-process for each of the demo's commands.
 func (a *app) demoOptions(o *demo.Options) error {
+	if o.Grace < 2*time.Second {
+		return rekey.Errorf(rekey.CodeInvalid, "--grace %s: at least 2s (the demo shows the old token working during it, then refused)", o.Grace).WithHint("rekey demo --with-postgres --grace 20s")
+	}
 	if o.App == "" {
 		o.App = a.getenv(demoAppEnv)
 	}

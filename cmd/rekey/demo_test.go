@@ -22,13 +22,15 @@ import (
 // story it tells: every secret rotated, old tokens and the old password
 // refused once the grace ends, PII intact, everything stopped.
 func TestDemoPostgres(t *testing.T) {
-	testkit.Long(t, "about 25 s: the demo waits for its grace period to end")
+	testkit.Long(t, "about 15 s: the demo waits for its grace period to end")
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Env: map[string]string{"REKEY_ACTOR": "demo-test"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	code := m.Run(ctx, []string{"demo", "--with-postgres", "--dir", dir, "--app", e2eApp(t)})
+	// --grace 8s: the default 20s lets a person watch; 8s keeps the story
+	// (the old token works during it, refused after) and the suite short.
+	code := m.Run(ctx, []string{"demo", "--with-postgres", "--grace", "8s", "--dir", dir, "--app", e2eApp(t)})
 	if code != 0 && strings.Contains(errb.String(), "needs PostgreSQL's server binaries") {
 		testkit.SkipOrFail(t, "%s", errb.String())
 	}
@@ -39,7 +41,7 @@ func TestDemoPostgres(t *testing.T) {
 		"Started the app (atlas-app",
 		"$ rekey rotate --all",
 		"the new token is signed with the new JWT_SECRET (yes); the token from before is not (no)",
-		"the token from before still works during the 20s grace (graceful sessions): GET /patients/1 → 200",
+		"the token from before still works during the 8s grace (graceful sessions): GET /patients/1 → 200",
 		"PII still reads: 20 of 20 patients read back identical",
 		"the token from before the rotation is refused now: GET /patients/1 → 401",
 		"the old password is refused: atlas_blue logs in with it: refused; the app's login role atlas_green: accepted",
@@ -142,4 +144,18 @@ func demoNoLeaks(t *testing.T, dir string, env map[string]string, outputs ...str
 		}
 	}
 	t.Logf("leak check: %d values, the output and %d files, %d bytes searched", len(values), files, len(all))
+}
+
+// TestDemoGraceTooShort: a grace under 2s is refused before anything
+// starts, naming the flag.
+func TestDemoGraceTooShort(t *testing.T) {
+	var out, errb bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Env: map[string]string{"REKEY_ACTOR": "demo-test"}}
+	dir := filepath.Join(t.TempDir(), "demo")
+	if code := m.Run(t.Context(), []string{"demo", "--with-postgres", "--grace", "1s", "--dir", dir}); code != 2 || !strings.Contains(errb.String(), "--grace 1s: at least 2s") {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Error("the demo folder was created")
+	}
 }

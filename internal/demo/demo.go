@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rekeyhq/rekey"
 	"github.com/rekeyhq/rekey/dotenv"
@@ -38,7 +39,10 @@ type Options struct {
 	// App is the reference app's binary for Postgres ("" = FindApp).
 	App string
 	// Keep leaves PostgreSQL and the app running until ctx ends (Postgres).
-	Keep           bool
+	Keep bool
+	// Grace is the token lifetime and the grace of the previous JWT secret
+	// and database role (Postgres; 0 = DefaultGrace).
+	Grace          time.Duration
 	Stdout, Stderr io.Writer
 	// Environ is the environment rekey runs with: the app, go build and
 	// the clean-up get it (less rekey's key material).

@@ -20,13 +20,12 @@ import (
 	"github.com/rekeyhq/rekey/internal/textsafe"
 )
 
-// The demo's timings: tokens live tokenTTL and the previous JWT secret and
-// database role keep working grace after a rotation, short enough to
-// watch the grace end.
+// The demo's patients, and its default grace: tokens live as long as the
+// previous JWT secret and database role keep working after a rotation,
+// short enough to watch the grace end (Options.Grace, --grace).
 const (
-	patients = 20
-	tokenTTL = "20s"
-	grace    = "20s"
+	patients     = 20
+	DefaultGrace = 20 * time.Second
 )
 
 // pgDemo is what the PostgreSQL demo runs on.
@@ -39,6 +38,7 @@ type pgDemo struct {
 	base    string // http://127.0.0.1:PORT
 	pidfile string // set once the app may run
 	t0      time.Time
+	grace   string // the token lifetime and the grace, as rekey.yaml writes it ("20s")
 }
 
 // Postgres is `rekey demo --with-postgres`: a throwaway PostgreSQL
@@ -50,7 +50,11 @@ func Postgres(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	d := &pgDemo{session: s, t0: time.Now()}
+	g := o.Grace
+	if g <= 0 {
+		g = DefaultGrace
+	}
+	d := &pgDemo{session: s, t0: time.Now(), grace: rekey.FormatDuration(g)}
 	if d.app, err = FindApp(ctx, o, s.dir); err != nil {
 		return err
 	}
@@ -113,10 +117,10 @@ func (d *pgDemo) setup(ctx context.Context) error {
 	d.say("Wrote a .env shaped like the runbook's backend (DATABASE_URL, DATABASE_PASSWORD,%s JWT_SECRET, ENCRYPTION_KEY, ANTHROPIC_API_KEY, RUST_LOG, ...) and the team's rotation log.", admin)
 
 	d.pidfile = "app.pid"
-	if err := d.runApp(ctx, "start", "--env-file", ".env", "--listen", d.listen, "--pidfile", d.pidfile, "--token-ttl", tokenTTL); err != nil {
+	if err := d.runApp(ctx, "start", "--env-file", ".env", "--listen", d.listen, "--pidfile", d.pidfile, "--token-ttl", d.grace); err != nil {
 		return err
 	}
-	d.say("Started the app (atlas-app, the reference backend of examples/atlas-app: %s) on %s: POST /login issues HS512 tokens (%s lifetime), GET /patients/{id} decrypts PII; SIGHUP reloads its .env.", d.app, d.base, tokenTTL)
+	d.say("Started the app (atlas-app, the reference backend of examples/atlas-app: %s) on %s: POST /login issues HS512 tokens (%s lifetime), GET /patients/{id} decrypts PII; SIGHUP reloads its .env.", d.app, d.base, d.grace)
 	return d.configure(ctx)
 }
 
@@ -132,8 +136,8 @@ func (d *pgDemo) pairNote() string {
 // options are how rekey.yaml runs and checks the app, with app as its
 // binary.
 func (d *pgDemo) options(app string) atlasdemo.RekeyOptions {
-	return atlasdemo.RekeyOptions{App: app, Listen: d.listen, Pidfile: d.pidfile, TokenTTL: tokenTTL,
-		Sessions: "graceful", Grace: grace, PostgresGrace: grace, Patients: patients, DecryptSample: true}
+	return atlasdemo.RekeyOptions{App: app, Listen: d.listen, Pidfile: d.pidfile, TokenTTL: d.grace,
+		Sessions: "graceful", Grace: d.grace, PostgresGrace: d.grace, Patients: patients, DecryptSample: true}
 }
 
 // configure runs rekey init, completes rekey.yaml and approves it.
@@ -156,7 +160,7 @@ func (d *pgDemo) configure(ctx context.Context) error {
 		changedBy = "admin, admin_secret: " + atlasdemo.AdminURLKey
 	}
 	d.say("secrets:\n  JWT_SECRET:\n    sessions: {mode: graceful, grace: %s}   # old tokens work until they expire\n  ENCRYPTION_KEY:\n    reencrypt:\n%s  DATABASE_PASSWORD:\n    postgres: {strategy: alternating, roles: [atlas_blue, atlas_green], changed_by: %s, grace: %s, ...}",
-		grace, indent(reenc, "      "), changedBy, grace)
+		d.grace, indent(reenc, "      "), changedBy, d.grace)
 	d.say("services:\n%schecks:\n%s", indent(svcs, "  "), indent(checks, "  "))
 	d.say("rekey runs those commands and sends values where rekey.yaml says, so it acts only on a rekey.yaml approved on this machine: approve the edit.")
 	return d.rekey(ctx, "", nil, "config", "trust")
@@ -243,7 +247,7 @@ func (d *pgDemo) after(ctx context.Context, old *before) error {
 	if err != nil {
 		return err
 	}
-	d.say("the token from before still works during the %s grace (graceful sessions): GET /patients/1 → %d", grace, code)
+	d.say("the token from before still works during the %s grace (graceful sessions): GET /patients/1 → %d", d.grace, code)
 	now, err := d.patients(ctx, newTok)
 	if err != nil {
 		return err
@@ -258,9 +262,9 @@ func (d *pgDemo) after(ctx context.Context, old *before) error {
 // graceEnds waits for the grace to end, then shows that the old token and
 // the old password are refused and the app still works.
 func (d *pgDemo) graceEnds(ctx context.Context, old *before, rotatedAt time.Time) error {
-	g, _ := time.ParseDuration(grace)
+	g, _ := time.ParseDuration(d.grace)
 	if wait := time.Until(rotatedAt.Add(g + time.Second)); wait > 0 {
-		d.say("\n== 8. Waiting %s for the grace to end (it is %s here so that you can watch it; use at least the longest token lifetime)", wait.Round(time.Second), grace)
+		d.say("\n== 8. Waiting %s for the grace to end (it is %s here so that you can watch it; use at least the longest token lifetime)", wait.Round(time.Second), d.grace)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
