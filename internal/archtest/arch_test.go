@@ -28,11 +28,12 @@ var layers = map[string]string{
 	"internal/safefile": "library", "internal/textsafe": "library", "internal/gitsafe": "library",
 	"internal/flock": "library", "internal/testhooks": "library", "internal/fileperm": "library",
 	"internal/proc": "library", "internal/pgcluster": "library", "internal/pgtest": "library",
+	"internal/sshtest": "library",
 
 	"internal/config": "adapter", "internal/sqlite": "adapter", "internal/postgres": "adapter",
 	"internal/reencrypt": "adapter", "internal/services": "adapter", "internal/verify": "adapter",
 	"internal/scan": "adapter", "internal/report": "adapter", "internal/envfile": "adapter",
-	"internal/notify": "adapter",
+	"internal/notify": "adapter", "internal/sshhost": "adapter",
 
 	"internal/engine": "engine",
 
