@@ -301,6 +301,10 @@ func loadEnvFiles(cfg *config.Config, env *config.Environment) ([]loadedEnvFile,
 	var out []loadedEnvFile
 	var notes []string
 	for _, t := range env.Targets {
+		if t.Remote() {
+			notes = append(notes, "target "+t.Name+" is on "+t.Host+": the command gets the managed values, not that file's other keys")
+			continue
+		}
 		tg := envfile.New(t.Name, t.Path, cfg.Dir, nil)
 		f, err := tg.Load()
 		if errors.Is(err, fs.ErrNotExist) || rekey.ErrorCode(err) == rekey.CodeNotFound {

@@ -40,7 +40,7 @@ func (s *Session) Recover(ctx context.Context, probe bool, narrate func(format s
 	}
 	e := s.Engine(cfg, st, env)
 	e.Progress = narrate
-	s.RemoveStaleTemps(e)
+	s.RemoveStaleTemps(ctx, e)
 	out := &Recovered{Env: env.Name}
 	if out.Report, err = e.Recover(ctx); err != nil {
 		return nil, err

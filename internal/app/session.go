@@ -25,6 +25,7 @@ import (
 	"github.com/rekeyhq/rekey/internal/envfile"
 	"github.com/rekeyhq/rekey/internal/flock"
 	"github.com/rekeyhq/rekey/internal/sqlite"
+	"github.com/rekeyhq/rekey/internal/sshhost"
 )
 
 // Options are what the command line gives a session.
@@ -342,7 +343,11 @@ func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environ
 	s.wire(e, cfg, env)
 	e.Notify = s.rotationNotifier(cfg, env.Name) // rotation events to the outbox (outbox_events.go)
 	for _, t := range env.Targets {
-		e.Targets[t.Name] = envfile.New(t.Name, t.Path, cfg.Dir, s.Opts.Warn)
+		if t.Remote() {
+			e.Targets[t.Name] = sshhost.NewTarget(t.Name, s.sshHost(t), t.Path)
+		} else {
+			e.Targets[t.Name] = envfile.New(t.Name, t.Path, cfg.Dir, s.Opts.Warn)
+		}
 		e.TargetOrder = append(e.TargetOrder, t.Name)
 	}
 	return e
@@ -363,7 +368,7 @@ func (s *Session) Mutate(ctx context.Context) (*config.Config, *sqlite.DB, *conf
 		return nil, nil, nil, nil, err
 	}
 	e := s.Engine(cfg, st, env)
-	s.RemoveStaleTemps(e)
+	s.RemoveStaleTemps(ctx, e)
 	rep, err := e.Recover(ctx)
 	if err != nil {
 		return nil, nil, nil, nil, rekey.Wrap(rekey.ErrorCode(err), err, "recover an interrupted rotation")
@@ -387,20 +392,39 @@ func (s *Session) Mutate(ctx context.Context) (*config.Config, *sqlite.DB, *conf
 // RemoveStaleTemps deletes what a rekey killed while writing a .env target
 // of the engine left behind (envfile.Target.RemoveStaleTemps). It is part
 // of recovery: callers hold the environment lock.
-func (s *Session) RemoveStaleTemps(e *engine.Engine) {
+func (s *Session) RemoveStaleTemps(ctx context.Context, e *engine.Engine) {
 	for _, tn := range slices.Sorted(maps.Keys(e.Targets)) {
-		t, ok := e.Targets[tn].(*envfile.Target)
-		if !ok {
+		var removed []string
+		var err error
+		var where string
+		switch t := e.Targets[tn].(type) {
+		case *envfile.Target:
+			removed, err = t.RemoveStaleTemps()
+			where = t.Rel()
+		case *sshhost.Target:
+			removed, err = t.RemoveStaleTemps(ctx)
+			where = t.Name()
+		default:
 			continue
 		}
-		removed, err := t.RemoveStaleTemps()
 		for _, n := range removed {
-			s.warnf("removed %s, left beside %s by an interrupted write", n, t.Rel())
+			s.warnf("removed %s, left beside %s by an interrupted write", n, where)
 		}
 		if err != nil {
-			s.warnf("could not remove what an interrupted write left beside %s (it may hold a secret): %v", t.Rel(), err)
+			s.warnf("could not remove what an interrupted write left beside %s (it may hold a secret): %v", where, err)
 		}
 	}
+}
+
+// SSHConfigEnv names the ssh_config rekey gives ssh (-F) for ssh targets;
+// unset, ssh reads the user's own (~/.ssh/config). It is taken from the
+// environment, never from the project folder: an ssh_config can run
+// commands (ProxyCommand), and whoever can write the folder must not.
+const SSHConfigEnv = "REKEY_SSH_CONFIG"
+
+// sshHost is how rekey reaches the host of ssh target t.
+func (s *Session) sshHost(t config.Target) *sshhost.Host {
+	return &sshhost.Host{Name: t.Name, Dest: t.Host, ConfigFile: s.Getenv(SSHConfigEnv), Env: s.Environ()}
 }
 
 // Audit appends one audit record in its own transaction (fail closed:

@@ -41,10 +41,12 @@ const (
 // The target types.
 const (
 	TargetDotenv = "dotenv"
+	// TargetSSH is a .env on another machine, reached with the system ssh.
+	TargetSSH = "ssh"
 )
 
 // TargetTypes lists the valid target types.
-var TargetTypes = []string{TargetDotenv}
+var TargetTypes = []string{TargetDotenv, TargetSSH}
 
 // The postgres settings.
 var (
@@ -108,10 +110,17 @@ type Environment struct {
 // Target is a place an environment's secrets are published to.
 type Target struct {
 	Name string
-	Type string // "dotenv"
-	Path string // absolute
+	Type string // "dotenv" or "ssh"
+	// Path is absolute: on this machine (dotenv), on the host (ssh).
+	Path string
+	// Host is the ssh destination of an ssh target: user@host[:port] or an
+	// alias of the user's OpenSSH config.
+	Host string
 	Line int
 }
+
+// Remote reports whether the target is on another machine.
+func (t Target) Remote() bool { return t.Type == TargetSSH }
 
 // Load reads and parses the rekey.yaml at path.
 func Load(path string) (*Config, error) {

@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -204,6 +205,7 @@ func (d *decoder) target(k, v *yaml.Node, env string) Target {
 	}
 	what := label("target", name) + " of " + env
 	p := ".env"
+	var hostKey, pathVal *yaml.Node
 	d.decode(v, section{
 		what: what,
 		fields: []field{
@@ -212,15 +214,50 @@ func (d *decoder) target(k, v *yaml.Node, env string) Target {
 					t.Type = s
 				}
 			}},
-			{"path", func(k, v *yaml.Node) { d.path(v, "path of "+what, &p) }},
+			{"path", func(k, v *yaml.Node) { pathVal = v }},
+			{"host", func(k, v *yaml.Node) {
+				hostKey = k
+				if h, ok := d.word(v, "host of "+what, "host: deploy@web1.example.com"); ok {
+					t.Host = h
+				}
+			}},
 		},
 	})
-	if !filepath.IsAbs(p) {
-		p, _ = d.abs(p) // the default, relative: cannot fail
+	if t.Type != TargetSSH {
+		if hostKey != nil {
+			d.fail(hostKey, "host: is for type: ssh (a .env on another machine)", "%s has a host but is not of type ssh", what)
+		}
+		if pathVal != nil {
+			d.path(pathVal, "path of "+what, &p)
+		}
+		if !filepath.IsAbs(p) {
+			p, _ = d.abs(p) // the default, relative: cannot fail
+		}
+		t.Path = p
+		return t
 	}
-	t.Path = p
+	// ssh: a destination ssh takes as it is (no option, no shell), and an
+	// absolute path on the host.
+	switch {
+	case hostKey == nil:
+		d.missing(k, v, "add host: deploy@web1.example.com (user@host[:port], or an alias of your ~/.ssh/config)", "%s has no host", what)
+	case t.Host != "" && !sshDest.MatchString(t.Host):
+		d.fail(hostKey, "write user@host, user@host:port or an alias of ~/.ssh/config (letters, digits, . _ - @ : [ ])", "host of %s is not an ssh destination: %s", what, quote(t.Host))
+	}
+	switch {
+	case pathVal == nil:
+		d.missing(k, v, "add the .env's absolute path on the host, e.g. path: /srv/app/.env", "%s has no path", what)
+	case pathVal.Kind != yaml.ScalarNode || !strings.HasPrefix(pathVal.Value, "/") || strings.ContainsAny(pathVal.Value, "\n\x00"):
+		d.fail(pathVal, "write the .env's absolute path on the host, e.g. path: /srv/app/.env", "path of %s must be an absolute path on the host", what)
+	default:
+		t.Path = pathVal.Value
+	}
 	return t
 }
+
+// sshDest is what an ssh target's host may be: user@host[:port],
+// [v6]:port or an alias; never an option (-o...) or shell.
+var sshDest = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.@:\[\]-]*$`)
 
 // derivedMap reads a derived mapping; owner is "" (top level) or
 // " of environment NAME".

@@ -168,7 +168,12 @@ func (m *marshaler) environments(es []Environment) (*mapNode, error) {
 				typ = TargetDotenv
 			}
 			tm.add("type", strNode(typ))
-			tm.add("path", strNode(m.rel(t.Path)))
+			if t.Remote() {
+				tm.add("host", strNode(t.Host))
+				tm.add("path", strNode(t.Path))
+			} else {
+				tm.add("path", strNode(m.rel(t.Path)))
+			}
 			targets.add(t.Name, tm)
 		}
 		em.add("targets", targets)

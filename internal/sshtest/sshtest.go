@@ -187,3 +187,18 @@ func waitListening(port int, d time.Duration) bool {
 	}
 	return false
 }
+
+// ClientConfig writes, in dir, one ssh_config that reaches every server
+// of servers (each one's client key, and known_hosts holding each host
+// key), as REKEY_SSH_CONFIG for a project with several hosts.
+func ClientConfig(tb testing.TB, dir string, servers ...*Server) string {
+	tb.Helper()
+	var ids, known []string
+	for _, s := range servers {
+		ids = append(ids, "  IdentityFile "+filepath.Join(s.Dir, "client_key"))
+		known = append(known, s.KnownHosts)
+	}
+	p := filepath.Join(dir, "ssh_config")
+	write(tb, p, "Host *\n"+strings.Join(ids, "\n")+"\n  IdentitiesOnly yes\n  IdentityAgent none\n  UserKnownHostsFile "+strings.Join(known, " ")+"\n  GlobalKnownHostsFile /dev/null\n", 0o600)
+	return p
+}
