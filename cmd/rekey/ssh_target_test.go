@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/sshtest"
 )
 
@@ -17,30 +19,9 @@ import (
 // anywhere, and the edited file stays as the person left it; a changed
 // host key is refused the same way. No value in any output.
 func TestSSHTargets(t *testing.T) {
-	web1, web2 := sshtest.Start(t, "web1"), sshtest.Start(t, "web2")
-	v1 := ctRandB64(48, base64.StdEncoding)
-	remote := func(s *sshtest.Server) string { return filepath.Join(s.Home, ".env") }
-	for _, s := range []*sshtest.Server{web1, web2} {
-		if err := os.WriteFile(remote(s), []byte("# on "+s.Name+"\nJWT_SECRET="+v1+"\nWORKERS=4\n"), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := ctInitProject(t, t.TempDir(), ".env", "ssh-targets", "JWT_SECRET="+v1+"\nRUST_LOG=info\n")
-	p.env = append(p.env, "REKEY_SSH_CONFIG="+sshtest.ClientConfig(t, t.TempDir(), web1, web2))
-	cfg := filepath.Join(p.dir, "rekey.yaml")
-	raw, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := "      app: {type: dotenv, path: .env}\n"
-	hosts := local + "      web1: {type: ssh, host: \"" + web1.Dest() + "\", path: " + remote(web1) + "}\n" +
-		"      web2: {type: ssh, host: \"" + web2.Dest() + "\", path: " + remote(web2) + "}\n"
-	if !strings.Contains(string(raw), local) {
-		t.Fatalf("rekey.yaml has no local target line:\n%s", raw)
-	}
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(raw), local, hosts, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	sp := newSSHProject(t, "web1", "web2")
+	p, web1, web2, v1 := sp.ctProject, sp.hosts[0], sp.hosts[1], sp.v1
+	remote := sshRemoteEnv
 	var outputs []string
 	run := func(want int, args ...string) ctResult {
 		t.Helper()
@@ -51,7 +32,6 @@ func TestSSHTargets(t *testing.T) {
 		}
 		return r
 	}
-	run(0, "config", "trust")
 	run(0, "rotate", "JWT_SECRET")
 	v2 := p.get(2)
 	for _, s := range []*sshtest.Server{web1, web2} {
@@ -69,9 +49,7 @@ func TestSSHTargets(t *testing.T) {
 
 	// A hand edit of the managed key on web2: drift, refused before any write.
 	edited := "# on web2\nJWT_SECRET=typed-by-hand-on-web2\nWORKERS=4\n"
-	if err := os.WriteFile(remote(web2), []byte(edited), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	web2.WriteFile(t, ".env", edited, 0o640)
 	r := run(4, "rotate", "JWT_SECRET")
 	if !strings.Contains(r.stderr, "web2") {
 		t.Errorf("the drift does not name web2:\n%s", r.stderr)
@@ -82,9 +60,7 @@ func TestSSHTargets(t *testing.T) {
 	if got, _ := os.ReadFile(remote(web1)); !strings.Contains(string(got), "JWT_SECRET="+v2+"\n") {
 		t.Errorf("web1 changed by a refused rotation: %q", got)
 	}
-	if err := os.WriteFile(remote(web2), []byte("# on web2\nJWT_SECRET="+v2+"\nWORKERS=4\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	web2.WriteFile(t, ".env", "# on web2\nJWT_SECRET="+v2+"\nWORKERS=4\n", 0o640)
 
 	// web1's host key changed: refused, nothing written.
 	web1.Impersonate(t)
@@ -103,4 +79,102 @@ func TestSSHTargets(t *testing.T) {
 			t.Fatal("a value in an output")
 		}
 	}
+}
+
+// sshProject is a project whose environment has a local .env (app) and one
+// ssh target per host, each a real sshd; every .env starts with the same
+// JWT_SECRET (v1). rekey.yaml is approved.
+type sshProject struct {
+	*ctProject
+	hosts []*sshtest.Server
+	v1    string
+}
+
+// sshRemoteEnv is the .env of host s.
+func sshRemoteEnv(s *sshtest.Server) string { return filepath.Join(s.Home, ".env") }
+
+func newSSHProject(t *testing.T, names ...string) *sshProject {
+	t.Helper()
+	sp := &sshProject{v1: ctRandB64(48, base64.StdEncoding)}
+	for _, n := range names {
+		s := sshtest.Start(t, n)
+		s.WriteFile(t, ".env", "# on "+s.Name+"\nJWT_SECRET="+sp.v1+"\nWORKERS=4\n", 0o640)
+		sp.hosts = append(sp.hosts, s)
+	}
+	p := ctInitProject(t, t.TempDir(), ".env", "ssh-targets", "JWT_SECRET="+sp.v1+"\nRUST_LOG=info\n")
+	p.env = append(p.env, "REKEY_SSH_CONFIG="+sshtest.ClientConfig(t, t.TempDir(), sp.hosts...))
+	cfg := filepath.Join(p.dir, "rekey.yaml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := "      app: {type: dotenv, path: .env}\n"
+	targets := local
+	for _, s := range sp.hosts {
+		targets += "      " + s.Name + ": {type: ssh, host: \"" + s.Dest() + "\", path: " + sshRemoteEnv(s) + "}\n"
+	}
+	if !strings.Contains(string(raw), local) {
+		t.Fatalf("rekey.yaml has no local target line:\n%s", raw)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(raw), local, targets, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.must("config", "trust")
+	sp.ctProject = p
+	return sp
+}
+
+// consistentEverywhere fails unless the local .env and every host's hold
+// the store's current JWT_SECRET and no write left a temporary file on a
+// host.
+func (sp *sshProject) consistentEverywhere(what string) {
+	t := sp.t
+	t.Helper()
+	cur := sp.get(0)
+	if v, _ := ctEnvValue(sp.readEnv(), "JWT_SECRET"); v != cur {
+		t.Errorf("%s: the local .env does not hold the current JWT_SECRET", what)
+	}
+	for _, s := range sp.hosts {
+		got, _ := os.ReadFile(sshRemoteEnv(s))
+		if string(got) != "# on "+s.Name+"\nJWT_SECRET="+cur+"\nWORKERS=4\n" {
+			t.Errorf("%s: %s holds %q, not the current JWT_SECRET with its other bytes", what, s.Name, got)
+		}
+		ents, _ := os.ReadDir(s.Home)
+		for _, e := range ents {
+			if strings.Contains(e.Name(), ".rekey-") {
+				t.Errorf("%s: a temporary file left on %s: %s", what, s.Name, e.Name())
+			}
+		}
+	}
+}
+
+// TestSSHTargetCrashes: rekey killed (SIGKILL) at every step boundary of a
+// rotation that publishes to two hosts; `rekey recover` completes or rolls
+// back, and the local .env and both hosts then hold the store's current
+// value, with no temporary file left on a host. A temporary file a kill in
+// the middle of a remote write would leave is removed by the recovery.
+func TestSSHTargetCrashes(t *testing.T) {
+	sp := newSSHProject(t, "web1", "web2")
+	for _, fp := range engine.FaultPoints() {
+		if fp.Needs != engine.NeedNothing {
+			continue
+		}
+		r := sp.runEnv([]string{"REKEY_TEST_FAULT=" + fp.Point}, "rotate", "JWT_SECRET")
+		if r.sig != syscall.SIGKILL {
+			if r.code != 0 {
+				t.Fatalf("%s: %v", fp.Point, r)
+			}
+			continue // not reached by this rotation
+		}
+		sp.recoverOK()
+		sp.consistentEverywhere("after a crash at " + fp.Point)
+	}
+	// What a kill inside the remote write leaves: a temporary file beside
+	// the host's .env (it may hold the new value).
+	sp.hosts[1].WriteFile(t, "..env.rekey-00112233445566ff.tmp", "JWT_SECRET=half-written\n", 0o600)
+	r := sp.recoverOK()
+	if !strings.Contains(r.stderr, "removed ..env.rekey-00112233445566ff.tmp, left beside web2") {
+		t.Errorf("recover does not say it removed the host's temporary file:\n%s", r.stderr)
+	}
+	sp.consistentEverywhere("after recover removed a host's temporary file")
 }

@@ -76,6 +76,10 @@ type Session struct {
 	store      *sqlite.DB
 	lock       *flock.Lock
 	extraLocks []*flock.Lock
+	// sshControl is the private folder of the master connections of the
+	// session's ssh targets (sshHosts), removed by Close.
+	sshControl string
+	sshHosts   []*sshhost.Host
 	locked     bool // a lock was taken: the command acted on an environment
 }
 
@@ -285,6 +289,7 @@ func (s *Session) anchorOpts() []sqlite.Option {
 // Close closes the store (saving its anchor while the lock is still held),
 // then releases the locks.
 func (s *Session) Close() {
+	s.closeSSH()
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			s.warnf("%v: a copy of .rekey/rekey.db put back over it would not be noticed (set XDG_STATE_HOME to a folder you can write)", err)
@@ -422,9 +427,43 @@ func (s *Session) RemoveStaleTemps(ctx context.Context, e *engine.Engine) {
 // commands (ProxyCommand), and whoever can write the folder must not.
 const SSHConfigEnv = "REKEY_SSH_CONFIG"
 
-// sshHost is how rekey reaches the host of ssh target t.
+// sshHost is how rekey reaches the host of ssh target t: one master
+// connection per host for the session, in a private folder, ended by Close.
 func (s *Session) sshHost(t config.Target) *sshhost.Host {
-	return &sshhost.Host{Name: t.Name, Dest: t.Host, ConfigFile: s.Getenv(SSHConfigEnv), Env: s.Environ()}
+	h := &sshhost.Host{Name: t.Name, Dest: t.Host, ConfigFile: s.Getenv(SSHConfigEnv), Env: s.Environ()}
+	if s.sshControl == "" {
+		sweepSSHControl()
+		if d, err := os.MkdirTemp("", "rekey-ssh-"); err == nil {
+			s.sshControl = d
+		}
+	}
+	h.ControlDir = s.sshControl
+	s.sshHosts = append(s.sshHosts, h)
+	return h
+}
+
+// sweepSSHControl removes the empty master-connection folders that rekey
+// processes killed before Close left in the temporary folder (their
+// masters end by themselves within ControlPersist, and take their socket).
+func sweepSSHControl() {
+	ds, _ := filepath.Glob(filepath.Join(os.TempDir(), "rekey-ssh-*"))
+	for _, d := range ds {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > time.Minute {
+			os.Remove(d) // only if empty: a live master's socket keeps it
+		}
+	}
+}
+
+// closeSSH ends the session's master connections and removes their folder.
+func (s *Session) closeSSH() {
+	for _, h := range s.sshHosts {
+		h.Close()
+	}
+	s.sshHosts = nil
+	if s.sshControl != "" {
+		os.RemoveAll(s.sshControl)
+		s.sshControl = ""
+	}
 }
 
 // Audit appends one audit record in its own transaction (fail closed:

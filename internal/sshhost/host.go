@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,10 @@ type Host struct {
 	Env []string
 	// Timeout bounds one remote command (0 = DefaultTimeout).
 	Timeout time.Duration
+	// ControlDir, when set, is a private folder (0700) for the socket of
+	// one master connection per host: the commands of a rekey run share
+	// it (one handshake per host, not one per command). Close ends it.
+	ControlDir string
 }
 
 // DefaultTimeout bounds one remote command, connection included.
@@ -94,6 +99,11 @@ func (h *Host) args(cmd string) ([]string, error) {
 	}
 	for _, o := range safeOptions {
 		a = append(a, "-o", o)
+	}
+	if h.ControlDir != "" {
+		// The master lingers 10s at most if Close is never called (rekey
+		// killed): the host key was verified when it connected.
+		a = append(a, "-o", "ControlMaster=auto", "-o", "ControlPath="+filepath.Join(h.ControlDir, "%C"), "-o", "ControlPersist=10")
 	}
 	for _, o := range h.Options {
 		a = append(a, "-o", o)
@@ -180,6 +190,32 @@ func (h *Host) Run(ctx context.Context, script string, stdin []byte, args ...str
 		return r, nil
 	}
 	return r, rekey.Wrap(rekey.CodeInternal, err, "run ssh for host %s", h.Name).WithHint("is OpenSSH's client (ssh) installed?")
+}
+
+// Close ends the host's master connection, if one was opened: the next
+// rekey run connects anew, and verifies the host key again.
+func (h *Host) Close() {
+	if h.ControlDir == "" {
+		return
+	}
+	argv, err := h.args("")
+	if err != nil {
+		return
+	}
+	// -O exit DEST: the same options, without the remote command.
+	argv = append([]string{"-O", "exit"}, argv[:len(argv)-1]...)
+	bin := h.SSH
+	if bin == "" {
+		bin = "ssh"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, argv...)
+	cmd.Env = rekey.ChildEnv(cmd.Environ())
+	if h.Env != nil {
+		cmd.Env = rekey.ChildEnv(h.Env)
+	}
+	_ = cmd.Run() // no master: nothing to end
 }
 
 // sshError is ssh's own failure (exit 255), by what it printed.

@@ -19,14 +19,7 @@ const envText = "# the app's settings\nRUST_LOG=info\nJWT_SECRET=old-secret-valu
 
 func newEnv(t *testing.T, s *sshtest.Server, mode os.FileMode) string {
 	t.Helper()
-	p := filepath.Join(s.Home, ".env")
-	if err := os.WriteFile(p, []byte(envText), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return s.WriteFile(t, ".env", envText, mode)
 }
 
 // TestTargetReadWrite: a remote .env is read and written over SSH with
@@ -76,9 +69,7 @@ func TestTargetReadWrite(t *testing.T) {
 	if _, err := missing.Read(t.Context(), []string{"A"}); rekey.ErrorCode(err) != rekey.CodeNotFound || !strings.Contains(err.Error(), "nope.env) does not exist") {
 		t.Errorf("missing file: %v", err)
 	}
-	if err := os.WriteFile(p, []byte("GOOD=1\nBAD LINE\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s.WriteFile(t, ".env", "GOOD=1\nBAD LINE\n", 0o600)
 	if _, err := tg.Read(t.Context(), []string{"GOOD"}); rekey.ErrorCode(err) != rekey.CodeInvalid || !strings.Contains(err.Error(), ":2") {
 		t.Errorf("malformed file: %v", err)
 	}
@@ -93,9 +84,7 @@ func TestTargetDriftNotOverwritten(t *testing.T) {
 	tg := sshhost.NewTarget("web1", host(s), p)
 	edited := envText + "ADDED_BY_HAND=1\n"
 	err := sshhost.WriteAfterRead(t.Context(), tg, map[string]rekey.Value{"JWT_SECRET": rekey.NewValueString("new")}, func() {
-		if err := os.WriteFile(p, []byte(edited), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		s.WriteFile(t, ".env", edited, 0o600)
 	})
 	if !errors.Is(err, sshhost.ErrChanged) || rekey.ErrorCode(err) != rekey.CodeConflict || !strings.Contains(err.Error(), "not overwritten") {
 		t.Fatalf("Write after a hand edit: %v", err)
@@ -189,9 +178,7 @@ func TestRemoveStaleTemps(t *testing.T) {
 	s := sshtest.Start(t, "web1")
 	p := newEnv(t, s, 0o600)
 	for _, n := range []string{"..env.rekey-0123456789abcdef.tmp", "..env.rekey-short.tmp", ".other.rekey-0123456789abcdef.tmp"} {
-		if err := os.WriteFile(filepath.Join(s.Home, n), []byte("JWT_SECRET=new\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		s.WriteFile(t, n, "JWT_SECRET=new\n", 0o600)
 	}
 	got, err := sshhost.NewTarget("web1", host(s), p).RemoveStaleTemps(t.Context())
 	if err != nil || len(got) != 1 || got[0] != "..env.rekey-0123456789abcdef.tmp" {

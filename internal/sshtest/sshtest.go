@@ -40,6 +40,32 @@ type Server struct {
 	// KnownHosts is that known_hosts file; HostKeyPub the host's public key line.
 	KnownHosts, HostKeyPub string
 	cmd                    *exec.Cmd
+	uid, gid               int // the deploy user's, or -1
+}
+
+// DeployUser is who logs in to the test servers when the tests run as
+// root (scripts/test creates it, with /bin/sh): root's own shell start-up
+// files would run on every remote command, and a deploy user is what
+// production uses.
+const DeployUser = "rekey-deploy"
+
+// WriteFile writes a file in the host's Home, owned by the user who logs
+// in, and returns its path.
+func (s *Server) WriteFile(tb testing.TB, name, content string, mode os.FileMode) string {
+	tb.Helper()
+	p := filepath.Join(s.Home, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		tb.Fatal(err)
+	}
+	if s.uid >= 0 {
+		if err := os.Chown(p, s.uid, s.gid); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return p
 }
 
 // Start starts an sshd named name, stopped when tb ends.
@@ -63,9 +89,24 @@ func Start(tb testing.TB, name string) *Server {
 		}
 	}
 	dir := tb.TempDir()
-	s := &Server{Name: name, Dir: dir, Home: filepath.Join(dir, "home"), User: u.Username}
+	s := &Server{Name: name, Dir: dir, Home: filepath.Join(dir, "home"), User: u.Username, uid: -1, gid: -1}
 	if err := os.MkdirAll(s.Home, 0o700); err != nil {
 		tb.Fatal(err)
+	}
+	if d, err := user.Lookup(DeployUser); err == nil && os.Geteuid() == 0 {
+		// As root, log in as the deploy user (/bin/sh, no start-up files):
+		// it must reach Home through the test's folders.
+		s.User = DeployUser
+		s.uid, _ = strconv.Atoi(d.Uid)
+		s.gid, _ = strconv.Atoi(d.Gid)
+		for _, p := range []string{filepath.Dir(dir), dir} {
+			if err := os.Chmod(p, 0o711); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := os.Chown(s.Home, s.uid, s.gid); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	keygen := func(path string) {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rekey-test-"+name, "-f", path).CombinedOutput(); err != nil {
@@ -84,7 +125,7 @@ func Start(tb testing.TB, name string) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	write(tb, filepath.Join(dir, "authorized_keys"), string(cpub), 0o600)
+	write(tb, filepath.Join(dir, "authorized_keys"), string(cpub), 0o644) // sshd reads it as the user
 
 	for attempt := 0; ; attempt++ {
 		s.Port = freePort(tb)
