@@ -278,7 +278,7 @@ it refuse it (exit 5). init approves the rekey.yaml it writes.
 		a.auditCommand(), a.reportCommand(), a.masterCommand(), a.scanCommand(), a.demoCommand(),
 		a.doctorCommand(), a.exampleCommand(), a.verifyCommand(), a.servicesCommand(), a.reencryptCommand(), a.postgresCommand(),
 		a.incidentCommand(),
-		a.configCommand(), a.notifyCommand(), a.remindCommand(), a.versionCommand(),
+		a.configCommand(), a.notifyCommand(), a.remindCommand(), a.hostsCommand(), a.versionCommand(),
 	)
 	root.SetHelpCommand(helpCommand(root))
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {

@@ -66,6 +66,7 @@ var jsonCases = map[string][]jsonCase{
 	"incident report": {{name: "incident_report", setup: [][]string{{"incident", "open", "--secret", "JWT_SECRET", "--reason", "leaked"}},
 		args: []string{"incident", "report", incidentArg, "--format", "json"}}},
 	"notify status": {{name: "notify_status", args: []string{"notify", "status", "--json"}}},
+	"hosts status":  {{name: "hosts_status", args: []string{"hosts", "status", "--json"}}}, // no ssh target here: [] (TestSSHTargets reads hosts)
 }
 
 // incidentArg, in a case's args, is the ID of the incident its setup opened.

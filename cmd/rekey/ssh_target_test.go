@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,24 @@ func TestSSHTargets(t *testing.T) {
 	if v, _ := ctEnvValue(p.readEnv(), "JWT_SECRET"); v != v2 {
 		t.Error("the local .env does not hold the new value")
 	}
+	hostsStatus := func(want int) map[string]sshHostJSON {
+		t.Helper()
+		r := run(want, "hosts", "status", "--json")
+		var hs []sshHostJSON
+		if err := json.Unmarshal([]byte(r.stdout), &hs); err != nil {
+			t.Fatalf("hosts status --json: %v\n%s", err, r.stdout)
+		}
+		out := map[string]sshHostJSON{}
+		for _, h := range hs {
+			out[h.Target] = h
+		}
+		return out
+	}
+	for name, h := range hostsStatus(0) {
+		if !h.Reachable || h.HostKey != "ok" || len(h.Secrets) != 1 || h.Secrets[0].State != "current" || h.Secrets[0].Version != 2 {
+			t.Errorf("hosts status of %s after the rotation: %+v", name, h)
+		}
+	}
 
 	// A hand edit of the managed key on web2: drift, refused before any write.
 	edited := "# on web2\nJWT_SECRET=typed-by-hand-on-web2\nWORKERS=4\n"
@@ -60,10 +79,16 @@ func TestSSHTargets(t *testing.T) {
 	if got, _ := os.ReadFile(remote(web1)); !strings.Contains(string(got), "JWT_SECRET="+v2+"\n") {
 		t.Errorf("web1 changed by a refused rotation: %q", got)
 	}
+	if hs := hostsStatus(4); hs["web2"].Secrets[0].State != "unknown" || hs["web1"].Secrets[0].State != "current" {
+		t.Errorf("hosts status after web2's hand edit: %+v", hs)
+	}
 	web2.WriteFile(t, ".env", "# on web2\nJWT_SECRET="+v2+"\nWORKERS=4\n", 0o640)
 
 	// web1's host key changed: refused, nothing written.
 	web1.Impersonate(t)
+	if hs := hostsStatus(4); hs["web1"].HostKey != "changed" || hs["web1"].Reachable || hs["web2"].Secrets[0].State != "current" {
+		t.Errorf("hosts status with web1's host key changed: %+v", hs)
+	}
 	r = run(5, "rotate", "JWT_SECRET")
 	if !strings.Contains(r.stderr, "web1") || !strings.Contains(r.stderr, "CHANGED") {
 		t.Errorf("a changed host key is not named:\n%s", r.stderr)
@@ -177,4 +202,16 @@ func TestSSHTargetCrashes(t *testing.T) {
 		t.Errorf("recover does not say it removed the host's temporary file:\n%s", r.stderr)
 	}
 	sp.consistentEverywhere("after recover removed a host's temporary file")
+}
+
+// sshHostJSON is one host of `rekey hosts status --json`.
+type sshHostJSON struct {
+	Target    string `json:"target"`
+	Reachable bool   `json:"reachable"`
+	HostKey   string `json:"host_key"`
+	Secrets   []struct {
+		Name    string `json:"name"`
+		State   string `json:"state"`
+		Version int    `json:"version"`
+	} `json:"secrets"`
 }

@@ -101,12 +101,12 @@ const RepeatEnv = "REKEY_TEST_PG_REPEAT"
 
 // KillBudget is how long a loop of kill -9 at random moments runs against
 // a cluster: d on the first major of the version matrix (and outside it),
-// a quarter of d when the test repeats on another major (RepeatEnv). Each
+// a sixth of d when the test repeats on another major (RepeatEnv). Each
 // major still runs the loop, and the crash matrices kill at every step
 // boundary on each major; the long random search runs once.
 func KillBudget(d time.Duration) time.Duration {
 	if Repeating() {
-		return d / 4
+		return d / 6
 	}
 	return d
 }
