@@ -8,6 +8,7 @@ package engine_test
 // data key are small in-memory systems that record what was done to them.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -618,5 +619,43 @@ func TestFlowDataKeyVersionsNeverPruned(t *testing.T) {
 	}
 	if n := count("ENCRYPTION_KEY"); n != 4 {
 		t.Errorf("ENCRYPTION_KEY keeps %d versions, want all 4", n)
+	}
+}
+
+// orderTarget records, in log, each write to the target it wraps.
+type orderTarget struct {
+	*ecTarget
+	name string
+	log  *[]string
+}
+
+func (o orderTarget) Name() string { return o.name }
+
+func (o orderTarget) Write(ctx context.Context, set map[string]rekey.Value, del []string) error {
+	*o.log = append(*o.log, o.name+" "+set["JWT_SECRET"].RevealString())
+	return o.ecTarget.Write(ctx, set, del)
+}
+
+// Targets are written in the order given and, when the rotation rolls
+// back, restored in reverse: the last to get the new value is the first to
+// lose it.
+func TestFlowTargetOrderAndReverseRollback(t *testing.T) {
+	w := fwNewWorld(t, fwJWT)
+	_, old := w.current("JWT_SECRET")
+	var log []string
+	second := &ecTarget{vals: map[string]string{"JWT_SECRET": old}}
+	e := w.engine(&fwChecks{svc: w.svc, ok: func(map[string]string) bool { return false }}, nil)
+	e.Targets = map[string]rekey.Target{"app": orderTarget{w.target, "app", &log}, "vault": orderTarget{second, "vault", &log}}
+	e.TargetOrder = []string{"app", "vault"}
+	if _, err := e.Rotate(t.Context(), []string{"JWT_SECRET"}, rekey.ModeManual, nil); rekey.ErrorCode(err) != rekey.CodeVerifyFailed {
+		t.Fatalf("Rotate = %v, want the checks to fail it", err)
+	}
+	if len(log) != 4 {
+		t.Fatalf("writes: %q", log)
+	}
+	newV := strings.TrimPrefix(log[0], "app ")
+	want := []string{"app " + newV, "vault " + newV, "vault " + old, "app " + old}
+	if !slices.Equal(log, want) || newV == old {
+		t.Errorf("writes %q, want publish app then vault, restore vault then app", log)
 	}
 }

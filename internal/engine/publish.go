@@ -35,11 +35,18 @@ func (e *Engine) publishValues(ctx context.Context, names []string, override map
 // writeValues is publishValues with the verb used in narration and the
 // keys published next to the secrets (NAME_PREVIOUS).
 func (e *Engine) writeValues(ctx context.Context, verb string, names []string, override map[string]rekey.Value, extra map[string]extraKey, del []string) error {
+	return e.writeValuesIn(ctx, e.targetOrder(), verb, names, override, extra, del)
+}
+
+// writeValuesIn is writeValues over the targets in order (a rollback
+// restores in the reverse of the publish order: the last target to get
+// the new values is the first to lose them).
+func (e *Engine) writeValuesIn(ctx context.Context, order []string, verb string, names []string, override map[string]rekey.Value, extra map[string]extraKey, del []string) error {
 	writes, err := e.renderWrites(ctx, names, override, extra)
 	if err != nil {
 		return err
 	}
-	for _, tn := range e.targetOrder() {
+	for _, tn := range order {
 		set := writes[tn]
 		if len(set) == 0 && len(del) == 0 {
 			continue

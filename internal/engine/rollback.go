@@ -139,7 +139,9 @@ func (e *Engine) restore(ctx context.Context, x *run) error {
 			}
 		}
 	}
-	if err := e.writeValues(ctx, "restored the previous values on", names, set, nil, e.previousKeys(names)); err != nil {
+	rev := slices.Clone(e.targetOrder())
+	slices.Reverse(rev)
+	if err := e.writeValuesIn(ctx, rev, "restored the previous values on", names, set, nil, e.previousKeys(names)); err != nil {
 		return err
 	}
 	for _, name := range names {
