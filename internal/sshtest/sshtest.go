@@ -94,19 +94,7 @@ func Start(tb testing.TB, name string) *Server {
 		tb.Fatal(err)
 	}
 	if d, err := user.Lookup(DeployUser); err == nil && os.Geteuid() == 0 {
-		// As root, log in as the deploy user (/bin/sh, no start-up files):
-		// it must reach Home through the test's folders.
-		s.User = DeployUser
-		s.uid, _ = strconv.Atoi(d.Uid)
-		s.gid, _ = strconv.Atoi(d.Gid)
-		for _, p := range []string{filepath.Dir(dir), dir} {
-			if err := os.Chmod(p, 0o711); err != nil {
-				tb.Fatal(err)
-			}
-		}
-		if err := os.Chown(s.Home, s.uid, s.gid); err != nil {
-			tb.Fatal(err)
-		}
+		s.asDeployUser(tb, d)
 	}
 	keygen := func(path string) {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rekey-test-"+name, "-f", path).CombinedOutput(); err != nil {
@@ -127,6 +115,29 @@ func Start(tb testing.TB, name string) *Server {
 	}
 	write(tb, filepath.Join(dir, "authorized_keys"), string(cpub), 0o644) // sshd reads it as the user
 
+	s.serve(tb)
+	tb.Cleanup(func() {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	})
+	s.KnownHosts = filepath.Join(dir, "known_hosts")
+	write(tb, s.KnownHosts, fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, s.HostKeyPub), 0o600)
+	s.ClientConfig = filepath.Join(dir, "ssh_config")
+	write(tb, s.ClientConfig, fmt.Sprintf(`Host *
+  IdentityFile %s
+  IdentitiesOnly yes
+  IdentityAgent none
+  UserKnownHostsFile %s
+  GlobalKnownHostsFile /dev/null
+`, filepath.Join(dir, "client_key"), s.KnownHosts), 0o600)
+	return s
+}
+
+// serve writes sshd's config for a free port and starts it, until it
+// listens (three tries: a port taken meanwhile).
+func (s *Server) serve(tb testing.TB) {
+	tb.Helper()
+	dir := s.Dir
 	for attempt := 0; ; attempt++ {
 		s.Port = freePort(tb)
 		cfg := fmt.Sprintf(`Port %d
@@ -164,21 +175,23 @@ LogLevel ERROR
 			tb.Fatalf("sshd did not listen on 127.0.0.1:%d:\n%s", s.Port, log)
 		}
 	}
-	tb.Cleanup(func() {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	})
-	s.KnownHosts = filepath.Join(dir, "known_hosts")
-	write(tb, s.KnownHosts, fmt.Sprintf("[127.0.0.1]:%d %s\n", s.Port, s.HostKeyPub), 0o600)
-	s.ClientConfig = filepath.Join(dir, "ssh_config")
-	write(tb, s.ClientConfig, fmt.Sprintf(`Host *
-  IdentityFile %s
-  IdentitiesOnly yes
-  IdentityAgent none
-  UserKnownHostsFile %s
-  GlobalKnownHostsFile /dev/null
-`, filepath.Join(dir, "client_key"), s.KnownHosts), 0o600)
-	return s
+}
+
+// asDeployUser makes d the user who logs in (as root: /bin/sh, no
+// start-up files); it must reach Home through the test's folders.
+func (s *Server) asDeployUser(tb testing.TB, d *user.User) {
+	tb.Helper()
+	s.User = DeployUser
+	s.uid, _ = strconv.Atoi(d.Uid)
+	s.gid, _ = strconv.Atoi(d.Gid)
+	for _, p := range []string{filepath.Dir(s.Dir), s.Dir} {
+		if err := os.Chmod(p, 0o711); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := os.Chown(s.Home, s.uid, s.gid); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // Dest is the server as an ssh destination: user@127.0.0.1:PORT.
