@@ -570,22 +570,7 @@ func (x *incE2E) deferredReencryption() {
 		t.Errorf("incident open --no-reencrypt does not name the command that moves the rows:\n%s", r.Stderr)
 	}
 	followUp := func() bool {
-		var incs []struct {
-			FollowUps []struct {
-				Key  string `json:"key"`
-				Done bool   `json:"done"`
-			} `json:"follow_ups"`
-		}
-		if err := json.Unmarshal([]byte(x.must("incident", "status", id, "--json")), &incs); err != nil || len(incs) != 1 {
-			t.Fatalf("incident status --json: %v", err)
-		}
-		for _, f := range incs[0].FollowUps {
-			if f.Key == rekey.FollowUpReencrypt+"ENCRYPTION_KEY" {
-				return f.Done
-			}
-		}
-		t.Fatalf("incident %s has no follow-up reencrypt:ENCRYPTION_KEY: %+v", id, incs[0].FollowUps)
-		return false
+		return followUpDone(t, x.must("incident", "status", id, "--json"), rekey.FollowUpReencrypt+"ENCRYPTION_KEY")
 	}
 	if followUp() {
 		t.Error("reencrypt:ENCRYPTION_KEY done before the rows moved")

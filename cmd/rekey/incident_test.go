@@ -299,3 +299,26 @@ func TestIncidentRunProcesses(t *testing.T) {
 		t.Errorf("the report's run processes:\n%s", report)
 	}
 }
+
+// followUpDone says whether follow-up key is done in statusJSON, the output
+// of `incident status ID --json` (one incident); it fails the test when the
+// incident has no such follow-up.
+func followUpDone(t *testing.T, statusJSON, key string) bool {
+	t.Helper()
+	var incs []struct {
+		FollowUps []struct {
+			Key  string `json:"key"`
+			Done bool   `json:"done"`
+		} `json:"follow_ups"`
+	}
+	if err := json.Unmarshal([]byte(statusJSON), &incs); err != nil || len(incs) != 1 {
+		t.Fatalf("incident status --json: %v\n%s", err, statusJSON)
+	}
+	for _, f := range incs[0].FollowUps {
+		if f.Key == key {
+			return f.Done
+		}
+	}
+	t.Fatalf("the incident has no follow-up %s: %+v", key, incs[0].FollowUps)
+	return false
+}

@@ -230,22 +230,7 @@ func TestVerifyDeadProvider(t *testing.T) {
 		t.Fatalf("the incident's proof of a user-managed key: %+v", open.Proofs)
 	}
 	followUp := func() bool {
-		var incs []struct {
-			FollowUps []struct {
-				Key  string `json:"key"`
-				Done bool   `json:"done"`
-			} `json:"follow_ups"`
-		}
-		if err := json.Unmarshal([]byte(run(0, "", "incident", "status", id, "--json").stdout), &incs); err != nil || len(incs) != 1 {
-			t.Fatalf("incident status: %v", err)
-		}
-		for _, f := range incs[0].FollowUps {
-			if f.Key == "provider:STRIPE_API_KEY" {
-				return f.Done
-			}
-		}
-		t.Fatalf("no follow-up provider:STRIPE_API_KEY: %+v", incs[0].FollowUps)
-		return false
+		return followUpDone(t, run(0, "", "incident", "status", id, "--json").stdout, "provider:STRIPE_API_KEY")
 	}
 
 	// The provider issues v2; v1 is not revoked yet.
