@@ -26,14 +26,34 @@ const (
 	CheckSQL           = "sql"
 	CheckDecryptSample = "decrypt-sample"
 	CheckCommand       = "command"
+	CheckLog           = "log"
 )
 
 // CheckTypes lists the check types.
-var CheckTypes = []string{CheckHTTP, CheckTCP, CheckPostgres, CheckSQL, CheckDecryptSample, CheckCommand}
+var CheckTypes = []string{CheckHTTP, CheckTCP, CheckPostgres, CheckSQL, CheckDecryptSample, CheckCommand, CheckLog}
+
+// The defaults of a log check.
+const (
+	DefaultLogWindow  = 30 * time.Second
+	DefaultLogPattern = `panic|FATAL|ERROR`
+)
+
+// LogCheck watches a log for Window after the restart it follows and
+// fails on the first lines matching Pattern (quoted, redacted). The log is
+// a file, read from where it ended when the restart began; a systemd
+// unit's journal since then; or the output of a command (docker compose
+// logs -f, any), stopped at the end of the window.
+type LogCheck struct {
+	File    string   // absolute; or
+	Unit    string   // a systemd unit, read with journalctl; or
+	Command *Command // its output, stdout and stderr
+	Window  time.Duration
+	Pattern string // RE2
+}
 
 // Check is a verification run after a rotation and by `rekey verify`.
-// Exactly one of HTTP, TCP, Postgres, SQL, DecryptSample and Command is set,
-// as Type says.
+// Exactly one of HTTP, TCP, Postgres, SQL, DecryptSample, Command and Log
+// is set, as Type says.
 type Check struct {
 	Name     string
 	Type     string
@@ -50,6 +70,7 @@ type Check struct {
 	SQL           *SQLCheck
 	DecryptSample *DecryptSample
 	Command       *Command // its Timeout is the check's Timeout
+	Log           *LogCheck
 	// Stdin names the secret a command check reads on its standard input
 	// (never in its argv or environment): how a provider's key is tested
 	// (a request with it must succeed), and proved dead once replaced.

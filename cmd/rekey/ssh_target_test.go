@@ -215,3 +215,45 @@ type sshHostJSON struct {
 		Version int    `json:"version"`
 	} `json:"secrets"`
 }
+
+// TestLogCheckAfterRestart: a log check watches the service's log after
+// the rotation's restart; a restart that logs an ERROR fails the rotation,
+// which rolls back (exit 7) quoting the line; a quiet one passes.
+func TestLogCheckAfterRestart(t *testing.T) {
+	p := ctInitProject(t, t.TempDir(), ".env", "log-check", "JWT_SECRET="+ctRandB64(48, base64.StdEncoding)+"\nRUST_LOG=info\n")
+	ext := t.TempDir()
+	logf, mode := filepath.Join(ext, "app.log"), filepath.Join(ext, "mode")
+	if err := os.WriteFile(logf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restart := filepath.Join(ext, "restart.sh")
+	script := "#!/bin/sh\n(sleep 0.2; if [ -f '" + mode + "' ]; then echo 'ERROR cannot verify tokens: bad key'; else echo 'INFO reloaded'; fi >> '" + logf + "') &\n"
+	if err := os.WriteFile(restart, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(p.dir, "rekey.yaml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := "\nservices:\n  api: {restart: [" + restart + "], consumes: [JWT_SECRET]}\n" +
+		"checks:\n  logs: {log: {file: " + logf + ", window: 1s}}\n"
+	if err := os.WriteFile(cfg, append(raw, extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.must("config", "trust")
+	if out := p.must("rotate", "JWT_SECRET"); !strings.Contains(out, "JWT_SECRET") {
+		t.Fatalf("rotate: %s", out)
+	}
+	if err := os.WriteFile(mode, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := p.get(0)
+	r := p.run("rotate", "JWT_SECRET")
+	if r.code != 7 || !strings.Contains(r.stdout+r.stderr, "ERROR cannot verify tokens: bad key") {
+		t.Fatalf("a restart that logs an error: %v", r)
+	}
+	if p.get(0) != before {
+		t.Error("the rotation was not rolled back")
+	}
+}

@@ -39,7 +39,11 @@ Check types: http (method, url, headers, body, expect, json_field), tcp
 URL; logs in and runs SELECT 1), sql (url, query, expect; read-only),
 decrypt-sample (url, column: table.col, rows, key, codec, encoding) and
 command (exit 0; stdin: NAME gives it that secret on its standard input,
-never in argv or its environment). Each is retried (retries, backoff) within its deadline.
+never in argv or its environment) and log (file: PATH, journal: UNIT or
+command: [...], watched for window (30s): in a rotation from where the file
+or the journal stood when the restart began, in rekey verify from now; the
+first lines matching pattern (panic|FATAL|ERROR) fail it, quoted redacted;
+one attempt). Each is retried (retries, backoff) within its deadline.
 URLs, headers and bodies may reference secrets as {{ NAME }}: they are filled
 with the current values in memory; no value is ever printed. An http check
 follows no redirect (it fails naming the redirect's target host), unless

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -42,6 +43,10 @@ type wiring struct {
 	cfg *config.Config
 	env *config.Environment
 	e   *engine.Engine
+	// logStart and logOffsets are when the last restart began and where
+	// the log checks' files ended then (markLogs).
+	logStart   time.Time
+	logOffsets map[string]int64
 }
 
 // liveValues are the values the environment runs on during a rotation
@@ -81,8 +86,24 @@ func (w *wiring) consumed(keys []string) []string {
 	return out
 }
 
+// markLogs records, as a restart begins, when it began and where the
+// files of the log checks end: the checks read what follows.
+func (w *wiring) markLogs() {
+	w.logStart = time.Now()
+	w.logOffsets = map[string]int64{}
+	for _, c := range w.cfg.ChecksFor(w.env.Name) {
+		if c.Log == nil || c.Log.File == "" {
+			continue
+		}
+		if fi, err := os.Stat(c.Log.File); err == nil {
+			w.logOffsets[c.Log.File] = fi.Size()
+		}
+	}
+}
+
 // Restart implements rekey.Services.
 func (w *wiring) Restart(ctx context.Context, keys []string) error {
+	w.markLogs()
 	_, err := services.Restart(ctx, w.cfg.ServicesFor(w.env.Name), w.consumed(keys), w.serviceOptions(ctx))
 	return err
 }
@@ -106,6 +127,7 @@ func (w *wiring) Stop(ctx context.Context, keys []string) error {
 
 // Start implements rekey.Services.
 func (w *wiring) Start(ctx context.Context, keys []string) error {
+	w.markLogs()
 	svcs := services.Affected(w.cfg.ServicesFor(w.env.Name), w.consumed(keys), w.cfg.DerivedFor(w.env.Name))
 	o := w.serviceOptions(ctx)
 	for _, s := range svcs {
@@ -135,6 +157,7 @@ func (w *wiring) Run(ctx context.Context) error {
 	}
 	defer wipeAll(prev)
 	opts := verify.Options{Dir: w.cfg.Dir, Env: w.s.Environ(), Redact: vals.Redact, Opener: w.s.opener(), Postgres: postgres.URLDialer{}, Previous: prev,
+		LogStart: w.logStart, LogOffsets: w.logOffsets,
 		OnResult: func(r verify.Result) {
 			if r.OK {
 				w.say("check %s: ok (%d attempts)", r.Name, r.Attempts)

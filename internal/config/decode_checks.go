@@ -2,8 +2,10 @@ package config
 
 import (
 	"net"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -31,6 +33,7 @@ import (
 //	  pii:
 //	    decrypt-sample: {url: DATABASE_URL, column: patients.email, rows: 10, key: ENCRYPTION_KEY, codec: aes-256-gcm, encoding: base64}
 //	  smoke: {command: [./scripts/smoke-test]}
+//	  logs: {log: {journal: atlas.service, window: 30s, pattern: "panic|FATAL|ERROR"}}
 //	  provider:                             # the key on stdin, never in argv or the environment
 //	    command: [sh, -c, 'curl -sf -H "Authorization: Bearer $(cat)" https://api.example.com/v1/me']
 //	    stdin: STRIPE_KEY
@@ -66,6 +69,7 @@ func (d *decoder) check1(key, v *yaml.Node) (rekey.Check, bool) {
 					c.Command = &cmd
 				}
 			}),
+			typed(rekey.CheckLog, func(v *yaml.Node) { c.Log = d.logCheck(v, what) }),
 			{"retries", d.intIn(&c.Retries, "retries of "+what, "retries: 3", 0, 100, "retries counts the attempts after the first: 0 to 100")},
 			{"backoff", func(k, v *yaml.Node) {
 				if t, ok := d.duration(v, "backoff of "+what); ok && t > 0 {
@@ -123,7 +127,69 @@ func (d *decoder) check1(key, v *yaml.Node) (rekey.Check, bool) {
 	if c.Command != nil {
 		c.Command.Timeout = c.Timeout
 	}
-	return c, c.HTTP != nil || c.TCP != nil || c.Postgres != nil || c.SQL != nil || c.DecryptSample != nil || c.Command != nil
+	if c.Log != nil {
+		// One watch of the whole window: a matched line is final, and the
+		// attempt and the deadline cover the window.
+		c.Retries = 0
+		c.Timeout = max(c.Timeout, c.Log.Window+5*time.Second)
+		c.Deadline = max(c.Deadline, c.Timeout)
+	}
+	return c, c.HTTP != nil || c.TCP != nil || c.Postgres != nil || c.SQL != nil || c.DecryptSample != nil || c.Command != nil || c.Log != nil
+}
+
+// logCheck reads log: {file: PATH | command: [...] | journal: UNIT,
+// window: 30s, pattern: RE2}.
+func (d *decoder) logCheck(v *yaml.Node, check string) *rekey.LogCheck {
+	l := &rekey.LogCheck{Window: rekey.DefaultLogWindow, Pattern: rekey.DefaultLogPattern}
+	what := "log of " + check
+	var sources []*yaml.Node
+	_, ok := d.decode(v, section{
+		what: what,
+		fields: []field{
+			{"file", func(k, v *yaml.Node) { sources = append(sources, k); d.path(v, "file of "+what, &l.File) }},
+			{"command", func(k, v *yaml.Node) {
+				sources = append(sources, k)
+				if c, ok := d.command(v, "command of "+what, false); ok {
+					l.Command = &c
+				}
+			}},
+			{"journal", func(k, v *yaml.Node) {
+				sources = append(sources, k)
+				if unit, ok := d.word(v, "journal of "+what, "journal: atlas.service"); ok {
+					l.Unit = unit
+				}
+			}},
+			{"window", func(k, v *yaml.Node) {
+				if t, ok := d.duration(v, "window of "+what); ok && t > 0 {
+					l.Window = t
+				}
+			}},
+			{"pattern", func(k, v *yaml.Node) {
+				if v.Kind != yaml.ScalarNode || v.Value == "" {
+					d.fail(v, `write a regular expression, e.g. pattern: "panic|FATAL|ERROR"`, "pattern of %s must be a regular expression", what)
+					return
+				}
+				if _, err := regexp.Compile(v.Value); err != nil {
+					d.fail(v, "fix the expression (Go's RE2 syntax: no lookbehind or backreferences)", "pattern of %s does not compile: %v", what, err)
+					return
+				}
+				l.Pattern = v.Value
+			}},
+		},
+	})
+	switch {
+	case !ok:
+		return nil
+	case len(sources) == 0:
+		d.missing(v, v, "add file: /var/log/atlas.log, command: [...] or journal: atlas.service", "%s says no log to watch", what)
+		return nil
+	case len(sources) > 1:
+		d.fail(sources[1], "watch one log per check: split it into two checks", "%s has both %s and %s", what, sources[0].Value, sources[1].Value)
+		return nil
+	case l.File == "" && l.Unit == "" && l.Command == nil:
+		return nil
+	}
+	return l
 }
 
 // template reads a check template whose references must be secrets or

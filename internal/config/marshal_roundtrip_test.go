@@ -39,6 +39,16 @@ func everyField(t *testing.T, dir string) *Config {
 	smoke := check("smoke")
 	c := cmd(7*time.Second, "./scripts/smoke", "--fast")
 	smoke.Type, smoke.Command, smoke.Stdin = rekey.CheckCommand, &c, "SMOKE_PASSWORD"
+	logs := check("logs")
+	logs.Type, logs.Log = rekey.CheckLog, &rekey.LogCheck{File: "/var/log/atlas.log", Window: 45 * time.Second, Pattern: "panic|FATAL"}
+	logs.Retries, logs.Timeout, logs.Deadline = 0, 50*time.Second, 50*time.Second
+	journal := check("journal")
+	jc := cmd(0, "journalctl", "--follow", "--unit", "atlas")
+	journal.Type, journal.Log = rekey.CheckLog, &rekey.LogCheck{Command: &jc, Window: rekey.DefaultLogWindow, Pattern: rekey.DefaultLogPattern}
+	unit := check("unit")
+	unit.Type, unit.Log = rekey.CheckLog, &rekey.LogCheck{Unit: "atlas.service", Window: rekey.DefaultLogWindow, Pattern: rekey.DefaultLogPattern}
+	unit.Retries, unit.Timeout, unit.Deadline = 0, 35*time.Second, rekey.DefaultCheckDeadline
+	journal.Retries, journal.Timeout, journal.Deadline = 0, 35*time.Second, rekey.DefaultCheckDeadline
 	shell := check("shell")
 	sh := rekey.Command{Shell: "curl -fsS localhost:8080 >/dev/null", Timeout: 7 * time.Second}
 	shell.Type, shell.Command = rekey.CheckCommand, &sh
@@ -79,7 +89,7 @@ func everyField(t *testing.T, dir string) *Config {
 				Consumes: []string{"JWT_SECRET", "DATABASE_URL"}, Order: 2, Environments: []string{"production"}},
 			{Name: "web", Restart: rekey.Command{Shell: "./bin/web restart", Timeout: rekey.DefaultServiceTimeout}, ConsumesAll: true, Order: -1},
 		},
-		Checks: []rekey.Check{httpCheck, tcp, pg, sql, ds, smoke, shell},
+		Checks: []rekey.Check{httpCheck, tcp, pg, sql, ds, smoke, shell, logs, journal, unit},
 		Notify: Notify{
 			Channels: []NotifyChannel{
 				{Name: "hook", Type: ChannelWebhook, URL: "https://ops.example.com/rekey", Secret: "SMOKE_PASSWORD", Timeout: 5 * time.Second},

@@ -147,6 +147,22 @@ func checkTypeNode(k rekey.Check) (string, *yaml.Node) {
 		return rekey.CheckDecryptSample, t.Node
 	case k.Command != nil:
 		return rekey.CheckCommand, commandNode(*k.Command)
+	case k.Log != nil:
+		switch {
+		case k.Log.File != "":
+			add("file", k.Log.File)
+		case k.Log.Unit != "":
+			add("journal", k.Log.Unit)
+		default:
+			t.add("command", commandNode(*k.Log.Command))
+		}
+		if k.Log.Window != rekey.DefaultLogWindow {
+			add("window", rekey.FormatDuration(k.Log.Window))
+		}
+		if k.Log.Pattern != rekey.DefaultLogPattern {
+			add("pattern", k.Log.Pattern)
+		}
+		return rekey.CheckLog, t.Node
 	}
 	return "", nil
 }

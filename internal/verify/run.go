@@ -225,6 +225,8 @@ func (r *checkRun) once(ctx context.Context) (string, *attemptErr) {
 		return r.decryptSample(ctx, c.DecryptSample)
 	case c.Command != nil:
 		return r.command(ctx, *c.Command)
+	case c.Log != nil:
+		return r.log(ctx, c.Log)
 	}
 	return "", &attemptErr{msg: "check has no type", hint: "give it one of " + strings.Join(rekey.CheckTypes, ", "), final: true}
 }

@@ -64,6 +64,11 @@ type Options struct {
 	// value that opens with it passes, and the result says how many did.
 	// Run never wipes them: the caller does.
 	Previous map[string]rekey.Value
+	// LogStart is when the restart the log checks follow began (zero: now);
+	// LogOffsets, the size of each log check's file then: the check reads
+	// from there, so a line logged before it started is not missed.
+	LogStart   time.Time
+	LogOffsets map[string]int64
 	// Dir and Env are the working directory (the project folder) and the
 	// environment (nil: rekey's own) of command checks.
 	Dir string
