@@ -257,3 +257,69 @@ func TestLogCheckAfterRestart(t *testing.T) {
 		t.Error("the rotation was not rolled back")
 	}
 }
+
+// TestCommandTarget: a secret manager updated through its CLI (type:
+// command; a stand-in storing a JSON document). A rotation publishes to
+// the .env and to the manager; a manager that refuses the write fails the
+// rotation, which rolls back: the .env and the manager hold the current
+// value again, and no value is in any output.
+func TestCommandTarget(t *testing.T) {
+	v1 := ctRandB64(48, base64.StdEncoding)
+	p := ctInitProject(t, t.TempDir(), ".env", "cmd-target", "JWT_SECRET="+v1+"\nRUST_LOG=info\n")
+	ext := t.TempDir()
+	store := filepath.Join(ext, "store.json")
+	if err := os.WriteFile(store, []byte(`{"JWT_SECRET":"`+v1+`","OTHER":"kept"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sm := filepath.Join(ext, "sm")
+	script := "#!/bin/sh\ncase \"$1\" in\nread) cat '" + store + "' ;;\nwrite) if [ -n \"$SM_DOWN\" ]; then echo 'error: 503 service unavailable' >&2; exit 2; fi; cat > '" + store + ".tmp' && mv '" + store + ".tmp' '" + store + "' ;;\nesac\n"
+	if err := os.WriteFile(sm, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(p.dir, "rekey.yaml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := "      app: {type: dotenv, path: .env}\n"
+	withSM := local + "      vault: {type: command, read: [" + sm + ", read], write: [" + sm + ", write]}\n"
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(raw), local, withSM, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.must("config", "trust")
+	var outputs []string
+	stored := func() map[string]string {
+		var doc map[string]string
+		b, _ := os.ReadFile(store)
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("store: %v", err)
+		}
+		return doc
+	}
+	r := p.run("rotate", "JWT_SECRET")
+	outputs = append(outputs, r.stdout, r.stderr)
+	if r.code != 0 {
+		t.Fatalf("rotate: %v", r)
+	}
+	v2 := p.get(2)
+	if doc := stored(); doc["JWT_SECRET"] != v2 || doc["OTHER"] != "kept" {
+		t.Fatalf("the manager after the rotation: %v", doc)
+	}
+	r = p.runEnv([]string{"SM_DOWN=1"}, "rotate", "JWT_SECRET")
+	outputs = append(outputs, r.stdout, r.stderr)
+	if r.code == 0 || !strings.Contains(r.stderr, "target vault: the write command") || !strings.Contains(r.stderr, "503 service unavailable") {
+		t.Fatalf("a manager refusing the write: %v", r)
+	}
+	if p.get(0) != v2 || stored()["JWT_SECRET"] != v2 {
+		t.Error("after the failed rotation, the store or the manager is not on v2")
+	}
+	if v, _ := ctEnvValue(p.readEnv(), "JWT_SECRET"); v != v2 {
+		t.Error("the .env was not restored to v2")
+	}
+	all := strings.Join(outputs, "\n")
+	for _, v := range []string{v1, v2} {
+		if strings.Contains(all, v) {
+			t.Fatal("a value in an output")
+		}
+	}
+}

@@ -301,8 +301,12 @@ func loadEnvFiles(cfg *config.Config, env *config.Environment) ([]loadedEnvFile,
 	var out []loadedEnvFile
 	var notes []string
 	for _, t := range env.Targets {
-		if t.Remote() {
-			notes = append(notes, "target "+t.Name+" is on "+t.Host+": the command gets the managed values, not that file's other keys")
+		if !t.File() {
+			where := "is on " + t.Host
+			if !t.Remote() {
+				where = "is a secret manager (type: command)"
+			}
+			notes = append(notes, "target "+t.Name+" "+where+": the command gets the managed values, not that target's other keys")
 			continue
 		}
 		tg := envfile.New(t.Name, t.Path, cfg.Dir, nil)

@@ -248,7 +248,7 @@ func scanWhere(ctx context.Context, cfg *config.Config, dir string, m *scan.Matc
 	if cfg != nil {
 		for _, env := range cfg.Environments {
 			for _, t := range env.Targets {
-				if !t.Remote() { // a path on another machine names no file here
+				if t.File() { // a path on another machine names no file here
 					targets[t.Path] = true
 				}
 			}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rekeyhq/rekey"
+	"github.com/rekeyhq/rekey/internal/cmdtarget"
 	"github.com/rekeyhq/rekey/internal/config"
 	"github.com/rekeyhq/rekey/internal/engine"
 	"github.com/rekeyhq/rekey/internal/envfile"
@@ -348,9 +349,12 @@ func (s *Session) Engine(cfg *config.Config, st rekey.Store, env *config.Environ
 	s.wire(e, cfg, env)
 	e.Notify = s.rotationNotifier(cfg, env.Name) // rotation events to the outbox (outbox_events.go)
 	for _, t := range env.Targets {
-		if t.Remote() {
+		switch {
+		case t.Remote():
 			e.Targets[t.Name] = sshhost.NewTarget(t.Name, s.sshHost(t), t.Path)
-		} else {
+		case t.Type == config.TargetCommand:
+			e.Targets[t.Name] = cmdtarget.New(t.Name, t.Read, t.Write, t.Format, cfg.Dir, s.Environ())
+		default:
 			e.Targets[t.Name] = envfile.New(t.Name, t.Path, cfg.Dir, s.Opts.Warn)
 		}
 		e.TargetOrder = append(e.TargetOrder, t.Name)

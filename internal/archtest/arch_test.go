@@ -34,6 +34,7 @@ var layers = map[string]string{
 	"internal/reencrypt": "adapter", "internal/services": "adapter", "internal/verify": "adapter",
 	"internal/scan": "adapter", "internal/report": "adapter", "internal/envfile": "adapter",
 	"internal/notify": "adapter", "internal/sshhost": "adapter",
+	"internal/cmdtarget": "adapter",
 
 	"internal/engine": "engine",
 

@@ -43,10 +43,12 @@ const (
 	TargetDotenv = "dotenv"
 	// TargetSSH is a .env on another machine, reached with the system ssh.
 	TargetSSH = "ssh"
+	// TargetCommand is a secret manager updated through its CLI.
+	TargetCommand = "command"
 )
 
 // TargetTypes lists the valid target types.
-var TargetTypes = []string{TargetDotenv, TargetSSH}
+var TargetTypes = []string{TargetDotenv, TargetSSH, TargetCommand}
 
 // The postgres settings.
 var (
@@ -116,11 +118,18 @@ type Target struct {
 	// Host is the ssh destination of an ssh target: user@host[:port] or an
 	// alias of the user's OpenSSH config.
 	Host string
-	Line int
+	// Read and Write are a command target's commands (argv); Format is the
+	// document they exchange: "json" (default) or "env".
+	Read, Write []string
+	Format      string
+	Line        int
 }
 
 // Remote reports whether the target is on another machine.
 func (t Target) Remote() bool { return t.Type == TargetSSH }
+
+// File reports whether the target is a .env file on this machine.
+func (t Target) File() bool { return t.Type == TargetDotenv || t.Type == "" }
 
 // Load reads and parses the rekey.yaml at path.
 func Load(path string) (*Config, error) {

@@ -353,3 +353,37 @@ func TestFindNotFound(t *testing.T) {
 		t.Errorf("message = %q", err.Error())
 	}
 }
+
+// TestCommandTargetRecipes: the README's secret-manager recipes parse as
+// written (the argv rekey runs, no shell added).
+func TestCommandTargetRecipes(t *testing.T) {
+	text := `version: 1
+environments:
+  production:
+    targets:
+      vault:
+        type: command
+        read: [sh, -c, "vault kv get -mount=secret -format=json atlas | jq .data.data"]
+        write: [vault, kv, put, -mount=secret, atlas, "@/dev/stdin"]
+      aws:
+        type: command
+        read: [aws, secretsmanager, get-secret-value, --secret-id, atlas/production, --query, SecretString, --output, text]
+        write: [aws, secretsmanager, put-secret-value, --secret-id, atlas/production, --secret-string, "file:///dev/stdin"]
+      k8s:
+        type: command
+        read: [sh, -c, "kubectl get secret atlas -o json | jq '.data | map_values(@base64d)'"]
+        write: [sh, -c, "jq '{apiVersion: \"v1\", kind: \"Secret\", metadata: {name: \"atlas\"}, stringData: .}' | kubectl apply -f -"]
+secrets:
+  JWT_SECRET:
+    kind: generated
+    generator: {bytes: 32, encoding: base64}
+`
+	cfg, err := Parse(filepath.Join(t.TempDir(), FileName), []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := cfg.Environment("production")
+	if len(e.Targets) != 3 || e.Targets[0].Write[len(e.Targets[0].Write)-1] != "@/dev/stdin" || e.Targets[2].Read[0] != "sh" || e.Targets[1].Format != "json" {
+		t.Fatalf("targets: %+v", e.Targets)
+	}
+}

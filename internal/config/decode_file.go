@@ -206,6 +206,7 @@ func (d *decoder) target(k, v *yaml.Node, env string) Target {
 	what := label("target", name) + " of " + env
 	p := ".env"
 	var hostKey, pathVal *yaml.Node
+	var cmdKeys []*yaml.Node
 	d.decode(v, section{
 		what: what,
 		fields: []field{
@@ -221,8 +222,32 @@ func (d *decoder) target(k, v *yaml.Node, env string) Target {
 					t.Host = h
 				}
 			}},
+			{"read", func(k, v *yaml.Node) {
+				cmdKeys = append(cmdKeys, k)
+				if c, ok := d.command(v, "read of "+what, false); ok {
+					t.Read = c.Args()
+				}
+			}},
+			{"write", func(k, v *yaml.Node) {
+				cmdKeys = append(cmdKeys, k)
+				if c, ok := d.command(v, "write of "+what, false); ok {
+					t.Write = c.Args()
+				}
+			}},
+			{"format", func(k, v *yaml.Node) {
+				cmdKeys = append(cmdKeys, k)
+				if f, ok := d.enum(v, "format of "+what, []string{"json", "env"}); ok {
+					t.Format = f
+				}
+			}},
 		},
 	})
+	if t.Type == TargetCommand {
+		return d.commandTarget(k, v, t, what, hostKey, pathVal)
+	}
+	if len(cmdKeys) > 0 {
+		d.fail(cmdKeys[0], "read:, write: and format: are for type: command (a secret manager's CLI)", "%s has %s but is not of type command", what, cmdKeys[0].Value)
+	}
 	if t.Type != TargetSSH {
 		if hostKey != nil {
 			d.fail(hostKey, "host: is for type: ssh (a .env on another machine)", "%s has a host but is not of type ssh", what)
@@ -251,6 +276,25 @@ func (d *decoder) target(k, v *yaml.Node, env string) Target {
 		d.fail(pathVal, "write the .env's absolute path on the host, e.g. path: /srv/app/.env", "path of %s must be an absolute path on the host", what)
 	default:
 		t.Path = pathVal.Value
+	}
+	return t
+}
+
+// commandTarget completes a target of type command: a read and a write
+// command, no path or host.
+func (d *decoder) commandTarget(k, v *yaml.Node, t Target, what string, hostKey, pathVal *yaml.Node) Target {
+	switch {
+	case hostKey != nil:
+		d.fail(hostKey, "host: is for type: ssh", "%s is of type command: it has no host", what)
+	case pathVal != nil:
+		d.fail(pathVal, "path: is for a .env target; a command target has read: and write:", "%s is of type command: it has no path", what)
+	case len(t.Read) == 0:
+		d.missing(k, v, "add read: [the CLI, printing the stored JSON object] (rekey reads back what it writes, and detects drift)", "%s has no read command", what)
+	case len(t.Write) == 0:
+		d.missing(k, v, "add write: [the CLI, reading the whole document on stdin]", "%s has no write command", what)
+	}
+	if t.Format == "" {
+		t.Format = "json"
 	}
 	return t
 }

@@ -168,10 +168,15 @@ func (m *marshaler) environments(es []Environment) (*mapNode, error) {
 				typ = TargetDotenv
 			}
 			tm.add("type", strNode(typ))
-			if t.Remote() {
+			switch {
+			case t.Remote():
 				tm.add("host", strNode(t.Host))
 				tm.add("path", strNode(t.Path))
-			} else {
+			case t.Type == TargetCommand:
+				tm.add("read", flowList(t.Read))
+				tm.add("write", flowList(t.Write))
+				tm.add("format", strNode(t.Format))
+			default:
 				tm.add("path", strNode(m.rel(t.Path)))
 			}
 			targets.add(t.Name, tm)

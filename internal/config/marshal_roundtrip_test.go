@@ -57,7 +57,8 @@ func everyField(t *testing.T, dir string) *Config {
 		Store: Store{Path: filepath.Join(dir, "state", "rekey.db"), MasterKey: "file:/etc/rekey/master.key", KeepVersions: 4},
 		Environments: []Environment{
 			{Name: "production", Targets: []Target{{Name: "app", Type: TargetDotenv, Path: filepath.Join(dir, ".env")}, {Name: "worker", Type: TargetDotenv, Path: "/srv/worker.env"},
-				{Name: "web1", Type: TargetSSH, Host: "deploy@web1.example.com:2222", Path: "/srv/app/.env"}},
+				{Name: "web1", Type: TargetSSH, Host: "deploy@web1.example.com:2222", Path: "/srv/app/.env"},
+				{Name: "vault", Type: TargetCommand, Read: []string{"./vault-read", "atlas"}, Write: []string{"./vault-write", "atlas"}, Format: "env"}},
 				Derived: []rekey.Derived{{Name: "DATABASE_URL", Template: tm("postgres://app:{{ DATABASE_PASSWORD | urlquery }}@db.prod/atlas")}}},
 			{Name: "staging", Targets: []Target{{Name: "app", Type: TargetDotenv, Path: filepath.Join(dir, ".env.staging")}}},
 		},
