@@ -211,12 +211,16 @@ func pendingDataKeys(ctx context.Context, st rekey.Store, cfg *config.Config, en
 // publishes as NAME_PREVIOUS: the application reads rows under it, so a
 // decrypt-sample check accepts them. Once NAME_PREVIOUS is removed, such a
 // row fails the check, as it fails the application.
-func publishedPrevious(ctx context.Context, st rekey.Store, cfg *config.Config, env string, targets map[string]rekey.Target) (map[string]rekey.Value, error) {
+func publishedPrevious(ctx context.Context, st rekey.Store, cfg *config.Config, env string, targetsOf func() map[string]rekey.Target) (map[string]rekey.Value, error) {
 	cand, err := pendingDataKeys(ctx, st, cfg, env)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]rekey.Value{}
+	if len(cand) == 0 {
+		return out, nil // the common case: no target is read
+	}
+	targets := targetsOf()
 	for name, v := range cand {
 		sp, _ := cfg.Secret(name)
 		if publishes(ctx, targets, sp, sp.PreviousKey(), v) {

@@ -45,7 +45,7 @@ func (s *Session) Verify(ctx context.Context, names []string, onResult func(veri
 		return checks, nil, err
 	}
 	defer vals.Wipe()
-	prev, err := publishedPrevious(ctx, st, cfg, env.Name, s.Engine(cfg, st, env).Targets)
+	prev, err := publishedPrevious(ctx, st, cfg, env.Name, func() map[string]rekey.Target { return s.Engine(cfg, st, env).Targets })
 	if err != nil {
 		return checks, nil, err
 	}

@@ -151,7 +151,7 @@ func (w *wiring) Run(ctx context.Context) error {
 		return err
 	}
 	defer vals.Wipe()
-	prev, err := publishedPrevious(ctx, w.e.Store, w.cfg, w.env.Name, w.e.Targets)
+	prev, err := publishedPrevious(ctx, w.e.Store, w.cfg, w.env.Name, func() map[string]rekey.Target { return w.e.Targets })
 	if err != nil {
 		return err
 	}
